@@ -1,0 +1,108 @@
+/**
+ * API errors shared by the S3, K2V and admin APIs. The code list is the single source of truth for
+ * HTTP statuses; each API renders an {@link ApiError} in its own format (XML for S3, JSON for
+ * K2V and admin). Port of garage_api_common::common_error and garage_api_s3::error.
+ */
+import { type GarageError, isGarageError, ModelError, type ModelErrorCode } from '../../util/errors.ts'
+
+export const API_ERROR_STATUS = {
+  AccessDenied: 403,
+  AuthorizationHeaderMalformed: 400,
+  BadDigest: 400,
+  BucketAlreadyExists: 409,
+  BucketAlreadyOwnedByYou: 409,
+  BucketNotEmpty: 409,
+  EntityTooLarge: 400,
+  EntityTooSmall: 400,
+  ExpiredToken: 400,
+  IncompleteBody: 400,
+  InternalError: 500,
+  InvalidAccessKeyId: 403,
+  InvalidArgument: 400,
+  InvalidBucketName: 400,
+  InvalidDigest: 400,
+  InvalidEncryptionAlgorithmError: 400,
+  InvalidPart: 400,
+  InvalidPartOrder: 400,
+  InvalidRange: 416,
+  InvalidRequest: 400,
+  InvalidStorageClass: 400,
+  KeyTooLongError: 400,
+  MalformedXML: 400,
+  MetadataTooLarge: 400,
+  MethodNotAllowed: 405,
+  MissingContentLength: 411,
+  MissingSecurityHeader: 400,
+  NoSuchBucket: 404,
+  NoSuchCORSConfiguration: 404,
+  NoSuchKey: 404,
+  NoSuchLifecycleConfiguration: 404,
+  NoSuchUpload: 404,
+  NoSuchWebsiteConfiguration: 404,
+  NotImplemented: 501,
+  NotModified: 304,
+  PreconditionFailed: 412,
+  QuotaExceeded: 403,
+  RequestTimeTooSkewed: 403,
+  RequestTimeout: 400,
+  ServiceUnavailable: 503,
+  SignatureDoesNotMatch: 403,
+  SlowDown: 503,
+  XAmzContentSHA256Mismatch: 400,
+  InvalidLocationConstraint: 400,
+  IllegalLocationConstraintException: 400,
+  UnexpectedContent: 400,
+  InvalidTag: 400,
+} as const satisfies Record<string, number>
+
+export type ApiErrorCode = keyof typeof API_ERROR_STATUS
+
+/** An error answered to an API client with its S3-style code and HTTP status. */
+export class ApiError extends Error {
+  override name = 'ApiError'
+  readonly code: ApiErrorCode
+  readonly status: number
+  /** Extra response headers (for instance `x-amz-bucket-region`). */
+  readonly headers: Record<string, string>
+  /** Extra fields rendered in the error body (for instance the expected region). */
+  readonly extra: Record<string, string>
+  constructor(
+    code: ApiErrorCode,
+    message: string,
+    options?: ErrorOptions & { headers?: Record<string, string>; extra?: Record<string, string> },
+  ) {
+    super(message, options)
+    this.code = code
+    this.status = API_ERROR_STATUS[code]
+    this.headers = options?.headers ?? {}
+    this.extra = options?.extra ?? {}
+  }
+}
+
+const MODEL_TO_API: Record<ModelErrorCode, ApiErrorCode> = {
+  NoSuchBucket: 'NoSuchBucket',
+  NoSuchKey: 'NoSuchKey',
+  NoSuchAccessKey: 'InvalidAccessKeyId',
+  NoSuchUpload: 'NoSuchUpload',
+  InvalidBucketName: 'InvalidBucketName',
+  BucketAlreadyExists: 'BucketAlreadyExists',
+  BucketNotEmpty: 'BucketNotEmpty',
+  BadRequest: 'InvalidRequest',
+  Forbidden: 'AccessDenied',
+}
+
+const UNAVAILABLE = new Set<string>(['GARAGE_ERR_QUORUM', 'GARAGE_ERR_TIMEOUT', 'GARAGE_ERR_REMOTE'])
+
+/**
+ * Converts anything thrown by a handler into the error sent to the client. Model refusals map to
+ * their API code; quorum, timeout and remote failures become 503; everything else is a 500 whose
+ * real cause the server logs (the client sees a generic message).
+ */
+export function toApiError(err: unknown): ApiError {
+  if (err instanceof ApiError) return err
+  if (err instanceof ModelError) return new ApiError(MODEL_TO_API[err.modelCode], err.message, { cause: err })
+  if (isGarageError(err) && UNAVAILABLE.has((err as GarageError).code)) {
+    return new ApiError('ServiceUnavailable', 'Service unavailable, please retry', { cause: err })
+  }
+  return new ApiError('InternalError', 'Internal error, please retry', { cause: err })
+}

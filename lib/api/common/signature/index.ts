@@ -1,0 +1,35 @@
+/**
+ * AWS Signature V4 verification and request-body checks, shared by the S3 and K2V APIs.
+ * Port of garage_api_common::signature.
+ * @internal
+ */
+export {
+  type Authenticated,
+  canonicalHeaders,
+  canonicalQueryString,
+  canonicalRequest,
+  canonicalUri,
+  type RequestHead,
+  signingKey,
+  stringToSign,
+  type VerifyOptions,
+  verifyRequest,
+} from './sigv4.ts'
+export {
+  type ChecksumCheck,
+  type ChecksumCheckOptions,
+  type ChecksumResult,
+  checksumCheck,
+  type RequestBodyOptions,
+  type RequestBodyStages,
+  requestBodyStages,
+  sha256Check,
+} from './body.ts'
+export {
+  type ChecksumAlgorithm,
+  Checksummer,
+  checksumHeaderName,
+  parseChecksumHeaders,
+  type RequestChecksums,
+} from './checksum.ts'
+export { type AwsChunkedDecoder, type AwsChunkedMode, type AwsChunkedOptions, awsChunkedDecoder } from './streaming.ts'

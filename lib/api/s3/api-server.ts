@@ -1,0 +1,197 @@
+/**
+ * The S3 API (port of garage_api_s3::api_server): routes a request to one typed endpoint,
+ * authenticates it, resolves its bucket and checks the key's permission, then dispatches to the
+ * handler of its area. Errors are rendered as S3 XML.
+ */
+import type { IncomingMessage } from 'node:http'
+import { type PassThrough, pipeline, type Readable } from 'node:stream'
+import type { Garage } from '../../model/garage.ts'
+import type { ExistingKey } from '../../model/helper/key.ts'
+import { crdtMapGet } from '../../util/crdt/crdt.ts'
+import { toHex } from '../../util/data.ts'
+import { unreachable } from '../../util/errors.ts'
+import type { Logger } from '../../util/logger.ts'
+import { ApiError } from '../common/errors.ts'
+import type { ApiHandler, ApiResponse, RequestContext } from '../common/server.ts'
+import { requestBodyStages } from '../common/signature/body.ts'
+import { verifyRequest } from '../common/signature/sigv4.ts'
+import {
+  handleCreateBucket,
+  handleDeleteBucket,
+  handleGetBucketLocation,
+  handleGetBucketVersioning,
+  handleListBuckets,
+} from './bucket.ts'
+import type { BucketCtx, S3Settings } from './context.ts'
+import { handleDeleteObject, handleDeleteObjects } from './delete.ts'
+import { handleGetObject } from './get.ts'
+import { handleListObjectsV1, handleListObjectsV2 } from './list.ts'
+import { handlePutObject } from './put.ts'
+import { authorizationType, type Endpoint, parseBucketAndKey, parseEndpoint } from './router.ts'
+import { renderXml } from './xml.ts'
+
+export class S3ApiServer implements ApiHandler {
+  readonly name = 's3'
+  readonly #garage: Garage
+  readonly #settings: S3Settings
+  readonly #log: Logger
+  constructor(garage: Garage, settings: S3Settings, log: Logger) {
+    this.#garage = garage
+    this.#settings = settings
+    this.#log = log
+  }
+
+  async handle(req: IncomingMessage, request: RequestContext): Promise<ApiResponse> {
+    const garage = this.#garage
+    const rawUrl = req.url ?? '/'
+    const q = rawUrl.indexOf('?')
+    const rawPath = q < 0 ? rawUrl : rawUrl.slice(0, q)
+    const rawQuery = q < 0 ? '' : rawUrl.slice(q + 1)
+    const method = (req.method ?? 'GET').toUpperCase()
+    const { bucket, key } = parseBucketAndKey({ host: req.headers.host, rawPath, rootDomain: this.#settings.rootDomain })
+    const query = new URLSearchParams(rawQuery)
+    const ep = parseEndpoint({ method, bucket, key, query, headers: req.headers })
+
+    if (ep.kind === 'Options') {
+      throw new ApiError('AccessDenied', 'CORSResponse: This CORS request is not allowed.')
+    }
+    if (ep.kind === 'PostObject') throw notImplemented(ep.kind)
+
+    const auth = verifyRequest(
+      { method, rawPath, rawQuery, headers: req.headers },
+      {
+        region: this.#settings.region,
+        service: 's3',
+        lookupSecret: (id) => garage.keys.getLocal(id)?.state.value.secret,
+      },
+    )
+    if (auth === undefined) throw new ApiError('AccessDenied', 'Anonymous access is not supported')
+    const apiKey = garage.keys.getLocal(auth.accessKeyId)
+    if (apiKey === undefined)
+      throw new ApiError('InvalidAccessKeyId', 'The access key ID you provided does not exist in our records.')
+    const expiration = apiKey.state.value.expiration.v
+    if (expiration !== null && expiration <= Date.now()) throw new ApiError('AccessDenied', 'The access key has expired')
+
+    const stages = requestBodyStages(req.headers, auth, { computeMd5: true })
+    // Consumers await `result`; this handler only keeps an early failure from going unhandled.
+    stages.result.catch(() => {})
+    const body: Readable =
+      stages.stages.length === 0
+        ? req
+        : (pipeline(req, ...(stages.stages as [PassThrough]), (err) => {
+            if (err) this.#log.debug(`request body failed: ${err.message}`)
+          }) as Readable)
+
+    if (ep.kind === 'ListBuckets') return handleListBuckets(garage, apiKey)
+    if (ep.kind === 'CreateBucket') {
+      return handleCreateBucket(garage, this.#settings.region, apiKey, ep.bucket, body, stages.result)
+    }
+    const bucketName = ep.bucket
+    const bucketId = garage.buckets.resolveLocal(bucketName, apiKey)
+    if (bucketId === undefined) throw new ApiError('NoSuchBucket', 'The specified bucket does not exist')
+    const bucketEntry = garage.bucketTable.data.read(new Uint8Array(0), bucketId)
+    if (bucketEntry === undefined || bucketEntry.state.deleted) {
+      throw new ApiError('NoSuchBucket', 'The specified bucket does not exist')
+    }
+    checkPermission(apiKey, toHex(bucketId), authorizationType(ep))
+
+    const ctx: BucketCtx = {
+      garage,
+      settings: this.#settings,
+      req,
+      request,
+      log: this.#log,
+      apiKey,
+      bucketId,
+      bucketName,
+      bucketParams: bucketEntry.state.value,
+      body,
+      bodyResult: stages.result,
+      contentEncoding: stages.contentEncoding,
+    }
+    try {
+      return await this.#dispatch(ctx, ep, query)
+    } catch (err) {
+      throw mapBodyError(err)
+    }
+  }
+
+  async #dispatch(ctx: BucketCtx, ep: Endpoint, query: URLSearchParams): Promise<ApiResponse> {
+    const g = ctx.garage
+    const owner = { id: ctx.apiKey.id, displayName: ctx.apiKey.state.value.name.v }
+    switch (ep.kind) {
+      case 'HeadBucket':
+        return { status: 200, headers: { 'x-amz-bucket-region': this.#settings.region } }
+      case 'DeleteBucket':
+        return handleDeleteBucket(g, ctx.apiKey, ctx.bucketId, ctx.bucketName)
+      case 'GetBucketLocation':
+        return handleGetBucketLocation(this.#settings.region)
+      case 'GetBucketVersioning':
+        return handleGetBucketVersioning()
+      case 'ListObjects':
+        return handleListObjectsV1(g, ctx.bucketId, ctx.bucketName, ep, owner)
+      case 'ListObjectsV2':
+        return handleListObjectsV2(g, ctx.bucketId, ctx.bucketName, ep, owner)
+      case 'PutObject':
+        return handlePutObject(ctx, ep.key)
+      case 'GetObject':
+      case 'HeadObject':
+        return handleGetObject(g, ctx.req.headers, ctx.bucketId, ep.key, {
+          head: ep.kind === 'HeadObject',
+          query,
+          partNumber: ep.partNumber,
+        })
+      case 'DeleteObject':
+        return handleDeleteObject(g, ctx.bucketId, ep.key)
+      case 'DeleteObjects':
+        return handleDeleteObjects(g, ctx.bucketId, ctx.body, ctx.bodyResult)
+      default:
+        throw notImplemented(ep.kind)
+    }
+  }
+
+  renderError(err: ApiError, req: IncomingMessage, ctx: RequestContext): ApiResponse {
+    const resource = (req.url ?? '/').split('?')[0] ?? '/'
+    const xml = renderXml(
+      'Error',
+      {
+        Code: err.code,
+        Message: err.message,
+        ...err.extra,
+        Resource: resource,
+        Region: this.#settings.region,
+        RequestId: ctx.requestId,
+      },
+      null,
+    )
+    return { status: err.status, headers: { 'content-type': 'application/xml', ...err.headers }, body: xml }
+  }
+}
+
+function notImplemented(kind: string): ApiError {
+  return new ApiError('NotImplemented', `${kind} is not implemented`)
+}
+
+function checkPermission(key: ExistingKey, bucketHex: string, needed: ReturnType<typeof authorizationType>): void {
+  if (needed === 'none') return
+  const p = crdtMapGet(key.state.value.authorizedBuckets, bucketHex)
+  const ok =
+    p !== undefined &&
+    (needed === 'read' ? p.read : needed === 'write' ? p.write : needed === 'owner' ? p.owner : unreachableAuth(needed))
+  if (!ok) throw new ApiError('AccessDenied', 'Access Denied')
+}
+
+function unreachableAuth(x: never): boolean {
+  throw unreachable(x)
+}
+
+/** A client that hangs up or sends less than it announced gets IncompleteBody. */
+function mapBodyError(err: unknown): unknown {
+  const e = err as NodeJS.ErrnoException | undefined
+  if (e?.code === 'ECONNRESET' || e?.code === 'ERR_STREAM_PREMATURE_CLOSE' || e?.message === 'aborted') {
+    return new ApiError('IncompleteBody', 'You did not provide the number of bytes specified by the Content-Length HTTP header', {
+      cause: err,
+    })
+  }
+  return err
+}

@@ -1,0 +1,37 @@
+/** What every S3 handler receives (Garage's ReqCtx). */
+import type { IncomingMessage } from 'node:http'
+import type { Readable } from 'node:stream'
+import type { BucketParams } from '../../model/bucket-table.ts'
+import type { Garage } from '../../model/garage.ts'
+import type { ExistingKey } from '../../model/helper/key.ts'
+import type { Uuid } from '../../util/data.ts'
+import type { Logger } from '../../util/logger.ts'
+import type { RequestContext } from '../common/server.ts'
+import type { ChecksumResult } from '../common/signature/body.ts'
+
+export interface S3Settings {
+  region: string
+  rootDomain?: string
+}
+
+/** A request authenticated and resolved to a bucket the key may use. */
+export interface BucketCtx {
+  garage: Garage
+  settings: S3Settings
+  req: IncomingMessage
+  request: RequestContext
+  log: Logger
+  apiKey: ExistingKey
+  bucketId: Uuid
+  bucketName: string
+  bucketParams: BucketParams
+  /** The request payload, after signature and checksum verification layers. */
+  body: Readable
+  /** Digests, checksums and trailers of `body`, once it has been fully read and verified. */
+  bodyResult: Promise<ChecksumResult>
+  /** The request's Content-Encoding without the `aws-chunked` transfer token. */
+  contentEncoding: string | undefined
+}
+
+/** Keys are at most 1024 bytes of UTF-8, as S3 allows. */
+export const MAX_KEY_BYTES = 1024

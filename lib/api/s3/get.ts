@@ -1,0 +1,222 @@
+/**
+ * GetObject and HeadObject (port of garage_api_s3::get): conditional requests, ranges, part
+ * numbers, `response-*` overrides, and bodies streamed block by block with one block read ahead.
+ */
+import type { IncomingHttpHeaders } from 'node:http'
+import type { Garage } from '../../model/garage.ts'
+import type { ObjectData, ObjectEntry, ObjectMeta, ObjectVersion } from '../../model/s3/object-table.ts'
+import type { VersionBlock } from '../../model/s3/version-table.ts'
+import { toHex, type Uuid, utf8 } from '../../util/data.ts'
+import { GarageError } from '../../util/errors.ts'
+import { httpDate } from '../../util/time.ts'
+import { ApiError } from '../common/errors.ts'
+import type { ApiResponse } from '../common/server.ts'
+import { checksumHeaderName } from '../common/signature/checksum.ts'
+
+const RESPONSE_OVERRIDES: Array<[query: string, header: string]> = [
+  ['response-content-type', 'content-type'],
+  ['response-content-language', 'content-language'],
+  ['response-expires', 'expires'],
+  ['response-cache-control', 'cache-control'],
+  ['response-content-disposition', 'content-disposition'],
+  ['response-content-encoding', 'content-encoding'],
+]
+
+type DataVersion = ObjectVersion & { state: { t: 'complete'; data: Exclude<ObjectData, { t: 'delete' }> } }
+
+/** The current version of an object, if it has data. */
+export function currentVersion(o: ObjectEntry | undefined): DataVersion | undefined {
+  if (o === undefined) return undefined
+  for (let i = o.versions.length - 1; i >= 0; i--) {
+    const v = o.versions[i] as ObjectVersion
+    if (v.state.t === 'complete') return v.state.data.t === 'delete' ? undefined : (v as DataVersion)
+  }
+  return undefined
+}
+
+export async function getCurrentVersion(garage: Garage, bucketId: Uuid, key: string): Promise<DataVersion> {
+  const v = currentVersion(await garage.objectTable.get(bucketId, utf8(key)))
+  if (v === undefined) throw new ApiError('NoSuchKey', 'The specified key does not exist.')
+  return v
+}
+
+export interface GetOptions {
+  head: boolean
+  query: URLSearchParams
+  partNumber?: number
+}
+
+export async function handleGetObject(
+  garage: Garage,
+  headers: IncomingHttpHeaders,
+  bucketId: Uuid,
+  key: string,
+  opts: GetOptions,
+): Promise<ApiResponse> {
+  const version = await getCurrentVersion(garage, bucketId, key)
+  const meta = version.state.data.meta
+  const notModified = checkPreconditions(headers, meta.etag, version.ts)
+  const out = objectHeaders(version, meta)
+  if (notModified) return { status: 304, headers: notModifiedHeaders(out) }
+  for (const [q, h] of RESPONSE_OVERRIDES) {
+    const v = opts.query.get(q)
+    if (v !== null) out[h] = v
+  }
+
+  const rangeHeader = headers.range
+  if (rangeHeader !== undefined && opts.partNumber !== undefined) {
+    throw new ApiError('InvalidRequest', 'Cannot specify both partNumber and Range header')
+  }
+  let range: { start: number; end: number } | undefined
+  if (opts.partNumber !== undefined) {
+    const part = await partRange(garage, version, opts.partNumber)
+    range = part.range
+    out['x-amz-mp-parts-count'] = String(part.count)
+  } else if (rangeHeader !== undefined) {
+    range = parseRange(rangeHeader, meta.size)
+  }
+  if (range === undefined && headers['x-amz-checksum-mode']?.toString().toUpperCase() === 'ENABLED' && meta.checksum) {
+    out[checksumHeaderName(meta.checksum.algorithm)] = meta.checksum.value
+    out['x-amz-checksum-type'] = meta.checksum.type
+  }
+  const status = range === undefined ? 200 : 206
+  const start = range?.start ?? 0
+  const end = range?.end ?? meta.size - 1
+  out['content-length'] = String(Math.max(0, end - start + 1))
+  if (range !== undefined) out['content-range'] = `bytes ${start}-${end}/${meta.size}`
+  if (opts.head) return { status, headers: out }
+
+  const data = version.state.data
+  if (data.t === 'inline') return { status, headers: out, body: Buffer.from(data.bytes).subarray(start, end + 1) }
+  return { status, headers: out, body: streamBlocks(garage, version.uuid, start, end) }
+}
+
+function objectHeaders(version: DataVersion, meta: ObjectMeta): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const [k, v] of meta.headers) out[k] = out[k] === undefined ? v : `${out[k]},${v}`
+  out['content-type'] ??= 'binary/octet-stream'
+  out.etag = `"${meta.etag}"`
+  out['last-modified'] = httpDate(version.ts)
+  out['accept-ranges'] = 'bytes'
+  out['x-amz-version-id'] = toHex(version.uuid)
+  return out
+}
+
+function notModifiedHeaders(h: Record<string, string>): Record<string, string> {
+  const keep: Record<string, string> = {}
+  for (const k of ['etag', 'last-modified', 'cache-control', 'expires', 'x-amz-version-id']) {
+    const v = h[k]
+    if (v !== undefined) keep[k] = v
+  }
+  return keep
+}
+
+function etagMatches(list: string, etag: string): boolean {
+  return list.split(',').some((t) => {
+    const s = t.trim()
+    return s === '*' || s.replace(/^W\//, '').replace(/^"|"$/g, '') === etag
+  })
+}
+
+function parseHttpDate(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined
+  const t = Date.parse(v)
+  return Number.isNaN(t) ? undefined : t
+}
+
+/**
+ * Evaluates If-Match, If-Unmodified-Since, If-None-Match and If-Modified-Since in RFC 7232
+ * order. Throws PreconditionFailed; returns true when the answer is 304 Not Modified.
+ */
+export function checkPreconditions(headers: IncomingHttpHeaders, etag: string, lastModifiedMsec: number): boolean {
+  const lastModified = Math.floor(lastModifiedMsec / 1000) * 1000
+  const ifMatch = headers['if-match']
+  const ifUnmodifiedSince = parseHttpDate(headers['if-unmodified-since'])
+  const ifNoneMatch = headers['if-none-match']
+  const ifModifiedSince = parseHttpDate(headers['if-modified-since'])
+  if (ifMatch !== undefined) {
+    if (!etagMatches(ifMatch, etag))
+      throw new ApiError('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold')
+  } else if (ifUnmodifiedSince !== undefined && lastModified > ifUnmodifiedSince) {
+    throw new ApiError('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold')
+  }
+  if (ifNoneMatch !== undefined) return etagMatches(ifNoneMatch, etag)
+  if (ifModifiedSince !== undefined) return lastModified <= ifModifiedSince
+  return false
+}
+
+/**
+ * Parses a single `bytes=` range. Unparseable or multi-range headers are ignored (the whole object
+ * is served, as AWS does); a range that starts past the end is InvalidRange.
+ */
+export function parseRange(header: string, size: number): { start: number; end: number } | undefined {
+  const m = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(header)
+  if (m === null) return undefined
+  const [, a = '', b = ''] = m
+  if (a === '' && b === '') return undefined
+  const invalid = () =>
+    new ApiError('InvalidRange', 'The requested range is not satisfiable', {
+      headers: { 'content-range': `bytes */${size}` },
+      extra: { ActualObjectSize: String(size), RangeRequested: header },
+    })
+  if (a === '') {
+    const n = Number(b)
+    if (n === 0 || size === 0) throw invalid()
+    return { start: Math.max(0, size - n), end: size - 1 }
+  }
+  const start = Number(a)
+  if (b !== '' && Number(b) < start) return undefined
+  if (start >= size) throw invalid()
+  const end = b === '' ? size - 1 : Math.min(Number(b), size - 1)
+  return { start, end }
+}
+
+async function partRange(
+  garage: Garage,
+  version: DataVersion,
+  partNumber: number,
+): Promise<{ range: { start: number; end: number } | undefined; count: number }> {
+  const size = version.state.data.meta.size
+  if (version.state.data.t === 'inline') {
+    if (partNumber !== 1) throw new ApiError('InvalidPart', 'The requested partnumber is not satisfiable')
+    return { range: size === 0 ? undefined : { start: 0, end: size - 1 }, count: 1 }
+  }
+  const v = await garage.versionTable.get(version.uuid, new Uint8Array(0))
+  const blocks = v?.blocks ?? []
+  const parts = [...new Set(blocks.map((b) => b[0]))].sort((x, y) => x - y)
+  let offset = 0
+  for (const p of parts) {
+    const partSize = blocks.filter((b) => b[0] === p).reduce((s, b) => s + b[3], 0)
+    if (p === partNumber) return { range: { start: offset, end: offset + partSize - 1 }, count: parts.length }
+    offset += partSize
+  }
+  throw new ApiError('InvalidPart', 'The requested partnumber is not satisfiable')
+}
+
+/** Streams bytes `start..end` (inclusive) of a version's blocks, reading one block ahead. */
+async function* streamBlocks(garage: Garage, versionId: Uuid, start: number, end: number): AsyncGenerator<Uint8Array> {
+  const v = await garage.versionTable.get(versionId, new Uint8Array(0))
+  if (v === undefined || v.deleted) {
+    throw new GarageError('GARAGE_ERR_INTERNAL', `version ${toHex(versionId)} is gone; the object was overwritten, retry`)
+  }
+  const wanted: Array<{ block: VersionBlock; from: number; to: number }> = []
+  let offset = 0
+  for (const b of v.blocks) {
+    const bStart = offset
+    const bEnd = offset + b[3] - 1
+    offset += b[3]
+    if (bEnd < start || bStart > end) continue
+    wanted.push({ block: b, from: Math.max(start, bStart) - bStart, to: Math.min(end, bEnd) - bStart + 1 })
+  }
+  let next = wanted[0] === undefined ? undefined : garage.blockManager.getBlock(wanted[0].block[2])
+  for (let i = 0; i < wanted.length; i++) {
+    const w = wanted[i] as (typeof wanted)[number]
+    const current = next as Promise<Buffer>
+    const following = wanted[i + 1]
+    next = following === undefined ? undefined : garage.blockManager.getBlock(following.block[2])
+    // A read-ahead that fails is reported when its turn comes, not as an unhandled rejection.
+    next?.catch(() => {})
+    const data = await current
+    yield w.from === 0 && w.to === data.length ? data : data.subarray(w.from, w.to)
+  }
+}

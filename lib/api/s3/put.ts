@@ -1,0 +1,255 @@
+/**
+ * PutObject and the streaming save shared with multipart and copy (port of garage_api_s3::put).
+ * A body is cut into blocks as it arrives; each block is referenced, then written, at most
+ * {@link PUT_BLOCKS_MAX_PARALLEL} at a time, before the version that makes them visible is
+ * marked complete. Small bodies are stored inline in the object row.
+ */
+import type { IncomingHttpHeaders } from 'node:http'
+import type { Readable } from 'node:stream'
+import { INLINE_THRESHOLD } from '../../block/manager.ts'
+import type { Garage } from '../../model/garage.ts'
+import type { ObjectEntry, ObjectMeta, ObjectVersion } from '../../model/s3/object-table.ts'
+import type { VersionBacklink } from '../../model/s3/version-table.ts'
+import { blake2sum, genUuid, type Hash, toHex, type Uuid, utf8 } from '../../util/data.ts'
+import { nextTimestamp } from '../../util/time.ts'
+import { ApiError } from '../common/errors.ts'
+import type { ApiResponse } from '../common/server.ts'
+import type { ChecksumResult } from '../common/signature/body.ts'
+import { checksumHeaderName } from '../common/signature/checksum.ts'
+import { type BucketCtx, MAX_KEY_BYTES } from './context.ts'
+
+/** Blocks of one upload written concurrently (Garage's PUT_BLOCKS_MAX_PARALLEL). */
+export const PUT_BLOCKS_MAX_PARALLEL = 3
+
+/** User metadata (`x-amz-meta-*`) is limited to 2 KiB, as on AWS. */
+const MAX_USER_METADATA_BYTES = 2048
+
+const STORED_HEADERS = new Set([
+  'content-type',
+  'cache-control',
+  'content-disposition',
+  'content-encoding',
+  'content-language',
+  'expires',
+  'x-amz-website-redirect-location',
+])
+
+export function checkKey(key: string): void {
+  if (key.length === 0) throw new ApiError('InvalidArgument', 'Object key must not be empty')
+  if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw new ApiError('KeyTooLongError', 'Your key is too long')
+}
+
+/** The headers stored with an object, lowercase, from a request. */
+export function extractMetadataHeaders(
+  headers: IncomingHttpHeaders,
+  contentEncoding: string | undefined,
+): Array<[string, string]> {
+  const out: Array<[string, string]> = []
+  let userBytes = 0
+  for (const [name, raw] of Object.entries(headers)) {
+    if (raw === undefined) continue
+    const value = Array.isArray(raw) ? raw.join(',') : raw
+    if (name === 'content-encoding') continue
+    if (name.startsWith('x-amz-meta-')) {
+      userBytes += name.length - 'x-amz-meta-'.length + Buffer.byteLength(value)
+      out.push([name, value])
+    } else if (STORED_HEADERS.has(name)) {
+      if (name === 'x-amz-website-redirect-location' && !/^(\/|https?:\/\/)/.test(value)) {
+        throw new ApiError('InvalidArgument', 'x-amz-website-redirect-location must start with /, http:// or https://')
+      }
+      out.push([name, value])
+    }
+  }
+  if (contentEncoding !== undefined) out.push(['content-encoding', contentEncoding])
+  if (userBytes > MAX_USER_METADATA_BYTES) {
+    throw new ApiError(
+      'MetadataTooLarge',
+      `Your metadata headers exceed the maximum allowed metadata size (${MAX_USER_METADATA_BYTES} bytes)`,
+    )
+  }
+  return out.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+}
+
+/** Content-Length must be present (aws-chunked bodies give the decoded length in its own header). */
+export function checkContentLength(headers: IncomingHttpHeaders): void {
+  if (headers['content-length'] === undefined && headers['x-amz-decoded-content-length'] === undefined) {
+    throw new ApiError('MissingContentLength', 'You must provide the Content-Length HTTP header.')
+  }
+}
+
+export async function handlePutObject(ctx: BucketCtx, key: string): Promise<ApiResponse> {
+  checkKey(key)
+  checkContentLength(ctx.req.headers)
+  const headers = extractMetadataHeaders(ctx.req.headers, ctx.contentEncoding)
+  const saved = await saveStream(ctx.garage, ctx.bucketId, key, headers, ctx.body, ctx.bodyResult)
+  const out: Record<string, string> = { etag: `"${saved.meta.etag}"`, 'x-amz-version-id': toHex(saved.versionId) }
+  if (saved.meta.checksum !== undefined) {
+    out[checksumHeaderName(saved.meta.checksum.algorithm)] = saved.meta.checksum.value
+    out['x-amz-checksum-type'] = saved.meta.checksum.type
+  }
+  return { status: 200, headers: out }
+}
+
+export interface SavedObject {
+  versionId: Uuid
+  ts: number
+  meta: ObjectMeta
+}
+
+/** Reads exactly `size`-byte blocks (the last one shorter) from a stream, holding one at most. */
+export class Chunker {
+  readonly #it: AsyncIterator<Buffer>
+  readonly #size: number
+  #pending: Buffer[] = []
+  #pendingLen = 0
+  #ended = false
+  constructor(body: AsyncIterable<Buffer>, size: number) {
+    this.#it = body[Symbol.asyncIterator]()
+    this.#size = size
+  }
+  /** The next block, or undefined at the end. */
+  async next(): Promise<Buffer | undefined> {
+    while (!this.#ended && this.#pendingLen < this.#size) {
+      const r = await this.#it.next()
+      if (r.done === true) {
+        this.#ended = true
+        break
+      }
+      const chunk = r.value
+      if (chunk.length === 0) continue
+      this.#pending.push(chunk)
+      this.#pendingLen += chunk.length
+    }
+    if (this.#pendingLen === 0) return undefined
+    const all = this.#pending.length === 1 ? (this.#pending[0] as Buffer) : Buffer.concat(this.#pending, this.#pendingLen)
+    const block = all.subarray(0, Math.min(this.#size, all.length))
+    const rest = all.subarray(block.length)
+    this.#pending = rest.length > 0 ? [rest] : []
+    this.#pendingLen = rest.length
+    return block
+  }
+  get ended(): boolean {
+    return this.#ended && this.#pendingLen === 0
+  }
+}
+
+function objectMetaFrom(result: ChecksumResult, size: number, headers: Array<[string, string]>): ObjectMeta {
+  const etag = result.md5?.toString('hex') ?? ''
+  const meta: ObjectMeta = { size, etag, headers }
+  const [alg, value] = (Object.entries(result.checksums)[0] ?? []) as [string | undefined, string | undefined]
+  if (alg !== undefined && value !== undefined) {
+    meta.checksum = { algorithm: alg as NonNullable<ObjectMeta['checksum']>['algorithm'], value, type: 'FULL_OBJECT' }
+  }
+  return meta
+}
+
+/**
+ * Saves a body as a new version of `key`. `result` settles once the body has been fully read and
+ * verified; nothing becomes visible before that, and a failure leaves the previous version.
+ */
+export async function saveStream(
+  garage: Garage,
+  bucketId: Uuid,
+  key: string,
+  headers: Array<[string, string]>,
+  body: Readable,
+  result: Promise<ChecksumResult>,
+): Promise<SavedObject> {
+  const chunker = new Chunker(body, garage.blockSize)
+  const [first, existing] = await Promise.all([chunker.next(), garage.objectTable.get(bucketId, utf8(key))])
+  const ts = nextTimestamp(maxTimestamp(existing))
+  const versionId = genUuid()
+
+  if (first === undefined || (first.length < INLINE_THRESHOLD && (await chunker.next()) === undefined)) {
+    const bytes = first ?? Buffer.alloc(0)
+    const meta = objectMetaFrom(await result, bytes.length, headers)
+    const version: ObjectVersion = {
+      uuid: versionId,
+      ts,
+      state: { t: 'complete', data: { t: 'inline', meta, bytes: new Uint8Array(bytes) } },
+    }
+    await garage.objectTable.insert({ bucketId, key, versions: [version] })
+    return { versionId, ts, meta }
+  }
+
+  // Large object: announce the upload, then stream blocks.
+  const uploading: ObjectVersion = { uuid: versionId, ts, state: { t: 'uploading', multipart: false, headers } }
+  garage.uploads.begin(versionId, bucketId, key, ts)
+  try {
+    await garage.objectTable.insert({ bucketId, key, versions: [uploading] })
+    await garage.versionTable.insert({
+      uuid: versionId,
+      deleted: false,
+      blocks: [],
+      partsEtags: [],
+      backlink: { t: 'object', bucketId, key },
+    })
+    const { size, firstHash } = await writeBlocks(garage, versionId, { t: 'object', bucketId, key }, 1, first, chunker)
+    const meta = objectMetaFrom(await result, size, headers)
+    const complete: ObjectVersion = {
+      uuid: versionId,
+      ts,
+      state: { t: 'complete', data: { t: 'firstBlock', meta, hash: firstHash } },
+    }
+    await garage.objectTable.insert({ bucketId, key, versions: [complete] })
+    return { versionId, ts, meta }
+  } catch (err) {
+    body.destroy()
+    await garage.objectTable.insert({ bucketId, key, versions: [{ uuid: versionId, ts, state: { t: 'aborted' } }] })
+    throw err
+  } finally {
+    garage.uploads.end(versionId)
+  }
+}
+
+/**
+ * Writes the blocks of one part (or of a whole object, as part 1) of version `versionId`:
+ * the version row lists each block and a block_ref references it before its data is written.
+ */
+export async function writeBlocks(
+  garage: Garage,
+  versionId: Uuid,
+  backlink: VersionBacklink,
+  partNumber: number,
+  first: Buffer,
+  chunker: Chunker,
+): Promise<{ size: number; firstHash: Hash }> {
+  const inflight = new Set<Promise<void>>()
+  let failure: unknown
+  let offset = 0
+  let firstHash: Hash | undefined
+  let block: Buffer | undefined = first
+  while (block !== undefined) {
+    const data = block
+    const hash = blake2sum(data)
+    firstHash ??= hash
+    const at = offset
+    offset += data.length
+    const task = (async () => {
+      await garage.versionTable.insert({
+        uuid: versionId,
+        deleted: false,
+        blocks: [[partNumber, at, hash, data.length]],
+        partsEtags: [],
+        backlink,
+      })
+      await garage.blockRefTable.insert({ block: hash, version: versionId, deleted: false })
+      await garage.blockManager.putBlock(hash, data)
+    })().catch((err: unknown) => {
+      failure ??= err
+    })
+    inflight.add(task)
+    void task.finally(() => inflight.delete(task))
+    if (inflight.size >= PUT_BLOCKS_MAX_PARALLEL) await Promise.race(inflight)
+    if (failure !== undefined) break
+    block = await chunker.next()
+  }
+  await Promise.all(inflight)
+  if (failure !== undefined) throw failure
+  return { size: offset, firstHash: firstHash as Hash }
+}
+
+function maxTimestamp(o: ObjectEntry | undefined): number | undefined {
+  if (o === undefined || o.versions.length === 0) return undefined
+  return Math.max(...o.versions.map((v) => v.ts))
+}

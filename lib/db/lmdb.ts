@@ -1,0 +1,105 @@
+/** The lmdb engine (the only importer of lmdb). */
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { type Database, open, type RootDatabase } from 'lmdb'
+import { GarageError } from '../util/errors.ts'
+import type { Db, Entry, RangeOptions, Transaction, Tree } from './db.ts'
+
+export interface LmdbOptions {
+  /** fsync each commit (Garage's metadata_fsync). */
+  fsync: boolean
+  /** Maximum size of the map, in bytes. */
+  mapSize?: number
+}
+
+type BinDb = Database<Buffer, Buffer>
+
+class LmdbTree implements Tree {
+  readonly name: string
+  readonly db: BinDb
+  constructor(name: string, db: BinDb) {
+    this.name = name
+    this.db = db
+  }
+  get(key: Uint8Array): Uint8Array | undefined {
+    const v = this.db.get(Buffer.from(key.buffer, key.byteOffset, key.byteLength))
+    return v === undefined ? undefined : new Uint8Array(v)
+  }
+  range(options: RangeOptions = {}): Iterable<Entry> {
+    return rangeOf(this.db, options)
+  }
+  count(): number {
+    return this.db.getCount()
+  }
+}
+
+function* rangeOf(db: BinDb, options: RangeOptions): Iterable<Entry> {
+  const it = db.getRange({
+    start: options.start === undefined ? undefined : Buffer.from(options.start),
+    end: options.end === undefined ? undefined : Buffer.from(options.end),
+    reverse: options.reverse ?? false,
+    limit: options.limit,
+  })
+  for (const { key, value } of it) yield [new Uint8Array(key), new Uint8Array(value)]
+}
+
+class LmdbDb implements Db {
+  readonly #root: RootDatabase
+  readonly #trees = new Map<string, LmdbTree>()
+  #closed = false
+  constructor(root: RootDatabase) {
+    this.#root = root
+  }
+  openTree(name: string): Tree {
+    let t = this.#trees.get(name)
+    if (t === undefined) {
+      const db = this.#root.openDB<Buffer, Buffer>({ name, encoding: 'binary', keyEncoding: 'binary' })
+      t = new LmdbTree(name, db)
+      this.#trees.set(name, t)
+    }
+    return t
+  }
+  transaction<T>(fn: (tx: Transaction) => T): T {
+    if (this.#closed) throw new GarageError('GARAGE_ERR_CLOSED', 'metadata database is closed')
+    return this.#root.transactionSync(() => {
+      const tx: Transaction = {
+        get: (tree, key) => (tree as LmdbTree).get(key),
+        insert: (tree, key, value) => {
+          ;(tree as LmdbTree).db.putSync(Buffer.from(key), Buffer.from(value))
+        },
+        remove: (tree, key) => {
+          ;(tree as LmdbTree).db.removeSync(Buffer.from(key))
+        },
+        range: (tree, options) => rangeOf((tree as LmdbTree).db, options ?? {}),
+      }
+      return fn(tx)
+    })
+  }
+  async flush(): Promise<void> {
+    await this.#root.flushed
+  }
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    await this.#root.flushed
+    await this.#root.close()
+  }
+}
+
+/** Opens (creating if needed) the lmdb environment in `<dir>/db.lmdb`. */
+export async function openLmdb(dir: string, options: LmdbOptions): Promise<Db> {
+  const path = join(dir, 'db.lmdb')
+  await mkdir(dir, { recursive: true })
+  try {
+    const root = open({
+      path,
+      maxDbs: 64,
+      noSync: !options.fsync,
+      mapSize: options.mapSize ?? 1024 ** 4,
+      compression: false,
+    })
+    return new LmdbDb(root)
+  } catch (err) {
+    throw new GarageError('GARAGE_ERR_DB', `cannot open lmdb at ${path}`, { cause: err })
+  }
+}

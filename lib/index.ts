@@ -1,0 +1,50 @@
+/**
+ * Garage in TypeScript: an S3-compatible object store you can run as a server or embed.
+ * This barrel is the public API (checked by api-extractor); everything else is internal.
+ * @packageDocumentation
+ */
+export { createGarageNode, type GarageNode, type GarageNodeOptions, type NodeStatus } from './node.ts'
+export type {
+  BucketInfo,
+  BucketPermissions,
+  BucketsApi,
+  CreateBucketOptions,
+  CreateKeyOptions,
+  KeyInfo,
+  KeysApi,
+  UpdateKeyOptions,
+} from './model/helper/admin.ts'
+export type { BucketQuotas } from './model/bucket-table.ts'
+export type { WorkerInfo, WorkerState } from './util/background/worker.ts'
+export {
+  type AdminSection,
+  type BindAddr,
+  type ByteSize,
+  type ConsistencyMode,
+  type DataDirEntry,
+  formatBindAddr,
+  type GarageConfig,
+  type K2vApiSection,
+  parseConfigToml,
+  readConfigFile,
+  type ResolveConfigOptions,
+  type ResolveConfigResult,
+  type ResolvedConfig,
+  resolveConfig,
+  type S3ApiSection,
+  type S3WebSection,
+  type TcpAddr,
+} from './util/config.ts'
+export {
+  CorruptDataError,
+  GARAGE_ERROR_CODES,
+  GarageError,
+  type GarageErrorCode,
+  InvalidConfigError,
+  isGarageError,
+  ModelError,
+  type ModelErrorCode,
+  QuorumError,
+  TimeoutError,
+} from './util/errors.ts'
+export { type Logger, silentLogger } from './util/logger.ts'

@@ -1,0 +1,94 @@
+/** The bucket table, replicated on every node (port of garage_model::bucket_table). */
+import { defineCodec } from '../util/codec.ts'
+import {
+  type CrdtMap,
+  type Deletable,
+  type Lww,
+  type LwwMap,
+  mergeCrdtMap,
+  mergeDeletable,
+  mergeLww,
+  mergeLwwMap,
+} from '../util/crdt/crdt.ts'
+import type { Uuid } from '../util/data.ts'
+import { hashPartitionKey, type TableSchema } from '../table/schema.ts'
+import { type BucketKeyPerm, mergePerm } from './permission.ts'
+
+export interface WebsiteConfig {
+  indexDocument: string
+  errorDocument: string | null
+  /** Routing rules, stored as parsed by the S3 API (opaque here). */
+  routingRules: unknown[]
+}
+
+export interface CorsRule {
+  id: string | null
+  maxAgeSeconds: number | null
+  allowOrigins: string[]
+  allowMethods: string[]
+  allowHeaders: string[]
+  exposeHeaders: string[]
+}
+
+export interface BucketQuotas {
+  maxSize: number | null
+  maxObjects: number | null
+}
+
+export interface BucketParams {
+  created: number
+  /** Key id → permissions on this bucket. */
+  authorizedKeys: CrdtMap<BucketKeyPerm>
+  /** Global alias names → active. */
+  aliases: LwwMap<boolean>
+  /** `<key id>:<name>` → active. */
+  localAliases: LwwMap<boolean>
+  website: Lww<WebsiteConfig | null>
+  cors: Lww<CorsRule[] | null>
+  /** Lifecycle rules, stored as parsed by the S3 API (opaque here). */
+  lifecycle: Lww<unknown[] | null>
+  quotas: Lww<BucketQuotas>
+}
+
+export interface BucketEntry {
+  id: Uuid
+  state: Deletable<BucketParams>
+}
+
+export const bucketCodec = defineCodec<BucketEntry>('GTbkt1')
+
+export function mergeBucketParams(a: BucketParams, b: BucketParams): BucketParams {
+  return {
+    created: Math.min(a.created, b.created),
+    authorizedKeys: mergeCrdtMap(a.authorizedKeys, b.authorizedKeys, mergePerm),
+    aliases: mergeLwwMap(a.aliases, b.aliases),
+    localAliases: mergeLwwMap(a.localAliases, b.localAliases),
+    website: mergeLww(a.website, b.website),
+    cors: mergeLww(a.cors, b.cors),
+    lifecycle: mergeLww(a.lifecycle, b.lifecycle),
+    quotas: mergeLww(a.quotas, b.quotas),
+  }
+}
+
+export function newBucketParams(now: number): BucketParams {
+  return {
+    created: now,
+    authorizedKeys: [],
+    aliases: [],
+    localAliases: [],
+    website: { ts: 0, v: null },
+    cors: { ts: 0, v: null },
+    lifecycle: { ts: 0, v: null },
+    quotas: { ts: 0, v: { maxSize: null, maxObjects: null } },
+  }
+}
+
+export const bucketTableSchema: TableSchema<BucketEntry> = {
+  tableName: 'bucket_v2',
+  codec: bucketCodec,
+  partitionKey: () => new Uint8Array(0),
+  sortKey: (e) => e.id,
+  partitionHash: hashPartitionKey,
+  merge: (a, b) => ({ id: a.id, state: mergeDeletable(a.state, b.state, mergeBucketParams) }),
+  isTombstone: (e) => e.state.deleted,
+}

@@ -1,0 +1,125 @@
+/**
+ * Objects: one row per (bucket, key) holding its recent versions (port of
+ * garage_model::s3::object_table). Merging keeps every version from the last complete one on;
+ * versions dropped by a merge, or aborted, have their version rows deleted through the queue.
+ */
+import type { Transaction } from '../../db/db.ts'
+import { identityPartitionKey, type TableSchema } from '../../table/schema.ts'
+import { defineCodec } from '../../util/codec.ts'
+import { compareBytes, type Hash, type Uuid, utf8 } from '../../util/data.ts'
+import { deletedVersion, type VersionEntry } from './version-table.ts'
+
+/** Checksum algorithms S3 clients may ask for. */
+export type ChecksumAlgorithm = 'CRC32' | 'CRC32C' | 'CRC64NVME' | 'SHA1' | 'SHA256'
+
+export interface ObjectMeta {
+  size: number
+  /** Without quotes. */
+  etag: string
+  /** Stored response headers (Content-Type, Cache-Control, x-amz-meta-*, ...), lowercase names. */
+  headers: Array<[name: string, value: string]>
+  /** Full-object or composite checksum, base64, if the client sent one. */
+  checksum?: { algorithm: ChecksumAlgorithm; value: string; type: 'FULL_OBJECT' | 'COMPOSITE' }
+}
+
+export type ObjectData =
+  | { t: 'delete' }
+  | { t: 'inline'; meta: ObjectMeta; bytes: Uint8Array }
+  | { t: 'firstBlock'; meta: ObjectMeta; hash: Hash }
+
+export type ObjectVersionState =
+  | { t: 'uploading'; multipart: boolean; headers: Array<[string, string]> }
+  | { t: 'complete'; data: ObjectData }
+  | { t: 'aborted' }
+
+export interface ObjectVersion {
+  uuid: Uuid
+  /** Milliseconds; versions are ordered by (timestamp, uuid). */
+  ts: number
+  state: ObjectVersionState
+}
+
+export interface ObjectEntry {
+  bucketId: Uuid
+  key: string
+  /** Sorted by (ts, uuid). */
+  versions: ObjectVersion[]
+}
+
+export const objectCodec = defineCodec<ObjectEntry>('GTobj1')
+
+export const cmpVersion = (a: ObjectVersion, b: ObjectVersion): number => a.ts - b.ts || compareBytes(a.uuid, b.uuid)
+
+export const isComplete = (v: ObjectVersion): boolean => v.state.t === 'complete'
+
+/** A complete version with data (not a delete marker). */
+export const hasData = (v: ObjectVersion): boolean => v.state.t === 'complete' && v.state.data.t !== 'delete'
+
+export function mergeVersionState(a: ObjectVersionState, b: ObjectVersionState): ObjectVersionState {
+  if (a.t === 'aborted' || b.t === 'aborted') return { t: 'aborted' }
+  if (a.t === 'complete' && b.t === 'complete') {
+    // Both complete: they come from the same upload and must be equal; pick deterministically.
+    return Buffer.compare(objectCodec.encode(wrap(a)), objectCodec.encode(wrap(b))) >= 0 ? a : b
+  }
+  if (a.t === 'complete') return a
+  if (b.t === 'complete') return b
+  return { t: 'uploading', multipart: a.multipart || b.multipart, headers: a.headers }
+}
+
+function wrap(state: ObjectVersionState): ObjectEntry {
+  return { bucketId: new Uint8Array(0), key: '', versions: [{ uuid: new Uint8Array(0), ts: 0, state }] }
+}
+
+export function mergeObjects(a: ObjectEntry, b: ObjectEntry): ObjectEntry {
+  const versions = [...a.versions]
+  for (const v of b.versions) {
+    let lo = 0
+    let hi = versions.length
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1
+      if (cmpVersion(versions[mid] as ObjectVersion, v) < 0) lo = mid + 1
+      else hi = mid
+    }
+    const at = versions[lo]
+    if (at !== undefined && cmpVersion(at, v) === 0) versions[lo] = { ...at, state: mergeVersionState(at.state, v.state) }
+    else versions.splice(lo, 0, v)
+  }
+  // Drop every version older than the last complete one.
+  let last = -1
+  for (let i = versions.length - 1; i >= 0; i--) {
+    if (isComplete(versions[i] as ObjectVersion)) {
+      last = i
+      break
+    }
+  }
+  return { bucketId: a.bucketId, key: a.key, versions: last > 0 ? versions.slice(last) : versions }
+}
+
+export interface ObjectTableDeps {
+  queueVersion(tx: Transaction, entry: VersionEntry): void
+}
+
+export function objectTableSchema(deps: ObjectTableDeps): TableSchema<ObjectEntry> {
+  return {
+    tableName: 'object',
+    codec: objectCodec,
+    partitionKey: (e) => e.bucketId,
+    sortKey: (e) => utf8(e.key),
+    partitionHash: identityPartitionKey,
+    merge: mergeObjects,
+    isTombstone: (e) => {
+      const only = e.versions[0]
+      return e.versions.length === 1 && only !== undefined && only.state.t === 'complete' && only.state.data.t === 'delete'
+    },
+    updated(tx, previous, next) {
+      if (previous === undefined) return
+      for (const v of previous.versions) {
+        const kept = next.versions.find((n) => cmpVersion(n, v) === 0)
+        if (kept === undefined || (kept.state.t === 'aborted' && v.state.t !== 'aborted')) {
+          const backlink = { t: 'object' as const, bucketId: next.bucketId, key: next.key }
+          deps.queueVersion(tx, deletedVersion(v.uuid, backlink))
+        }
+      }
+    },
+  }
+}
