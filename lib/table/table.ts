@@ -93,6 +93,8 @@ export class Table<E> {
     for (const set of sets) {
       const ok = set.filter((n) => results.get(n) === true).length
       if (ok < Math.min(quorum, set.length)) {
+        // With a single replica there is no quorum to speak of: its own error is the answer.
+        if (set.length === 1) throw results.get(set[0] as NodeId)
         throw new QuorumError(
           quorum,
           ok,
@@ -187,6 +189,7 @@ export class Table<E> {
         failures.push(err)
       }
     }
+    if (answers.length < quorum && nodes.length === 1) throw failures[0]
     if (answers.length < quorum) throw new QuorumError(quorum, answers.length, failures)
     return answers
   }

@@ -7,6 +7,7 @@ import type { Transaction } from '../../db/db.ts'
 import { identityPartitionKey, type TableSchema } from '../../table/schema.ts'
 import { defineCodec } from '../../util/codec.ts'
 import { compareBytes, type Hash, type Uuid, utf8 } from '../../util/data.ts'
+import { deletedMpu, type MpuEntry } from './mpu-table.ts'
 import { deletedVersion, type VersionEntry } from './version-table.ts'
 
 /** Checksum algorithms S3 clients may ask for. */
@@ -55,15 +56,22 @@ export const isComplete = (v: ObjectVersion): boolean => v.state.t === 'complete
 /** A complete version with data (not a delete marker). */
 export const hasData = (v: ObjectVersion): boolean => v.state.t === 'complete' && v.state.data.t !== 'delete'
 
+/**
+ * Version states form a join-semilattice: uploading < aborted < complete (two complete states are
+ * ordered by their encoding). Garage lets "aborted" override "complete"; that makes the object
+ * merge below non-associative (a version could stop being complete after older versions were
+ * already dropped because of it), which our CRDT law tests catch. Here a version that completed
+ * anywhere stays complete: its blocks were all written before it could complete.
+ */
 export function mergeVersionState(a: ObjectVersionState, b: ObjectVersionState): ObjectVersionState {
-  if (a.t === 'aborted' || b.t === 'aborted') return { t: 'aborted' }
   if (a.t === 'complete' && b.t === 'complete') {
-    // Both complete: they come from the same upload and must be equal; pick deterministically.
     return Buffer.compare(objectCodec.encode(wrap(a)), objectCodec.encode(wrap(b))) >= 0 ? a : b
   }
   if (a.t === 'complete') return a
   if (b.t === 'complete') return b
-  return { t: 'uploading', multipart: a.multipart || b.multipart, headers: a.headers }
+  if (a.t === 'aborted' || b.t === 'aborted') return { t: 'aborted' }
+  const headers = Buffer.compare(objectCodec.encode(wrap(a)), objectCodec.encode(wrap(b))) >= 0 ? a.headers : b.headers
+  return { t: 'uploading', multipart: a.multipart || b.multipart, headers }
 }
 
 function wrap(state: ObjectVersionState): ObjectEntry {
@@ -97,6 +105,8 @@ export function mergeObjects(a: ObjectEntry, b: ObjectEntry): ObjectEntry {
 
 export interface ObjectTableDeps {
   queueVersion(tx: Transaction, entry: VersionEntry): void
+  /** Deletes the multipart upload of a dropped or aborted `uploading{multipart}` version. */
+  queueMpu(tx: Transaction, entry: MpuEntry): void
 }
 
 export function objectTableSchema(deps: ObjectTableDeps): TableSchema<ObjectEntry> {
@@ -118,6 +128,9 @@ export function objectTableSchema(deps: ObjectTableDeps): TableSchema<ObjectEntr
         if (kept === undefined || (kept.state.t === 'aborted' && v.state.t !== 'aborted')) {
           const backlink = { t: 'object' as const, bucketId: next.bucketId, key: next.key }
           deps.queueVersion(tx, deletedVersion(v.uuid, backlink))
+          if (v.state.t === 'uploading' && v.state.multipart) {
+            deps.queueMpu(tx, deletedMpu(v.uuid, v.ts, next.bucketId, next.key))
+          }
         }
       }
     },

@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict'
+import { readdir, stat, writeFile } from 'node:fs/promises'
+import { test } from 'node:test'
+import { blake2sum } from '../../lib/util/data.ts'
+import { CorruptDataError } from '../../lib/util/errors.ts'
+import { eventually, startModel } from '../helpers/model.ts'
+
+async function countBlockFiles(dir: string): Promise<number> {
+  const all = await readdir(dir, { recursive: true }).catch(() => [] as string[])
+  let n = 0
+  for (const f of all) if ((await stat(`${dir}/${f}`)).isFile()) n++
+  return n
+}
+
+test('a block is stored under its hash, once, and read back verified', async (t) => {
+  const { garage, dir } = await startModel(t)
+  const bm = garage.blockManager
+  const data = Buffer.from('some block data')
+  const hash = blake2sum(data)
+  await bm.putBlock(hash, data)
+  await bm.putBlock(hash, data)
+  assert.deepEqual(await bm.getBlock(hash), data)
+  assert.equal(await countBlockFiles(`${dir}/data`), 1, 'identical blocks are stored once')
+})
+
+test('a block damaged on disk is reported as corrupt, not served', async (t) => {
+  const { garage } = await startModel(t)
+  const bm = garage.blockManager
+  const data = Buffer.from('precious')
+  const hash = blake2sum(data)
+  await bm.putBlock(hash, data)
+  await writeFile(bm.blockPath(hash), 'tampered')
+  await assert.rejects(bm.getBlock(hash), CorruptDataError)
+})
+
+test('an unreferenced block is deleted after the delay; a referenced one is kept', async (t) => {
+  const { garage } = await startModel(t, { gcDelayMsec: 100 })
+  const bm = garage.blockManager
+  const a = Buffer.from('block a')
+  const b = Buffer.from('block b')
+  const ha = blake2sum(a)
+  const hb = blake2sum(b)
+  garage.db.transaction((tx) => {
+    bm.incref(tx, ha)
+    bm.incref(tx, hb)
+    bm.incref(tx, hb)
+  })
+  await bm.putBlock(ha, a)
+  await bm.putBlock(hb, b)
+  garage.db.transaction((tx) => {
+    bm.decref(tx, ha)
+    bm.decref(tx, hb) // still one reference left
+  })
+  assert.equal(await bm.hasBlock(ha), true, 'not deleted before the delay')
+  await eventually(async () => !(await bm.hasBlock(ha)), 3000, 'deletion of the unreferenced block')
+  assert.equal(await bm.hasBlock(hb), true)
+  assert.equal(bm.rc.get(hb), 1)
+})
+
+test('a block referenced again before its delay ends is kept', async (t) => {
+  const { garage } = await startModel(t, { gcDelayMsec: 150 })
+  const bm = garage.blockManager
+  const a = Buffer.from('reused block')
+  const ha = blake2sum(a)
+  garage.db.transaction((tx) => bm.incref(tx, ha))
+  await bm.putBlock(ha, a)
+  garage.db.transaction((tx) => bm.decref(tx, ha))
+  garage.db.transaction((tx) => bm.incref(tx, ha))
+  await new Promise((r) => setTimeout(r, 400))
+  assert.equal(await bm.hasBlock(ha), true)
+  assert.equal(bm.rc.get(ha), 1)
+})

@@ -1,0 +1,50 @@
+/** A Garage model (tables + block manager + workers) on a temp dir, without any server. */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { TestContext } from 'node:test'
+import { openLmdb } from '../../lib/db/lmdb.ts'
+import { Garage } from '../../lib/model/garage.ts'
+import { LocalReplication } from '../../lib/table/replication.ts'
+import { BackgroundRunner } from '../../lib/util/background/worker.ts'
+import { silentLogger } from '../../lib/util/logger.ts'
+
+export async function startModel(
+  t: TestContext,
+  options: { gcDelayMsec?: number; blockSize?: number } = {},
+): Promise<{ garage: Garage; dir: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'garage-model-'))
+  const db = await openLmdb(join(dir, 'meta'), { fsync: false })
+  const local = new LocalReplication('self')
+  const garage = new Garage({
+    db,
+    self: 'self',
+    dataDir: join(dir, 'data'),
+    dataFsync: false,
+    blockSize: options.blockSize ?? 1024 * 1024,
+    blockGcDelayMsec: options.gcDelayMsec ?? 50,
+    allowPunycode: false,
+    sharded: local,
+    fullCopy: local,
+    log: silentLogger,
+  })
+  const stop = new AbortController()
+  const runner = new BackgroundRunner(silentLogger, stop.signal)
+  garage.spawnWorkers(runner)
+  t.after(async () => {
+    stop.abort()
+    await runner.join()
+    await db.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+  return { garage, dir }
+}
+
+/** Polls `check` until it returns true or `timeoutMs` passes. */
+export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 5000, what = 'condition'): Promise<void> {
+  const end = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}

@@ -1,0 +1,141 @@
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+import { encodeMsgpack } from '../../../lib/util/codec.ts'
+import {
+  type CrdtMap,
+  type Deletable,
+  type Lww,
+  type LwwMap,
+  type Merge,
+  mergeBool,
+  mergeCrdtMap,
+  mergeDeletable,
+  mergeLww,
+  mergeLwwMap,
+  mergeMax,
+  lwwMapGet,
+  lwwMapSet,
+  updateLww,
+} from '../../../lib/util/crdt/crdt.ts'
+import { mergeObjects, type ObjectEntry, type ObjectVersion } from '../../../lib/model/s3/object-table.ts'
+import { type BucketKeyPerm, mergePerm } from '../../../lib/model/permission.ts'
+import { int, pick, rng } from '../../helpers/random.ts'
+
+/** Checks commutativity, associativity and idempotence of `merge` on random triples. */
+export function checkCrdtLaws<T>(name: string, gen: (r: () => number) => T, merge: Merge<T>, runs = 300): void {
+  test(`${name}: merge is commutative, associative and idempotent`, () => {
+    const r = rng(0xc0ffee ^ name.length)
+    const same = (a: T, b: T, what: string) =>
+      assert.deepEqual(Buffer.from(encodeMsgpack(a)), Buffer.from(encodeMsgpack(b)), `${name}: ${what}`)
+    for (let i = 0; i < runs; i++) {
+      const a = gen(r)
+      const b = gen(r)
+      const c = gen(r)
+      same(merge(a, b), merge(b, a), 'a+b = b+a')
+      same(merge(merge(a, b), c), merge(a, merge(b, c)), '(a+b)+c = a+(b+c)')
+      same(merge(a, a), a, 'a+a = a')
+      same(merge(merge(a, b), b), merge(a, b), '(a+b)+b = a+b')
+    }
+  })
+}
+
+const genLww = (r: () => number): Lww<string> => ({ ts: int(r, 4), v: pick(r, ['x', 'y', 'z']) })
+const genLwwMap = (r: () => number): LwwMap<number> => {
+  const m: LwwMap<number> = []
+  for (const k of ['a', 'b', 'c', 'd']) if (r() < 0.5) m.push([k, int(r, 4), int(r, 3)])
+  return m
+}
+const genPerm = (r: () => number): BucketKeyPerm => ({ ts: int(r, 3), read: r() < 0.5, write: r() < 0.5, owner: r() < 0.5 })
+const genCrdtMap = (r: () => number): CrdtMap<BucketKeyPerm> => {
+  const m: CrdtMap<BucketKeyPerm> = []
+  for (const k of ['k1', 'k2', 'k3']) if (r() < 0.6) m.push([k, genPerm(r)])
+  return m
+}
+const genDeletable = (r: () => number): Deletable<number> =>
+  r() < 0.2 ? { deleted: true } : { deleted: false, value: int(r, 10) }
+
+const uuids = [1, 2, 3, 4].map((n) => new Uint8Array(32).fill(n))
+const genObject = (r: () => number): ObjectEntry => {
+  const versions: ObjectVersion[] = []
+  for (let i = 0; i < 4; i++) {
+    if (r() < 0.5) continue
+    const state = pick(r, [
+      { t: 'uploading' as const, multipart: false, headers: [] },
+      { t: 'aborted' as const },
+      { t: 'complete' as const, data: { t: 'delete' as const } },
+    ])
+    versions.push({ uuid: uuids[i] as Uint8Array, ts: 10 + i * 10, state })
+  }
+  // A random object is the merge of its versions, as any stored object is.
+  return mergeObjects(
+    { bucketId: uuids[0] as Uint8Array, key: 'k', versions: [] },
+    {
+      bucketId: uuids[0] as Uint8Array,
+      key: 'k',
+      versions,
+    },
+  )
+}
+
+describe('CRDT laws', () => {
+  checkCrdtLaws('Lww', genLww, (a, b) => mergeLww(a, b))
+  checkCrdtLaws('LwwMap', genLwwMap, (a, b) => mergeLwwMap(a, b))
+  checkCrdtLaws('CrdtMap<BucketKeyPerm>', genCrdtMap, (a, b) => mergeCrdtMap(a, b, mergePerm))
+  checkCrdtLaws('Deletable<max>', genDeletable, (a, b) => mergeDeletable(a, b, mergeMax))
+  checkCrdtLaws('Bool', (r) => r() < 0.5, mergeBool)
+  checkCrdtLaws('Object', genObject, mergeObjects)
+})
+
+describe('CRDT behaviour', () => {
+  test('Lww: the newest timestamp wins, whatever the order', () => {
+    const old = { ts: 1, v: 'old' }
+    const neu = { ts: 2, v: 'new' }
+    assert.equal(mergeLww(old, neu).v, 'new')
+    assert.equal(mergeLww(neu, old).v, 'new')
+  })
+  test('updateLww moves past a timestamp from the future', () => {
+    const future = { ts: Date.now() + 60_000, v: 'a' }
+    const u = updateLww(future, 'b')
+    assert.equal(u.ts, future.ts + 1)
+    assert.equal(mergeLww(future, u).v, 'b')
+  })
+  test('LwwMap keeps keys sorted and per-key newest values', () => {
+    let m: LwwMap<string> = []
+    m = lwwMapSet(m, 'b', '1', 5)
+    m = lwwMapSet(m, 'a', '2', 5)
+    m = lwwMapSet(m, 'b', '3', 1) // older clock: still moves past ts 5
+    assert.deepEqual(
+      m.map(([k]) => k),
+      ['a', 'b'],
+    )
+    assert.equal(lwwMapGet(m, 'b'), '3')
+  })
+  test('Deletable: deletion wins over any update', () => {
+    assert.deepEqual(mergeDeletable({ deleted: false, value: 3 }, { deleted: true }, mergeMax), { deleted: true })
+  })
+  test('Object merge drops versions older than the last complete one', () => {
+    const o = mergeObjects(
+      {
+        bucketId: uuids[0] as Uint8Array,
+        key: 'k',
+        versions: [{ uuid: uuids[0] as Uint8Array, ts: 1, state: { t: 'uploading', multipart: false, headers: [] } }],
+      },
+      {
+        bucketId: uuids[0] as Uint8Array,
+        key: 'k',
+        versions: [{ uuid: uuids[1] as Uint8Array, ts: 2, state: { t: 'complete', data: { t: 'delete' } } }],
+      },
+    )
+    assert.equal(o.versions.length, 1)
+    assert.equal(o.versions[0]?.ts, 2)
+  })
+  test('Object merge: an aborted state wins over uploading for the same version', () => {
+    const v = (state: ObjectVersion['state']): ObjectEntry => ({
+      bucketId: uuids[0] as Uint8Array,
+      key: 'k',
+      versions: [{ uuid: uuids[2] as Uint8Array, ts: 7, state }],
+    })
+    const merged = mergeObjects(v({ t: 'uploading', multipart: true, headers: [] }), v({ t: 'aborted' }))
+    assert.equal(merged.versions[0]?.state.t, 'aborted')
+  })
+})
