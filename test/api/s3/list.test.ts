@@ -1,0 +1,113 @@
+/** Listing edge cases on the object table directly: delimiters, pagination across prefixes, byte order. */
+import assert from 'node:assert/strict'
+import { Readable } from 'node:stream'
+import { test } from 'node:test'
+import type { ChecksumResult } from '../../../lib/api/common/signature/body.ts'
+import { deleteObject } from '../../../lib/api/s3/delete.ts'
+import { listObjects, uriEncode } from '../../../lib/api/s3/list.ts'
+import { saveStream } from '../../../lib/api/s3/put.ts'
+import type { Garage } from '../../../lib/model/garage.ts'
+import { genUuid, type Uuid, utf8 } from '../../../lib/util/data.ts'
+import { startModel } from '../../helpers/model.ts'
+
+const ok: Promise<ChecksumResult> = Promise.resolve({ checksums: {}, trailers: {}, md5: Buffer.alloc(16) })
+
+async function put(g: Garage, bucket: Uuid, keys: string[]): Promise<void> {
+  for (const k of keys) await saveStream(g, bucket, k, [], Readable.from([Buffer.from(k)]), ok)
+}
+
+/** Lists everything page by page, as a client following continuation tokens would. */
+async function listAll(g: Garage, bucket: Uuid, prefix: string, delimiter: string | undefined, maxKeys: number) {
+  const keys: string[] = []
+  const prefixes: string[] = []
+  let start = utf8(prefix)
+  let pages = 0
+  for (;;) {
+    const r = await listObjects(g, bucket, { prefix, delimiter, maxKeys, start })
+    pages++
+    keys.push(...r.objects.map((o) => o.key))
+    prefixes.push(...r.commonPrefixes)
+    assert.ok(r.objects.length + r.commonPrefixes.length <= maxKeys, 'a page holds at most maxKeys entries')
+    if (!r.truncated) break
+    assert.ok(r.nextStart !== undefined, 'a truncated page says where to continue')
+    start = r.nextStart
+    assert.ok(pages < 1000, 'pagination terminates')
+  }
+  return { keys, prefixes, pages }
+}
+
+const KEYS = [
+  'a',
+  'a/1',
+  'a/2',
+  'a/b/1',
+  'b',
+  'b/1',
+  'c/1',
+  'c/2',
+  'c/3',
+  'd',
+  'é/1',
+  'z/z/z',
+  '\u{1F600}',
+  'file with spaces',
+  'x+y&z%',
+]
+
+test('delimiter groups keys into common prefixes, each once, on every page size', async (t) => {
+  const { garage } = await startModel(t)
+  const bucket = genUuid()
+  await put(garage, bucket, KEYS)
+  const sorted = [...KEYS].sort((x, y) => Buffer.compare(utf8(x), utf8(y)))
+  for (const maxKeys of [1, 2, 3, 5, 1000]) {
+    const flat = await listAll(garage, bucket, '', undefined, maxKeys)
+    assert.deepEqual(flat.keys, sorted, `flat listing, maxKeys=${maxKeys}`)
+    const grouped = await listAll(garage, bucket, '', '/', maxKeys)
+    assert.deepEqual(grouped.keys, ['a', 'b', 'd', 'file with spaces', 'x+y&z%', '\u{1F600}'], `keys, maxKeys=${maxKeys}`)
+    assert.deepEqual(grouped.prefixes, ['a/', 'b/', 'c/', 'z/', 'é/'], `prefixes, maxKeys=${maxKeys}`)
+    const sub = await listAll(garage, bucket, 'a/', '/', maxKeys)
+    assert.deepEqual(sub.keys, ['a/1', 'a/2'])
+    assert.deepEqual(sub.prefixes, ['a/b/'])
+  }
+})
+
+test('multi-character delimiters and a prefix that is not a folder', async (t) => {
+  const { garage } = await startModel(t)
+  const bucket = genUuid()
+  await put(garage, bucket, ['x--1', 'x--2--3', 'x-y', 'xa'])
+  const r = await listAll(garage, bucket, 'x', '--', 10)
+  assert.deepEqual(r.prefixes, ['x--'])
+  assert.deepEqual(r.keys, ['x-y', 'xa'])
+})
+
+test('start-after / marker skip keys and the common prefix they fall in', async (t) => {
+  const { garage } = await startModel(t)
+  const bucket = genUuid()
+  await put(garage, bucket, ['a/1', 'a/2', 'b', 'c/1'])
+  const r = await listObjects(garage, bucket, { prefix: '', delimiter: '/', maxKeys: 10, start: utf8('a/\0'), after: 'a/' })
+  assert.deepEqual(r.commonPrefixes, ['c/'])
+  assert.deepEqual(
+    r.objects.map((o) => o.key),
+    ['b'],
+  )
+})
+
+test('deleted objects and maxKeys 0 list nothing', async (t) => {
+  const { garage } = await startModel(t)
+  const bucket = genUuid()
+  await put(garage, bucket, ['gone', 'kept'])
+  await deleteObject(garage, bucket, 'gone')
+  const r = await listObjects(garage, bucket, { prefix: '', maxKeys: 10, start: new Uint8Array(0) })
+  assert.deepEqual(
+    r.objects.map((o) => o.key),
+    ['kept'],
+  )
+  const none = await listObjects(garage, bucket, { prefix: '', maxKeys: 0, start: new Uint8Array(0) })
+  assert.equal(none.objects.length + none.commonPrefixes.length, 0)
+  assert.equal(none.truncated, false)
+})
+
+test('URL encoding of listed names keeps slashes and encodes everything AWS does', () => {
+  assert.equal(uriEncode('a b/c+d&e%f'), 'a%20b/c%2Bd%26e%25f')
+  assert.equal(uriEncode("é*'()!~"), "%C3%A9%2A%27%28%29%21~")
+})
