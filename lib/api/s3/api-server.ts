@@ -13,7 +13,7 @@ import { unreachable } from '../../util/errors.ts'
 import type { Logger } from '../../util/logger.ts'
 import { ApiError } from '../common/errors.ts'
 import type { ApiHandler, ApiResponse, RequestContext } from '../common/server.ts'
-import { requestBodyStages } from '../common/signature/body.ts'
+import { parseChecksumHeaders, requestBodyStages } from '../common/signature/body.ts'
 import { verifyRequest } from '../common/signature/sigv4.ts'
 import {
   handleCreateBucket,
@@ -23,9 +23,18 @@ import {
   handleListBuckets,
 } from './bucket.ts'
 import type { BucketCtx, S3Settings } from './context.ts'
+import { handleCopyObject, handleUploadPartCopy } from './copy.ts'
 import { handleDeleteObject, handleDeleteObjects } from './delete.ts'
 import { handleGetObject } from './get.ts'
 import { handleListObjectsV1, handleListObjectsV2 } from './list.ts'
+import {
+  handleAbortMultipartUpload,
+  handleCompleteMultipartUpload,
+  handleCreateMultipartUpload,
+  handleListMultipartUploads,
+  handleListParts,
+  handleUploadPart,
+} from './multipart.ts'
 import { handlePutObject } from './put.ts'
 import { authorizationType, type Endpoint, parseBucketAndKey, parseEndpoint } from './router.ts'
 import { renderXml } from './xml.ts'
@@ -72,7 +81,12 @@ export class S3ApiServer implements ApiHandler {
     const expiration = apiKey.state.value.expiration.v
     if (expiration !== null && expiration <= Date.now()) throw new ApiError('AccessDenied', 'The access key has expired')
 
-    const stages = requestBodyStages(req.headers, auth, { computeMd5: true })
+    // A checksum asked for by name only (`x-amz-checksum-algorithm`) is computed, not checked.
+    const requested = parseChecksumHeaders(req.headers).requestedAlgorithm
+    const stages = requestBodyStages(req.headers, auth, {
+      computeMd5: true,
+      extraAlgorithms: requested === undefined ? [] : [requested],
+    })
     // Consumers await `result`; this handler only keeps an early failure from going unhandled.
     stages.result.catch(() => {})
     const body: Readable =
@@ -145,6 +159,22 @@ export class S3ApiServer implements ApiHandler {
         return handleDeleteObject(g, ctx.bucketId, ep.key)
       case 'DeleteObjects':
         return handleDeleteObjects(g, ctx.bucketId, ctx.body, ctx.bodyResult)
+      case 'CopyObject':
+        return handleCopyObject(ctx, ep.key)
+      case 'CreateMultipartUpload':
+        return handleCreateMultipartUpload(ctx, ep.key)
+      case 'UploadPart':
+        return handleUploadPart(ctx, ep)
+      case 'UploadPartCopy':
+        return handleUploadPartCopy(ctx, ep)
+      case 'CompleteMultipartUpload':
+        return handleCompleteMultipartUpload(ctx, ep)
+      case 'AbortMultipartUpload':
+        return handleAbortMultipartUpload(ctx, ep)
+      case 'ListParts':
+        return handleListParts(ctx, ep, owner)
+      case 'ListMultipartUploads':
+        return handleListMultipartUploads(ctx, ep, owner)
       default:
         throw notImplemented(ep.kind)
     }

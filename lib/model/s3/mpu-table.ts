@@ -74,3 +74,8 @@ export function mpuTableSchema(deps: MpuTableDeps): TableSchema<MpuEntry> {
     },
   }
 }
+
+/** An upload tombstone, which deletes the upload's part versions. */
+export function deletedMpu(uploadId: Uuid, ts: number, bucketId: Uuid, key: string): MpuEntry {
+  return { uploadId, deleted: true, parts: [], ts, bucketId, key }
+}

@@ -1,0 +1,280 @@
+/**
+ * CopyObject and UploadPartCopy (port of garage_api_s3::copy). A copy never rewrites data it can
+ * share: the new version lists the source's block hashes and references them (their reference
+ * counts go up); inline objects copy their bytes. UploadPartCopy re-uses the source blocks that
+ * fall entirely within the requested range, and re-reads, slices and writes the edge blocks.
+ */
+import { createHash } from 'node:crypto'
+import type { IncomingHttpHeaders } from 'node:http'
+import type { ObjectMeta, ObjectVersion } from '../../model/s3/object-table.ts'
+import { crdtMapGet } from '../../util/crdt/crdt.ts'
+import { blake2sum, genUuid, type Hash, toHex, type Uuid, utf8 } from '../../util/data.ts'
+import { GarageError } from '../../util/errors.ts'
+import { isoDate, nextTimestamp } from '../../util/time.ts'
+import { ApiError } from '../common/errors.ts'
+import type { ApiResponse } from '../common/server.ts'
+import type { BucketCtx } from './context.ts'
+import { currentVersion } from './get.ts'
+import { beginPart, checkPartNumber, getUpload, parseUploadId, writePart } from './multipart.ts'
+import { checkKey, extractMetadataHeaders } from './put.ts'
+import { renderXml } from './xml.ts'
+
+const EMPTY = new Uint8Array(0)
+
+type SourceVersion = NonNullable<ReturnType<typeof currentVersion>>
+
+interface CopySource {
+  bucketId: Uuid
+  key: string
+  version: SourceVersion
+}
+
+function headerValue(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const v = headers[name]
+  return Array.isArray(v) ? v.join(',') : v
+}
+
+/**
+ * Splits `x-amz-copy-source` (`bucket/key` or `/bucket/key`, URL-encoded, with an optional
+ * `?versionId=`, which is ignored: Garage keeps no old versions) into bucket and key.
+ */
+export function parseCopySource(raw: string): { bucket: string; key: string } {
+  const q = raw.indexOf('?')
+  const path = (q < 0 ? raw : raw.slice(0, q)).replace(/^\/+/, '')
+  let decoded: string
+  try {
+    decoded = decodeURIComponent(path)
+  } catch (err) {
+    throw new ApiError('InvalidArgument', 'Invalid percent-encoding in x-amz-copy-source', { cause: err })
+  }
+  const slash = decoded.indexOf('/')
+  if (slash <= 0 || slash === decoded.length - 1) {
+    throw new ApiError('InvalidArgument', 'Copy Source must mention the source bucket and key: sourcebucket/sourcekey')
+  }
+  return { bucket: decoded.slice(0, slash), key: decoded.slice(slash + 1) }
+}
+
+/** Resolves the copy source for the request's key, which must be allowed to read its bucket. */
+async function getCopySource(ctx: BucketCtx): Promise<CopySource> {
+  const raw = headerValue(ctx.req.headers, 'x-amz-copy-source')
+  if (raw === undefined) throw new ApiError('InvalidArgument', 'Missing x-amz-copy-source')
+  const { bucket, key } = parseCopySource(raw)
+  const g = ctx.garage
+  const bucketId = g.buckets.resolveLocal(bucket, ctx.apiKey)
+  const entry = bucketId === undefined ? undefined : g.bucketTable.data.read(EMPTY, bucketId)
+  if (bucketId === undefined || entry === undefined || entry.state.deleted) {
+    throw new ApiError('NoSuchBucket', 'The specified bucket does not exist', { extra: { BucketName: bucket } })
+  }
+  const perm = crdtMapGet(ctx.apiKey.state.value.authorizedBuckets, toHex(bucketId))
+  if (perm === undefined || !perm.read)
+    throw new ApiError('AccessDenied', `Reading from bucket ${bucket} is not allowed for this key`)
+  const version = currentVersion(await g.objectTable.get(bucketId, utf8(key)))
+  if (version === undefined) throw new ApiError('NoSuchKey', 'The specified key does not exist.', { extra: { Key: key } })
+  return { bucketId, key, version }
+}
+
+function etagIn(list: string, etag: string): boolean {
+  return list.split(',').some((t) => {
+    const s = t.trim().replace(/^W\//, '').replace(/^"|"$/g, '')
+    return s === '*' || s === etag
+  })
+}
+
+function parseDate(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined
+  const t = Date.parse(v)
+  return Number.isNaN(t) ? undefined : t
+}
+
+/**
+ * The `x-amz-copy-source-if-*` conditions, as AWS evaluates them: if-match holding makes
+ * if-unmodified-since irrelevant, and if-none-match (when present) decides over
+ * if-modified-since. Unparseable dates are ignored. Throws PreconditionFailed.
+ */
+export function checkCopyPreconditions(headers: IncomingHttpHeaders, etag: string, lastModifiedMsec: number): void {
+  const lastModified = Math.floor(lastModifiedMsec / 1000) * 1000
+  const ifMatch = headerValue(headers, 'x-amz-copy-source-if-match')
+  const ifNoneMatch = headerValue(headers, 'x-amz-copy-source-if-none-match')
+  const ifModifiedSince = parseDate(headerValue(headers, 'x-amz-copy-source-if-modified-since'))
+  const ifUnmodifiedSince = parseDate(headerValue(headers, 'x-amz-copy-source-if-unmodified-since'))
+  let ok = true
+  if (ifMatch !== undefined) ok = etagIn(ifMatch, etag)
+  else if (ifUnmodifiedSince !== undefined) ok = lastModified <= ifUnmodifiedSince
+  if (ok && ifNoneMatch !== undefined) ok = !etagIn(ifNoneMatch, etag)
+  else if (ok && ifModifiedSince !== undefined) ok = lastModified > ifModifiedSince
+  if (!ok) throw new ApiError('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold')
+}
+
+export async function handleCopyObject(ctx: BucketCtx, destKey: string): Promise<ApiResponse> {
+  checkKey(destKey)
+  const directive = (headerValue(ctx.req.headers, 'x-amz-metadata-directive') ?? 'COPY').trim().toUpperCase()
+  if (directive !== 'COPY' && directive !== 'REPLACE') {
+    throw new ApiError('InvalidArgument', 'Unknown metadata directive.', { extra: { ArgumentName: 'x-amz-metadata-directive' } })
+  }
+  const g = ctx.garage
+  const source = await getCopySource(ctx)
+  const srcData = source.version.state.data
+  checkCopyPreconditions(ctx.req.headers, srcData.meta.etag, source.version.ts)
+  if (directive === 'COPY' && Buffer.compare(source.bucketId, ctx.bucketId) === 0 && source.key === destKey) {
+    throw new ApiError(
+      'InvalidRequest',
+      "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
+    )
+  }
+  const meta: ObjectMeta =
+    directive === 'REPLACE'
+      ? { ...srcData.meta, headers: extractMetadataHeaders(ctx.req.headers, ctx.contentEncoding) }
+      : srcData.meta
+
+  const dest = await g.objectTable.get(ctx.bucketId, utf8(destKey))
+  const ts = nextTimestamp(dest === undefined ? undefined : Math.max(0, ...dest.versions.map((v) => v.ts)))
+  const uuid = genUuid()
+  const bucketId = ctx.bucketId
+  if (srcData.t === 'inline') {
+    const version: ObjectVersion = {
+      uuid,
+      ts,
+      state: { t: 'complete', data: { t: 'inline', meta, bytes: srcData.bytes } },
+    }
+    await g.objectTable.insert({ bucketId, key: destKey, versions: [version] })
+  } else {
+    const srcVersion = await g.versionTable.get(source.version.uuid, EMPTY)
+    if (srcVersion === undefined || srcVersion.deleted) {
+      throw new GarageError('GARAGE_ERR_INTERNAL', 'the source version is gone; it was overwritten, retry')
+    }
+    // Announce the copy, list the blocks and reference them before the version becomes visible;
+    // completing it last matters when copying onto itself, as that drops the source version.
+    g.uploads.begin(uuid, bucketId, destKey, ts)
+    try {
+      const uploading: ObjectVersion = { uuid, ts, state: { t: 'uploading', multipart: false, headers: meta.headers } }
+      await g.objectTable.insert({ bucketId, key: destKey, versions: [uploading] })
+      await g.versionTable.insert({
+        uuid,
+        deleted: false,
+        blocks: srcVersion.blocks,
+        partsEtags: srcVersion.partsEtags,
+        backlink: { t: 'object', bucketId, key: destKey },
+      })
+      const seen = new Set<string>()
+      const refs = []
+      for (const b of srcVersion.blocks) {
+        const h = toHex(b[2])
+        if (seen.has(h)) continue
+        seen.add(h)
+        refs.push({ block: b[2], version: uuid, deleted: false })
+      }
+      for (let i = 0; i < refs.length; i += 1000) await g.blockRefTable.insertMany(refs.slice(i, i + 1000))
+      const complete: ObjectVersion = {
+        uuid,
+        ts,
+        state: { t: 'complete', data: { t: 'firstBlock', meta, hash: srcData.hash } },
+      }
+      await g.objectTable.insert({ bucketId, key: destKey, versions: [complete] })
+    } catch (err) {
+      await g.objectTable.insert({ bucketId, key: destKey, versions: [{ uuid, ts, state: { t: 'aborted' } }] })
+      throw err
+    } finally {
+      g.uploads.end(uuid)
+    }
+  }
+  const xml = renderXml('CopyObjectResult', { ETag: `"${meta.etag}"`, LastModified: isoDate(ts) })
+  return {
+    status: 200,
+    headers: {
+      'content-type': 'application/xml',
+      'x-amz-version-id': toHex(uuid),
+      'x-amz-copy-source-version-id': toHex(source.version.uuid),
+    },
+    body: xml,
+  }
+}
+
+/** Parses `x-amz-copy-source-range: bytes=first-last` against the source size. */
+export function parseCopyRange(header: string | undefined, size: number): { start: number; end: number } {
+  if (header === undefined) return { start: 0, end: size - 1 }
+  const m = /^\s*bytes=(\d+)-(\d+)\s*$/.exec(header)
+  const start = Number(m?.[1])
+  const end = Number(m?.[2])
+  if (m === null || !Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start > end || end >= size) {
+    throw new ApiError('InvalidArgument', `Range specified is not valid for source object of size: ${size}`, {
+      extra: { ArgumentName: 'x-amz-copy-source-range', ArgumentValue: header },
+    })
+  }
+  return { start, end }
+}
+
+/** One piece of a copied part: a whole source block re-used, or bytes to write as a new block. */
+type Piece = { hash: Hash; from: number; to: number; whole: boolean } | { bytes: Uint8Array }
+
+export async function handleUploadPartCopy(
+  ctx: BucketCtx,
+  ep: { key: string; partNumber: number; uploadId: string },
+): Promise<ApiResponse> {
+  checkPartNumber(ep.partNumber)
+  const uploadId = parseUploadId(ep.uploadId)
+  const g = ctx.garage
+  const [source, upload] = await Promise.all([getCopySource(ctx), getUpload(g, ctx.bucketId, ep.key, uploadId)])
+  const srcData = source.version.state.data
+  checkCopyPreconditions(ctx.req.headers, srcData.meta.etag, source.version.ts)
+  const size = srcData.meta.size
+  if (size === 0) throw new ApiError('InvalidArgument', 'The source object is empty')
+  const range = parseCopyRange(headerValue(ctx.req.headers, 'x-amz-copy-source-range'), size)
+
+  const pieces: Piece[] = []
+  if (srcData.t === 'inline') {
+    pieces.push({ bytes: srcData.bytes.subarray(range.start, range.end + 1) })
+  } else {
+    const v = await g.versionTable.get(source.version.uuid, EMPTY)
+    if (v === undefined || v.deleted) {
+      throw new GarageError('GARAGE_ERR_INTERNAL', 'the source version is gone; it was overwritten, retry')
+    }
+    let offset = 0
+    for (const [, , hash, bsize] of v.blocks) {
+      const bStart = offset
+      const bEnd = offset + bsize - 1
+      offset += bsize
+      if (bEnd < range.start || bStart > range.end) continue
+      const from = Math.max(range.start, bStart) - bStart
+      const to = Math.min(range.end, bEnd) - bStart + 1
+      pieces.push({ hash, from, to, whole: from === 0 && to === bsize })
+    }
+  }
+
+  const part = await beginPart(g, upload, ep.partNumber)
+  const done = await writePart(ctx, upload, part, async () => {
+    const md5 = createHash('md5')
+    let offset = 0
+    const read = (p: Piece | undefined): Promise<Uint8Array> | undefined =>
+      p === undefined ? undefined : 'bytes' in p ? Promise.resolve(p.bytes) : g.blockManager.getBlock(p.hash)
+    let next = read(pieces[0])
+    for (let i = 0; i < pieces.length; i++) {
+      const p = pieces[i] as Piece
+      const current = next as Promise<Uint8Array>
+      next = read(pieces[i + 1])
+      // A read-ahead that fails is reported when its turn comes, not as an unhandled rejection.
+      next?.catch(() => {})
+      const data = await current
+      const bytes = 'bytes' in p || p.whole ? data : data.subarray(p.from, p.to)
+      md5.update(bytes)
+      const reuse = !('bytes' in p) && p.whole
+      const hash = reuse ? p.hash : blake2sum(bytes)
+      await g.versionTable.insert({
+        uuid: part.version,
+        deleted: false,
+        blocks: [[ep.partNumber, offset, hash, bytes.length]],
+        partsEtags: [],
+        backlink: { t: 'mpu', uploadId },
+      })
+      await g.blockRefTable.insert({ block: hash, version: part.version, deleted: false })
+      if (!reuse) await g.blockManager.putBlock(hash, bytes)
+      offset += bytes.length
+    }
+    return { etag: md5.digest('hex'), size: offset, checksum: null }
+  })
+  const xml = renderXml('CopyPartResult', { ETag: `"${done.etag}"`, LastModified: isoDate(part.ts) })
+  return {
+    status: 200,
+    headers: { 'content-type': 'application/xml', 'x-amz-copy-source-version-id': toHex(source.version.uuid) },
+    body: xml,
+  }
+}

@@ -1,0 +1,528 @@
+/**
+ * Multipart uploads (port of garage_api_s3::multipart and the upload listings of
+ * garage_api_s3::list).
+ *
+ * CreateMultipartUpload adds an `uploading{multipart}` version to the object row, whose uuid is
+ * the upload id, and an MPU row of the same id. Each UploadPart (or UploadPartCopy) writes a
+ * fresh part version (backlink: the upload) and lists it in the MPU row under
+ * (part number, timestamp), so a re-upload of a number never collides with the previous one.
+ * CompleteMultipartUpload builds the final version (uuid = upload id) from the chosen part
+ * versions, renumbered 1..N, references its blocks, completes the object version and deletes the
+ * MPU row: through the tables' hooks that deletes every part version, releasing the references of
+ * parts that were not used while the final version keeps its own.
+ */
+import { createHash } from 'node:crypto'
+import { prefixEnd } from '../../db/db.ts'
+import type { Garage } from '../../model/garage.ts'
+import { deletedMpu, type MpuEntry, type MpuPart } from '../../model/s3/mpu-table.ts'
+import type { ObjectData, ObjectEntry, ObjectMeta, ObjectVersion } from '../../model/s3/object-table.ts'
+import { deletedVersion, type VersionBlock } from '../../model/s3/version-table.ts'
+import { bytesEqual, genUuid, type Hash, parseUuid, toHex, type Uuid, utf8 } from '../../util/data.ts'
+import { isoDate, nextTimestamp } from '../../util/time.ts'
+import { ApiError } from '../common/errors.ts'
+import type { ApiResponse } from '../common/server.ts'
+import { type ChecksumAlgorithm, checksumHeaderName, parseChecksumAlgorithm } from '../common/signature/checksum.ts'
+import { readBody } from './body.ts'
+import type { BucketCtx } from './context.ts'
+import type { Owner } from './list.ts'
+import { uriEncode } from './list.ts'
+import { Chunker, checkContentLength, checkKey, extractMetadataHeaders, writeBlocks } from './put.ts'
+import { parseXml, renderXml, xmlChildren, xmlText } from './xml.ts'
+
+/** Part numbers go from 1 to this, as on AWS. */
+export const MAX_PART_NUMBER = 10_000
+/** Every part but the last must be at least this large (AWS's limit). */
+export const MIN_PART_SIZE = 5 * 1024 * 1024
+/** ListParts and ListMultipartUploads return at most this many entries per page. */
+const MAX_LIST = 1000
+/** A CompleteMultipartUpload body listing 10,000 parts stays well below this. */
+const MAX_COMPLETE_BODY = 4 * 1024 * 1024
+
+const EMPTY = new Uint8Array(0)
+
+/** An upload that may receive parts: its object version and its MPU row. */
+export interface Upload {
+  uploadId: Uuid
+  bucketId: Uuid
+  key: string
+  object: ObjectEntry
+  version: ObjectVersion & { state: { t: 'uploading' } }
+  mpu: MpuEntry
+}
+
+export function noSuchUpload(): ApiError {
+  return new ApiError(
+    'NoSuchUpload',
+    'The specified multipart upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.',
+  )
+}
+
+/** Part numbers are integers from 1 to 10,000. */
+export function checkPartNumber(n: number): void {
+  if (!Number.isInteger(n) || n < 1 || n > MAX_PART_NUMBER) {
+    throw new ApiError('InvalidArgument', `Part number must be an integer between 1 and ${MAX_PART_NUMBER}, inclusive`)
+  }
+}
+
+/** Upload ids are the hex of a 32-byte uuid; anything else names no upload. */
+export function parseUploadId(s: string): Uuid {
+  const id = parseUuid(s)
+  if (id === undefined) throw noSuchUpload()
+  return id
+}
+
+/** The upload `uploadId` of `key`, if it is still in progress (NoSuchUpload otherwise). */
+export async function getUpload(garage: Garage, bucketId: Uuid, key: string, uploadId: Uuid): Promise<Upload> {
+  const [object, mpu] = await Promise.all([garage.objectTable.get(bucketId, utf8(key)), garage.mpuTable.get(uploadId, EMPTY)])
+  if (object === undefined || mpu === undefined || mpu.deleted) throw noSuchUpload()
+  const version = object.versions.find((v) => bytesEqual(v.uuid, uploadId) && v.state.t === 'uploading' && v.state.multipart)
+  if (version === undefined) throw noSuchUpload()
+  return { uploadId, bucketId, key, object, version: version as Upload['version'], mpu }
+}
+
+/** The newest finished upload of each part number, by part number. */
+export function finishedParts(mpu: MpuEntry): Map<number, MpuPart & { etag: string; size: number }> {
+  const out = new Map<number, MpuPart & { etag: string; size: number }>()
+  for (const p of mpu.parts) {
+    if (p.etag === null || p.size === null) continue
+    const cur = out.get(p.partNumber)
+    if (cur === undefined || p.ts > cur.ts) out.set(p.partNumber, p as MpuPart & { etag: string; size: number })
+  }
+  return out
+}
+
+function mpuUpdate(upload: Upload, part: MpuPart): MpuEntry {
+  return {
+    uploadId: upload.uploadId,
+    deleted: false,
+    parts: [part],
+    ts: upload.mpu.ts,
+    bucketId: upload.bucketId,
+    key: upload.key,
+  }
+}
+
+/**
+ * Starts writing a part: lists a new part version in the upload (without ETag yet), then creates
+ * that version, so its block references always have a version the upload's deletion reaches.
+ */
+export async function beginPart(garage: Garage, upload: Upload, partNumber: number): Promise<MpuPart> {
+  let previous: number | undefined
+  for (const p of upload.mpu.parts) if (p.partNumber === partNumber) previous = Math.max(previous ?? p.ts, p.ts)
+  const part: MpuPart = {
+    partNumber,
+    ts: nextTimestamp(previous),
+    version: genUuid(),
+    etag: null,
+    size: null,
+    checksum: null,
+  }
+  await garage.mpuTable.insert(mpuUpdate(upload, part))
+  await garage.versionTable.insert({
+    uuid: part.version,
+    deleted: false,
+    blocks: [],
+    partsEtags: [],
+    backlink: { t: 'mpu', uploadId: upload.uploadId },
+  })
+  return part
+}
+
+/**
+ * Records a written part's ETag and size. If the upload was completed or aborted meanwhile, the
+ * part is released and the upload reported as gone.
+ */
+export async function finishPart(garage: Garage, upload: Upload, part: MpuPart): Promise<void> {
+  await garage.mpuTable.insert(mpuUpdate(upload, part))
+  const after = await garage.mpuTable.get(upload.uploadId, EMPTY)
+  if (after === undefined || after.deleted) {
+    await releasePart(garage, upload, part)
+    throw noSuchUpload()
+  }
+}
+
+/** Deletes a part version that will never be used (its block references go with it). */
+export async function releasePart(garage: Garage, upload: Upload, part: MpuPart): Promise<void> {
+  await garage.versionTable.insert(deletedVersion(part.version, { t: 'mpu', uploadId: upload.uploadId }))
+}
+
+/** Runs `write` for a part begun with {@link beginPart}, releasing the part if it fails. */
+export async function writePart(
+  ctx: BucketCtx,
+  upload: Upload,
+  part: MpuPart,
+  write: () => Promise<{ etag: string; size: number; checksum: string | null }>,
+): Promise<MpuPart & { etag: string; size: number }> {
+  let written: { etag: string; size: number; checksum: string | null }
+  try {
+    written = await write()
+  } catch (err) {
+    try {
+      await releasePart(ctx.garage, upload, part)
+    } catch (cleanupErr) {
+      // The original error is the one to report; the part stays listed in the upload, whose
+      // completion or abort deletes its version anyway.
+      ctx.log.warn(`cannot release failed part ${part.partNumber}: ${(cleanupErr as Error).message}`)
+    }
+    throw err
+  }
+  const done = { ...part, ...written }
+  await finishPart(ctx.garage, upload, done)
+  return done
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handlers
+// ---------------------------------------------------------------------------------------------
+
+export async function handleCreateMultipartUpload(ctx: BucketCtx, key: string): Promise<ApiResponse> {
+  checkKey(key)
+  const g = ctx.garage
+  const headers = extractMetadataHeaders(ctx.req.headers, ctx.contentEncoding)
+  const existing = await g.objectTable.get(ctx.bucketId, utf8(key))
+  const ts = nextTimestamp(existing === undefined ? undefined : Math.max(0, ...existing.versions.map((v) => v.ts)))
+  const uploadId = genUuid()
+  await g.objectTable.insert({
+    bucketId: ctx.bucketId,
+    key,
+    versions: [{ uuid: uploadId, ts, state: { t: 'uploading', multipart: true, headers } }],
+  })
+  await g.mpuTable.insert({ uploadId, deleted: false, parts: [], ts, bucketId: ctx.bucketId, key })
+  const xml = renderXml('InitiateMultipartUploadResult', { Bucket: ctx.bucketName, Key: key, UploadId: toHex(uploadId) })
+  return { status: 200, headers: { 'content-type': 'application/xml' }, body: xml }
+}
+
+export async function handleUploadPart(
+  ctx: BucketCtx,
+  ep: { key: string; partNumber: number; uploadId: string },
+): Promise<ApiResponse> {
+  checkPartNumber(ep.partNumber)
+  const uploadId = parseUploadId(ep.uploadId)
+  checkContentLength(ctx.req.headers)
+  const g = ctx.garage
+  const upload = await getUpload(g, ctx.bucketId, ep.key, uploadId)
+  const part = await beginPart(g, upload, ep.partNumber)
+  const done = await writePart(ctx, upload, part, async () => {
+    try {
+      const chunker = new Chunker(ctx.body, g.blockSize)
+      const first = await chunker.next()
+      let size = 0
+      if (first !== undefined) {
+        size = (await writeBlocks(g, part.version, { t: 'mpu', uploadId }, ep.partNumber, first, chunker)).size
+      }
+      const result = await ctx.bodyResult
+      const etag = (result.md5 ?? createHash('md5').digest()).toString('hex')
+      const [alg, value] = (Object.entries(result.checksums)[0] ?? []) as [string | undefined, string | undefined]
+      return { etag, size, checksum: alg !== undefined && value !== undefined ? `${alg}:${value}` : null }
+    } catch (err) {
+      ctx.body.destroy()
+      throw err
+    }
+  })
+  const out: Record<string, string> = { etag: `"${done.etag}"` }
+  const checksum = parsePartChecksum(done.checksum)
+  if (checksum !== undefined) out[checksumHeaderName(checksum.algorithm)] = checksum.value
+  return { status: 200, headers: out }
+}
+
+function parsePartChecksum(s: string | null): { algorithm: ChecksumAlgorithm; value: string } | undefined {
+  if (s === null) return undefined
+  const i = s.indexOf(':')
+  const algorithm = parseChecksumAlgorithm(s.slice(0, i))
+  return algorithm === undefined ? undefined : { algorithm, value: s.slice(i + 1) }
+}
+
+/** The `<Part>` list of a CompleteMultipartUpload body. */
+export function parseCompleteBody(text: string): Array<{ partNumber: number; etag: string }> {
+  const doc = parseXml(text)
+  const root = xmlChildren(doc, 'CompleteMultipartUpload')
+  if (root.length !== 1) throw new ApiError('MalformedXML', 'expected a <CompleteMultipartUpload> element')
+  return xmlChildren(root[0], 'Part').map((p) => {
+    const num = xmlText(p, 'PartNumber')
+    const etag = xmlText(p, 'ETag')
+    if (num === undefined || etag === undefined) throw new ApiError('MalformedXML', 'each <Part> needs <PartNumber> and <ETag>')
+    if (!/^[0-9]{1,5}$/.test(num)) throw new ApiError('MalformedXML', `invalid <PartNumber>: ${num.slice(0, 20)}`)
+    const partNumber = Number(num)
+    checkPartNumber(partNumber)
+    return { partNumber, etag: etag.replace(/^"|"$/g, '') }
+  })
+}
+
+export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: string; uploadId: string }): Promise<ApiResponse> {
+  const uploadId = parseUploadId(ep.uploadId)
+  const text = await readBody(ctx.body, MAX_COMPLETE_BODY)
+  await ctx.bodyResult
+  const listed = parseCompleteBody(text)
+  const g = ctx.garage
+  const upload = await getUpload(g, ctx.bucketId, ep.key, uploadId)
+  if (listed.length === 0) throw new ApiError('MalformedXML', 'You must specify at least one part')
+  for (let i = 1; i < listed.length; i++) {
+    if ((listed[i] as (typeof listed)[number]).partNumber <= (listed[i - 1] as (typeof listed)[number]).partNumber) {
+      throw new ApiError(
+        'InvalidPartOrder',
+        'The list of parts was not in ascending order. Parts must be ordered by part number.',
+      )
+    }
+  }
+  const have = finishedParts(upload.mpu)
+  const chosen = listed.map((l) => {
+    const p = have.get(l.partNumber)
+    if (p === undefined || p.etag !== l.etag) {
+      throw new ApiError(
+        'InvalidPart',
+        `One or more of the specified parts could not be found (part ${l.partNumber}). The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.`,
+      )
+    }
+    return p
+  })
+  for (let i = 0; i < chosen.length - 1; i++) {
+    const p = chosen[i] as (typeof chosen)[number]
+    if (p.size < MIN_PART_SIZE) {
+      throw new ApiError(
+        'EntityTooSmall',
+        `Your proposed upload is smaller than the minimum allowed size (part ${p.partNumber})`,
+        {
+          extra: { ProposedSize: String(p.size), MinSizeAllowed: String(MIN_PART_SIZE), PartNumber: String(p.partNumber) },
+        },
+      )
+    }
+  }
+
+  // The final version: the blocks of the chosen part versions, renumbered 1..N.
+  const partVersions = await Promise.all(chosen.map((p) => g.versionTable.get(p.version, EMPTY)))
+  const blocks: VersionBlock[] = []
+  partVersions.forEach((v, i) => {
+    if (v === undefined || v.deleted) throw new ApiError('InvalidPart', `Part ${(chosen[i] as MpuPart).partNumber} is gone`)
+    for (const [, offset, hash, size] of v.blocks) blocks.push([i + 1, offset, hash, size])
+  })
+  await g.versionTable.insert({
+    uuid: uploadId,
+    deleted: false,
+    blocks,
+    partsEtags: chosen.map((p, i) => [i + 1, p.etag]),
+    backlink: { t: 'object', bucketId: ctx.bucketId, key: ep.key },
+  })
+  const refs = uniqueHashes(blocks).map((block) => ({ block, version: uploadId, deleted: false }))
+  for (let i = 0; i < refs.length; i += 1000) await g.blockRefTable.insertMany(refs.slice(i, i + 1000))
+
+  const md5 = createHash('md5')
+  for (const p of chosen) md5.update(Buffer.from(p.etag, 'hex'))
+  const etag = `${md5.digest('hex')}-${chosen.length}`
+  const meta: ObjectMeta = { size: chosen.reduce((s, p) => s + p.size, 0), etag, headers: upload.version.state.headers }
+  const first = blocks[0]
+  const data: ObjectData =
+    first === undefined ? { t: 'inline', meta, bytes: new Uint8Array(0) } : { t: 'firstBlock', meta, hash: first[2] }
+  await g.objectTable.insert({
+    bucketId: ctx.bucketId,
+    key: ep.key,
+    versions: [{ uuid: uploadId, ts: upload.version.ts, state: { t: 'complete', data } }],
+  })
+  // Deleting the upload deletes every part version; the final version holds its own references.
+  await g.mpuTable.insert(deletedMpu(uploadId, upload.mpu.ts, ctx.bucketId, ep.key))
+
+  const xml = renderXml('CompleteMultipartUploadResult', { Bucket: ctx.bucketName, Key: ep.key, ETag: `"${etag}"` })
+  return {
+    status: 200,
+    headers: { 'content-type': 'application/xml', 'x-amz-version-id': toHex(uploadId) },
+    body: xml,
+  }
+}
+
+function uniqueHashes(blocks: VersionBlock[]): Hash[] {
+  const seen = new Map<string, Hash>()
+  for (const b of blocks) seen.set(toHex(b[2]), b[2])
+  return [...seen.values()]
+}
+
+export async function handleAbortMultipartUpload(ctx: BucketCtx, ep: { key: string; uploadId: string }): Promise<ApiResponse> {
+  const uploadId = parseUploadId(ep.uploadId)
+  const g = ctx.garage
+  const upload = await getUpload(g, ctx.bucketId, ep.key, uploadId)
+  await g.objectTable.insert({
+    bucketId: ctx.bucketId,
+    key: ep.key,
+    versions: [{ uuid: uploadId, ts: upload.version.ts, state: { t: 'aborted' } }],
+  })
+  // The object table's hook deletes the upload too; doing it here does not wait for its queue.
+  await g.mpuTable.insert(deletedMpu(uploadId, upload.mpu.ts, ctx.bucketId, ep.key))
+  return { status: 204, headers: {} }
+}
+
+function clampList(v: number | undefined): number {
+  return v === undefined ? MAX_LIST : Math.min(Math.max(v, 1), MAX_LIST)
+}
+
+export async function handleListParts(
+  ctx: BucketCtx,
+  ep: { key: string; uploadId: string; maxParts?: number; partNumberMarker?: number },
+  owner: Owner,
+): Promise<ApiResponse> {
+  const uploadId = parseUploadId(ep.uploadId)
+  const marker = ep.partNumberMarker ?? 0
+  if (marker > MAX_PART_NUMBER) {
+    throw new ApiError('InvalidArgument', `part-number-marker must be at most ${MAX_PART_NUMBER}`)
+  }
+  const maxParts = clampList(ep.maxParts)
+  const upload = await getUpload(ctx.garage, ctx.bucketId, ep.key, uploadId)
+  const parts = [...finishedParts(upload.mpu).values()]
+    .filter((p) => p.partNumber > marker)
+    .sort((a, b) => a.partNumber - b.partNumber)
+  const page = parts.slice(0, maxParts)
+  const truncated = parts.length > page.length
+  const last = page[page.length - 1]
+  const person = { ID: owner.id, DisplayName: owner.displayName }
+  const xml = renderXml('ListPartsResult', {
+    Bucket: ctx.bucketName,
+    Key: ep.key,
+    UploadId: ep.uploadId,
+    PartNumberMarker: marker,
+    ...(last !== undefined ? { NextPartNumberMarker: last.partNumber } : {}),
+    MaxParts: maxParts,
+    IsTruncated: truncated,
+    Part: page.map((p) => {
+      const checksum = parsePartChecksum(p.checksum)
+      return {
+        PartNumber: p.partNumber,
+        LastModified: isoDate(p.ts),
+        ETag: `"${p.etag}"`,
+        Size: p.size,
+        ...(checksum !== undefined ? { [`Checksum${checksum.algorithm}`]: checksum.value } : {}),
+      }
+    }),
+    Initiator: person,
+    Owner: person,
+    StorageClass: 'STANDARD',
+  })
+  return { status: 200, headers: { 'content-type': 'application/xml' }, body: xml }
+}
+
+export interface ListUploadsParams {
+  delimiter?: string
+  encodingType?: string
+  keyMarker?: string
+  maxUploads?: number
+  prefix?: string
+  uploadIdMarker?: string
+}
+
+interface ListedUpload {
+  key: string
+  uploadId: string
+  ts: number
+}
+
+const cmpKey = (a: string, b: string): number => Buffer.compare(utf8(a), utf8(b))
+
+const hasMultipartUpload = (o: ObjectEntry): boolean => o.versions.some((v) => v.state.t === 'uploading' && v.state.multipart)
+
+/**
+ * Lists the uploads in progress, by key, then by initiation time within a key. A page ends after
+ * `max-uploads` uploads and common prefixes; the next one starts after (key-marker,
+ * upload-id-marker), or after every upload of key-marker when no upload-id-marker is given.
+ */
+export async function listMultipartUploads(
+  garage: Garage,
+  bucketId: Uuid,
+  p: ListUploadsParams,
+): Promise<{ uploads: ListedUpload[]; commonPrefixes: string[]; truncated: boolean; next?: ListedUpload | string }> {
+  const prefix = p.prefix ?? ''
+  const delimiter = p.delimiter === '' ? undefined : p.delimiter
+  const keyMarker = p.keyMarker === '' ? undefined : p.keyMarker
+  const uploadIdMarker = keyMarker === undefined || p.uploadIdMarker === '' ? undefined : p.uploadIdMarker
+  const max = clampList(p.maxUploads)
+  const uploads: ListedUpload[] = []
+  const commonPrefixes: string[] = []
+  let last: ListedUpload | string | undefined
+  const full = () => uploads.length + commonPrefixes.length >= max
+  const done = (truncated: boolean) => ({ uploads, commonPrefixes, truncated, ...(truncated ? { next: last } : {}) })
+
+  let cursor = utf8(prefix)
+  if (keyMarker !== undefined && cmpKey(keyMarker, prefix) > 0) cursor = utf8(keyMarker)
+  for (;;) {
+    const page = await garage.objectTable.getRange(bucketId, { start: cursor, limit: MAX_LIST, filter: hasMultipartUpload })
+    if (page.length === 0) return done(false)
+    let jumped = false
+    for (const o of page) {
+      const key = o.key
+      if (!key.startsWith(prefix)) {
+        if (cmpKey(key, prefix) > 0) return done(false)
+        continue
+      }
+      const d = delimiter === undefined ? -1 : key.indexOf(delimiter, prefix.length)
+      if (d >= 0) {
+        const cp = key.slice(0, d + (delimiter as string).length)
+        if (keyMarker === undefined || cmpKey(cp, keyMarker) > 0) {
+          if (full()) return done(true)
+          commonPrefixes.push(cp)
+          last = cp
+        }
+        const end = prefixEnd(utf8(cp))
+        if (end === undefined) return done(false)
+        cursor = end
+        jumped = true
+        break
+      }
+      if (keyMarker !== undefined) {
+        const c = cmpKey(key, keyMarker)
+        if (c < 0 || (c === 0 && uploadIdMarker === undefined)) continue
+      }
+      let ids = o.versions
+        .filter((v) => v.state.t === 'uploading' && v.state.multipart)
+        .map((v) => ({ key, uploadId: toHex(v.uuid), ts: v.ts }))
+      if (keyMarker !== undefined && uploadIdMarker !== undefined && key === keyMarker) {
+        const at = ids.findIndex((u) => u.uploadId === uploadIdMarker.toLowerCase())
+        ids = at >= 0 ? ids.slice(at + 1) : ids.filter((u) => u.uploadId > uploadIdMarker.toLowerCase())
+      }
+      for (const u of ids) {
+        if (full()) return done(true)
+        uploads.push(u)
+        last = u
+      }
+      cursor = keySuccessor(key)
+    }
+    if (!jumped && page.length < MAX_LIST) return done(false)
+  }
+}
+
+function keySuccessor(key: string): Uint8Array {
+  const b = utf8(key)
+  const out = new Uint8Array(b.length + 1)
+  out.set(b)
+  return out
+}
+
+export async function handleListMultipartUploads(ctx: BucketCtx, p: ListUploadsParams, owner: Owner): Promise<ApiResponse> {
+  if (p.encodingType !== undefined && p.encodingType !== 'url') {
+    throw new ApiError('InvalidArgument', 'Invalid Encoding Method specified in Request')
+  }
+  const url = p.encodingType === 'url'
+  const enc = (s: string) => (url ? uriEncode(s) : s)
+  const r = await listMultipartUploads(ctx.garage, ctx.bucketId, p)
+  const person = { ID: owner.id, DisplayName: owner.displayName }
+  const next = r.next
+  const xml = renderXml('ListMultipartUploadsResult', {
+    Bucket: ctx.bucketName,
+    KeyMarker: enc(p.keyMarker ?? ''),
+    UploadIdMarker: p.uploadIdMarker ?? '',
+    ...(next !== undefined
+      ? typeof next === 'string'
+        ? { NextKeyMarker: enc(next), NextUploadIdMarker: '' }
+        : { NextKeyMarker: enc(next.key), NextUploadIdMarker: next.uploadId }
+      : {}),
+    Prefix: enc(p.prefix ?? ''),
+    ...(p.delimiter !== undefined ? { Delimiter: enc(p.delimiter) } : {}),
+    MaxUploads: clampList(p.maxUploads),
+    IsTruncated: r.truncated,
+    ...(url ? { EncodingType: 'url' } : {}),
+    Upload: r.uploads.map((u) => ({
+      Key: enc(u.key),
+      UploadId: u.uploadId,
+      Initiator: person,
+      Owner: person,
+      StorageClass: 'STANDARD',
+      Initiated: isoDate(u.ts),
+    })),
+    CommonPrefixes: r.commonPrefixes.map((c) => ({ Prefix: enc(c) })),
+  })
+  return { status: 200, headers: { 'content-type': 'application/xml' }, body: xml }
+}
