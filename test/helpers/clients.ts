@@ -1,0 +1,77 @@
+/**
+ * Running real S3 command-line clients (awscli, rclone, s3cmd, installed from Debian by .ci/run)
+ * against a test node, each with its own throw-away configuration.
+ */
+import { execFile } from 'node:child_process'
+import { createHash, randomBytes } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { TestContext } from 'node:test'
+import type { TestNode } from '../../lib/testing.ts'
+
+/** Debian's binary when present (a pip-installed awscli v1 may shadow it on PATH). */
+export function binary(name: string): string | undefined {
+  for (const dir of ['/usr/bin', '/usr/local/bin', '/bin']) if (existsSync(join(dir, name))) return join(dir, name)
+  return undefined
+}
+
+export interface RunResult {
+  stdout: string
+  stderr: string
+}
+
+export function run(cmd: string, args: string[], env: Record<string, string>, cwd?: string): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const base = { ...process.env }
+    // A CA bundle set for the machine's proxies makes rclone's S3 client fail on plain HTTP.
+    delete base.AWS_CA_BUNDLE
+    execFile(
+      cmd,
+      args,
+      { env: { ...base, ...env }, cwd, maxBuffer: 64 * 1024 * 1024, timeout: 120_000 },
+      (err, stdout, stderr) => {
+        if (err) reject(new Error(`${cmd} ${args.join(' ')} failed: ${err.message}\n${stdout}\n${stderr}`))
+        else resolve({ stdout, stderr })
+      },
+    )
+  })
+}
+
+export async function tempDir(t: TestContext, prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix))
+  t.after(() => rm(dir, { recursive: true, force: true }))
+  return dir
+}
+
+/** A file of random bytes; returns its path and MD5. */
+export async function randomFile(dir: string, name: string, size: number): Promise<{ path: string; md5: string }> {
+  const data = randomBytes(size)
+  const path = join(dir, name)
+  await writeFile(path, data)
+  return { path, md5: createHash('md5').update(data).digest('hex') }
+}
+
+export async function md5File(path: string): Promise<string> {
+  return createHash('md5')
+    .update(await readFile(path))
+    .digest('hex')
+}
+
+/** Environment for awscli v2 pointed at the node (no shared config, no IMDS lookups). */
+export async function awsEnv(t: TestContext, node: TestNode): Promise<Record<string, string>> {
+  const dir = await tempDir(t, 'garage-aws-')
+  const config = join(dir, 'config')
+  await writeFile(config, `[default]\nregion = ${node.region}\n`)
+  return {
+    AWS_ACCESS_KEY_ID: node.key.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: node.key.secretAccessKey,
+    AWS_DEFAULT_REGION: node.region,
+    AWS_CONFIG_FILE: config,
+    AWS_SHARED_CREDENTIALS_FILE: join(dir, 'credentials'),
+    AWS_EC2_METADATA_DISABLED: 'true',
+    AWS_PAGER: '',
+    AWS_ENDPOINT_URL: node.endpoint,
+  }
+}
