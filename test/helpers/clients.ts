@@ -72,6 +72,5 @@ export async function awsEnv(t: TestContext, node: TestNode): Promise<Record<str
     AWS_SHARED_CREDENTIALS_FILE: join(dir, 'credentials'),
     AWS_EC2_METADATA_DISABLED: 'true',
     AWS_PAGER: '',
-    AWS_ENDPOINT_URL: node.endpoint,
   }
 }

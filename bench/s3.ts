@@ -1,0 +1,302 @@
+/**
+ * `npm run bench`: S3 PUT/GET throughput of a garage node against the bare Node.js limit.
+ *
+ * Two child processes, started side by side: `garage server` (through
+ * test/helpers/server-process.ts: the CLI on a temp config, data and metadata in a temp dir) and
+ * bench/bare-server.ts (node:http streaming each body to a file and back). Both are driven by the
+ * same raw node:http client with a keep-alive agent; every request is SigV4-signed with
+ * UNSIGNED-PAYLOAD (the bare server ignores the signature), so the client costs the same for both
+ * and no SDK overhead is measured. Scenarios run garage then bare, one after the other.
+ *
+ * Prints one JSON line per scenario on stdout (progress goes to stderr):
+ * `{"scenario":"put_1mib","unit":"MB/s","value":…,"bare":…,"ratio":…,"peak_rss_mb":…,"bare_peak_rss_mb":…}`
+ * MB/s is 10^6 bytes per second, the median over sequential requests; ops/s is the total over a
+ * fixed duration at concurrency 16. `ratio` is garage / bare. Peak RSS is each child's VmHWM,
+ * reset before each scenario, so it is the peak during that scenario. `cpu` / `bare_cpu` are the
+ * CPU time (user + system, all threads) each child used per unit of work (`cpu_unit`: ms per MB
+ * or µs per operation): the figures least disturbed by other load on the machine.
+ *
+ * Environment: BENCH_CPU_PROF=<dir> runs the garage child with `--cpu-prof` into that directory
+ * (written when it stops); BENCH_QUICK=1 shortens every scenario (smoke test).
+ */
+
+import { type ChildProcess, spawn } from 'node:child_process'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { Agent } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import {
+  readPeakRss,
+  resetPeakRss,
+  type S3Target,
+  type ServerProcess,
+  sendSigned,
+  startServerProcess,
+} from '../test/helpers/server-process.ts'
+
+const MiB = 1024 * 1024
+const QUICK = process.env.BENCH_QUICK === '1'
+const CONCURRENCY = 16
+const SMALL_SECONDS = QUICK ? 0.5 : 3
+
+interface Target extends S3Target {
+  name: 'garage' | 'bare'
+  pid: number
+  bucket: string
+  agent: Agent
+}
+
+// ---------------------------------------------------------------------------------------------
+// Servers
+
+async function startGarage(): Promise<{ target: Target; server: ServerProcess }> {
+  const prof = process.env.BENCH_CPU_PROF
+  const server = await startServerProcess({
+    bucket: 'bench',
+    nodeArgs: prof === undefined || prof === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${prof}`],
+  })
+  const target: Target = {
+    name: 'garage',
+    endpoint: server.endpoint,
+    region: server.region,
+    credentials: server.credentials,
+    pid: server.pid,
+    bucket: server.bucket,
+    agent: new Agent({ keepAlive: true, maxSockets: CONCURRENCY }),
+  }
+  return { target, server }
+}
+
+async function startBare(): Promise<{ target: Target; stop: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'garage-bench-bare-'))
+  const script = fileURLToPath(new URL('./bare-server.ts', import.meta.url))
+  const child: ChildProcess = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), script, dir], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+    await exited
+    await rm(dir, { recursive: true, force: true })
+  }
+  try {
+    const endpoint = await new Promise<string>((resolve, reject) => {
+      let out = ''
+      child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+        out += d
+        const m = /listening on (\S+)/.exec(out)
+        if (m?.[1] !== undefined) resolve(m[1])
+      })
+      child.once('exit', () => reject(new Error(`bare server exited before listening: ${out}`)))
+    })
+    const target: Target = {
+      name: 'bare',
+      endpoint,
+      region: 'garage',
+      credentials: { accessKeyId: 'GK000000000000000000000000', secretAccessKey: 'bare' },
+      pid: child.pid as number,
+      bucket: 'bench',
+      agent: new Agent({ keepAlive: true, maxSockets: CONCURRENCY }),
+    }
+    return { target, stop }
+  } catch (err) {
+    await stop()
+    throw err
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client
+
+let seq = 0
+
+/** Makes every 1 MiB block of `buf` unique (garage stores identical blocks once). */
+function stamp(buf: Buffer): Buffer {
+  seq++
+  for (let at = 0; at < buf.length; at += MiB) buf.writeUInt32LE(seq, at)
+  return buf
+}
+
+async function put(t: Target, key: string, body: Buffer): Promise<void> {
+  const res = await sendSigned(t, 'PUT', `/${t.bucket}/${key}`, {
+    headers: { 'content-length': String(body.length) },
+    body,
+    agent: t.agent,
+  })
+  let text = ''
+  for await (const chunk of res) text += chunk
+  if (res.statusCode !== 200) throw new Error(`${t.name} PUT ${key}: ${res.statusCode} ${text}`)
+}
+
+async function get(t: Target, key: string): Promise<number> {
+  const res = await sendSigned(t, 'GET', `/${t.bucket}/${key}`, { agent: t.agent })
+  let n = 0
+  for await (const chunk of res as AsyncIterable<Buffer>) n += chunk.length
+  if (res.statusCode !== 200) throw new Error(`${t.name} GET ${key}: ${res.statusCode}`)
+  return n
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  const mid = Math.floor(s.length / 2)
+  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2
+}
+
+/** A scenario's figure and the work it covered (bytes or operations), for CPU per unit. */
+interface Run {
+  value: number
+  /** MB moved (MB/s scenarios) or operations done (ops/s scenarios). */
+  work: number
+}
+
+/** Median MB/s of sequential PUTs of `size` bytes, one per key. */
+async function putLarge(t: Target, keys: string[], size: number): Promise<Run> {
+  const body = Buffer.alloc(size)
+  for (let i = 0; i < size; i += 4) body.writeUInt32LE((Math.imul(i, 2654435761) ^ (i >>> 7)) >>> 0, i)
+  const rates: number[] = []
+  for (const key of keys) {
+    stamp(body)
+    const t0 = performance.now()
+    await put(t, key, body)
+    rates.push(size / 1e6 / ((performance.now() - t0) / 1000))
+  }
+  return { value: median(rates), work: (keys.length * size) / 1e6 }
+}
+
+/** Median MB/s of sequential GETs. */
+async function getLarge(t: Target, keys: string[], size: number): Promise<Run> {
+  const rates: number[] = []
+  for (const key of keys) {
+    const t0 = performance.now()
+    const n = await get(t, key)
+    rates.push(n / 1e6 / ((performance.now() - t0) / 1000))
+    if (n !== size) throw new Error(`${t.name} GET ${key}: ${n} bytes, expected ${size}`)
+  }
+  return { value: median(rates), work: (keys.length * size) / 1e6 }
+}
+
+/** ops/s of `fn` run by CONCURRENCY workers for `seconds`. */
+async function concurrentOps(seconds: number, fn: (n: number) => Promise<void>): Promise<Run> {
+  let n = 0
+  const deadline = performance.now() + seconds * 1000
+  const t0 = performance.now()
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (performance.now() < deadline) await fn(n++)
+    }),
+  )
+  return { value: n / ((performance.now() - t0) / 1000), work: n }
+}
+
+const SMALL_TEMPLATE = Buffer.alloc(4096, 0x5a)
+
+/** 4 KiB PUTs of distinct content to keys `small-<n>`; returns how many keys were written too. */
+async function putSmall(t: Target): Promise<Run> {
+  return concurrentOps(SMALL_SECONDS, async (i) => {
+    const body = Buffer.from(SMALL_TEMPLATE)
+    body.writeUInt32LE(i, 0)
+    body.writeUInt32LE(++seq, 4)
+    await put(t, `small-${i}`, body)
+  })
+}
+
+/** 4 KiB GETs cycling over the `count` keys putSmall wrote. */
+async function getSmall(t: Target, count: number): Promise<Run> {
+  return concurrentOps(SMALL_SECONDS, async (i) => {
+    const n = await get(t, `small-${i % count}`)
+    if (n !== 4096) throw new Error(`${t.name} GET small-${i % count}: ${n} bytes`)
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Driver
+
+interface Measured extends Run {
+  peakRssMb: number
+  /** CPU seconds (user + system, all threads) the server used during the scenario. */
+  cpuS: number
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / 100 // utime, stime in clock ticks (USER_HZ = 100)
+}
+
+async function measure(t: Target, run: () => Promise<Run>): Promise<Measured> {
+  await resetPeakRss(t.pid)
+  const cpu0 = await cpuSeconds(t.pid)
+  const r = await run()
+  return { ...r, peakRssMb: (await readPeakRss(t.pid)) / MiB, cpuS: (await cpuSeconds(t.pid)) - cpu0 }
+}
+
+const round = (x: number, digits = 1): number => Number(x.toFixed(digits))
+
+/** Runs a scenario on garage then on bare (never both at once) and prints its JSON line. */
+async function scenario(
+  targets: readonly [Target, Target],
+  name: string,
+  unit: 'MB/s' | 'ops/s',
+  run: (t: Target) => Promise<Run>,
+  extra: Record<string, unknown> = {},
+): Promise<[Measured, Measured]> {
+  const [g, b] = [await measure(targets[0], () => run(targets[0])), await measure(targets[1], () => run(targets[1]))]
+  // CPU per unit of work: the figure least disturbed by other load on the machine.
+  const perUnit = (m: Measured): number => (unit === 'MB/s' ? (m.cpuS * 1e3) / m.work : (m.cpuS * 1e6) / m.work)
+  const line = {
+    scenario: name,
+    unit,
+    value: round(g.value),
+    bare: round(b.value),
+    ratio: round(g.value / b.value, 3),
+    peak_rss_mb: round(g.peakRssMb),
+    bare_peak_rss_mb: round(b.peakRssMb),
+    cpu_unit: unit === 'MB/s' ? 'ms/MB' : 'us/op',
+    cpu: round(perUnit(g), 2),
+    bare_cpu: round(perUnit(b), 2),
+    ...extra,
+  }
+  process.stdout.write(`${JSON.stringify(line)}\n`)
+  return [g, b]
+}
+
+async function main(): Promise<void> {
+  const started = performance.now()
+  const [g, b] = await Promise.all([startGarage(), startBare()])
+  const targets = [g.target, b.target] as const
+  try {
+    process.stderr.write(`garage pid ${g.target.pid} at ${g.target.endpoint}, bare pid ${b.target.pid} at ${b.target.endpoint}\n`)
+    // Warm-up (JIT, first directory creations); not measured.
+    for (const t of targets) {
+      const body = Buffer.alloc(MiB, 1)
+      for (let i = 0; i < 5; i++) {
+        await put(t, `warmup-${i}`, stamp(body))
+        await get(t, `warmup-${i}`)
+      }
+    }
+
+    for (const [label, size, iterations] of [
+      ['1mib', MiB, QUICK ? 3 : 30],
+      ['64mib', 64 * MiB, QUICK ? 1 : 5],
+    ] as const) {
+      const keys = Array.from({ length: iterations }, (_, i) => `large-${label}-${i}`)
+      await scenario(targets, `put_${label}`, 'MB/s', (t) => putLarge(t, keys, size), { iterations })
+      await scenario(targets, `get_${label}`, 'MB/s', (t) => getLarge(t, keys, size), { iterations })
+    }
+    const small = { concurrency: CONCURRENCY, seconds: SMALL_SECONDS }
+    const [pg, pb] = await scenario(targets, 'put_4kib', 'ops/s', putSmall, small)
+    const written = new Map([
+      [targets[0], pg.work],
+      [targets[1], pb.work],
+    ])
+    await scenario(targets, 'get_4kib', 'ops/s', (t) => getSmall(t, written.get(t) ?? 0), small)
+  } finally {
+    for (const t of targets) t.agent.destroy()
+    await Promise.all([g.server.stop(), b.stop()])
+  }
+  process.stderr.write(`bench finished in ${((performance.now() - started) / 1000).toFixed(1)} s\n`)
+}
+
+await main()

@@ -1,0 +1,60 @@
+/**
+ * A 1 GiB object goes in and out of a server process without the server holding it: the body is
+ * streamed both ways and the server's peak RSS (VmHWM) must stay under {@link MAX_PEAK_RSS_MB}.
+ * Neither side holds the object either: the test generates it on the fly (AES-CTR keystream,
+ * deterministic and incompressible, so no two blocks are deduplicated) and hashes it as it goes.
+ */
+
+import assert from 'node:assert/strict'
+import { createCipheriv, createHash } from 'node:crypto'
+import { test } from 'node:test'
+import { readPeakRss, sendSigned, startServerProcess } from '../helpers/server-process.ts'
+
+const SIZE = 1024 * 1024 * 1024
+const MAX_PEAK_RSS_MB = 200
+const CHUNK = 256 * 1024
+
+/** `size` pseudo-random bytes in CHUNK pieces, hashed into `hash` as they are produced. */
+async function* pseudoRandom(size: number, hash: ReturnType<typeof createHash>): AsyncGenerator<Buffer> {
+  const cipher = createCipheriv('aes-128-ctr', Buffer.alloc(16, 7), Buffer.alloc(16, 0))
+  const zeros = Buffer.alloc(CHUNK)
+  for (let sent = 0; sent < size; sent += CHUNK) {
+    const chunk = cipher.update(zeros.subarray(0, Math.min(CHUNK, size - sent)))
+    hash.update(chunk)
+    yield chunk
+  }
+}
+
+test('a 1 GiB object is streamed in and out with bounded server memory', { timeout: 300_000 }, async (t) => {
+  const server = await startServerProcess()
+  t.after(() => server.stop())
+  const path = `/${server.bucket}/big-object`
+
+  const sentHash = createHash('sha256')
+  const started = Date.now()
+  const put = await sendSigned(server, 'PUT', path, {
+    headers: { 'content-length': String(SIZE) },
+    body: pseudoRandom(SIZE, sentHash),
+  })
+  let putBody = ''
+  for await (const chunk of put) putBody += chunk
+  assert.equal(put.statusCode, 200, `PUT status; body: ${putBody}`)
+  const putMs = Date.now() - started
+
+  const get = await sendSigned(server, 'GET', path)
+  assert.equal(get.statusCode, 200, 'GET status')
+  assert.equal(get.headers['content-length'], String(SIZE), 'GET content-length')
+  const gotHash = createHash('sha256')
+  let received = 0
+  for await (const chunk of get as AsyncIterable<Buffer>) {
+    received += chunk.length
+    gotHash.update(chunk)
+  }
+  const getMs = Date.now() - started - putMs
+  assert.equal(received, SIZE, 'bytes received')
+  assert.equal(gotHash.digest('hex'), sentHash.digest('hex'), 'the object reads back as written')
+
+  const peakMb = (await readPeakRss(server.pid)) / (1024 * 1024)
+  t.diagnostic(`PUT ${putMs} ms, GET ${getMs} ms, server peak RSS ${peakMb.toFixed(1)} MB`)
+  assert.ok(peakMb < MAX_PEAK_RSS_MB, `server peak RSS ${peakMb.toFixed(1)} MB, limit ${MAX_PEAK_RSS_MB} MB`)
+})
