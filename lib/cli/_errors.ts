@@ -1,15 +1,27 @@
 /**
  * How the CLI reports a failure: one clean line for errors the user can fix (a bad config, a
- * refused operation), the full stack for anything unexpected (a bug). Only lib/cli prints.
+ * refused operation, an unreachable node), the full stack for anything unexpected (a bug).
+ * Only lib/cli prints.
  * @internal
  */
 
 import { consola } from 'consola'
 import { isGarageError } from '../index.ts'
 
+/**
+ * An error the operator can act on: its message is complete and printed alone on one line
+ * (the cause, if any, is printed only with `GARAGE_DEBUG=1`).
+ */
+export class CliError extends Error {
+  override name = 'CliError'
+}
+
 /** Print `err` for a human, then exit with status 1. */
 export function exitWithError(err: unknown): never {
-  if (isGarageError(err)) {
+  if (err instanceof CliError) {
+    consola.error(err.message)
+    if (process.env.GARAGE_DEBUG === '1' && err.cause !== undefined) consola.error(err.cause)
+  } else if (isGarageError(err)) {
     // Our own errors carry a complete, one-line message; the cause adds the OS-level reason.
     const cause = err.code !== 'GARAGE_ERR_INVALID_CONFIG' && err.cause instanceof Error ? ` (${err.cause.message})` : ''
     consola.error(`${err.message}${cause}`)

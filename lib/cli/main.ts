@@ -7,7 +7,15 @@ import { existsSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { defineCommand, runMain } from 'citty'
+import { GLOBAL_FLAG_OPTIONS, GLOBAL_VALUE_OPTIONS } from './_command.ts'
+import { adminTokenCommand } from './commands/admin-token.ts'
+import { bucketCommand } from './commands/bucket.ts'
+import { nodeCommand, statsCommand, statusCommand } from './commands/cluster.ts'
+import { jsonApiCommand } from './commands/json-api.ts'
+import { keyCommand } from './commands/key.ts'
 import { serverCommand } from './commands/server.ts'
+import { blockCommand, layoutCommand, repairCommand } from './commands/unavailable.ts'
+import { workerCommand } from './commands/worker.ts'
 
 /** The `garage` command and its subcommands. */
 export const main = defineCommand({
@@ -18,36 +26,59 @@ export const main = defineCommand({
   }),
   subCommands: {
     server: serverCommand,
+    status: statusCommand,
+    node: nodeCommand,
+    layout: layoutCommand,
+    bucket: bucketCommand,
+    key: keyCommand,
+    'admin-token': adminTokenCommand,
+    repair: repairCommand,
+    stats: statsCommand,
+    worker: workerCommand,
+    block: blockCommand,
+    'json-api': jsonApiCommand,
   },
 })
 
 /**
- * Run the CLI on `argv` (default: the process arguments). Garage's own spelling
- * `garage -c garage.toml server` is accepted as well as `garage server -c garage.toml`.
+ * Run the CLI on `argv` (default: the process arguments). Garage's own spelling with the
+ * global options first, `garage -c garage.toml bucket list`, is accepted as well as
+ * `garage bucket list -c garage.toml`.
  */
 export async function runCli(argv: string[] = process.argv.slice(2)): Promise<void> {
   await runMain(main, { rawArgs: hoistConfigOption(argv) })
 }
 
-/** Move a leading `-c FILE` / `--config FILE` / `--config=FILE` after the subcommand name. */
+/**
+ * Move leading global options (`-c FILE`, `--config[=]FILE`, `--admin-addr`, `--admin-token`,
+ * `--json`) after the command: citty hands each subcommand only the arguments after its name,
+ * so options written before it would be lost. They go at the end (before a `--`), which keeps
+ * positionals in order for every command depth.
+ */
 export function hoistConfigOption(argv: readonly string[]): string[] {
   const hoisted: string[] = []
   let i = 0
   while (i < argv.length) {
     const arg = argv[i] ?? ''
-    if ((arg === '-c' || arg === '--config') && i + 1 < argv.length) {
+    const name = arg.includes('=') ? arg.slice(0, arg.indexOf('=')) : arg
+    if (GLOBAL_VALUE_OPTIONS.includes(arg) && i + 1 < argv.length) {
       hoisted.push(arg, argv[i + 1] ?? '')
       i += 2
-    } else if (arg.startsWith('--config=')) {
+    } else if (arg.startsWith('--') && arg.includes('=') && GLOBAL_VALUE_OPTIONS.includes(name)) {
+      hoisted.push(arg)
+      i += 1
+    } else if (GLOBAL_FLAG_OPTIONS.includes(arg)) {
       hoisted.push(arg)
       i += 1
     } else {
       break
     }
   }
-  const sub = argv[i]
-  if (hoisted.length === 0 || sub === undefined || sub.startsWith('-')) return [...argv]
-  return [sub, ...hoisted, ...argv.slice(i + 1)]
+  const rest = argv.slice(i)
+  if (hoisted.length === 0 || rest.length === 0 || (rest[0] ?? '').startsWith('-')) return [...argv]
+  const dashdash = rest.indexOf('--')
+  if (dashdash < 0) return [...rest, ...hoisted]
+  return [...rest.slice(0, dashdash), ...hoisted, ...rest.slice(dashdash)]
 }
 
 /** Version of the installed package, found by walking up from this file (src or dist). */

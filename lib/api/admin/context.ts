@@ -1,0 +1,79 @@
+/** What every admin handler receives (port of the `Admin` / `Garage` pair Garage passes around). */
+import type { Garage } from '../../model/garage.ts'
+import type { AdminTokenInfo, AdminTokensApi } from '../../model/helper/admin-token.ts'
+import type { BucketsApi, KeysApi } from '../../model/helper/admin.ts'
+import type { WorkerInfo, WorkerVariable } from '../../util/background/worker.ts'
+import { badRequest } from './errors.ts'
+import type { NodeMetrics } from './metrics.ts'
+import { queryParam } from './request.ts'
+
+/** This node as the admin API sees it; node.ts provides it. */
+export interface AdminNodeView {
+  readonly nodeId: string
+  readonly metadataDir: string
+  readonly dataDir: string
+  readonly replicationFactor: number
+  /** `host:port` other nodes reach this one at, if known. */
+  readonly rpcPublicAddr?: string
+  running(): boolean
+  workers(): WorkerInfo[]
+  variables(): ReadonlyMap<string, WorkerVariable>
+}
+
+export interface AdminSettings {
+  /** `admin_token` of the config: every endpoint. */
+  adminToken?: string
+  /** `metrics_token` of the config: `/metrics` only. */
+  metricsToken?: string
+  metricsRequireToken: boolean
+  /** Region named in error bodies (the S3 region, as Garage). */
+  region: string
+  s3RootDomain?: string
+  webRootDomain?: string
+}
+
+/** Who called: a token from the config, or one of the admin token table. */
+export type Caller =
+  | { kind: 'none' }
+  | { kind: 'config'; which: 'admin_token' | 'metrics_token' }
+  | { kind: 'token'; info: AdminTokenInfo }
+
+export interface AdminContext {
+  readonly garage: Garage
+  readonly keys: KeysApi
+  readonly buckets: BucketsApi
+  readonly tokens: AdminTokensApi
+  readonly node: AdminNodeView
+  readonly settings: AdminSettings
+  readonly metrics: NodeMetrics
+  readonly query: URLSearchParams
+  /** The parsed JSON body (undefined for GET or an empty body). */
+  readonly body: unknown
+  readonly caller: Caller
+}
+
+/** `{ success: { <node id>: … }, error: { <node id>: message } }`, Garage's per-node answer. */
+export interface MultiResponse<T> {
+  success: Record<string, T>
+  error: Record<string, string>
+}
+
+/**
+ * Runs `fn` on the nodes `?node=` names: `self`, `*` or a node id (prefix). With a single node
+ * addressed, a failure is the request's error; with `*`, it is reported under `error`.
+ */
+export async function onNodes<T>(ctx: AdminContext, fn: () => Promise<T> | T): Promise<MultiResponse<T>> {
+  const target = queryParam(ctx.query, 'node')
+  const id = ctx.node.nodeId
+  const all = target === '*'
+  if (!(all || target === 'self' || (target.length > 0 && id.startsWith(target.toLowerCase())))) {
+    throw badRequest(`no node matches '${target}' (known nodes: ${id})`)
+  }
+  if (!all) return { success: { [id]: await fn() }, error: {} }
+  try {
+    return { success: { [id]: await fn() }, error: {} }
+  } catch (err) {
+    // Garage's multi-node semantic: a node's failure is part of the answer, not a request error.
+    return { success: {}, error: { [id]: err instanceof Error ? err.message : String(err) } }
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * The admin API's endpoints (port of garage_api_admin::router_v2): `GET|POST /v2/<Name>` plus the
+ * special paths `/health`, `/check`, `/metrics` and `OPTIONS *`. Pure: no I/O and no auth. The
+ * endpoint name is also the name a token's scope lists.
+ */
+import { AdminError } from './errors.ts'
+
+type Method = 'GET' | 'POST'
+
+/** Every v2 endpoint, with its HTTP method and whether it addresses nodes (`?node=`). */
+export const ADMIN_ENDPOINTS = {
+  // Cluster
+  GetClusterStatus: { method: 'GET', tag: 'Cluster' },
+  GetClusterHealth: { method: 'GET', tag: 'Cluster' },
+  GetClusterStatistics: { method: 'GET', tag: 'Cluster' },
+  ConnectClusterNodes: { method: 'POST', tag: 'Cluster' },
+  // Admin API tokens
+  ListAdminTokens: { method: 'GET', tag: 'Admin API token' },
+  GetAdminTokenInfo: { method: 'GET', tag: 'Admin API token' },
+  GetCurrentAdminTokenInfo: { method: 'GET', tag: 'Admin API token' },
+  CreateAdminToken: { method: 'POST', tag: 'Admin API token' },
+  UpdateAdminToken: { method: 'POST', tag: 'Admin API token' },
+  DeleteAdminToken: { method: 'POST', tag: 'Admin API token' },
+  // Layout
+  GetClusterLayout: { method: 'GET', tag: 'Cluster layout' },
+  GetClusterLayoutHistory: { method: 'GET', tag: 'Cluster layout' },
+  UpdateClusterLayout: { method: 'POST', tag: 'Cluster layout' },
+  PreviewClusterLayoutChanges: { method: 'POST', tag: 'Cluster layout' },
+  ApplyClusterLayout: { method: 'POST', tag: 'Cluster layout' },
+  RevertClusterLayout: { method: 'POST', tag: 'Cluster layout' },
+  ClusterLayoutSkipDeadNodes: { method: 'POST', tag: 'Cluster layout' },
+  // Access keys
+  ListKeys: { method: 'GET', tag: 'Access key' },
+  GetKeyInfo: { method: 'GET', tag: 'Access key' },
+  CreateKey: { method: 'POST', tag: 'Access key' },
+  ImportKey: { method: 'POST', tag: 'Access key' },
+  UpdateKey: { method: 'POST', tag: 'Access key' },
+  DeleteKey: { method: 'POST', tag: 'Access key' },
+  // Buckets
+  ListBuckets: { method: 'GET', tag: 'Bucket' },
+  GetBucketInfo: { method: 'GET', tag: 'Bucket' },
+  CreateBucket: { method: 'POST', tag: 'Bucket' },
+  UpdateBucket: { method: 'POST', tag: 'Bucket' },
+  DeleteBucket: { method: 'POST', tag: 'Bucket' },
+  CleanupIncompleteUploads: { method: 'POST', tag: 'Bucket' },
+  InspectObject: { method: 'GET', tag: 'Bucket' },
+  // Permissions and aliases
+  AllowBucketKey: { method: 'POST', tag: 'Permission' },
+  DenyBucketKey: { method: 'POST', tag: 'Permission' },
+  AddBucketAlias: { method: 'POST', tag: 'Bucket alias' },
+  RemoveBucketAlias: { method: 'POST', tag: 'Bucket alias' },
+  // Nodes
+  GetNodeInfo: { method: 'GET', tag: 'Node', perNode: true },
+  GetNodeStatistics: { method: 'GET', tag: 'Node', perNode: true },
+  CreateMetadataSnapshot: { method: 'POST', tag: 'Node', perNode: true },
+  LaunchRepairOperation: { method: 'POST', tag: 'Node', perNode: true },
+  // Workers
+  ListWorkers: { method: 'POST', tag: 'Worker', perNode: true },
+  GetWorkerInfo: { method: 'POST', tag: 'Worker', perNode: true },
+  GetWorkerVariable: { method: 'POST', tag: 'Worker', perNode: true },
+  SetWorkerVariable: { method: 'POST', tag: 'Worker', perNode: true },
+  // Blocks
+  ListBlockErrors: { method: 'GET', tag: 'Block', perNode: true },
+  GetBlockInfo: { method: 'POST', tag: 'Block', perNode: true },
+  RetryBlockResync: { method: 'POST', tag: 'Block', perNode: true },
+  PurgeBlocks: { method: 'POST', tag: 'Block', perNode: true },
+} as const satisfies Record<string, { method: Method; tag: string; perNode?: true }>
+
+export type AdminEndpointName = keyof typeof ADMIN_ENDPOINTS
+
+/** Endpoints outside `/v2/`; `Metrics` is also a scope name. */
+export type SpecialEndpointName = 'Options' | 'Health' | 'CheckDomain' | 'Metrics' | 'GetOpenApi'
+
+export type AdminRoute =
+  | { kind: 'special'; name: SpecialEndpointName; query: URLSearchParams }
+  | { kind: 'api'; name: AdminEndpointName; query: URLSearchParams }
+
+export const isAdminEndpointName = (name: string): name is AdminEndpointName => Object.hasOwn(ADMIN_ENDPOINTS, name)
+
+/** Routes a request; throws NoSuchEndpoint (404) or MethodNotAllowed (405). */
+export function parseAdminRoute(method: string, rawUrl: string): AdminRoute {
+  const q = rawUrl.indexOf('?')
+  const path = q < 0 ? rawUrl : rawUrl.slice(0, q)
+  const query = new URLSearchParams(q < 0 ? '' : rawUrl.slice(q + 1))
+  if (method === 'OPTIONS') return { kind: 'special', name: 'Options', query }
+  const special = SPECIAL_PATHS[path]
+  if (special !== undefined) {
+    if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed(path, 'GET')
+    return { kind: 'special', name: special, query }
+  }
+  if (!path.startsWith('/v2/')) {
+    if (path.startsWith('/v0/') || path.startsWith('/v1/')) {
+      throw new AdminError('NoSuchEndpoint', `${path}: the v0/ and v1/ admin APIs are not supported; use /v2/`)
+    }
+    throw new AdminError('NoSuchEndpoint', `unknown admin API endpoint: ${path}`)
+  }
+  const name = path.slice(4)
+  if (!isAdminEndpointName(name)) throw new AdminError('NoSuchEndpoint', `unknown admin API endpoint: ${name}`)
+  const expected = ADMIN_ENDPOINTS[name].method
+  if (method !== expected) throw methodNotAllowed(name, expected)
+  return { kind: 'api', name, query }
+}
+
+const SPECIAL_PATHS: Record<string, SpecialEndpointName> = {
+  '/health': 'Health',
+  '/check': 'CheckDomain',
+  '/metrics': 'Metrics',
+  '/v2/openapi.json': 'GetOpenApi',
+}
+
+function methodNotAllowed(name: string, expected: Method): AdminError {
+  return new AdminError('MethodNotAllowed', `${name} expects ${expected}`)
+}

@@ -1,0 +1,84 @@
+/**
+ * `adminCommand()`: a citty command that talks to a node through the admin API. Adds the
+ * connection options and `--json` to the command's own, connects, and reports errors as one
+ * line (exit status 1).
+ * @internal
+ */
+
+import { type ArgsDef, type CommandDef, type CommandMeta, defineCommand, type ParsedArgs } from 'citty'
+import { type Output, createOutput } from './_format.ts'
+import { CliError, reportErrors } from './_errors.ts'
+import { type AdminClient, connectAdmin } from './admin-client.ts'
+
+/** Options every operator command accepts (also before the command name: `garage -c f bucket list`). */
+export const CONNECTION_ARGS = {
+  config: {
+    type: 'string',
+    alias: 'c',
+    valueHint: 'garage.toml',
+    description: 'Config file giving [admin] api_bind_addr and admin_token (default: $GARAGE_CONFIG_FILE, else /etc/garage.toml)',
+  },
+  'admin-addr': {
+    type: 'string',
+    valueHint: 'host:port',
+    description: 'Admin API address (default: $GARAGE_ADMIN_ADDR, else [admin] api_bind_addr)',
+  },
+  'admin-token': {
+    type: 'string',
+    valueHint: 'token',
+    description: 'Admin API bearer token (default: $GARAGE_ADMIN_TOKEN, else [admin] admin_token)',
+  },
+  json: { type: 'boolean', description: 'Print the admin API JSON response instead of tables' },
+} as const satisfies ArgsDef
+
+/** Names of the global options, for hoisting them from before the command name. */
+export const GLOBAL_VALUE_OPTIONS: readonly string[] = ['-c', '--config', '--admin-addr', '--admin-token']
+export const GLOBAL_FLAG_OPTIONS: readonly string[] = ['--json']
+
+/** What an operator command's `run` receives. */
+export interface AdminContext {
+  api: AdminClient
+  out: Output
+  /** `--json`: print the API's answer as JSON rather than tables. */
+  json: boolean
+}
+
+type WithConnection<A extends ArgsDef> = A & typeof CONNECTION_ARGS
+
+/** Define a command that calls the admin API. */
+export function adminCommand<const A extends ArgsDef>(def: {
+  meta: CommandMeta
+  args?: A
+  run: (ctx: AdminContext, args: ParsedArgs<WithConnection<A>>) => Promise<void>
+}): CommandDef<WithConnection<A>> {
+  return defineCommand<WithConnection<A>>({
+    meta: def.meta,
+    args: { ...def.args, ...CONNECTION_ARGS } as WithConnection<A>,
+    run: reportErrors(async ({ args }) => {
+      const conn = args as ParsedArgs<typeof CONNECTION_ARGS>
+      const api = await connectAdmin({
+        config: conn.config,
+        adminAddr: conn['admin-addr'],
+        adminToken: conn['admin-token'],
+      })
+      await def.run({ api, out: createOutput(), json: conn.json === true }, args)
+    }),
+  })
+}
+
+/** A command group whose subcommands are not available yet: every subcommand fails with `message`. */
+export function unavailableGroup(meta: CommandMeta, subcommands: Readonly<Record<string, string>>, message: string): CommandDef {
+  const fail = reportErrors(async () => {
+    throw new CliError(message)
+  })
+  const subCommands: Record<string, CommandDef> = {}
+  for (const [name, description] of Object.entries(subcommands)) {
+    subCommands[name] = defineCommand({ meta: { name, description: `${description} (not available yet)` }, run: fail })
+  }
+  return defineCommand({ meta, subCommands })
+}
+
+/** Arguments after the declared positionals (citty keeps them in `_`). */
+export function restPositionals(args: { _: string[] }, skip: number): string[] {
+  return args._.slice(skip)
+}
