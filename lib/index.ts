@@ -7,13 +7,22 @@ export { createGarageNode, type GarageNode, type GarageNodeOptions, type NodeSta
 export type {
   BucketInfo,
   BucketPermissions,
+  BucketStats,
   BucketsApi,
   CreateBucketOptions,
   CreateKeyOptions,
   KeyInfo,
   KeysApi,
+  ObjectVersionInfo,
+  UpdateBucketOptions,
   UpdateKeyOptions,
 } from './model/helper/admin.ts'
+export type {
+  AdminTokenInfo,
+  AdminTokensApi,
+  CreateAdminTokenOptions,
+  UpdateAdminTokenOptions,
+} from './model/helper/admin-token.ts'
 export type { BucketQuotas } from './model/bucket-table.ts'
 export type { WorkerInfo, WorkerState } from './util/background/worker.ts'
 export {

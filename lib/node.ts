@@ -4,11 +4,18 @@
  * storage, spawns the background workers and starts the API servers the configuration enables;
  * `stop()` undoes it all in reverse order.
  */
+import type { IncomingMessage } from 'node:http'
+import { AdminApiServer } from './api/admin/api-server.ts'
+import { clusterHealth, GARAGE_TS_VERSION } from './api/admin/cluster.ts'
+import { NodeMetrics } from './api/admin/metrics.ts'
 import { S3ApiServer } from './api/s3/api-server.ts'
+import { WebServer } from './web/web-server.ts'
+import { parseBucketAndKey, parseEndpoint } from './api/s3/router.ts'
 import { type ApiServer, startApiServer } from './api/common/server.ts'
 import type { Db } from './db/db.ts'
 import { openLmdb } from './db/lmdb.ts'
 import { type BucketsApi as BucketsApiClass, BucketsApi, type KeysApi as KeysApiClass, KeysApi } from './model/helper/admin.ts'
+import { type AdminTokensApi as AdminTokensApiClass, AdminTokensApi } from './model/helper/admin-token.ts'
 import { Garage } from './model/garage.ts'
 import { loadOrCreateNodeKey } from './net/node-key.ts'
 import { LocalReplication } from './table/replication.ts'
@@ -24,6 +31,12 @@ export interface GarageNodeOptions extends GarageConfig {
   env?: Record<string, string | undefined>
   /** Directory relative paths are resolved against. Default: `process.cwd()`. */
   baseDir?: string
+  /**
+   * Time source (ms since the epoch) of date-driven background work: the daily lifecycle pass
+   * runs when this clock reaches the next midnight. For tests, to expire objects without waiting
+   * for days. Default: `Date.now`.
+   */
+  clock?: () => number
 }
 
 export interface NodeStatus {
@@ -44,10 +57,16 @@ export interface GarageNode extends AsyncDisposable {
   readonly nodeId: string
   /** `http://host:port` of the S3 API, once started. */
   readonly s3Endpoint: string | undefined
+  /** `http://host:port` of the static website endpoint, once started, if `[s3_web]` is set. */
+  readonly webEndpoint: string | undefined
   /** Access keys. Available once started. */
   readonly keys: KeysApiClass
   /** Buckets. Available once started. */
   readonly buckets: BucketsApiClass
+  /** Tokens of the admin API. Available once started. */
+  readonly adminTokens: AdminTokensApiClass
+  /** `http://host:port` of the admin API, once started, if `admin.api_bind_addr` is set. */
+  readonly adminEndpoint: string | undefined
   start(): Promise<void>
   /** Stops servers and workers and closes storage. Safe to call twice. */
   stop(): Promise<void>
@@ -68,15 +87,16 @@ export interface GarageNode extends AsyncDisposable {
  * ```
  */
 export function createGarageNode(options: GarageNodeOptions = {}): GarageNode {
-  const { logger, env, baseDir, ...input } = options
+  const { logger, env, baseDir, clock, ...input } = options
   const { config, warnings } = resolveConfig(input, { env, baseDir })
-  return new Node(config, warnings, logger ?? silentLogger)
+  return new Node(config, warnings, logger ?? silentLogger, clock)
 }
 
 class Node implements GarageNode {
   readonly config: ResolvedConfig
   readonly warnings: readonly string[]
   readonly #log: Logger
+  readonly #clock: (() => number) | undefined
   #state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new'
   #stopping: Promise<void> | undefined
   #teardown: Array<() => Promise<void>> = []
@@ -84,13 +104,17 @@ class Node implements GarageNode {
   #runner: BackgroundRunner | undefined
   #nodeId = ''
   #s3: ApiServer | undefined
+  #web: ApiServer | undefined
   #keys: KeysApi | undefined
   #buckets: BucketsApi | undefined
+  #adminTokens: AdminTokensApi | undefined
+  #admin: ApiServer | undefined
 
-  constructor(config: ResolvedConfig, warnings: string[], log: Logger) {
+  constructor(config: ResolvedConfig, warnings: string[], log: Logger, clock: (() => number) | undefined) {
     this.config = config
     this.warnings = warnings
     this.#log = log
+    this.#clock = clock
   }
 
   get nodeId(): string {
@@ -99,6 +123,9 @@ class Node implements GarageNode {
   get s3Endpoint(): string | undefined {
     return this.#s3?.url
   }
+  get webEndpoint(): string | undefined {
+    return this.#web?.url
+  }
   get keys(): KeysApiClass {
     if (this.#keys === undefined) throw notStarted()
     return this.#keys
@@ -106,6 +133,13 @@ class Node implements GarageNode {
   get buckets(): BucketsApiClass {
     if (this.#buckets === undefined) throw notStarted()
     return this.#buckets
+  }
+  get adminTokens(): AdminTokensApiClass {
+    if (this.#adminTokens === undefined) throw notStarted()
+    return this.#adminTokens
+  }
+  get adminEndpoint(): string | undefined {
+    return this.#admin?.url
   }
 
   async start(): Promise<void> {
@@ -131,8 +165,14 @@ class Node implements GarageNode {
         sharded: local,
         fullCopy: local,
         log,
+        useLocalTz: c.useLocalTz,
+        ...(this.#clock === undefined ? {} : { clock: this.#clock }),
       })
       this.#garage = garage
+      const objectData = garage.objectTable.data
+      if (garage.objectCounter.initialize(objectData.store, (raw) => objectData.schema.codec.decode(raw))) {
+        log.debug('computed the bucket object counters from the stored objects')
+      }
       const aborted = await garage.uploads.abortLeftovers(garage.objectTable)
       if (aborted > 0) log.warn(`aborted ${aborted} upload(s) interrupted by the previous stop`)
       const runner = new BackgroundRunner(log.withTag('worker'), stop.signal)
@@ -145,13 +185,80 @@ class Node implements GarageNode {
       this.#keys = new KeysApi(garage)
       this.#buckets = new BucketsApi(garage)
       const s3 = c.s3Api
+      // Metrics are only readable through the admin API: collect them only when it runs.
+      const metrics =
+        c.admin.apiBindAddr === undefined
+          ? undefined
+          : new NodeMetrics({
+              nodeId: nodeKey.id,
+              replicationFactor: c.replicationFactor,
+              version: GARAGE_TS_VERSION,
+              status: () => this.status(),
+              health: () => clusterHealth({ running: () => this.#state === 'running' }),
+            })
       const s3Server = await startApiServer(
         'path' in s3.apiBindAddr ? s3.apiBindAddr : { host: s3.apiBindAddr.host, port: s3.apiBindAddr.port },
         new S3ApiServer(garage, { region: s3.s3Region, rootDomain: s3.rootDomain }, log.withTag('s3')),
         log.withTag('s3'),
+        { observer: metrics?.observer('s3', (req) => s3EndpointName(req, s3.rootDomain)) },
       )
       this.#s3 = s3Server
       this.#teardown.push(() => s3Server.close())
+      // Static websites, only when `[s3_web]` is set.
+      const web = c.s3Web
+      if (web !== undefined) {
+        const webLog = log.withTag('web')
+        const webServer = await startApiServer(
+          'path' in web.bindAddr ? web.bindAddr : { host: web.bindAddr.host, port: web.bindAddr.port },
+          new WebServer(garage, { rootDomain: web.rootDomain }, webLog),
+          webLog,
+          { observer: metrics?.observer('web') },
+        )
+        this.#web = webServer
+        this.#teardown.push(() => webServer.close())
+      }
+      // The admin API (port 3903 in Garage's examples), only when `admin.api_bind_addr` is set.
+      this.#adminTokens = new AdminTokensApi(garage)
+      const adminBind = c.admin.apiBindAddr
+      if (adminBind !== undefined && metrics !== undefined) {
+        const adminLog = log.withTag('admin')
+        const handler = new AdminApiServer(
+          {
+            garage,
+            keys: this.#keys,
+            buckets: this.#buckets,
+            tokens: this.#adminTokens,
+            metrics,
+            settings: {
+              adminToken: c.admin.adminToken,
+              metricsToken: c.admin.metricsToken,
+              metricsRequireToken: c.admin.metricsRequireToken,
+              region: s3.s3Region,
+              s3RootDomain: s3.rootDomain,
+              webRootDomain: c.s3Web?.rootDomain,
+            },
+            node: {
+              nodeId: nodeKey.id,
+              metadataDir: c.metadataDir,
+              dataDir: c.dataDir,
+              replicationFactor: c.replicationFactor,
+              rpcPublicAddr: c.rpcPublicAddr === undefined ? undefined : `${c.rpcPublicAddr.host}:${c.rpcPublicAddr.port}`,
+              running: () => this.#state === 'running',
+              workers: () => runner.list(),
+              variables: () => runner.variables(),
+            },
+          },
+          adminLog,
+        )
+        const adminServer = await startApiServer(
+          'path' in adminBind ? adminBind : { host: adminBind.host, port: adminBind.port },
+          handler,
+          adminLog,
+          { observer: metrics.observer('admin') },
+        )
+        this.#admin = adminServer
+        this.#teardown.push(() => adminServer.close())
+      }
       this.#state = 'running'
       log.info(`node ${nodeKey.id.slice(0, 16)} started`)
     } catch (err) {
@@ -204,6 +311,25 @@ class Node implements GarageNode {
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.stop()
+  }
+}
+
+/** The S3 endpoint a request is for, for metrics (`Unknown` when it does not parse). */
+function s3EndpointName(req: IncomingMessage, rootDomain: string | undefined): string {
+  try {
+    const rawUrl = req.url ?? '/'
+    const q = rawUrl.indexOf('?')
+    const { bucket, key } = parseBucketAndKey({
+      host: req.headers.host,
+      rawPath: q < 0 ? rawUrl : rawUrl.slice(0, q),
+      rootDomain,
+    })
+    const query = new URLSearchParams(q < 0 ? '' : rawUrl.slice(q + 1))
+    return parseEndpoint({ method: (req.method ?? 'GET').toUpperCase(), bucket, key, query, headers: req.headers }).kind
+  } catch (err) {
+    // A request the router refuses was answered with an error already; it is counted as Unknown.
+    if (err instanceof Error) return 'Unknown'
+    throw err
   }
 }
 

@@ -18,6 +18,8 @@ export interface TestNode extends AsyncDisposable {
   node: GarageNode
   /** `http://127.0.0.1:<port>` */
   endpoint: string
+  /** `http://127.0.0.1:<port>` of the website endpoint, when `s3_web` is set. */
+  webEndpoint: string | undefined
   region: string
   bucket: string
   key: KeyInfo
@@ -30,6 +32,10 @@ export interface TestNode extends AsyncDisposable {
   }
   /** The temporary directory holding metadata and data. */
   dir: string
+  /** `http://127.0.0.1:<port>` of the admin API, when `admin.api_bind_addr` was given. */
+  adminEndpoint: string | undefined
+  /** The configured `admin_token`, if any. */
+  adminToken: string | undefined
   /** Stops the node and removes its directory. */
   close(): Promise<void>
 }
@@ -64,10 +70,13 @@ export async function startTestNode(options: TestNodeOptions = {}): Promise<Test
     return {
       node,
       endpoint,
+      webEndpoint: node.webEndpoint,
       region,
       bucket,
       key,
       dir,
+      adminEndpoint: node.adminEndpoint,
+      adminToken: node.config.admin.adminToken,
       s3Config: {
         endpoint,
         region,

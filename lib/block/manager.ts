@@ -4,10 +4,10 @@
  * and deleted by the resync worker once unreferenced for `gcDelayMsec`.
  */
 import { randomBytes } from 'node:crypto'
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises'
+import { type FileHandle, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import type { Db, Transaction, Tree } from '../db/db.ts'
-import { Notify, type Worker, type WorkerState } from '../util/background/worker.ts'
+import { Notify, sleep, type Worker, type WorkerState } from '../util/background/worker.ts'
 import { blake2sum, bytesEqual, concatBytes, type Hash, toHex } from '../util/data.ts'
 import { CorruptDataError } from '../util/errors.ts'
 import type { Logger } from '../util/logger.ts'
@@ -35,8 +35,15 @@ export class BlockManager {
   readonly #log: Logger
   readonly #locks = new Map<string, Promise<void>>()
   readonly #notify = new Notify()
+  /** Bit `(h[0] << 8) | h[1]`: the block directory of hashes starting with h[0], h[1] exists. */
+  readonly #knownDirs = new Uint8Array(65536 / 8)
   #bytesWritten = 0
   #bytesRead = 0
+  /**
+   * Garage's resync tranquility: after each resync step the worker idles for this many times the
+   * step's duration, so background work leaves room for requests. 0: no pause.
+   */
+  resyncTranquility = 2
 
   constructor(options: BlockManagerOptions) {
     this.dataDir = options.dataDir
@@ -71,9 +78,8 @@ export class BlockManager {
     await this.#withLock(hash, async () => {
       const path = this.blockPath(hash)
       if (await exists(path)) return
-      await mkdir(dirname(path), { recursive: true })
       const tmp = `${path}.tmp${randomBytes(4).toString('hex')}`
-      const fh = await open(tmp, 'wx')
+      const fh = await this.#openInDir(hash, tmp)
       try {
         await fh.writeFile(data)
         if (this.#fsync) await fh.sync()
@@ -130,6 +136,28 @@ export class BlockManager {
     })
   }
 
+  /**
+   * Opens a new block file for writing. Its directory (`xx/yy`, from the first two bytes of the
+   * hash) is created the first time this manager writes into it and remembered in a 64 Kibit
+   * bitmap, sparing a recursive mkdir (mkdir + stat) per block afterwards; a directory removed
+   * behind our back is recreated when the open fails.
+   */
+  async #openInDir(hash: Hash, path: string): Promise<FileHandle> {
+    const dir = ((hash[0] ?? 0) << 8) | (hash[1] ?? 0)
+    const known = ((this.#knownDirs[dir >> 3] ?? 0) & (1 << (dir & 7))) !== 0
+    if (known) {
+      try {
+        return await open(path, 'wx')
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+      }
+    }
+    await mkdir(dirname(path), { recursive: true })
+    const fh = await open(path, 'wx')
+    this.#knownDirs[dir >> 3] = (this.#knownDirs[dir >> 3] ?? 0) | (1 << (dir & 7))
+    return fh
+  }
+
   async #withLock(hash: Hash, fn: () => Promise<void>): Promise<void> {
     const key = toHex(hash)
     const prev = this.#locks.get(key) ?? Promise.resolve()
@@ -156,7 +184,7 @@ class ResyncWorker implements Worker {
     this.#manager = manager
     this.#notify = notify
   }
-  async work(): Promise<WorkerState> {
+  async work(signal: AbortSignal): Promise<WorkerState> {
     const now = Date.now()
     for (const [key] of this.#manager.resyncQueue.range({ limit: 1 })) {
       const at = readU64(key)
@@ -165,8 +193,11 @@ class ResyncWorker implements Worker {
         return 'idle'
       }
       const hash = key.subarray(8)
+      const started = performance.now()
       await this.#manager.resyncBlock(hash, now)
       this.#manager.db.transaction((tx) => tx.remove(this.#manager.resyncQueue, key))
+      const pause = (performance.now() - started) * this.#manager.resyncTranquility
+      if (pause >= 1) await sleep(Math.min(pause, 10_000), signal)
       return 'busy'
     }
     this.#nextAt = Number.POSITIVE_INFINITY

@@ -17,8 +17,22 @@ import { type BucketKeyPerm, mergePerm } from './permission.ts'
 export interface WebsiteConfig {
   indexDocument: string
   errorDocument: string | null
-  /** Routing rules, stored as parsed by the S3 API (opaque here). */
-  routingRules: unknown[]
+  /** Evaluated in order by the website endpoint; the first that applies wins. */
+  routingRules: RoutingRule[]
+}
+
+/** One website routing rule (PutBucketWebsite's `<RoutingRule>`). */
+export interface RoutingRule {
+  /** Null: the rule applies to every request. */
+  condition: { keyPrefix: string | null; httpErrorCode: number | null } | null
+  redirect: {
+    hostname: string | null
+    protocol: string | null
+    /** 301, 302, 303, 307 or 308 redirect; 200 or 404 serve the new key in place (Garage's rewrites). */
+    httpCode: number
+    replaceKeyPrefix: string | null
+    replaceKey: string | null
+  }
 }
 
 export interface CorsRule {

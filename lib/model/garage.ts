@@ -11,11 +11,14 @@ import { InsertQueueWorker } from '../table/queue.ts'
 import type { NodeId, TableReplication } from '../table/replication.ts'
 import type { TableSchema } from '../table/schema.ts'
 import { Table, type TableTransport } from '../table/table.ts'
+import { type AdminTokenEntry, adminTokenTableSchema } from './admin-token-table.ts'
 import { type BucketAliasEntry, bucketAliasTableSchema } from './bucket-alias-table.ts'
 import { type BucketEntry, bucketTableSchema } from './bucket-table.ts'
 import { BucketHelper } from './helper/bucket.ts'
 import { KeyHelper } from './helper/key.ts'
+import { BucketObjectCounter } from './index-counter.ts'
 import { type KeyEntry, keyTableSchema } from './key-table.ts'
+import { LifecycleWorker } from './s3/lifecycle-worker.ts'
 import { type BlockRefEntry, blockRefTableSchema } from './s3/block-ref-table.ts'
 import { type MpuEntry, mpuTableSchema } from './s3/mpu-table.ts'
 import { type ObjectEntry, objectTableSchema } from './s3/object-table.ts'
@@ -32,10 +35,14 @@ export interface GarageModelOptions {
   allowPunycode: boolean
   /** Replication of sharded tables (object, version, block_ref, mpu). */
   sharded: TableReplication
-  /** Replication of tables stored on every node (bucket, alias, key). */
+  /** Replication of tables stored on every node (bucket, alias, key, admin token). */
   fullCopy: TableReplication
   transport?: TableTransport
   log: Logger
+  /** Current time in ms for date-driven work (the lifecycle worker). Default `Date.now`; tests drive it. */
+  clock?: () => number
+  /** Lifecycle days start at local midnight instead of UTC midnight (`use_local_tz`). */
+  useLocalTz?: boolean
 }
 
 export class Garage {
@@ -45,13 +52,17 @@ export class Garage {
   readonly bucketTable: Table<BucketEntry>
   readonly bucketAliasTable: Table<BucketAliasEntry>
   readonly keyTable: Table<KeyEntry>
+  readonly adminTokenTable: Table<AdminTokenEntry>
   readonly objectTable: Table<ObjectEntry>
   readonly versionTable: Table<VersionEntry>
   readonly blockRefTable: Table<BlockRefEntry>
   readonly mpuTable: Table<MpuEntry>
+  /** Objects, bytes and unfinished uploads per bucket, for quotas and stats. */
+  readonly objectCounter: BucketObjectCounter
   readonly buckets: BucketHelper
   readonly keys: KeyHelper
   readonly uploads: UploadGuard
+  readonly lifecycle: LifecycleWorker
   readonly #tables: Array<Table<unknown>> = []
   readonly #log: Logger
 
@@ -83,10 +94,21 @@ export class Garage {
     this.versionTable = make(versionTableSchema({ queueBlockRef: (tx, e) => blockRefTable.queueInsert(tx, e) }), o.sharded)
     const versionTable = this.versionTable
     this.mpuTable = make(mpuTableSchema({ queueVersion: (tx, e) => versionTable.queueInsert(tx, e) }), o.sharded)
-    this.objectTable = make(objectTableSchema({ queueVersion: (tx, e) => versionTable.queueInsert(tx, e) }), o.sharded)
+    const mpuTable = this.mpuTable
+    const objectCounter = new BucketObjectCounter(o.db)
+    this.objectCounter = objectCounter
+    this.objectTable = make(
+      objectTableSchema({
+        queueVersion: (tx, e) => versionTable.queueInsert(tx, e),
+        queueMpu: (tx, e) => mpuTable.queueInsert(tx, e),
+        countObject: (tx, previous, next) => objectCounter.update(tx, previous, next),
+      }),
+      o.sharded,
+    )
     this.bucketTable = make(bucketTableSchema, o.fullCopy)
     this.bucketAliasTable = make(bucketAliasTableSchema, o.fullCopy)
     this.keyTable = make(keyTableSchema, o.fullCopy)
+    this.adminTokenTable = make(adminTokenTableSchema, o.fullCopy)
     this.buckets = new BucketHelper(
       {
         bucket: this.bucketTable,
@@ -99,6 +121,15 @@ export class Garage {
     )
     this.keys = new KeyHelper(this.keyTable, this.buckets)
     this.uploads = new UploadGuard(o.db)
+    this.lifecycle = new LifecycleWorker({
+      db: o.db,
+      objects: this.objectTable,
+      mpus: this.mpuTable,
+      buckets: this.bucketTable,
+      clock: o.clock ?? Date.now,
+      useLocalTz: o.useLocalTz ?? false,
+      log: o.log.withTag('lifecycle'),
+    })
   }
 
   get tables(): ReadonlyArray<Table<unknown>> {
@@ -109,6 +140,24 @@ export class Garage {
   spawnWorkers(runner: BackgroundRunner): void {
     for (const t of this.#tables) runner.spawn(new InsertQueueWorker(t))
     runner.spawn(this.blockManager.resyncWorker())
-    this.#log.debug(`started ${this.#tables.length + 1} workers`)
+    runner.spawn(this.lifecycle)
+    const lifecycle = this.lifecycle
+    runner.defineVariable('lifecycle-last-completed', {
+      get: () => lifecycle.lastCompleted,
+      set: () => {
+        throw new Error('lifecycle-last-completed is read-only')
+      },
+    })
+    const bm = this.blockManager
+    runner.defineVariable('resync-tranquility', {
+      get: () => String(bm.resyncTranquility),
+      set: (value) => {
+        const n = Number(value)
+        if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n))
+          throw new Error('resync-tranquility must be a non-negative integer')
+        bm.resyncTranquility = n
+      },
+    })
+    this.#log.debug(`started ${this.#tables.length + 2} workers`)
   }
 }

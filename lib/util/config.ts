@@ -833,7 +833,6 @@ export function resolveConfig(input: GarageConfig, opts: ResolveConfigOptions = 
   const disableScrub = root.bool('disable_scrub') ?? false
   ignored(root, 'disable_scrub', true) // we never scrub yet, which is what `true` asks for
   const useLocalTz = root.bool('use_local_tz') ?? false
-  ignored(root, 'use_local_tz', false)
   const metadataSnapshotsDir = root.path('metadata_snapshots_dir', baseDir)
   ignored(root, 'metadata_snapshots_dir')
   const metadataAutoSnapshotIntervalMsec = root.has('metadata_auto_snapshot_interval')
@@ -953,7 +952,7 @@ export function resolveConfig(input: GarageConfig, opts: ResolveConfigOptions = 
       rootDomain: webTable.requiredString('root_domain', 'the suffix of website host names, e.g. ".web.garage"'),
       addHostToMetrics: webTable.bool('add_host_to_metrics') ?? false,
     }
-    warnings.push(...unknown(webTable), notSupported('s3_web'))
+    warnings.push(...unknown(webTable))
   }
 
   const k2vTable = root.table('k2v_api')

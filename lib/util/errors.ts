@@ -81,6 +81,7 @@ export type ModelErrorCode =
   | 'NoSuchBucket'
   | 'NoSuchKey'
   | 'NoSuchAccessKey'
+  | 'NoSuchAdminToken'
   | 'NoSuchUpload'
   | 'InvalidBucketName'
   | 'BucketAlreadyExists'

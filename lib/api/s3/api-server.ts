@@ -11,6 +11,14 @@ import { crdtMapGet } from '../../util/crdt/crdt.ts'
 import { toHex } from '../../util/data.ts'
 import { unreachable } from '../../util/errors.ts'
 import type { Logger } from '../../util/logger.ts'
+import type { BucketParams } from '../../model/bucket-table.ts'
+import {
+  corsHeadersFor,
+  handleOptionsForBucket,
+  handleOptionsPermissive,
+  withCorsError,
+  withCorsHeaders,
+} from '../common/cors.ts'
 import { ApiError } from '../common/errors.ts'
 import type { ApiHandler, ApiResponse, RequestContext } from '../common/server.ts'
 import { parseChecksumHeaders, requestBodyStages } from '../common/signature/body.ts'
@@ -22,10 +30,17 @@ import {
   handleGetBucketVersioning,
   handleListBuckets,
 } from './bucket.ts'
+import { handleGetBucketAcl } from './acl.ts'
 import type { BucketCtx, S3Settings } from './context.ts'
+import { handleDeleteBucketCors, handleGetBucketCors, handlePutBucketCors } from './cors.ts'
 import { handleCopyObject, handleUploadPartCopy } from './copy.ts'
 import { handleDeleteObject, handleDeleteObjects } from './delete.ts'
 import { handleGetObject } from './get.ts'
+import {
+  handleDeleteBucketLifecycle,
+  handleGetBucketLifecycleConfiguration,
+  handlePutBucketLifecycleConfiguration,
+} from './lifecycle.ts'
 import { handleListObjectsV1, handleListObjectsV2 } from './list.ts'
 import {
   handleAbortMultipartUpload,
@@ -35,8 +50,10 @@ import {
   handleListParts,
   handleUploadPart,
 } from './multipart.ts'
+import { handlePostObject } from './post-object.ts'
 import { handlePutObject } from './put.ts'
 import { authorizationType, type Endpoint, parseBucketAndKey, parseEndpoint } from './router.ts'
+import { handleDeleteBucketWebsite, handleGetBucketWebsite, handlePutBucketWebsite } from './website.ts'
 import { renderXml } from './xml.ts'
 
 export class S3ApiServer implements ApiHandler {
@@ -51,7 +68,6 @@ export class S3ApiServer implements ApiHandler {
   }
 
   async handle(req: IncomingMessage, request: RequestContext): Promise<ApiResponse> {
-    const garage = this.#garage
     const rawUrl = req.url ?? '/'
     const q = rawUrl.indexOf('?')
     const rawPath = q < 0 ? rawUrl : rawUrl.slice(0, q)
@@ -60,11 +76,60 @@ export class S3ApiServer implements ApiHandler {
     const { bucket, key } = parseBucketAndKey({ host: req.headers.host, rawPath, rootDomain: this.#settings.rootDomain })
     const query = new URLSearchParams(rawQuery)
     const ep = parseEndpoint({ method, bucket, key, query, headers: req.headers })
-
-    if (ep.kind === 'Options') {
-      throw new ApiError('AccessDenied', 'CORSResponse: This CORS request is not allowed.')
+    if (ep.kind === 'Options') return this.#handleOptions(req, ep.bucket)
+    // CORS headers go on errors too, so a browser lets the page read them. Until the bucket is
+    // known through the key, its global alias (if any) stands for it.
+    let corsParams: BucketParams | undefined
+    try {
+      return await this.#handleAuthenticated(req, request, method, rawPath, rawQuery, query, ep, (p) => {
+        corsParams = p
+      })
+    } catch (err) {
+      if (req.headers.origin === undefined || bucket === undefined) throw err
+      corsParams ??= this.#globalBucketParams(bucket)
+      throw withCorsError(err, corsHeadersFor(corsParams, method, req.headers))
     }
-    if (ep.kind === 'PostObject') throw notImplemented(ep.kind)
+  }
+
+  /** The parameters of the bucket a global alias names, read locally; undefined when none. */
+  #globalBucketParams(name: string): BucketParams | undefined {
+    const id = this.#garage.buckets.resolveLocal(name)
+    if (id === undefined) return undefined
+    const b = this.#garage.bucketTable.data.read(new Uint8Array(0), id)
+    return b === undefined || b.state.deleted ? undefined : b.state.value
+  }
+
+  /**
+   * An unauthenticated CORS preflight, answered from the rules of the bucket with that global
+   * name (port of garage_api_common::cors::handle_options_api).
+   */
+  #handleOptions(req: IncomingMessage, bucket: string | undefined): ApiResponse {
+    if (bucket === undefined) return handleOptionsPermissive(false, req.headers)
+    const params = this.#globalBucketParams(bucket)
+    return params === undefined ? handleOptionsPermissive(true, req.headers) : handleOptionsForBucket(req.headers, params)
+  }
+
+  async #handleAuthenticated(
+    req: IncomingMessage,
+    request: RequestContext,
+    method: string,
+    rawPath: string,
+    rawQuery: string,
+    query: URLSearchParams,
+    ep: Exclude<Endpoint, { kind: 'Options' }>,
+    onBucket: (params: BucketParams) => void,
+  ): Promise<ApiResponse> {
+    const garage = this.#garage
+    if (ep.kind === 'PostObject') {
+      // Authenticated by the signed policy in the form, not by SigV4 headers.
+      const post = { garage, settings: this.#settings, req, log: this.#log, bucketName: ep.bucket, rawPath }
+      let params: BucketParams | undefined
+      const response = await handlePostObject(post, (p) => {
+        params = p
+        onBucket(p)
+      })
+      return withCorsHeaders(response, corsHeadersFor(params, method, req.headers))
+    }
 
     const auth = verifyRequest(
       { method, rawPath, rawQuery, headers: req.headers },
@@ -107,6 +172,7 @@ export class S3ApiServer implements ApiHandler {
     if (bucketEntry === undefined || bucketEntry.state.deleted) {
       throw new ApiError('NoSuchBucket', 'The specified bucket does not exist')
     }
+    onBucket(bucketEntry.state.value)
     checkPermission(apiKey, toHex(bucketId), authorizationType(ep))
 
     const ctx: BucketCtx = {
@@ -123,11 +189,13 @@ export class S3ApiServer implements ApiHandler {
       bodyResult: stages.result,
       contentEncoding: stages.contentEncoding,
     }
+    let response: ApiResponse
     try {
-      return await this.#dispatch(ctx, ep, query)
+      response = await this.#dispatch(ctx, ep, query)
     } catch (err) {
       throw mapBodyError(err)
     }
+    return withCorsHeaders(response, corsHeadersFor(ctx.bucketParams, method, req.headers))
   }
 
   async #dispatch(ctx: BucketCtx, ep: Endpoint, query: URLSearchParams): Promise<ApiResponse> {
@@ -142,6 +210,20 @@ export class S3ApiServer implements ApiHandler {
         return handleGetBucketLocation(this.#settings.region)
       case 'GetBucketVersioning':
         return handleGetBucketVersioning()
+      case 'GetBucketAcl':
+        return handleGetBucketAcl(ctx)
+      case 'GetBucketCors':
+        return handleGetBucketCors(ctx)
+      case 'PutBucketCors':
+        return handlePutBucketCors(ctx)
+      case 'DeleteBucketCors':
+        return handleDeleteBucketCors(ctx)
+      case 'GetBucketWebsite':
+        return handleGetBucketWebsite(ctx)
+      case 'PutBucketWebsite':
+        return handlePutBucketWebsite(ctx)
+      case 'DeleteBucketWebsite':
+        return handleDeleteBucketWebsite(ctx)
       case 'ListObjects':
         return handleListObjectsV1(g, ctx.bucketId, ctx.bucketName, ep, owner)
       case 'ListObjectsV2':
@@ -175,6 +257,12 @@ export class S3ApiServer implements ApiHandler {
         return handleListParts(ctx, ep, owner)
       case 'ListMultipartUploads':
         return handleListMultipartUploads(ctx, ep, owner)
+      case 'GetBucketLifecycleConfiguration':
+        return handleGetBucketLifecycleConfiguration(ctx)
+      case 'PutBucketLifecycleConfiguration':
+        return handlePutBucketLifecycleConfiguration(ctx)
+      case 'DeleteBucketLifecycle':
+        return handleDeleteBucketLifecycle(ctx)
       default:
         throw notImplemented(ep.kind)
     }

@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
+import { Readable } from 'node:stream'
 import type { ObjectMeta, ObjectVersion } from '../../model/s3/object-table.ts'
 import { crdtMapGet } from '../../util/crdt/crdt.ts'
 import { blake2sum, genUuid, type Hash, toHex, type Uuid, utf8 } from '../../util/data.ts'
@@ -14,9 +15,17 @@ import { isoDate, nextTimestamp } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
 import type { BucketCtx } from './context.ts'
-import { currentVersion } from './get.ts'
-import { beginPart, checkPartNumber, getUpload, parseUploadId, writePart } from './multipart.ts'
-import { checkKey, extractMetadataHeaders } from './put.ts'
+import {
+  type CustomerKey,
+  checkDecryptKey,
+  ObjectCipher,
+  parseCustomerKey,
+  randomEtag,
+  sseCResponseHeaders,
+} from './encryption.ts'
+import { currentVersion, streamBlocks } from './get.ts'
+import { beginPart, checkPartNumber, getUpload, parseUploadId, uploadCipher, writePart } from './multipart.ts'
+import { checkKey, checkQuotas, extractMetadataHeaders, saveStream } from './put.ts'
 import { renderXml } from './xml.ts'
 
 const EMPTY = new Uint8Array(0)
@@ -114,8 +123,20 @@ export async function handleCopyObject(ctx: BucketCtx, destKey: string): Promise
   const g = ctx.garage
   const source = await getCopySource(ctx)
   const srcData = source.version.state.data
-  checkCopyPreconditions(ctx.req.headers, srcData.meta.etag, source.version.ts)
-  if (directive === 'COPY' && Buffer.compare(source.bucketId, ctx.bucketId) === 0 && source.key === destKey) {
+  // SSE-C: the source's key comes in x-amz-copy-source-server-side-encryption-customer-*, the
+  // destination's in x-amz-server-side-encryption-customer-*.
+  const srcCipher = sourceCipher(ctx, source)
+  const destCustomer = parseCustomerKey(ctx.req.headers)
+  const srcMeta = srcCipher === undefined ? srcData.meta : srcCipher.openObjectMeta(srcData.meta)
+  checkCopyPreconditions(ctx.req.headers, srcMeta.etag, source.version.ts)
+  const sameEncryption =
+    srcCipher === undefined ? destCustomer === undefined : destCustomer?.keyMd5.equals(srcCipher.keyMd5) === true
+  if (
+    directive === 'COPY' &&
+    sameEncryption &&
+    Buffer.compare(source.bucketId, ctx.bucketId) === 0 &&
+    source.key === destKey
+  ) {
     throw new ApiError(
       'InvalidRequest',
       "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
@@ -123,10 +144,16 @@ export async function handleCopyObject(ctx: BucketCtx, destKey: string): Promise
   }
   const meta: ObjectMeta =
     directive === 'REPLACE'
-      ? { ...srcData.meta, headers: extractMetadataHeaders(ctx.req.headers, ctx.contentEncoding) }
-      : srcData.meta
+      ? { ...srcMeta, headers: extractMetadataHeaders(ctx.req.headers, ctx.contentEncoding) }
+      : srcMeta
 
   const dest = await g.objectTable.get(ctx.bucketId, utf8(destKey))
+  checkQuotas(g, ctx.bucketId, ctx.bucketParams.quotas.v, dest, meta.size)
+  if (srcCipher !== undefined || destCustomer !== undefined) {
+    // Each version has its own key: encrypted data is never shared, it is decrypted and
+    // re-encrypted on its way through.
+    return copyThrough(ctx, source, srcCipher, meta, destKey, destCustomer)
+  }
   const ts = nextTimestamp(dest === undefined ? undefined : Math.max(0, ...dest.versions.map((v) => v.ts)))
   const uuid = genUuid()
   const bucketId = ctx.bucketId
@@ -189,6 +216,69 @@ export async function handleCopyObject(ctx: BucketCtx, destKey: string): Promise
   }
 }
 
+/** The cipher that opens the copy source, checked against the request's copy-source key. */
+function sourceCipher(ctx: BucketCtx, source: CopySource): ObjectCipher | undefined {
+  const customer = checkDecryptKey(ctx.req.headers, source.version.state.data.meta.encryption, true)
+  return customer === undefined ? undefined : new ObjectCipher(customer, source.bucketId, source.version.uuid, source.key)
+}
+
+/** The plaintext of a source version, streamed (decrypted when `cipher` is given). */
+async function* sourcePlaintext(ctx: BucketCtx, source: CopySource, cipher: ObjectCipher | undefined) {
+  const data = source.version.state.data
+  if (data.t === 'inline') {
+    if (data.bytes.length > 0) yield cipher === undefined ? Buffer.from(data.bytes) : cipher.decryptBlob(data.bytes)
+    return
+  }
+  for await (const chunk of streamBlocks(ctx.garage, source.version.uuid, 0, data.meta.size - 1, cipher)) {
+    yield Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
+  }
+}
+
+/** CopyObject by reading the source and saving it again as a new object (SSE-C on either side). */
+async function copyThrough(
+  ctx: BucketCtx,
+  source: CopySource,
+  srcCipher: ObjectCipher | undefined,
+  meta: ObjectMeta,
+  destKey: string,
+  destCustomer: CustomerKey | undefined,
+): Promise<ApiResponse> {
+  const md5 = createHash('md5')
+  const plaintext = sourcePlaintext(ctx, source, srcCipher)
+  const body = Readable.from(
+    (async function* () {
+      for await (const chunk of plaintext) {
+        md5.update(chunk)
+        yield chunk
+      }
+    })(),
+  )
+  let done: (() => void) | undefined
+  const ended = new Promise<void>((resolve) => {
+    done = resolve
+  })
+  body.once('end', () => done?.())
+  // `saveStream` reads the result only after the whole body went through.
+  const result = ended.then(() => ({
+    md5: md5.digest(),
+    checksums: meta.checksum === undefined ? {} : { [meta.checksum.algorithm]: meta.checksum.value },
+    trailers: {},
+  }))
+  const saved = await saveStream(ctx.garage, ctx.bucketId, destKey, meta.headers, body, result, {
+    checksumAlgorithm: meta.checksum?.algorithm,
+    quotas: ctx.bucketParams.quotas.v,
+    encryption: destCustomer,
+  })
+  const xml = renderXml('CopyObjectResult', { ETag: `"${saved.meta.etag}"`, LastModified: isoDate(saved.ts) })
+  const out: Record<string, string> = {
+    'content-type': 'application/xml',
+    'x-amz-version-id': toHex(saved.versionId),
+    'x-amz-copy-source-version-id': toHex(source.version.uuid),
+  }
+  if (destCustomer !== undefined) Object.assign(out, sseCResponseHeaders(destCustomer.keyMd5))
+  return { status: 200, headers: out, body: xml }
+}
+
 /** Parses `x-amz-copy-source-range: bytes=first-last` against the source size. */
 export function parseCopyRange(header: string | undefined, size: number): { start: number; end: number } {
   if (header === undefined) return { start: 0, end: size - 1 }
@@ -204,7 +294,7 @@ export function parseCopyRange(header: string | undefined, size: number): { star
 }
 
 /** One piece of a copied part: a whole source block re-used, or bytes to write as a new block. */
-type Piece = { hash: Hash; from: number; to: number; whole: boolean } | { bytes: Uint8Array }
+type Piece = { hash: Hash; from: number; to: number; size: number; whole: boolean } | { bytes: Uint8Array }
 
 export async function handleUploadPartCopy(
   ctx: BucketCtx,
@@ -215,6 +305,10 @@ export async function handleUploadPartCopy(
   const g = ctx.garage
   const [source, upload] = await Promise.all([getCopySource(ctx), getUpload(g, ctx.bucketId, ep.key, uploadId)])
   const srcData = source.version.state.data
+  // SSE-C on either side: nothing is re-used, every byte is decrypted and/or encrypted again.
+  const srcCipher = sourceCipher(ctx, source)
+  const destCipher = uploadCipher(ctx, upload)
+  const transcode = srcCipher !== undefined || destCipher !== undefined
   checkCopyPreconditions(ctx.req.headers, srcData.meta.etag, source.version.ts)
   const size = srcData.meta.size
   if (size === 0) throw new ApiError('InvalidArgument', 'The source object is empty')
@@ -222,7 +316,8 @@ export async function handleUploadPartCopy(
 
   const pieces: Piece[] = []
   if (srcData.t === 'inline') {
-    pieces.push({ bytes: srcData.bytes.subarray(range.start, range.end + 1) })
+    const plain = srcCipher === undefined ? srcData.bytes : srcCipher.decryptBlob(srcData.bytes)
+    pieces.push({ bytes: plain.subarray(range.start, range.end + 1) })
   } else {
     const v = await g.versionTable.get(source.version.uuid, EMPTY)
     if (v === undefined || v.deleted) {
@@ -236,7 +331,7 @@ export async function handleUploadPartCopy(
       if (bEnd < range.start || bStart > range.end) continue
       const from = Math.max(range.start, bStart) - bStart
       const to = Math.min(range.end, bEnd) - bStart + 1
-      pieces.push({ hash, from, to, whole: from === 0 && to === bsize })
+      pieces.push({ hash, from, to, size: bsize, whole: !transcode && from === 0 && to === bsize })
     }
   }
 
@@ -254,10 +349,16 @@ export async function handleUploadPartCopy(
       // A read-ahead that fails is reported when its turn comes, not as an unhandled rejection.
       next?.catch(() => {})
       const data = await current
-      const bytes = 'bytes' in p || p.whole ? data : data.subarray(p.from, p.to)
+      const bytes =
+        'bytes' in p || p.whole
+          ? data
+          : srcCipher !== undefined
+            ? srcCipher.decryptBlock(Buffer.from(data.buffer, data.byteOffset, data.byteLength), p.size, p.from, p.to)
+            : data.subarray(p.from, p.to)
       md5.update(bytes)
       const reuse = !('bytes' in p) && p.whole
-      const hash = reuse ? p.hash : blake2sum(bytes)
+      const stored = reuse || destCipher === undefined ? bytes : destCipher.encryptBlock(bytes)
+      const hash = reuse ? p.hash : blake2sum(stored)
       await g.versionTable.insert({
         uuid: part.version,
         deleted: false,
@@ -266,15 +367,16 @@ export async function handleUploadPartCopy(
         backlink: { t: 'mpu', uploadId },
       })
       await g.blockRefTable.insert({ block: hash, version: part.version, deleted: false })
-      if (!reuse) await g.blockManager.putBlock(hash, bytes)
+      if (!reuse) await g.blockManager.putBlock(hash, stored)
       offset += bytes.length
     }
-    return { etag: md5.digest('hex'), size: offset, checksum: null }
+    return { etag: destCipher !== undefined ? randomEtag() : md5.digest('hex'), size: offset, checksum: null }
   })
   const xml = renderXml('CopyPartResult', { ETag: `"${done.etag}"`, LastModified: isoDate(part.ts) })
-  return {
-    status: 200,
-    headers: { 'content-type': 'application/xml', 'x-amz-copy-source-version-id': toHex(source.version.uuid) },
-    body: xml,
+  const out: Record<string, string> = {
+    'content-type': 'application/xml',
+    'x-amz-copy-source-version-id': toHex(source.version.uuid),
   }
+  if (destCipher !== undefined) Object.assign(out, sseCResponseHeaders(destCipher.keyMd5))
+  return { status: 200, headers: out, body: xml }
 }

@@ -12,6 +12,7 @@ import { httpDate } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
 import { checksumHeaderName } from '../common/signature/checksum.ts'
+import { checkDecryptKey, ObjectCipher, sseCResponseHeaders } from './encryption.ts'
 
 const RESPONSE_OVERRIDES: Array<[query: string, header: string]> = [
   ['response-content-type', 'content-type'],
@@ -54,9 +55,13 @@ export async function handleGetObject(
   opts: GetOptions,
 ): Promise<ApiResponse> {
   const version = await getCurrentVersion(garage, bucketId, key)
-  const meta = version.state.data.meta
+  // SSE-C: the right key must come with the request; it opens the headers and the data.
+  const customer = checkDecryptKey(headers, version.state.data.meta.encryption)
+  const cipher = customer === undefined ? undefined : new ObjectCipher(customer, bucketId, version.uuid, key)
+  const meta = cipher === undefined ? version.state.data.meta : cipher.openObjectMeta(version.state.data.meta)
   const notModified = checkPreconditions(headers, meta.etag, version.ts)
   const out = objectHeaders(version, meta)
+  if (cipher !== undefined) Object.assign(out, sseCResponseHeaders(cipher.keyMd5))
   if (notModified) return { status: 304, headers: notModifiedHeaders(out) }
   for (const [q, h] of RESPONSE_OVERRIDES) {
     const v = opts.query.get(q)
@@ -87,8 +92,12 @@ export async function handleGetObject(
   if (opts.head) return { status, headers: out }
 
   const data = version.state.data
-  if (data.t === 'inline') return { status, headers: out, body: Buffer.from(data.bytes).subarray(start, end + 1) }
-  return { status, headers: out, body: streamBlocks(garage, version.uuid, start, end) }
+  if (data.t === 'inline') {
+    // An empty encrypted object completed from no parts has no sealed bytes.
+    const plain = cipher === undefined || data.bytes.length === 0 ? Buffer.from(data.bytes) : cipher.decryptBlob(data.bytes)
+    return { status, headers: out, body: plain.subarray(start, end + 1) }
+  }
+  return { status, headers: out, body: streamBlocks(garage, version.uuid, start, end, cipher) }
 }
 
 function objectHeaders(version: DataVersion, meta: ObjectMeta): Record<string, string> {
@@ -193,8 +202,17 @@ async function partRange(
   throw new ApiError('InvalidPart', 'The requested partnumber is not satisfiable')
 }
 
-/** Streams bytes `start..end` (inclusive) of a version's blocks, reading one block ahead. */
-async function* streamBlocks(garage: Garage, versionId: Uuid, start: number, end: number): AsyncGenerator<Uint8Array> {
+/**
+ * Streams bytes `start..end` (inclusive) of a version's blocks, reading one block ahead. With a
+ * `cipher` (SSE-C), only the encrypted chunks holding the wanted bytes are decrypted.
+ */
+export async function* streamBlocks(
+  garage: Garage,
+  versionId: Uuid,
+  start: number,
+  end: number,
+  cipher?: ObjectCipher,
+): AsyncGenerator<Uint8Array> {
   const v = await garage.versionTable.get(versionId, new Uint8Array(0))
   if (v === undefined || v.deleted) {
     throw new GarageError('GARAGE_ERR_INTERNAL', `version ${toHex(versionId)} is gone; the object was overwritten, retry`)
@@ -217,6 +235,7 @@ async function* streamBlocks(garage: Garage, versionId: Uuid, start: number, end
     // A read-ahead that fails is reported when its turn comes, not as an unhandled rejection.
     next?.catch(() => {})
     const data = await current
-    yield w.from === 0 && w.to === data.length ? data : data.subarray(w.from, w.to)
+    if (cipher !== undefined) yield cipher.decryptBlock(data, w.block[3], w.from, w.to)
+    else yield w.from === 0 && w.to === data.length ? data : data.subarray(w.from, w.to)
   }
 }

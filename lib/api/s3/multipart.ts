@@ -24,9 +24,10 @@ import type { ApiResponse } from '../common/server.ts'
 import { type ChecksumAlgorithm, checksumHeaderName, parseChecksumAlgorithm } from '../common/signature/checksum.ts'
 import { readBody } from './body.ts'
 import type { BucketCtx } from './context.ts'
+import { checkDecryptKey, ObjectCipher, parseCustomerKey, randomEtag, sseCResponseHeaders } from './encryption.ts'
 import type { Owner } from './list.ts'
 import { uriEncode } from './list.ts'
-import { Chunker, checkContentLength, checkKey, extractMetadataHeaders, writeBlocks } from './put.ts'
+import { Chunker, checkContentLength, checkKey, checkQuotas, extractMetadataHeaders, writeBlocks } from './put.ts'
 import { parseXml, renderXml, xmlChildren, xmlText } from './xml.ts'
 
 /** Part numbers go from 1 to this, as on AWS. */
@@ -175,21 +176,46 @@ export async function writePart(
 // Handlers
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * The cipher of an SSE-C upload (its key derived from the upload id, which becomes the final
+ * version's id), after checking the request gives the upload's key; undefined for a plaintext
+ * upload, which must not be given one.
+ */
+export function uploadCipher(ctx: BucketCtx, upload: Upload): ObjectCipher | undefined {
+  const customer = checkDecryptKey(ctx.req.headers, upload.version.state.encryption)
+  return customer === undefined ? undefined : new ObjectCipher(customer, upload.bucketId, upload.uploadId, upload.key)
+}
+
 export async function handleCreateMultipartUpload(ctx: BucketCtx, key: string): Promise<ApiResponse> {
   checkKey(key)
   const g = ctx.garage
   const headers = extractMetadataHeaders(ctx.req.headers, ctx.contentEncoding)
+  const customer = parseCustomerKey(ctx.req.headers)
   const existing = await g.objectTable.get(ctx.bucketId, utf8(key))
   const ts = nextTimestamp(existing === undefined ? undefined : Math.max(0, ...existing.versions.map((v) => v.ts)))
   const uploadId = genUuid()
+  // SSE-C: the headers are sealed with the key of the version the upload will complete into.
+  const encryption =
+    customer === undefined ? undefined : new ObjectCipher(customer, ctx.bucketId, uploadId, key).sealMeta(headers)
   await g.objectTable.insert({
     bucketId: ctx.bucketId,
     key,
-    versions: [{ uuid: uploadId, ts, state: { t: 'uploading', multipart: true, headers } }],
+    versions: [
+      {
+        uuid: uploadId,
+        ts,
+        state:
+          encryption === undefined
+            ? { t: 'uploading', multipart: true, headers }
+            : { t: 'uploading', multipart: true, headers: [], encryption },
+      },
+    ],
   })
   await g.mpuTable.insert({ uploadId, deleted: false, parts: [], ts, bucketId: ctx.bucketId, key })
   const xml = renderXml('InitiateMultipartUploadResult', { Bucket: ctx.bucketName, Key: key, UploadId: toHex(uploadId) })
-  return { status: 200, headers: { 'content-type': 'application/xml' }, body: xml }
+  const out: Record<string, string> = { 'content-type': 'application/xml' }
+  if (customer !== undefined) Object.assign(out, sseCResponseHeaders(customer.keyMd5))
+  return { status: 200, headers: out, body: xml }
 }
 
 export async function handleUploadPart(
@@ -201,6 +227,7 @@ export async function handleUploadPart(
   checkContentLength(ctx.req.headers)
   const g = ctx.garage
   const upload = await getUpload(g, ctx.bucketId, ep.key, uploadId)
+  const cipher = uploadCipher(ctx, upload)
   const part = await beginPart(g, upload, ep.partNumber)
   const done = await writePart(ctx, upload, part, async () => {
     try {
@@ -208,10 +235,11 @@ export async function handleUploadPart(
       const first = await chunker.next()
       let size = 0
       if (first !== undefined) {
-        size = (await writeBlocks(g, part.version, { t: 'mpu', uploadId }, ep.partNumber, first, chunker)).size
+        size = (await writeBlocks(g, part.version, { t: 'mpu', uploadId }, ep.partNumber, first, chunker, cipher)).size
       }
       const result = await ctx.bodyResult
-      const etag = (result.md5 ?? createHash('md5').digest()).toString('hex')
+      // The MD5 of an encrypted part would tell something about its content.
+      const etag = cipher !== undefined ? randomEtag() : (result.md5 ?? createHash('md5').digest()).toString('hex')
       const [alg, value] = (Object.entries(result.checksums)[0] ?? []) as [string | undefined, string | undefined]
       return { etag, size, checksum: alg !== undefined && value !== undefined ? `${alg}:${value}` : null }
     } catch (err) {
@@ -220,6 +248,7 @@ export async function handleUploadPart(
     }
   })
   const out: Record<string, string> = { etag: `"${done.etag}"` }
+  if (cipher !== undefined) Object.assign(out, sseCResponseHeaders(cipher.keyMd5))
   const checksum = parsePartChecksum(done.checksum)
   if (checksum !== undefined) out[checksumHeaderName(checksum.algorithm)] = checksum.value
   return { status: 200, headers: out }
@@ -255,6 +284,7 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
   const listed = parseCompleteBody(text)
   const g = ctx.garage
   const upload = await getUpload(g, ctx.bucketId, ep.key, uploadId)
+  checkCompleteKey(ctx, upload)
   if (listed.length === 0) throw new ApiError('MalformedXML', 'You must specify at least one part')
   for (let i = 1; i < listed.length; i++) {
     if ((listed[i] as (typeof listed)[number]).partNumber <= (listed[i - 1] as (typeof listed)[number]).partNumber) {
@@ -288,6 +318,14 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
     }
   }
 
+  checkQuotas(
+    g,
+    ctx.bucketId,
+    ctx.bucketParams.quotas.v,
+    await g.objectTable.get(ctx.bucketId, utf8(ep.key)),
+    chosen.reduce((s, p) => s + p.size, 0),
+  )
+
   // The final version: the blocks of the chosen part versions, renumbered 1..N.
   const partVersions = await Promise.all(chosen.map((p) => g.versionTable.get(p.version, EMPTY)))
   const blocks: VersionBlock[] = []
@@ -309,6 +347,9 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
   for (const p of chosen) md5.update(Buffer.from(p.etag, 'hex'))
   const etag = `${md5.digest('hex')}-${chosen.length}`
   const meta: ObjectMeta = { size: chosen.reduce((s, p) => s + p.size, 0), etag, headers: upload.version.state.headers }
+  // SSE-C: the headers sealed at creation stay sealed; the key is optional here, checked if given.
+  const encryption = upload.version.state.encryption
+  if (encryption !== undefined) meta.encryption = encryption
   const first = blocks[0]
   const data: ObjectData =
     first === undefined ? { t: 'inline', meta, bytes: new Uint8Array(0) } : { t: 'firstBlock', meta, hash: first[2] }
@@ -321,11 +362,15 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
   await g.mpuTable.insert(deletedMpu(uploadId, upload.mpu.ts, ctx.bucketId, ep.key))
 
   const xml = renderXml('CompleteMultipartUploadResult', { Bucket: ctx.bucketName, Key: ep.key, ETag: `"${etag}"` })
-  return {
-    status: 200,
-    headers: { 'content-type': 'application/xml', 'x-amz-version-id': toHex(uploadId) },
-    body: xml,
-  }
+  const out: Record<string, string> = { 'content-type': 'application/xml', 'x-amz-version-id': toHex(uploadId) }
+  if (encryption !== undefined) Object.assign(out, sseCResponseHeaders(encryption.keyMd5))
+  return { status: 200, headers: out, body: xml }
+}
+
+/** A key given to CompleteMultipartUpload must be the upload's (AWS does not require one). */
+function checkCompleteKey(ctx: BucketCtx, upload: Upload): void {
+  if (upload.version.state.encryption !== undefined && parseCustomerKey(ctx.req.headers) === undefined) return
+  uploadCipher(ctx, upload)
 }
 
 function uniqueHashes(blocks: VersionBlock[]): Hash[] {

@@ -7,7 +7,9 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Readable } from 'node:stream'
 import { INLINE_THRESHOLD } from '../../block/manager.ts'
+import type { BucketQuotas } from '../../model/bucket-table.ts'
 import type { Garage } from '../../model/garage.ts'
+import { countObject } from '../../model/index-counter.ts'
 import type { ObjectEntry, ObjectMeta, ObjectVersion } from '../../model/s3/object-table.ts'
 import type { VersionBacklink } from '../../model/s3/version-table.ts'
 import { blake2sum, genUuid, type Hash, toHex, type Uuid, utf8 } from '../../util/data.ts'
@@ -15,8 +17,9 @@ import { nextTimestamp } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
 import type { ChecksumResult } from '../common/signature/body.ts'
-import { checksumHeaderName } from '../common/signature/checksum.ts'
+import { type ChecksumAlgorithm, checksumHeaderName, parseChecksumHeaders } from '../common/signature/checksum.ts'
 import { type BucketCtx, MAX_KEY_BYTES } from './context.ts'
+import { type CustomerKey, ObjectCipher, parseCustomerKey, sseCResponseHeaders } from './encryption.ts'
 
 /** Blocks of one upload written concurrently (Garage's PUT_BLOCKS_MAX_PARALLEL). */
 export const PUT_BLOCKS_MAX_PARALLEL = 3
@@ -81,8 +84,20 @@ export async function handlePutObject(ctx: BucketCtx, key: string): Promise<ApiR
   checkKey(key)
   checkContentLength(ctx.req.headers)
   const headers = extractMetadataHeaders(ctx.req.headers, ctx.contentEncoding)
-  const saved = await saveStream(ctx.garage, ctx.bucketId, key, headers, ctx.body, ctx.bodyResult)
+  const encryption = parseCustomerKey(ctx.req.headers)
+  const quotas = ctx.bucketParams.quotas.v
+  // Refuse before reading the body when its announced length is already too much.
+  const declared = declaredLength(ctx.req.headers)
+  if (declared !== undefined) {
+    checkQuotas(ctx.garage, ctx.bucketId, quotas, await ctx.garage.objectTable.get(ctx.bucketId, utf8(key)), declared)
+  }
+  const saved = await saveStream(ctx.garage, ctx.bucketId, key, headers, ctx.body, ctx.bodyResult, {
+    checksumAlgorithm: requestChecksumAlgorithm(ctx.req.headers),
+    quotas,
+    encryption,
+  })
   const out: Record<string, string> = { etag: `"${saved.meta.etag}"`, 'x-amz-version-id': toHex(saved.versionId) }
+  if (encryption !== undefined) Object.assign(out, sseCResponseHeaders(encryption.keyMd5))
   if (saved.meta.checksum !== undefined) {
     out[checksumHeaderName(saved.meta.checksum.algorithm)] = saved.meta.checksum.value
     out['x-amz-checksum-type'] = saved.meta.checksum.type
@@ -133,12 +148,27 @@ export class Chunker {
   }
 }
 
-function objectMetaFrom(result: ChecksumResult, size: number, headers: Array<[string, string]>): ObjectMeta {
+/**
+ * The checksum algorithm a request asks to be stored with the object: the one of its
+ * `x-amz-checksum-*` header or trailer, else `x-amz-checksum-algorithm`. A hex
+ * `x-amz-content-sha256` only authenticates the payload and is not an object checksum.
+ */
+export function requestChecksumAlgorithm(headers: IncomingHttpHeaders): ChecksumAlgorithm | undefined {
+  const c = parseChecksumHeaders(headers)
+  return (Object.keys(c.expected)[0] as ChecksumAlgorithm | undefined) ?? c.trailerAlgorithm ?? c.requestedAlgorithm
+}
+
+function objectMetaFrom(
+  result: ChecksumResult,
+  size: number,
+  headers: Array<[string, string]>,
+  algorithm: ChecksumAlgorithm | undefined,
+): ObjectMeta {
   const etag = result.md5?.toString('hex') ?? ''
   const meta: ObjectMeta = { size, etag, headers }
-  const [alg, value] = (Object.entries(result.checksums)[0] ?? []) as [string | undefined, string | undefined]
-  if (alg !== undefined && value !== undefined) {
-    meta.checksum = { algorithm: alg as NonNullable<ObjectMeta['checksum']>['algorithm'], value, type: 'FULL_OBJECT' }
+  const value = algorithm === undefined ? undefined : result.checksums[algorithm]
+  if (algorithm !== undefined && value !== undefined) {
+    meta.checksum = { algorithm, value, type: 'FULL_OBJECT' }
   }
   return meta
 }
@@ -154,26 +184,45 @@ export async function saveStream(
   headers: Array<[string, string]>,
   body: Readable,
   result: Promise<ChecksumResult>,
+  opts: {
+    checksumAlgorithm?: ChecksumAlgorithm | undefined
+    quotas?: BucketQuotas | undefined
+    /** Encrypt with this customer key (SSE-C). */
+    encryption?: CustomerKey | undefined
+  } = {},
 ): Promise<SavedObject> {
   const chunker = new Chunker(body, garage.blockSize)
   const [first, existing] = await Promise.all([chunker.next(), garage.objectTable.get(bucketId, utf8(key))])
   const ts = nextTimestamp(maxTimestamp(existing))
   const versionId = genUuid()
+  const cipher = opts.encryption === undefined ? undefined : new ObjectCipher(opts.encryption, bucketId, versionId, key)
+  // What is stored, and what the caller gets back (the headers and checksum in clear).
+  const seal = (meta: ObjectMeta): { stored: ObjectMeta; meta: ObjectMeta } => {
+    if (cipher === undefined) return { stored: meta, meta }
+    const stored = cipher.sealObjectMeta(meta)
+    return { stored, meta: { ...meta, etag: stored.etag } }
+  }
 
   if (first === undefined || (first.length < INLINE_THRESHOLD && (await chunker.next()) === undefined)) {
     const bytes = first ?? Buffer.alloc(0)
-    const meta = objectMetaFrom(await result, bytes.length, headers)
+    const { stored, meta } = seal(objectMetaFrom(await result, bytes.length, headers, opts.checksumAlgorithm))
+    checkQuotas(garage, bucketId, opts.quotas, existing, bytes.length)
+    const data = new Uint8Array(cipher === undefined ? bytes : cipher.encryptBlob(bytes))
     const version: ObjectVersion = {
       uuid: versionId,
       ts,
-      state: { t: 'complete', data: { t: 'inline', meta, bytes: new Uint8Array(bytes) } },
+      state: { t: 'complete', data: { t: 'inline', meta: stored, bytes: data } },
     }
     await garage.objectTable.insert({ bucketId, key, versions: [version] })
     return { versionId, ts, meta }
   }
 
   // Large object: announce the upload, then stream blocks.
-  const uploading: ObjectVersion = { uuid: versionId, ts, state: { t: 'uploading', multipart: false, headers } }
+  const uploading: ObjectVersion = {
+    uuid: versionId,
+    ts,
+    state: { t: 'uploading', multipart: false, headers: cipher === undefined ? headers : [] },
+  }
   garage.uploads.begin(versionId, bucketId, key, ts)
   try {
     await garage.objectTable.insert({ bucketId, key, versions: [uploading] })
@@ -184,12 +233,15 @@ export async function saveStream(
       partsEtags: [],
       backlink: { t: 'object', bucketId, key },
     })
-    const { size, firstHash } = await writeBlocks(garage, versionId, { t: 'object', bucketId, key }, 1, first, chunker)
-    const meta = objectMetaFrom(await result, size, headers)
+    const backlink = { t: 'object' as const, bucketId, key }
+    const { size, firstHash } = await writeBlocks(garage, versionId, backlink, 1, first, chunker, cipher)
+    const { stored, meta } = seal(objectMetaFrom(await result, size, headers, opts.checksumAlgorithm))
+    // The blocks written are unreferenced by the abort below and collected.
+    checkQuotas(garage, bucketId, opts.quotas, existing, size)
     const complete: ObjectVersion = {
       uuid: versionId,
       ts,
-      state: { t: 'complete', data: { t: 'firstBlock', meta, hash: firstHash } },
+      state: { t: 'complete', data: { t: 'firstBlock', meta: stored, hash: firstHash } },
     }
     await garage.objectTable.insert({ bucketId, key, versions: [complete] })
     return { versionId, ts, meta }
@@ -202,9 +254,47 @@ export async function saveStream(
   }
 }
 
+/** The payload length a request announces (the decoded one for aws-chunked bodies). */
+function declaredLength(headers: IncomingHttpHeaders): number | undefined {
+  const v = headers['x-amz-decoded-content-length'] ?? headers['content-length']
+  const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : Number.NaN
+  return Number.isSafeInteger(n) ? n : undefined
+}
+
+/**
+ * Refuses (403 QuotaExceeded) a write that would make `key` hold `size` bytes when that takes the
+ * bucket over its quotas (port of put.rs `check_quotas`). `existing` is the key's current row:
+ * an overwrite only counts the difference, and a write that does not grow a figure is always
+ * accepted. Counters are this node's (index-counter.ts).
+ */
+export function checkQuotas(
+  garage: Garage,
+  bucketId: Uuid,
+  quotas: BucketQuotas | undefined,
+  existing: ObjectEntry | undefined,
+  size: number,
+): void {
+  if (quotas === undefined || (quotas.maxObjects === null && quotas.maxSize === null)) return
+  const counts = garage.objectCounter.get(bucketId)
+  const prev = countObject(existing)
+  const addObjects = 1 - prev.objects
+  const addBytes = size - prev.bytes
+  if (quotas.maxObjects !== null && addObjects > 0 && counts.objects + addObjects > quotas.maxObjects) {
+    throw new ApiError('QuotaExceeded', `Object quota is reached, maximum objects for this bucket: ${quotas.maxObjects}`)
+  }
+  if (quotas.maxSize !== null && addBytes > 0 && counts.bytes + addBytes > quotas.maxSize) {
+    throw new ApiError(
+      'QuotaExceeded',
+      `Bucket size quota is reached, maximum total size of objects for this bucket: ${quotas.maxSize}. The bucket is already ${counts.bytes} bytes, and this object would add ${addBytes} bytes.`,
+    )
+  }
+}
+
 /**
  * Writes the blocks of one part (or of a whole object, as part 1) of version `versionId`:
  * the version row lists each block and a block_ref references it before its data is written.
+ * With a `cipher` (SSE-C), each block is encrypted first and named by the hash of its
+ * ciphertext; the version row keeps its plaintext size, so offsets and ranges stay in clear.
  */
 export async function writeBlocks(
   garage: Garage,
@@ -213,6 +303,7 @@ export async function writeBlocks(
   partNumber: number,
   first: Buffer,
   chunker: Chunker,
+  cipher?: ObjectCipher,
 ): Promise<{ size: number; firstHash: Hash }> {
   const inflight = new Set<Promise<void>>()
   let failure: unknown
@@ -220,16 +311,17 @@ export async function writeBlocks(
   let firstHash: Hash | undefined
   let block: Buffer | undefined = first
   while (block !== undefined) {
-    const data = block
+    const plainSize = block.length
+    const data = cipher === undefined ? block : cipher.encryptBlock(block)
     const hash = blake2sum(data)
     firstHash ??= hash
     const at = offset
-    offset += data.length
+    offset += plainSize
     const task = (async () => {
       await garage.versionTable.insert({
         uuid: versionId,
         deleted: false,
-        blocks: [[partNumber, at, hash, data.length]],
+        blocks: [[partNumber, at, hash, plainSize]],
         partsEtags: [],
         backlink,
       })

@@ -4,10 +4,14 @@
  * are thin layers over the same calls.
  */
 import { crdtMapGet } from '../../util/crdt/crdt.ts'
-import { fromHex, parseUuid, toHex, type Uuid } from '../../util/data.ts'
+import { fromHex, parseUuid, toHex, type Uuid, utf8 } from '../../util/data.ts'
 import { ModelError } from '../../util/errors.ts'
+import { updateLww } from '../../util/crdt/crdt.ts'
+import { nowMsec } from '../../util/time.ts'
 import type { BucketEntry, BucketParams, BucketQuotas } from '../bucket-table.ts'
 import type { Garage } from '../garage.ts'
+import { deletedMpu } from '../s3/mpu-table.ts'
+import type { ObjectVersion } from '../s3/object-table.ts'
 import type { ExistingKey } from './key.ts'
 
 /** Permissions of one key on one bucket. */
@@ -39,6 +43,41 @@ export interface BucketInfo {
   keys: Array<{ accessKeyId: string; name: string; permissions: BucketPermissions }>
   quotas: BucketQuotas
   websiteAccess: boolean
+  /** Index and error documents when website access is enabled, else null. */
+  websiteConfig: { indexDocument: string; errorDocument: string | null } | null
+}
+
+/** Changes to a bucket's settings; absent fields are left as they are. */
+export interface UpdateBucketOptions {
+  /** Null disables website access. */
+  website?: { indexDocument: string; errorDocument?: string | null } | null
+  /** Both limits are replaced (null: no limit). */
+  quotas?: BucketQuotas
+}
+
+/** Figures computed from a bucket's objects and uploads in progress. */
+export interface BucketStats {
+  objects: number
+  bytes: number
+  unfinishedUploads: number
+  unfinishedMultipartUploads: number
+  unfinishedMultipartUploadParts: number
+  unfinishedMultipartUploadBytes: number
+}
+
+/** One stored version of an object, as `InspectObject` shows it. */
+export interface ObjectVersionInfo {
+  /** 64 hex digits. */
+  uuid: string
+  timestamp: Date
+  uploading: boolean
+  aborted: boolean
+  deleteMarker: boolean
+  inline: boolean
+  size: number | null
+  etag: string | null
+  headers: Array<[string, string]>
+  blocks: Array<{ partNumber: number; offset: number; hash: string; size: number }>
 }
 
 export interface CreateKeyOptions {
@@ -224,6 +263,146 @@ export class BucketsApi {
     return this.#info(await this.#g.buckets.getExisting(id))
   }
 
+  /** Changes website access and quotas. */
+  async update(idOrAlias: string, changes: UpdateBucketOptions): Promise<BucketInfo> {
+    const id = await this.#resolveExisting(idOrAlias)
+    const w = changes.website
+    if (w != null && (typeof w.indexDocument !== 'string' || w.indexDocument.length === 0)) {
+      throw new ModelError('BadRequest', 'the index document of a website must be a non-empty string')
+    }
+    const q = changes.quotas
+    for (const v of q === undefined ? [] : [q.maxSize, q.maxObjects]) {
+      if (v !== null && !(Number.isSafeInteger(v) && v >= 0)) {
+        throw new ModelError('BadRequest', 'quotas must be null or non-negative integers')
+      }
+    }
+    await this.#g.buckets.updateParams(id, (p) => {
+      const now = nowMsec()
+      let next = p
+      if (w !== undefined) {
+        const website =
+          w === null
+            ? null
+            : {
+                indexDocument: w.indexDocument,
+                errorDocument: w.errorDocument ?? null,
+                // Routing rules come from PutBucketWebsite only; the admin API keeps them.
+                routingRules: p.website.v?.routingRules ?? [],
+              }
+        next = { ...next, website: updateLww(next.website, website, now) }
+      }
+      if (q !== undefined)
+        next = { ...next, quotas: updateLww(next.quotas, { maxSize: q.maxSize, maxObjects: q.maxObjects }, now) }
+      return next
+    })
+    return this.#info(await this.#g.buckets.getExisting(id))
+  }
+
+  /**
+   * Sets a bucket's quotas (null: no limit); PutObject, CopyObject and CompleteMultipartUpload
+   * refuse writes that would exceed them with 403 QuotaExceeded.
+   */
+  async setQuotas(idOrAlias: string, quotas: Partial<BucketQuotas>): Promise<BucketInfo> {
+    return this.update(idOrAlias, { quotas: { maxSize: quotas.maxSize ?? null, maxObjects: quotas.maxObjects ?? null } })
+  }
+
+  /** Counts objects, bytes and uploads in progress (a scan of the bucket's objects). */
+  async stats(idOrAlias: string): Promise<BucketStats> {
+    const id = await this.#resolveExisting(idOrAlias)
+    const s: BucketStats = {
+      objects: 0,
+      bytes: 0,
+      unfinishedUploads: 0,
+      unfinishedMultipartUploads: 0,
+      unfinishedMultipartUploadParts: 0,
+      unfinishedMultipartUploadBytes: 0,
+    }
+    const objects = await this.#g.objectTable.getRange(id, { limit: Number.MAX_SAFE_INTEGER })
+    for (const o of objects) {
+      for (const v of o.versions) {
+        if (v.state.t === 'complete' && v.state.data.t !== 'delete') {
+          s.objects++
+          s.bytes += v.state.data.meta.size
+        } else if (v.state.t === 'uploading') {
+          s.unfinishedUploads++
+          if (v.state.multipart) {
+            s.unfinishedMultipartUploads++
+            const mpu = await this.#g.mpuTable.get(v.uuid, new Uint8Array(0))
+            if (mpu !== undefined && !mpu.deleted) {
+              s.unfinishedMultipartUploadParts += mpu.parts.length
+              for (const part of mpu.parts) s.unfinishedMultipartUploadBytes += part.size ?? 0
+            }
+          }
+        }
+      }
+    }
+    return s
+  }
+
+  /**
+   * Aborts the multipart uploads of a bucket started more than `olderThanMsec` ago. Returns how
+   * many were aborted.
+   */
+  async cleanupIncompleteUploads(idOrAlias: string, olderThanMsec: number): Promise<number> {
+    const id = await this.#resolveExisting(idOrAlias)
+    const cutoff = nowMsec() - olderThanMsec
+    const stale = (v: ObjectVersion): boolean => v.state.t === 'uploading' && v.state.multipart && v.ts < cutoff
+    const objects = await this.#g.objectTable.getRange(id, {
+      limit: Number.MAX_SAFE_INTEGER,
+      filter: (o) => o.versions.some(stale),
+    })
+    let count = 0
+    for (const o of objects) {
+      for (const v of o.versions.filter(stale)) {
+        await this.#g.objectTable.insert({
+          bucketId: id,
+          key: o.key,
+          versions: [{ uuid: v.uuid, ts: v.ts, state: { t: 'aborted' } }],
+        })
+        // The object table's hook deletes the upload too; doing it here does not wait for its queue.
+        const mpu = await this.#g.mpuTable.get(v.uuid, new Uint8Array(0))
+        await this.#g.mpuTable.insert(deletedMpu(v.uuid, mpu?.ts ?? v.ts, id, o.key))
+        count++
+      }
+    }
+    return count
+  }
+
+  /** The stored versions of one object with their blocks; undefined if the key has no row. */
+  async inspectObject(
+    idOrAlias: string,
+    key: string,
+  ): Promise<{ bucketId: string; key: string; versions: ObjectVersionInfo[] } | undefined> {
+    const id = await this.#resolveExisting(idOrAlias)
+    const o = await this.#g.objectTable.get(id, utf8(key))
+    if (o === undefined) return undefined
+    const versions: ObjectVersionInfo[] = []
+    for (const v of o.versions) {
+      const st = v.state
+      const data = st.t === 'complete' ? st.data : undefined
+      const meta = data !== undefined && data.t !== 'delete' ? data.meta : undefined
+      const row = await this.#g.versionTable.get(v.uuid, new Uint8Array(0))
+      versions.push({
+        uuid: toHex(v.uuid),
+        timestamp: new Date(v.ts),
+        uploading: st.t === 'uploading',
+        aborted: st.t === 'aborted',
+        deleteMarker: data?.t === 'delete',
+        inline: data?.t === 'inline',
+        size: meta?.size ?? null,
+        etag: meta?.etag ?? null,
+        headers: meta?.headers ?? (st.t === 'uploading' ? st.headers : []),
+        blocks: (row === undefined || row.deleted ? [] : row.blocks).map(([partNumber, offset, hash, size]) => ({
+          partNumber,
+          offset,
+          hash: toHex(hash),
+          size,
+        })),
+      })
+    }
+    return { bucketId: toHex(id), key, versions }
+  }
+
   async #changePerms(
     bucket: string,
     accessKeyId: string,
@@ -287,6 +466,8 @@ export class BucketsApi {
       keys,
       quotas: p.quotas.v,
       websiteAccess: p.website.v !== null,
+      websiteConfig:
+        p.website.v === null ? null : { indexDocument: p.website.v.indexDocument, errorDocument: p.website.v.errorDocument },
     }
   }
 }

@@ -21,6 +21,21 @@ export interface ObjectMeta {
   headers: Array<[name: string, value: string]>
   /** Full-object or composite checksum, base64, if the client sent one. */
   checksum?: { algorithm: ChecksumAlgorithm; value: string; type: 'FULL_OBJECT' | 'COMPOSITE' }
+  /**
+   * Present when the version is encrypted with a customer key (SSE-C): then `headers` is empty
+   * and `checksum` absent, both being sealed in `encryption.inner`, the data (inline bytes or
+   * blocks) is encrypted, and `size` is the plaintext size. Absent in rows written before SSE-C.
+   */
+  encryption?: ObjectEncryption
+}
+
+/** The SSE-C marker of a version (the key itself is never stored). */
+export interface ObjectEncryption {
+  alg: 'AES256'
+  /** MD5 of the customer key, to recognise it. */
+  keyMd5: Uint8Array
+  /** The version's headers (and checksum), encrypted. */
+  inner: Uint8Array
 }
 
 export type ObjectData =
@@ -29,7 +44,7 @@ export type ObjectData =
   | { t: 'firstBlock'; meta: ObjectMeta; hash: Hash }
 
 export type ObjectVersionState =
-  | { t: 'uploading'; multipart: boolean; headers: Array<[string, string]> }
+  | { t: 'uploading'; multipart: boolean; headers: Array<[string, string]>; encryption?: ObjectEncryption }
   | { t: 'complete'; data: ObjectData }
   | { t: 'aborted' }
 
@@ -107,6 +122,8 @@ export interface ObjectTableDeps {
   queueVersion(tx: Transaction, entry: VersionEntry): void
   /** Deletes the multipart upload of a dropped or aborted `uploading{multipart}` version. */
   queueMpu(tx: Transaction, entry: MpuEntry): void
+  /** Keeps the bucket counters (index-counter.ts) in step with every change of a row. */
+  countObject?(tx: Transaction, previous: ObjectEntry | undefined, next: ObjectEntry): void
 }
 
 export function objectTableSchema(deps: ObjectTableDeps): TableSchema<ObjectEntry> {
@@ -122,6 +139,7 @@ export function objectTableSchema(deps: ObjectTableDeps): TableSchema<ObjectEntr
       return e.versions.length === 1 && only !== undefined && only.state.t === 'complete' && only.state.data.t === 'delete'
     },
     updated(tx, previous, next) {
+      deps.countObject?.(tx, previous, next)
       if (previous === undefined) return
       for (const v of previous.versions) {
         const kept = next.versions.find((n) => cmpVersion(n, v) === 0)

@@ -28,10 +28,18 @@ export interface WorkerInfo {
 
 const ERROR_PAUSE_MSEC = [1_000, 2_000, 5_000, 10_000, 30_000, 60_000]
 
+/** A tunable of a worker (`garage worker get/set`), read and written as a string. */
+export interface WorkerVariable {
+  get(): string
+  /** Throws an Error with a readable message when `value` is not acceptable. */
+  set(value: string): void
+}
+
 export class BackgroundRunner {
   readonly #log: Logger
   readonly #signal: AbortSignal
   readonly #workers: Array<{ id: number; worker: Worker; info: WorkerInfo; done: Promise<void> }> = []
+  readonly #variables = new Map<string, WorkerVariable>()
   #nextId = 1
   constructor(log: Logger, signal: AbortSignal) {
     this.#log = log
@@ -47,6 +55,16 @@ export class BackgroundRunner {
 
   list(): WorkerInfo[] {
     return this.#workers.map(({ worker, info }) => ({ ...info, info: worker.info?.() ?? {} }))
+  }
+
+  /** Registers a tunable (Garage's `bg_vars`), e.g. `resync-tranquility`. */
+  defineVariable(name: string, variable: WorkerVariable): void {
+    this.#variables.set(name, variable)
+  }
+
+  /** The registered tunables, sorted by name. */
+  variables(): ReadonlyMap<string, WorkerVariable> {
+    return new Map([...this.#variables].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
   }
 
   /** Resolves once every worker loop has exited (after the shared signal aborted). */

@@ -1,0 +1,240 @@
+/**
+ * GetBucketLifecycleConfiguration, PutBucketLifecycleConfiguration and DeleteBucketLifecycle
+ * (port of garage_api_s3::lifecycle). The rules are applied by the lifecycle worker of the model
+ * layer. Supported, as in Garage: `<Expiration>` with `<Days>` or `<Date>` (midnight),
+ * `<AbortIncompleteMultipartUpload>`, and `<Filter>` on prefix and object size. Other actions
+ * (transitions, noncurrent versions, expired delete markers) are refused with NotImplemented,
+ * and the deprecated `<Prefix>` directly in `<Rule>` with MalformedXML, so that a rule never
+ * applies more widely than its author meant.
+ */
+import {
+  type LifecycleExpiration,
+  type LifecycleFilter,
+  type LifecycleRule,
+  parseLifecycleDate,
+  storedLifecycleRules,
+} from '../../model/s3/lifecycle-worker.ts'
+import { updateLww } from '../../util/crdt/crdt.ts'
+import { nowMsec } from '../../util/time.ts'
+import { ApiError } from '../common/errors.ts'
+import type { ApiResponse } from '../common/server.ts'
+import { readBody } from './body.ts'
+import type { BucketCtx } from './context.ts'
+import { parseXml, renderXml, type XmlNode, xmlChildren, xmlText } from './xml.ts'
+
+/** AWS's limits: 1,000 rules, IDs of at most 255 characters. */
+const MAX_RULES = 1000
+const MAX_ID_LENGTH = 255
+const MAX_BODY = 1024 * 1024
+
+const RULE_ELEMENTS = new Set(['ID', 'Status', 'Filter', 'Expiration', 'AbortIncompleteMultipartUpload'])
+const UNSUPPORTED_RULE_ELEMENTS = new Set([
+  'Transition',
+  'Transitions',
+  'NoncurrentVersionTransition',
+  'NoncurrentVersionTransitions',
+  'NoncurrentVersionExpiration',
+])
+const FILTER_ELEMENTS = new Set(['Prefix', 'ObjectSizeGreaterThan', 'ObjectSizeLessThan'])
+
+export async function handleGetBucketLifecycleConfiguration(ctx: BucketCtx): Promise<ApiResponse> {
+  const stored = ctx.bucketParams.lifecycle.v
+  if (stored === null) {
+    throw new ApiError('NoSuchLifecycleConfiguration', 'The lifecycle configuration does not exist', {
+      extra: { BucketName: ctx.bucketName },
+    })
+  }
+  const body = renderLifecycleConfiguration(storedLifecycleRules(stored))
+  return { status: 200, headers: { 'content-type': 'application/xml' }, body }
+}
+
+export async function handlePutBucketLifecycleConfiguration(ctx: BucketCtx): Promise<ApiResponse> {
+  const text = await readBody(ctx.body, MAX_BODY)
+  await ctx.bodyResult
+  const rules = parseLifecycleConfiguration(text)
+  await ctx.garage.buckets.updateParams(ctx.bucketId, (p) => ({
+    ...p,
+    lifecycle: updateLww(p.lifecycle, rules as unknown[], nowMsec()),
+  }))
+  return { status: 200 }
+}
+
+export async function handleDeleteBucketLifecycle(ctx: BucketCtx): Promise<ApiResponse> {
+  await ctx.garage.buckets.updateParams(ctx.bucketId, (p) => ({ ...p, lifecycle: updateLww(p.lifecycle, null, nowMsec()) }))
+  return { status: 204 }
+}
+
+/** `<LifecycleConfiguration>` as AWS returns it. @internal */
+export function renderLifecycleConfiguration(rules: readonly LifecycleRule[]): string {
+  return renderXml('LifecycleConfiguration', {
+    Rule: rules.map((r) => ({
+      ID: r.id ?? undefined,
+      Filter: renderFilter(r.filter),
+      Status: r.enabled ? 'Enabled' : 'Disabled',
+      Expiration:
+        r.expiration === null
+          ? undefined
+          : r.expiration.t === 'days'
+            ? { Days: r.expiration.days }
+            : { Date: `${r.expiration.date}T00:00:00.000Z` },
+      AbortIncompleteMultipartUpload:
+        r.abortIncompleteMpuDays === null ? undefined : { DaysAfterInitiation: r.abortIncompleteMpuDays },
+    })),
+  })
+}
+
+function renderFilter(f: LifecycleFilter): Record<string, unknown> | string {
+  const parts: Record<string, unknown> = {
+    Prefix: f.prefix ?? undefined,
+    ObjectSizeGreaterThan: f.sizeGt ?? undefined,
+    ObjectSizeLessThan: f.sizeLt ?? undefined,
+  }
+  const n = Object.values(parts).filter((v) => v !== undefined).length
+  if (n === 0) return ''
+  return n === 1 ? parts : { And: parts }
+}
+
+function invalid(message: string): ApiError {
+  return new ApiError('InvalidRequest', `Invalid lifecycle configuration: ${message}`)
+}
+
+function malformed(message: string): ApiError {
+  return new ApiError('MalformedXML', `The XML you provided was not well-formed or did not validate: ${message}`)
+}
+
+/** Element names of a parsed node (text content excluded). */
+function childNames(node: XmlNode | undefined): string[] {
+  if (node === undefined || typeof node === 'string') return []
+  return Object.keys(node).filter((k) => k !== '#text')
+}
+
+function parseCount(node: XmlNode | undefined, tag: string, min: number): number | undefined {
+  const s = xmlText(node, tag)
+  if (s === undefined) return undefined
+  if (!/^\d{1,15}$/.test(s) || Number(s) < min) {
+    throw new ApiError('InvalidArgument', `<${tag}> must be an integer of at least ${min}, got '${s.slice(0, 32)}'`)
+  }
+  return Number(s)
+}
+
+/**
+ * Parses and validates a `<LifecycleConfiguration>` body. Nothing is stored unless every rule is
+ * valid. @internal
+ */
+export function parseLifecycleConfiguration(text: string): LifecycleRule[] {
+  const doc = parseXml(text)
+  const roots = xmlChildren(doc, 'LifecycleConfiguration')
+  if (roots.length !== 1) throw malformed('expected one <LifecycleConfiguration> element')
+  const root = roots[0]
+  for (const name of childNames(root)) if (name !== 'Rule') throw malformed(`unexpected <${name}> in <LifecycleConfiguration>`)
+  const rules = xmlChildren(root, 'Rule')
+  if (rules.length === 0) throw malformed('at least one <Rule> is required')
+  if (rules.length > MAX_RULES) throw malformed(`at most ${MAX_RULES} rules are allowed`)
+  const out = rules.map(parseRule)
+  const ids = out.map((r) => r.id).filter((id) => id !== null)
+  if (new Set(ids).size !== ids.length) throw new ApiError('InvalidArgument', 'Rule ID must be unique')
+  return out
+}
+
+function parseRule(rule: XmlNode): LifecycleRule {
+  for (const name of childNames(rule)) {
+    if (name === 'Prefix') {
+      throw malformed('<Prefix> directly in <Rule> (a deprecated form) is not supported; use <Filter><Prefix>')
+    }
+    if (UNSUPPORTED_RULE_ELEMENTS.has(name)) throw new ApiError('NotImplemented', `Lifecycle <${name}> is not supported`)
+    if (!RULE_ELEMENTS.has(name)) throw malformed(`unexpected <${name}> in <Rule>`)
+  }
+  const id = xmlText(rule, 'ID', true) ?? null
+  if (id !== null && id.length > MAX_ID_LENGTH) {
+    throw new ApiError('InvalidArgument', `ID length should not exceed allowed limit of ${MAX_ID_LENGTH}`)
+  }
+  const status = xmlText(rule, 'Status')
+  if (status === undefined) throw malformed('<Status> is required in <Rule>')
+  if (status !== 'Enabled' && status !== 'Disabled') throw malformed(`invalid <Status> '${status.slice(0, 32)}'`)
+
+  const filters = xmlChildren(rule, 'Filter')
+  if (filters.length > 1) throw malformed('more than one <Filter> in <Rule>')
+  const filter = filters.length === 0 ? emptyFilter() : parseFilter(filters[0] as XmlNode)
+
+  const expirations = xmlChildren(rule, 'Expiration')
+  if (expirations.length > 1) throw malformed('more than one <Expiration> in <Rule>')
+  const expiration = expirations.length === 0 ? null : parseExpiration(expirations[0] as XmlNode)
+
+  const aborts = xmlChildren(rule, 'AbortIncompleteMultipartUpload')
+  if (aborts.length > 1) throw malformed('more than one <AbortIncompleteMultipartUpload> in <Rule>')
+  let abortIncompleteMpuDays: number | null = null
+  if (aborts.length === 1) {
+    const a = aborts[0] as XmlNode
+    for (const name of childNames(a)) {
+      if (name !== 'DaysAfterInitiation') throw malformed(`unexpected <${name}> in <AbortIncompleteMultipartUpload>`)
+    }
+    const days = parseCount(a, 'DaysAfterInitiation', 1)
+    if (days === undefined) throw malformed('<AbortIncompleteMultipartUpload> needs <DaysAfterInitiation>')
+    if (filter.sizeGt !== null || filter.sizeLt !== null) {
+      throw invalid('AbortIncompleteMultipartUpload cannot be combined with an object size filter')
+    }
+    abortIncompleteMpuDays = days
+  }
+  if (expiration === null && abortIncompleteMpuDays === null) {
+    throw invalid('a rule needs at least one action (<Expiration> or <AbortIncompleteMultipartUpload>)')
+  }
+  return { id, enabled: status === 'Enabled', filter, expiration, abortIncompleteMpuDays }
+}
+
+function emptyFilter(): LifecycleFilter {
+  return { prefix: null, sizeGt: null, sizeLt: null }
+}
+
+function parseFilter(node: XmlNode): LifecycleFilter {
+  const names = childNames(node)
+  for (const name of names) {
+    if (name === 'Tag') throw new ApiError('NotImplemented', 'Lifecycle filters on tags are not supported')
+    if (name !== 'And' && !FILTER_ELEMENTS.has(name)) throw malformed(`unexpected <${name}> in <Filter>`)
+  }
+  const conditions = names.filter((n) => n !== 'And')
+  if (names.includes('And')) {
+    if (conditions.length > 0) throw invalid('<Filter> cannot contain both <And> and another condition')
+    const ands = xmlChildren(node, 'And')
+    if (ands.length > 1) throw malformed('more than one <And> in <Filter>')
+    const and = ands[0] as XmlNode
+    for (const name of childNames(and)) {
+      if (name === 'Tag') throw new ApiError('NotImplemented', 'Lifecycle filters on tags are not supported')
+      if (name === 'And') throw invalid('nested <And> elements')
+      if (!FILTER_ELEMENTS.has(name)) throw malformed(`unexpected <${name}> in <And>`)
+    }
+    return filterConditions(and)
+  }
+  if (conditions.length > 1) throw invalid('multiple <Filter> conditions must be wrapped in an <And> element')
+  return filterConditions(node)
+}
+
+function filterConditions(node: XmlNode): LifecycleFilter {
+  const f: LifecycleFilter = {
+    prefix: xmlText(node, 'Prefix', true) ?? null,
+    sizeGt: parseCount(node, 'ObjectSizeGreaterThan', 0) ?? null,
+    sizeLt: parseCount(node, 'ObjectSizeLessThan', 1) ?? null,
+  }
+  if (f.sizeGt !== null && f.sizeLt !== null && f.sizeGt >= f.sizeLt) {
+    throw new ApiError('InvalidArgument', 'ObjectSizeGreaterThan must be less than ObjectSizeLessThan')
+  }
+  return f
+}
+
+function parseExpiration(node: XmlNode): LifecycleExpiration {
+  for (const name of childNames(node)) {
+    if (name === 'ExpiredObjectDeleteMarker') {
+      throw new ApiError('NotImplemented', 'Lifecycle <ExpiredObjectDeleteMarker> is not supported')
+    }
+    if (name !== 'Days' && name !== 'Date') throw malformed(`unexpected <${name}> in <Expiration>`)
+  }
+  const days = parseCount(node, 'Days', 1)
+  const date = xmlText(node, 'Date')
+  if (days !== undefined && date !== undefined) throw invalid('cannot have both <Days> and <Date> in <Expiration>')
+  if (days !== undefined) return { t: 'days', days }
+  if (date === undefined) throw invalid('<Expiration> must contain either <Days> or <Date>')
+  const parsed = parseLifecycleDate(date)
+  if (parsed === undefined) {
+    throw new ApiError('InvalidArgument', `'Date' must be at midnight GMT (YYYY-MM-DD or YYYY-MM-DDT00:00:00Z), got '${date.slice(0, 40)}'`)
+  }
+  return { t: 'date', date: parsed }
+}
