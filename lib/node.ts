@@ -200,7 +200,7 @@ class Node implements GarageNode {
         'path' in s3.apiBindAddr ? s3.apiBindAddr : { host: s3.apiBindAddr.host, port: s3.apiBindAddr.port },
         new S3ApiServer(garage, { region: s3.s3Region, rootDomain: s3.rootDomain }, log.withTag('s3')),
         log.withTag('s3'),
-        { observer: metrics?.observer('s3', (req) => s3EndpointName(req, s3.rootDomain)) },
+        { observer: metrics?.observer('s3') },
       )
       this.#s3 = s3Server
       this.#teardown.push(() => s3Server.close())
@@ -315,24 +315,6 @@ class Node implements GarageNode {
 }
 
 /** The S3 endpoint a request is for, for metrics (`Unknown` when it does not parse). */
-function s3EndpointName(req: IncomingMessage, rootDomain: string | undefined): string {
-  try {
-    const rawUrl = req.url ?? '/'
-    const q = rawUrl.indexOf('?')
-    const { bucket, key } = parseBucketAndKey({
-      host: req.headers.host,
-      rawPath: q < 0 ? rawUrl : rawUrl.slice(0, q),
-      rootDomain,
-    })
-    const query = new URLSearchParams(q < 0 ? '' : rawUrl.slice(q + 1))
-    return parseEndpoint({ method: (req.method ?? 'GET').toUpperCase(), bucket, key, query, headers: req.headers }).kind
-  } catch (err) {
-    // A request the router refuses was answered with an error already; it is counted as Unknown.
-    if (err instanceof Error) return 'Unknown'
-    throw err
-  }
-}
-
 function notStarted(): GarageError {
   return new GarageError('GARAGE_ERR_CLOSED', 'the node is not started: call start() first')
 }

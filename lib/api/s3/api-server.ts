@@ -76,6 +76,7 @@ export class S3ApiServer implements ApiHandler {
     const { bucket, key } = parseBucketAndKey({ host: req.headers.host, rawPath, rootDomain: this.#settings.rootDomain })
     const query = new URLSearchParams(rawQuery)
     const ep = parseEndpoint({ method, bucket, key, query, headers: req.headers })
+    request.endpoint = ep.kind
     if (ep.kind === 'Options') return this.#handleOptions(req, ep.bucket)
     // CORS headers go on errors too, so a browser lets the page read them. Until the bucket is
     // known through the key, its global alias (if any) stands for it.
