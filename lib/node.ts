@@ -4,13 +4,11 @@
  * storage, spawns the background workers and starts the API servers the configuration enables;
  * `stop()` undoes it all in reverse order.
  */
-import type { IncomingMessage } from 'node:http'
 import { AdminApiServer } from './api/admin/api-server.ts'
 import { clusterHealth, GARAGE_TS_VERSION } from './api/admin/cluster.ts'
 import { NodeMetrics } from './api/admin/metrics.ts'
 import { S3ApiServer } from './api/s3/api-server.ts'
 import { WebServer } from './web/web-server.ts'
-import { parseBucketAndKey, parseEndpoint } from './api/s3/router.ts'
 import { type ApiServer, startApiServer } from './api/common/server.ts'
 import type { Db } from './db/db.ts'
 import { openLmdb } from './db/lmdb.ts'

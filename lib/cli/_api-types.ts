@@ -31,7 +31,7 @@ export interface GetBucketInfoKey {
 
 export interface GetBucketInfoResponse {
   id: string
-  created?: string
+  created?: string | null
   globalAliases: string[]
   websiteAccess: boolean
   websiteConfig?: { indexDocument: string; errorDocument?: string | null } | null

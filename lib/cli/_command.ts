@@ -78,7 +78,3 @@ export function unavailableGroup(meta: CommandMeta, subcommands: Readonly<Record
   return defineCommand({ meta, subCommands })
 }
 
-/** Arguments after the declared positionals (citty keeps them in `_`). */
-export function restPositionals(args: { _: string[] }, skip: number): string[] {
-  return args._.slice(skip)
-}

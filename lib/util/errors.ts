@@ -18,6 +18,7 @@ export const GARAGE_ERROR_CODES = {
   GARAGE_ERR_DB: 'the metadata database failed',
   GARAGE_ERR_MODEL: 'a request on the data model was refused',
   GARAGE_ERR_CLOSED: 'the node is stopped',
+  GARAGE_ERR_LAYOUT: 'the cluster layout cannot be computed or changed as requested',
 } as const
 
 export type GarageErrorCode = keyof typeof GARAGE_ERROR_CODES

@@ -131,21 +131,14 @@ export async function handleCopyObject(ctx: BucketCtx, destKey: string): Promise
   checkCopyPreconditions(ctx.req.headers, srcMeta.etag, source.version.ts)
   const sameEncryption =
     srcCipher === undefined ? destCustomer === undefined : destCustomer?.keyMd5.equals(srcCipher.keyMd5) === true
-  if (
-    directive === 'COPY' &&
-    sameEncryption &&
-    Buffer.compare(source.bucketId, ctx.bucketId) === 0 &&
-    source.key === destKey
-  ) {
+  if (directive === 'COPY' && sameEncryption && Buffer.compare(source.bucketId, ctx.bucketId) === 0 && source.key === destKey) {
     throw new ApiError(
       'InvalidRequest',
       "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
     )
   }
   const meta: ObjectMeta =
-    directive === 'REPLACE'
-      ? { ...srcMeta, headers: extractMetadataHeaders(ctx.req.headers, ctx.contentEncoding) }
-      : srcMeta
+    directive === 'REPLACE' ? { ...srcMeta, headers: extractMetadataHeaders(ctx.req.headers, ctx.contentEncoding) } : srcMeta
 
   const dest = await g.objectTable.get(ctx.bucketId, utf8(destKey))
   checkQuotas(g, ctx.bucketId, ctx.bucketParams.quotas.v, dest, meta.size)

@@ -73,9 +73,13 @@ export function parseCustomerKey(headers: IncomingHttpHeaders, copySource = fals
     return undefined
   }
   if (algorithm.trim() !== SSE_C_ALGORITHM) {
-    throw new ApiError('InvalidEncryptionAlgorithmError', 'The encryption request you specified is not valid. Supported value: AES256.', {
-      extra: { ArgumentName: names.algorithm, ArgumentValue: algorithm.slice(0, 40) },
-    })
+    throw new ApiError(
+      'InvalidEncryptionAlgorithmError',
+      'The encryption request you specified is not valid. Supported value: AES256.',
+      {
+        extra: { ArgumentName: names.algorithm, ArgumentValue: algorithm.slice(0, 40) },
+      },
+    )
   }
   if (keyB64 === undefined) {
     throw new ApiError(

@@ -234,7 +234,10 @@ function parseExpiration(node: XmlNode): LifecycleExpiration {
   if (date === undefined) throw invalid('<Expiration> must contain either <Days> or <Date>')
   const parsed = parseLifecycleDate(date)
   if (parsed === undefined) {
-    throw new ApiError('InvalidArgument', `'Date' must be at midnight GMT (YYYY-MM-DD or YYYY-MM-DDT00:00:00Z), got '${date.slice(0, 40)}'`)
+    throw new ApiError(
+      'InvalidArgument',
+      `'Date' must be at midnight GMT (YYYY-MM-DD or YYYY-MM-DDT00:00:00Z), got '${date.slice(0, 40)}'`,
+    )
   }
   return { t: 'date', date: parsed }
 }

@@ -22,6 +22,7 @@ import type { ApiResponse } from '../common/server.ts'
 import type { ChecksumResult } from '../common/signature/body.ts'
 import { AWS4_HMAC_SHA256, hmacSha256, parseAmzDate, signatureMatches, signingKey } from '../common/signature/sigv4.ts'
 import type { S3Settings } from './context.ts'
+import { parseCustomerKey, sseCResponseHeaders } from './encryption.ts'
 import { MultipartFormReader, parseBoundary } from './form-data.ts'
 import { checkKey, extractMetadataHeaders, saveStream } from './put.ts'
 import { renderXml } from './xml.ts'
@@ -258,6 +259,7 @@ export async function handlePostObject(
 
   const rawKey = required(fields, 'key')
   // Without a file name, `${filename}` stays as it is (AWS's behaviour).
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: S3's literal ${filename} placeholder
   const key = filename === undefined ? rawKey : rawKey.replaceAll('${filename}', filename)
   checkKey(key)
   const apiKey = verifyPolicySignature(r, fields)
@@ -274,6 +276,8 @@ export async function handlePostObject(
   checkPostPolicy(policy, new Map([...fields, ['key', key]]), r.bucketName, Date.now())
 
   const headers = extractMetadataHeaders(fieldsAsHeaders(fields), fields.get('content-encoding'))
+  // SSE-C keys may come as form fields too (x-amz-server-side-encryption-customer-*).
+  const encryption = parseCustomerKey(fieldsAsHeaders(fields))
   const md5 = createHash('md5')
   let settle: { resolve: (v: ChecksumResult) => void; reject: (e: unknown) => void } | undefined
   const result = new Promise<ChecksumResult>((resolve, reject) => {
@@ -295,7 +299,10 @@ export async function handlePostObject(
     })(),
     { objectMode: false },
   )
-  const saved = await saveStream(garage, bucketId, key, headers, body, result)
+  const saved = await saveStream(garage, bucketId, key, headers, body, result, {
+    quotas: bucketEntry.state.value.quotas.v,
+    encryption,
+  })
   // The fields after the file are not used, but reading them lets the connection be reused.
   await form.drain(MAX_TRAILING_BYTES)
   const etag = `"${saved.meta.etag}"`
@@ -312,7 +319,8 @@ export async function handlePostObject(
   const proto = req.headers['x-forwarded-proto']?.toString().split(',')[0]?.trim() || 'http'
   const base = r.rawPath.endsWith('/') ? r.rawPath : `${r.rawPath}/`
   const location = `${proto}://${host}${base}${key.split('/').map(encodeURIComponent).join('/')}`
-  const out = { location, etag, 'x-amz-version-id': toHex(saved.versionId) }
+  const out: Record<string, string> = { location, etag, 'x-amz-version-id': toHex(saved.versionId) }
+  if (encryption !== undefined) Object.assign(out, sseCResponseHeaders(encryption.keyMd5))
   switch (fields.get('success_action_status')) {
     case '200':
       return { status: 200, headers: out }

@@ -14,7 +14,7 @@ import type {
 } from '../_api-types.ts'
 import { type AdminContext, adminCommand } from '../_command.ts'
 import { CliError } from '../_errors.ts'
-import { abbreviateList, formatBytes, formatSize, formatTable, shortId } from '../_format.ts'
+import { abbreviateList, formatBytes, formatDate, formatSize, formatTable, shortId } from '../_format.ts'
 import { parseCount, parseDuration, parseSize } from '../_parse.ts'
 import type { AdminClient } from '../admin-client.ts'
 
@@ -31,7 +31,7 @@ export function findKey(api: AdminClient, search: string, showSecretKey = false)
 /** `bucket info` as Garage prints it: the bucket, then the keys with access to it. */
 export function renderBucketInfo(b: GetBucketInfoResponse): string {
   const info: string[] = [`Bucket:\t${b.id}`]
-  if (b.created !== undefined) info.push(`Created:\t${b.created}`)
+  if (b.created != null) info.push(`Created:\t${formatDate(b.created)}`)
   info.push('', `Size:\t${formatSize(b.bytes)}`, `Objects:\t${b.objects}`)
   if (b.unfinishedUploads > 0) {
     info.push(

@@ -20,11 +20,13 @@ function capacityString(capacity: number | null | undefined): string {
 export function renderStatus(status: GetClusterStatusResponse, layout: GetClusterLayoutResponse | undefined): string {
   const staged = (n: NodeResp) => layout?.stagedRoleChanges.find((c) => c.id === n.id)
   const out: string[] = ['==== HEALTHY NODES ====']
-  const healthy = ['ID\tHostname\tAddress\tTags\tZone\tCapacity\tDataAvail\tVersion']
+  // Newer Garage versions report each node's version; show the column only when they do.
+  const withVersion = status.nodes.some((n) => n.garageVersion != null)
+  const version = (n: NodeResp) => (withVersion ? `\t${n.garageVersion ?? '?'}` : '')
+  const healthy = [`ID\tHostname\tAddress\tTags\tZone\tCapacity\tDataAvail${withVersion ? '\tVersion' : ''}`]
   for (const n of status.nodes.filter((x) => x.isUp)) {
     const host = n.hostname ?? '?'
     const addr = n.addr ?? 'N/A'
-    const version = n.garageVersion ?? ''
     if (n.role) {
       let avail = '?'
       if (n.role.capacity == null) avail = 'N/A'
@@ -33,13 +35,13 @@ export function renderStatus(status: GetClusterStatusResponse, layout: GetCluste
         avail = `${formatBytes(available, false)} (${total > 0 ? ((available / total) * 100).toFixed(1) : '0.0'}%)`
       }
       healthy.push(
-        `${shortId(n.id)}\t${host}\t${addr}\t[${n.role.tags.join(',')}]\t${n.role.zone}\t${capacityString(n.role.capacity)}\t${avail}\t${version}`,
+        `${shortId(n.id)}\t${host}\t${addr}\t[${n.role.tags.join(',')}]\t${n.role.zone}\t${capacityString(n.role.capacity)}\t${avail}${version(n)}`,
       )
     } else {
       const change = staged(n)
       const what =
         change !== undefined && change.remove !== true ? 'pending...' : n.draining ? 'draining metadata..' : 'NO ROLE ASSIGNED'
-      healthy.push(`${shortId(n.id)}\t${host}\t${addr}\t\t\t${what}\t\t${version}`)
+      healthy.push(`${shortId(n.id)}\t${host}\t${addr}\t\t\t${what}${withVersion ? `\t${version(n)}` : ''}`)
     }
   }
   out.push(formatTable(healthy))

@@ -210,8 +210,7 @@ export class LifecycleWorker implements Worker {
     let bucket = pass.bucket
     if (bucket === undefined || !bytesEqual(bucket.id, object.bucketId)) {
       const entry = this.#d.buckets.data.read(new Uint8Array(0), object.bucketId)
-      const rules =
-        entry === undefined || entry.state.deleted ? [] : storedLifecycleRules(entry.state.value.lifecycle.v)
+      const rules = entry === undefined || entry.state.deleted ? [] : storedLifecycleRules(entry.state.value.lifecycle.v)
       bucket = { id: object.bucketId, rules: rules.filter((r) => r.enabled) }
       pass.bucket = bucket
     }
