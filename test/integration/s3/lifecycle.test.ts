@@ -1,0 +1,245 @@
+/**
+ * Bucket lifecycle: the configuration round trip and its validation through the AWS SDK and raw
+ * requests, and the daily worker expiring objects (by days, date, prefix and size) and aborting
+ * old multipart uploads, with the node's clock driven forward by the test.
+ */
+import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { after, before, describe, test } from 'node:test'
+import {
+  CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  DeleteBucketLifecycleCommand,
+  GetBucketLifecycleConfigurationCommand,
+  ListMultipartUploadsCommand,
+  PutBucketLifecycleConfigurationCommand,
+  PutObjectCommand,
+  type S3Client,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3'
+import { startTestNode, type TestNode } from '../../../lib/testing.ts'
+import { md5Base64, objectExists, rawRequest, s3Client, s3Error, xmlField } from '../../helpers/s3.ts'
+
+const DAY = 86_400_000
+
+let node: TestNode
+let s3: S3Client
+/** Added to the real time to make the node's clock. */
+let offset = 0
+
+before(async () => {
+  node = await startTestNode({ block_gc_delay_msec: 200, clock: () => Date.now() + offset })
+  s3 = s3Client(node)
+})
+after(async () => {
+  s3.destroy()
+  await node.close()
+})
+
+const dateOf = (ms: number): string => new Date(ms).toISOString().slice(0, 10)
+
+function lastCompleted(): string | number | undefined {
+  const w = node.node.status().workers.find((x) => x.name === 'object lifecycle worker')
+  return w?.info['lifecycle-last-completed']
+}
+
+/** Moves the node's clock `days` days ahead of real time and waits for that day's pass. */
+async function advanceTo(days: number): Promise<void> {
+  offset = days * DAY
+  const want = dateOf(Date.now() + offset)
+  for (let i = 0; i < 100 && lastCompleted() !== want; i++) await sleep(50)
+  assert.equal(lastCompleted(), want, `the lifecycle pass of ${want} should have completed`)
+}
+
+async function putLifecycleXml(bucket: string, xml: string) {
+  return rawRequest(node, {
+    method: 'PUT',
+    path: `/${bucket}`,
+    query: { lifecycle: '' },
+    headers: { 'content-md5': md5Base64(xml), 'content-type': 'application/xml' },
+    body: xml,
+  })
+}
+
+describe('lifecycle configuration', () => {
+  test('a configuration is stored, read back and deleted', async () => {
+    const Bucket = node.bucket
+    await assert.rejects(
+      s3.send(new GetBucketLifecycleConfigurationCommand({ Bucket })),
+      s3Error('NoSuchLifecycleConfiguration', 404),
+    )
+    await s3.send(
+      new PutBucketLifecycleConfigurationCommand({
+        Bucket,
+        LifecycleConfiguration: {
+          Rules: [
+            { ID: 'logs', Status: 'Enabled', Filter: { Prefix: 'logs/' }, Expiration: { Days: 30 } },
+            {
+              ID: 'big',
+              Status: 'Disabled',
+              Filter: { And: { Prefix: 'data/', ObjectSizeGreaterThan: 1000, ObjectSizeLessThan: 5000 } },
+              Expiration: { Date: new Date('2030-01-01T00:00:00Z') },
+            },
+            { ID: 'mpu', Status: 'Enabled', Filter: {}, AbortIncompleteMultipartUpload: { DaysAfterInitiation: 3 } },
+          ],
+        },
+      }),
+    )
+    const got = await s3.send(new GetBucketLifecycleConfigurationCommand({ Bucket }))
+    const rules = got.Rules ?? []
+    assert.equal(rules.length, 3)
+    assert.deepEqual(rules[0]?.Filter, { Prefix: 'logs/' })
+    assert.equal(rules[0]?.Expiration?.Days, 30)
+    assert.equal(rules[1]?.Status, 'Disabled')
+    assert.deepEqual(rules[1]?.Filter?.And, { Prefix: 'data/', ObjectSizeGreaterThan: 1000, ObjectSizeLessThan: 5000 })
+    assert.equal(rules[1]?.Expiration?.Date?.toISOString(), '2030-01-01T00:00:00.000Z')
+    assert.equal(rules[2]?.AbortIncompleteMultipartUpload?.DaysAfterInitiation, 3)
+
+    await s3.send(new DeleteBucketLifecycleCommand({ Bucket }))
+    await assert.rejects(
+      s3.send(new GetBucketLifecycleConfigurationCommand({ Bucket })),
+      s3Error('NoSuchLifecycleConfiguration', 404),
+    )
+  })
+
+  test('unsupported or invalid rules are refused and leave the stored configuration unchanged', async () => {
+    const Bucket = node.bucket
+    const good =
+      '<LifecycleConfiguration><Rule><ID>keep</ID><Status>Enabled</Status><Filter><Prefix>a/</Prefix></Filter><Expiration><Days>1</Days></Expiration></Rule></LifecycleConfiguration>'
+    assert.equal((await putLifecycleXml(Bucket, good)).status, 200)
+    const rule = (body: string) => `<LifecycleConfiguration><Rule>${body}</Rule></LifecycleConfiguration>`
+    const cases: Array<[string, string, number, string]> = [
+      ['broken XML', '<LifecycleConfiguration><Rule>', 400, 'MalformedXML'],
+      [
+        'rule-level Prefix',
+        rule('<Status>Enabled</Status><Prefix>x/</Prefix><Expiration><Days>1</Days></Expiration>'),
+        400,
+        'MalformedXML',
+      ],
+      [
+        'Transition',
+        rule(
+          '<Status>Enabled</Status><Filter></Filter><Transition><Days>1</Days><StorageClass>GLACIER</StorageClass></Transition>',
+        ),
+        501,
+        'NotImplemented',
+      ],
+      [
+        'NoncurrentVersionExpiration',
+        rule(
+          '<Status>Enabled</Status><Filter></Filter><NoncurrentVersionExpiration><NoncurrentDays>1</NoncurrentDays></NoncurrentVersionExpiration>',
+        ),
+        501,
+        'NotImplemented',
+      ],
+      [
+        'ExpiredObjectDeleteMarker',
+        rule(
+          '<Status>Enabled</Status><Filter></Filter><Expiration><ExpiredObjectDeleteMarker>true</ExpiredObjectDeleteMarker></Expiration>',
+        ),
+        501,
+        'NotImplemented',
+      ],
+      ['bad Status', rule('<Status>On</Status><Expiration><Days>1</Days></Expiration>'), 400, 'MalformedXML'],
+      [
+        'date not at midnight',
+        rule('<Status>Enabled</Status><Expiration><Date>2030-01-01T12:00:00Z</Date></Expiration>'),
+        400,
+        'InvalidArgument',
+      ],
+      [
+        'two conditions without And',
+        rule(
+          '<Status>Enabled</Status><Filter><Prefix>a</Prefix><ObjectSizeLessThan>5</ObjectSizeLessThan></Filter><Expiration><Days>1</Days></Expiration>',
+        ),
+        400,
+        'InvalidRequest',
+      ],
+      ['no action', rule('<Status>Enabled</Status><Filter></Filter>'), 400, 'InvalidRequest'],
+      ['zero days', rule('<Status>Enabled</Status><Expiration><Days>0</Days></Expiration>'), 400, 'InvalidArgument'],
+    ]
+    for (const [what, xml, status, code] of cases) {
+      const r = await putLifecycleXml(Bucket, xml)
+      assert.equal(r.status, status, `${what}: ${r.text}`)
+      assert.equal(xmlField(r.text, 'Code'), code, what)
+    }
+    const got = await s3.send(new GetBucketLifecycleConfigurationCommand({ Bucket }))
+    assert.deepEqual(
+      got.Rules?.map((r) => r.ID),
+      ['keep'],
+    )
+    await s3.send(new DeleteBucketLifecycleCommand({ Bucket }))
+  })
+})
+
+describe('lifecycle worker', () => {
+  test('expires objects by days, date, prefix and size, and aborts old multipart uploads', async () => {
+    const Bucket = 'lifecycle-run'
+    await s3.send(new CreateBucketCommand({ Bucket }))
+    const put = (Key: string, size: number) => s3.send(new PutObjectCommand({ Bucket, Key, Body: Buffer.alloc(size, 'x') }))
+    await put('logs/small', 100)
+    await put('logs/big', 5000)
+    await put('keep/a', 10)
+    await put('tmp/a', 10)
+    await put('other', 10)
+    const mpu = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key: 'mpu/file' }))
+    const otherMpu = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key: 'elsewhere/file' }))
+    // A bucket without rules, whose objects must never be touched.
+    await s3.send(new PutObjectCommand({ Bucket: node.bucket, Key: 'logs/small', Body: 'x' }))
+
+    const threeDays = new Date(`${dateOf(Date.now() + 3 * DAY)}T00:00:00Z`)
+    await s3.send(
+      new PutBucketLifecycleConfigurationCommand({
+        Bucket,
+        LifecycleConfiguration: {
+          Rules: [
+            {
+              ID: 'small-logs',
+              Status: 'Enabled',
+              Filter: { And: { Prefix: 'logs/', ObjectSizeLessThan: 1000 } },
+              Expiration: { Days: 1 },
+            },
+            { ID: 'off', Status: 'Disabled', Filter: { Prefix: 'keep/' }, Expiration: { Days: 1 } },
+            { ID: 'tmp', Status: 'Enabled', Filter: { Prefix: 'tmp/' }, Expiration: { Date: threeDays } },
+            {
+              ID: 'mpu',
+              Status: 'Enabled',
+              Filter: { Prefix: 'mpu/' },
+              AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 },
+            },
+          ],
+        },
+      }),
+    )
+
+    // Created today: one day later its age is still 0 full days (counted from the next midnight).
+    await advanceTo(1)
+    assert.ok(await objectExists(s3, Bucket, 'logs/small'), 'logs/small is not expired after one day')
+    const uploads1 = await s3.send(new ListMultipartUploadsCommand({ Bucket }))
+    assert.equal(uploads1.Uploads?.length, 2)
+
+    await advanceTo(2)
+    assert.equal(await objectExists(s3, Bucket, 'logs/small'), false, 'logs/small expired')
+    assert.ok(await objectExists(s3, Bucket, 'logs/big'), 'logs/big is too large for the rule')
+    assert.ok(await objectExists(s3, Bucket, 'keep/a'), 'keep/a is under a disabled rule')
+    assert.ok(await objectExists(s3, Bucket, 'tmp/a'), 'tmp/a expires on its date only')
+    assert.ok(await objectExists(s3, Bucket, 'other'), 'other matches no rule')
+    assert.ok(await objectExists(s3, node.bucket, 'logs/small'), 'a bucket without rules is untouched')
+    const uploads2 = await s3.send(new ListMultipartUploadsCommand({ Bucket }))
+    assert.deepEqual(
+      uploads2.Uploads?.map((u) => u.UploadId),
+      [otherMpu.UploadId],
+    )
+    await assert.rejects(
+      s3.send(new UploadPartCommand({ Bucket, Key: 'mpu/file', UploadId: mpu.UploadId, PartNumber: 1, Body: 'x' })),
+      s3Error('NoSuchUpload', 404),
+    )
+
+    await advanceTo(3)
+    assert.equal(await objectExists(s3, Bucket, 'tmp/a'), false, 'tmp/a expired on its date')
+    assert.ok(await objectExists(s3, Bucket, 'logs/big'), 'logs/big still there')
+    const info = node.node.status().workers.find((x) => x.name === 'object lifecycle worker')?.info
+    assert.equal(info?.objectsExpired, 2)
+    assert.equal(info?.uploadsAborted, 1)
+  })
+})
