@@ -77,4 +77,3 @@ export function unavailableGroup(meta: CommandMeta, subcommands: Readonly<Record
   }
   return defineCommand({ meta, subCommands })
 }
-

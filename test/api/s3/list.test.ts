@@ -109,5 +109,5 @@ test('deleted objects and maxKeys 0 list nothing', async (t) => {
 
 test('URL encoding of listed names keeps slashes and encodes everything AWS does', () => {
   assert.equal(uriEncode('a b/c+d&e%f'), 'a%20b/c%2Bd%26e%25f')
-  assert.equal(uriEncode("é*'()!~"), "%C3%A9%2A%27%28%29%21~")
+  assert.equal(uriEncode("é*'()!~"), '%C3%A9%2A%27%28%29%21~')
 })
