@@ -11,59 +11,16 @@
  */
 
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
-import { fileURLToPath } from 'node:url'
 import { applyScopeChange } from '../../lib/cli/commands/admin-token.ts'
 import { abbreviateList, formatAgo, formatBytes, formatSize, formatTable } from '../../lib/cli/_format.ts'
 import { parseCount, parseDuration, parseSize } from '../../lib/cli/_parse.ts'
 import { parseAdminAddr } from '../../lib/cli/admin-client.ts'
 import { hoistConfigOption } from '../../lib/cli/main.ts'
-
-const ROOT = fileURLToPath(new URL('../../', import.meta.url))
-const RUN_DEV = join(ROOT, 'lib/cli/run-dev.ts')
-const TSX = import.meta.resolve('tsx')
-
-interface CliResult {
-  code: number | null
-  stdout: string
-  stderr: string
-}
-
-/** Run `garage <args>` to completion, with no GARAGE_* variables from the caller's environment. */
-function garage(args: string[], opts: { env?: Record<string, string>; stdin?: string } = {}): Promise<CliResult> {
-  const env: Record<string, string | undefined> = { ...process.env, NO_COLOR: '1' }
-  for (const name of Object.keys(env)) if (name.startsWith('GARAGE_')) delete env[name]
-  Object.assign(env, opts.env)
-  const child = spawn(process.execPath, ['--import', TSX, RUN_DEV, ...args], {
-    cwd: ROOT,
-    env,
-    stdio: ['pipe', 'pipe', 'pipe'],
-  })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.setEncoding('utf8').on('data', (d: string) => {
-    stdout += d
-  })
-  child.stderr.setEncoding('utf8').on('data', (d: string) => {
-    stderr += d
-  })
-  child.stdin.end(opts.stdin ?? '')
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL')
-      reject(new Error(`garage ${args.join(' ')} timed out; output:\n${stdout}\n${stderr}`))
-    }, 60_000)
-    child.once('exit', (code) => {
-      clearTimeout(timer)
-      // Let the pipes drain.
-      setImmediate(() => resolve({ code, stdout, stderr }))
-    })
-  })
-}
+import { type CliResult, garage } from '../helpers/cli.ts'
 
 const textLines = (s: string): string[] => s.split('\n').filter((l) => l.trim() !== '')
 
