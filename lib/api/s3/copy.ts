@@ -14,6 +14,7 @@ import { GarageError } from '../../util/errors.ts'
 import { isoDate, nextTimestamp } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
+import { Checksummer, checksumHeaderName } from '../common/signature/checksum.ts'
 import type { BucketCtx } from './context.ts'
 import {
   type CustomerKey,
@@ -24,7 +25,16 @@ import {
   sseCResponseHeaders,
 } from './encryption.ts'
 import { currentVersion, streamBlocks } from './get.ts'
-import { beginPart, checkPartNumber, getUpload, parseUploadId, uploadCipher, writePart } from './multipart.ts'
+import {
+  beginPart,
+  checkPartNumber,
+  getUpload,
+  parsePartChecksum,
+  parseUploadId,
+  uploadCipher,
+  uploadChecksum,
+  writePart,
+} from './multipart.ts'
 import { checkKey, checkQuotas, extractMetadataHeaders, saveStream } from './put.ts'
 import { renderXml } from './xml.ts'
 
@@ -328,9 +338,12 @@ export async function handleUploadPartCopy(
     }
   }
 
+  // An upload created with a checksum algorithm needs each part's checksum, copies included.
+  const algorithm = uploadChecksum(upload)?.algorithm
   const part = await beginPart(g, upload, ep.partNumber)
   const done = await writePart(ctx, upload, part, async () => {
     const md5 = createHash('md5')
+    const summer = algorithm === undefined ? undefined : new Checksummer([algorithm])
     let offset = 0
     const read = (p: Piece | undefined): Promise<Uint8Array> | undefined =>
       p === undefined ? undefined : 'bytes' in p ? Promise.resolve(p.bytes) : g.blockManager.getBlock(p.hash)
@@ -349,6 +362,7 @@ export async function handleUploadPartCopy(
             ? srcCipher.decryptBlock(Buffer.from(data.buffer, data.byteOffset, data.byteLength), p.size, p.from, p.to)
             : data.subarray(p.from, p.to)
       md5.update(bytes)
+      summer?.update(bytes)
       const reuse = !('bytes' in p) && p.whole
       const stored = reuse || destCipher === undefined ? bytes : destCipher.encryptBlock(bytes)
       const hash = reuse ? p.hash : blake2sum(stored)
@@ -363,13 +377,23 @@ export async function handleUploadPartCopy(
       if (!reuse) await g.blockManager.putBlock(hash, stored)
       offset += bytes.length
     }
-    return { etag: destCipher !== undefined ? randomEtag() : md5.digest('hex'), size: offset, checksum: null }
+    const checksum =
+      algorithm === undefined || summer === undefined
+        ? null
+        : `${algorithm}:${(summer.digest()[algorithm] as Buffer).toString('base64')}`
+    return { etag: destCipher !== undefined ? randomEtag() : md5.digest('hex'), size: offset, checksum }
   })
-  const xml = renderXml('CopyPartResult', { ETag: `"${done.etag}"`, LastModified: isoDate(part.ts) })
+  const partChecksum = parsePartChecksum(done.checksum)
+  const xml = renderXml('CopyPartResult', {
+    ETag: `"${done.etag}"`,
+    LastModified: isoDate(part.ts),
+    ...(partChecksum === undefined ? {} : { [`Checksum${partChecksum.algorithm}`]: partChecksum.value }),
+  })
   const out: Record<string, string> = {
     'content-type': 'application/xml',
     'x-amz-copy-source-version-id': toHex(source.version.uuid),
   }
   if (destCipher !== undefined) Object.assign(out, sseCResponseHeaders(destCipher.keyMd5))
+  if (partChecksum !== undefined) out[checksumHeaderName(partChecksum.algorithm)] = partChecksum.value
   return { status: 200, headers: out, body: xml }
 }

@@ -12,6 +12,8 @@
  * parts that were not used while the final version keeps its own.
  */
 import { createHash } from 'node:crypto'
+import type { IncomingHttpHeaders } from 'node:http'
+import { pipeline, type Readable, Transform } from 'node:stream'
 import { prefixEnd } from '../../db/db.ts'
 import type { Garage } from '../../model/garage.ts'
 import { deletedMpu, type MpuEntry, type MpuPart } from '../../model/s3/mpu-table.ts'
@@ -21,7 +23,17 @@ import { bytesEqual, genUuid, type Hash, parseUuid, toHex, type Uuid, utf8 } fro
 import { isoDate, nextTimestamp } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
-import { type ChecksumAlgorithm, checksumHeaderName, parseChecksumAlgorithm } from '../common/signature/checksum.ts'
+import {
+  type ChecksumAlgorithm,
+  CHECKSUM_ALGORITHMS,
+  CHECKSUM_LENGTH,
+  Checksummer,
+  checksumHeaderName,
+  decodeBase64Exact,
+  parseChecksumAlgorithm,
+  parseChecksumHeaders,
+} from '../common/signature/checksum.ts'
+import { crcCombine } from '../common/signature/crc.ts'
 import { readBody } from './body.ts'
 import type { BucketCtx } from './context.ts'
 import { checkDecryptKey, ObjectCipher, parseCustomerKey, randomEtag, sseCResponseHeaders } from './encryption.ts'
@@ -186,8 +198,97 @@ export function uploadCipher(ctx: BucketCtx, upload: Upload): ObjectCipher | und
   return customer === undefined ? undefined : new ObjectCipher(customer, upload.bucketId, upload.uploadId, upload.key)
 }
 
+/** The checksum settings of an upload: every part and the completed object carry one of this kind. */
+export interface UploadChecksum {
+  algorithm: ChecksumAlgorithm
+  type: ChecksumType
+}
+
+export type ChecksumType = 'FULL_OBJECT' | 'COMPOSITE'
+
+/** Which algorithms each checksum type allows (a full-object checksum must be a combinable CRC). */
+const ALLOWED_TYPES: Readonly<Record<ChecksumAlgorithm, readonly ChecksumType[]>> = {
+  CRC32: ['COMPOSITE', 'FULL_OBJECT'],
+  CRC32C: ['COMPOSITE', 'FULL_OBJECT'],
+  CRC64NVME: ['FULL_OBJECT'],
+  SHA1: ['COMPOSITE'],
+  SHA256: ['COMPOSITE'],
+}
+
+function header(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const v = headers[name]
+  return Array.isArray(v) ? v.join(',') : v
+}
+
+/**
+ * `x-amz-checksum-algorithm` and `x-amz-checksum-type` of CreateMultipartUpload. The type defaults
+ * to COMPOSITE, or FULL_OBJECT for CRC64NVME (which has no composite form).
+ * @throws ApiError InvalidArgument (unknown algorithm or type), InvalidRequest (a type without an
+ * algorithm, or a combination S3 does not support)
+ */
+export function parseUploadChecksum(headers: IncomingHttpHeaders): UploadChecksum | undefined {
+  const algName = header(headers, 'x-amz-checksum-algorithm')
+  const typeName = header(headers, 'x-amz-checksum-type')?.trim().toUpperCase()
+  if (algName === undefined) {
+    if (typeName !== undefined) {
+      throw new ApiError(
+        'InvalidRequest',
+        'The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header.',
+      )
+    }
+    return undefined
+  }
+  const algorithm = parseChecksumAlgorithm(algName)
+  if (algorithm === undefined) throw new ApiError('InvalidArgument', `Checksum algorithm ${algName} is not supported.`)
+  if (typeName !== undefined && typeName !== 'FULL_OBJECT' && typeName !== 'COMPOSITE') {
+    throw new ApiError('InvalidArgument', `Value for x-amz-checksum-type header is invalid: ${typeName.slice(0, 32)}`)
+  }
+  const allowed = ALLOWED_TYPES[algorithm]
+  const type: ChecksumType = typeName ?? (allowed[0] as ChecksumType)
+  if (!allowed.includes(type)) {
+    throw new ApiError('InvalidRequest', `The ${type} checksum type cannot be used with the ${algorithm} checksum algorithm.`)
+  }
+  return { algorithm, type }
+}
+
+/** The checksum settings an upload was created with, if any. */
+export function uploadChecksum(upload: Upload): UploadChecksum | undefined {
+  const { checksumAlgorithm, checksumType } = upload.version.state
+  if (checksumAlgorithm === undefined) return undefined
+  return { algorithm: checksumAlgorithm, type: checksumType ?? ALLOWED_TYPES[checksumAlgorithm][0] ?? 'COMPOSITE' }
+}
+
+function checksumMismatch(expected: ChecksumAlgorithm, actual: ChecksumAlgorithm): ApiError {
+  return new ApiError(
+    'InvalidRequest',
+    `Checksum Type mismatch occurred, expected checksum Type: ${expected.toLowerCase()}, actual checksum Type: ${actual.toLowerCase()}`,
+  )
+}
+
+/**
+ * The object checksum of a completed upload from its parts' checksums (raw digests, in order):
+ * COMPOSITE is the checksum of the concatenated part checksums, `-N` appended; FULL_OBJECT is the
+ * CRC of the whole object, combined from the part CRCs and sizes without reading the data.
+ */
+export function combinePartChecksums(c: UploadChecksum, parts: ReadonlyArray<{ checksum: Uint8Array; size: number }>): string {
+  if (c.type === 'COMPOSITE') {
+    const summer = new Checksummer([c.algorithm])
+    for (const p of parts) summer.update(p.checksum)
+    return `${(summer.digest()[c.algorithm] as Buffer).toString('base64')}-${parts.length}`
+  }
+  if (c.algorithm !== 'CRC32' && c.algorithm !== 'CRC32C' && c.algorithm !== 'CRC64NVME') {
+    throw new Error(`no full-object checksum for ${c.algorithm}`)
+  }
+  const first = parts[0]
+  if (first === undefined) return (new Checksummer([c.algorithm]).digest()[c.algorithm] as Buffer).toString('base64')
+  let acc: Buffer = Buffer.from(first.checksum)
+  for (const p of parts.slice(1)) acc = crcCombine(c.algorithm, acc, p.checksum, p.size)
+  return acc.toString('base64')
+}
+
 export async function handleCreateMultipartUpload(ctx: BucketCtx, key: string): Promise<ApiResponse> {
   checkKey(key)
+  const checksum = parseUploadChecksum(ctx.req.headers)
   const g = ctx.garage
   const headers = extractMetadataHeaders(ctx.req.headers, ctx.contentEncoding)
   const customer = parseCustomerKey(ctx.req.headers)
@@ -204,10 +305,12 @@ export async function handleCreateMultipartUpload(ctx: BucketCtx, key: string): 
       {
         uuid: uploadId,
         ts,
-        state:
-          encryption === undefined
+        state: {
+          ...(encryption === undefined
             ? { t: 'uploading', multipart: true, headers }
-            : { t: 'uploading', multipart: true, headers: [], encryption },
+            : { t: 'uploading', multipart: true, headers: [], encryption }),
+          ...(checksum === undefined ? {} : { checksumAlgorithm: checksum.algorithm, checksumType: checksum.type }),
+        },
       },
     ],
   })
@@ -215,7 +318,25 @@ export async function handleCreateMultipartUpload(ctx: BucketCtx, key: string): 
   const xml = renderXml('InitiateMultipartUploadResult', { Bucket: ctx.bucketName, Key: key, UploadId: toHex(uploadId) })
   const out: Record<string, string> = { 'content-type': 'application/xml' }
   if (customer !== undefined) Object.assign(out, sseCResponseHeaders(customer.keyMd5))
+  if (checksum !== undefined) {
+    out['x-amz-checksum-algorithm'] = checksum.algorithm
+    out['x-amz-checksum-type'] = checksum.type
+  }
   return { status: 200, headers: out, body: xml }
+}
+
+/** Passes data through while computing one checksum (a part's, when the client sent none). */
+function checksumTap(body: Readable, algorithm: ChecksumAlgorithm): { body: Readable; value: () => string } {
+  const summer = new Checksummer([algorithm])
+  const tap = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      summer.update(chunk)
+      cb(null, chunk)
+    },
+  })
+  // Errors reach the consumer through `tap`, which pipeline destroys with the source's error.
+  const out = pipeline(body, tap, () => {})
+  return { body: out, value: () => (summer.digest()[algorithm] as Buffer).toString('base64') }
 }
 
 export async function handleUploadPart(
@@ -228,10 +349,21 @@ export async function handleUploadPart(
   const g = ctx.garage
   const upload = await getUpload(g, ctx.bucketId, ep.key, uploadId)
   const cipher = uploadCipher(ctx, upload)
+  // An upload created with a checksum algorithm has every part checked or summed with it.
+  const algorithm = uploadChecksum(upload)?.algorithm
+  const sent = parseChecksumHeaders(ctx.req.headers)
+  const sentAlgorithm = (Object.keys(sent.expected)[0] as ChecksumAlgorithm | undefined) ?? sent.trailerAlgorithm
+  if (algorithm !== undefined && sentAlgorithm !== undefined && sentAlgorithm !== algorithm) {
+    throw checksumMismatch(algorithm, sentAlgorithm)
+  }
+  const tap =
+    algorithm !== undefined && sentAlgorithm === undefined && sent.requestedAlgorithm !== algorithm
+      ? checksumTap(ctx.body, algorithm)
+      : undefined
   const part = await beginPart(g, upload, ep.partNumber)
   const done = await writePart(ctx, upload, part, async () => {
     try {
-      const chunker = new Chunker(ctx.body, g.blockSize)
+      const chunker = new Chunker(tap?.body ?? ctx.body, g.blockSize)
       const first = await chunker.next()
       let size = 0
       if (first !== undefined) {
@@ -240,6 +372,10 @@ export async function handleUploadPart(
       const result = await ctx.bodyResult
       // The MD5 of an encrypted part would tell something about its content.
       const etag = cipher !== undefined ? randomEtag() : (result.md5 ?? createHash('md5').digest()).toString('hex')
+      if (algorithm !== undefined) {
+        const value = result.checksums[algorithm] ?? (tap as { value: () => string }).value()
+        return { etag, size, checksum: `${algorithm}:${value}` }
+      }
       const [alg, value] = (Object.entries(result.checksums)[0] ?? []) as [string | undefined, string | undefined]
       return { etag, size, checksum: alg !== undefined && value !== undefined ? `${alg}:${value}` : null }
     } catch (err) {
@@ -254,15 +390,23 @@ export async function handleUploadPart(
   return { status: 200, headers: out }
 }
 
-function parsePartChecksum(s: string | null): { algorithm: ChecksumAlgorithm; value: string } | undefined {
+export function parsePartChecksum(s: string | null): { algorithm: ChecksumAlgorithm; value: string } | undefined {
   if (s === null) return undefined
   const i = s.indexOf(':')
   const algorithm = parseChecksumAlgorithm(s.slice(0, i))
   return algorithm === undefined ? undefined : { algorithm, value: s.slice(i + 1) }
 }
 
+/** A `<Part>` of a CompleteMultipartUpload body. */
+export interface CompletePart {
+  partNumber: number
+  etag: string
+  /** base64 `<ChecksumCRC32>` etc., to check against the part's stored checksum. */
+  checksums?: Partial<Record<ChecksumAlgorithm, string>>
+}
+
 /** The `<Part>` list of a CompleteMultipartUpload body. */
-export function parseCompleteBody(text: string): Array<{ partNumber: number; etag: string }> {
+export function parseCompleteBody(text: string): CompletePart[] {
   const doc = parseXml(text)
   const root = xmlChildren(doc, 'CompleteMultipartUpload')
   if (root.length !== 1) throw new ApiError('MalformedXML', 'expected a <CompleteMultipartUpload> element')
@@ -273,7 +417,16 @@ export function parseCompleteBody(text: string): Array<{ partNumber: number; eta
     if (!/^[0-9]{1,5}$/.test(num)) throw new ApiError('MalformedXML', `invalid <PartNumber>: ${num.slice(0, 20)}`)
     const partNumber = Number(num)
     checkPartNumber(partNumber)
-    return { partNumber, etag: etag.replace(/^"|"$/g, '') }
+    const out: CompletePart = { partNumber, etag: etag.replace(/^"|"$/g, '') }
+    for (const alg of CHECKSUM_ALGORITHMS) {
+      const value = xmlText(p, `Checksum${alg}`)?.trim()
+      if (value === undefined) continue
+      if (decodeBase64Exact(value, CHECKSUM_LENGTH[alg]) === undefined) {
+        throw new ApiError('InvalidRequest', `Value for Checksum${alg} of part ${partNumber} is invalid.`)
+      }
+      out.checksums = { ...out.checksums, [alg]: value }
+    }
+    return out
   })
 }
 
@@ -303,8 +456,37 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
         `One or more of the specified parts could not be found (part ${l.partNumber}). The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.`,
       )
     }
+    const stored = parsePartChecksum(p.checksum)
+    for (const [alg, value] of Object.entries(l.checksums ?? {}) as [ChecksumAlgorithm, string][]) {
+      if (stored === undefined || stored.algorithm !== alg || stored.value !== value) {
+        throw new ApiError(
+          'InvalidPart',
+          `One or more of the specified parts could not be found (part ${l.partNumber}). The specified Checksum${alg} does not match the part's checksum.`,
+        )
+      }
+    }
     return p
   })
+  // The object checksum, from the part checksums (SSE-C objects get none: it would need sealing).
+  const checksumSettings = uploadChecksum(upload)
+  let objectChecksum: ObjectMeta['checksum']
+  if (checksumSettings !== undefined && upload.version.state.encryption === undefined) {
+    const partSums = chosen.map((p) => {
+      const stored = parsePartChecksum(p.checksum)
+      if (stored === undefined || stored.algorithm !== checksumSettings.algorithm) {
+        throw new ApiError(
+          'InvalidPart',
+          `Part ${p.partNumber} has no ${checksumSettings.algorithm} checksum; upload it again with that checksum.`,
+        )
+      }
+      return { checksum: Buffer.from(stored.value, 'base64'), size: p.size }
+    })
+    objectChecksum = {
+      algorithm: checksumSettings.algorithm,
+      value: combinePartChecksums(checksumSettings, partSums),
+      type: checksumSettings.type,
+    }
+  }
   for (let i = 0; i < chosen.length - 1; i++) {
     const p = chosen[i] as (typeof chosen)[number]
     if (p.size < MIN_PART_SIZE) {
@@ -347,6 +529,7 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
   for (const p of chosen) md5.update(Buffer.from(p.etag, 'hex'))
   const etag = `${md5.digest('hex')}-${chosen.length}`
   const meta: ObjectMeta = { size: chosen.reduce((s, p) => s + p.size, 0), etag, headers: upload.version.state.headers }
+  if (objectChecksum !== undefined) meta.checksum = objectChecksum
   // SSE-C: the headers sealed at creation stay sealed; the key is optional here, checked if given.
   const encryption = upload.version.state.encryption
   if (encryption !== undefined) meta.encryption = encryption
@@ -361,7 +544,14 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
   // Deleting the upload deletes every part version; the final version holds its own references.
   await g.mpuTable.insert(deletedMpu(uploadId, upload.mpu.ts, ctx.bucketId, ep.key))
 
-  const xml = renderXml('CompleteMultipartUploadResult', { Bucket: ctx.bucketName, Key: ep.key, ETag: `"${etag}"` })
+  const xml = renderXml('CompleteMultipartUploadResult', {
+    Bucket: ctx.bucketName,
+    Key: ep.key,
+    ETag: `"${etag}"`,
+    ...(objectChecksum === undefined
+      ? {}
+      : { [`Checksum${objectChecksum.algorithm}`]: objectChecksum.value, ChecksumType: objectChecksum.type }),
+  })
   const out: Record<string, string> = { 'content-type': 'application/xml', 'x-amz-version-id': toHex(uploadId) }
   if (encryption !== undefined) Object.assign(out, sseCResponseHeaders(encryption.keyMd5))
   return { status: 200, headers: out, body: xml }
@@ -409,6 +599,7 @@ export async function handleListParts(
   }
   const maxParts = clampList(ep.maxParts)
   const upload = await getUpload(ctx.garage, ctx.bucketId, ep.key, uploadId)
+  const settings = uploadChecksum(upload)
   const parts = [...finishedParts(upload.mpu).values()]
     .filter((p) => p.partNumber > marker)
     .sort((a, b) => a.partNumber - b.partNumber)
@@ -437,6 +628,7 @@ export async function handleListParts(
     Initiator: person,
     Owner: person,
     StorageClass: 'STANDARD',
+    ...(settings === undefined ? {} : { ChecksumAlgorithm: settings.algorithm, ChecksumType: settings.type }),
   })
   return { status: 200, headers: { 'content-type': 'application/xml' }, body: xml }
 }

@@ -44,7 +44,16 @@ export type ObjectData =
   | { t: 'firstBlock'; meta: ObjectMeta; hash: Hash }
 
 export type ObjectVersionState =
-  | { t: 'uploading'; multipart: boolean; headers: Array<[string, string]>; encryption?: ObjectEncryption }
+  | {
+      t: 'uploading'
+      multipart: boolean
+      headers: Array<[string, string]>
+      encryption?: ObjectEncryption
+      /** Multipart uploads only: `x-amz-checksum-algorithm` of CreateMultipartUpload (absent in older rows). */
+      checksumAlgorithm?: ChecksumAlgorithm
+      /** Multipart uploads only: `x-amz-checksum-type`, set together with `checksumAlgorithm`. */
+      checksumType?: 'FULL_OBJECT' | 'COMPOSITE'
+    }
   | { t: 'complete'; data: ObjectData }
   | { t: 'aborted' }
 
@@ -85,8 +94,9 @@ export function mergeVersionState(a: ObjectVersionState, b: ObjectVersionState):
   if (a.t === 'complete') return a
   if (b.t === 'complete') return b
   if (a.t === 'aborted' || b.t === 'aborted') return { t: 'aborted' }
-  const headers = Buffer.compare(objectCodec.encode(wrap(a)), objectCodec.encode(wrap(b))) >= 0 ? a.headers : b.headers
-  return { t: 'uploading', multipart: a.multipart || b.multipart, headers }
+  // The whole state of the larger encoding wins, so its encryption and checksum settings stay with it.
+  const chosen = Buffer.compare(objectCodec.encode(wrap(a)), objectCodec.encode(wrap(b))) >= 0 ? a : b
+  return { ...chosen, multipart: a.multipart || b.multipart }
 }
 
 function wrap(state: ObjectVersionState): ObjectEntry {

@@ -8,7 +8,10 @@ import { createHash, randomBytes } from 'node:crypto'
 import { after, before, describe, test } from 'node:test'
 import {
   AbortMultipartUploadCommand,
+  type ChecksumAlgorithm,
+  type ChecksumType,
   CompleteMultipartUploadCommand,
+  type CompletedPart,
   CreateMultipartUploadCommand,
   GetObjectCommand,
   HeadObjectCommand,
@@ -20,7 +23,7 @@ import {
 } from '@aws-sdk/client-s3'
 import { startTestNode, type TestNode } from '../../../lib/testing.ts'
 import { blockHashes, expectBlocks } from '../../helpers/blocks.ts'
-import { getBytes, md5Hex, objectExists, rawRequest, s3Client, s3Error } from '../../helpers/s3.ts'
+import { crc32Base64, getBytes, md5Hex, objectExists, rawRequest, s3Client, s3Error } from '../../helpers/s3.ts'
 
 const MiB = 1024 * 1024
 
@@ -500,5 +503,214 @@ describe('no orphan blocks', () => {
     assert.equal(n.node.status().blocks.referenced, new Set(live).size)
     const whole = await getBytes(c, n.bucket, k1)
     assert.ok(whole.equals(Buffer.concat([a, b, d])), 'the completed object is intact after GC')
+  })
+})
+
+describe('checksums', () => {
+  const checksumOf = (p: {
+    ChecksumCRC32?: string
+    ChecksumCRC32C?: string
+    ChecksumCRC64NVME?: string
+    ChecksumSHA256?: string
+  }) => p.ChecksumCRC32 ?? p.ChecksumCRC32C ?? p.ChecksumCRC64NVME ?? p.ChecksumSHA256
+
+  /** Creates an upload with a checksum, uploads `bodies` as parts 1..N with it, returns the parts. */
+  async function upload(key: string, alg: ChecksumAlgorithm, type: ChecksumType | undefined, bodies: Buffer[]) {
+    const c = await s3.send(
+      new CreateMultipartUploadCommand({ Bucket: node.bucket, Key: key, ChecksumAlgorithm: alg, ChecksumType: type }),
+    )
+    assert.ok(c.UploadId, 'CreateMultipartUpload returns an UploadId')
+    assert.equal(c.ChecksumAlgorithm, alg)
+    assert.equal(c.ChecksumType, type ?? (alg === 'CRC64NVME' ? 'FULL_OBJECT' : 'COMPOSITE'))
+    const parts: CompletedPart[] = []
+    for (const [i, Body] of bodies.entries()) {
+      const r = await s3.send(
+        new UploadPartCommand({
+          Bucket: node.bucket,
+          Key: key,
+          UploadId: c.UploadId,
+          PartNumber: i + 1,
+          Body,
+          ChecksumAlgorithm: alg,
+        }),
+      )
+      const sum = checksumOf(r)
+      assert.ok(sum !== undefined, `UploadPart ${i + 1} returns its ${alg} checksum`)
+      parts.push({ PartNumber: i + 1, ETag: r.ETag, [`Checksum${alg}`]: sum })
+    }
+    return { uploadId: c.UploadId, parts }
+  }
+
+  const bodies = () => [randomBytes(5 * MiB), randomBytes(MiB + 3)]
+
+  test('COMPOSITE CRC32: part checksums, ListParts, the checksum of checksums with -N, GET and HEAD', async () => {
+    const data = bodies()
+    const key = 'ck/composite-crc32'
+    const { uploadId, parts } = await upload(key, 'CRC32', undefined, data)
+    assert.deepEqual(
+      parts.map((p) => p.ChecksumCRC32),
+      data.map((d) => crc32Base64(d)),
+    )
+    const listed = await s3.send(new ListPartsCommand({ Bucket: node.bucket, Key: key, UploadId: uploadId }))
+    assert.deepEqual(
+      (listed.Parts ?? []).map((p) => p.ChecksumCRC32),
+      data.map((d) => crc32Base64(d)),
+    )
+    assert.equal(listed.ChecksumAlgorithm, 'CRC32')
+    const done = await s3.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: node.bucket,
+        Key: key,
+        UploadId: uploadId,
+        MultipartUpload: { Parts: parts },
+      }),
+    )
+    const composite = `${crc32Base64(Buffer.concat(data.map((d) => Buffer.from(crc32Base64(d), 'base64'))))}-2`
+    assert.equal(done.ChecksumCRC32, composite)
+    assert.equal(done.ChecksumType, 'COMPOSITE')
+    const got = await s3.send(new GetObjectCommand({ Bucket: node.bucket, Key: key, ChecksumMode: 'ENABLED' }))
+    assert.equal(got.ChecksumCRC32, composite)
+    assert.equal(got.ChecksumType, 'COMPOSITE')
+    const bytes = Buffer.from((await got.Body?.transformToByteArray()) ?? [])
+    assert.ok(bytes.equals(Buffer.concat(data)), 'the object is the concatenated parts')
+    const head = await s3.send(new HeadObjectCommand({ Bucket: node.bucket, Key: key, ChecksumMode: 'ENABLED' }))
+    assert.equal(head.ChecksumCRC32, composite)
+    assert.equal(head.ChecksumType, 'COMPOSITE')
+    const plain = await s3.send(new HeadObjectCommand({ Bucket: node.bucket, Key: key }))
+    assert.equal(plain.ChecksumCRC32, undefined)
+  })
+
+  for (const alg of ['CRC32', 'CRC32C', 'CRC64NVME'] as const) {
+    test(`FULL_OBJECT ${alg}: the CRC of the whole object, validated by the SDK on GET`, async () => {
+      const data = bodies()
+      const key = `ck/full-${alg}`
+      const { uploadId, parts } = await upload(key, alg, 'FULL_OBJECT', data)
+      const done = await s3.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: node.bucket,
+          Key: key,
+          UploadId: uploadId,
+          MultipartUpload: { Parts: parts },
+        }),
+      )
+      assert.equal(done.ChecksumType, 'FULL_OBJECT')
+      const full = checksumOf(done)
+      assert.ok(full !== undefined && !full.includes('-'), `a full-object checksum: ${full}`)
+      if (alg === 'CRC32') assert.equal(full, crc32Base64(Buffer.concat(data)))
+      // The SDK computes the CRC of the body it reads and throws if it differs from the header.
+      const got = await s3.send(new GetObjectCommand({ Bucket: node.bucket, Key: key, ChecksumMode: 'ENABLED' }))
+      assert.equal(checksumOf(got), full)
+      assert.equal(got.ChecksumType, 'FULL_OBJECT')
+      const bytes = Buffer.from((await got.Body?.transformToByteArray()) ?? [])
+      assert.ok(bytes.equals(Buffer.concat(data)), 'the object is the concatenated parts')
+    })
+  }
+
+  test('a part checksum in Complete that does not match is InvalidPart, and nothing is completed', async () => {
+    const data = bodies()
+    const key = 'ck/bad-part-checksum'
+    const { uploadId, parts } = await upload(key, 'CRC32', 'FULL_OBJECT', data)
+    const wrong = parts.map((p, i) => (i === 1 ? { ...p, ChecksumCRC32: crc32Base64(Buffer.from('other')) } : p))
+    await assert.rejects(
+      s3.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: node.bucket,
+          Key: key,
+          UploadId: uploadId,
+          MultipartUpload: { Parts: wrong },
+        }),
+      ),
+      s3Error('InvalidPart', 400),
+    )
+    assert.equal(await objectExists(s3, node.bucket, key), false)
+    const listed = await s3.send(new ListPartsCommand({ Bucket: node.bucket, Key: key, UploadId: uploadId }))
+    assert.equal(listed.Parts?.length, 2)
+    // The upload is intact: the right list completes it.
+    await s3.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: node.bucket,
+        Key: key,
+        UploadId: uploadId,
+        MultipartUpload: { Parts: parts },
+      }),
+    )
+    assert.ok((await getBytes(s3, node.bucket, key)).equals(Buffer.concat(data)), 'completed after the retry')
+  })
+
+  test('a part sent without a checksum has the upload algorithm computed by the server', async (t) => {
+    const bare = s3Client(node, { requestChecksumCalculation: 'WHEN_REQUIRED' })
+    t.after(() => bare.destroy())
+    const key = 'ck/no-part-checksum'
+    const c = await s3.send(new CreateMultipartUploadCommand({ Bucket: node.bucket, Key: key, ChecksumAlgorithm: 'CRC32' }))
+    const data = randomBytes(2 * MiB + 5)
+    const r = await bare.send(
+      new UploadPartCommand({ Bucket: node.bucket, Key: key, UploadId: c.UploadId, PartNumber: 1, Body: data }),
+    )
+    assert.equal(r.ChecksumCRC32, crc32Base64(data))
+    const done = await bare.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: node.bucket,
+        Key: key,
+        UploadId: c.UploadId,
+        MultipartUpload: { Parts: [{ PartNumber: 1, ETag: r.ETag }] },
+      }),
+    )
+    assert.equal(done.ChecksumCRC32, `${crc32Base64(Buffer.from(crc32Base64(data), 'base64'))}-1`)
+    assert.ok((await getBytes(s3, node.bucket, key)).equals(data), 'the part is stored whole')
+  })
+
+  test('a part sent with another algorithm than the upload is InvalidRequest', async () => {
+    const key = 'ck/other-alg'
+    const c = await s3.send(new CreateMultipartUploadCommand({ Bucket: node.bucket, Key: key, ChecksumAlgorithm: 'CRC32C' }))
+    await assert.rejects(
+      s3.send(
+        new UploadPartCommand({
+          Bucket: node.bucket,
+          Key: key,
+          UploadId: c.UploadId,
+          PartNumber: 1,
+          Body: 'x',
+          ChecksumAlgorithm: 'CRC32',
+        }),
+      ),
+      s3Error('InvalidRequest', 400),
+    )
+    await s3.send(new AbortMultipartUploadCommand({ Bucket: node.bucket, Key: key, UploadId: c.UploadId }))
+  })
+
+  for (const [alg, type] of [
+    ['CRC64NVME', 'COMPOSITE'],
+    ['SHA256', 'FULL_OBJECT'],
+    ['SHA1', 'FULL_OBJECT'],
+  ] as const) {
+    test(`${alg} with ${type} is InvalidRequest`, async () => {
+      await assert.rejects(
+        s3.send(
+          new CreateMultipartUploadCommand({
+            Bucket: node.bucket,
+            Key: 'ck/invalid',
+            ChecksumAlgorithm: alg,
+            ChecksumType: type,
+          }),
+        ),
+        s3Error('InvalidRequest', 400),
+      )
+    })
+  }
+
+  test('SHA256 COMPOSITE works end to end', async () => {
+    const data = bodies()
+    const key = 'ck/sha256'
+    const { uploadId, parts } = await upload(key, 'SHA256', 'COMPOSITE', data)
+    const done = await s3.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: node.bucket,
+        Key: key,
+        UploadId: uploadId,
+        MultipartUpload: { Parts: parts },
+      }),
+    )
+    const concat = Buffer.concat(data.map((d) => createHash('sha256').update(d).digest()))
+    assert.equal(done.ChecksumSHA256, `${createHash('sha256').update(concat).digest('base64')}-2`)
   })
 })

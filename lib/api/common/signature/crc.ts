@@ -214,3 +214,78 @@ export class Crc64Nvme implements Crc {
     return out
   }
 }
+
+/** The CRCs that can be combined: reflected, with init and xorout all ones. @internal */
+export type CombinableCrc = 'CRC32' | 'CRC32C' | 'CRC64NVME'
+
+interface CrcShape {
+  width: bigint
+  /** Reflected polynomial. */
+  poly: bigint
+  /** x^(2^k) mod P for k = 0..63, filled lazily. */
+  x2n?: bigint[]
+  /** x^(8 * len) mod P by len (parts often share a size). */
+  shifts: Map<number, bigint>
+}
+
+const CRC_SHAPES: Record<CombinableCrc, CrcShape> = {
+  CRC32: { width: 32n, poly: 0xedb88320n, shifts: new Map() },
+  CRC32C: { width: 32n, poly: 0x82f63b78n, shifts: new Map() },
+  CRC64NVME: { width: 64n, poly: 0x9a6c9329ac4bc9b5n, shifts: new Map() },
+}
+
+/** a * b mod P, in the reflected representation (zlib's `multmodp`, any width). */
+function multModP(s: CrcShape, a: bigint, b: bigint): bigint {
+  let m = 1n << (s.width - 1n)
+  let p = 0n
+  let bb = b
+  for (;;) {
+    if ((a & m) !== 0n) {
+      p ^= bb
+      if ((a & (m - 1n)) === 0n) break
+    }
+    m >>= 1n
+    bb = (bb & 1n) !== 0n ? (bb >> 1n) ^ s.poly : bb >> 1n
+  }
+  return p
+}
+
+/** x^(8 * len) mod P (zlib's `x2nmodp(len, 3)`). */
+function shiftOperator(s: CrcShape, len: number): bigint {
+  const cached = s.shifts.get(len)
+  if (cached !== undefined) return cached
+  if (s.x2n === undefined) {
+    const table: bigint[] = []
+    let p = 1n << (s.width - 2n) // x^1
+    table.push(p)
+    for (let k = 1; k < 64; k++) {
+      p = multModP(s, p, p)
+      table.push(p)
+    }
+    s.x2n = table
+  }
+  let p = 1n << (s.width - 1n) // x^0
+  let n = BigInt(len)
+  let k = 3
+  while (n > 0n) {
+    if ((n & 1n) !== 0n) p = multModP(s, s.x2n[k] as bigint, p)
+    n >>= 1n
+    k++
+  }
+  if (s.shifts.size < 64) s.shifts.set(len, p)
+  return p
+}
+
+/**
+ * The CRC of `A || B` from the CRC of `A`, the CRC of `B` and the length of `B`, without the data
+ * (zlib's `crc32_combine`, generalised to CRC32C and CRC64/NVME). CRCs are big-endian digests,
+ * as {@link Crc.digest} returns them.
+ * @internal
+ */
+export function crcCombine(alg: CombinableCrc, crcA: Uint8Array, crcB: Uint8Array, lengthB: number): Buffer {
+  const s = CRC_SHAPES[alg]
+  const a = BigInt(`0x${Buffer.from(crcA).toString('hex')}`)
+  const b = BigInt(`0x${Buffer.from(crcB).toString('hex')}`)
+  const combined = multModP(s, shiftOperator(s, lengthB), a) ^ b
+  return Buffer.from(combined.toString(16).padStart(Number(s.width) / 4, '0'), 'hex')
+}
