@@ -1,0 +1,189 @@
+/**
+ * A userland TCP proxy for fault injection: forwards every connection to a target, and can add
+ * latency, drop live connections, partition (refuse or black-hole new traffic), capture the
+ * bytes that pass, and rewrite or drop chunks on the way.
+ *
+ * @example
+ * ```ts
+ * const proxy = await startTcpProxy({ target: { host: '127.0.0.1', port } })
+ * t.after(() => proxy.close())
+ * proxy.setLatency(50)            // each chunk is delivered 50 ms later, order kept
+ * proxy.partition('blackhole')    // new and live connections stall (timeouts)
+ * proxy.heal()
+ * ```
+ */
+import { createServer, type Server, type Socket, connect } from 'node:net'
+
+export type Direction = 'up' | 'down'
+
+/** Rewrites a chunk: return a Buffer to forward, `null` to drop it, `undefined` to keep it. */
+export type Tamper = (chunk: Buffer, info: { direction: Direction; conn: number; offset: number }) => Buffer | null | undefined
+
+export interface TcpProxyOptions {
+  target: { host: string; port: number }
+  /** Default 127.0.0.1. */
+  host?: string
+  /** Default 0 (any free port). */
+  port?: number
+  latencyMs?: number
+}
+
+export interface CapturedConnection {
+  conn: number
+  up: Buffer
+  down: Buffer
+}
+
+export interface TcpProxy {
+  readonly host: string
+  readonly port: number
+  /** `{ host, port }` of the proxy, ready to give to clients. */
+  readonly addr: { host: string; port: number }
+  /** Connections accepted so far. */
+  readonly connections: number
+  /** Delay applied to every chunk in both directions (order is kept). */
+  setLatency(ms: number): void
+  /** Destroys every live connection (both sides see a reset). */
+  dropConnections(): void
+  /**
+   * Cuts the link. 'refuse': live connections are dropped and new ones reset at once.
+   * 'blackhole': nothing is forwarded any more, sockets stay open (the peer sees timeouts).
+   */
+  partition(mode?: 'refuse' | 'blackhole'): void
+  /** Ends a partition; black-holed connections are dropped, new ones are forwarded again. */
+  heal(): void
+  setTamper(fn: Tamper | undefined): void
+  /** Starts recording the bytes of connections (live ones from now on, and new ones). */
+  startCapture(): void
+  /** Stops recording and returns what was captured, per connection. */
+  stopCapture(): CapturedConnection[]
+  close(): Promise<void>
+}
+
+interface Conn {
+  id: number
+  client: Socket
+  server: Socket
+  offsets: Record<Direction, number>
+  /** When the last delayed chunk is due, per direction, so order is kept. */
+  due: Record<Direction, number>
+  capture: { up: Buffer[]; down: Buffer[] } | undefined
+}
+
+export async function startTcpProxy(options: TcpProxyOptions): Promise<TcpProxy> {
+  let latency = options.latencyMs ?? 0
+  let mode: 'open' | 'refuse' | 'blackhole' = 'open'
+  let tamper: Tamper | undefined
+  let capturing = false
+  let captured: CapturedConnection[] = []
+  let nextId = 0
+  const live = new Set<Conn>()
+  const timers = new Set<NodeJS.Timeout>()
+
+  const drop = (c: Conn): void => {
+    if (c.capture !== undefined) {
+      captured.push({ conn: c.id, up: Buffer.concat(c.capture.up), down: Buffer.concat(c.capture.down) })
+      c.capture = undefined
+    }
+    c.client.destroy()
+    c.server.destroy()
+    live.delete(c)
+  }
+
+  const forward = (c: Conn, direction: Direction, chunk: Buffer): void => {
+    if (mode === 'blackhole') return
+    const offset = c.offsets[direction]
+    c.offsets[direction] += chunk.length
+    const out = tamper?.(chunk, { direction, conn: c.id, offset })
+    if (out === null) return
+    const data = out ?? chunk
+    c.capture?.[direction].push(Buffer.from(data))
+    const to = direction === 'up' ? c.server : c.client
+    if (latency <= 0 && c.due[direction] <= Date.now()) {
+      to.write(data)
+      return
+    }
+    const at = Math.max(Date.now() + latency, c.due[direction])
+    c.due[direction] = at
+    const timer = setTimeout(() => {
+      timers.delete(timer)
+      if (!to.destroyed && mode !== 'blackhole') to.write(data)
+    }, at - Date.now())
+    timers.add(timer)
+  }
+
+  const server: Server = createServer((client) => {
+    if (mode === 'refuse') {
+      client.resetAndDestroy()
+      return
+    }
+    const upstream = connect(options.target.port, options.target.host)
+    const c: Conn = {
+      id: nextId++,
+      client,
+      server: upstream,
+      offsets: { up: 0, down: 0 },
+      due: { up: 0, down: 0 },
+      capture: capturing ? { up: [], down: [] } : undefined,
+    }
+    live.add(c)
+    client.on('data', (d: Buffer) => forward(c, 'up', d))
+    upstream.on('data', (d: Buffer) => forward(c, 'down', d))
+    const end = (): void => drop(c)
+    client.on('close', end)
+    upstream.on('close', end)
+    // Errors (resets) just end the connection pair, which is what a proxy should show.
+    client.on('error', end)
+    upstream.on('error', end)
+  })
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, options.host ?? '127.0.0.1', resolve))
+  const address = server.address()
+  if (address === null || typeof address === 'string') throw new Error('proxy did not bind a TCP port')
+  const host = options.host ?? '127.0.0.1'
+
+  return {
+    host,
+    port: address.port,
+    addr: { host, port: address.port },
+    get connections() {
+      return nextId
+    },
+    setLatency(ms) {
+      latency = ms
+    },
+    dropConnections() {
+      for (const c of [...live]) drop(c)
+    },
+    partition(m = 'refuse') {
+      mode = m
+      if (m === 'refuse') for (const c of [...live]) drop(c)
+    },
+    heal() {
+      if (mode === 'blackhole') for (const c of [...live]) drop(c)
+      mode = 'open'
+    },
+    setTamper(fn) {
+      tamper = fn
+    },
+    startCapture() {
+      capturing = true
+      for (const c of live) c.capture ??= { up: [], down: [] }
+    },
+    stopCapture() {
+      capturing = false
+      for (const c of live) {
+        if (c.capture !== undefined)
+          captured.push({ conn: c.id, up: Buffer.concat(c.capture.up), down: Buffer.concat(c.capture.down) })
+        c.capture = undefined
+      }
+      const out = captured
+      captured = []
+      return out.sort((a, b) => a.conn - b.conn)
+    },
+    async close() {
+      for (const t of timers) clearTimeout(t)
+      for (const c of [...live]) drop(c)
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    },
+  }
+}

@@ -1,0 +1,100 @@
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { test } from 'node:test'
+import { FRAME, FRAME_PAYLOAD_MAX, openFrame, ReplayWindow, sealFrame } from '../../lib/net/crypto.ts'
+import { NetError } from '../../lib/net/errors.ts'
+import { type FrameContext, MessageReader, sealMessage } from '../../lib/net/frame.ts'
+import { encodeMsgpack } from '../../lib/util/codec.ts'
+
+const key = randomBytes(32)
+const sid = randomBytes(16)
+
+async function collect(gen: AsyncIterable<Buffer>): Promise<Buffer[]> {
+  const out: Buffer[] = []
+  for await (const f of gen) out.push(f)
+  return out
+}
+
+async function* from(frames: Buffer[]): AsyncGenerator<Buffer> {
+  yield* frames
+}
+
+test('the replay window accepts each sequence number once, in any order, within its size', () => {
+  const w = new ReplayWindow(8)
+  assert.equal(w.accept(3), true)
+  assert.equal(w.accept(1), true, 'an older number not yet seen')
+  assert.equal(w.accept(3), false, 'a replay')
+  assert.equal(w.accept(1), false, 'a replay of an older one')
+  assert.equal(w.accept(10), true)
+  assert.equal(w.accept(2), false, 'too old: outside the window')
+  assert.equal(w.accept(5), true, 'inside the window after a jump')
+  assert.equal(w.accept(100), true)
+  assert.equal(w.accept(99), true)
+  assert.equal(w.accept(92), false, 'the window moved')
+  assert.equal(w.accept(-1), false)
+  assert.equal(w.accept(1.5), false)
+})
+
+test('a frame opens only with its key, session, message number and position', () => {
+  const sealed = sealFrame(key, sid, 7, 2, FRAME.DATA, Buffer.from('hello')).subarray(4)
+  assert.deepEqual(openFrame(key, sid, 7, 2, sealed), { kind: FRAME.DATA, payload: Buffer.from('hello') })
+  assert.equal(openFrame(key, sid, 7, 3, sealed), undefined, 'another position')
+  assert.equal(openFrame(key, sid, 8, 2, sealed), undefined, 'another message')
+  assert.equal(openFrame(key, randomBytes(16), 7, 2, sealed), undefined, 'another session')
+  assert.equal(openFrame(randomBytes(32), sid, 7, 2, sealed), undefined, 'another key')
+  const flipped = Buffer.from(sealed)
+  flipped[1] = (flipped[1] as number) ^ 0x80
+  assert.equal(openFrame(key, sid, 7, 2, flipped), undefined, 'a flipped bit')
+})
+
+test('a sealed message round-trips; big chunks are split into frames', async () => {
+  const ctx: FrameContext = { key, sessionId: sid, seq: 1 }
+  const body = randomBytes(FRAME_PAYLOAD_MAX * 2 + 10)
+  const frames = await collect(sealMessage(ctx, encodeMsgpack({ hi: 1 }), body))
+  assert.equal(frames.length, 1 + 3 + 1, 'HEAD, three DATA, END')
+  const reader = new MessageReader(ctx, from([Buffer.concat(frames)]), (_n, m) => new Error(m))
+  assert.deepEqual(await reader.head(), { hi: 1 })
+  assert.deepEqual(Buffer.concat(await collect(reader.stream())), body)
+})
+
+test('dropped, reordered or truncated frames are detected', async () => {
+  const ctx: FrameContext = { key, sessionId: sid, seq: 1 }
+  const frames = await collect(sealMessage(ctx, encodeMsgpack(null), from([Buffer.from('a'), Buffer.from('b')])))
+  const variants: [string, Buffer[]][] = [
+    ['a dropped frame', [frames[0], frames[2], frames[3]] as Buffer[]],
+    ['swapped frames', [frames[0], frames[2], frames[1], frames[3]] as Buffer[]],
+    ['no END', frames.slice(0, 3)],
+    ['cut inside a frame', [Buffer.concat(frames).subarray(0, -3)]],
+  ]
+  for (const [what, parts] of variants) {
+    const reader = new MessageReader(ctx, from(parts), (_n, m) => new Error(m))
+    await assert.rejects(
+      (async () => {
+        await reader.head()
+        await collect(reader.stream())
+      })(),
+      (e: unknown) => e instanceof NetError && e.reason === 'protocol',
+      what,
+    )
+  }
+})
+
+test('a source error reaches the receiver as an error of its stream', async () => {
+  const ctx: FrameContext = { key, sessionId: sid, seq: 4 }
+  async function* failing(): AsyncGenerator<Uint8Array> {
+    yield Buffer.from('partial')
+    throw new Error('disk read failed')
+  }
+  const frames = await collect(sealMessage(ctx, encodeMsgpack(null), failing()))
+  const reader = new MessageReader(ctx, from(frames), (n, m) => new Error(`${n}: ${m}`))
+  await reader.head()
+  await assert.rejects(collect(reader.stream()), /Error: disk read failed/)
+})
+
+test('an oversized frame length is refused before buffering it', async () => {
+  const ctx: FrameContext = { key, sessionId: sid, seq: 0 }
+  const huge = Buffer.alloc(4)
+  huge.writeUInt32BE(1 << 30)
+  const reader = new MessageReader(ctx, from([huge]), (_n, m) => new Error(m))
+  await assert.rejects(reader.head(), /exceeds the limit/)
+})
