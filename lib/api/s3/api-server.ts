@@ -149,7 +149,10 @@ export class S3ApiServer implements ApiHandler {
 
     // A checksum asked for by name only (`x-amz-checksum-algorithm`) is computed, not checked.
     const requested = parseChecksumHeaders(req.headers).requestedAlgorithm
-    const stages = requestBodyStages(req.headers, auth, {
+    // On CompleteMultipartUpload, `x-amz-checksum-*` is the whole object's checksum (checked by
+    // the handler against the one combined from the parts), not a checksum of the XML body.
+    const bodyHeaders = ep.kind === 'CompleteMultipartUpload' ? withoutChecksumValues(req.headers) : req.headers
+    const stages = requestBodyStages(bodyHeaders, auth, {
       computeMd5: true,
       extraAlgorithms: requested === undefined ? [] : [requested],
     })
@@ -285,6 +288,15 @@ export class S3ApiServer implements ApiHandler {
     )
     return { status: err.status, headers: { 'content-type': 'application/xml', ...err.headers }, body: xml }
   }
+}
+
+function withoutChecksumValues(headers: IncomingMessage['headers']): IncomingMessage['headers'] {
+  const out: IncomingMessage['headers'] = {}
+  for (const [k, v] of Object.entries(headers)) {
+    if (k.startsWith('x-amz-checksum-') && k !== 'x-amz-checksum-algorithm' && k !== 'x-amz-checksum-type') continue
+    out[k] = v
+  }
+  return out
 }
 
 function notImplemented(kind: string): ApiError {

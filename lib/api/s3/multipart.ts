@@ -486,6 +486,11 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
       value: combinePartChecksums(checksumSettings, partSums),
       type: checksumSettings.type,
     }
+    // A client may state the object's checksum on Complete: it must be the one we combined.
+    const stated = ctx.req.headers[`x-amz-checksum-${checksumSettings.algorithm.toLowerCase()}`]
+    if (typeof stated === 'string' && stated.replace(/-\d+$/, '') !== objectChecksum.value.replace(/-\d+$/, '')) {
+      throw new ApiError('BadDigest', `The ${checksumSettings.algorithm} you specified did not match the calculated checksum.`)
+    }
   }
   for (let i = 0; i < chosen.length - 1; i++) {
     const p = chosen[i] as (typeof chosen)[number]

@@ -606,6 +606,37 @@ describe('checksums', () => {
     })
   }
 
+  test('the whole-object checksum stated on Complete is checked against the combined one', async () => {
+    const data = bodies()
+    const key = 'ck/stated-full-crc32'
+    const { uploadId, parts } = await upload(key, 'CRC32', 'FULL_OBJECT', data)
+    await assert.rejects(
+      s3.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: node.bucket,
+          Key: key,
+          UploadId: uploadId,
+          MultipartUpload: { Parts: parts },
+          ChecksumCRC32: crc32Base64(Buffer.from('not the object')),
+          ChecksumType: 'FULL_OBJECT',
+        }),
+      ),
+      s3Error('BadDigest', 400),
+    )
+    assert.equal(await objectExists(s3, node.bucket, key), false, 'a refused Complete completes nothing')
+    const done = await s3.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: node.bucket,
+        Key: key,
+        UploadId: uploadId,
+        MultipartUpload: { Parts: parts },
+        ChecksumCRC32: crc32Base64(Buffer.concat(data)),
+        ChecksumType: 'FULL_OBJECT',
+      }),
+    )
+    assert.equal(done.ChecksumCRC32, crc32Base64(Buffer.concat(data)))
+  })
+
   test('a part checksum in Complete that does not match is InvalidPart, and nothing is completed', async () => {
     const data = bodies()
     const key = 'ck/bad-part-checksum'
