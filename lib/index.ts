@@ -24,6 +24,17 @@ export type {
   UpdateAdminTokenOptions,
 } from './model/helper/admin-token.ts'
 export type { BucketQuotas } from './model/bucket-table.ts'
+export type {
+  ClusterLayoutView,
+  LayoutApi,
+  LayoutApplyResult,
+  LayoutHistoryView,
+  LayoutPreview,
+  LayoutRoleChange,
+  LayoutStageRequest,
+  SkipDeadNodesResult,
+} from './rpc/layout/api.ts'
+export type { LayoutParameters, ZoneRedundancy } from './rpc/layout/types.ts'
 export type { WorkerInfo, WorkerState } from './util/background/worker.ts'
 export {
   type AdminSection,

@@ -4,7 +4,9 @@
  * storage, spawns the background workers and starts the API servers the configuration enables;
  * `stop()` undoes it all in reverse order.
  */
+import { setMaxListeners } from 'node:events'
 import { AdminApiServer } from './api/admin/api-server.ts'
+import type { AdminClusterView } from './api/admin/context.ts'
 import { clusterHealth, GARAGE_TS_VERSION } from './api/admin/cluster.ts'
 import { NodeMetrics } from './api/admin/metrics.ts'
 import { S3ApiServer } from './api/s3/api-server.ts'
@@ -15,7 +17,11 @@ import { openLmdb } from './db/lmdb.ts'
 import { type BucketsApi as BucketsApiClass, BucketsApi, type KeysApi as KeysApiClass, KeysApi } from './model/helper/admin.ts'
 import { type AdminTokensApi as AdminTokensApiClass, AdminTokensApi } from './model/helper/admin-token.ts'
 import { Garage } from './model/garage.ts'
+import { createNetApp, type NetApp } from './net/netapp.ts'
 import { loadOrCreateNodeKey } from './net/node-key.ts'
+import { LayoutApi } from './rpc/layout/api.ts'
+import { LayoutManager } from './rpc/layout/manager.ts'
+import { System, type SystemTiming } from './rpc/system.ts'
 import { LocalReplication } from './table/replication.ts'
 import { BackgroundRunner, type WorkerInfo } from './util/background/worker.ts'
 import { type GarageConfig, type ResolvedConfig, resolveConfig } from './util/config.ts'
@@ -63,8 +69,15 @@ export interface GarageNode extends AsyncDisposable {
   readonly buckets: BucketsApiClass
   /** Tokens of the admin API. Available once started. */
   readonly adminTokens: AdminTokensApiClass
+  /** The cluster layout: roles, staged changes, versions. Available once started. */
+  readonly layout: LayoutApi
   /** `http://host:port` of the admin API, once started, if `admin.api_bind_addr` is set. */
   readonly adminEndpoint: string | undefined
+  /**
+   * `<node id>@host:port` other nodes reach this one at (`rpc_public_addr`, else the bound RPC
+   * address), once started, when `rpc_secret` is set; undefined for a standalone node.
+   */
+  readonly rpcAddress: string | undefined
   start(): Promise<void>
   /** Stops servers and workers and closes storage. Safe to call twice. */
   stop(): Promise<void>
@@ -87,7 +100,7 @@ export interface GarageNode extends AsyncDisposable {
 export function createGarageNode(options: GarageNodeOptions = {}): GarageNode {
   const { logger, env, baseDir, clock, ...input } = options
   const { config, warnings } = resolveConfig(input, { env, baseDir })
-  return new Node(config, warnings, logger ?? silentLogger, clock)
+  return new Node(config, warnings, logger ?? silentLogger, clock, rpcTimingFromEnv(env ?? process.env))
 }
 
 class Node implements GarageNode {
@@ -106,13 +119,23 @@ class Node implements GarageNode {
   #keys: KeysApi | undefined
   #buckets: BucketsApi | undefined
   #adminTokens: AdminTokensApi | undefined
+  #layout: LayoutApi | undefined
   #admin: ApiServer | undefined
+  #system: System | undefined
+  readonly #rpcTiming: Partial<SystemTiming>
 
-  constructor(config: ResolvedConfig, warnings: string[], log: Logger, clock: (() => number) | undefined) {
+  constructor(
+    config: ResolvedConfig,
+    warnings: string[],
+    log: Logger,
+    clock: (() => number) | undefined,
+    rpcTiming: Partial<SystemTiming>,
+  ) {
     this.config = config
     this.warnings = warnings
     this.#log = log
     this.#clock = clock
+    this.#rpcTiming = rpcTiming
   }
 
   get nodeId(): string {
@@ -136,8 +159,16 @@ class Node implements GarageNode {
     if (this.#adminTokens === undefined) throw notStarted()
     return this.#adminTokens
   }
+  get layout(): LayoutApi {
+    if (this.#layout === undefined) throw notStarted()
+    return this.#layout
+  }
   get adminEndpoint(): string | undefined {
     return this.#admin?.url
+  }
+  get rpcAddress(): string | undefined {
+    const addr = this.#system?.address
+    return addr === undefined ? undefined : `${this.#nodeId}@${addr}`
   }
 
   async start(): Promise<void> {
@@ -146,11 +177,65 @@ class Node implements GarageNode {
     const c = this.config
     const log = this.#log
     const stop = new AbortController()
+    // Every worker, membership and the layout manager listen to this one signal.
+    setMaxListeners(64, stop.signal)
     try {
       const nodeKey = await loadOrCreateNodeKey(c.metadataDir)
       this.#nodeId = nodeKey.id
       const db: Db = await openLmdb(c.metadataDir, { fsync: c.metadataFsync, mapSize: c.lmdbMapSize })
       this.#teardown.push(() => db.close())
+      // Cluster membership, when rpc_secret is set: the RPC transport (rpc_bind_addr) and
+      // System (discovery, pings, status exchange). Without a secret the node runs alone.
+      let netApp: NetApp | undefined
+      let system: System | undefined
+      let layoutDigest = (): string => ''
+      if (c.rpcSecret !== undefined) {
+        const net = createNetApp({
+          nodeKey,
+          rpcSecret: c.rpcSecret,
+          bindAddr: c.rpcBindAddr,
+          ...(c.rpcPublicAddr === undefined ? {} : { publicAddr: c.rpcPublicAddr }),
+          ...(c.rpcTimeoutMsec === undefined ? {} : { timeoutMs: c.rpcTimeoutMsec }),
+          ...(c.rpcPingTimeoutMsec === undefined ? {} : { pingTimeoutMs: c.rpcPingTimeoutMsec }),
+          logger: log.withTag('rpc'),
+        })
+        netApp = net
+        this.#teardown.push(() => net.close())
+        const bound = await net.listen()
+        log.info(`RPC listening on ${bound.host.includes(':') ? `[${bound.host}]` : bound.host}:${bound.port}`)
+        const sys = new System({
+          netApp: net,
+          nodeKey,
+          metadataDir: c.metadataDir,
+          dataDir: c.dataDir,
+          bootstrapPeers: c.bootstrapPeers,
+          ...(c.rpcPublicAddr === undefined ? {} : { publicAddr: c.rpcPublicAddr }),
+          replicationFactor: c.replicationFactor,
+          log: log.withTag('system'),
+          signal: stop.signal,
+          statusExtra: () => ({ layoutDigest: layoutDigest() }),
+          timing: this.#rpcTiming,
+        })
+        system = sys
+        this.#system = sys
+        this.#teardown.push(() => sys.close())
+      }
+      // The cluster layout (metadata_dir/cluster_layout). Wired with NetApp and System when
+      // rpc_secret is set (gossip between nodes); a standalone node manages its layout locally.
+      const layoutManager = new LayoutManager({
+        ...(netApp === undefined || system === undefined ? {} : { netApp, system }),
+        metadataDir: c.metadataDir,
+        replicationFactor: c.replicationFactor,
+        nodeId: nodeKey.id,
+        log: log.withTag('layout'),
+        signal: stop.signal,
+      })
+      await layoutManager.start()
+      this.#teardown.push(() => layoutManager.flush())
+      this.#layout = new LayoutApi(layoutManager)
+      layoutDigest = () => layoutManager.digest()
+      // Membership starts once the layout manager listens to it (peer-up and status events).
+      await system?.start()
       const local = new LocalReplication(nodeKey.id)
       const garage = new Garage({
         db,
@@ -184,6 +269,16 @@ class Node implements GarageNode {
       this.#buckets = new BucketsApi(garage)
       const s3 = c.s3Api
       // Metrics are only readable through the admin API: collect them only when it runs.
+      const sys = system
+      const cluster: AdminClusterView | undefined =
+        sys === undefined
+          ? undefined
+          : {
+              rpcAddress: () => this.rpcAddress,
+              nodes: () => sys.peerStatus(),
+              layout: () => layoutManager.history(),
+              connect: (peer) => sys.connect(peer),
+            }
       const metrics =
         c.admin.apiBindAddr === undefined
           ? undefined
@@ -192,7 +287,7 @@ class Node implements GarageNode {
               replicationFactor: c.replicationFactor,
               version: GARAGE_TS_VERSION,
               status: () => this.status(),
-              health: () => clusterHealth({ running: () => this.#state === 'running' }),
+              health: () => clusterHealth({ running: () => this.#state === 'running', cluster }),
             })
       const s3Server = await startApiServer(
         'path' in s3.apiBindAddr ? s3.apiBindAddr : { host: s3.apiBindAddr.host, port: s3.apiBindAddr.port },
@@ -226,6 +321,7 @@ class Node implements GarageNode {
             keys: this.#keys,
             buckets: this.#buckets,
             tokens: this.#adminTokens,
+            layout: this.#layout,
             metrics,
             settings: {
               adminToken: c.admin.adminToken,
@@ -241,6 +337,7 @@ class Node implements GarageNode {
               dataDir: c.dataDir,
               replicationFactor: c.replicationFactor,
               rpcPublicAddr: c.rpcPublicAddr === undefined ? undefined : `${c.rpcPublicAddr.host}:${c.rpcPublicAddr.port}`,
+              ...(cluster === undefined ? {} : { cluster }),
               running: () => this.#state === 'running',
               workers: () => runner.list(),
               variables: () => runner.variables(),
@@ -315,4 +412,16 @@ class Node implements GarageNode {
 /** The S3 endpoint a request is for, for metrics (`Unknown` when it does not parse). */
 function notStarted(): GarageError {
   return new GarageError('GARAGE_ERR_CLOSED', 'the node is not started: call start() first')
+}
+
+/**
+ * Shorter membership intervals for tests that run real processes: `GARAGE_TS_TEST_RPC_INTERVAL_MSEC`
+ * sets the ping and status periods (reconnection backoff from that period up to three times it).
+ * Not a Garage setting; unset in production.
+ */
+function rpcTimingFromEnv(env: Record<string, string | undefined>): Partial<SystemTiming> {
+  const raw = env.GARAGE_TS_TEST_RPC_INTERVAL_MSEC
+  const ms = raw === undefined ? Number.NaN : Number(raw)
+  if (!Number.isInteger(ms) || ms <= 0) return {}
+  return { pingIntervalMs: ms, statusIntervalMs: ms, retryMinMs: ms, retryMaxMs: 3 * ms }
 }

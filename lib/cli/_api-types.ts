@@ -115,9 +115,48 @@ export interface NodeRoleChange {
   tags?: string[]
 }
 
+/** `"maximum"` or `{ atLeast: n }`. */
+export type ApiZoneRedundancy = 'maximum' | { atLeast: number }
+
+export interface LayoutParametersResp {
+  zoneRedundancy: ApiZoneRedundancy
+}
+
+export interface LayoutNodeRole {
+  id: string
+  zone: string
+  tags: string[]
+  capacity?: number | null
+  storedPartitions?: number | null
+  usableCapacity?: number | null
+}
+
 export interface GetClusterLayoutResponse {
   version: number
+  roles: LayoutNodeRole[]
+  parameters: LayoutParametersResp
+  partitionSize: number
   stagedRoleChanges: NodeRoleChange[]
+  stagedParameters?: LayoutParametersResp | null
+}
+
+export type PreviewClusterLayoutChangesResponse = { error: string } | { message: string[]; newLayout: GetClusterLayoutResponse }
+
+export interface ApplyClusterLayoutResponse {
+  message: string[]
+  layout: GetClusterLayoutResponse
+}
+
+export interface GetClusterLayoutHistoryResponse {
+  currentVersion: number
+  minAck: number
+  versions: Array<{ version: number; status: string; storageNodes: number; gatewayNodes: number }>
+  updateTrackers?: Record<string, { ack: number; sync: number; syncAck: number }> | null
+}
+
+export interface ClusterLayoutSkipDeadNodesResponse {
+  ackUpdated: string[]
+  syncUpdated: string[]
 }
 
 export interface LocalGetNodeInfoResponse {

@@ -45,6 +45,19 @@ export interface AdminContext {
 
 type WithConnection<A extends ArgsDef> = A & typeof CONNECTION_ARGS
 
+/**
+ * The connection options for a command: a command with its own `-c` (`layout assign -c 10G`, as
+ * in Garage) keeps `--config` without the short alias.
+ */
+function connectionArgsFor(args: ArgsDef | undefined): typeof CONNECTION_ARGS {
+  const own = Object.values(args ?? {}).some(
+    (a) => 'alias' in a && (a.alias === 'c' || (Array.isArray(a.alias) && a.alias.includes('c'))),
+  )
+  if (!own) return CONNECTION_ARGS
+  const { alias: _alias, ...config } = CONNECTION_ARGS.config
+  return { ...CONNECTION_ARGS, config } as unknown as typeof CONNECTION_ARGS
+}
+
 /** Define a command that calls the admin API. */
 export function adminCommand<const A extends ArgsDef>(def: {
   meta: CommandMeta
@@ -53,7 +66,7 @@ export function adminCommand<const A extends ArgsDef>(def: {
 }): CommandDef<WithConnection<A>> {
   return defineCommand<WithConnection<A>>({
     meta: def.meta,
-    args: { ...def.args, ...CONNECTION_ARGS } as WithConnection<A>,
+    args: { ...def.args, ...connectionArgsFor(def.args) } as WithConnection<A>,
     run: reportErrors(async ({ args }) => {
       const conn = args as ParsedArgs<typeof CONNECTION_ARGS>
       const api = await connectAdmin({

@@ -14,7 +14,8 @@ import { nodeCommand, statsCommand, statusCommand } from './commands/cluster.ts'
 import { jsonApiCommand } from './commands/json-api.ts'
 import { keyCommand } from './commands/key.ts'
 import { serverCommand } from './commands/server.ts'
-import { blockCommand, layoutCommand, repairCommand } from './commands/unavailable.ts'
+import { layoutCommand } from './commands/layout.ts'
+import { blockCommand, repairCommand } from './commands/unavailable.ts'
 import { workerCommand } from './commands/worker.ts'
 
 /** The `garage` command and its subcommands. */
@@ -50,7 +51,7 @@ export async function runCli(argv: string[] = process.argv.slice(2)): Promise<vo
 }
 
 /**
- * Move leading global options (`-c FILE`, `--config[=]FILE`, `--admin-addr`, `--admin-token`,
+ * Move leading global options (`-c FILE`, written `--config FILE` once moved, `--config[=]FILE`, `--admin-addr`, `--admin-token`,
  * `--json`) after the command: citty hands each subcommand only the arguments after its name,
  * so options written before it would be lost. They go at the end (before a `--`), which keeps
  * positionals in order for every command depth.
@@ -62,7 +63,9 @@ export function hoistConfigOption(argv: readonly string[]): string[] {
     const arg = argv[i] ?? ''
     const name = arg.includes('=') ? arg.slice(0, arg.indexOf('=')) : arg
     if (GLOBAL_VALUE_OPTIONS.includes(arg) && i + 1 < argv.length) {
-      hoisted.push(arg, argv[i + 1] ?? '')
+      // `-c` becomes `--config`: after the command, `-c` may be one of its own options
+      // (`garage -c garage.toml layout assign <node> -c 10G`, as in Garage).
+      hoisted.push(arg === '-c' ? '--config' : arg, argv[i + 1] ?? '')
       i += 2
     } else if (arg.startsWith('--') && arg.includes('=') && GLOBAL_VALUE_OPTIONS.includes(name)) {
       hoisted.push(arg)

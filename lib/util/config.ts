@@ -902,11 +902,9 @@ export function resolveConfig(input: GarageConfig, opts: ResolveConfigOptions = 
 
   // -- RPC and discovery
   const rpcBindAddr = parseTcpAddr('rpc_bind_addr', root.get('rpc_bind_addr') ?? DEFAULT_RPC_BIND_ADDR)
-  ignored(root, 'rpc_bind_addr')
   const rpcBindOutgoing = root.bool('rpc_bind_outgoing') ?? false
   ignored(root, 'rpc_bind_outgoing', false)
   const rpcPublicAddr = root.has('rpc_public_addr') ? parseTcpAddr('rpc_public_addr', root.get('rpc_public_addr')) : undefined
-  ignored(root, 'rpc_public_addr')
   const rpcPublicAddrSubnet = root.string('rpc_public_addr_subnet', { nonEmpty: true })
   if (rpcPublicAddrSubnet !== undefined && !/^[0-9a-fA-F.:]+\/\d{1,3}$/.test(rpcPublicAddrSubnet)) {
     throw new InvalidConfigError(
@@ -916,11 +914,8 @@ export function resolveConfig(input: GarageConfig, opts: ResolveConfigOptions = 
   }
   ignored(root, 'rpc_public_addr_subnet')
   const rpcPingTimeoutMsec = root.int('rpc_ping_timeout_msec', 1, 'a positive number of milliseconds')
-  ignored(root, 'rpc_ping_timeout_msec')
   const rpcTimeoutMsec = root.int('rpc_timeout_msec', 1, 'a positive number of milliseconds')
-  ignored(root, 'rpc_timeout_msec')
   const bootstrapPeers = (root.stringList('bootstrap_peers') ?? []).map((peer, i) => parsePeer(`bootstrap_peers[${i}]`, peer))
-  if (bootstrapPeers.length > 0) warnings.push(notSupported('bootstrap_peers'))
   const allowPunycode = root.bool('allow_punycode') ?? false
   ignored(root, 'allow_punycode', false)
   const consulDiscovery = resolveConsul(root.table('consul_discovery'), warnings)

@@ -127,12 +127,12 @@ describe('output formatting', () => {
 
 describe('command line plumbing', () => {
   test('global options before the command move after it, for any depth', () => {
-    assert.deepEqual(hoistConfigOption(['-c', 'g.toml', 'server']), ['server', '-c', 'g.toml'])
+    assert.deepEqual(hoistConfigOption(['-c', 'g.toml', 'server']), ['server', '--config', 'g.toml'])
     assert.deepEqual(hoistConfigOption(['-c', 'g.toml', '--json', 'bucket', 'info', 'b']), [
       'bucket',
       'info',
       'b',
-      '-c',
+      '--config',
       'g.toml',
       '--json',
     ])
@@ -524,8 +524,7 @@ describe('operator commands against a fake admin API', async () => {
     expectOneLineError(r, /ListBuckets returned Forbidden \(403\): Invalid admin token .*--admin-token/)
   })
 
-  test('layout, repair and block fail with a clear message', async () => {
-    expectOneLineError(await run(['layout', 'show']), /garage layout.* not available until the cluster feature/)
+  test('repair and block fail with a clear message', async () => {
     expectOneLineError(await run(['repair', 'tables']), /garage repair.* not available/)
     assert.deepEqual(calls(), [], 'nothing sent')
   })

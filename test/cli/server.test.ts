@@ -195,7 +195,7 @@ describe('garage server: running a node', needsNode, () => {
       [
         'metadata_dir = "meta"',
         'data_dir = "data"',
-        'rpc_bind_addr = "[::]:3901"',
+        'rpc_bind_outgoing = true',
         'not_a_garage_key = 1',
         '[s3_api]',
         'api_bind_addr = "127.0.0.1:0"',
@@ -205,7 +205,7 @@ describe('garage server: running a node', needsNode, () => {
     const g = garage(t, ['server', '-c', 'garage.toml'], { cwd: dir })
     await g.waitFor(/Press Ctrl-C to stop/)
     const out = g.output().stdout + g.output().stderr
-    assert.match(out, /'rpc_bind_addr' is not supported yet and is ignored/)
+    assert.match(out, /'rpc_bind_outgoing' is not supported yet and is ignored/)
     assert.match(out, /unknown configuration key 'not_a_garage_key'/)
     assert.match(out, /S3 API listening on http:\/\/127\.0\.0\.1:\d+ \(region test-region\)/)
     assert.doesNotMatch(out, /Secret access key/, 'no key is created for a real configuration')

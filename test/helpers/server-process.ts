@@ -38,6 +38,8 @@ export interface ServerProcessOptions {
   startTimeoutMs?: number
   /** Restart on the directory of an earlier process (kept with `kill({ keepDir: true })`). */
   reuse?: { dir: string; credentials: Credentials }
+  /** Extra environment variables for the child (`GARAGE_*` of the parent are never passed). */
+  env?: Record<string, string>
 }
 
 export interface ServerProcess extends AsyncDisposable {
@@ -87,6 +89,7 @@ export async function startServerProcess(options: ServerProcessOptions = {}): Pr
 
     const env: Record<string, string | undefined> = { ...process.env, NO_COLOR: '1' }
     for (const name of Object.keys(env)) if (name.startsWith('GARAGE_')) delete env[name]
+    Object.assign(env, options.env)
     const proc = spawn(process.execPath, [...(options.nodeArgs ?? []), '--import', TSX, RUN_DEV, 'server', '-c', configFile], {
       cwd: dir,
       env,

@@ -245,13 +245,8 @@ describe('resolveConfig: warnings', () => {
     [{ disable_scrub: false }, 'disable_scrub'],
     [{ metadata_snapshots_dir: '/snap' }, 'metadata_snapshots_dir'],
     [{ metadata_auto_snapshot_interval: '1h 30m' }, 'metadata_auto_snapshot_interval'],
-    [{ rpc_bind_addr: '0.0.0.0:3901' }, 'rpc_bind_addr'],
     [{ rpc_bind_outgoing: true }, 'rpc_bind_outgoing'],
-    [{ rpc_public_addr: 'node1.example.com:3901' }, 'rpc_public_addr'],
     [{ rpc_public_addr_subnet: 'fd00::/8' }, 'rpc_public_addr_subnet'],
-    [{ rpc_ping_timeout_msec: 1000 }, 'rpc_ping_timeout_msec'],
-    [{ rpc_timeout_msec: 30000 }, 'rpc_timeout_msec'],
-    [{ bootstrap_peers: [`${SECRET}@10.0.0.1:3901`] }, 'bootstrap_peers'],
     [{ allow_punycode: true }, 'allow_punycode'],
     [{ block_max_concurrent_reads: 4 }, 'block_max_concurrent_reads'],
     [{ block_max_concurrent_writes_per_request: 3 }, 'block_max_concurrent_writes_per_request'],
@@ -278,6 +273,17 @@ describe('resolveConfig: warnings', () => {
       disable_scrub: true,
       allow_world_readable_secrets: false,
       bootstrap_peers: [],
+    })
+    assert.deepEqual(warnings, [])
+  })
+
+  test('the RPC settings the cluster implements do not warn', () => {
+    const { warnings } = resolveQuiet({
+      rpc_bind_addr: '0.0.0.0:3901',
+      rpc_public_addr: 'node1.example.com:3901',
+      rpc_ping_timeout_msec: 1000,
+      rpc_timeout_msec: 30000,
+      bootstrap_peers: [`${SECRET}@10.0.0.1:3901`],
     })
     assert.deepEqual(warnings, [])
   })

@@ -9,6 +9,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Garage } from '../../model/garage.ts'
 import type { AdminTokensApi } from '../../model/helper/admin-token.ts'
 import type { BucketsApi, KeysApi } from '../../model/helper/admin.ts'
+import type { LayoutApi } from '../../rpc/layout/api.ts'
 import { unreachable } from '../../util/errors.ts'
 import type { Logger } from '../../util/logger.ts'
 import type { ApiError } from '../common/errors.ts'
@@ -18,6 +19,7 @@ import * as cluster from './cluster.ts'
 import type { AdminContext, AdminNodeView, AdminSettings, Caller } from './context.ts'
 import { AdminError, adminErrorBody, toAdminError } from './errors.ts'
 import * as key from './key.ts'
+import * as layout from './layout.ts'
 import type { NodeMetrics } from './metrics.ts'
 import { buildOpenApiDocument } from './openapi.ts'
 import { ADMIN_ENDPOINTS, type AdminEndpointName, parseAdminRoute } from './router.ts'
@@ -31,6 +33,7 @@ export interface AdminApiDeps {
   keys: KeysApi
   buckets: BucketsApi
   tokens: AdminTokensApi
+  layout: LayoutApi
   node: AdminNodeView
   settings: AdminSettings
   metrics: NodeMetrics
@@ -225,14 +228,22 @@ function dispatch(name: AdminEndpointName, ctx: AdminContext): unknown {
       return worker.handleGetWorkerVariable(ctx)
     case 'SetWorkerVariable':
       return worker.handleSetWorkerVariable(ctx)
-    case 'ConnectClusterNodes':
     case 'GetClusterLayout':
+      return layout.handleGetClusterLayout(ctx)
     case 'GetClusterLayoutHistory':
+      return layout.handleGetClusterLayoutHistory(ctx)
     case 'UpdateClusterLayout':
+      return layout.handleUpdateClusterLayout(ctx)
     case 'PreviewClusterLayoutChanges':
+      return layout.handlePreviewClusterLayoutChanges(ctx)
     case 'ApplyClusterLayout':
+      return layout.handleApplyClusterLayout(ctx)
     case 'RevertClusterLayout':
+      return layout.handleRevertClusterLayout(ctx)
     case 'ClusterLayoutSkipDeadNodes':
+      return layout.handleClusterLayoutSkipDeadNodes(ctx)
+    case 'ConnectClusterNodes':
+      return cluster.handleConnectClusterNodes(ctx)
     case 'CreateMetadataSnapshot':
     case 'LaunchRepairOperation':
     case 'ListBlockErrors':

@@ -1,32 +1,30 @@
 /**
- * Cluster and node endpoints (port of garage_api_admin::{cluster, node}). This node runs alone
- * (its tables replicate to itself only), so the cluster is this node; layout and connection
- * endpoints answer NotImplemented until the cluster feature lands.
+ * Cluster and node endpoints (port of garage_api_admin::{cluster, node}). Without rpc_secret the
+ * node runs alone and the cluster is this node; with it, nodes and health come from membership
+ * (lib/rpc/system.ts) and the layout.
  */
-import { statfs } from 'node:fs/promises'
 import { hostname } from 'node:os'
-import type { AdminContext } from './context.ts'
+import { allNodes, currentVersion, presentRoles } from '../../rpc/layout/history.ts'
+import { type ClusterHealth, computeClusterHealth, diskSpace, GARAGE_TS_VERSION } from '../../rpc/system.ts'
+import type { AdminContext, AdminNodeView } from './context.ts'
 import { onNodes } from './context.ts'
-import { AdminError } from './errors.ts'
+import { AdminError, badRequest } from './errors.ts'
 
-/** Reported as `garageVersion` (our own version; the API follows Garage v2). */
-export const GARAGE_TS_VERSION = 'v0.1.0-ts'
+export { GARAGE_TS_VERSION }
+export type { ClusterHealth }
 const PARTITIONS = 256
 
-export interface ClusterHealth {
-  status: 'healthy' | 'degraded' | 'unavailable'
-  knownNodes: number
-  connectedNodes: number
-  storageNodes: number
-  storageNodesOk: number
-  partitions: number
-  partitionsQuorum: number
-  partitionsAllOk: number
-}
-
-/** A lone running node holds every partition itself: healthy while it runs. */
-export function clusterHealth(node: { running(): boolean }): ClusterHealth {
+/**
+ * Health of the cluster (Garage's model, see computeClusterHealth). A standalone node (no
+ * rpc_secret) holds every partition itself: healthy while it runs.
+ */
+export function clusterHealth(node: Pick<AdminNodeView, 'running' | 'cluster'>): ClusterHealth {
   const up = node.running()
+  const cluster = node.cluster
+  if (cluster !== undefined) {
+    const h = computeClusterHealth(cluster.layout(), cluster.nodes())
+    return up ? h : { ...h, status: 'unavailable' }
+  }
   return {
     status: up ? 'healthy' : 'unavailable',
     knownNodes: 1,
@@ -39,39 +37,96 @@ export function clusterHealth(node: { running(): boolean }): ClusterHealth {
   }
 }
 
-async function freeSpace(path: string): Promise<{ available: number; total: number } | null> {
-  try {
-    const s = await statfs(path)
-    return { available: s.bavail * s.bsize, total: s.blocks * s.bsize }
-  } catch (err) {
-    // The directory may be on a filesystem statfs cannot read: the field is optional (null).
-    if ((err as NodeJS.ErrnoException).code !== undefined) return null
-    throw err
-  }
-}
+const freeSpace = diskSpace
 
 export async function handleGetClusterStatus(ctx: AdminContext) {
   const n = ctx.node
-  return {
-    layoutVersion: 0,
-    nodes: [
-      {
-        id: n.nodeId,
-        role: null,
-        addr: n.rpcPublicAddr ?? null,
-        hostname: hostname(),
-        isUp: n.running(),
-        lastSeenSecsAgo: null,
-        draining: false,
-        dataPartition: await freeSpace(n.dataDir),
-        metadataPartition: await freeSpace(n.metadataDir),
-      },
-    ],
+  const cluster = n.cluster
+  if (cluster === undefined) {
+    return {
+      layoutVersion: 0,
+      nodes: [
+        {
+          id: n.nodeId,
+          role: null,
+          addr: n.rpcPublicAddr ?? null,
+          hostname: hostname(),
+          isUp: n.running(),
+          lastSeenSecsAgo: null,
+          draining: false,
+          dataPartition: await freeSpace(n.dataDir),
+          metadataPartition: await freeSpace(n.metadataDir),
+        },
+      ],
+    }
   }
+  const layout = cluster.layout()
+  const current = currentVersion(layout)
+  const roles = presentRoles(current.roles)
+  const inLayout = allNodes(layout)
+  const now = Date.now()
+  const known = cluster.nodes()
+  const nodes = known.map((p) => {
+    const role = roles.get(p.id)
+    return {
+      id: p.id,
+      garageVersion: p.garageVersion ?? null,
+      role: role === undefined ? null : { zone: role.zone, capacity: role.capacity, tags: role.tags },
+      addr: p.addr ?? null,
+      hostname: p.hostname ?? null,
+      isUp: p.id === n.nodeId ? n.running() : p.isUp,
+      lastSeenSecsAgo: p.isUp || p.lastSeen === undefined ? null : Math.max(0, Math.floor((now - p.lastSeen) / 1000)),
+      draining: role === undefined && inLayout.includes(p.id),
+      dataPartition: p.dataDisk,
+      metadataPartition: p.metaDisk,
+    }
+  })
+  // Nodes of the layout that membership has never heard of are listed as down (as Garage does).
+  const seen = new Set(known.map((p) => p.id))
+  for (const id of new Set([...roles.keys(), ...inLayout])) {
+    if (seen.has(id)) continue
+    const role = roles.get(id)
+    nodes.push({
+      id,
+      garageVersion: null,
+      role: role === undefined ? null : { zone: role.zone, capacity: role.capacity, tags: role.tags },
+      addr: null,
+      hostname: null,
+      isUp: false,
+      lastSeenSecsAgo: null,
+      draining: role === undefined,
+      dataPartition: null,
+      metadataPartition: null,
+    })
+  }
+  return { layoutVersion: current.version, nodes }
 }
 
 export function handleGetClusterHealth(ctx: AdminContext): ClusterHealth {
   return clusterHealth(ctx.node)
+}
+
+/** `["<id>@host:port", …]` → one `{ success, error }` per peer, in order (Garage's ConnectClusterNodes). */
+export async function handleConnectClusterNodes(ctx: AdminContext) {
+  const cluster = ctx.node.cluster
+  if (cluster === undefined) {
+    throw new AdminError('NotImplemented', 'ConnectClusterNodes needs a cluster: set rpc_secret in the configuration')
+  }
+  const body = ctx.body
+  if (!Array.isArray(body) || !body.every((x) => typeof x === 'string')) {
+    throw badRequest('expected a JSON list of "<node id>@<host>:<port>" strings')
+  }
+  return Promise.all(
+    (body as string[]).map(async (peer) => {
+      try {
+        await cluster.connect(peer)
+        return { success: true, error: null }
+      } catch (err) {
+        // A peer's failure is part of the answer (one entry per peer), not a request error.
+        return { success: false, error: err instanceof Error ? err.message : String(err) }
+      }
+    }),
+  )
 }
 
 function tablesFreeform(ctx: AdminContext): string[] {
@@ -87,7 +142,7 @@ export async function handleGetClusterStatistics(ctx: AdminContext) {
   const data = await freeSpace(ctx.node.dataDir)
   const meta = await freeSpace(ctx.node.metadataDir)
   const lines = [
-    `Nodes: 1 (this node: ${ctx.node.nodeId.slice(0, 16)})`,
+    `Nodes: ${ctx.node.cluster?.nodes().length ?? 1} (this node: ${ctx.node.nodeId.slice(0, 16)})`,
     `Buckets: ${buckets.length}`,
     `Access keys: ${keys.length}`,
     '',
@@ -108,6 +163,7 @@ export function handleGetNodeInfo(ctx: AdminContext) {
     garageFeatures: ['lmdb', 'metrics'],
     rustVersion: `node ${process.version}`,
     dbEngine: 'LMDB (lmdb-js)',
+    rpcAddress: ctx.node.cluster?.rpcAddress() ?? null,
   }))
 }
 

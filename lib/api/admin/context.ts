@@ -2,10 +2,25 @@
 import type { Garage } from '../../model/garage.ts'
 import type { AdminTokenInfo, AdminTokensApi } from '../../model/helper/admin-token.ts'
 import type { BucketsApi, KeysApi } from '../../model/helper/admin.ts'
+import type { LayoutApi } from '../../rpc/layout/api.ts'
+import type { LayoutHistory } from '../../rpc/layout/history.ts'
+import type { PeerStatus } from '../../rpc/system.ts'
 import type { WorkerInfo, WorkerVariable } from '../../util/background/worker.ts'
 import { badRequest } from './errors.ts'
 import type { NodeMetrics } from './metrics.ts'
 import { queryParam } from './request.ts'
+
+/** The cluster as membership (lib/rpc/system.ts) and the layout manager see it. */
+export interface AdminClusterView {
+  /** `<node id>@host:port` of this node, if it has an address others can reach. */
+  rpcAddress(): string | undefined
+  /** Every known node, this one first. */
+  nodes(): PeerStatus[]
+  /** The current layout history. */
+  layout(): LayoutHistory
+  /** Connects to `<node id>@host:port`. */
+  connect(peer: string): Promise<void>
+}
 
 /** This node as the admin API sees it; node.ts provides it. */
 export interface AdminNodeView {
@@ -15,6 +30,8 @@ export interface AdminNodeView {
   readonly replicationFactor: number
   /** `host:port` other nodes reach this one at, if known. */
   readonly rpcPublicAddr?: string
+  /** Membership and layout, when the node runs in a cluster (`rpc_secret` set). */
+  readonly cluster?: AdminClusterView
   running(): boolean
   workers(): WorkerInfo[]
   variables(): ReadonlyMap<string, WorkerVariable>
@@ -43,6 +60,8 @@ export interface AdminContext {
   readonly keys: KeysApi
   readonly buckets: BucketsApi
   readonly tokens: AdminTokensApi
+  /** The cluster layout (`node.layout`). */
+  readonly layout: LayoutApi
   readonly node: AdminNodeView
   readonly settings: AdminSettings
   readonly metrics: NodeMetrics

@@ -106,6 +106,34 @@ const SCHEMAS: Record<string, object> = {
     },
     ['status'],
   ),
+  ZoneRedundancy: { oneOf: [{ type: 'string', enum: ['maximum'] }, obj({ atLeast: int }, ['atLeast'])] },
+  LayoutParameters: obj({ zoneRedundancy: ref('ZoneRedundancy') }, ['zoneRedundancy']),
+  NodeRoleChange: {
+    oneOf: [
+      obj({ id: str, remove: bool }, ['id', 'remove']),
+      obj({ id: str, zone: str, capacity: intOrNull, tags: arr(str) }, ['id', 'zone', 'tags']),
+    ],
+  },
+  GetClusterLayoutResponse: obj(
+    {
+      version: int,
+      roles: arr(
+        obj({ id: str, zone: str, tags: arr(str), capacity: intOrNull, storedPartitions: intOrNull, usableCapacity: intOrNull }, [
+          'id',
+          'zone',
+          'tags',
+        ]),
+      ),
+      parameters: ref('LayoutParameters'),
+      partitionSize: int,
+      stagedRoleChanges: arr(ref('NodeRoleChange')),
+      stagedParameters: { oneOf: [{ type: 'null' }, ref('LayoutParameters')] },
+    },
+    ['version', 'roles', 'parameters', 'partitionSize', 'stagedRoleChanges'],
+  ),
+  UpdateClusterLayoutRequest: obj({ roles: arr(ref('NodeRoleChange')), parameters: ref('LayoutParameters') }),
+  ApplyClusterLayoutRequest: obj({ version: int }, ['version']),
+  ClusterLayoutSkipDeadNodesRequest: obj({ version: int, allowMissingData: bool }, ['version', 'allowMissingData']),
   GetClusterStatusResponse: obj({ layoutVersion: int, nodes: arr({ type: 'object' }) }, ['layoutVersion', 'nodes']),
   FreeformResponse: obj({ freeform: str }, ['freeform']),
   WorkerInfoResp: obj(
@@ -129,6 +157,30 @@ const IO: Partial<Record<AdminEndpointName, Io>> = {
   GetClusterStatus: { response: ref('GetClusterStatusResponse') },
   GetClusterHealth: { response: ref('GetClusterHealthResponse') },
   GetClusterStatistics: { response: ref('FreeformResponse') },
+  GetClusterLayout: { response: ref('GetClusterLayoutResponse') },
+  GetClusterLayoutHistory: {
+    response: obj({
+      currentVersion: int,
+      minAck: int,
+      versions: arr(obj({ version: int, status: str, storageNodes: int, gatewayNodes: int })),
+      updateTrackers: { type: ['object', 'null'] },
+    }),
+  },
+  UpdateClusterLayout: { body: 'UpdateClusterLayoutRequest', response: ref('GetClusterLayoutResponse') },
+  PreviewClusterLayoutChanges: {
+    response: {
+      oneOf: [obj({ error: str }, ['error']), obj({ message: arr(str), newLayout: ref('GetClusterLayoutResponse') })],
+    },
+  },
+  ApplyClusterLayout: {
+    body: 'ApplyClusterLayoutRequest',
+    response: obj({ message: arr(str), layout: ref('GetClusterLayoutResponse') }),
+  },
+  RevertClusterLayout: { response: ref('GetClusterLayoutResponse') },
+  ClusterLayoutSkipDeadNodes: {
+    body: 'ClusterLayoutSkipDeadNodesRequest',
+    response: obj({ ackUpdated: arr(str), syncUpdated: arr(str) }),
+  },
   ListAdminTokens: { response: arr(ref('GetAdminTokenInfoResponse')) },
   GetAdminTokenInfo: { query: ['id', 'search'], response: ref('GetAdminTokenInfoResponse') },
   GetCurrentAdminTokenInfo: { response: ref('GetAdminTokenInfoResponse') },

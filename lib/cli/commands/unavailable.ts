@@ -1,5 +1,5 @@
 /**
- * `garage layout …`, `garage repair …` and `garage block …`: registered under Garage's names
+ * `garage repair …` and `garage block …`: registered under Garage's names
  * so `--help` lists them, but they need the multi-node cluster feature, which this
  * implementation does not have yet; each fails with one clear line (exit status 1).
  */
@@ -8,21 +8,6 @@ import { unavailableGroup } from '../_command.ts'
 
 const notYet = (what: string) =>
   `\`garage ${what}\` is not available until the cluster feature lands: this node runs as a single-node cluster`
-
-export const layoutCommand = unavailableGroup(
-  { name: 'layout', description: 'Operations on the assignment of node roles in the cluster layout (not available yet)' },
-  {
-    show: 'Show roles currently assigned to nodes and changes staged for commit',
-    assign: 'Assign role to Garage node',
-    remove: 'Remove role from Garage cluster node',
-    config: 'Configure parameters value for the layout computation',
-    apply: 'Apply staged changes to cluster layout',
-    revert: 'Revert staged changes to cluster layout',
-    history: 'View the history of layouts in the cluster',
-    'skip-dead-nodes': 'Skip dead nodes when awaiting for a new layout version to be synchronized',
-  },
-  notYet('layout'),
-)
 
 export const repairCommand = unavailableGroup(
   { name: 'repair', description: 'Start repair of node data (not available yet)' },

@@ -1,0 +1,151 @@
+/**
+ * Membership between real `garage server` processes: a full mesh from one bootstrap address,
+ * failure detection and recovery, refusal of a node without the secret, and no plaintext on
+ * the wire.
+ */
+import assert from 'node:assert/strict'
+import { hostname } from 'node:os'
+import { after, before, describe, test } from 'node:test'
+import { garage } from '../../helpers/cli.ts'
+import {
+  ADMIN_TOKEN,
+  adminV2,
+  type ClusterNodeProcess,
+  clusterStatus,
+  newRpcSecret,
+  startCluster,
+  startClusterNode,
+  upIds,
+  waitFor,
+} from '../../helpers/cluster.ts'
+import { startTcpProxy } from '../../helpers/tcp-proxy.ts'
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+const countMatches = (text: string, re: RegExp): number => text.split('\n').filter((l) => re.test(l)).length
+
+describe('cluster membership (child processes)', { timeout: 120_000 }, () => {
+  let nodes: ClusterNodeProcess[] = []
+  const extra: ClusterNodeProcess[] = []
+
+  before(async () => {
+    nodes = await startCluster(3)
+  })
+  after(async () => {
+    await Promise.all([...nodes, ...extra].map((n) => n.proc.stop(5_000)))
+  })
+
+  const ids = (): string[] => nodes.map((n) => n.id)
+  const seesAllUp = async (n: ClusterNodeProcess, expected: string[]): Promise<boolean> => {
+    const up = await upIds(n)
+    return expected.every((id) => up.includes(id))
+  }
+
+  test('three nodes bootstrapped from one address see each other up', async () => {
+    await waitFor('a full mesh of 3 nodes', async () => {
+      for (const n of nodes) if (!(await seesAllUp(n, ids()))) return false
+      return true
+    })
+    for (const n of nodes) {
+      const status = await clusterStatus(n)
+      assert.equal(status.length, 3, `node ${n.id.slice(0, 8)} lists ${status.length} nodes`)
+      for (const s of status) assert.ok(s.isUp, `node ${n.id.slice(0, 8)} sees ${s.id.slice(0, 8)} up`)
+    }
+    // Status exchange: hostnames and versions of the others are known.
+    await waitFor('statuses exchanged', async () =>
+      (await clusterStatus(nodes[0] as ClusterNodeProcess)).every((s) => s.hostname !== null),
+    )
+    const one = nodes[0] as ClusterNodeProcess
+    const health = await adminV2<{ knownNodes: number; connectedNodes: number }>(one, 'GetClusterHealth')
+    assert.equal(health.status, 200)
+    assert.equal(health.data.knownNodes, 3)
+    assert.equal(health.data.connectedNodes, 3)
+    const info = await adminV2<{ success: Record<string, { rpcAddress: string }> }>(one, 'GetNodeInfo?node=self')
+    assert.equal(info.data.success[one.id]?.rpcAddress, one.rpcAddress)
+  })
+
+  test('CLI: garage node id, garage status, garage node connect', async () => {
+    const [one, two] = nodes as [ClusterNodeProcess, ClusterNodeProcess]
+    const env = { GARAGE_ADMIN_ADDR: one.adminEndpoint, GARAGE_ADMIN_TOKEN: ADMIN_TOKEN }
+    const id = await garage(['node', 'id', '-q'], { env })
+    assert.equal(id.code, 0, id.stderr)
+    assert.equal(id.stdout.trim(), one.rpcAddress)
+    const status = await garage(['status'], { env })
+    assert.equal(status.code, 0, status.stderr)
+    assert.match(status.stdout, /==== HEALTHY NODES ====/)
+    for (const n of nodes) assert.ok(status.stdout.includes(n.id.slice(0, 16)), `garage status lists ${n.id.slice(0, 16)}`)
+    assert.doesNotMatch(status.stdout, /FAILED NODES/)
+    const connect = await garage(['node', 'connect', two.rpcAddress], { env })
+    assert.equal(connect.code, 0, connect.stderr)
+    assert.match(connect.stdout, /Success/)
+    const bad = await adminV2<Array<{ success: boolean; error: string | null }>>(one, 'ConnectClusterNodes', [
+      `${'ab'.repeat(32)}@127.0.0.1:1`,
+      'not an address',
+    ])
+    assert.equal(bad.status, 200)
+    assert.deepEqual(
+      bad.data.map((r) => r.success),
+      [false, false],
+    )
+  })
+
+  test('a node with another rpc_secret cannot join, and refusals are logged once', async () => {
+    const [one, two] = nodes as [ClusterNodeProcess, ClusterNodeProcess]
+    const before1 = one.proc.output().length
+    const before2 = two.proc.output().length
+    const intruder = await startClusterNode({ secret: newRpcSecret(), bootstrap: [one.rpcAddress] })
+    extra.push(intruder)
+    await sleep(5_000)
+    for (const n of nodes) {
+      const listed = (await clusterStatus(n)).map((s) => s.id)
+      assert.ok(!listed.includes(intruder.id), `node ${n.id.slice(0, 8)} does not list the intruder`)
+    }
+    const seen = (await clusterStatus(intruder)).map((s) => s.id)
+    assert.deepEqual(seen, [intruder.id], 'the intruder lists only itself')
+    const refusals1 = countMatches(one.proc.output().slice(before1), /refused an RPC handshake/)
+    const refusals2 = countMatches(two.proc.output().slice(before2), /refused an RPC handshake/)
+    assert.ok(refusals1 <= 1, `node 1 logged ${refusals1} refusals, expected at most one`)
+    assert.ok(refusals1 === 1, `node 1 logged the refusal (${refusals1} lines)`)
+    assert.equal(refusals2, 0)
+    const clientSide = countMatches(intruder.proc.output(), /cannot connect to node/)
+    assert.equal(clientSide, 1, `the intruder logs its failure once, got:\n${intruder.proc.output()}`)
+  })
+
+  test('RPC traffic through a proxy carries no plaintext', async () => {
+    const one = nodes[0] as ClusterNodeProcess
+    const [host, port] = [one.rpcHostPort.slice(0, one.rpcHostPort.lastIndexOf(':')), Number(one.rpcHostPort.split(':').pop())]
+    const proxy = await startTcpProxy({ target: { host, port } })
+    try {
+      proxy.startCapture()
+      const viaProxy = await startClusterNode({ secret: one.secret, bootstrap: [`${one.id}@127.0.0.1:${proxy.port}`] })
+      extra.push(viaProxy)
+      await waitFor('the proxied node sees node 1 with its status', async () =>
+        (await clusterStatus(viaProxy)).some((s) => s.id === one.id && s.isUp && s.hostname !== null),
+      )
+      const captured = proxy.stopCapture()
+      const all = Buffer.concat(captured.flatMap((c) => [c.up, c.down]))
+      assert.ok(all.length > 1000, `traffic went through the proxy (${all.length} bytes)`)
+      for (const plain of [hostname(), 'system/exchange', 'v0.1.0-ts', 'net/ping']) {
+        assert.ok(!all.includes(Buffer.from(plain)), `the capture does not contain ${JSON.stringify(plain)}`)
+      }
+    } finally {
+      await proxy.close()
+    }
+  })
+
+  test('a killed node is reported down, and up again after a restart', async () => {
+    const [one, two, three] = nodes as [ClusterNodeProcess, ClusterNodeProcess, ClusterNodeProcess]
+    await three.proc.kill({ keepDir: true })
+    for (const n of [one, two]) {
+      await waitFor(`node ${n.id.slice(0, 8)} to see node 3 down`, async () => {
+        const s = (await clusterStatus(n)).find((x) => x.id === three.id)
+        return s !== undefined && !s.isUp
+      })
+    }
+    const restarted = await startClusterNode({ secret: three.secret, reuse: three.proc })
+    assert.equal(restarted.id, three.id)
+    nodes[2] = restarted
+    for (const n of [one, two, restarted]) {
+      await waitFor(`node ${n.id.slice(0, 8)} to see all three up`, () => seesAllUp(n, ids()))
+    }
+  })
+})
