@@ -78,12 +78,16 @@ export async function startClusterNode(o: ClusterNodeOptions = {}): Promise<Clus
 }
 
 /** Starts `n` nodes with one secret, all bootstrapped from node 1. */
-export async function startCluster(n: number, o: { secret?: string } = {}): Promise<ClusterNodeProcess[]> {
+export async function startCluster(
+  n: number,
+  o: { secret?: string; configLines?: string[] } = {},
+): Promise<ClusterNodeProcess[]> {
   const secret = o.secret ?? newRpcSecret()
-  const first = await startClusterNode({ secret })
+  const configLines = o.configLines ?? []
+  const first = await startClusterNode({ secret, configLines })
   try {
     const rest = await Promise.all(
-      Array.from({ length: n - 1 }, () => startClusterNode({ secret, bootstrap: [first.rpcAddress] })),
+      Array.from({ length: n - 1 }, () => startClusterNode({ secret, bootstrap: [first.rpcAddress], configLines })),
     )
     return [first, ...rest]
   } catch (err) {

@@ -20,6 +20,8 @@ import {
 } from '../../helpers/cluster.ts'
 import { startTcpProxy } from '../../helpers/tcp-proxy.ts'
 
+/** Three copies of every partition, as in a real three-zone deployment. */
+const CONFIG = ['replication_factor = 3']
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 const countMatches = (text: string, re: RegExp): number => text.split('\n').filter((l) => re.test(l)).length
 
@@ -28,7 +30,7 @@ describe('cluster membership (child processes)', { timeout: 120_000 }, () => {
   const extra: ClusterNodeProcess[] = []
 
   before(async () => {
-    nodes = await startCluster(3)
+    nodes = await startCluster(3, { configLines: CONFIG })
   })
   after(async () => {
     await Promise.all([...nodes, ...extra].map((n) => n.proc.stop(5_000)))
@@ -92,7 +94,7 @@ describe('cluster membership (child processes)', { timeout: 120_000 }, () => {
     const [one, two] = nodes as [ClusterNodeProcess, ClusterNodeProcess]
     const before1 = one.proc.output().length
     const before2 = two.proc.output().length
-    const intruder = await startClusterNode({ secret: newRpcSecret(), bootstrap: [one.rpcAddress] })
+    const intruder = await startClusterNode({ configLines: CONFIG, secret: newRpcSecret(), bootstrap: [one.rpcAddress] })
     extra.push(intruder)
     await sleep(5_000)
     for (const n of nodes) {
@@ -116,7 +118,11 @@ describe('cluster membership (child processes)', { timeout: 120_000 }, () => {
     const proxy = await startTcpProxy({ target: { host, port } })
     try {
       proxy.startCapture()
-      const viaProxy = await startClusterNode({ secret: one.secret, bootstrap: [`${one.id}@127.0.0.1:${proxy.port}`] })
+      const viaProxy = await startClusterNode({
+        configLines: CONFIG,
+        secret: one.secret,
+        bootstrap: [`${one.id}@127.0.0.1:${proxy.port}`],
+      })
       extra.push(viaProxy)
       await waitFor('the proxied node sees node 1 with its status', async () =>
         (await clusterStatus(viaProxy)).some((s) => s.id === one.id && s.isUp && s.hostname !== null),
@@ -132,6 +138,25 @@ describe('cluster membership (child processes)', { timeout: 120_000 }, () => {
     }
   })
 
+  const layoutVersion = async (n: ClusterNodeProcess): Promise<number> =>
+    (await adminV2<{ version: number }>(n, 'GetClusterLayout')).data.version
+  const healthOf = async (n: ClusterNodeProcess): Promise<string> =>
+    (await adminV2<{ status: string }>(n, 'GetClusterHealth')).data.status
+
+  test('a layout of 3 zones applied from the CLI reaches every node; the cluster is healthy', async () => {
+    const one = nodes[0] as ClusterNodeProcess
+    const env = { GARAGE_ADMIN_ADDR: one.adminEndpoint, GARAGE_ADMIN_TOKEN: ADMIN_TOKEN }
+    for (const [i, n] of nodes.entries()) {
+      const r = await garage(['layout', 'assign', n.id.slice(0, 16), '-z', `zone${i + 1}`, '-c', '1G'], { env })
+      assert.equal(r.code, 0, `layout assign: ${r.stdout}\n${r.stderr}`)
+    }
+    const applied = await garage(['layout', 'apply', '--version', '1'], { env })
+    assert.equal(applied.code, 0, `layout apply: ${applied.stdout}\n${applied.stderr}`)
+    for (const n of nodes)
+      await waitFor(`node ${n.id.slice(0, 8)} to have layout version 1`, async () => (await layoutVersion(n)) === 1)
+    await waitFor('a healthy cluster', async () => (await healthOf(one)) === 'healthy')
+  })
+
   test('a killed node is reported down, and up again after a restart', async () => {
     const [one, two, three] = nodes as [ClusterNodeProcess, ClusterNodeProcess, ClusterNodeProcess]
     await three.proc.kill({ keepDir: true })
@@ -141,11 +166,21 @@ describe('cluster membership (child processes)', { timeout: 120_000 }, () => {
         return s !== undefined && !s.isUp
       })
     }
-    const restarted = await startClusterNode({ secret: three.secret, reuse: three.proc })
+    // One storage node of three down: every partition keeps a write quorum.
+    await waitFor('a degraded cluster', async () => (await healthOf(one)) === 'degraded')
+    // A layout change made while node 3 is away.
+    const env = { GARAGE_ADMIN_ADDR: one.adminEndpoint, GARAGE_ADMIN_TOKEN: ADMIN_TOKEN }
+    const assigned = await garage(['layout', 'assign', three.id.slice(0, 16), '-z', 'zone3', '-c', '2G'], { env })
+    assert.equal(assigned.code, 0, assigned.stderr)
+    const applied = await garage(['layout', 'apply', '--version', '2'], { env })
+    assert.equal(applied.code, 0, applied.stderr)
+    const restarted = await startClusterNode({ configLines: CONFIG, secret: three.secret, reuse: three.proc })
     assert.equal(restarted.id, three.id)
     nodes[2] = restarted
     for (const n of [one, two, restarted]) {
       await waitFor(`node ${n.id.slice(0, 8)} to see all three up`, () => seesAllUp(n, ids()))
     }
+    await waitFor('the restarted node to catch up on layout version 2', async () => (await layoutVersion(restarted)) === 2)
+    await waitFor('a healthy cluster again', async () => (await healthOf(one)) === 'healthy')
   })
 })
