@@ -46,6 +46,7 @@ export {
   type GarageConfig,
   type K2vApiSection,
   parseConfigToml,
+  parseSizeString,
   readConfigFile,
   type ResolveConfigOptions,
   type ResolveConfigResult,

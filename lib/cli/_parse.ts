@@ -5,6 +5,7 @@
  * @internal
  */
 
+import { parseSizeString } from '../index.ts'
 import { CliError } from './_errors.ts'
 
 /** Seconds per duration unit, every spelling `parse_duration` accepts for the common units. */
@@ -80,44 +81,16 @@ export function parseDuration(text: string): number {
   return total
 }
 
-/** Bytes per size unit, case-insensitive, as the `bytesize` crate: `K`/`KB` are 1000, `Ki`/`KiB` 1024. */
-const SIZE_UNITS: Record<string, number> = {
-  '': 1,
-  b: 1,
-  k: 1e3,
-  kb: 1e3,
-  ki: 2 ** 10,
-  kib: 2 ** 10,
-  m: 1e6,
-  mb: 1e6,
-  mi: 2 ** 20,
-  mib: 2 ** 20,
-  g: 1e9,
-  gb: 1e9,
-  gi: 2 ** 30,
-  gib: 2 ** 30,
-  t: 1e12,
-  tb: 1e12,
-  ti: 2 ** 40,
-  tib: 2 ** 40,
-  p: 1e15,
-  pb: 1e15,
-  pi: 2 ** 50,
-  pib: 2 ** 50,
-}
-
 /**
  * Parse a size into a whole number of bytes: `10GiB`, `1.5 GB`, `500M`, `1024`.
  *
  * @example parseSize('10GiB') // 10737418240
  */
 export function parseSize(text: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text)
-  const unit = m === null ? undefined : SIZE_UNITS[(m[2] as string).toLowerCase()]
-  if (m === null || unit === undefined) {
+  const bytes = parseSizeString(text)
+  if (bytes === undefined) {
     throw new CliError(`invalid size '${text}' (expected e.g. 10GiB, 500MB, 1T or a number of bytes)`)
   }
-  const bytes = Math.round(Number(m[1]) * unit)
   if (!Number.isSafeInteger(bytes)) throw new CliError(`invalid size '${text}': too large`)
   return bytes
 }

@@ -457,12 +457,22 @@ export function parseByteSize(key: string, value: unknown): number {
     return value
   }
   if (typeof value !== 'string') throw new InvalidConfigError(key, `${expected}, got ${describe(value)}`)
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(value)
-  const unit = m === null ? undefined : SIZE_UNITS[(m[2] ?? '').toLowerCase()]
-  if (m === null || unit === undefined) throw new InvalidConfigError(key, `${expected}, got ${describe(value)}`)
-  const bytes = Math.floor(Number(m[1]) * unit)
+  const bytes = parseSizeString(value)
+  if (bytes === undefined) throw new InvalidConfigError(key, `${expected}, got ${describe(value)}`)
   if (!Number.isSafeInteger(bytes)) throw new InvalidConfigError(key, `size ${JSON.stringify(value)} is too large`)
   return bytes
+}
+
+/**
+ * Parses a size with Garage's units (`K`/`KB` = 1000, `Ki`/`KiB` = 1024, up to `P`/`PiB`,
+ * case-insensitive): `"10GiB"`, `"1.5 GB"`, `"500M"`, `"1024"`. Returns undefined when the text
+ * is not a size; the result may exceed Number.MAX_SAFE_INTEGER for absurd inputs.
+ */
+export function parseSizeString(text: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text)
+  const unit = m === null ? undefined : SIZE_UNITS[(m[2] ?? '').toLowerCase()]
+  if (m === null || unit === undefined) return undefined
+  return Math.floor(Number(m[1]) * unit)
 }
 
 const DURATION_UNITS: Record<string, number> = {
