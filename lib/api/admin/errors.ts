@@ -4,8 +4,8 @@
  * a handler: model refusals map to their code, quorum and timeout failures become 503, the rest a
  * 500 whose real cause the server logs.
  */
-import { isGarageError, ModelError, type ModelErrorCode } from '../../util/errors.ts'
-import { ApiError } from '../common/errors.ts'
+import { ModelError, type ModelErrorCode } from '../../util/errors.ts'
+import { ApiError, isUnavailable } from '../common/errors.ts'
 
 export const ADMIN_ERROR_STATUS = {
   /** Bad parameters or body (Garage's `bad_request`, code `InvalidRequest`). */
@@ -58,8 +58,6 @@ const MODEL_TO_ADMIN: Record<ModelErrorCode, AdminErrorCode> = {
   Forbidden: 'AccessDenied',
 }
 
-const UNAVAILABLE = new Set<string>(['GARAGE_ERR_QUORUM', 'GARAGE_ERR_TIMEOUT', 'GARAGE_ERR_REMOTE'])
-
 export function toAdminError(err: unknown): AdminError {
   if (err instanceof AdminError) return err
   if (err instanceof ModelError) return new AdminError(MODEL_TO_ADMIN[err.modelCode], err.message, { cause: err })
@@ -68,7 +66,7 @@ export function toAdminError(err: unknown): AdminError {
       err.code in ADMIN_ERROR_STATUS ? (err.code as AdminErrorCode) : err.status < 500 ? 'InvalidRequest' : 'InternalError'
     return new AdminError(code, err.message, { cause: err })
   }
-  if (isGarageError(err) && UNAVAILABLE.has(err.code)) {
+  if (isUnavailable(err)) {
     return new AdminError('ServiceUnavailable', 'Service unavailable, please retry', { cause: err })
   }
   return new AdminError('InternalError', 'Internal error, please retry', { cause: err })

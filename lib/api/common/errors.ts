@@ -98,6 +98,9 @@ const MODEL_TO_API: Record<ModelErrorCode, ApiErrorCode> = {
 
 const UNAVAILABLE = new Set<string>(['GARAGE_ERR_QUORUM', 'GARAGE_ERR_TIMEOUT', 'GARAGE_ERR_REMOTE'])
 
+/** Quorum, timeout and remote failures: every API answers them 503 (retry later), not 500. */
+export const isUnavailable = (err: unknown): boolean => isGarageError(err) && UNAVAILABLE.has((err as GarageError).code)
+
 /**
  * Converts anything thrown by a handler into the error sent to the client. Model refusals map to
  * their API code; quorum, timeout and remote failures become 503; everything else is a 500 whose
@@ -106,7 +109,7 @@ const UNAVAILABLE = new Set<string>(['GARAGE_ERR_QUORUM', 'GARAGE_ERR_TIMEOUT', 
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err
   if (err instanceof ModelError) return new ApiError(MODEL_TO_API[err.modelCode], err.message, { cause: err })
-  if (isGarageError(err) && UNAVAILABLE.has((err as GarageError).code)) {
+  if (isUnavailable(err)) {
     return new ApiError('ServiceUnavailable', 'Service unavailable, please retry', { cause: err })
   }
   return new ApiError('InternalError', 'Internal error, please retry', { cause: err })

@@ -24,7 +24,7 @@ import {
   randomEtag,
   sseCResponseHeaders,
 } from './encryption.ts'
-import { currentVersion, streamBlocks } from './get.ts'
+import { blocksInRange, currentVersion, readAhead, streamBlocks } from './get.ts'
 import {
   beginPart,
   checkPartNumber,
@@ -326,14 +326,8 @@ export async function handleUploadPartCopy(
     if (v === undefined || v.deleted) {
       throw new GarageError('GARAGE_ERR_INTERNAL', 'the source version is gone; it was overwritten, retry')
     }
-    let offset = 0
-    for (const [, , hash, bsize] of v.blocks) {
-      const bStart = offset
-      const bEnd = offset + bsize - 1
-      offset += bsize
-      if (bEnd < range.start || bStart > range.end) continue
-      const from = Math.max(range.start, bStart) - bStart
-      const to = Math.min(range.end, bEnd) - bStart + 1
+    for (const { block, from, to } of blocksInRange(v.blocks, range.start, range.end)) {
+      const [, , hash, bsize] = block
       pieces.push({ hash, from, to, size: bsize, whole: !transcode && from === 0 && to === bsize })
     }
   }
@@ -345,16 +339,8 @@ export async function handleUploadPartCopy(
     const md5 = createHash('md5')
     const summer = algorithm === undefined ? undefined : new Checksummer([algorithm])
     let offset = 0
-    const read = (p: Piece | undefined): Promise<Uint8Array> | undefined =>
-      p === undefined ? undefined : 'bytes' in p ? Promise.resolve(p.bytes) : g.blockManager.getBlock(p.hash)
-    let next = read(pieces[0])
-    for (let i = 0; i < pieces.length; i++) {
-      const p = pieces[i] as Piece
-      const current = next as Promise<Uint8Array>
-      next = read(pieces[i + 1])
-      // A read-ahead that fails is reported when its turn comes, not as an unhandled rejection.
-      next?.catch(() => {})
-      const data = await current
+    const read = (p: Piece): Promise<Uint8Array> => ('bytes' in p ? Promise.resolve(p.bytes) : g.blockManager.getBlock(p.hash))
+    for await (const [p, data] of readAhead(pieces, read)) {
       const bytes =
         'bytes' in p || p.whole
           ? data

@@ -217,25 +217,42 @@ export async function* streamBlocks(
   if (v === undefined || v.deleted) {
     throw new GarageError('GARAGE_ERR_INTERNAL', `version ${toHex(versionId)} is gone; the object was overwritten, retry`)
   }
-  const wanted: Array<{ block: VersionBlock; from: number; to: number }> = []
+  for await (const [w, data] of readAhead(blocksInRange(v.blocks, start, end), (w) => garage.blockManager.getBlock(w.block[2]))) {
+    if (cipher !== undefined) yield cipher.decryptBlock(data, w.block[3], w.from, w.to)
+    else yield w.from === 0 && w.to === data.length ? data : data.subarray(w.from, w.to)
+  }
+}
+
+/** The part of one block that a byte range covers: bytes `from` (inclusive) to `to` (exclusive). */
+export interface BlockSlice {
+  block: VersionBlock
+  from: number
+  to: number
+}
+
+/** The blocks of a version (in order) that bytes `start..end` (inclusive) fall in, with their slices. */
+export function blocksInRange(blocks: readonly VersionBlock[], start: number, end: number): BlockSlice[] {
+  const out: BlockSlice[] = []
   let offset = 0
-  for (const b of v.blocks) {
+  for (const b of blocks) {
     const bStart = offset
     const bEnd = offset + b[3] - 1
     offset += b[3]
     if (bEnd < start || bStart > end) continue
-    wanted.push({ block: b, from: Math.max(start, bStart) - bStart, to: Math.min(end, bEnd) - bStart + 1 })
+    out.push({ block: b, from: Math.max(start, bStart) - bStart, to: Math.min(end, bEnd) - bStart + 1 })
   }
-  let next = wanted[0] === undefined ? undefined : garage.blockManager.getBlock(wanted[0].block[2])
-  for (let i = 0; i < wanted.length; i++) {
-    const w = wanted[i] as (typeof wanted)[number]
-    const current = next as Promise<Buffer>
-    const following = wanted[i + 1]
-    next = following === undefined ? undefined : garage.blockManager.getBlock(following.block[2])
+  return out
+}
+
+/** Yields `[item, await read(item)]` in order, reading the next item while the current one is used. */
+export async function* readAhead<T, R>(items: readonly T[], read: (item: T) => Promise<R>): AsyncGenerator<[T, R]> {
+  let next = items[0] === undefined ? undefined : read(items[0])
+  for (let i = 0; i < items.length; i++) {
+    const current = next as Promise<R>
+    const following = items[i + 1]
+    next = following === undefined ? undefined : read(following)
     // A read-ahead that fails is reported when its turn comes, not as an unhandled rejection.
     next?.catch(() => {})
-    const data = await current
-    if (cipher !== undefined) yield cipher.decryptBlock(data, w.block[3], w.from, w.to)
-    else yield w.from === 0 && w.to === data.length ? data : data.subarray(w.from, w.to)
+    yield [items[i] as T, await current]
   }
 }
