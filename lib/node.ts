@@ -22,7 +22,9 @@ import { loadOrCreateNodeKey } from './net/node-key.ts'
 import { LayoutApi } from './rpc/layout/api.ts'
 import { LayoutManager } from './rpc/layout/manager.ts'
 import { System, type SystemTiming } from './rpc/system.ts'
-import { LocalReplication } from './table/replication.ts'
+import { LayoutHelper } from './rpc/layout/helper.ts'
+import { FullCopyReplication, LocalReplication, ShardedReplication, type TableReplication } from './table/replication.ts'
+import type { ClusterContext } from './model/garage.ts'
 import { BackgroundRunner, type WorkerInfo } from './util/background/worker.ts'
 import { type GarageConfig, type ResolvedConfig, resolveConfig } from './util/config.ts'
 import { GarageError } from './util/errors.ts'
@@ -236,7 +238,34 @@ class Node implements GarageNode {
       layoutDigest = () => layoutManager.digest()
       // Membership starts once the layout manager listens to it (peer-up and status events).
       await system?.start()
-      const local = new LocalReplication(nodeKey.id)
+      // Where table entries live: on this node alone without rpc_secret, else by the layout.
+      let sharded: TableReplication
+      let fullCopy: TableReplication
+      let clusterCtx: ClusterContext | undefined
+      if (netApp !== undefined && system !== undefined) {
+        const net = netApp
+        const sys = system
+        const layout = new LayoutHelper({
+          source: layoutManager,
+          self: nodeKey.id,
+          consistencyMode: c.consistencyMode,
+          replicationFactor: c.replicationFactor,
+          pingOf: (id) => net.peers().find((p) => p.id === id)?.avgPingMs,
+          log: log.withTag('layout'),
+        })
+        sharded = new ShardedReplication(layout)
+        fullCopy = new FullCopyReplication(layout)
+        clusterCtx = {
+          netApp: net,
+          layout,
+          upPeers: () => sys.upPeers(),
+          onPeerUp: (cb) => sys.onPeerUp(cb),
+          signal: stop.signal,
+        }
+      } else {
+        sharded = new LocalReplication(nodeKey.id)
+        fullCopy = sharded
+      }
       const garage = new Garage({
         db,
         self: nodeKey.id,
@@ -245,8 +274,9 @@ class Node implements GarageNode {
         blockSize: c.blockSize,
         blockGcDelayMsec: c.blockGcDelayMsec,
         allowPunycode: c.allowPunycode,
-        sharded: local,
-        fullCopy: local,
+        sharded,
+        fullCopy,
+        ...(clusterCtx === undefined ? {} : { cluster: clusterCtx }),
         log,
         useLocalTz: c.useLocalTz,
         ...(this.#clock === undefined ? {} : { clock: this.#clock }),

@@ -3,6 +3,8 @@
  * garage_model::garage). Building it does no I/O; `spawnWorkers` starts the background work.
  */
 import type { Db } from '../db/db.ts'
+import type { NetApp } from '../net/netapp.ts'
+import type { LayoutHelper } from '../rpc/layout/helper.ts'
 import { BlockManager } from '../block/manager.ts'
 import type { BackgroundRunner } from '../util/background/worker.ts'
 import type { Logger } from '../util/logger.ts'
@@ -25,6 +27,21 @@ import { type ObjectEntry, objectTableSchema } from './s3/object-table.ts'
 import { UploadGuard } from './s3/upload-guard.ts'
 import { type VersionEntry, versionTableSchema } from './s3/version-table.ts'
 
+/**
+ * What a node in a cluster gives the model: the RPC transport, where data lives, and which
+ * peers are up. Absent on a node without `rpc_secret`.
+ */
+export interface ClusterContext {
+  netApp: NetApp
+  layout: LayoutHelper
+  /** Ids of the peers currently up (without this node). */
+  upPeers(): string[]
+  /** Called when a peer comes up (after being down or unknown). */
+  onPeerUp(cb: (nodeId: string) => void): void
+  /** Aborted when the node stops. */
+  signal: AbortSignal
+}
+
 export interface GarageModelOptions {
   db: Db
   self: NodeId
@@ -38,6 +55,8 @@ export interface GarageModelOptions {
   /** Replication of tables stored on every node (bucket, alias, key, admin token). */
   fullCopy: TableReplication
   transport?: TableTransport
+  /** Set on a node that is part of a cluster (`rpc_secret`). */
+  cluster?: ClusterContext
   log: Logger
   /** Current time in ms for date-driven work (the lifecycle worker). Default `Date.now`; tests drive it. */
   clock?: () => number
@@ -65,11 +84,14 @@ export class Garage {
   readonly lifecycle: LifecycleWorker
   readonly #tables: Array<Table<unknown>> = []
   readonly #log: Logger
+  /** Set on a node that is part of a cluster. */
+  readonly cluster: ClusterContext | undefined
 
   constructor(o: GarageModelOptions) {
     this.db = o.db
     this.blockSize = o.blockSize
     this.#log = o.log
+    this.cluster = o.cluster
     this.blockManager = new BlockManager({
       db: o.db,
       dataDir: o.dataDir,

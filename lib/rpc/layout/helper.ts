@@ -1,0 +1,233 @@
+/**
+ * Where data lives, from the layout history (port of garage_rpc::layout::helper): the nodes that
+ * store a hash in each active version (the write sets), the version reads use while a new
+ * layout settles, the quorums of the consistency mode, and the closeness order reads follow.
+ * Tables and the block manager ask this; the layout manager feeds it.
+ *
+ * Before the first layout version is applied there is no ring: every answer is "this node only",
+ * so a lone node works; anti-entropy hands that data over once a layout exists.
+ * @internal
+ */
+import type { ConsistencyMode } from '../../util/config.ts'
+import type { Logger } from '../../util/logger.ts'
+import {
+  allNodes,
+  allStorageNodes,
+  currentVersion,
+  type LayoutHistory,
+  type LayoutVersion,
+  presentRoles,
+  syncMapMinWithQuorum,
+} from './history.ts'
+import { NB_PARTITIONS } from './types.ts'
+import { nodesOfPartition, partitionOf } from './version.ts'
+
+/** What the helper needs from the layout manager. @internal */
+export interface LayoutSource {
+  history(): LayoutHistory
+  onChange(cb: (h: LayoutHistory) => void): void
+  /** Records that this node finished syncing all its tables for `version`. */
+  markSynced(version: number): Promise<void>
+}
+
+/** Read quorum of sharded data (Garage's `ReplicationFactor::read_quorum`). @internal */
+export function readQuorumOf(rf: number, mode: ConsistencyMode): number {
+  return mode === 'consistent' ? Math.ceil(rf / 2) : 1
+}
+
+/** Write quorum of sharded data (Garage's `ReplicationFactor::write_quorum`). @internal */
+export function writeQuorumOf(rf: number, mode: ConsistencyMode): number {
+  return mode === 'dangerous' ? 1 : rf - Math.ceil(rf / 2) + 1
+}
+
+/** @internal */
+export interface LayoutHelperOptions {
+  source: LayoutSource
+  self: string
+  consistencyMode: ConsistencyMode
+  replicationFactor: number
+  /** Average ping to each peer in ms (undefined: unknown), for the closeness order. */
+  pingOf?: (nodeId: string) => number | undefined
+  log: Logger
+}
+
+/** @internal */
+export class LayoutHelper {
+  readonly self: string
+  readonly consistencyMode: ConsistencyMode
+  readonly replicationFactor: number
+  readonly #o: LayoutHelperOptions
+  #history!: LayoutHistory
+  #readVersion!: LayoutVersion
+  #hasRing = false
+  #zones = new Map<string, string>()
+  readonly #listeners: Array<() => void> = []
+  /** Tables that must report a full sync of a version before this node's sync tracker moves. */
+  readonly #tables = new Map<string, number>()
+
+  constructor(options: LayoutHelperOptions) {
+    this.#o = options
+    this.self = options.self
+    this.consistencyMode = options.consistencyMode
+    this.replicationFactor = options.replicationFactor
+    this.#update(options.source.history())
+    options.source.onChange((h) => {
+      const before = currentVersion(this.#history).version
+      this.#update(h)
+      if (currentVersion(h).version !== before) for (const cb of this.#listeners) cb()
+    })
+  }
+
+  #update(h: LayoutHistory): void {
+    this.#history = h
+    const cur = currentVersion(h)
+    this.#hasRing = cur.ringAssignment.length > 0
+    const readV = this.consistencyMode === 'consistent' ? syncMapMinWithQuorum(h, this.writeQuorum()) : cur.version
+    this.#readVersion = h.versions.find((v) => v.version === readV && v.ringAssignment.length > 0) ?? cur
+    const zones = new Map<string, string>()
+    for (const v of h.versions) for (const [id, role] of presentRoles(v.roles)) zones.set(id, role.zone)
+    this.#zones = zones
+  }
+
+  /** Called when the current layout version changes (sync then runs at once). */
+  onVersionChange(cb: () => void): void {
+    this.#listeners.push(cb)
+  }
+
+  history(): LayoutHistory {
+    return this.#history
+  }
+
+  /** A layout with an assignment exists. */
+  hasRing(): boolean {
+    return this.#hasRing
+  }
+
+  currentVersion(): LayoutVersion {
+    return currentVersion(this.#history)
+  }
+
+  /** The version reads use: the newest one a write quorum of every partition has synced. */
+  readVersion(): LayoutVersion {
+    return this.#readVersion
+  }
+
+  /** The versions writes go to: every active one in consistent mode, else the current one. */
+  writeVersions(): LayoutVersion[] {
+    const withRing = this.#history.versions.filter((v) => v.ringAssignment.length > 0)
+    if (this.consistencyMode !== 'consistent') return withRing.slice(-1)
+    return withRing
+  }
+
+  readQuorum(): number {
+    return readQuorumOf(this.replicationFactor, this.consistencyMode)
+  }
+
+  writeQuorum(): number {
+    return writeQuorumOf(this.replicationFactor, this.consistencyMode)
+  }
+
+  /** The write sets of `hash`: its nodes in each version writes go to. */
+  storageSetsOf(hash: Uint8Array): string[][] {
+    if (!this.#hasRing) return [[this.self]]
+    const p = partitionOf(hash)
+    return this.writeVersions().map((v) => nodesOfPartition(v, p))
+  }
+
+  /** Every node that stores `hash` in some version writes go to (union of the write sets). */
+  storageNodesOf(hash: Uint8Array): string[] {
+    return [...new Set(this.storageSetsOf(hash).flat())]
+  }
+
+  /** The nodes of `hash` in the read version. */
+  readNodesOf(hash: Uint8Array): string[] {
+    if (!this.#hasRing) return [this.self]
+    return nodesOfPartition(this.#readVersion, partitionOf(hash))
+  }
+
+  /** The nodes of `hash` in the current version (where blocks are written). */
+  currentStorageNodesOf(hash: Uint8Array): string[] {
+    if (!this.#hasRing) return [this.self]
+    return nodesOfPartition(this.currentVersion(), partitionOf(hash))
+  }
+
+  /**
+   * Where a block may be found: its nodes in the current version, then in older active
+   * versions, then in retired ones (data not moved yet), without repeats.
+   */
+  blockReadNodesOf(hash: Uint8Array): string[] {
+    if (!this.#hasRing) return [this.self]
+    const p = partitionOf(hash)
+    const h = this.#history
+    const versions = [...h.versions].reverse().concat([...h.oldVersions].reverse())
+    const out = new Set<string>()
+    for (const v of versions) if (v.ringAssignment.length > 0) for (const n of nodesOfPartition(v, p)) out.add(n)
+    return [...out]
+  }
+
+  /** Storage nodes of every active version. */
+  allStorageNodes(): string[] {
+    return this.#hasRing ? allStorageNodes(this.#history) : [this.self]
+  }
+
+  /** Nodes with a role (storage or gateway) in any active version: where full-copy tables live. */
+  allNodes(): string[] {
+    return this.#hasRing ? allNodes(this.#history) : [this.self]
+  }
+
+  /** Zone of a node in the layout, if it has a role. */
+  zoneOf(nodeId: string): string | undefined {
+    return this.#zones.get(nodeId)
+  }
+
+  /**
+   * Orders nodes as reads try them (Garage's `request_order`): this node, then nodes of our
+   * zone, then the others; by lowest average ping within each group.
+   */
+  orderByCloseness(nodes: readonly string[]): string[] {
+    const myZone = this.zoneOf(this.self)
+    const rank = (n: string): [number, number] => {
+      if (n === this.self) return [0, 0]
+      const sameZone = myZone !== undefined && this.zoneOf(n) === myZone
+      return [sameZone ? 1 : 2, this.#o.pingOf?.(n) ?? Number.MAX_SAFE_INTEGER]
+    }
+    return [...nodes]
+      .map((n) => ({ n, r: rank(n) }))
+      .sort((a, b) => a.r[0] - b.r[0] || a.r[1] - b.r[1] || (a.n < b.n ? -1 : a.n > b.n ? 1 : 0))
+      .map((x) => x.n)
+  }
+
+  /** Partitions of the ring with their write sets (for anti-entropy of sharded tables). */
+  shardedPartitions(): Array<{ partition: number; first: Uint8Array; last: Uint8Array; storageSets: string[][] }> {
+    const out: Array<{ partition: number; first: Uint8Array; last: Uint8Array; storageSets: string[][] }> = []
+    for (let p = 0; p < NB_PARTITIONS; p++) {
+      const first = new Uint8Array(32)
+      first[0] = p
+      const last = new Uint8Array(32)
+      if (p + 1 < NB_PARTITIONS) last[0] = p + 1
+      else last.fill(0xff)
+      out.push({ partition: p, first, last, storageSets: this.storageSetsOf(first) })
+    }
+    return out
+  }
+
+  /** Registers a table whose sync gates this node's sync tracker. */
+  registerTable(name: string): void {
+    if (!this.#tables.has(name)) this.#tables.set(name, -1)
+  }
+
+  /**
+   * A table finished a full sync of every partition for layout `version`. Once every registered
+   * table has, this node's sync tracker moves to the lowest such version.
+   */
+  markTableSynced(name: string, version: number): void {
+    const prev = this.#tables.get(name) ?? -1
+    if (version <= prev) return
+    this.#tables.set(name, version)
+    const min = Math.min(...this.#tables.values())
+    if (min < 0) return
+    this.#o.source.markSynced(min).catch((err: unknown) => {
+      this.#o.log.warn(`recording the sync of layout version ${min} failed: ${(err as Error).message}`)
+    })
+  }
+}
