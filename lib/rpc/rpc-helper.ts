@@ -1,0 +1,196 @@
+/**
+ * Quorum calls (port of garage_rpc::rpc_helper): reads ask the closest nodes first and only as
+ * many as the quorum needs, starting another for each failure; writes go to every node of every
+ * write set at once and succeed when each set has its quorum, failing as soon as one set no
+ * longer can. Calls still running when the answer is known finish in the background.
+ * @internal
+ */
+import { QuorumError } from '../util/errors.ts'
+import type { Logger } from '../util/logger.ts'
+
+/** One remote call; `signal` aborts when the whole operation gives up. @internal */
+export type NodeCall<T> = (node: string, signal: AbortSignal) => Promise<T>
+
+/** @internal */
+export interface QuorumOptions {
+  /** Give up (QuorumError) if the quorum is not reached within this many ms. */
+  timeoutMs?: number
+  signal?: AbortSignal
+}
+
+/** @internal */
+export interface RpcHelperOptions {
+  log: Logger
+  /** Default deadline of a quorum operation (`rpc_timeout_msec`). Default 300 s. */
+  timeoutMs?: number
+}
+
+/** @internal */
+export class RpcHelper {
+  readonly #log: Logger
+  readonly timeoutMs: number
+  constructor(options: RpcHelperOptions) {
+    this.#log = options.log
+    this.timeoutMs = options.timeoutMs ?? 300_000
+  }
+
+  /**
+   * Calls `nodes` in the given order (closest first), `quorum` at a time, starting the next one
+   * for each failure, until `quorum` answered. Resolves with those answers.
+   * @throws QuorumError when too many fail or the deadline passes.
+   */
+  tryCallMany<T>(
+    nodes: readonly string[],
+    quorum: number,
+    call: NodeCall<T>,
+    options: QuorumOptions = {},
+  ): Promise<Array<{ node: string; value: T }>> {
+    const need = Math.min(quorum, nodes.length)
+    return this.#run(need, nodes.length, options, (ctx) => {
+      const answers: Array<{ node: string; value: T }> = []
+      const errors: unknown[] = []
+      let next = 0
+      let running = 0
+      const launch = (): void => {
+        while (running < need - answers.length && next < nodes.length) {
+          const node = nodes[next++] as string
+          running++
+          call(node, ctx.signal).then(
+            (value) => {
+              running--
+              if (ctx.done) return
+              answers.push({ node, value })
+              if (answers.length >= need) ctx.resolve(answers)
+              else launch()
+            },
+            (err: unknown) => {
+              running--
+              if (ctx.done) return
+              errors.push(err)
+              this.#log.debug(`call to ${node.slice(0, 16)} failed: ${(err as Error).message}`)
+              if (answers.length + running + (nodes.length - next) < need) {
+                ctx.reject(new QuorumError(need, answers.length, errors))
+              } else launch()
+            },
+          )
+        }
+      }
+      ctx.errors = errors
+      ctx.answered = () => answers.length
+      if (need === 0) ctx.resolve(answers)
+      else launch()
+    })
+  }
+
+  /**
+   * Calls every node of every set at once; resolves when each set has `quorum` successes
+   * (min(quorum, set size)). The other calls continue in the background; their failures are
+   * logged, not thrown.
+   * @throws QuorumError as soon as a set can no longer reach its quorum, or at the deadline.
+   */
+  tryWriteManySets<T>(
+    sets: readonly (readonly string[])[],
+    quorum: number,
+    call: NodeCall<T>,
+    options: QuorumOptions = {},
+  ): Promise<void> {
+    const nodes = [...new Set(sets.flat())]
+    return this.#run(quorum, nodes.length, options, (ctx) => {
+      const ok = new Set<string>()
+      const failed = new Set<string>()
+      const errors: unknown[] = []
+      ctx.errors = errors
+      ctx.answered = () => ok.size
+      const check = (): void => {
+        if (ctx.done) return
+        let complete = true
+        for (const set of sets) {
+          const need = Math.min(quorum, set.length)
+          const good = set.filter((n) => ok.has(n)).length
+          const bad = set.filter((n) => failed.has(n)).length
+          if (set.length - bad < need) {
+            ctx.reject(new QuorumError(need, good, errors))
+            return
+          }
+          if (good < need) complete = false
+        }
+        if (complete) ctx.resolve(undefined)
+      }
+      // Background calls keep going after the answer: they get their own signal, aborted only
+      // by the caller's signal, not by our resolution.
+      for (const node of nodes) {
+        call(node, ctx.backgroundSignal).then(
+          () => {
+            ok.add(node)
+            check()
+          },
+          (err: unknown) => {
+            failed.add(node)
+            errors.push(err)
+            if (ctx.done) this.#log.debug(`background write to ${node.slice(0, 16)} failed: ${(err as Error).message}`)
+            check()
+          },
+        )
+      }
+      check()
+    })
+  }
+
+  #run<R>(quorum: number, total: number, options: QuorumOptions, body: (ctx: RunContext<R>) => void): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      const abort = new AbortController()
+      const timeoutMs = options.timeoutMs ?? this.timeoutMs
+      const ctx: RunContext<R> = {
+        done: false,
+        signal: abort.signal,
+        backgroundSignal: options.signal ?? new AbortController().signal,
+        errors: [],
+        answered: () => 0,
+        resolve: (v) => {
+          if (ctx.done) return
+          finish()
+          resolve(v)
+        },
+        reject: (e) => {
+          if (ctx.done) return
+          finish()
+          abort.abort(e)
+          reject(e)
+        },
+      }
+      const onAbort = (): void => ctx.reject(options.signal?.reason ?? new Error('aborted'))
+      const timer = setTimeout(() => {
+        ctx.reject(
+          new QuorumError(quorum, ctx.answered(), [
+            ...ctx.errors,
+            new Error(`no quorum after ${timeoutMs} ms (${total} nodes asked)`),
+          ]),
+        )
+      }, timeoutMs)
+      timer.unref?.()
+      const finish = (): void => {
+        ctx.done = true
+        clearTimeout(timer)
+        options.signal?.removeEventListener('abort', onAbort)
+      }
+      if (options.signal?.aborted) {
+        onAbort()
+        return
+      }
+      options.signal?.addEventListener('abort', onAbort, { once: true })
+      body(ctx)
+    })
+  }
+}
+
+interface RunContext<R> {
+  done: boolean
+  /** Aborted when the operation fails (reads stop their remaining calls). */
+  signal: AbortSignal
+  /** For write calls that may outlive the answer. */
+  backgroundSignal: AbortSignal
+  errors: unknown[]
+  answered: () => number
+  resolve: (v: R) => void
+  reject: (e: unknown) => void
+}
