@@ -6,7 +6,10 @@
  */
 import { setMaxListeners } from 'node:events'
 import { AdminApiServer } from './api/admin/api-server.ts'
-import type { AdminClusterView } from './api/admin/context.ts'
+import type { AdminClusterView, AdminNodeView } from './api/admin/context.ts'
+import { LOCAL_ADMIN_ENDPOINTS } from './api/admin/node-endpoints.ts'
+import { callAdminLocal, registerAdminRpc } from './api/admin/node-rpc.ts'
+import { openBlockPaths } from './block/layout.ts'
 import { clusterHealth, GARAGE_TS_VERSION } from './api/admin/cluster.ts'
 import { NodeMetrics } from './api/admin/metrics.ts'
 import { S3ApiServer } from './api/s3/api-server.ts'
@@ -102,7 +105,16 @@ export interface GarageNode extends AsyncDisposable {
 export function createGarageNode(options: GarageNodeOptions = {}): GarageNode {
   const { logger, env, baseDir, clock, ...input } = options
   const { config, warnings } = resolveConfig(input, { env, baseDir })
-  return new Node(config, warnings, logger ?? silentLogger, clock, rpcTimingFromEnv(env ?? process.env))
+  const e = env ?? process.env
+  return new Node(
+    config,
+    warnings,
+    logger ?? silentLogger,
+    clock,
+    rpcTimingFromEnv(e),
+    tableTimingFromEnv(e),
+    blockTimingFromEnv(e),
+  )
 }
 
 class Node implements GarageNode {
@@ -125,6 +137,8 @@ class Node implements GarageNode {
   #admin: ApiServer | undefined
   #system: System | undefined
   readonly #rpcTiming: Partial<SystemTiming>
+  readonly #tableTiming: TableTiming
+  readonly #blockTiming: BlockTiming
 
   constructor(
     config: ResolvedConfig,
@@ -132,12 +146,16 @@ class Node implements GarageNode {
     log: Logger,
     clock: (() => number) | undefined,
     rpcTiming: Partial<SystemTiming>,
+    tableTiming: TableTiming = {},
+    blockTiming: BlockTiming = {},
   ) {
+    this.#blockTiming = blockTiming
     this.config = config
     this.warnings = warnings
     this.#log = log
     this.#clock = clock
     this.#rpcTiming = rpcTiming
+    this.#tableTiming = tableTiming
   }
 
   get nodeId(): string {
@@ -180,7 +198,7 @@ class Node implements GarageNode {
     const log = this.#log
     const stop = new AbortController()
     // Every worker, membership and the layout manager listen to this one signal.
-    setMaxListeners(64, stop.signal)
+    setMaxListeners(0, stop.signal)
     try {
       const nodeKey = await loadOrCreateNodeKey(c.metadataDir)
       this.#nodeId = nodeKey.id
@@ -231,6 +249,9 @@ class Node implements GarageNode {
         nodeId: nodeKey.id,
         log: log.withTag('layout'),
         signal: stop.signal,
+        // In a cluster this node's sync tracker moves when every table finished an anti-entropy
+        // pass of the new version (TableSyncer); a standalone node has nothing to move.
+        syncImmediately: netApp === undefined,
       })
       await layoutManager.start()
       this.#teardown.push(() => layoutManager.flush())
@@ -251,10 +272,11 @@ class Node implements GarageNode {
           consistencyMode: c.consistencyMode,
           replicationFactor: c.replicationFactor,
           pingOf: (id) => net.peers().find((p) => p.id === id)?.avgPingMs,
+          isUp: (id) => sys.upPeers().includes(id),
           log: log.withTag('layout'),
         })
-        sharded = new ShardedReplication(layout)
-        fullCopy = new FullCopyReplication(layout)
+        sharded = new ShardedReplication(layout, this.#tableTiming.syncIntervalMs)
+        fullCopy = new FullCopyReplication(layout, this.#tableTiming.syncIntervalMs)
         clusterCtx = {
           netApp: net,
           layout,
@@ -266,10 +288,13 @@ class Node implements GarageNode {
         sharded = new LocalReplication(nodeKey.id)
         fullCopy = sharded
       }
+      // Where block files go among the data directories (`data_dir` list; metadata_dir/data_layout).
+      const blockPaths = await openBlockPaths({ dirs: c.dataDirs, metadataDir: c.metadataDir })
       const garage = new Garage({
         db,
         self: nodeKey.id,
         dataDir: c.dataDir,
+        blockPaths,
         dataFsync: c.dataFsync,
         blockSize: c.blockSize,
         blockGcDelayMsec: c.blockGcDelayMsec,
@@ -277,6 +302,9 @@ class Node implements GarageNode {
         sharded,
         fullCopy,
         ...(clusterCtx === undefined ? {} : { cluster: clusterCtx }),
+        ...(c.rpcTimeoutMsec === undefined ? {} : { rpcTimeoutMs: c.rpcTimeoutMsec }),
+        block: { ramBufferMax: c.blockRamBufferMax, disableScrub: c.disableScrub, ...this.#blockTiming },
+        ...(this.#tableTiming.gcDelayMs === undefined ? {} : { tableGcDelayMsec: this.#tableTiming.gcDelayMs }),
         log,
         useLocalTz: c.useLocalTz,
         ...(this.#clock === undefined ? {} : { clock: this.#clock }),
@@ -308,7 +336,24 @@ class Node implements GarageNode {
               nodes: () => sys.peerStatus(),
               layout: () => layoutManager.history(),
               connect: (peer) => sys.connect(peer),
+              ...(netApp === undefined ? {} : { callAdmin: callAdminLocal.bind(undefined, netApp) }),
             }
+      // This node as the admin API sees it; node-scoped admin requests from other nodes run
+      // against it through the `admin/local` RPC, whether or not the admin API is served here.
+      const adminNode: AdminNodeView = {
+        nodeId: nodeKey.id,
+        metadataDir: c.metadataDir,
+        dataDir: c.dataDir,
+        replicationFactor: c.replicationFactor,
+        rpcPublicAddr: c.rpcPublicAddr === undefined ? undefined : `${c.rpcPublicAddr.host}:${c.rpcPublicAddr.port}`,
+        ...(cluster === undefined ? {} : { cluster }),
+        running: () => this.#state === 'running',
+        workers: () => runner.list(),
+        variables: () => runner.variables(),
+        spawnWorker: (w) => runner.spawn(w),
+        log: log.withTag('repair'),
+      }
+      if (netApp !== undefined) registerAdminRpc(netApp, LOCAL_ADMIN_ENDPOINTS, { garage, node: adminNode }, log.withTag('admin'))
       const metrics =
         c.admin.apiBindAddr === undefined
           ? undefined
@@ -361,17 +406,7 @@ class Node implements GarageNode {
               s3RootDomain: s3.rootDomain,
               webRootDomain: c.s3Web?.rootDomain,
             },
-            node: {
-              nodeId: nodeKey.id,
-              metadataDir: c.metadataDir,
-              dataDir: c.dataDir,
-              replicationFactor: c.replicationFactor,
-              rpcPublicAddr: c.rpcPublicAddr === undefined ? undefined : `${c.rpcPublicAddr.host}:${c.rpcPublicAddr.port}`,
-              ...(cluster === undefined ? {} : { cluster }),
-              running: () => this.#state === 'running',
-              workers: () => runner.list(),
-              variables: () => runner.variables(),
-            },
+            node: adminNode,
           },
           adminLog,
         )
@@ -449,9 +484,59 @@ function notStarted(): GarageError {
  * sets the ping and status periods (reconnection backoff from that period up to three times it).
  * Not a Garage setting; unset in production.
  */
+/** Test-only block timings (see {@link blockTimingFromEnv}). */
+interface BlockTiming {
+  resyncDelayMsec?: number
+  resyncRetryDelayMsec?: number
+}
+
+/**
+ * Shorter block resync timings for tests that run real processes:
+ * `GARAGE_TS_TEST_RESYNC_DELAY_MSEC` is the delay after a new block reference before checking
+ * that the block arrived (default 3 min), `GARAGE_TS_TEST_RESYNC_RETRY_MSEC` the base of the
+ * retry backoff after a failed resync (default 60 s). Not Garage settings; unset in production.
+ */
+function blockTimingFromEnv(env: Record<string, string | undefined>): BlockTiming {
+  const ms = (raw: string | undefined): number | undefined => {
+    const n = raw === undefined ? Number.NaN : Number(raw)
+    return Number.isInteger(n) && n > 0 ? n : undefined
+  }
+  const resyncDelayMsec = ms(env.GARAGE_TS_TEST_RESYNC_DELAY_MSEC)
+  const resyncRetryDelayMsec = ms(env.GARAGE_TS_TEST_RESYNC_RETRY_MSEC)
+  return {
+    ...(resyncDelayMsec === undefined ? {} : { resyncDelayMsec }),
+    ...(resyncRetryDelayMsec === undefined ? {} : { resyncRetryDelayMsec }),
+  }
+}
+
 function rpcTimingFromEnv(env: Record<string, string | undefined>): Partial<SystemTiming> {
   const raw = env.GARAGE_TS_TEST_RPC_INTERVAL_MSEC
   const ms = raw === undefined ? Number.NaN : Number(raw)
   if (!Number.isInteger(ms) || ms <= 0) return {}
   return { pingIntervalMs: ms, statusIntervalMs: ms, retryMinMs: ms, retryMaxMs: 3 * ms }
+}
+
+/** Test-only table timings (see {@link tableTimingFromEnv}). */
+interface TableTiming {
+  syncIntervalMs?: number
+  gcDelayMs?: number
+}
+
+/**
+ * Shorter anti-entropy timings for tests that run real processes:
+ * `GARAGE_TS_TEST_SYNC_INTERVAL_MSEC` sets the full sync period of every table (sharded and
+ * full-copy), `GARAGE_TS_TEST_TABLE_GC_DELAY_MSEC` the age at which tombstones are collected.
+ * Not Garage settings; unset in production.
+ */
+function tableTimingFromEnv(env: Record<string, string | undefined>): TableTiming {
+  const ms = (raw: string | undefined): number | undefined => {
+    const n = raw === undefined ? Number.NaN : Number(raw)
+    return Number.isInteger(n) && n > 0 ? n : undefined
+  }
+  const syncIntervalMs = ms(env.GARAGE_TS_TEST_SYNC_INTERVAL_MSEC)
+  const gcDelayMs = ms(env.GARAGE_TS_TEST_TABLE_GC_DELAY_MSEC)
+  return {
+    ...(syncIntervalMs === undefined ? {} : { syncIntervalMs }),
+    ...(gcDelayMs === undefined ? {} : { gcDelayMs }),
+  }
 }

@@ -24,8 +24,8 @@ test('lib/index.ts exports exactly the public runtime names', () => {
   ])
 })
 
-test('garage/testing exports startTestNode', () => {
-  assert.deepEqual(Object.keys(testing).sort(), ['startTestNode'])
+test('garage/testing exports startTestNode and startTestCluster', () => {
+  assert.deepEqual(Object.keys(testing).sort(), ['startTestCluster', 'startTestNode'])
 })
 
 test('every error code is documented and every error class carries its code', () => {

@@ -7,7 +7,7 @@
 
 import { type ArgsDef, type CommandDef, type CommandMeta, defineCommand, type ParsedArgs } from 'citty'
 import { type Output, createOutput } from './_format.ts'
-import { CliError, reportErrors } from './_errors.ts'
+import { reportErrors } from './_errors.ts'
 import { type AdminClient, connectAdmin } from './admin-client.ts'
 
 /** Options every operator command accepts (also before the command name: `garage -c f bucket list`). */
@@ -77,16 +77,4 @@ export function adminCommand<const A extends ArgsDef>(def: {
       await def.run({ api, out: createOutput(), json: conn.json === true }, args)
     }),
   })
-}
-
-/** A command group whose subcommands are not available yet: every subcommand fails with `message`. */
-export function unavailableGroup(meta: CommandMeta, subcommands: Readonly<Record<string, string>>, message: string): CommandDef {
-  const fail = reportErrors(async () => {
-    throw new CliError(message)
-  })
-  const subCommands: Record<string, CommandDef> = {}
-  for (const [name, description] of Object.entries(subcommands)) {
-    subCommands[name] = defineCommand({ meta: { name, description: `${description} (not available yet)` }, run: fail })
-  }
-  return defineCommand({ meta, subCommands })
 }

@@ -15,7 +15,8 @@ import { jsonApiCommand } from './commands/json-api.ts'
 import { keyCommand } from './commands/key.ts'
 import { serverCommand } from './commands/server.ts'
 import { layoutCommand } from './commands/layout.ts'
-import { blockCommand, repairCommand } from './commands/unavailable.ts'
+import { blockCommand } from './commands/block.ts'
+import { repairCommand } from './commands/repair.ts'
 import { workerCommand } from './commands/worker.ts'
 
 /** The `garage` command and its subcommands. */

@@ -3,13 +3,19 @@
  * garage_model::garage). Building it does no I/O; `spawnWorkers` starts the background work.
  */
 import type { Db } from '../db/db.ts'
+import { defineEndpoint } from '../net/endpoint.ts'
 import type { NetApp } from '../net/netapp.ts'
+import { RpcHelper } from '../rpc/rpc-helper.ts'
+import type { Uuid } from '../util/data.ts'
 import type { LayoutHelper } from '../rpc/layout/helper.ts'
-import { BlockManager } from '../block/manager.ts'
+import type { BlockPaths } from '../block/layout.ts'
+import { BlockManager, type BlockSettings } from '../block/manager.ts'
 import type { BackgroundRunner } from '../util/background/worker.ts'
 import type { Logger } from '../util/logger.ts'
 import { TableData } from '../table/data.ts'
 import { InsertQueueWorker } from '../table/queue.ts'
+import { TableAntiEntropy } from '../table/sync.ts'
+import { NetAppTableTransport, registerTableHandler } from '../table/rpc.ts'
 import type { NodeId, TableReplication } from '../table/replication.ts'
 import type { TableSchema } from '../table/schema.ts'
 import { Table, type TableTransport } from '../table/table.ts'
@@ -18,7 +24,7 @@ import { type BucketAliasEntry, bucketAliasTableSchema } from './bucket-alias-ta
 import { type BucketEntry, bucketTableSchema } from './bucket-table.ts'
 import { BucketHelper } from './helper/bucket.ts'
 import { KeyHelper } from './helper/key.ts'
-import { BucketObjectCounter } from './index-counter.ts'
+import { BucketObjectCounter, type ObjectCounts } from './index-counter.ts'
 import { type KeyEntry, keyTableSchema } from './key-table.ts'
 import { LifecycleWorker } from './s3/lifecycle-worker.ts'
 import { type BlockRefEntry, blockRefTableSchema } from './s3/block-ref-table.ts'
@@ -42,10 +48,15 @@ export interface ClusterContext {
   signal: AbortSignal
 }
 
+/** A node's own object counters of one bucket (for quota checks on nodes that do not hold the bucket). */
+const BUCKET_COUNTS = defineEndpoint<{ bucket: Uint8Array }, ObjectCounts>('model/bucket-object-counts')
+
 export interface GarageModelOptions {
   db: Db
   self: NodeId
   dataDir: string
+  /** Where block files live among several data directories; default: `dataDir` alone. */
+  blockPaths?: BlockPaths
   dataFsync: boolean
   blockSize: number
   blockGcDelayMsec: number
@@ -54,9 +65,16 @@ export interface GarageModelOptions {
   sharded: TableReplication
   /** Replication of tables stored on every node (bucket, alias, key, admin token). */
   fullCopy: TableReplication
+  /** Reaches other nodes' tables; default: over `cluster.netApp` when `cluster` is set. */
   transport?: TableTransport
+  /** Deadline of table quorum reads and writes (`rpc_timeout_msec`). Default 300 s. */
+  rpcTimeoutMs?: number
   /** Set on a node that is part of a cluster (`rpc_secret`). */
   cluster?: ClusterContext
+  /** Block manager settings (`block_ram_buffer_max`, `disable_scrub`, test timings). */
+  block?: BlockSettings
+  /** Age at which table tombstones are garbage-collected. Default 24 h (tests shorten it). */
+  tableGcDelayMsec?: number
   log: Logger
   /** Current time in ms for date-driven work (the lifecycle worker). Default `Date.now`; tests drive it. */
   clock?: () => number
@@ -83,31 +101,58 @@ export class Garage {
   readonly uploads: UploadGuard
   readonly lifecycle: LifecycleWorker
   readonly #tables: Array<Table<unknown>> = []
+  /** Merkle updater, tombstone GC and sync worker of each table. */
+  readonly #antiEntropy: Array<TableAntiEntropy<unknown>> = []
   readonly #log: Logger
   /** Set on a node that is part of a cluster. */
   readonly cluster: ClusterContext | undefined
+  readonly #sharded: TableReplication
+  readonly #rpc: RpcHelper
 
   constructor(o: GarageModelOptions) {
     this.db = o.db
     this.blockSize = o.blockSize
     this.#log = o.log
     this.cluster = o.cluster
+    this.#sharded = o.sharded
+    this.#rpc = new RpcHelper({
+      log: o.log.withTag('rpc'),
+      ...(o.rpcTimeoutMs === undefined ? {} : { timeoutMs: o.rpcTimeoutMs }),
+    })
     this.blockManager = new BlockManager({
       db: o.db,
       dataDir: o.dataDir,
+      ...(o.blockPaths === undefined ? {} : { paths: o.blockPaths }),
       fsync: o.dataFsync,
       gcDelayMsec: o.blockGcDelayMsec,
       log: o.log.withTag('block'),
+      ...o.block,
+      ...(o.cluster === undefined ? {} : { cluster: o.cluster }),
+      ...(o.rpcTimeoutMs === undefined ? {} : { rpcTimeoutMs: o.rpcTimeoutMs }),
     })
+    // In a cluster every table calls its peers through NetApp and answers them on `table/<name>`.
+    const cluster = o.cluster
+    const transport = o.transport ?? (cluster === undefined ? undefined : new NetAppTableTransport(cluster.netApp))
     const make = <E>(schema: TableSchema<E>, replication: TableReplication): Table<E> => {
       const t = new Table<E>({
         schema,
-        data: new TableData(schema, o.db),
+        data: new TableData(schema, o.db, { replication, self: o.self }),
         replication,
         self: o.self,
         log: o.log.withTag(`table:${schema.tableName}`),
-        transport: o.transport,
+        ...(transport === undefined ? {} : { transport }),
+        ...(o.rpcTimeoutMs === undefined ? {} : { timeoutMs: o.rpcTimeoutMs }),
+        ...(cluster === undefined ? {} : { signal: cluster.signal }),
       })
+      if (cluster !== undefined) registerTableHandler(cluster.netApp, t)
+      this.#antiEntropy.push(
+        new TableAntiEntropy(t.data, replication, {
+          self: o.self,
+          log: o.log.withTag(`table:${schema.tableName}`),
+          ...(cluster === undefined ? {} : { cluster }),
+          ...(o.tableGcDelayMsec === undefined ? {} : { gcDelayMs: o.tableGcDelayMsec }),
+        }) as TableAntiEntropy<unknown>,
+      )
       this.#tables.push(t as Table<unknown>)
       return t
     }
@@ -119,6 +164,7 @@ export class Garage {
     const mpuTable = this.mpuTable
     const objectCounter = new BucketObjectCounter(o.db)
     this.objectCounter = objectCounter
+    o.cluster?.netApp.handle(BUCKET_COUNTS, (req) => objectCounter.get(req.bucket))
     this.objectTable = make(
       objectTableSchema({
         queueVersion: (tx, e) => versionTable.queueInsert(tx, e),
@@ -158,10 +204,39 @@ export class Garage {
     return this.#tables
   }
 
+  /**
+   * Objects, bytes and unfinished uploads of a bucket. Every object of a bucket lives in one
+   * partition, whose holders each count all of them: on a cluster this asks a read quorum of
+   * them and keeps the highest figures (Garage's counter table reads the max over the
+   * partition's storage nodes), so a node that does not hold the bucket answers right too.
+   */
+  async bucketCounts(bucketId: Uuid): Promise<ObjectCounts> {
+    const local = this.objectCounter.get(bucketId)
+    const cluster = this.cluster
+    if (cluster === undefined) return local
+    const nodes = this.#sharded.readNodes(this.objectTable.schema.partitionHash(bucketId))
+    const answers = await this.#rpc.tryCallMany(nodes, this.#sharded.readQuorum(), (node, signal) =>
+      cluster.netApp.call(node, BUCKET_COUNTS, { bucket: bucketId }, { signal }),
+    )
+    const max = { objects: 0, bytes: 0, unfinishedUploads: 0 }
+    for (const { value } of answers) {
+      max.objects = Math.max(max.objects, value.objects)
+      max.bytes = Math.max(max.bytes, value.bytes)
+      max.unfinishedUploads = Math.max(max.unfinishedUploads, value.unfinishedUploads)
+    }
+    return max
+  }
+
+  /** Starts a full anti-entropy pass of every table now (`garage repair tables`). */
+  launchTableSync(): void {
+    for (const a of this.#antiEntropy) a.syncer?.addFullSync()
+  }
+
   /** Starts the background workers: insert queues and block resync. */
   spawnWorkers(runner: BackgroundRunner): void {
     for (const t of this.#tables) runner.spawn(new InsertQueueWorker(t))
-    runner.spawn(this.blockManager.resyncWorker())
+    for (const a of this.#antiEntropy) for (const w of a.workers()) runner.spawn(w)
+    for (const w of this.blockManager.workers()) runner.spawn(w)
     runner.spawn(this.lifecycle)
     const lifecycle = this.lifecycle
     runner.defineVariable('lifecycle-last-completed', {
@@ -180,6 +255,34 @@ export class Garage {
         bm.resyncTranquility = n
       },
     })
+    runner.defineVariable('resync-worker-count', {
+      get: () => String(bm.resync.workerCount),
+      set: (value) => {
+        bm.resync.workerCount = /^\d+$/.test(value.trim()) ? Number(value) : Number.NaN
+      },
+    })
+    const scrub = bm.scrub
+    if (scrub !== undefined) {
+      runner.defineVariable('scrub-tranquility', {
+        get: () => String(scrub.tranquility),
+        set: (value) => {
+          const n = Number(value)
+          if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n))
+            throw new Error('scrub-tranquility must be a non-negative integer')
+          scrub.tranquility = n
+        },
+      })
+      const ro = (name: string, get: () => string): void =>
+        runner.defineVariable(name, {
+          get,
+          set: () => {
+            throw new Error(`${name} is read-only`)
+          },
+        })
+      ro('scrub-last-completed', () => new Date(scrub.status().lastComplete).toISOString())
+      ro('scrub-next-run', () => new Date(scrub.status().nextRun).toISOString())
+      ro('scrub-corruptions_detected', () => String(scrub.status().corruptionsDetected))
+    }
     this.#log.debug(`started ${this.#tables.length + 2} workers`)
   }
 }

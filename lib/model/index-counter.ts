@@ -66,8 +66,11 @@ export class BucketObjectCounter {
     return raw === undefined ? ZERO : countsCodec.decode(raw)
   }
 
-  /** Adds the change from `previous` to `next` of one object row; called by the object table's hook. */
-  update(tx: Transaction, previous: ObjectEntry | undefined, next: ObjectEntry): void {
+  /**
+   * Adds the change from `previous` to `next` of one object row (`next` undefined: the row was
+   * deleted from this node); called by the object table's hook.
+   */
+  update(tx: Transaction, previous: ObjectEntry | undefined, next: ObjectEntry | undefined): void {
     const a = countObject(previous)
     const b = countObject(next)
     const d = {
@@ -76,11 +79,13 @@ export class BucketObjectCounter {
       unfinishedUploads: b.unfinishedUploads - a.unfinishedUploads,
     }
     if (d.objects === 0 && d.bytes === 0 && d.unfinishedUploads === 0) return
-    const raw = tx.get(this.#tree, next.bucketId)
+    const bucketId = (next ?? previous)?.bucketId
+    if (bucketId === undefined) return
+    const raw = tx.get(this.#tree, bucketId)
     const cur = raw === undefined ? ZERO : countsCodec.decode(raw)
     tx.insert(
       this.#tree,
-      next.bucketId,
+      bucketId,
       countsCodec.encode({
         objects: cur.objects + d.objects,
         bytes: cur.bytes + d.bytes,

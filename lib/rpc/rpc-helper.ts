@@ -5,7 +5,7 @@
  * longer can. Calls still running when the answer is known finish in the background.
  * @internal
  */
-import { QuorumError } from '../util/errors.ts'
+import { QuorumError, TimeoutError } from '../util/errors.ts'
 import type { Logger } from '../util/logger.ts'
 
 /** One remote call; `signal` aborts when the whole operation gives up. @internal */
@@ -55,7 +55,7 @@ export class RpcHelper {
         while (running < need - answers.length && next < nodes.length) {
           const node = nodes[next++] as string
           running++
-          call(node, ctx.signal).then(
+          invoke(call, node, ctx.signal).then(
             (value) => {
               running--
               if (ctx.done) return
@@ -119,7 +119,7 @@ export class RpcHelper {
       // Background calls keep going after the answer: they get their own signal, aborted only
       // by the caller's signal, not by our resolution.
       for (const node of nodes) {
-        call(node, ctx.backgroundSignal).then(
+        invoke(call, node, ctx.backgroundSignal).then(
           () => {
             ok.add(node)
             check()
@@ -159,18 +159,21 @@ export class RpcHelper {
         },
       }
       const onAbort = (): void => ctx.reject(options.signal?.reason ?? new Error('aborted'))
-      const timer = setTimeout(() => {
-        ctx.reject(
-          new QuorumError(quorum, ctx.answered(), [
-            ...ctx.errors,
-            new Error(`no quorum after ${timeoutMs} ms (${total} nodes asked)`),
-          ]),
-        )
-      }, timeoutMs)
-      timer.unref?.()
+      // Node's timers fire at once beyond 2^31-1 ms: a longer deadline means no deadline.
+      const timer =
+        timeoutMs <= MAX_TIMER_MS
+          ? setTimeout(() => {
+              ctx.reject(
+                new QuorumError(quorum, ctx.answered(), [
+                  ...ctx.errors,
+                  new TimeoutError(`no quorum after ${timeoutMs} ms (${total} nodes asked)`),
+                ]),
+              )
+            }, timeoutMs)
+          : undefined
       const finish = (): void => {
         ctx.done = true
-        clearTimeout(timer)
+        if (timer !== undefined) clearTimeout(timer)
         options.signal?.removeEventListener('abort', onAbort)
       }
       if (options.signal?.aborted) {
@@ -180,6 +183,17 @@ export class RpcHelper {
       options.signal?.addEventListener('abort', onAbort, { once: true })
       body(ctx)
     })
+  }
+}
+
+const MAX_TIMER_MS = 2 ** 31 - 1
+
+/** Runs `call`, turning a synchronous throw into a rejection. */
+function invoke<T>(call: NodeCall<T>, node: string, signal: AbortSignal): Promise<T> {
+  try {
+    return Promise.resolve(call(node, signal))
+  } catch (err) {
+    return Promise.reject(err)
   }
 }
 

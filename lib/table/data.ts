@@ -1,10 +1,25 @@
 /**
  * A table's local storage on this node (port of garage_table::data): the entries tree, keyed by
- * `partition hash ‖ sort key`, and the insert queue used for cross-table effects.
+ * `partition hash ‖ sort key`, the insert queue used for cross-table effects, and the two
+ * anti-entropy queues filled in the transaction of every change: `merkle_todo` (item key →
+ * blake2 of the new value, empty for a deletion; folded into the Merkle tree by
+ * merkle.ts) and `gc_todo` (tombstones to garbage-collect, see gc.ts).
  */
 import { type Db, prefixEnd, type Transaction, type Tree } from '../db/db.ts'
-import { bytesEqual, concatBytes, type Hash } from '../util/data.ts'
+import { Notify } from '../util/background/worker.ts'
+import { blake2sum, bytesEqual, concatBytes, type Hash } from '../util/data.ts'
+import type { NodeId, TableReplication } from './replication.ts'
 import type { TableSchema } from './schema.ts'
+
+/** Where this node stands in the table's replication, for the tombstone GC rule. */
+export interface TableDataOptions {
+  /** Absent: every tombstone written here is queued for GC (a table on this node only). */
+  replication?: TableReplication
+  /** This node's id (with `replication`). */
+  self?: NodeId
+  /** Time source of the GC queue (tests). Default `Date.now`. */
+  clock?: () => number
+}
 
 export interface LocalRangeOptions<E> {
   /** First sort key to consider (inclusive; exclusive upper bound in reverse order is not used). */
@@ -20,11 +35,24 @@ export class TableData<E> {
   readonly db: Db
   readonly store: Tree
   readonly insertQueue: Tree
-  constructor(schema: TableSchema<E>, db: Db) {
+  /** Item key → blake2 of its new stored value, or empty after a deletion. */
+  readonly merkleTodo: Tree
+  /** Merkle nodes (merkle.ts). */
+  readonly merkleTree: Tree
+  /** `u64 BE time the tombstone was written ‖ item key` → blake2 of the tombstone's value. */
+  readonly gcTodo: Tree
+  /** Notified when `merkleTodo` gets an item. */
+  readonly merkleTodoNotify = new Notify()
+  readonly #o: TableDataOptions
+  constructor(schema: TableSchema<E>, db: Db, options: TableDataOptions = {}) {
     this.schema = schema
     this.db = db
+    this.#o = options
     this.store = db.openTree(`${schema.tableName}:table`)
     this.insertQueue = db.openTree(`${schema.tableName}:insert_queue`)
+    this.merkleTodo = db.openTree(`${schema.tableName}:merkle_todo`)
+    this.merkleTree = db.openTree(`${schema.tableName}:merkle_tree`)
+    this.gcTodo = db.openTree(`${schema.tableName}:gc_todo`)
   }
 
   treeKey(partitionKey: Uint8Array, sortKey: Uint8Array): Uint8Array {
@@ -83,8 +111,56 @@ export class TableData<E> {
     const nextRaw = this.schema.codec.encode(next)
     if (oldRaw !== undefined && bytesEqual(oldRaw, nextRaw)) return undefined
     tx.insert(this.store, key, nextRaw)
+    const valueHash = blake2sum(nextRaw)
+    tx.insert(this.merkleTodo, key, valueHash)
+    if (this.schema.isTombstone(next) && this.#gcLeader(key)) {
+      tx.insert(this.gcTodo, gcTodoKey((this.#o.clock ?? Date.now)(), key), valueHash)
+    }
     this.schema.updated?.(tx, old, next)
+    // A wake-up for nothing (if the transaction aborts) is harmless.
+    this.merkleTodoNotify.notify()
     return next
+  }
+
+  /**
+   * Garage's rule: only the first storage node of an entry queues its tombstone for GC, which
+   * avoids GC loops; GC then waits for every holder anyway.
+   */
+  #gcLeader(key: Uint8Array): boolean {
+    const r = this.#o.replication
+    if (r === undefined) return true
+    return r.storageNodes(key.subarray(0, 32))[0] === this.#o.self
+  }
+
+  /** Decodes and merges raw entries received from a peer, in one transaction. */
+  updateManyRaw(raws: readonly Uint8Array[]): void {
+    this.updateMany(raws.map((r) => this.schema.codec.decode(r)))
+  }
+
+  /**
+   * Deletes the entry at `key` if its stored value is still `raw` (offload after a handover).
+   * The schema's hook sees the deletion. Returns whether it was deleted.
+   */
+  deleteIfEqual(key: Uint8Array, raw: Uint8Array): boolean {
+    return this.#deleteIf(key, (cur) => bytesEqual(cur, raw))
+  }
+
+  /** Deletes the entry at `key` if blake2 of its stored value is `hash` (tombstone GC). */
+  deleteIfEqualHash(key: Uint8Array, hash: Hash): boolean {
+    return this.#deleteIf(key, (cur) => bytesEqual(blake2sum(cur), hash))
+  }
+
+  #deleteIf(key: Uint8Array, test: (cur: Uint8Array) => boolean): boolean {
+    const deleted = this.db.transaction((tx) => {
+      const cur = tx.get(this.store, key)
+      if (cur === undefined || !test(cur)) return false
+      tx.remove(this.store, key)
+      tx.insert(this.merkleTodo, key, new Uint8Array(0))
+      this.schema.updated?.(tx, this.schema.codec.decode(cur), undefined)
+      return true
+    })
+    if (deleted) this.merkleTodoNotify.notify()
+    return deleted
   }
 
   /** Adds `entry` to the persistent insert queue, merged with any queued value for its key. */
@@ -113,6 +189,20 @@ export class TableData<E> {
       }
     })
   }
+}
+
+/** Key of a GC queue item: the time the tombstone was written (u64 BE), then the item key. */
+export function gcTodoKey(time: number, key: Uint8Array): Uint8Array {
+  const out = new Uint8Array(8 + key.length)
+  new DataView(out.buffer).setBigUint64(0, BigInt(Math.max(0, Math.floor(time))))
+  out.set(key, 8)
+  return out
+}
+
+/** Splits a GC queue key into its time and item key. */
+export function parseGcTodoKey(k: Uint8Array): { time: number; key: Uint8Array } {
+  const time = Number(new DataView(k.buffer, k.byteOffset, 8).getBigUint64(0))
+  return { time, key: k.subarray(8) }
 }
 
 function hasPrefix(key: Uint8Array, prefix: Uint8Array): boolean {

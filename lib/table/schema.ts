@@ -25,9 +25,11 @@ export interface TableSchema<E> {
   isTombstone(entry: E): boolean
   /**
    * Runs inside the transaction that changed the entry (after the merge), with the stored
-   * value before and after. Use it for cross-table effects through insert queues.
+   * value before and after. Use it for cross-table effects through insert queues. `next` is
+   * undefined when the entry is deleted locally (handed over to its new holders by
+   * anti-entropy, or a tombstone garbage-collected): undo what `previous` counted.
    */
-  updated?(tx: Transaction, previous: E | undefined, next: E): void
+  updated?(tx: Transaction, previous: E | undefined, next: E | undefined): void
 }
 
 const ZERO_HASH = new Uint8Array(32)

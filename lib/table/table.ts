@@ -1,10 +1,14 @@
 /**
  * A replicated table (port of garage_table::table). Reads and writes go to the nodes the
- * replication strategy names, and succeed at its quorums. On a single node that is this node
- * only; the cluster transport plugs into {@link TableTransport}.
+ * replication strategy names, and succeed at its quorums (through {@link RpcHelper}): writes
+ * reach every write set at the write quorum and finish on the other replicas in the background;
+ * reads ask the closest nodes at the read quorum, merge what they answered (CRDT merge) and
+ * repair, in the background, the replicas that answered an older copy or none. On a node without
+ * a cluster every placement is this node only and the calls are answered locally.
  */
 import type { Transaction } from '../db/db.ts'
-import { QuorumError } from '../util/errors.ts'
+import { RpcHelper } from '../rpc/rpc-helper.ts'
+import { bytesEqual, compareBytes } from '../util/data.ts'
 import type { Logger } from '../util/logger.ts'
 import type { LocalRangeOptions, TableData } from './data.ts'
 import type { NodeId, TableReplication } from './replication.ts'
@@ -16,9 +20,17 @@ export type TableRequest =
   | { op: 'get'; partitionKey: Uint8Array; sortKey: Uint8Array }
   | { op: 'range'; partitionKey: Uint8Array; start?: Uint8Array; limit: number; reverse: boolean }
 
-/** Sends a table request to a remote node. Absent on a single node. */
+/** Options of one transport call. */
+export interface TableCallOptions {
+  /** Aborts the call (the quorum was reached without it, or the operation gave up). */
+  signal?: AbortSignal
+  /** Deadline of this call in ms. */
+  timeoutMs?: number
+}
+
+/** Sends a table request to a remote node (lib/table/rpc.ts over NetApp). Absent on a single node. */
 export interface TableTransport {
-  call(node: NodeId, table: string, request: TableRequest): Promise<Uint8Array[]>
+  call(node: NodeId, table: string, request: TableRequest, options?: TableCallOptions): Promise<Uint8Array[]>
 }
 
 export interface TableOptions<E> {
@@ -28,6 +40,10 @@ export interface TableOptions<E> {
   self: NodeId
   log: Logger
   transport?: TableTransport
+  /** Deadline of a quorum read or write (`rpc_timeout_msec`). Default 300 s. */
+  timeoutMs?: number
+  /** Aborted when the node stops: background writes and repairs give up. */
+  signal?: AbortSignal
 }
 
 export interface RangeQuery<E> {
@@ -37,12 +53,25 @@ export interface RangeQuery<E> {
   reverse?: boolean
 }
 
+/** Most entries one range call asks each node for (a getRange may take several rounds). */
+const RANGE_PAGE = 1000
+
+interface Answer {
+  node: NodeId
+  value: Uint8Array[]
+}
+
 export class Table<E> {
   readonly schema: TableSchema<E>
   readonly data: TableData<E>
   readonly #replication: TableReplication
   readonly #self: NodeId
   readonly #transport: TableTransport | undefined
+  readonly #rpc: RpcHelper
+  readonly #log: Logger
+  readonly #signal: AbortSignal | undefined
+  /** Read repairs still running. */
+  readonly #background = new Set<Promise<void>>()
   /** Called after entries are queued, so the queue worker wakes up. */
   onQueued: () => void = () => {}
 
@@ -52,6 +81,12 @@ export class Table<E> {
     this.#replication = options.replication
     this.#self = options.self
     this.#transport = options.transport
+    this.#log = options.log
+    this.#signal = options.signal
+    this.#rpc = new RpcHelper({
+      log: options.log,
+      ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+    })
   }
 
   get name(): string {
@@ -62,88 +97,136 @@ export class Table<E> {
     await this.insertMany([entry])
   }
 
-  /** Writes entries to their write sets and waits for the write quorum in each. */
+  /**
+   * Writes entries to their write sets and waits for the write quorum in each (one request per
+   * node, carrying every entry it stores). The other replicas finish in the background.
+   * @throws QuorumError when a write set cannot reach its quorum in time.
+   */
   async insertMany(entries: readonly E[]): Promise<void> {
     if (entries.length === 0) return
-    const byNode = new Map<NodeId, E[]>()
-    const sets: NodeId[][] = []
+    const byNode = new Map<NodeId, Uint8Array[]>()
+    const sets = new Map<string, NodeId[]>()
     for (const e of entries) {
+      const raw = this.schema.codec.encode(e)
       const hash = this.schema.partitionHash(this.schema.partitionKey(e))
+      const nodes = new Set<NodeId>()
       for (const set of this.#replication.writeSets(hash)) {
-        sets.push(set)
-        for (const n of set) {
-          const l = byNode.get(n)
-          if (l === undefined) byNode.set(n, [e])
-          else l.push(e)
-        }
+        sets.set(set.join(','), set)
+        for (const n of set) nodes.add(n)
+      }
+      for (const n of nodes) {
+        const l = byNode.get(n)
+        if (l === undefined) byNode.set(n, [raw])
+        else l.push(raw)
       }
     }
-    const quorum = this.#replication.writeQuorum()
-    const results = new Map<NodeId, unknown>()
-    await Promise.all(
-      [...byNode].map(async ([node, es]) => {
-        try {
-          await this.#call(node, { op: 'update', entries: es.map((e) => this.schema.codec.encode(e)) })
-          results.set(node, true)
-        } catch (err) {
-          results.set(node, err)
-        }
-      }),
+    // This node alone: its own error is the answer (no quorum to speak of).
+    if (byNode.size === 1 && byNode.has(this.#self)) {
+      this.handle({ op: 'update', entries: byNode.get(this.#self) as Uint8Array[] })
+      return
+    }
+    await this.#rpc.tryWriteManySets(
+      [...sets.values()],
+      this.#replication.writeQuorum(),
+      (node, signal) => this.#call(node, { op: 'update', entries: byNode.get(node) ?? [] }, signal),
+      this.#signal === undefined ? {} : { signal: this.#signal },
     )
-    for (const set of sets) {
-      const ok = set.filter((n) => results.get(n) === true).length
-      if (ok < Math.min(quorum, set.length)) {
-        // With a single replica there is no quorum to speak of: its own error is the answer.
-        if (set.length === 1) throw results.get(set[0] as NodeId)
-        throw new QuorumError(
-          quorum,
-          ok,
-          set.map((n) => results.get(n)).filter((r) => r !== true),
-        )
-      }
-    }
   }
 
-  /** Reads one entry at the read quorum, merging the copies that answered. */
+  /**
+   * Reads one entry at the read quorum, merging the copies that answered. Replicas that
+   * answered an older copy or none get the merged value in the background.
+   * @throws QuorumError when too few replicas answer in time.
+   */
   async get(partitionKey: Uint8Array, sortKey: Uint8Array): Promise<E | undefined> {
     const hash = this.schema.partitionHash(partitionKey)
     const answers = await this.#readQuorum(hash, { op: 'get', partitionKey, sortKey })
-    let merged: E | undefined
-    for (const raws of answers) {
-      for (const raw of raws) {
-        const e = this.schema.codec.decode(raw)
-        merged = merged === undefined ? e : this.schema.merge(merged, e)
-      }
+    const copies = answers.map((a) => a.value[0])
+    const first = copies[0]
+    // Every replica holds the same bytes (the common case): nothing to merge or repair.
+    if (first !== undefined && copies.every((c) => c !== undefined && bytesEqual(c, first))) {
+      return this.schema.codec.decode(first)
     }
+    let merged: E | undefined
+    for (const raw of copies) {
+      if (raw === undefined) continue
+      const e = this.schema.codec.decode(raw)
+      merged = merged === undefined ? e : this.schema.merge(merged, e)
+    }
+    if (merged === undefined) return undefined
+    const mergedRaw = this.schema.codec.encode(merged)
+    const stale = answers.filter((a) => a.value[0] === undefined || !bytesEqual(a.value[0], mergedRaw)).map((a) => a.node)
+    this.#repair(stale, [mergedRaw])
     return merged
   }
 
-  /** Entries of one partition from `start`, at most `limit` after filtering. */
+  /**
+   * Entries of one partition from `start` (inclusive), in sort key order (descending with
+   * `reverse`), at most `limit` of those `filter` keeps. Across nodes: each round asks the read
+   * quorum for a page, merges it per sort key, keeps the part every answer covers, repairs the
+   * replicas that missed an entry or held an older copy, and goes on until `limit` entries pass
+   * the filter or the partition ends.
+   */
   async getRange(partitionKey: Uint8Array, query: RangeQuery<E>): Promise<E[]> {
     const hash = this.schema.partitionHash(partitionKey)
     const nodes = this.#replication.readNodes(hash)
     // Local fast path: a single replica on this node needs no merge and can filter lazily.
     if (nodes.length === 1 && nodes[0] === this.#self) return this.data.readRange(partitionKey, query)
-    const answers = await this.#readQuorum(hash, {
-      op: 'range',
-      partitionKey,
-      start: query.start,
-      limit: query.limit,
-      reverse: query.reverse ?? false,
-    })
-    const merged = new Map<string, E>()
-    for (const raws of answers) {
-      for (const raw of raws) {
-        const e = this.schema.codec.decode(raw)
-        const k = Buffer.from(this.schema.sortKey(e)).toString('latin1')
-        const prev = merged.get(k)
-        merged.set(k, prev === undefined ? e : this.schema.merge(prev, e))
+    const reverse = query.reverse ?? false
+    // Two at least, so a round that starts again at the last key seen still moves forward.
+    const page = Math.max(2, Math.min(query.limit, RANGE_PAGE))
+    const out: E[] = []
+    let start = query.start
+    /** Sort key of the last entry handled: the next round starts there, excluding it. */
+    let after: Uint8Array | undefined
+    // before(a, b): a comes strictly before b in the walk's direction.
+    const before = (a: Uint8Array, b: Uint8Array): boolean => (reverse ? compareBytes(a, b) > 0 : compareBytes(a, b) < 0)
+    while (out.length < query.limit) {
+      const answers = await this.#readQuorum(hash, { op: 'range', partitionKey, start, limit: page, reverse })
+      const merged = new Map<string, { sortKey: Uint8Array; entry: E; raw: Uint8Array; copies: Map<NodeId, Uint8Array> }>()
+      // The merge is complete up to the horizon: the nearest last key of the answers that
+      // filled a page (a node that answered less than a page had nothing more).
+      let horizon: Uint8Array | undefined
+      for (const a of answers) {
+        let last: Uint8Array | undefined
+        for (const raw of a.value) {
+          const e = this.schema.codec.decode(raw)
+          const sk = this.schema.sortKey(e)
+          last = sk
+          const k = Buffer.from(sk).toString('latin1')
+          const m = merged.get(k)
+          if (m === undefined) merged.set(k, { sortKey: sk, entry: e, raw, copies: new Map([[a.node, raw]]) })
+          else {
+            m.copies.set(a.node, raw)
+            if (!bytesEqual(m.raw, raw)) {
+              m.entry = this.schema.merge(m.entry, e)
+              m.raw = this.schema.codec.encode(m.entry)
+            }
+          }
+        }
+        if (a.value.length >= page && last !== undefined && (horizon === undefined || before(last, horizon))) horizon = last
       }
+      const sorted = [...merged.values()].sort((x, y) => (before(x.sortKey, y.sortKey) ? -1 : 1))
+      const repairs = new Map<NodeId, Uint8Array[]>()
+      for (const m of sorted) {
+        if (horizon !== undefined && before(horizon, m.sortKey)) break
+        if (after !== undefined && !before(after, m.sortKey)) continue
+        for (const a of answers) {
+          const copy = m.copies.get(a.node)
+          if (copy !== undefined && bytesEqual(copy, m.raw)) continue
+          const l = repairs.get(a.node)
+          if (l === undefined) repairs.set(a.node, [m.raw])
+          else l.push(m.raw)
+        }
+        if (out.length < query.limit && (query.filter === undefined || query.filter(m.entry))) out.push(m.entry)
+      }
+      for (const [node, raws] of repairs) this.#repair([node], raws)
+      // No answer filled its page: the partition has nothing more.
+      if (horizon === undefined) break
+      start = horizon
+      after = horizon
     }
-    const sorted = [...merged].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, e]) => e)
-    if (query.reverse) sorted.reverse()
-    const filtered = query.filter === undefined ? sorted : sorted.filter(query.filter)
-    return filtered.slice(0, query.limit)
+    return out
   }
 
   /** Queues `entry` for insertion from inside a transaction (cross-table effects). */
@@ -152,7 +235,7 @@ export class Table<E> {
     queueMicrotask(this.onQueued)
   }
 
-  /** Answers a table request addressed to this node. */
+  /** Answers a table request addressed to this node (the RPC handler's body). */
   handle(request: TableRequest): Uint8Array[] {
     switch (request.op) {
       case 'update':
@@ -169,28 +252,41 @@ export class Table<E> {
     }
   }
 
-  async #call(node: NodeId, request: TableRequest): Promise<Uint8Array[]> {
-    if (node === this.#self) return this.handle(request)
-    if (this.#transport === undefined) throw new Error(`no transport to reach node ${node}`)
-    return this.#transport.call(node, this.name, request)
+  /** Resolves once the read repairs started so far have finished (for tests). @internal */
+  async settled(): Promise<void> {
+    while (this.#background.size > 0) await Promise.allSettled([...this.#background])
   }
 
-  async #readQuorum(hash: Uint8Array, request: TableRequest): Promise<Uint8Array[][]> {
+  async #call(node: NodeId, request: TableRequest, signal?: AbortSignal): Promise<Uint8Array[]> {
+    if (node === this.#self) return this.handle(request)
+    if (this.#transport === undefined) throw new Error(`no transport to reach node ${node}`)
+    return this.#transport.call(node, this.name, request, signal === undefined ? {} : { signal })
+  }
+
+  async #readQuorum(hash: Uint8Array, request: TableRequest): Promise<Answer[]> {
     const nodes = this.#replication.readNodes(hash)
-    const quorum = Math.min(this.#replication.readQuorum(), nodes.length)
-    const ordered = [...nodes].sort((a, b) => Number(b === this.#self) - Number(a === this.#self))
-    const answers: Uint8Array[][] = []
-    const failures: unknown[] = []
-    for (const node of ordered) {
-      if (answers.length >= quorum) break
-      try {
-        answers.push(await this.#call(node, request))
-      } catch (err) {
-        failures.push(err)
-      }
-    }
-    if (answers.length < quorum && nodes.length === 1) throw failures[0]
-    if (answers.length < quorum) throw new QuorumError(quorum, answers.length, failures)
-    return answers
+    // This node alone: its own error is the answer (no quorum to speak of).
+    if (nodes.length === 1 && nodes[0] === this.#self) return [{ node: this.#self, value: this.handle(request) }]
+    const answers = await this.#rpc.tryCallMany(nodes, this.#replication.readQuorum(), (node, signal) =>
+      this.#call(node, request, signal),
+    )
+    return answers.map((a) => ({ node: a.node, value: a.value }))
+  }
+
+  /** Sends merged entries to replicas that answered an older copy or none (read repair). */
+  #repair(nodes: readonly NodeId[], entries: Uint8Array[]): void {
+    if (nodes.length === 0 || entries.length === 0 || this.#signal?.aborted === true) return
+    const p = Promise.all(
+      nodes.map((node) =>
+        this.#call(node, { op: 'update', entries }, this.#signal).catch((err: unknown) => {
+          // Read repair is an optimisation: the replica stays behind until the next read or
+          // anti-entropy fixes it, and the answer already returned is right.
+          this.#log.debug(`read repair of ${entries.length} entries on ${node.slice(0, 16)} failed: ${(err as Error).message}`)
+        }),
+      ),
+    ).then(() => {
+      this.#background.delete(p)
+    })
+    this.#background.add(p)
   }
 }

@@ -1066,9 +1066,6 @@ function resolveDataDirs(root: Table, baseDir: string, warnings: string[]): Reso
   })
   const writable = dirs.find((d) => !d.readOnly)
   if (writable === undefined) throw new InvalidConfigError('data_dir', 'at least one data directory must not be read_only')
-  if (dirs.length > 1) {
-    warnings.push(`'data_dir' as a list of several directories is not supported yet; only '${writable.path}' is used`)
-  }
   return dirs
 }
 

@@ -8,7 +8,7 @@ import { eventually, startModel } from '../helpers/model.ts'
 async function countBlockFiles(dir: string): Promise<number> {
   const all = await readdir(dir, { recursive: true }).catch(() => [] as string[])
   let n = 0
-  for (const f of all) if ((await stat(`${dir}/${f}`)).isFile()) n++
+  for (const f of all) if (/^[0-9a-f]{64}$/.test(f.split('/').pop() ?? '') && (await stat(`${dir}/${f}`)).isFile()) n++
   return n
 }
 

@@ -524,8 +524,9 @@ describe('operator commands against a fake admin API', async () => {
     expectOneLineError(r, /ListBuckets returned Forbidden \(403\): Invalid admin token .*--admin-token/)
   })
 
-  test('repair and block fail with a clear message', async () => {
-    expectOneLineError(await run(['repair', 'tables']), /garage repair.* not available/)
+  test('repair without --yes fails with a clear message and sends nothing', async () => {
+    // The repair and block commands against a real node: test/cli/block-repair.test.ts.
+    expectOneLineError(await run(['repair', 'tables']), /Please add --yes to start the repair operation/)
     assert.deepEqual(calls(), [], 'nothing sent')
   })
 })

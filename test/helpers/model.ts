@@ -1,4 +1,5 @@
 /** A Garage model (tables + block manager + workers) on a temp dir, without any server. */
+import { setMaxListeners } from 'node:events'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -29,6 +30,8 @@ export async function startModel(
     log: silentLogger,
   })
   const stop = new AbortController()
+  // Every worker (up to eight resync workers among them) waits on this signal.
+  setMaxListeners(0, stop.signal)
   const runner = new BackgroundRunner(silentLogger, stop.signal)
   garage.spawnWorkers(runner)
   t.after(async () => {

@@ -28,7 +28,6 @@ async function member(
   o: { key?: NodeKey; dir?: string } = {},
 ): Promise<Member> {
   const dir = o.dir ?? (await mkdtemp(join(tmpdir(), 'garage-system-')))
-  if (o.dir === undefined) t.after(() => rm(dir, { recursive: true, force: true }))
   const { net, key, addr } = await startNode(t, secret, { nodeKey: o.key ?? memoryNodeKey() })
   const stop = new AbortController()
   const system = new System({
@@ -45,6 +44,8 @@ async function member(
   t.after(async () => {
     stop.abort()
     await system.close()
+    // Only once the system is closed: it may still be writing its peer list.
+    if (o.dir === undefined) await rm(dir, { recursive: true, force: true })
   })
   await system.start()
   return { net, key, system, dir, addr: `127.0.0.1:${addr.port}` }

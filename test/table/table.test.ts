@@ -96,7 +96,7 @@ test('the updated hook runs once per change, inside the write transaction', asyn
   const table = makeTable(
     db,
     counterSchema('c', (_tx, prev, next) => {
-      seen.push([prev?.n, next.n])
+      if (next !== undefined) seen.push([prev?.n, next.n])
     }),
   )
   await table.insert({ pk: 'p', sk: 'a', n: 1 })
@@ -113,7 +113,7 @@ test('a hook that throws aborts the whole write', async (t) => {
   const table = makeTable(
     db,
     counterSchema('c', (_tx, _prev, next) => {
-      if (next.n > 10) throw new Error('refused')
+      if (next !== undefined && next.n > 10) throw new Error('refused')
     }),
   )
   await table.insert({ pk: 'p', sk: 'a', n: 1 })
@@ -126,7 +126,9 @@ test('queued inserts are persisted with their cause and applied by the queue wor
   const target = makeTable(db, counterSchema('target'))
   const source = makeTable(
     db,
-    counterSchema('source', (tx, _prev, next) => target.queueInsert(tx, { pk: next.pk, sk: next.sk, n: next.n * 10 })),
+    counterSchema('source', (tx, _prev, next) => {
+      if (next !== undefined) target.queueInsert(tx, { pk: next.pk, sk: next.sk, n: next.n * 10 })
+    }),
   )
   await source.insert({ pk: 'p', sk: 'a', n: 2 })
   // Nothing drains the queue yet: the effect waits in the persistent queue tree.

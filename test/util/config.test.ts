@@ -320,7 +320,7 @@ describe('resolveConfig: warnings', () => {
     assert.equal(resolveQuiet({ replication_mode: 'none' }).config.replicationFactor, 1)
   })
 
-  test('a list of data directories uses the first writable one, with a warning', () => {
+  test('a list of data directories is resolved in order (dataDir: the first writable one), without warning', () => {
     const { config, warnings } = resolveQuiet({
       data_dir: [
         { path: 'old', read_only: true },
@@ -334,7 +334,7 @@ describe('resolveConfig: warnings', () => {
       { path: '/hdd1', readOnly: false, capacity: 2e12 },
       { path: '/hdd2', readOnly: false, capacity: 4_000_000 },
     ])
-    assert.deepEqual(warnings, ["'data_dir' as a list of several directories is not supported yet; only '/hdd1' is used"])
+    assert.deepEqual(warnings, [])
   })
 
   test('a list of a single data directory is used without warning', () => {

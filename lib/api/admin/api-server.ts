@@ -20,13 +20,14 @@ import type { AdminContext, AdminNodeView, AdminSettings, Caller } from './conte
 import { AdminError, adminErrorBody, toAdminError } from './errors.ts'
 import * as key from './key.ts'
 import * as layout from './layout.ts'
+import { LOCAL_ADMIN_ENDPOINTS } from './node-endpoints.ts'
+import { handleNodeScoped } from './node-rpc.ts'
 import type { NodeMetrics } from './metrics.ts'
 import { buildOpenApiDocument } from './openapi.ts'
 import { ADMIN_ENDPOINTS, type AdminEndpointName, parseAdminRoute } from './router.ts'
 import { readJsonBody } from './request.ts'
 import * as special from './special.ts'
 import * as token from './token.ts'
-import * as worker from './worker.ts'
 
 export interface AdminApiDeps {
   garage: Garage
@@ -216,18 +217,6 @@ function dispatch(name: AdminEndpointName, ctx: AdminContext): unknown {
       return bucket.handleAddBucketAlias(ctx)
     case 'RemoveBucketAlias':
       return bucket.handleRemoveBucketAlias(ctx)
-    case 'GetNodeInfo':
-      return cluster.handleGetNodeInfo(ctx)
-    case 'GetNodeStatistics':
-      return cluster.handleGetNodeStatistics(ctx)
-    case 'ListWorkers':
-      return worker.handleListWorkers(ctx)
-    case 'GetWorkerInfo':
-      return worker.handleGetWorkerInfo(ctx)
-    case 'GetWorkerVariable':
-      return worker.handleGetWorkerVariable(ctx)
-    case 'SetWorkerVariable':
-      return worker.handleSetWorkerVariable(ctx)
     case 'GetClusterLayout':
       return layout.handleGetClusterLayout(ctx)
     case 'GetClusterLayoutHistory':
@@ -244,13 +233,19 @@ function dispatch(name: AdminEndpointName, ctx: AdminContext): unknown {
       return layout.handleClusterLayoutSkipDeadNodes(ctx)
     case 'ConnectClusterNodes':
       return cluster.handleConnectClusterNodes(ctx)
+    case 'GetNodeInfo':
+    case 'GetNodeStatistics':
     case 'CreateMetadataSnapshot':
     case 'LaunchRepairOperation':
+    case 'ListWorkers':
+    case 'GetWorkerInfo':
+    case 'GetWorkerVariable':
+    case 'SetWorkerVariable':
     case 'ListBlockErrors':
     case 'GetBlockInfo':
     case 'RetryBlockResync':
     case 'PurgeBlocks':
-      return cluster.notImplemented(name)
+      return handleNodeScoped(LOCAL_ADMIN_ENDPOINTS, name, ctx)
     default:
       throw unreachable(name)
   }

@@ -6,9 +6,9 @@
 import { hostname } from 'node:os'
 import { allNodes, currentVersion, presentRoles } from '../../rpc/layout/history.ts'
 import { type ClusterHealth, computeClusterHealth, diskSpace, GARAGE_TS_VERSION } from '../../rpc/system.ts'
-import type { AdminContext, AdminNodeView } from './context.ts'
-import { onNodes } from './context.ts'
+import type { AdminContext, AdminNodeView, NodeAdminContext } from './context.ts'
 import { AdminError, badRequest } from './errors.ts'
+import { localEndpoint } from './node-rpc.ts'
 
 export { GARAGE_TS_VERSION }
 export type { ClusterHealth }
@@ -129,7 +129,7 @@ export async function handleConnectClusterNodes(ctx: AdminContext) {
   )
 }
 
-function tablesFreeform(ctx: AdminContext): string[] {
+function tablesFreeform(ctx: NodeAdminContext): string[] {
   return ctx.garage.tables.map(
     (t) =>
       `  ${t.name.padEnd(18)} ${String(t.data.store.count()).padStart(10)} items, insert queue ${t.data.insertQueue.count()}`,
@@ -156,19 +156,23 @@ export async function handleGetClusterStatistics(ctx: AdminContext) {
   return { freeform: `${lines.join('\n')}\n` }
 }
 
-export function handleGetNodeInfo(ctx: AdminContext) {
-  return onNodes(ctx, () => ({
+/** GetNodeInfo (node-scoped). */
+export const getNodeInfo = localEndpoint({
+  parse: () => null,
+  run: (ctx: NodeAdminContext) => ({
     nodeId: ctx.node.nodeId,
     garageVersion: GARAGE_TS_VERSION,
     garageFeatures: ['lmdb', 'metrics'],
     rustVersion: `node ${process.version}`,
     dbEngine: 'LMDB (lmdb-js)',
     rpcAddress: ctx.node.cluster?.rpcAddress() ?? null,
-  }))
-}
+  }),
+})
 
-export function handleGetNodeStatistics(ctx: AdminContext) {
-  return onNodes(ctx, () => {
+/** GetNodeStatistics (node-scoped). */
+export const getNodeStatistics = localEndpoint({
+  parse: () => null,
+  run(ctx: NodeAdminContext) {
     const b = ctx.garage.blockManager.stats()
     const lines = [
       `Node: ${ctx.node.nodeId}`,
@@ -184,13 +188,16 @@ export function handleGetNodeStatistics(ctx: AdminContext) {
       `  bytes read: ${b.bytesRead}`,
     ]
     return { freeform: `${lines.join('\n')}\n` }
-  })
-}
+  },
+})
 
-/** Endpoints that need the cluster (layout, peering) or repair features not built yet. */
+/** CreateMetadataSnapshot (node-scoped): not implemented yet. */
+export const createMetadataSnapshot = localEndpoint({
+  parse: () => null,
+  run: (): never => notImplemented('CreateMetadataSnapshot'),
+})
+
+/** Endpoints not built yet. */
 export function notImplemented(name: string): never {
-  const what = /Layout|Connect/.test(name)
-    ? 'the cluster layout arrives with the cluster feature'
-    : 'repair and block operations arrive with the cluster feature'
-  throw new AdminError('NotImplemented', `${name} is not implemented yet: ${what}`)
+  throw new AdminError('NotImplemented', `${name} is not implemented yet`)
 }

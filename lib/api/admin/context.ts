@@ -4,11 +4,11 @@ import type { AdminTokenInfo, AdminTokensApi } from '../../model/helper/admin-to
 import type { BucketsApi, KeysApi } from '../../model/helper/admin.ts'
 import type { LayoutApi } from '../../rpc/layout/api.ts'
 import type { LayoutHistory } from '../../rpc/layout/history.ts'
+import type { Logger } from '../../util/logger.ts'
 import type { PeerStatus } from '../../rpc/system.ts'
-import type { WorkerInfo, WorkerVariable } from '../../util/background/worker.ts'
-import { badRequest } from './errors.ts'
+import type { Worker, WorkerInfo, WorkerVariable } from '../../util/background/worker.ts'
 import type { NodeMetrics } from './metrics.ts'
-import { queryParam } from './request.ts'
+import type { AdminLocalRequest, AdminLocalResponse } from './node-rpc.ts'
 
 /** The cluster as membership (lib/rpc/system.ts) and the layout manager see it. */
 export interface AdminClusterView {
@@ -20,6 +20,11 @@ export interface AdminClusterView {
   layout(): LayoutHistory
   /** Connects to `<node id>@host:port`. */
   connect(peer: string): Promise<void>
+  /**
+   * Runs the local handler of a node-scoped admin request on another node (the `admin/local`
+   * RPC, see node-rpc.ts).
+   */
+  callAdmin?(nodeId: string, req: AdminLocalRequest): Promise<AdminLocalResponse>
 }
 
 /** This node as the admin API sees it; node.ts provides it. */
@@ -35,6 +40,10 @@ export interface AdminNodeView {
   running(): boolean
   workers(): WorkerInfo[]
   variables(): ReadonlyMap<string, WorkerVariable>
+  /** Starts a background worker on this node (repairs). */
+  spawnWorker?(worker: Worker): void
+  /** Where node-scoped operations (repairs) log. */
+  readonly log?: Logger
 }
 
 export interface AdminSettings {
@@ -77,22 +86,5 @@ export interface MultiResponse<T> {
   error: Record<string, string>
 }
 
-/**
- * Runs `fn` on the nodes `?node=` names: `self`, `*` or a node id (prefix). With a single node
- * addressed, a failure is the request's error; with `*`, it is reported under `error`.
- */
-export async function onNodes<T>(ctx: AdminContext, fn: () => Promise<T> | T): Promise<MultiResponse<T>> {
-  const target = queryParam(ctx.query, 'node')
-  const id = ctx.node.nodeId
-  const all = target === '*'
-  if (!(all || target === 'self' || (target.length > 0 && id.startsWith(target.toLowerCase())))) {
-    throw badRequest(`no node matches '${target}' (known nodes: ${id})`)
-  }
-  if (!all) return { success: { [id]: await fn() }, error: {} }
-  try {
-    return { success: { [id]: await fn() }, error: {} }
-  } catch (err) {
-    // Garage's multi-node semantic: a node's failure is part of the answer, not a request error.
-    return { success: {}, error: { [id]: err instanceof Error ? err.message : String(err) } }
-  }
-}
+/** What a node-scoped handler needs: this node's model and view, on whichever node runs it. */
+export type NodeAdminContext = Pick<AdminContext, 'garage' | 'node'>

@@ -19,6 +19,8 @@ export const ADMIN_ERROR_STATUS = {
   NoSuchBucket: 404,
   NoSuchKey: 404,
   NoSuchAdminToken: 404,
+  /** GetBlockInfo: no block reference matches the hash (prefix). */
+  NoSuchBlock: 404,
   NoSuchEndpoint: 404,
   MethodNotAllowed: 405,
   BucketAlreadyExists: 409,

@@ -149,6 +149,40 @@ const SCHEMAS: Record<string, object> = {
     },
     ['id', 'name', 'state', 'errors', 'consecutiveErrors', 'freeform'],
   ),
+  RepairType: {
+    oneOf: [
+      { type: 'string', enum: ['tables', 'blocks', 'versions', 'multipartUploads', 'blockRefs', 'blockRc', 'rebalance'] },
+      obj({ scrub: { type: 'string', enum: ['start', 'pause', 'resume', 'cancel'] } }, ['scrub']),
+    ],
+  },
+  LaunchRepairOperationRequest: obj({ repairType: ref('RepairType') }, ['repairType']),
+  BlockError: obj({ blockHash: str, refcount: int, errorCount: int, lastTrySecsAgo: int, nextTryInSecs: int }, [
+    'blockHash',
+    'refcount',
+    'errorCount',
+    'lastTrySecsAgo',
+    'nextTryInSecs',
+  ]),
+  GetBlockInfoRequest: obj({ blockHash: str }, ['blockHash']),
+  BlockVersion: obj({ versionId: str, refDeleted: bool, versionDeleted: bool, garbageCollected: bool, backlink: {} }, [
+    'versionId',
+    'refDeleted',
+    'versionDeleted',
+    'garbageCollected',
+  ]),
+  GetBlockInfoResponse: obj({ blockHash: str, refcount: int, versions: arr(ref('BlockVersion')) }, [
+    'blockHash',
+    'refcount',
+    'versions',
+  ]),
+  RetryBlockResyncRequest: { oneOf: [obj({ all: bool }, ['all']), obj({ blockHashes: arr(str) }, ['blockHashes'])] },
+  PurgeBlocksRequest: arr(str),
+  PurgeBlocksResponse: obj({ blocksPurged: int, objectsDeleted: int, uploadsDeleted: int, versionsDeleted: int }, [
+    'blocksPurged',
+    'objectsDeleted',
+    'uploadsDeleted',
+    'versionsDeleted',
+  ]),
 }
 
 type Io = { query?: string[]; body?: string; response?: object }
@@ -210,6 +244,11 @@ const IO: Partial<Record<AdminEndpointName, Io>> = {
   GetWorkerInfo: { response: multi(ref('WorkerInfoResp')) },
   GetWorkerVariable: { response: multi({ type: 'object', additionalProperties: str }) },
   SetWorkerVariable: { response: multi(obj({ variable: str, value: str })) },
+  LaunchRepairOperation: { body: 'LaunchRepairOperationRequest', response: multi({ type: 'null' }) },
+  ListBlockErrors: { response: multi(arr(ref('BlockError'))) },
+  GetBlockInfo: { body: 'GetBlockInfoRequest', response: multi(ref('GetBlockInfoResponse')) },
+  RetryBlockResync: { body: 'RetryBlockResyncRequest', response: multi(obj({ count: int }, ['count'])) },
+  PurgeBlocks: { body: 'PurgeBlocksRequest', response: multi(ref('PurgeBlocksResponse')) },
 }
 
 /** Builds the document (plain JSON data). */

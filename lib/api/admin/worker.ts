@@ -1,8 +1,8 @@
 /** Background worker endpoints (port of garage_api_admin::worker). */
 import type { WorkerInfo } from '../../util/background/worker.ts'
-import type { AdminContext } from './context.ts'
-import { onNodes } from './context.ts'
+import type { NodeAdminContext } from './context.ts'
 import { badRequest } from './errors.ts'
+import { localEndpoint } from './node-rpc.ts'
 import { Fields } from './request.ts'
 
 function workerInfoResponse(w: WorkerInfo) {
@@ -20,61 +20,67 @@ function workerInfoResponse(w: WorkerInfo) {
         ? null
         : { message: w.lastError.message, secsAgo: Math.floor((Date.now() - w.lastError.at) / 1000) },
     tranquility: null,
-    progress: null,
+    progress: typeof w.info.progress === 'string' ? w.info.progress : null,
     queueLength: typeof queue === 'number' ? queue : null,
     persistentErrors: null,
     freeform: Object.entries(w.info).map(([k, v]) => `${k}: ${v}`),
   }
 }
 
-export function handleListWorkers(ctx: AdminContext) {
-  const f = new Fields(ctx.body)
-  const busyOnly = f.optBool('busyOnly') ?? false
-  const errorOnly = f.optBool('errorOnly') ?? false
-  return onNodes(ctx, () =>
-    ctx.node
+/** ListWorkers: `{ busyOnly?, errorOnly? }`. */
+export const listWorkers = localEndpoint({
+  parse(body) {
+    const f = new Fields(body)
+    return { busyOnly: f.optBool('busyOnly') ?? false, errorOnly: f.optBool('errorOnly') ?? false }
+  },
+  run(ctx: NodeAdminContext, req: { busyOnly: boolean; errorOnly: boolean }) {
+    return ctx.node
       .workers()
-      .filter((w) => (!busyOnly || w.state === 'busy') && (!errorOnly || w.errors > 0))
-      .map(workerInfoResponse),
-  )
-}
+      .filter((w) => (!req.busyOnly || w.state === 'busy') && (!req.errorOnly || w.errors > 0))
+      .map(workerInfoResponse)
+  },
+})
 
-export function handleGetWorkerInfo(ctx: AdminContext) {
-  const id = new Fields(ctx.body).int('id')
-  return onNodes(ctx, () => {
-    const w = ctx.node.workers().find((x) => x.id === id)
-    if (w === undefined) throw badRequest(`No worker with id ${id}`)
+/** GetWorkerInfo: `{ id }`. */
+export const getWorkerInfo = localEndpoint({
+  parse: (body) => ({ id: new Fields(body).int('id') }),
+  run(ctx: NodeAdminContext, req: { id: number }) {
+    const w = ctx.node.workers().find((x) => x.id === req.id)
+    if (w === undefined) throw badRequest(`No worker with id ${req.id}`)
     return workerInfoResponse(w)
-  })
-}
+  },
+})
 
-export function handleGetWorkerVariable(ctx: AdminContext) {
-  const variable = new Fields(ctx.body).optString('variable')
-  return onNodes(ctx, () => {
+/** GetWorkerVariable: `{ variable? }`; all variables when absent. */
+export const getWorkerVariable = localEndpoint({
+  parse: (body) => ({ variable: new Fields(body).optString('variable') ?? null }),
+  run(ctx: NodeAdminContext, req: { variable: string | null }) {
     const vars = ctx.node.variables()
-    if (variable === undefined) return Object.fromEntries([...vars].map(([k, v]) => [k, v.get()]))
-    const v = vars.get(variable)
-    if (v === undefined) throw unknownVariable(variable, vars.keys())
-    return { [variable]: v.get() }
-  })
-}
+    if (req.variable === null) return Object.fromEntries([...vars].map(([k, v]) => [k, v.get()]))
+    const v = vars.get(req.variable)
+    if (v === undefined) throw unknownVariable(req.variable, vars.keys())
+    return { [req.variable]: v.get() }
+  },
+})
 
-export function handleSetWorkerVariable(ctx: AdminContext) {
-  const f = new Fields(ctx.body)
-  const variable = f.string('variable')
-  const value = f.string('value')
-  return onNodes(ctx, () => {
+/** SetWorkerVariable: `{ variable, value }`. */
+export const setWorkerVariable = localEndpoint({
+  parse(body) {
+    const f = new Fields(body)
+    return { variable: f.string('variable'), value: f.string('value') }
+  },
+  run(ctx: NodeAdminContext, req: { variable: string; value: string }) {
     const vars = ctx.node.variables()
-    const v = vars.get(variable)
-    if (v === undefined) throw unknownVariable(variable, vars.keys())
+    const v = vars.get(req.variable)
+    if (v === undefined) throw unknownVariable(req.variable, vars.keys())
     try {
-      v.set(value)
+      v.set(req.value)
     } catch (err) {
-      throw badRequest(`invalid value for ${variable}: ${(err as Error).message}`)
+      throw badRequest(`invalid value for ${req.variable}: ${(err as Error).message}`)
     }
-    return { variable, value: v.get() }
-  })
-}
+    return { variable: req.variable, value: v.get() }
+  },
+})
 
 function unknownVariable(name: string, known: Iterable<string>) {
   return badRequest(`unknown worker variable '${name}' (known: ${[...known].join(', ') || 'none'})`)

@@ -132,16 +132,28 @@ export class S3ApiServer implements ApiHandler {
       return withCorsHeaders(response, corsHeadersFor(params, method, req.headers))
     }
 
-    const auth = verifyRequest(
-      { method, rawPath, rawQuery, headers: req.headers },
-      {
-        region: this.#settings.region,
-        service: 's3',
-        lookupSecret: (id) => garage.keys.getLocal(id)?.state.value.secret,
-      },
-    )
+    // Keys are read from the local copy of the key table (the hot path). On a cluster, a key
+    // this node does not hold yet (it just joined, or has no role) is read at quorum instead.
+    let fetched: ExistingKey | undefined
+    let missing: string | undefined
+    const lookupSecret = (id: string): string | undefined => {
+      const k = garage.keys.getLocal(id) ?? (fetched?.id === id ? fetched : undefined)
+      if (k === undefined) missing = id
+      return k?.state.value.secret
+    }
+    const signed = { method, rawPath, rawQuery, headers: req.headers }
+    const sigOptions = { region: this.#settings.region, service: 's3', lookupSecret }
+    let auth: ReturnType<typeof verifyRequest>
+    try {
+      auth = verifyRequest(signed, sigOptions)
+    } catch (err) {
+      if (missing === undefined || garage.cluster === undefined) throw err
+      fetched = await garage.keys.get(missing)
+      if (fetched === undefined) throw err
+      auth = verifyRequest(signed, sigOptions)
+    }
     if (auth === undefined) throw new ApiError('AccessDenied', 'Anonymous access is not supported')
-    const apiKey = garage.keys.getLocal(auth.accessKeyId)
+    const apiKey = garage.keys.getLocal(auth.accessKeyId) ?? (fetched?.id === auth.accessKeyId ? fetched : undefined)
     if (apiKey === undefined)
       throw new ApiError('InvalidAccessKeyId', 'The access key ID you provided does not exist in our records.')
     const expiration = apiKey.state.value.expiration.v
@@ -170,9 +182,13 @@ export class S3ApiServer implements ApiHandler {
       return handleCreateBucket(garage, this.#settings.region, apiKey, ep.bucket, body, stages.result)
     }
     const bucketName = ep.bucket
-    const bucketId = garage.buckets.resolveLocal(bucketName, apiKey)
+    let bucketId = garage.buckets.resolveLocal(bucketName, apiKey)
+    if (bucketId === undefined && garage.cluster !== undefined) bucketId = await garage.buckets.resolve(bucketName, apiKey.id)
     if (bucketId === undefined) throw new ApiError('NoSuchBucket', 'The specified bucket does not exist')
-    const bucketEntry = garage.bucketTable.data.read(new Uint8Array(0), bucketId)
+    let bucketEntry = garage.bucketTable.data.read(new Uint8Array(0), bucketId)
+    if (bucketEntry === undefined && garage.cluster !== undefined) {
+      bucketEntry = await garage.bucketTable.get(new Uint8Array(0), bucketId)
+    }
     if (bucketEntry === undefined || bucketEntry.state.deleted) {
       throw new ApiError('NoSuchBucket', 'The specified bucket does not exist')
     }

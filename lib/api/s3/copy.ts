@@ -151,7 +151,7 @@ export async function handleCopyObject(ctx: BucketCtx, destKey: string): Promise
     directive === 'REPLACE' ? { ...srcMeta, headers: extractMetadataHeaders(ctx.req.headers, ctx.contentEncoding) } : srcMeta
 
   const dest = await g.objectTable.get(ctx.bucketId, utf8(destKey))
-  checkQuotas(g, ctx.bucketId, ctx.bucketParams.quotas.v, dest, meta.size)
+  await checkQuotas(g, ctx.bucketId, ctx.bucketParams.quotas.v, dest, meta.size)
   if (srcCipher !== undefined || destCustomer !== undefined) {
     // Each version has its own key: encrypted data is never shared, it is decrypted and
     // re-encrypted on its way through.

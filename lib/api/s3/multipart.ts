@@ -505,7 +505,7 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
     }
   }
 
-  checkQuotas(
+  await checkQuotas(
     g,
     ctx.bucketId,
     ctx.bucketParams.quotas.v,

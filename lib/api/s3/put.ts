@@ -89,7 +89,7 @@ export async function handlePutObject(ctx: BucketCtx, key: string): Promise<ApiR
   // Refuse before reading the body when its announced length is already too much.
   const declared = declaredLength(ctx.req.headers)
   if (declared !== undefined) {
-    checkQuotas(ctx.garage, ctx.bucketId, quotas, await ctx.garage.objectTable.get(ctx.bucketId, utf8(key)), declared)
+    await checkQuotas(ctx.garage, ctx.bucketId, quotas, await ctx.garage.objectTable.get(ctx.bucketId, utf8(key)), declared)
   }
   const saved = await saveStream(ctx.garage, ctx.bucketId, key, headers, ctx.body, ctx.bodyResult, {
     checksumAlgorithm: requestChecksumAlgorithm(ctx.req.headers),
@@ -206,7 +206,7 @@ export async function saveStream(
   if (first === undefined || (first.length < INLINE_THRESHOLD && (await chunker.next()) === undefined)) {
     const bytes = first ?? Buffer.alloc(0)
     const { stored, meta } = seal(objectMetaFrom(await result, bytes.length, headers, opts.checksumAlgorithm))
-    checkQuotas(garage, bucketId, opts.quotas, existing, bytes.length)
+    await checkQuotas(garage, bucketId, opts.quotas, existing, bytes.length)
     const data = new Uint8Array(cipher === undefined ? bytes : cipher.encryptBlob(bytes))
     const version: ObjectVersion = {
       uuid: versionId,
@@ -237,7 +237,7 @@ export async function saveStream(
     const { size, firstHash } = await writeBlocks(garage, versionId, backlink, 1, first, chunker, cipher)
     const { stored, meta } = seal(objectMetaFrom(await result, size, headers, opts.checksumAlgorithm))
     // The blocks written are unreferenced by the abort below and collected.
-    checkQuotas(garage, bucketId, opts.quotas, existing, size)
+    await checkQuotas(garage, bucketId, opts.quotas, existing, size)
     const complete: ObjectVersion = {
       uuid: versionId,
       ts,
@@ -265,17 +265,17 @@ function declaredLength(headers: IncomingHttpHeaders): number | undefined {
  * Refuses (403 QuotaExceeded) a write that would make `key` hold `size` bytes when that takes the
  * bucket over its quotas (port of put.rs `check_quotas`). `existing` is the key's current row:
  * an overwrite only counts the difference, and a write that does not grow a figure is always
- * accepted. Counters are this node's (index-counter.ts).
+ * accepted. Counters come from the bucket's partition holders (Garage.bucketCounts).
  */
-export function checkQuotas(
+export async function checkQuotas(
   garage: Garage,
   bucketId: Uuid,
   quotas: BucketQuotas | undefined,
   existing: ObjectEntry | undefined,
   size: number,
-): void {
+): Promise<void> {
   if (quotas === undefined || (quotas.maxObjects === null && quotas.maxSize === null)) return
-  const counts = garage.objectCounter.get(bucketId)
+  const counts = await garage.bucketCounts(bucketId)
   const prev = countObject(existing)
   const addObjects = 1 - prev.objects
   const addBytes = size - prev.bytes

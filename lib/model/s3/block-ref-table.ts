@@ -30,11 +30,12 @@ export function blockRefTableSchema(rc: RefCounter): TableSchema<BlockRefEntry> 
     partitionHash: identityPartitionKey,
     merge: (a, b) => ({ block: a.block, version: a.version, deleted: a.deleted || b.deleted }),
     isTombstone: (e) => e.deleted,
+    // A live reference deleted locally (handed over to the new holders) releases the block too.
     updated(tx, previous, next) {
       const before = previous !== undefined && !previous.deleted
-      const after = !next.deleted
+      const after = next !== undefined && !next.deleted
       if (after && !before) rc.incref(tx, next.block)
-      if (before && !after) rc.decref(tx, next.block)
+      if (before && !after) rc.decref(tx, previous.block)
     },
   }
 }

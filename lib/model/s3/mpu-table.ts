@@ -67,7 +67,7 @@ export function mpuTableSchema(deps: MpuTableDeps): TableSchema<MpuEntry> {
     },
     isTombstone: (e) => e.deleted,
     updated(tx, previous, next) {
-      if (previous === undefined || previous.deleted || !next.deleted) return
+      if (previous === undefined || next === undefined || previous.deleted || !next.deleted) return
       for (const p of previous.parts) {
         deps.queueVersion(tx, deletedVersion(p.version, { t: 'mpu', uploadId: next.uploadId }))
       }

@@ -133,7 +133,7 @@ export interface ObjectTableDeps {
   /** Deletes the multipart upload of a dropped or aborted `uploading{multipart}` version. */
   queueMpu(tx: Transaction, entry: MpuEntry): void
   /** Keeps the bucket counters (index-counter.ts) in step with every change of a row. */
-  countObject?(tx: Transaction, previous: ObjectEntry | undefined, next: ObjectEntry): void
+  countObject?(tx: Transaction, previous: ObjectEntry | undefined, next: ObjectEntry | undefined): void
 }
 
 export function objectTableSchema(deps: ObjectTableDeps): TableSchema<ObjectEntry> {
@@ -150,7 +150,9 @@ export function objectTableSchema(deps: ObjectTableDeps): TableSchema<ObjectEntr
     },
     updated(tx, previous, next) {
       deps.countObject?.(tx, previous, next)
-      if (previous === undefined) return
+      // A row deleted locally (handed over, or a collected tombstone) only leaves the counters:
+      // its versions live on with it on its holders.
+      if (previous === undefined || next === undefined) return
       for (const v of previous.versions) {
         const kept = next.versions.find((n) => cmpVersion(n, v) === 0)
         if (kept === undefined || (kept.state.t === 'aborted' && v.state.t !== 'aborted')) {

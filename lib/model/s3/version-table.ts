@@ -85,7 +85,8 @@ export function versionTableSchema(deps: VersionTableDeps): TableSchema<VersionE
     },
     isTombstone: (e) => e.deleted,
     updated(tx, previous, next) {
-      if (previous === undefined || previous.deleted || !next.deleted) return
+      // A version deleted locally (handed over, or a collected tombstone) stays on its holders.
+      if (previous === undefined || next === undefined || previous.deleted || !next.deleted) return
       for (const [, , hash] of previous.blocks) {
         deps.queueBlockRef(tx, { block: hash, version: next.uuid, deleted: true })
       }

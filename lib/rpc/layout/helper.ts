@@ -48,6 +48,8 @@ export interface LayoutHelperOptions {
   replicationFactor: number
   /** Average ping to each peer in ms (undefined: unknown), for the closeness order. */
   pingOf?: (nodeId: string) => number | undefined
+  /** Whether membership sees a peer up; peers that are down are tried last. */
+  isUp?: (nodeId: string) => boolean
   log: Logger
 }
 
@@ -182,12 +184,13 @@ export class LayoutHelper {
 
   /**
    * Orders nodes as reads try them (Garage's `request_order`): this node, then nodes of our
-   * zone, then the others; by lowest average ping within each group.
+   * zone, then the others, then peers that are down; by lowest average ping within each group.
    */
   orderByCloseness(nodes: readonly string[]): string[] {
     const myZone = this.zoneOf(this.self)
     const rank = (n: string): [number, number] => {
       if (n === this.self) return [0, 0]
+      if (this.#o.isUp !== undefined && !this.#o.isUp(n)) return [3, 0]
       const sameZone = myZone !== undefined && this.zoneOf(n) === myZone
       return [sameZone ? 1 : 2, this.#o.pingOf?.(n) ?? Number.MAX_SAFE_INTEGER]
     }

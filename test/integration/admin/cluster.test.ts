@@ -62,15 +62,11 @@ describe('cluster', () => {
     expectError(await v2(node, 'GetNodeInfo', { query: { node: 'ffffffff' } }), 400, 'InvalidRequest')
     expectError(await v2(node, 'GetNodeInfo'), 400, 'InvalidRequest')
   })
-  test('connection (standalone node), repair and block endpoints answer 501 NotImplemented', async () => {
+  test('connection (standalone node) and metadata snapshots answer 501 NotImplemented', async () => {
+    // Repair and block endpoints: test/integration/admin/block-repair.test.ts.
     const cases: Array<[string, Record<string, string>, unknown]> = [
       ['ConnectClusterNodes', {}, []],
       ['CreateMetadataSnapshot', { node: 'self' }, {}],
-      ['LaunchRepairOperation', { node: 'self' }, { repairType: 'tables' }],
-      ['ListBlockErrors', { node: 'self' }, undefined],
-      ['GetBlockInfo', { node: 'self' }, { blockHash: '00' }],
-      ['RetryBlockResync', { node: 'self' }, { all: true }],
-      ['PurgeBlocks', { node: 'self' }, []],
     ]
     for (const [name, query, body] of cases) {
       const r = await v2(node, name, { query, body, method: body === undefined ? 'GET' : 'POST' })
@@ -85,8 +81,11 @@ describe('workers', () => {
     const r = await v2(node, 'ListWorkers', { query: { node: 'self' }, body: {} })
     assert.equal(r.status, 200, r.text)
     const workers = (r.data.success as Record<string, Array<Record<string, unknown>>>)[node.node.nodeId] ?? []
-    const names = workers.map((w) => w.name)
-    assert.ok(names.includes('block resync'), 'the block resync worker is listed')
+    const names = workers.map((w) => String(w.name))
+    assert.ok(
+      names.some((n) => n.startsWith('block resync')),
+      'the block resync worker is listed',
+    )
     assert.ok(names.includes('object queue'), 'table queue workers are listed')
     for (const w of workers) {
       assert.equal(typeof w.id, 'number')

@@ -1,0 +1,313 @@
+/**
+ * The resync queue and its workers (port of garage_block::resync). Blocks to check are queued by
+ * due time; a worker takes the first due one and lets the block manager bring it in line with
+ * what the node should hold (fetch, offload, delete). A failure is counted in
+ * `block_resync_errors` and retried with exponential backoff.
+ * @internal
+ */
+import type { Db, Transaction, Tree } from '../db/db.ts'
+import { Notify, sleep, type Worker, type WorkerState } from '../util/background/worker.ts'
+import { defineCodec } from '../util/codec.ts'
+import { concatBytes, type Hash, toHex, utf8 } from '../util/data.ts'
+import { ModelError } from '../util/errors.ts'
+import type { Logger } from '../util/logger.ts'
+
+/** Base delay of a retry after a failure (Garage's RESYNC_RETRY_DELAY). @internal */
+export const RESYNC_RETRY_DELAY_MS = 60_000
+/** The retry delay doubles per failure up to 2^6 times the base. @internal */
+export const RESYNC_MAX_BACKOFF_POWER = 6
+/** Most resync workers (`resync-worker-count` is 1..8). @internal */
+export const MAX_RESYNC_WORKERS = 8
+const INITIAL_RESYNC_TRANQUILITY = 2
+
+interface ErrorCounter {
+  /** Consecutive failures. */
+  n: number
+  /** Time of the last try, ms. */
+  last: number
+}
+const errorCodec = defineCodec<ErrorCounter>('G0bre')
+
+interface ResyncConfig {
+  tranquility: number
+  workers: number
+}
+const configCodec = defineCodec<ResyncConfig>('G0brc')
+const CONFIG_KEY = utf8('resync')
+
+/** A block whose resync failed. */
+export interface BlockResyncErrorInfo {
+  hash: Hash
+  /** Consecutive failures. */
+  errors: number
+  /** Time of the last try (ms since the epoch). */
+  lastTry: number
+  /** Time of the next try. */
+  nextTry: number
+}
+
+/** What the queue asks the block manager to do for one block. @internal */
+export interface ResyncTarget {
+  /** Brings the local state of `hash` in line with the layout; throws to retry later. */
+  resyncBlock(hash: Hash): Promise<void>
+}
+
+/** @internal */
+export interface BlockResyncOptions {
+  db: Db
+  /** Base of the retry backoff. Default {@link RESYNC_RETRY_DELAY_MS}. */
+  retryDelayMs?: number
+  log: Logger
+}
+
+/** The persisted queue, the error counters and the workers' settings. @internal */
+export class BlockResync {
+  /** Key: due time (u64 big-endian ms) then hash; value empty. */
+  readonly queue: Tree
+  /** Key: hash; value: error counter. */
+  readonly errors: Tree
+  readonly notify = new Notify()
+  readonly retryDelayMs: number
+  readonly #db: Db
+  readonly #config: Tree
+  readonly #log: Logger
+  readonly #busy = new Set<string>()
+  #settings: ResyncConfig
+
+  constructor(o: BlockResyncOptions) {
+    this.#db = o.db
+    this.#log = o.log
+    this.retryDelayMs = o.retryDelayMs ?? RESYNC_RETRY_DELAY_MS
+    this.queue = o.db.openTree('block_local_resync_queue')
+    this.errors = o.db.openTree('block_resync_errors')
+    this.#config = o.db.openTree('block_local_config')
+    const raw = this.#config.get(CONFIG_KEY)
+    this.#settings = raw === undefined ? { tranquility: INITIAL_RESYNC_TRANQUILITY, workers: 1 } : configCodec.decode(raw)
+  }
+
+  /** Sleep after each step, as a multiple of the step's duration (persisted). */
+  get tranquility(): number {
+    return this.#settings.tranquility
+  }
+  set tranquility(n: number) {
+    this.#saveSettings({ ...this.#settings, tranquility: n })
+  }
+
+  /** Number of workers that run (1..8, persisted). */
+  get workerCount(): number {
+    return this.#settings.workers
+  }
+  set workerCount(n: number) {
+    if (!Number.isInteger(n) || n < 1 || n > MAX_RESYNC_WORKERS) {
+      throw new ModelError('BadRequest', `resync-worker-count must be between 1 and ${MAX_RESYNC_WORKERS}`)
+    }
+    this.#saveSettings({ ...this.#settings, workers: n })
+  }
+
+  #saveSettings(s: ResyncConfig): void {
+    this.#db.transaction((tx) => tx.insert(this.#config, CONFIG_KEY, configCodec.encode(s)))
+    this.#settings = s
+    this.notify.notify()
+  }
+
+  /** Queues a check of `hash` at `at` inside a transaction. */
+  schedule(tx: Transaction, hash: Hash, at: number): void {
+    tx.insert(this.queue, queueKey(at, hash), new Uint8Array(0))
+    queueMicrotask(() => this.notify.notify())
+  }
+
+  /** Queues a check of `hash` at `at` (its own transaction). */
+  put(hash: Hash, at: number): void {
+    this.#db.transaction((tx) => this.schedule(tx, hash, at))
+  }
+
+  /** Queues many hashes at `at`, in batched transactions. */
+  putMany(hashes: readonly Hash[], at: number): void {
+    if (hashes.length === 0) return
+    this.#db.transaction((tx) => {
+      for (const h of hashes) this.schedule(tx, h, at)
+    })
+  }
+
+  length(): number {
+    return this.queue.count()
+  }
+
+  erroredCount(): number {
+    return this.errors.count()
+  }
+
+  /** When a block that failed `n` times in a row at `lastTry` is tried again. */
+  nextTry(n: number, lastTry: number): number {
+    return lastTry + this.retryDelayMs * 2 ** Math.min(Math.max(n - 1, 0), RESYNC_MAX_BACKOFF_POWER)
+  }
+
+  errorOf(hash: Hash): BlockResyncErrorInfo | undefined {
+    const raw = this.errors.get(hash)
+    if (raw === undefined) return undefined
+    const e = errorCodec.decode(raw)
+    return { hash, errors: e.n, lastTry: e.last, nextTry: this.nextTry(e.n, e.last) }
+  }
+
+  /** Every block in an error state, by hash. */
+  listErrors(): BlockResyncErrorInfo[] {
+    const out: BlockResyncErrorInfo[] = []
+    for (const [k, v] of this.errors.range()) {
+      const e = errorCodec.decode(v)
+      out.push({ hash: Uint8Array.from(k), errors: e.n, lastTry: e.last, nextTry: this.nextTry(e.n, e.last) })
+    }
+    return out
+  }
+
+  /**
+   * Lifts the backoff of errored blocks and queues them now (`garage block retry-now`).
+   * Returns how many were queued.
+   * @throws ModelError when a given block is not in an error state.
+   */
+  retryNow(hashes: readonly Hash[] | 'all'): number {
+    const list = hashes === 'all' ? this.listErrors().map((e) => e.hash) : hashes
+    const now = Date.now()
+    return this.#db.transaction((tx) => {
+      for (const h of list) {
+        const raw = tx.get(this.errors, h)
+        if (raw === undefined) throw new ModelError('BadRequest', `block ${toHex(h)} is not in an error state`)
+        const e = errorCodec.decode(raw)
+        tx.insert(this.errors, h, errorCodec.encode({ n: e.n, last: 0 }))
+        this.schedule(tx, h, now)
+      }
+      return list.length
+    })
+  }
+
+  /** Forgets the error counter of `hash`; true if there was one. */
+  clearError(hash: Hash): boolean {
+    return this.#db.transaction((tx) => {
+      if (tx.get(this.errors, hash) === undefined) return false
+      tx.remove(this.errors, hash)
+      return true
+    })
+  }
+
+  /**
+   * Processes the first due block not already being processed by another worker.
+   * @returns 'did' after one block, or the time the next block is due.
+   */
+  async step(target: ResyncTarget): Promise<'did' | { idleUntil: number }> {
+    const now = Date.now()
+    let picked: { key: Uint8Array; hash: Hash } | undefined
+    let anyDue = false
+    for (const [k] of this.queue.range({ limit: 2 * MAX_RESYNC_WORKERS })) {
+      const at = readU64(k)
+      if (at > now) {
+        if (!anyDue) return { idleUntil: at }
+        break
+      }
+      anyDue = true
+      const hash = Uint8Array.from(k.subarray(8))
+      if (this.#busy.has(toHex(hash))) continue
+      picked = { key: Uint8Array.from(k), hash }
+      break
+    }
+    if (picked === undefined) return { idleUntil: anyDue ? now + 100 : Number.POSITIVE_INFINITY }
+    const { key, hash } = picked
+    const err = this.errorOf(hash)
+    if (err !== undefined && err.nextTry > now) {
+      // Still backing off: move the entry to the retry time (insert first, so a crash keeps it).
+      this.#db.transaction((tx) => {
+        this.schedule(tx, hash, err.nextTry)
+        tx.remove(this.queue, key)
+      })
+      return 'did'
+    }
+    const hex = toHex(hash)
+    this.#busy.add(hex)
+    try {
+      await target.resyncBlock(hash)
+      this.#db.transaction((tx) => {
+        tx.remove(this.errors, hash)
+        tx.remove(this.queue, key)
+      })
+    } catch (e) {
+      // Counted and retried with backoff; the error stays visible in `listErrors()`.
+      const n = (err?.errors ?? 0) + 1
+      this.#log.warn(`resync of block ${hex} failed (${n} time(s) in a row): ${(e as Error).message}`)
+      this.#db.transaction((tx) => {
+        tx.insert(this.errors, hash, errorCodec.encode({ n, last: now }))
+        this.schedule(tx, hash, this.nextTry(n, now))
+        tx.remove(this.queue, key)
+      })
+    } finally {
+      this.#busy.delete(hex)
+    }
+    return 'did'
+  }
+
+  /** The `index`-th worker (0-based); it idles while `index >= workerCount`. */
+  worker(index: number, target: ResyncTarget): Worker {
+    return new ResyncWorker(this, index, target)
+  }
+}
+
+class ResyncWorker implements Worker {
+  readonly name: string
+  readonly #q: BlockResync
+  readonly #index: number
+  readonly #target: ResyncTarget
+  #nextAt = 0
+  constructor(q: BlockResync, index: number, target: ResyncTarget) {
+    this.#q = q
+    this.#index = index
+    this.#target = target
+    this.name = `block resync #${index + 1}`
+  }
+  async work(signal: AbortSignal): Promise<WorkerState> {
+    if (this.#index >= this.#q.workerCount) {
+      this.#nextAt = Number.POSITIVE_INFINITY
+      return 'idle'
+    }
+    const started = performance.now()
+    const r = await this.#q.step(this.#target)
+    if (r !== 'did') {
+      this.#nextAt = r.idleUntil
+      return 'idle'
+    }
+    const pause = (performance.now() - started) * this.#q.tranquility
+    if (pause >= 1) await sleep(Math.min(pause, 10_000), signal)
+    return 'busy'
+  }
+  waitForWork(signal: AbortSignal): Promise<void> {
+    const wait = Math.min(Math.max(this.#nextAt - Date.now(), 10), 10_000)
+    return this.#q.notify.wait(signal, wait)
+  }
+  info(): Record<string, number> {
+    if (this.#index >= this.#q.workerCount) return { disabled: 1 }
+    return { queueLength: this.#q.length(), persistentErrors: this.#q.erroredCount(), tranquility: this.#q.tranquility }
+  }
+}
+
+/** A worker that runs `fn` once. @internal */
+export class OneShotWorker implements Worker {
+  readonly name: string
+  readonly #fn: (signal: AbortSignal) => Promise<void>
+  constructor(name: string, fn: (signal: AbortSignal) => Promise<void>) {
+    this.name = name
+    this.#fn = fn
+  }
+  async work(signal: AbortSignal): Promise<WorkerState> {
+    await this.#fn(signal)
+    return 'done'
+  }
+  waitForWork(): Promise<void> {
+    return Promise.resolve()
+  }
+}
+
+function queueKey(at: number, hash: Hash): Uint8Array {
+  const b = Buffer.alloc(8)
+  b.writeBigUInt64BE(BigInt(Math.max(0, Math.floor(at))))
+  return concatBytes(new Uint8Array(b), hash)
+}
+
+function readU64(b: Uint8Array): number {
+  return Number(Buffer.from(b.buffer, b.byteOffset, 8).readBigUInt64BE())
+}

@@ -1,0 +1,150 @@
+/**
+ * Block exchange between nodes (port of garage_block's `BlockRpc`): `block/put` sends a block
+ * as a byte stream attached to the request, `block/get` answers one as a stream attached to the
+ * response, `block/need` asks whether a node lacks a block it references. Both ends verify the
+ * BLAKE2 hash of every block that crosses the wire.
+ * @internal
+ */
+import type { Readable } from 'node:stream'
+import { defineEndpoint, type RpcPriority, withStream } from '../net/endpoint.ts'
+import type { NetApp } from '../net/netapp.ts'
+import { blake2sum, bytesEqual, type Hash, toHex } from '../util/data.ts'
+import { CorruptDataError, GarageError } from '../util/errors.ts'
+
+/** @internal */
+export interface BlockHashReq {
+  h: Uint8Array
+}
+
+/** Answer of `block/need`. @internal */
+export interface BlockNeedRes {
+  /** The node references the block and does not have it. */
+  needed: boolean
+  /** The node has a copy. */
+  present: boolean
+}
+
+/** @internal */
+export const BLOCK_PUT_ENDPOINT = defineEndpoint<BlockHashReq, null>('block/put')
+/** @internal */
+export const BLOCK_GET_ENDPOINT = defineEndpoint<BlockHashReq, { len: number }>('block/get')
+/** @internal */
+export const BLOCK_NEED_ENDPOINT = defineEndpoint<BlockHashReq, BlockNeedRes>('block/need')
+
+/** Largest block accepted over the wire (Garage caps `block_size` far below this). @internal */
+export const MAX_BLOCK_TRANSFER_BYTES = 256 * 1024 * 1024
+
+/** What a node does with block requests (the block manager). @internal */
+export interface BlockRpcHandlers {
+  /** Stores a block whose hash was verified. */
+  put(hash: Hash, data: Uint8Array): Promise<void>
+  /** Reads a local, verified block; throws when absent or corrupt. */
+  get(hash: Hash): Promise<Uint8Array>
+  need(hash: Hash): Promise<BlockNeedRes>
+}
+
+/** Registers the block endpoints on `net`. @internal */
+export function serveBlockRpc(net: NetApp, h: BlockRpcHandlers): void {
+  net.handle(BLOCK_PUT_ENDPOINT, async (req, from, ctx) => {
+    const hash = checkHash(req)
+    if (ctx.stream === undefined) throw new GarageError('GARAGE_ERR_INTERNAL', 'block/put without a data stream')
+    const data = await readAll(ctx.stream, MAX_BLOCK_TRANSFER_BYTES)
+    verify(hash, data, `sent by node ${from.slice(0, 16)}`)
+    await h.put(hash, data)
+    return null
+  })
+  net.handle(BLOCK_GET_ENDPOINT, async (req) => {
+    const data = await h.get(checkHash(req))
+    return withStream({ len: data.byteLength }, data)
+  })
+  net.handle(BLOCK_NEED_ENDPOINT, (req) => h.need(checkHash(req)))
+}
+
+/** Options of one block call. @internal */
+export interface BlockCallOptions {
+  priority: RpcPriority
+  /** Deadline of the whole call, stream included. */
+  timeoutMs: number
+  signal?: AbortSignal
+}
+
+/** Calls the block endpoints of other nodes. @internal */
+export class BlockRpcClient {
+  readonly #net: NetApp
+  constructor(net: NetApp) {
+    this.#net = net
+  }
+
+  async put(node: string, hash: Hash, data: Uint8Array, o: BlockCallOptions): Promise<void> {
+    const { stream } = await this.#net.callStreaming(
+      node,
+      BLOCK_PUT_ENDPOINT,
+      { h: hash },
+      { priority: o.priority, timeoutMs: o.timeoutMs, signal: deadline(o), stream: data },
+    )
+    stream?.destroy()
+  }
+
+  /** Fetches a block from `node` and verifies it. */
+  async get(node: string, hash: Hash, o: BlockCallOptions): Promise<Buffer> {
+    const signal = deadline(o)
+    const { res, stream } = await this.#net.callStreaming(
+      node,
+      BLOCK_GET_ENDPOINT,
+      { h: hash },
+      {
+        priority: o.priority,
+        timeoutMs: o.timeoutMs,
+        signal,
+      },
+    )
+    if (stream === undefined) throw new GarageError('GARAGE_ERR_INTERNAL', `node ${node.slice(0, 16)} sent no block data`)
+    const data = await readAll(stream, Math.min(res.len, MAX_BLOCK_TRANSFER_BYTES))
+    verify(hash, data, `received from node ${node.slice(0, 16)}`)
+    return data
+  }
+
+  need(node: string, hash: Hash, o: BlockCallOptions): Promise<BlockNeedRes> {
+    return this.#net.call(
+      node,
+      BLOCK_NEED_ENDPOINT,
+      { h: hash },
+      {
+        priority: o.priority,
+        timeoutMs: o.timeoutMs,
+        signal: deadline(o),
+      },
+    )
+  }
+}
+
+function deadline(o: BlockCallOptions): AbortSignal {
+  const t = AbortSignal.timeout(o.timeoutMs)
+  return o.signal === undefined ? t : AbortSignal.any([o.signal, t])
+}
+
+function checkHash(req: BlockHashReq): Hash {
+  const h = req?.h
+  if (!(h instanceof Uint8Array) || h.byteLength !== 32)
+    throw new GarageError('GARAGE_ERR_INTERNAL', 'invalid block hash in request')
+  return h
+}
+
+function verify(hash: Hash, data: Uint8Array, what: string): void {
+  if (!bytesEqual(blake2sum(data), hash)) throw new CorruptDataError(`block ${toHex(hash)} ${what} does not match its hash`)
+}
+
+/** Reads a stream to its end; fails beyond `limit` bytes. */
+async function readAll(stream: Readable, limit: number): Promise<Buffer> {
+  const parts: Buffer[] = []
+  let n = 0
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    n += chunk.byteLength
+    if (n > limit) {
+      stream.destroy()
+      throw new GarageError('GARAGE_ERR_INTERNAL', `block data longer than ${limit} bytes`)
+    }
+    parts.push(chunk)
+  }
+  return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, n)
+}

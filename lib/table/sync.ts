@@ -1,0 +1,393 @@
+/**
+ * Anti-entropy of a table (port of garage_table::sync). A {@link TableSyncer} worker walks every
+ * partition of the table, in random order:
+ * - for a partition this node stores, it compares its Merkle root with each other holder's,
+ *   walks down the nodes that differ and pushes its items there (push only, as Garage: each
+ *   holder's own sync pushes what it has that we lack);
+ * - for a partition this node no longer stores but still holds items of, it hands them over to
+ *   every holder (all must acknowledge), then deletes them locally if they did not change.
+ *
+ * A full pass runs every `replication.antiEntropyIntervalMs`, at once when the layout version
+ * changes, soon after a peer comes up, and on demand ({@link TableSyncer.addFullSync}). A pass
+ * in which every partition succeeded reports the layout version it used to the layout helper,
+ * which lets old layout versions retire.
+ * @internal
+ */
+import type { RpcEndpoint } from '../net/endpoint.ts'
+import { defineEndpoint } from '../net/endpoint.ts'
+import type { NetApp } from '../net/netapp.ts'
+import type { LayoutHelper } from '../rpc/layout/helper.ts'
+import { Notify, type Worker, type WorkerState } from '../util/background/worker.ts'
+import { bytesEqual, concatBytes } from '../util/data.ts'
+import { GarageError, unreachable } from '../util/errors.ts'
+import type { Logger } from '../util/logger.ts'
+import type { TableData } from './data.ts'
+import { TableGc } from './gc.ts'
+import { decodeMerkleNode, MerkleUpdater, merkleNodeHash, merkleNodeKey } from './merkle.ts'
+import type { NodeId, SyncPartition, TableReplication } from './replication.ts'
+
+/** Messages of the sync protocol. @internal */
+export type SyncRequest =
+  /** Is your root hash of `partition` different from `hash`? */
+  | { op: 'root'; partition: number; hash: Uint8Array }
+  /** Your Merkle node at `key` (stored form; null when empty). */
+  | { op: 'node'; key: Uint8Array }
+  /** Merge these entries (encoded with the table's codec). */
+  | { op: 'items'; items: Uint8Array[] }
+
+/** @internal */
+export type SyncResponse = { different: boolean } | { node: Uint8Array | null } | { ok: true }
+
+/** The sync endpoint of a table. Never renamed once shipped. @internal */
+export const tableSyncEndpoint = (table: string): RpcEndpoint<SyncRequest, SyncResponse> =>
+  defineEndpoint<SyncRequest, SyncResponse>(`table-sync/${table}`)
+
+/** Items pushed per RPC while syncing (Garage: 256). */
+const PUSH_BATCH = 256
+/** Items handed over per RPC when offloading a partition (Garage: 1024). */
+const OFFLOAD_BATCH = 1024
+
+/** @internal */
+export interface TableSyncerOptions<E> {
+  data: TableData<E>
+  merkle: MerkleUpdater<E>
+  replication: TableReplication
+  netApp: NetApp
+  /** Receives the sync reports; absent: nothing gates on this table. */
+  layout?: LayoutHelper
+  self: NodeId
+  log: Logger
+  /** First full pass this long after start. Default min(interval, 20 s). */
+  initialDelayMs?: number
+  /** Full pass this long after a peer came up. Default 2 s. */
+  peerUpDelayMs?: number
+  /** Ids of the peers up: a node known down fails its part at once instead of timing out. */
+  upPeers?: () => string[]
+}
+
+interface Todo {
+  layoutVersion: number
+  partitions: SyncPartition[]
+  failed: number
+  firstError?: string
+}
+
+/** The anti-entropy worker of one table. @internal */
+export class TableSyncer<E> implements Worker {
+  readonly name: string
+  readonly #o: TableSyncerOptions<E>
+  readonly #endpoint: RpcEndpoint<SyncRequest, SyncResponse>
+  readonly #notify = new Notify()
+  #todo: Todo | undefined
+  #nextFullSync: number
+  #passes = 0
+  #failedPartitions = 0
+  #registered = false
+  /** Active layout versions when the last pass started (a retirement starts a new pass). */
+  #versions = ''
+
+  constructor(o: TableSyncerOptions<E>) {
+    this.#o = o
+    this.name = `${o.data.schema.tableName} sync`
+    this.#endpoint = tableSyncEndpoint(o.data.schema.tableName)
+    const interval = o.replication.antiEntropyIntervalMs
+    this.#nextFullSync = Date.now() + (o.initialDelayMs ?? Math.min(interval, 20_000))
+    this.#versions = this.#activeVersions()
+  }
+
+  get tableName(): string {
+    return this.#o.data.schema.tableName
+  }
+
+  /** Registers the RPC handler and the triggers (layout changes). Call once. */
+  register(): void {
+    if (this.#registered) return
+    this.#registered = true
+    this.#o.netApp.handle(this.#endpoint, (req) => this.handle(req))
+    this.#o.layout?.registerTable(this.tableName)
+    this.#o.layout?.onVersionChange(() => this.addFullSync())
+  }
+
+  /** A peer came up: run a full pass soon, so a restarted node converges fast. */
+  peerUp(): void {
+    this.#nextFullSync = Math.min(this.#nextFullSync, Date.now() + (this.#o.peerUpDelayMs ?? 2_000))
+    this.#notify.notify()
+  }
+
+  /** Starts a full pass now (replacing one in progress), as Garage's `add_full_sync`. */
+  addFullSync(): void {
+    this.#versions = this.#activeVersions()
+    const { layoutVersion, partitions } = this.#o.replication.syncPartitions()
+    this.#todo = { layoutVersion, partitions: shuffle([...partitions]), failed: 0 }
+    this.#nextFullSync = Date.now() + this.#o.replication.antiEntropyIntervalMs
+    this.#notify.notify()
+  }
+
+  async work(signal: AbortSignal): Promise<WorkerState> {
+    // As Garage (sync digest): an old layout version retiring changes which partitions this node
+    // holds; a node that lost some hands them over at once.
+    if (this.#activeVersions() !== this.#versions) this.addFullSync()
+    if (this.#todo === undefined && Date.now() >= this.#nextFullSync) this.addFullSync()
+    const todo = this.#todo
+    if (todo === undefined) return 'idle'
+    const p = todo.partitions.pop()
+    if (p !== undefined) {
+      try {
+        await this.syncPartition(p, signal)
+      } catch (err) {
+        // Counted and reported once per pass: the pass is then not reported as complete to the
+        // layout, and the next pass retries the partition.
+        todo.failed++
+        todo.firstError ??= `partition ${p.partition}: ${(err as Error).message}`
+        this.#failedPartitions++
+        this.#o.log.debug(`sync of ${this.tableName} partition ${p.partition} failed: ${(err as Error).message}`)
+      }
+      return 'busy'
+    }
+    this.#todo = undefined
+    this.#passes++
+    if (todo.failed > 0) {
+      this.#o.log.warn(`sync pass of ${this.tableName}: ${todo.failed} partition(s) failed, e.g. ${todo.firstError}`)
+    } else if (!signal.aborted) {
+      this.#o.layout?.markTableSynced(this.tableName, todo.layoutVersion)
+    }
+    return 'idle'
+  }
+
+  waitForWork(signal: AbortSignal): Promise<void> {
+    // Wakes at least every second to notice a retired layout version (no event for it).
+    const untilNext = Math.max(1, this.#nextFullSync - Date.now())
+    return this.#notify.wait(signal, this.#o.layout === undefined ? untilNext : Math.min(untilNext, 1_000))
+  }
+
+  #activeVersions(): string {
+    return (
+      this.#o.layout
+        ?.history()
+        .versions.map((v) => v.version)
+        .join(',') ?? ''
+    )
+  }
+
+  info(): Record<string, number> {
+    return {
+      partitionsLeft: this.#todo?.partitions.length ?? 0,
+      passes: this.#passes,
+      failedPartitions: this.#failedPartitions,
+      nextFullSyncInMs: Math.max(0, this.#nextFullSync - Date.now()),
+    }
+  }
+
+  /** Answers a peer's sync request. */
+  handle(req: SyncRequest): SyncResponse {
+    switch (req.op) {
+      case 'root':
+        return { different: !bytesEqual(this.#o.merkle.rootHash(req.partition), req.hash) }
+      case 'node':
+        return { node: this.#o.merkle.readNodeRaw(req.key) ?? null }
+      case 'items':
+        this.#o.data.updateManyRaw(req.items)
+        return { ok: true }
+      default:
+        throw unreachable(req)
+    }
+  }
+
+  /** Syncs one partition: with its other holders, or hands it over if we are not one. */
+  async syncPartition(p: SyncPartition, signal: AbortSignal): Promise<void> {
+    const self = this.#o.self
+    if (p.storageSets.some((s) => s.includes(self))) {
+      const others = [...new Set(p.storageSets.flat())].filter((n) => n !== self)
+      const up = this.#upFilter()
+      const results = await Promise.allSettled(
+        others.map((n) => (up(n) ? this.#syncWith(p.partition, n, signal) : Promise.reject(nodeDown(n)))),
+      )
+      const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason)
+      if (failures.length > 0) {
+        throw new GarageError('GARAGE_ERR_REMOTE', `sync failed with ${failures.length} of ${others.length} nodes`, {
+          cause: new AggregateError(failures),
+        })
+      }
+    } else {
+      await this.#offload(p, signal)
+    }
+  }
+
+  /** Whether a node may be called (ourselves, or a peer not known to be down). */
+  #upFilter(): (n: NodeId) => boolean {
+    const list = this.#o.upPeers?.()
+    if (list === undefined) return () => true
+    const up = new Set(list)
+    return (n) => n === this.#o.self || up.has(n)
+  }
+
+  async #call(node: NodeId, req: SyncRequest, signal: AbortSignal): Promise<SyncResponse> {
+    return this.#o.netApp.call(node, this.#endpoint, req, { priority: 'background', signal })
+  }
+
+  /** Compares our tree of `partition` with `who`'s and pushes the items that differ. */
+  async #syncWith(partition: number, who: NodeId, signal: AbortSignal): Promise<void> {
+    const merkle = this.#o.merkle
+    const rootKey = merkleNodeKey(partition)
+    const rootRaw = merkle.readNodeRaw(rootKey)
+    // Nothing to push; what they have that we lack, their own sync pushes to us.
+    if (rootRaw === undefined) return
+    const r = await this.#call(who, { op: 'root', partition, hash: merkleNodeHash(rootRaw) }, signal)
+    if (!('different' in r)) throw badAnswer('root', who)
+    if (!r.different) return
+    const queue: Uint8Array[] = [rootKey]
+    let items: Uint8Array[] = []
+    while (queue.length > 0 && !signal.aborted) {
+      const key = queue.shift() as Uint8Array
+      const node = merkle.readNode(key)
+      if (node.t === 'leaf') {
+        const raw = this.#o.data.store.get(node.key)
+        // Absent: the item was deleted since (the Merkle tree lags behind); nothing to push.
+        if (raw !== undefined) items.push(raw)
+      } else if (node.t === 'intermediate') {
+        const a = await this.#call(who, { op: 'node', key }, signal)
+        if (!('node' in a)) throw badAnswer('node', who)
+        const theirs = decodeMerkleNode(a.node ?? undefined)
+        const theirChildren = new Map<number, Uint8Array>(theirs.t === 'intermediate' ? theirs.children : [])
+        for (const [b, h] of node.children) {
+          const t = theirChildren.get(b)
+          if (t === undefined || !bytesEqual(t, h)) queue.push(concatBytes(key, new Uint8Array([b])))
+        }
+      }
+      if (items.length >= PUSH_BATCH) {
+        await this.#push(who, items, signal)
+        items = []
+      }
+    }
+    if (items.length > 0) await this.#push(who, items, signal)
+  }
+
+  async #push(who: NodeId, items: Uint8Array[], signal: AbortSignal): Promise<void> {
+    const r = await this.#call(who, { op: 'items', items }, signal)
+    if (!('ok' in r)) throw badAnswer('items', who)
+  }
+
+  /** Hands the items of a partition we no longer store over to its holders, then drops them. */
+  async #offload(p: SyncPartition, signal: AbortSignal): Promise<void> {
+    const data = this.#o.data
+    const end = p.last.every((b) => b === 0xff) ? undefined : p.last
+    let moved = 0
+    while (!signal.aborted) {
+      const batch = [...data.store.range({ start: p.first, end, limit: OFFLOAD_BATCH })]
+      if (batch.length === 0) break
+      const nodes = this.#o.replication.storageNodes(p.first)
+      if (nodes.includes(this.#o.self)) {
+        this.#o.log.info(`${this.tableName} partition ${p.partition}: offload interrupted, the layout changed`)
+        return
+      }
+      if (nodes.length === 0) throw new GarageError('GARAGE_ERR_QUORUM', `no node to hand partition ${p.partition} over to`)
+      const values = batch.map(([, v]) => v)
+      const up = this.#upFilter()
+      const results = await Promise.allSettled(
+        nodes.map((n) => (up(n) ? this.#push(n, values, signal) : Promise.reject(nodeDown(n)))),
+      )
+      const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason)
+      if (failures.length > 0) {
+        throw new GarageError(
+          'GARAGE_ERR_QUORUM',
+          `offload of ${this.tableName} partition ${p.partition}: ${failures.length} of ${nodes.length} holders failed`,
+          { cause: new AggregateError(failures) },
+        )
+      }
+      let kept = 0
+      for (const [k, v] of batch) if (!data.deleteIfEqual(k, v)) kept++
+      moved += batch.length - kept
+      if (kept > 0) this.#o.log.debug(`${this.tableName}: ${kept} item(s) changed during offload, sending again`)
+    }
+    if (moved > 0) this.#o.log.info(`${this.tableName} partition ${p.partition}: handed ${moved} item(s) over`)
+  }
+}
+
+/** Nodes of a hash's partition in the retired layout versions (still offloading, maybe). */
+function formerHoldersOf(layout: LayoutHelper): (hash: Uint8Array) => NodeId[] {
+  return (hash) => {
+    const old = layout.history().oldVersions
+    if (old.length === 0) return []
+    return layout.blockReadNodesOf(hash)
+  }
+}
+
+function nodeDown(n: NodeId): GarageError {
+  return new GarageError('GARAGE_ERR_REMOTE', `node ${n.slice(0, 16)} is down`)
+}
+
+function badAnswer(op: string, who: NodeId): GarageError {
+  return new GarageError('GARAGE_ERR_REMOTE', `unexpected answer to sync '${op}' from node ${who.slice(0, 16)}`)
+}
+
+function shuffle<T>(a: T[]): T[] {
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1))
+    ;[a[i], a[j]] = [a[j] as T, a[i] as T]
+  }
+  return a
+}
+
+/** What a node in a cluster gives a table's anti-entropy. @internal */
+export interface AntiEntropyCluster {
+  netApp: NetApp
+  layout: LayoutHelper
+  onPeerUp(cb: (nodeId: string) => void): void
+  /** Ids of the peers currently up. */
+  upPeers?(): string[]
+}
+
+/** @internal */
+export interface TableAntiEntropyOptions {
+  self: NodeId
+  /** Absent on a node alone: no sync, and tombstones are collected locally. */
+  cluster?: AntiEntropyCluster
+  log: Logger
+  /** Tombstone GC delay (default 24 h). */
+  gcDelayMs?: number
+}
+
+/**
+ * The anti-entropy parts of one table: its Merkle updater, its tombstone GC and (in a cluster)
+ * its sync worker, with their RPC handlers registered. Spawn {@link TableAntiEntropy.workers}.
+ * @internal
+ */
+export class TableAntiEntropy<E> {
+  readonly merkle: MerkleUpdater<E>
+  readonly gc: TableGc<E>
+  readonly syncer: TableSyncer<E> | undefined
+  constructor(data: TableData<E>, replication: TableReplication, o: TableAntiEntropyOptions) {
+    const name = data.schema.tableName
+    this.merkle = new MerkleUpdater({ data, replication, log: o.log.withTag(`merkle:${name}`) })
+    this.gc = new TableGc({
+      data,
+      replication,
+      self: o.self,
+      log: o.log.withTag(`gc:${name}`),
+      ...(o.cluster === undefined ? {} : { netApp: o.cluster.netApp }),
+      ...(o.gcDelayMs === undefined ? {} : { delayMs: o.gcDelayMs }),
+      ...(o.cluster === undefined ? {} : { formerHolders: formerHoldersOf(o.cluster.layout) }),
+    })
+    this.gc.register()
+    const c = o.cluster
+    if (c !== undefined) {
+      const syncer = new TableSyncer({
+        data,
+        merkle: this.merkle,
+        replication,
+        netApp: c.netApp,
+        layout: c.layout,
+        self: o.self,
+        log: o.log.withTag(`sync:${name}`),
+        ...(c.upPeers === undefined ? {} : { upPeers: () => c.upPeers?.() ?? [] }),
+      })
+      syncer.register()
+      c.onPeerUp(() => syncer.peerUp())
+      this.syncer = syncer
+    }
+  }
+
+  workers(): Worker[] {
+    return this.syncer === undefined ? [this.merkle, this.gc] : [this.merkle, this.gc, this.syncer]
+  }
+}

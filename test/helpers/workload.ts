@@ -1,0 +1,563 @@
+/**
+ * A concurrent PUT/DELETE/GET workload against a replicated cluster, with random node kills, and
+ * a checker of the history it records (a small Jepsen-style register check, per key).
+ *
+ * Writers PUT (random sizes, inline to multi-block, unique content per write) or DELETE keys of
+ * a small set, retrying on another node after a 5xx or a connection error; each logical write is
+ * recorded with its start and end times (client clock) and whether some attempt was
+ * acknowledged (2xx). Readers GET random keys and record what they saw. At the end, every node
+ * is asked for every key and for a listing.
+ *
+ * The checker knows Garage's rules: every write carries a timestamp taken while it runs
+ * (`max(now, newest seen + 1)`), and the version with the highest timestamp wins. So a write
+ * acknowledged before another write started is older than it, whatever reached which replica;
+ * a write that failed may still land later, with its own (old) timestamp; a DELETE that found
+ * nothing visible writes nothing (no `x-amz-version-id` in its answer), so it only hides what
+ * it could see: the writes acknowledged before it started.
+ */
+import { createHash, randomBytes } from 'node:crypto'
+import { request as httpRequest } from 'node:http'
+import { ListObjectsV2Command } from '@aws-sdk/client-s3'
+import type { ReplicatedCluster } from './cluster.ts'
+import { pick, rng } from './random.ts'
+import { type S3Target, signV4 } from './server-process.ts'
+
+// ---------------------------------------------------------------------------------------------
+// History and checker (pure)
+
+/** One logical write (all its attempts on the various nodes). */
+export interface WriteRecord {
+  id: number
+  key: string
+  kind: 'put' | 'delete'
+  /** Content id of a PUT (sha256 hex of its body); null for a DELETE. */
+  value: string | null
+  /** Client clock (ms) when the first attempt was sent. */
+  start: number
+  /**
+   * Client clock when the last attempt answered or failed; Infinity when some attempt timed
+   * out on the client side (the server may still apply it later).
+   */
+  end: number
+  /** Some attempt answered 2xx. */
+  acked: boolean
+  /** A DELETE whose answer carried `x-amz-version-id`: it wrote a delete marker. */
+  marker?: boolean
+  /** One line per attempt: node and outcome. */
+  attempts?: string[]
+}
+
+/** One successful GET: the content id seen, or null for 404. */
+export interface ReadRecord {
+  key: string
+  start: number
+  end: number
+  value: string | null
+  source: string
+}
+
+/** What a node answered for a key once the workload stopped. */
+export interface FinalRead {
+  source: string
+  key: string
+  value: string | null
+}
+
+/** A listing (ListObjectsV2 over the workload's prefix) once the workload stopped. */
+export interface Listing {
+  source: string
+  keys: string[]
+}
+
+export interface History {
+  writes: WriteRecord[]
+  reads: ReadRecord[]
+  finals?: FinalRead[]
+  listings?: Listing[]
+}
+
+export interface CheckOptions {
+  /**
+   * How far a write's timestamp may run ahead of the client's clock at its end (ms): Garage
+   * bumps a timestamp to `newest + 1` when several writes land in the same millisecond.
+   * Default 10.
+   */
+  slackMs?: number
+  /** Also require every source to answer the same for every key, and equal listings. */
+  requireAgreement?: boolean
+}
+
+const INIT_ID = -1
+
+/** The state before any write: absent, "acknowledged" since the beginning of time. */
+const initOf = (key: string): WriteRecord => ({
+  id: INIT_ID,
+  key,
+  kind: 'delete',
+  value: null,
+  start: Number.NEGATIVE_INFINITY,
+  end: Number.NEGATIVE_INFINITY,
+  acked: true,
+  marker: true,
+})
+
+/**
+ * Whether acknowledged write `a` certainly carries a newer timestamp than `x` and hides it: `a`
+ * started after `x` ended, and `a` wrote something (a PUT, a DELETE that wrote a marker), or `x`
+ * was itself acknowledged (then a later DELETE saw `x` or something newer, and hid it).
+ */
+function supersedes(a: WriteRecord, x: WriteRecord, slackMs: number): boolean {
+  if (!a.acked || a === x) return false
+  if (!(a.start > x.end + slackMs)) return false
+  return a.kind === 'put' || a.marker === true || x.acked
+}
+
+const show = (v: string | null): string => (v === null ? 'absent' : v.slice(0, 12))
+const describe = (w: WriteRecord): string =>
+  w.id === INIT_ID
+    ? 'the initial absent state'
+    : `write #${w.id} (${w.kind} ${show(w.value)}, ${w.acked ? 'acked' : 'not acked'}, [${w.start}, ${w.end}])`
+
+/** The values `key` may hold once every write has ended. */
+export function finalCandidates(h: History, key: string, o: CheckOptions = {}): Array<string | null> {
+  const slack = o.slackMs ?? 10
+  const ops = [initOf(key), ...h.writes.filter((w) => w.key === key)]
+  const acked = ops.filter((w) => w.acked)
+  return ops.filter((x) => !acked.some((a) => supersedes(a, x, slack))).map((x) => x.value)
+}
+
+/**
+ * Checks a history; returns the violations found (empty: the history is consistent).
+ * - Every read returned a value some write produced, and none older than a write acknowledged
+ *   before the read started (a stale read), nor one written only after the read ended.
+ * - Every final read returns a value the key may hold after all writes: the last acknowledged
+ *   write's, or one of a write that was concurrent with it or came after it (a lost write
+ *   otherwise).
+ * - Every listing contains each key that must exist, and no key that must be absent.
+ */
+export function checkHistory(h: History, o: CheckOptions = {}): string[] {
+  const slack = o.slackMs ?? 10
+  const out: string[] = []
+  const byKey = new Map<string, WriteRecord[]>()
+  for (const w of h.writes) {
+    const l = byKey.get(w.key)
+    if (l === undefined) byKey.set(w.key, [w])
+    else l.push(w)
+  }
+  const opsOf = (key: string): WriteRecord[] => [initOf(key), ...(byKey.get(key) ?? [])]
+
+  for (const r of h.reads) {
+    const ops = opsOf(r.key)
+    const producers = ops.filter((x) => x.value === r.value)
+    const where = `read of ${r.key} on ${r.source} during [${r.start}, ${r.end}] returned ${show(r.value)}`
+    if (producers.length === 0) {
+      out.push(`${where}, which no write produced`)
+      continue
+    }
+    const started = producers.filter((x) => x.start <= r.end)
+    if (started.length === 0) {
+      out.push(`${where}, written only by writes that started after the read ended`)
+      continue
+    }
+    const ackedBefore = ops.filter((a) => a.acked && a.end < r.start)
+    const fresh = started.some((x) => !ackedBefore.some((a) => supersedes(a, x, slack)))
+    if (!fresh) {
+      const x = started[started.length - 1] as WriteRecord
+      const a = ackedBefore.find((b) => supersedes(b, x, slack)) as WriteRecord
+      out.push(`stale read: ${where}, from ${describe(x)}, but ${describe(a)} was acknowledged before the read started`)
+    }
+  }
+
+  const keys = new Set<string>([...byKey.keys(), ...(h.finals ?? []).map((f) => f.key)])
+  const candidates = new Map<string, Array<string | null>>()
+  for (const key of keys) candidates.set(key, finalCandidates(h, key, o))
+
+  for (const f of h.finals ?? []) {
+    const c = candidates.get(f.key) ?? [null]
+    if (!c.includes(f.value)) {
+      const ops = opsOf(f.key)
+      const lastAcked = ops.filter((w) => w.acked).sort((a, b) => a.end - b.end)[ops.filter((w) => w.acked).length - 1]
+      const produced = ops.find((x) => x.value === f.value)
+      out.push(
+        `lost write: ${f.key} on ${f.source} ends as ${show(f.value)}` +
+          `${produced === undefined ? ' (which no write produced)' : ` from ${describe(produced)}`}` +
+          `; allowed: ${c.map(show).join(', ')}; last acknowledged: ${lastAcked === undefined ? 'none' : describe(lastAcked)}`,
+      )
+    }
+  }
+
+  for (const l of h.listings ?? []) {
+    const listed = new Set(l.keys)
+    for (const k of listed) if (!keys.has(k)) out.push(`listing on ${l.source} has ${k}, which was never written`)
+    for (const key of keys) {
+      const c = candidates.get(key) ?? [null]
+      if (listed.has(key) && !c.some((v) => v !== null)) out.push(`listing on ${l.source} has ${key}, which must be absent`)
+      if (!listed.has(key) && !c.includes(null))
+        out.push(`listing on ${l.source} lacks ${key}, whose acknowledged write must be visible`)
+    }
+  }
+
+  if (o.requireAgreement === true) out.push(...disagreements(h.finals ?? [], h.listings ?? []))
+  return out
+}
+
+/** Where the sources disagree: a key answered differently, or listings that differ. */
+export function disagreements(finals: FinalRead[], listings: Listing[]): string[] {
+  const out: string[] = []
+  const seen = new Map<string, FinalRead>()
+  for (const f of finals) {
+    const first = seen.get(f.key)
+    if (first === undefined) seen.set(f.key, f)
+    else if (first.value !== f.value)
+      out.push(`${f.key}: ${first.source} answers ${show(first.value)}, ${f.source} answers ${show(f.value)}`)
+  }
+  const ref = listings[0]
+  const norm = (l: Listing): string => [...l.keys].sort().join('\n')
+  for (const l of listings.slice(1)) {
+    if (ref !== undefined && norm(l) !== norm(ref))
+      out.push(`listings differ: ${ref.source} has ${ref.keys.length} keys, ${l.source} has ${l.keys.length}`)
+  }
+  return out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw S3 requests (a few hashes per request, no SDK retries or checksums in the way)
+
+export interface RawResponse {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  body: Buffer
+}
+
+/** Thrown when the client gave up waiting: the server may still apply the request. */
+export class ClientTimeoutError extends Error {
+  override name = 'ClientTimeoutError'
+}
+
+/**
+ * One signed request with a body written whole; resolves with the full response, rejects on
+ * a connection error, a truncated body, or after `timeoutMs` without progress.
+ */
+export function rawS3(target: S3Target, method: string, path: string, body?: Buffer, timeoutMs = 20_000): Promise<RawResponse> {
+  const headers = signV4(target, method, path, body === undefined ? {} : { 'content-length': String(body.length) })
+  return new Promise<RawResponse>((resolve, reject) => {
+    const req = httpRequest(`${target.endpoint}${path}`, { method, headers, agent: false }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.once('error', reject)
+      res.once('aborted', () => reject(new Error('response aborted')))
+      res.once('end', () => {
+        const data = Buffer.concat(chunks)
+        const declared = res.headers['content-length']
+        if (declared !== undefined && Number(declared) !== data.length) {
+          reject(new Error(`truncated body: ${data.length} of ${declared} bytes`))
+          return
+        }
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: data })
+      })
+    })
+    req.setTimeout(timeoutMs, () => req.destroy(new ClientTimeoutError(`no progress for ${timeoutMs} ms`)))
+    req.once('error', reject)
+    req.end(body)
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The workload
+
+/** Size classes: inline (< 3 KiB), one block, several blocks (with the cluster's block size). */
+export interface SizeClass {
+  weight: number
+  min: number
+  max: number
+}
+
+export interface WorkloadOptions {
+  cluster: ReplicatedCluster
+  /** Key prefix; keys are `<prefix>k00` … Default `wl/`. */
+  prefix?: string
+  /** Default 6. */
+  keys?: number
+  /** Default 4. */
+  writers?: number
+  /** Default 2. */
+  readers?: number
+  durationMs: number
+  /** The cluster's `block_size` (to compute the block hashes of each PUT). Default 1 MiB. */
+  blockSize?: number
+  sizes?: SizeClass[]
+  /** Fraction of writes that are DELETEs. Default 0.25. */
+  deleteRatio?: number
+  seed?: number
+  /** Attempts per write, each on another node. Default 5. */
+  maxAttempts?: number
+  /** Client timeout of one request. Default 20 s. */
+  requestTimeoutMs?: number
+  /** Kill and restart nodes at random, never more than one down at a time. */
+  chaos?: { upMs: [number, number]; downMs: [number, number] }
+  /**
+   * Runs alongside the writers (layout changes, say); the writers and readers keep going until
+   * both `durationMs` has passed and this has resolved.
+   */
+  during?: () => Promise<void>
+}
+
+export interface WorkloadResult {
+  history: History
+  /** Block hashes (hex) of each PUT content id. */
+  blocksOf: Map<string, string[]>
+  /** Node kills and restarts, with times. */
+  events: string[]
+  /** 4xx answers (other than a GET's 404): each one is a bug somewhere. */
+  clientErrors: string[]
+  stats: { writes: number; acked: number; reads: number; failedReads: number; kills: number }
+}
+
+const INLINE_LIMIT = 3072
+
+export const DEFAULT_SIZES: SizeClass[] = [
+  { weight: 4, min: 16, max: 2_000 },
+  { weight: 3, min: 10_000, max: 100_000 },
+  { weight: 2, min: 300_000, max: 700_000 },
+]
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+const between = (r: () => number, [a, b]: [number, number]): number => a + Math.floor(r() * (b - a + 1))
+
+/** The block hashes a PUT of `body` produces (none when it is stored inline). */
+export function putBlockHashes(body: Buffer, blockSize: number): string[] {
+  if (body.length < INLINE_LIMIT) return []
+  const out: string[] = []
+  for (let i = 0; i < body.length; i += blockSize) {
+    out.push(
+      createHash('blake2b512')
+        .update(body.subarray(i, i + blockSize))
+        .digest()
+        .subarray(0, 32)
+        .toString('hex'),
+    )
+  }
+  return out
+}
+
+/** Runs writers, readers and (optionally) chaos for `durationMs`; never throws for S3 errors. */
+export async function runWorkload(o: WorkloadOptions): Promise<WorkloadResult> {
+  const cluster = o.cluster
+  const prefix = o.prefix ?? 'wl/'
+  const keys = workloadKeys(prefix, o.keys ?? 6)
+  const sizes = o.sizes ?? DEFAULT_SIZES
+  const totalWeight = sizes.reduce((s, c) => s + c.weight, 0)
+  const blockSize = o.blockSize ?? 1024 * 1024
+  const maxAttempts = o.maxAttempts ?? 5
+  const timeoutMs = o.requestTimeoutMs ?? 20_000
+  const r = rng(o.seed ?? 1)
+  const writes: WriteRecord[] = []
+  const reads: ReadRecord[] = []
+  const blocksOf = new Map<string, string[]>()
+  const events: string[] = []
+  const t0 = Date.now()
+  const endAt = t0 + o.durationMs
+  let duringDone = o.during === undefined
+  const running = (): boolean => Date.now() < endAt || !duringDone
+  let failedReads = 0
+  const clientErrors: string[] = []
+  let kills = 0
+  let nextId = 0
+  const path = (key: string): string => `/${cluster.bucket}/${key}`
+
+  const sampleSize = (): number => {
+    let x = r() * totalWeight
+    for (const c of sizes) {
+      if (x < c.weight) return between(r, [c.min, c.max])
+      x -= c.weight
+    }
+    return (sizes[0] as SizeClass).min
+  }
+  /** Node order for one operation: the running nodes first (a client's retry list), from a random one. */
+  const nodeOrder = (): number[] => {
+    const all = cluster.clientIndexes()
+    const start = Math.floor(r() * all.length)
+    const rotated = [...all.slice(start), ...all.slice(0, start)]
+    return [...rotated.filter((i) => !cluster.isDown(i)), ...rotated.filter((i) => cluster.isDown(i))]
+  }
+
+  const writer = async (): Promise<void> => {
+    while (running()) {
+      const key = pick(r, keys)
+      const isDelete = r() < (o.deleteRatio ?? 0.25)
+      let body: Buffer | undefined
+      let value: string | null = null
+      if (!isDelete) {
+        body = randomBytes(sampleSize())
+        value = createHash('sha256').update(body).digest('hex')
+        blocksOf.set(value, putBlockHashes(body, blockSize))
+      }
+      const w: WriteRecord = {
+        id: nextId++,
+        key,
+        kind: isDelete ? 'delete' : 'put',
+        value,
+        start: Date.now(),
+        end: Number.NaN,
+        acked: false,
+        attempts: [],
+      }
+      writes.push(w)
+      let timedOut = false
+      const order = nodeOrder()
+      for (let attempt = 0; attempt < maxAttempts && !w.acked; attempt++) {
+        const i = order[attempt % order.length] as number
+        try {
+          const res = await rawS3(cluster.target(i), isDelete ? 'DELETE' : 'PUT', path(key), body, timeoutMs)
+          w.attempts?.push(`node ${i}: ${res.status}`)
+          if (res.status >= 200 && res.status < 300) {
+            w.acked = true
+            if (isDelete) w.marker = res.headers['x-amz-version-id'] !== undefined
+          } else if (res.status < 500) {
+            // A client error: retrying elsewhere would not help, and it should never happen here.
+            clientErrors.push(`write #${w.id} ${w.kind} ${key} on node ${i}: ${res.status} ${res.body.toString().slice(0, 200)}`)
+            break
+          }
+        } catch (err) {
+          if (err instanceof ClientTimeoutError) timedOut = true
+          w.attempts?.push(`node ${i}: ${(err as Error).message}`)
+        }
+        if (!w.acked) await sleep(50 + Math.floor(r() * 150))
+      }
+      w.end = timedOut ? Number.POSITIVE_INFINITY : Date.now()
+    }
+  }
+
+  const reader = async (): Promise<void> => {
+    while (running()) {
+      const key = pick(r, keys)
+      const up = cluster.servingIndexes()
+      const i = up.length === 0 ? 0 : pick(r, up)
+      const start = Date.now()
+      try {
+        const res = await rawS3(cluster.target(i), 'GET', path(key), undefined, timeoutMs)
+        const end = Date.now()
+        if (res.status === 200) {
+          reads.push({ key, start, end, value: createHash('sha256').update(res.body).digest('hex'), source: `node ${i}` })
+        } else if (res.status === 404) {
+          reads.push({ key, start, end, value: null, source: `node ${i}` })
+        } else {
+          failedReads++
+          if (res.status < 500) clientErrors.push(`GET ${key} on node ${i}: ${res.status} ${res.body.toString().slice(0, 200)}`)
+        }
+      } catch {
+        failedReads++ // a node killed under the read: no observation, nothing to check
+      }
+      await sleep(20 + Math.floor(r() * 60))
+    }
+  }
+
+  const chaos = async (c: { upMs: [number, number]; downMs: [number, number] }): Promise<void> => {
+    for (;;) {
+      await sleep(between(r, c.upMs))
+      if (Date.now() + c.downMs[0] > endAt) return
+      const candidates = cluster.servingIndexes()
+      if (cluster.upIndexes().length < cluster.nodes.length) return // never two down at once
+      const i = pick(r, candidates)
+      events.push(`${Date.now() - t0} ms: kill node ${i}`)
+      kills++
+      await cluster.kill(i)
+      await sleep(between(r, c.downMs))
+      events.push(`${Date.now() - t0} ms: restart node ${i}`)
+      await cluster.restart(i)
+      events.push(`${Date.now() - t0} ms: node ${i} up and seen by all`)
+    }
+  }
+
+  const tasks: Array<Promise<void>> = [
+    ...Array.from({ length: o.writers ?? 4 }, () => writer()),
+    ...Array.from({ length: o.readers ?? 2 }, () => reader()),
+  ]
+  if (o.chaos !== undefined) tasks.push(chaos(o.chaos))
+  if (o.during !== undefined) {
+    tasks.push(
+      o.during().finally(() => {
+        duringDone = true
+      }),
+    )
+  }
+  const settled = await Promise.allSettled(tasks)
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected')
+  if (failed !== undefined) throw new Error('a workload task failed (not an S3 error)', { cause: failed.reason })
+  return {
+    history: { writes, reads },
+    blocksOf,
+    events,
+    clientErrors,
+    stats: { writes: writes.length, acked: writes.filter((w) => w.acked).length, reads: reads.length, failedReads, kills },
+  }
+}
+
+/** Lists every key under `prefix` through node `i` (ListObjectsV2, all pages). */
+export async function listKeys(cluster: ReplicatedCluster, i: number, prefix: string): Promise<string[]> {
+  const out: string[] = []
+  let token: string | undefined
+  do {
+    const page = await cluster.client(i).send(
+      new ListObjectsV2Command({
+        Bucket: cluster.bucket,
+        Prefix: prefix,
+        ...(token === undefined ? {} : { ContinuationToken: token }),
+      }),
+    )
+    for (const c of page.Contents ?? []) if (c.Key !== undefined) out.push(c.Key)
+    token = page.IsTruncated === true ? page.NextContinuationToken : undefined
+  } while (token !== undefined)
+  return out
+}
+
+/**
+ * Reads every key and a listing through every running node clients may use, once. Throws if a node fails to
+ * answer (the cluster is expected to be whole and quiet here).
+ */
+export async function observeFinal(
+  cluster: ReplicatedCluster,
+  keys: string[],
+  prefix: string,
+): Promise<{ finals: FinalRead[]; listings: Listing[] }> {
+  const finals: FinalRead[] = []
+  const listings: Listing[] = []
+  for (const i of cluster.servingIndexes()) {
+    for (const key of keys) {
+      const res = await rawS3(cluster.target(i), 'GET', `/${cluster.bucket}/${key}`)
+      if (res.status !== 200 && res.status !== 404)
+        throw new Error(`final GET ${key} on node ${i} answered ${res.status}: ${res.body}`)
+      finals.push({
+        source: `node ${i}`,
+        key,
+        value: res.status === 404 ? null : createHash('sha256').update(res.body).digest('hex'),
+      })
+    }
+    listings.push({ source: `node ${i}`, keys: await listKeys(cluster, i, prefix) })
+  }
+  return { finals, listings }
+}
+
+/**
+ * Observes the final state until every node agrees (anti-entropy and read repair carry the
+ * writes that reached a single replica) or `timeoutMs` passes; returns the last observation.
+ */
+export async function settleFinal(
+  cluster: ReplicatedCluster,
+  keys: string[],
+  prefix: string,
+  timeoutMs = 30_000,
+): Promise<{ finals: FinalRead[]; listings: Listing[]; agreed: boolean }> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const obs = await observeFinal(cluster, keys, prefix)
+    const agreed = disagreements(obs.finals, obs.listings).length === 0
+    if (agreed || Date.now() > deadline) return { ...obs, agreed }
+    await sleep(500)
+  }
+}
+
+/** The keys a workload used (same naming as runWorkload). */
+export function workloadKeys(prefix: string, count: number): string[] {
+  return Array.from({ length: count }, (_, i) => `${prefix}k${String(i).padStart(2, '0')}`)
+}

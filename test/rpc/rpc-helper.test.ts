@@ -1,0 +1,191 @@
+/**
+ * RpcHelper's quorum rules with scripted node calls: reads ask the closest nodes first and one
+ * more per failure, writes need a quorum in every set and fail as soon as one set cannot reach
+ * it, deadlines become QuorumError, and writes still running after the answer finish.
+ */
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { RpcHelper } from '../../lib/rpc/rpc-helper.ts'
+import { isGarageError, QuorumError } from '../../lib/util/errors.ts'
+import { silentLogger } from '../../lib/util/logger.ts'
+
+type Behaviour = { ok: string } | { fail: string } | 'hang'
+
+/** Node calls that answer after `delayMs` as scripted, recording who was called and aborted. */
+function scripted(script: Record<string, Behaviour>, delayMs = 5) {
+  const called: string[] = []
+  const aborted: string[] = []
+  const finished: string[] = []
+  const call = (node: string, signal: AbortSignal): Promise<string> => {
+    called.push(node)
+    const b = script[node] ?? { fail: 'unknown node' }
+    return new Promise<string>((resolve, reject) => {
+      signal.addEventListener(
+        'abort',
+        () => {
+          if (!finished.includes(node)) aborted.push(node)
+        },
+        { once: true },
+      )
+      if (b === 'hang') return
+      setTimeout(() => {
+        finished.push(node)
+        if ('ok' in b) resolve(b.ok)
+        else reject(new Error(b.fail))
+      }, delayMs)
+    })
+  }
+  return { call, called, aborted, finished }
+}
+
+const helper = (timeoutMs = 2_000): RpcHelper => new RpcHelper({ log: silentLogger, timeoutMs })
+
+const isQuorumError = (err: unknown): boolean => {
+  assert.ok(err instanceof QuorumError, `expected a QuorumError, got ${String(err)}`)
+  assert.ok(isGarageError(err) && err.code === 'GARAGE_ERR_QUORUM', 'code GARAGE_ERR_QUORUM')
+  return true
+}
+
+test('a read asks only as many nodes as the quorum needs, closest first', async () => {
+  const s = scripted({ a: { ok: 'A' }, b: { ok: 'B' }, c: { ok: 'C' } })
+  const res = await helper().tryCallMany(['a', 'b', 'c'], 2, s.call)
+  assert.deepEqual(
+    res.map((r) => [r.node, r.value]),
+    [
+      ['a', 'A'],
+      ['b', 'B'],
+    ],
+  )
+  assert.deepEqual(s.called, ['a', 'b'], 'the third node is never asked')
+})
+
+test('each failed read starts the next node in order', async () => {
+  const s = scripted({ a: { fail: 'down' }, b: { ok: 'B' }, c: { ok: 'C' } })
+  const res = await helper().tryCallMany(['a', 'b', 'c'], 2, s.call)
+  assert.deepEqual(res.map((r) => r.node).sort(), ['b', 'c'])
+  assert.deepEqual(s.called, ['a', 'b', 'c'])
+})
+
+test('a read fails with QuorumError once too few nodes are left, without waiting for the deadline', async () => {
+  const s = scripted({ a: { fail: 'down' }, b: { fail: 'down too' }, c: { ok: 'C' } })
+  const t0 = Date.now()
+  await assert.rejects(helper(60_000).tryCallMany(['a', 'b', 'c'], 2, s.call), (err: unknown) => {
+    isQuorumError(err)
+    const causes = ((err as Error).cause as AggregateError).errors.map((e: Error) => e.message)
+    assert.deepEqual(causes.sort(), ['down', 'down too'], 'every failure is kept as the cause')
+    return true
+  })
+  assert.ok(Date.now() - t0 < 1_000, 'failed fast')
+})
+
+test('a read that does not reach its quorum in time fails with QuorumError and aborts the calls', async () => {
+  const s = scripted({ a: { ok: 'A' }, b: 'hang', c: 'hang' })
+  const t0 = Date.now()
+  await assert.rejects(helper(100).tryCallMany(['a', 'b', 'c'], 2, s.call), isQuorumError)
+  const took = Date.now() - t0
+  assert.ok(took >= 90 && took < 1_000, `gave up at the deadline (${took} ms)`)
+  assert.deepEqual(s.aborted, ['b'], 'the hanging call is aborted')
+})
+
+test('a per-call deadline overrides the default one', async () => {
+  const s = scripted({ a: 'hang' })
+  const t0 = Date.now()
+  await assert.rejects(helper(60_000).tryCallMany(['a'], 1, s.call, { timeoutMs: 50 }), isQuorumError)
+  assert.ok(Date.now() - t0 < 1_000, 'the 50 ms deadline applied')
+})
+
+test('a synchronous throw from a call counts as a failure', async () => {
+  const res = await helper().tryCallMany(['a', 'b'], 1, (node) => {
+    if (node === 'a') throw new Error('sync')
+    return Promise.resolve(node)
+  })
+  assert.deepEqual(
+    res.map((r) => r.value),
+    ['b'],
+  )
+})
+
+test('the caller aborting a read rejects it with the abort reason', async () => {
+  const s = scripted({ a: 'hang' })
+  const ac = new AbortController()
+  const p = helper().tryCallMany(['a'], 1, s.call, { signal: ac.signal })
+  ac.abort(new Error('stopping'))
+  await assert.rejects(p, /stopping/)
+  assert.deepEqual(s.aborted, ['a'])
+})
+
+test('a write resolves at the quorum of each set; the other calls finish in the background', async () => {
+  const s = scripted({ a: { ok: 'A' }, b: { ok: 'B' }, c: { ok: 'C' } })
+  // c answers much later than a and b.
+  const slow = (node: string, signal: AbortSignal): Promise<string> =>
+    node === 'c' ? new Promise((r) => setTimeout(r, 150)).then(() => s.call(node, signal)) : s.call(node, signal)
+  const t0 = Date.now()
+  await helper().tryWriteManySets([['a', 'b', 'c']], 2, slow)
+  assert.ok(Date.now() - t0 < 120, 'did not wait for the slow node')
+  assert.deepEqual(s.finished.sort(), ['a', 'b'])
+  await new Promise((r) => setTimeout(r, 250))
+  assert.deepEqual(s.finished.sort(), ['a', 'b', 'c'], 'the slow write completed after the answer')
+  assert.deepEqual(s.aborted, [], 'nothing was aborted')
+})
+
+test('a write needs the quorum in every set (layout transition)', async () => {
+  // Old set a,b,c; new set c,d,e: a and b succeed, but the new set only has c.
+  const s = scripted({ a: { ok: '' }, b: { ok: '' }, c: { ok: '' }, d: { fail: 'down' }, e: { fail: 'down' } })
+  await assert.rejects(
+    helper().tryWriteManySets(
+      [
+        ['a', 'b', 'c'],
+        ['c', 'd', 'e'],
+      ],
+      2,
+      s.call,
+    ),
+    isQuorumError,
+  )
+  const ok = scripted({ a: { ok: '' }, b: { fail: 'down' }, c: { ok: '' }, d: { ok: '' }, e: 'hang' })
+  await helper().tryWriteManySets(
+    [
+      ['a', 'b', 'c'],
+      ['c', 'd', 'e'],
+    ],
+    2,
+    ok.call,
+  )
+  assert.deepEqual([...new Set(ok.called)].sort(), ['a', 'b', 'c', 'd', 'e'], 'each node is called once')
+  assert.equal(ok.called.length, 5, 'a node in two sets gets one call')
+})
+
+test('a write fails as soon as one set can no longer reach its quorum', async () => {
+  const s = scripted({ a: { fail: 'down' }, b: { fail: 'down' }, c: 'hang' })
+  const t0 = Date.now()
+  await assert.rejects(helper(60_000).tryWriteManySets([['a', 'b', 'c']], 2, s.call), isQuorumError)
+  assert.ok(Date.now() - t0 < 1_000, 'did not wait for the hanging node or the deadline')
+})
+
+test('a write that does not reach its quorum in time fails with QuorumError', async () => {
+  const s = scripted({ a: { ok: '' }, b: 'hang', c: 'hang' })
+  const t0 = Date.now()
+  await assert.rejects(helper(100).tryWriteManySets([['a', 'b', 'c']], 2, s.call), isQuorumError)
+  assert.ok(Date.now() - t0 < 1_000, 'gave up at the deadline')
+})
+
+test('a set smaller than the quorum needs all of its nodes', async () => {
+  const s = scripted({ a: { ok: '' } })
+  await helper().tryWriteManySets([['a']], 2, s.call)
+  const f = scripted({ a: { fail: 'down' } })
+  await assert.rejects(helper().tryWriteManySets([['a']], 2, f.call), isQuorumError)
+})
+
+test('background writes stop when the caller signal aborts', async () => {
+  const s = scripted({ a: { ok: '' }, b: { ok: '' }, c: 'hang' })
+  const ac = new AbortController()
+  await helper().tryWriteManySets([['a', 'b', 'c']], 2, s.call, { signal: ac.signal })
+  assert.deepEqual(s.aborted, [], 'still running after the answer')
+  ac.abort()
+  assert.deepEqual(s.aborted, ['c'], 'aborted with the caller signal')
+})
+
+test('an infinite deadline means no deadline', async () => {
+  const res = await helper(Number.POSITIVE_INFINITY).tryCallMany(['a'], 1, async () => 'x')
+  assert.equal(res[0]?.value, 'x')
+})

@@ -1,0 +1,155 @@
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import type { Db } from '../../lib/db/db.ts'
+import { TableData } from '../../lib/table/data.ts'
+import { decodeMerkleNode, EMPTY_NODE_HASH, MerkleUpdater, merkleNodeKey, partitionOfMerkleKey } from '../../lib/table/merkle.ts'
+import { LocalReplication, ShardedReplication } from '../../lib/table/replication.ts'
+import { blake2sum, bytesEqual } from '../../lib/util/data.ts'
+import { silentLogger } from '../../lib/util/logger.ts'
+import { dump, FixedLayout, helperOf, layoutOf, openDb, type Reg, reg, regSchema } from './ae-fixtures.ts'
+
+const SELF = 'a'.repeat(64)
+
+function store(db: Db): { data: TableData<Reg>; merkle: MerkleUpdater<Reg> } {
+  const replication = new ShardedReplication(helperOf(new FixedLayout(layoutOf([SELF], 1)), SELF))
+  const data = new TableData(regSchema('t'), db, { replication, self: SELF })
+  return { data, merkle: new MerkleUpdater({ data, replication, log: silentLogger }) }
+}
+
+const items = (n: number): Reg[] => Array.from({ length: n }, (_, i) => reg(`p${i % 37}`, `s${i}`, 1))
+
+function shuffled<T>(a: readonly T[], seed: number): T[] {
+  const out = [...a]
+  let s = seed
+  for (let i = out.length - 1; i > 0; i--) {
+    s = (s * 1103515245 + 12345) % 2 ** 31
+    const j = s % (i + 1)
+    ;[out[i], out[j]] = [out[j] as T, out[i] as T]
+  }
+  return out
+}
+
+/** Checks the canonical shape: leaves sit where their key hash leads, intermediates hold 2+ items. */
+function checkShape(m: MerkleUpdater<Reg>, key: Uint8Array): number {
+  const n = m.readNode(key)
+  const prefix = key.subarray(2)
+  if (n.t === 'empty') return 0
+  if (n.t === 'leaf') {
+    assert.ok(bytesEqual(blake2sum(n.key).subarray(0, prefix.length), prefix), 'a leaf lies under its key hash prefix')
+    return 1
+  }
+  let count = 0
+  for (const [b, h] of n.children) {
+    const childKey = new Uint8Array([...key, b])
+    const raw = m.readNodeRaw(childKey)
+    assert.ok(raw !== undefined && bytesEqual(blake2sum(raw), h), 'a child hash matches the stored child')
+    count += checkShape(m, childKey)
+  }
+  assert.ok(count >= 2, `an intermediate node holds at least two items (holds ${count})`)
+  return count
+}
+
+test('the Merkle tree is the same whatever the order of insertions and deletions', async (t) => {
+  const a = store(await openDb(t))
+  const b = store(await openDb(t))
+  const all = items(400)
+  for (const e of all) a.data.update(e)
+  a.merkle.updateAll()
+  // b sees the items in another order, with extra items written and deleted in between.
+  const extra = items(600).slice(400)
+  for (const [i, e] of shuffled(all, 7).entries()) {
+    b.data.update(e)
+    const x = extra[i % extra.length] as Reg
+    b.data.update(x)
+    if (i % 3 === 0) b.merkle.updateBatch(50)
+  }
+  for (const x of extra) {
+    const key = b.data.entryKey(x)
+    const raw = b.data.store.get(key)
+    assert.ok(raw !== undefined && b.data.deleteIfEqual(key, raw), 'the extra item is deleted')
+  }
+  b.merkle.updateAll()
+  assert.equal(a.merkle.todoLength(), 0, 'the todo is folded')
+  assert.equal(b.merkle.todoLength(), 0, 'the todo is folded')
+  assert.deepEqual(dump(b.data.merkleTree), dump(a.data.merkleTree), 'both trees are identical')
+  let total = 0
+  const partitions = new Set<number>()
+  for (const [k] of a.data.merkleTree.range()) partitions.add(partitionOfMerkleKey(k))
+  for (const p of partitions) total += checkShape(a.merkle, merkleNodeKey(p))
+  assert.equal(total, all.length, 'every item has exactly one leaf')
+})
+
+test('the root hash changes on update and deletion, and comes back when the change is undone', async (t) => {
+  const s = store(await openDb(t))
+  for (const e of items(50)) s.data.update(e)
+  s.merkle.updateAll()
+  const probe = reg('p-probe', 'x', 1)
+  const p = s.data.schema.partitionHash(s.data.schema.partitionKey(probe))[0] as number
+  const before = s.merkle.rootHash(p)
+  s.data.update(probe)
+  s.merkle.updateAll()
+  const added = s.merkle.rootHash(p)
+  assert.ok(!bytesEqual(before, added), 'adding an item changes the root')
+  s.data.update({ ...probe, v: 2 })
+  s.merkle.updateAll()
+  const updated = s.merkle.rootHash(p)
+  assert.ok(!bytesEqual(updated, added), 'updating an item changes the root')
+  const key = s.data.entryKey(probe)
+  assert.ok(s.data.deleteIfEqual(key, s.data.store.get(key) as Uint8Array), 'the probe is deleted')
+  s.merkle.updateAll()
+  assert.ok(bytesEqual(s.merkle.rootHash(p), before), 'deleting it restores the previous root')
+})
+
+test('an empty partition has the empty hash and no stored node; a single item is a leaf at the root', async (t) => {
+  const s = store(await openDb(t))
+  assert.ok(bytesEqual(s.merkle.rootHash(3), EMPTY_NODE_HASH), 'empty root')
+  const e = reg('only', 'one', 1)
+  s.data.update(e)
+  s.merkle.updateAll()
+  const p = s.data.schema.partitionHash(s.data.schema.partitionKey(e))[0] as number
+  const root = decodeMerkleNode(s.merkle.readNodeRaw(merkleNodeKey(p)))
+  assert.equal(root.t, 'leaf', 'the root is a leaf')
+  assert.ok(root.t === 'leaf' && bytesEqual(root.key, s.data.entryKey(e)), 'the leaf names the item key')
+  const raw = s.data.store.get(s.data.entryKey(e)) as Uint8Array
+  assert.ok(root.t === 'leaf' && bytesEqual(root.hash, blake2sum(raw)), 'the leaf holds the value hash')
+  assert.ok(s.data.deleteIfEqual(s.data.entryKey(e), raw), 'deleted')
+  s.merkle.updateAll()
+  assert.equal(s.merkle.nodeCount(), 0, 'nothing left in the tree')
+})
+
+test('an item changed twice before folding ends with its newest value in the tree', async (t) => {
+  const s = store(await openDb(t))
+  const e = reg('k', 'v', 1)
+  s.data.update(e)
+  const key = s.data.entryKey(e)
+  const first = s.data.merkleTodo.get(key) as Uint8Array
+  s.data.update({ ...e, v: 2 })
+  const second = s.data.merkleTodo.get(key) as Uint8Array
+  assert.ok(!bytesEqual(first, second), 'the todo holds the newest value hash')
+  s.merkle.updateAll()
+  const p = s.data.schema.partitionHash(s.data.schema.partitionKey(e))[0] as number
+  const root = s.merkle.readNode(merkleNodeKey(p))
+  assert.ok(root.t === 'leaf' && bytesEqual(root.hash, second), 'the tree has the newest value')
+})
+
+test('a tree built with another partitioning (a node that ran alone) is rebuilt by the worker', async (t) => {
+  const db = await openDb(t)
+  const local = new LocalReplication(SELF)
+  const alone = new TableData(regSchema('t'), db, { replication: local, self: SELF })
+  const aloneMerkle = new MerkleUpdater({ data: alone, replication: local, log: silentLogger })
+  for (const e of items(100)) alone.update(e)
+  assert.equal(await aloneMerkle.work(), 'busy', 'the first step folds items')
+  aloneMerkle.updateAll()
+  assert.ok(!bytesEqual(aloneMerkle.rootHash(0), EMPTY_NODE_HASH), 'everything is in partition 0')
+  // The same store, now placed by the ring.
+  const s = store(db)
+  const ref = store(await openDb(t))
+  for (const e of items(100)) ref.data.update(e)
+  ref.merkle.updateAll()
+  assert.equal(await s.merkle.work(), 'busy', 'the first step starts the rebuild')
+  s.merkle.updateAll()
+  for (let p = 0; p < 256; p++) {
+    assert.ok(bytesEqual(s.merkle.rootHash(p), ref.merkle.rootHash(p)), `partition ${p} has the root of a fresh build`)
+  }
+  assert.equal(s.merkle.checkPartitioning(), false, 'no second rebuild')
+})

@@ -1,0 +1,153 @@
+import assert from 'node:assert/strict'
+import { type TestContext, test } from 'node:test'
+import type { NetApp } from '../../lib/net/netapp.ts'
+import type { LayoutHistory } from '../../lib/rpc/layout/history.ts'
+import { TableData } from '../../lib/table/data.ts'
+import { ShardedReplication } from '../../lib/table/replication.ts'
+import { TableAntiEntropy } from '../../lib/table/sync.ts'
+import { BackgroundRunner } from '../../lib/util/background/worker.ts'
+import { silentLogger } from '../../lib/util/logger.ts'
+import { eventually } from '../helpers/model.ts'
+import {
+  dump,
+  FixedLayout,
+  helperOf,
+  layoutOf,
+  openDb,
+  type Reg,
+  type RegHooks,
+  reg,
+  regSchema,
+  startMesh,
+} from './ae-fixtures.ts'
+
+interface SyncNode {
+  id: string
+  net: NetApp
+  source: FixedLayout
+  data: TableData<Reg>
+  ae: TableAntiEntropy<Reg>
+  hooks: RegHooks
+  /** Spawns the workers (Merkle updater, GC, sync) on a runner stopped at the end of the test. */
+  run(): void
+}
+
+async function syncNodes(t: TestContext, nets: NetApp[], history: LayoutHistory, intervalMs: number): Promise<SyncNode[]> {
+  const out: SyncNode[] = []
+  for (const net of nets) {
+    const db = await openDb(t)
+    const source = new FixedLayout(history)
+    const layout = helperOf(source, net.id)
+    const replication = new ShardedReplication(layout, intervalMs)
+    const hooks: RegHooks = { deletedLocally: [] }
+    const data = new TableData(regSchema('reg', hooks), db, { replication, self: net.id })
+    const ae = new TableAntiEntropy(data, replication, {
+      self: net.id,
+      cluster: { netApp: net, layout, onPeerUp: () => {} },
+      log: silentLogger,
+    })
+    const run = (): void => {
+      const stop = new AbortController()
+      const runner = new BackgroundRunner(silentLogger, stop.signal)
+      for (const w of ae.workers()) runner.spawn(w)
+      t.after(async () => {
+        stop.abort()
+        await runner.join()
+      })
+    }
+    out.push({ id: net.id, net, source, data, ae, hooks, run })
+  }
+  return out
+}
+
+const contents = (n: SyncNode): Map<string, string> => dump(n.data.store)
+
+function sameMaps(a: Map<string, string>, b: Map<string, string>): boolean {
+  if (a.size !== b.size) return false
+  for (const [k, v] of a) if (b.get(k) !== v) return false
+  return true
+}
+
+test('three nodes holding every partition converge after divergent writes, and report the sync', async (t) => {
+  const nets = await startMesh(t, 3)
+  const history = layoutOf(
+    nets.map((n) => n.id),
+    3,
+  )
+  const nodes = await syncNodes(t, nets, history, 300)
+  const [a, b, c] = nodes as [SyncNode, SyncNode, SyncNode]
+  // Each node gets its own items, and conflicting values for shared keys.
+  for (let i = 0; i < 300; i++) a.data.update(reg(`pk${i % 20}`, `a${i}`, 1))
+  for (let i = 0; i < 200; i++) b.data.update(reg(`pk${i % 50}`, `b${i}`, 1))
+  for (let i = 0; i < 30; i++) {
+    a.data.update(reg('shared', `k${i}`, 1))
+    b.data.update(reg('shared', `k${i}`, 2))
+    c.data.update(reg('shared', `k${i}`, 3, i % 2 === 0))
+  }
+  for (const n of nodes) n.run()
+  await eventually(
+    () => sameMaps(contents(a), contents(b)) && sameMaps(contents(a), contents(c)),
+    15_000,
+    'the three stores to hold the same entries',
+  )
+  assert.equal(contents(a).size, 300 + 200 + 30, 'every item is everywhere')
+  const shared = a.data.read(new TextEncoder().encode('shared'), new TextEncoder().encode('k4'))
+  assert.deepEqual(shared, reg('shared', 'k4', 3, true), 'the merge of the conflicting values won')
+  await eventually(
+    () => nodes.every((n) => n.source.synced.includes(history.versions.at(-1)?.version ?? -1)),
+    5_000,
+    'sync reports',
+  )
+  await eventually(
+    () => {
+      for (const n of nodes) n.ae.merkle.updateAll()
+      return (
+        sameMaps(dump(a.data.merkleTree), dump(b.data.merkleTree)) && sameMaps(dump(a.data.merkleTree), dump(c.data.merkleTree))
+      )
+    },
+    5_000,
+    'identical Merkle trees',
+  )
+})
+
+test('a node that is no longer a holder hands its partitions over, then deletes them through the hooks', async (t) => {
+  const nets = await startMesh(t, 2)
+  const [na, nb] = nets as [NetApp, NetApp]
+  // Version 1: only A stores data.
+  const v1 = layoutOf([na.id], 1)
+  const nodes = await syncNodes(t, nets, v1, 60_000)
+  const [a, b] = nodes as [SyncNode, SyncNode]
+  for (let i = 0; i < 1500; i++) a.data.update(reg(`pk${i % 300}`, `s${i}`, 1, i % 10 === 0))
+  a.ae.merkle.updateAll()
+  const before = contents(a)
+  // Version 2 moves everything to B, and version 1 has retired (every node synced it).
+  const v2full = layoutOf([nb.id], 1, v1)
+  const v2: LayoutHistory = { ...v2full, versions: v2full.versions.slice(-1) }
+  for (const n of nodes) n.source.set(v2)
+  // The version change starts a pass at once.
+  for (const n of nodes) n.run()
+  await eventually(() => contents(a).size === 0, 15_000, 'A to hand everything over')
+  assert.ok(sameMaps(contents(b), before), 'B holds exactly what A held')
+  assert.equal(a.hooks.deletedLocally.length, before.size, 'every local deletion went through the hook')
+  assert.equal(b.hooks.deletedLocally.length, 0, 'B deleted nothing')
+  await eventually(() => a.ae.merkle.todoLength() === 0 && a.ae.merkle.nodeCount() === 0, 5_000, "A's Merkle tree to be empty")
+  await eventually(() => a.source.synced.includes(2), 5_000, 'A to report its sync of version 2')
+})
+
+test('a pass with an unreachable holder is not reported as synced', async (t) => {
+  const nets = await startMesh(t, 2)
+  const [na, nb] = nets as [NetApp, NetApp]
+  const history = layoutOf([na.id, nb.id], 2)
+  const nodes = await syncNodes(t, [na], history, 60_000)
+  const a = nodes[0] as SyncNode
+  a.data.update(reg('x', 'y', 1))
+  a.ae.merkle.updateAll()
+  // B never registered its sync endpoint: every call to it fails.
+  const syncer = a.ae.syncer
+  assert.ok(syncer !== undefined, 'a node in a cluster has a syncer')
+  syncer.addFullSync()
+  const signal = new AbortController().signal
+  while ((await syncer.work(signal)) === 'busy') {}
+  assert.deepEqual(a.source.synced, [], 'no sync reported')
+  assert.ok(Number(syncer.info().failedPartitions) > 0, 'the failed partition is counted')
+})
