@@ -17,7 +17,9 @@
  * or µs per operation): the figures least disturbed by other load on the machine.
  *
  * Environment: BENCH_CPU_PROF=<dir> runs the garage child with `--cpu-prof` into that directory
- * (written when it stops); BENCH_QUICK=1 shortens every scenario (smoke test).
+ * (written when it stops); BENCH_QUICK=1 shortens every scenario (smoke test). The `cluster3_*`
+ * scenarios repeat the 1 MiB and 4 KiB ones through node 1 of a 3-node, RF 3 cluster on this
+ * machine (BENCH_CLUSTER=0 skips them).
  */
 
 import { type ChildProcess, spawn } from 'node:child_process'
@@ -34,6 +36,7 @@ import {
   sendSigned,
   startServerProcess,
 } from '../test/helpers/server-process.ts'
+import { type ReplicatedCluster, startReplicatedCluster } from '../test/helpers/cluster.ts'
 
 const MiB = 1024 * 1024
 const QUICK = process.env.BENCH_QUICK === '1'
@@ -41,7 +44,7 @@ const CONCURRENCY = 16
 const SMALL_SECONDS = QUICK ? 0.5 : 3
 
 interface Target extends S3Target {
-  name: 'garage' | 'bare'
+  name: 'garage' | 'bare' | 'cluster3'
   pid: number
   bucket: string
   agent: Agent
@@ -66,6 +69,36 @@ async function startGarage(): Promise<{ target: Target; server: ServerProcess }>
     agent: new Agent({ keepAlive: true, maxSockets: CONCURRENCY }),
   }
   return { target, server }
+}
+
+/**
+ * Three `garage server` processes in three zones, replication factor 3, a layout applied; the
+ * client talks to node 1, which writes every block and row to all three (quorum 2, the third in
+ * the background). Production periods for anti-entropy and resync, so that they do not run
+ * during the measurement.
+ */
+async function startCluster3(): Promise<{ target: Target; cluster: ReplicatedCluster }> {
+  const cluster = await startReplicatedCluster({
+    nodes: 3,
+    bucket: 'bench',
+    env: {
+      GARAGE_TS_TEST_RPC_INTERVAL_MSEC: '1000',
+      GARAGE_TS_TEST_SYNC_INTERVAL_MSEC: '600000',
+      GARAGE_TS_TEST_TABLE_GC_DELAY_MSEC: '86400000',
+      GARAGE_TS_TEST_RESYNC_DELAY_MSEC: '180000',
+      GARAGE_TS_TEST_RESYNC_RETRY_MSEC: '60000',
+    },
+  })
+  const node = cluster.nodes[0]
+  if (node === undefined) throw new Error('the cluster has no node')
+  const target: Target = {
+    name: 'cluster3',
+    ...cluster.target(0),
+    pid: node.proc.pid,
+    bucket: cluster.bucket,
+    agent: new Agent({ keepAlive: true, maxSockets: CONCURRENCY }),
+  }
+  return { target, cluster }
 }
 
 async function startBare(): Promise<{ target: Target; stop: () => Promise<void> }> {
@@ -294,9 +327,39 @@ async function main(): Promise<void> {
     await scenario(targets, 'get_4kib', 'ops/s', (t) => getSmall(t, written.get(t) ?? 0), small)
   } finally {
     for (const t of targets) t.agent.destroy()
-    await Promise.all([g.server.stop(), b.stop()])
+    await g.server.stop()
   }
+  // The same scenarios through a 3-node RF 3 cluster (all on this machine: the three nodes share
+  // its cores), against the same bare server.
+  if (process.env.BENCH_CLUSTER !== '0') await benchCluster(b.target).finally(() => b.stop())
+  else await b.stop()
   process.stderr.write(`bench finished in ${((performance.now() - started) / 1000).toFixed(1)} s\n`)
+}
+
+async function benchCluster(bare: Target): Promise<void> {
+  const c = await startCluster3()
+  const ct = [c.target, bare] as const
+  try {
+    process.stderr.write(`cluster node 1 pid ${c.target.pid} at ${c.target.endpoint}\n`)
+    for (let i = 0; i < 5; i++) {
+      await put(c.target, `warmup-${i}`, stamp(Buffer.alloc(MiB, 1)))
+      await get(c.target, `warmup-${i}`)
+    }
+    const iterations = QUICK ? 3 : 30
+    const keys = Array.from({ length: iterations }, (_, i) => `cluster-1mib-${i}`)
+    await scenario(ct, 'cluster3_put_1mib', 'MB/s', (t) => putLarge(t, keys, MiB), { iterations })
+    await scenario(ct, 'cluster3_get_1mib', 'MB/s', (t) => getLarge(t, keys, MiB), { iterations })
+    const small = { concurrency: CONCURRENCY, seconds: SMALL_SECONDS }
+    const [pg, pb] = await scenario(ct, 'cluster3_put_4kib', 'ops/s', putSmall, small)
+    const written = new Map([
+      [ct[0], pg.work],
+      [ct[1], pb.work],
+    ])
+    await scenario(ct, 'cluster3_get_4kib', 'ops/s', (t) => getSmall(t, written.get(t) ?? 0), small)
+  } finally {
+    c.target.agent.destroy()
+    await c.cluster.stop()
+  }
 }
 
 await main()
