@@ -14,6 +14,7 @@
  */
 import { existsSync, readdirSync } from 'node:fs'
 import { mkdir, open, readFile, rename } from 'node:fs/promises'
+import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { defineCodec } from '../util/codec.ts'
 import type { Hash } from '../util/data.ts'
@@ -326,4 +327,15 @@ async function persist(file: string, dir: string, layout: DataLayout): Promise<v
     await fh.close()
   }
   await rename(tmp, file)
+}
+
+/** Whether a file exists (false only for ENOENT; other errors are thrown). */
+export async function pathExists(path: string): Promise<boolean> {
+  try {
+    await stat(path)
+    return true
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
+    throw err
+  }
 }

@@ -17,7 +17,7 @@ import { Notify, type Worker, type WorkerState } from '../util/background/worker
 import { blake2sum, bytesEqual, type Hash, toHex } from '../util/data.ts'
 import { CorruptDataError, GarageError, QuorumError } from '../util/errors.ts'
 import type { Logger } from '../util/logger.ts'
-import { type BlockPaths, SingleDirPaths } from './layout.ts'
+import { type BlockPaths, pathExists, SingleDirPaths } from './layout.ts'
 import { BlockRc, isDeletableState, type RcState } from './rc.ts'
 import { type BlockResyncErrorInfo, BlockResync, MAX_RESYNC_WORKERS, OneShotWorker } from './resync.ts'
 import { type BlockNeedRes, BlockRpcClient, serveBlockRpc } from './rpc.ts'
@@ -364,13 +364,13 @@ export class BlockManager {
 
   /** The first candidate path holding the block. */
   async #find(hash: Hash): Promise<string | undefined> {
-    for (const p of this.paths.candidatePaths(hash)) if (await exists(p)) return p
+    for (const p of this.paths.candidatePaths(hash)) if (await pathExists(p)) return p
     return undefined
   }
 
   async #findAll(hash: Hash): Promise<string[]> {
     const out: string[] = []
-    for (const p of this.paths.candidatePaths(hash)) if (await exists(p)) out.push(p)
+    for (const p of this.paths.candidatePaths(hash)) if (await pathExists(p)) out.push(p)
     return out
   }
 
@@ -645,7 +645,7 @@ export class BlockManager {
     const writable = (this.paths as { readonly writableDirs?: readonly string[] }).writableDirs ?? this.paths.dirs
     for (const dir of writable) {
       const marker = join(dir, DATA_DIR_MARKER)
-      if (await exists(marker)) continue
+      if (await pathExists(marker)) continue
       if (this.#hadRefsAtStart) {
         this.#log.warn(
           `data directory ${dir} has no ${DATA_DIR_MARKER} file although blocks are referenced: it was wiped or replaced; queueing every block for resync`,
@@ -774,16 +774,6 @@ class ByteSemaphore {
       this.#used += w.n
       w.go()
     }
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path)
-    return true
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
-    throw err
   }
 }
 

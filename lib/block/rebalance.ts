@@ -4,13 +4,13 @@
  * when the primary already has a copy). Once a pass ends without error, the layout forgets its
  * secondary locations, so reads stop looking in the old places.
  */
-import { copyFile, open, readdir, rename, rm, stat } from 'node:fs/promises'
+import { copyFile, open, readdir, rename, rm } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { mkdir } from 'node:fs/promises'
 import type { Worker, WorkerState } from '../util/background/worker.ts'
 import { fromHex, type Hash } from '../util/data.ts'
 import type { Logger } from '../util/logger.ts'
-import { type DataLayout, forgetSecondaryLocations, type MultiDirPaths, withoutSecondaryLocations } from './layout.ts'
+import { type DataLayout, forgetSecondaryLocations, type MultiDirPaths, pathExists, withoutSecondaryLocations } from './layout.ts'
 
 /** Block files moved per step of the worker. */
 const BATCH = 64
@@ -100,7 +100,7 @@ export class RebalanceWorker implements Worker {
   }
 
   async #move(from: string, to: string): Promise<void> {
-    if (await exists(to)) {
+    if (await pathExists(to)) {
       await rm(from, { force: true })
       this.progress.dropped++
       return
@@ -151,15 +151,5 @@ export class RebalanceWorker implements Worker {
 
   info(): Record<string, number> {
     return { ...this.progress }
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path)
-    return true
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
-    throw err
   }
 }

@@ -13,34 +13,16 @@ import type { Db } from '../../lib/db/db.ts'
 import { openLmdb } from '../../lib/db/lmdb.ts'
 import { createNetApp, type NetApp } from '../../lib/net/netapp.ts'
 import type { NodeKey } from '../../lib/net/node-key.ts'
-import { LayoutHelper, type LayoutSource } from '../../lib/rpc/layout/helper.ts'
-import { applyStagedChanges, type LayoutHistory, newLayoutHistory, stageRole } from '../../lib/rpc/layout/history.ts'
+import { LayoutHelper } from '../../lib/rpc/layout/helper.ts'
+import { applyStagedChanges, newLayoutHistory, stageRole } from '../../lib/rpc/layout/history.ts'
 import { BackgroundRunner } from '../../lib/util/background/worker.ts'
 import type { Hash } from '../../lib/util/data.ts'
 import { silentLogger } from '../../lib/util/logger.ts'
+import { TestLayoutSource } from '../helpers/layout-source.ts'
 import { memoryNodeKey, newSecret } from '../net/net-fixtures.ts'
 
 /** A layout history the test can change; every node's LayoutHelper follows it. */
-export class SharedLayout implements LayoutSource {
-  #h: LayoutHistory
-  readonly #listeners: Array<(h: LayoutHistory) => void> = []
-  constructor(h: LayoutHistory) {
-    this.#h = h
-  }
-  history(): LayoutHistory {
-    return this.#h
-  }
-  onChange(cb: (h: LayoutHistory) => void): void {
-    this.#listeners.push(cb)
-  }
-  markSynced(): Promise<void> {
-    return Promise.resolve()
-  }
-  set(h: LayoutHistory): void {
-    this.#h = h
-    for (const cb of this.#listeners) cb(h)
-  }
-}
+export { TestLayoutSource as SharedLayout }
 
 export interface BlockNode {
   readonly id: string
@@ -65,7 +47,7 @@ export interface BlockClusterOptions {
 
 export interface BlockTestCluster {
   nodes: BlockNode[]
-  shared: SharedLayout
+  shared: TestLayoutSource
   /** The nodes storing `hash` in the current layout. */
   storageOf(hash: Hash): BlockNode[]
   byId(id: string): BlockNode
@@ -80,7 +62,7 @@ export async function startBlockCluster(t: TestContext, o: BlockClusterOptions):
     h = stageRole(h, k.id, { zone: `z${i}`, capacity: 1e9, tags: [] })
   })
   h = applyStagedChanges(h, 1).history
-  const shared = new SharedLayout(h)
+  const shared = new TestLayoutSource(h)
   const addrs = new Map<string, { host: string; port: number }>()
   const nodes: BlockNode[] = []
 

@@ -74,27 +74,7 @@ export function layoutOf(nodes: readonly string[], rf: number, base?: LayoutHist
 }
 
 /** A layout source whose history the test sets; records the versions marked synced. */
-export class FixedLayout implements LayoutSource {
-  #h: LayoutHistory
-  readonly #listeners: Array<(h: LayoutHistory) => void> = []
-  readonly synced: number[] = []
-  constructor(h: LayoutHistory) {
-    this.#h = h
-  }
-  history(): LayoutHistory {
-    return this.#h
-  }
-  onChange(cb: (h: LayoutHistory) => void): void {
-    this.#listeners.push(cb)
-  }
-  async markSynced(version: number): Promise<void> {
-    this.synced.push(version)
-  }
-  set(h: LayoutHistory): void {
-    this.#h = h
-    for (const cb of this.#listeners) cb(h)
-  }
-}
+export { TestLayoutSource as FixedLayout } from '../helpers/layout-source.ts'
 
 export function helperOf(source: LayoutSource, self: string): LayoutHelper {
   return new LayoutHelper({
