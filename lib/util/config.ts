@@ -830,7 +830,6 @@ export function resolveConfig(input: GarageConfig, opts: ResolveConfigOptions = 
   const blockRamBufferMax = root.has('block_ram_buffer_max')
     ? parseByteSize('block_ram_buffer_max', root.get('block_ram_buffer_max'))
     : DEFAULT_BLOCK_RAM_BUFFER_MAX
-  ignored(root, 'block_ram_buffer_max')
   const blockMaxConcurrentReads = root.int('block_max_concurrent_reads', 1, 'a positive integer')
   ignored(root, 'block_max_concurrent_reads')
   const blockMaxConcurrentWritesPerRequest = root.int('block_max_concurrent_writes_per_request', 1, 'a positive integer')
@@ -841,7 +840,6 @@ export function resolveConfig(input: GarageConfig, opts: ResolveConfigOptions = 
   const metadataFsync = root.bool('metadata_fsync') ?? false
   const dataFsync = root.bool('data_fsync') ?? false
   const disableScrub = root.bool('disable_scrub') ?? false
-  ignored(root, 'disable_scrub', true) // we never scrub yet, which is what `true` asks for
   const useLocalTz = root.bool('use_local_tz') ?? false
   const metadataSnapshotsDir = root.path('metadata_snapshots_dir', baseDir)
   ignored(root, 'metadata_snapshots_dir')
@@ -888,7 +886,6 @@ export function resolveConfig(input: GarageConfig, opts: ResolveConfigOptions = 
         (legacy.mode === 'consistent' ? '' : ` and consistency_mode = "${legacy.mode}"`),
     )
   }
-  if (consistencyMode !== 'consistent') warnings.push(notSupported('consistency_mode'))
 
   // -- Secrets
   const allowInConfig = root.bool('allow_world_readable_secrets')

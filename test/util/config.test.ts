@@ -238,11 +238,8 @@ describe('resolveConfig: warnings', () => {
 
   const unsupported: Array<[input: Record<string, unknown>, key: string]> = [
     [{ db_engine: 'sqlite' }, 'db_engine'],
-    [{ consistency_mode: 'degraded' }, 'consistency_mode'],
     [{ compression_level: 3 }, 'compression_level'],
-    [{ block_ram_buffer_max: '64MiB' }, 'block_ram_buffer_max'],
     [{ lmdb_map_size: '10G' }, 'lmdb_map_size'],
-    [{ disable_scrub: false }, 'disable_scrub'],
     [{ metadata_snapshots_dir: '/snap' }, 'metadata_snapshots_dir'],
     [{ metadata_auto_snapshot_interval: '1h 30m' }, 'metadata_auto_snapshot_interval'],
     [{ rpc_bind_outgoing: true }, 'rpc_bind_outgoing'],
@@ -261,6 +258,18 @@ describe('resolveConfig: warnings', () => {
       assert.deepEqual(warnings, [`'${key}' is not supported yet and is ignored`])
     })
   }
+
+  test('consistency_mode, block_ram_buffer_max and disable_scrub are read without warning', () => {
+    const { config, warnings } = resolveQuiet({
+      consistency_mode: 'degraded',
+      block_ram_buffer_max: '64MiB',
+      disable_scrub: true,
+    })
+    assert.deepEqual(warnings, [])
+    assert.equal(config.consistencyMode, 'degraded')
+    assert.equal(config.blockRamBufferMax, 64 * 1024 * 1024)
+    assert.equal(config.disableScrub, true)
+  })
 
   test('values that ask for what we do anyway do not warn', () => {
     const { warnings } = resolveQuiet({
@@ -313,10 +322,7 @@ describe('resolveConfig: warnings', () => {
     const { config, warnings } = resolveQuiet({ replication_mode: '3-degraded' })
     assert.equal(config.replicationFactor, 3)
     assert.equal(config.consistencyMode, 'degraded')
-    assert.deepEqual(warnings, [
-      `'replication_mode' is deprecated: use replication_factor = 3 and consistency_mode = "degraded"`,
-      "'consistency_mode' is not supported yet and is ignored",
-    ])
+    assert.deepEqual(warnings, [`'replication_mode' is deprecated: use replication_factor = 3 and consistency_mode = "degraded"`])
     assert.equal(resolveQuiet({ replication_mode: 'none' }).config.replicationFactor, 1)
   })
 
