@@ -106,6 +106,11 @@ export interface TestClusterOptions {
   bucket?: string
   /** Capacity of each node's role, in bytes. Default 1 GB. */
   capacity?: number
+  /**
+   * How many of the nodes (the last ones) are gateways: a role without capacity, so they store
+   * no object data but serve every API. Default 0.
+   */
+  gateways?: number
   /** Settings shared by every node (the cluster sets the addresses, secret, paths and roles). */
   nodeOptions?: GarageNodeOptions
   /** Give up if the cluster is not formed within this many ms. Default 20 s. */
@@ -167,7 +172,8 @@ export interface TestCluster extends AsyncDisposable {
 export async function startTestCluster(options: TestClusterOptions = {}): Promise<TestCluster> {
   const n = options.nodes ?? 3
   if (!Number.isInteger(n) || n < 1) throw new RangeError(`nodes must be a positive integer, got ${n}`)
-  const rf = options.replicationFactor ?? Math.min(3, n)
+  const gateways = options.gateways ?? 0
+  const rf = options.replicationFactor ?? Math.min(3, n - gateways)
   const bucket = options.bucket ?? 'test-bucket'
   const readyTimeoutMs = options.readyTimeoutMs ?? 20_000
   const base = options.nodeOptions ?? {}
@@ -226,7 +232,7 @@ export async function startTestCluster(options: TestClusterOptions = {}): Promis
       roles: members.map((m) => ({
         id: m.current.nodeId,
         zone: `z${m.index + 1}`,
-        capacity: options.capacity ?? 1_000_000_000,
+        capacity: m.index >= n - gateways ? null : (options.capacity ?? 1_000_000_000),
         tags: [],
       })),
     })

@@ -7,7 +7,7 @@
  * unreferenced blocks after `gcDelayMsec`; the scrub (scrub.ts) re-verifies every file.
  */
 import { randomBytes } from 'node:crypto'
-import { type FileHandle, mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { type FileHandle, mkdir, open, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import type { Db, Transaction } from '../db/db.ts'
 import type { RpcPriority } from '../net/endpoint.ts'
@@ -28,6 +28,9 @@ export const INLINE_THRESHOLD = 3072
 
 /** Default of `block_ram_buffer_max`: bytes held for replicas still receiving a block. */
 export const DEFAULT_BLOCK_RAM_BUFFER_MAX = 256 * 1024 * 1024
+
+/** Deadline of one node's answer when a block is fetched from the others (then the next is tried). */
+const FETCH_PER_NODE_TIMEOUT_MS = 30_000
 
 /** The marker file written in every data directory at first start. */
 export const DATA_DIR_MARKER = 'garage-marker'
@@ -129,6 +132,8 @@ export class BlockManager {
   readonly #resyncDelayMsec: number
   readonly #buffer: ByteSemaphore
   readonly #locks = new Map<string, Promise<void>>()
+  /** Hex hash → due time of the missing-block checks queued by reads. */
+  readonly #checksPending = new Map<string, number>()
   readonly #knownDirs = new Set<string>()
   readonly #startedAt = Date.now()
   /** Metadata referenced blocks when this manager was built (before any new write). */
@@ -271,7 +276,7 @@ export class BlockManager {
       }
     } else if (this.rc.get(hash) > 0) {
       // Referenced but absent: maybe a write still in flight; check later (as Garage does).
-      this.resync.put(hash, Date.now() + this.#resyncDelayMsec)
+      this.#checkLater(hash)
     }
     if (this.#cluster === undefined) {
       throw new GarageError('GARAGE_ERR_INTERNAL', `block ${toHex(hash)} is not stored on this node`)
@@ -295,7 +300,8 @@ export class BlockManager {
       try {
         const data = await (this.#rpc as BlockRpcClient).get(node, hash, {
           priority,
-          timeoutMs: this.#rpcTimeoutMs,
+          // One stuck holder must not hold a read for the whole RPC timeout: try the next.
+          timeoutMs: Math.min(this.#rpcTimeoutMs, FETCH_PER_NODE_TIMEOUT_MS),
           signal: cluster.signal,
         })
         this.#bytesRead += data.byteLength
@@ -313,7 +319,16 @@ export class BlockManager {
     await this.#withLock(hash, async () => {
       const path = this.paths.primaryPath(hash)
       const existing = await this.#find(hash)
-      if (existing === path) return
+      if (existing === path) {
+        // A copy nothing references here (an orphan, or one past its deletion delay) now counts
+        // for a new write: restart its grace period so resync does not delete it before the
+        // block_ref rows of that write arrive.
+        if (this.rc.state(hash).kind !== 'present') {
+          const now = new Date()
+          await utimes(path, now, now)
+        }
+        return
+      }
       const tmp = `${path}.tmp${randomBytes(4).toString('hex')}`
       const fh = await this.#openInDir(path, tmp)
       try {
@@ -381,7 +396,7 @@ export class BlockManager {
     const data = path === undefined ? undefined : await this.#readVerified(hash, path)
     if (data !== undefined) return data
     // Not here although asked: maybe we should have it; check later (Garage does the same).
-    if (this.rc.get(hash) > 0) this.resync.put(hash, Date.now() + this.#resyncDelayMsec)
+    if (this.rc.get(hash) > 0) this.#checkLater(hash)
     throw new GarageError('GARAGE_ERR_INTERNAL', `block ${toHex(hash)} is not stored on this node`)
   }
 
@@ -397,7 +412,8 @@ export class BlockManager {
 
   async #handleNeed(hash: Hash): Promise<BlockNeedRes> {
     const present = (await this.#find(hash)) !== undefined
-    return { needed: !present && this.rc.get(hash) > 0, present }
+    const referenced = this.rc.get(hash) > 0
+    return { needed: !present && referenced, present, referenced }
   }
 
   // ---- resync ------------------------------------------------------------------------------------
@@ -423,9 +439,9 @@ export class BlockManager {
     const now = Date.now()
     const path = await this.#find(hash)
     const rc = this.rc.state(hash)
-    if (path !== undefined && rc.kind === 'absent') {
-      // A block that arrived before its reference (replication, offload) gets the same grace
-      // delay as a dereferenced one before it may go.
+    if (path !== undefined && rc.kind !== 'present') {
+      // A block that arrived before its reference (replication, offload), or was written again
+      // after its count dropped, gets the grace delay, from its file's time, before it may go.
       const st = await stat(path).catch((err: NodeJS.ErrnoException) => {
         if (err.code === 'ENOENT') return undefined
         throw err
@@ -444,6 +460,14 @@ export class BlockManager {
     }
     if (path !== undefined && rc.kind === 'present' && !this.#isStorageNode(hash)) {
       await this.#offload(hash, path, 'absent')
+      // Keep our copy until every current holder has the block and references it: until the
+      // block_ref rows have moved too, a holder that only received the block could still drop it
+      // as unreferenced. Once our own rows are handed over, the count drops and the deletable
+      // branch above finishes the job.
+      if (!(await this.#allHoldersReference(hash))) {
+        this.resync.put(hash, now + Math.max(this.#resyncDelayMsec, 1_000))
+        return
+      }
       await this.#deleteIf(hash, (s) => s.kind !== 'present' || !this.#isStorageNode(hash))
       return
     }
@@ -484,6 +508,36 @@ export class BlockManager {
     if (data === undefined) throw new GarageError('GARAGE_ERR_INTERNAL', `block ${toHex(hash)} vanished while offloading`)
     await Promise.all(to.map((node) => rpc.put(node, hash, data, opts)))
     this.#log.info(`offloaded block ${toHex(hash)} to ${to.length} node(s)`)
+  }
+
+  /**
+   * Queues a check of a referenced block found missing by a read, once per resync delay: reads
+   * of a hot object that is not here yet must not add a queue entry each.
+   */
+  #checkLater(hash: Hash): void {
+    const key = toHex(hash)
+    const now = Date.now()
+    const due = this.#checksPending.get(key)
+    if (due !== undefined && due > now) return
+    if (this.#checksPending.size >= 10_000) {
+      for (const [k, d] of this.#checksPending) if (d <= now) this.#checksPending.delete(k)
+      if (this.#checksPending.size >= 10_000) this.#checksPending.clear()
+    }
+    this.#checksPending.set(key, now + this.#resyncDelayMsec)
+    this.resync.put(hash, now + this.#resyncDelayMsec)
+  }
+
+  /** Whether every current storage node of `hash` (but us) has a copy and references it. */
+  async #allHoldersReference(hash: Hash): Promise<boolean> {
+    const cluster = this.#cluster
+    if (cluster === undefined) return false
+    const self = cluster.layout.self
+    const rpc = this.#rpc as BlockRpcClient
+    const opts = { priority: 'background' as const, timeoutMs: this.#rpcTimeoutMs, signal: cluster.signal }
+    const who = this.#storageNodesOf(hash).filter((n) => n !== self)
+    if (who.length === 0) return false
+    const answers = await Promise.all(who.map((node) => rpc.need(node, hash, opts)))
+    return answers.every((r) => r.present && r.referenced === true)
   }
 
   /** Deletes every local copy if `still(rc)` holds under the block's lock, and clears its rc entry. */

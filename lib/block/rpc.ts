@@ -22,6 +22,8 @@ export interface BlockNeedRes {
   needed: boolean
   /** The node has a copy. */
   present: boolean
+  /** The node references the block (its block_ref rows are there). */
+  referenced?: boolean
 }
 
 /** @internal */

@@ -110,7 +110,8 @@ export class ShardedReplication implements TableReplication {
     return hash[0] ?? 0
   }
   syncPartitions(): SyncPartitions {
-    const layoutVersion = this.#layout.currentVersion().version
+    // As Garage: the version every node acknowledged, so that no write with an older one is missed.
+    const layoutVersion = this.#layout.ackMapMin()
     if (!this.#layout.hasRing()) return { layoutVersion, partitions: [] }
     return { layoutVersion, partitions: this.#layout.shardedPartitions() }
   }
@@ -150,7 +151,8 @@ export class FullCopyReplication implements TableReplication {
     return 0
   }
   syncPartitions(): SyncPartitions {
-    const layoutVersion = this.#layout.currentVersion().version
+    // As Garage: the version every node acknowledged, so that no write with an older one is missed.
+    const layoutVersion = this.#layout.ackMapMin()
     if (!this.#layout.hasRing()) return { layoutVersion, partitions: [] }
     const first = new Uint8Array(32)
     const last = new Uint8Array(32).fill(0xff)

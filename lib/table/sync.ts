@@ -39,6 +39,9 @@ export type SyncRequest =
 export type SyncResponse = { different: boolean } | { node: Uint8Array | null } | { ok: true }
 
 /** The sync endpoint of a table. Never renamed once shipped. @internal */
+/** Merkle todo batches folded before each partition's comparison (256 items each). */
+const MERKLE_FOLD_BATCHES_PER_STEP = 64
+
 export const tableSyncEndpoint = (table: string): RpcEndpoint<SyncRequest, SyncResponse> =>
   defineEndpoint<SyncRequest, SyncResponse>(`table-sync/${table}`)
 
@@ -83,7 +86,7 @@ export class TableSyncer<E> implements Worker {
   #passes = 0
   #failedPartitions = 0
   #registered = false
-  /** Active layout versions when the last pass started (a retirement starts a new pass). */
+  /** Sync versions (active layout versions, ack minimum) when the last pass started; a change starts a new pass. */
   #versions = ''
 
   constructor(o: TableSyncerOptions<E>) {
@@ -130,6 +133,9 @@ export class TableSyncer<E> implements Worker {
     if (this.#todo === undefined && Date.now() >= this.#nextFullSync) this.addFullSync()
     const todo = this.#todo
     if (todo === undefined) return 'idle'
+    // Writes not folded into the Merkle trees yet would be invisible to the comparison: fold
+    // what is pending first (bounded, so a write storm cannot stall the pass).
+    for (let i = 0; i < MERKLE_FOLD_BATCHES_PER_STEP && this.#o.merkle.updateBatch() > 0; i++);
     const p = todo.partitions.pop()
     if (p !== undefined) {
       try {
@@ -160,13 +166,18 @@ export class TableSyncer<E> implements Worker {
     return this.#notify.wait(signal, this.#o.layout === undefined ? untilNext : Math.min(untilNext, 1_000))
   }
 
+  /**
+   * Garage's sync versions: the active layout versions and the lowest acknowledged one. A change
+   * of either starts a new pass (a retirement changes what this node holds; a higher ack minimum
+   * lets the next pass report a newer version).
+   */
   #activeVersions(): string {
-    return (
-      this.#o.layout
-        ?.history()
-        .versions.map((v) => v.version)
-        .join(',') ?? ''
-    )
+    const layout = this.#o.layout
+    if (layout === undefined) return ''
+    return `${layout
+      .history()
+      .versions.map((v) => v.version)
+      .join(',')}/${layout.ackMapMin()}`
   }
 
   info(): Record<string, number> {

@@ -57,6 +57,11 @@ import { handleDeleteBucketWebsite, handleGetBucketWebsite, handlePutBucketWebsi
 import { renderXml } from './xml.ts'
 
 export class S3ApiServer implements ApiHandler {
+  /**
+   * Access key ids a quorum read just found unknown: requests naming them are refused from this
+   * cache for a few seconds instead of costing a cluster read each.
+   */
+  readonly #unknownKeys = new ExpiringSet(10_000, 1_000)
   readonly name = 's3'
   readonly #garage: Garage
   readonly #settings: S3Settings
@@ -147,9 +152,12 @@ export class S3ApiServer implements ApiHandler {
     try {
       auth = verifyRequest(signed, sigOptions)
     } catch (err) {
-      if (missing === undefined || garage.cluster === undefined) throw err
+      if (missing === undefined || garage.cluster === undefined || this.#unknownKeys.has(missing)) throw err
       fetched = await garage.keys.get(missing)
-      if (fetched === undefined) throw err
+      if (fetched === undefined) {
+        this.#unknownKeys.add(missing)
+        throw err
+      }
       auth = verifyRequest(signed, sigOptions)
     }
     if (auth === undefined) throw new ApiError('AccessDenied', 'Anonymous access is not supported')
@@ -341,4 +349,30 @@ function mapBodyError(err: unknown): unknown {
     })
   }
   return err
+}
+
+/** A bounded set whose members expire after `ttlMs`. */
+class ExpiringSet {
+  readonly #ttlMs: number
+  readonly #max: number
+  readonly #until = new Map<string, number>()
+  constructor(ttlMs: number, max: number) {
+    this.#ttlMs = ttlMs
+    this.#max = max
+  }
+  has(v: string): boolean {
+    const until = this.#until.get(v)
+    if (until === undefined) return false
+    if (until > Date.now()) return true
+    this.#until.delete(v)
+    return false
+  }
+  add(v: string): void {
+    if (this.#until.size >= this.#max) {
+      // Drop the oldest entry (Map keeps insertion order).
+      const first = this.#until.keys().next()
+      if (first.done !== true) this.#until.delete(first.value)
+    }
+    this.#until.set(v, Date.now() + this.#ttlMs)
+  }
 }

@@ -16,8 +16,10 @@ import {
   currentVersion,
   type LayoutHistory,
   type LayoutVersion,
+  minStored,
   presentRoles,
   syncMapMinWithQuorum,
+  trackerMinAmong,
 } from './history.ts'
 import { NB_PARTITIONS } from './types.ts'
 import { nodesOfPartition, partitionOf } from './version.ts'
@@ -107,6 +109,16 @@ export class LayoutHelper {
 
   currentVersion(): LayoutVersion {
     return currentVersion(this.#history)
+  }
+
+  /**
+   * The lowest version every node with a role has acknowledged (Garage's `ack_map_min`): no
+   * node writes with an older one any more, so a sync pass started now covers every write made
+   * with versions below it. Sync passes report this version, not the current one.
+   */
+  ackMapMin(): number {
+    const h = this.#history
+    return trackerMinAmong(h.updateTrackers.ackMap, allNodes(h), minStored(h))
   }
 
   /** The version reads use: the newest one a write quorum of every partition has synced. */
