@@ -25,8 +25,7 @@ async function blockFiles(dir: string): Promise<string[]> {
   return entries.filter((e) => /[0-9a-f]{64}$/.test(e)).map((e) => e.slice(-64))
 }
 
-const entries = (n: TestClusterNode, table: string): number =>
-  n.node.status().tables.find((t) => t.name === table)?.entries ?? -1
+const entries = (n: TestClusterNode, table: string): number => n.node.status().tables.find((t) => t.name === table)?.entries ?? -1
 
 describe('a gateway node in a cluster of three storage nodes', { timeout: 120_000 }, () => {
   before(async () => {
