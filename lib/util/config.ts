@@ -180,7 +180,8 @@ export interface GarageConfig {
   replication_mode?: string
   /**
    * Cluster secret, 32 bytes as 64 hex characters (`openssl rand -hex 32`). Also from
-   * `rpc_secret_file`, `GARAGE_RPC_SECRET` or `GARAGE_RPC_SECRET_FILE`. Generated if absent.
+   * `rpc_secret_file`, `GARAGE_RPC_SECRET` or `GARAGE_RPC_SECRET_FILE`. Without one the node
+   * runs alone: no RPC server, every table and block local.
    */
   rpc_secret?: string
   /** File holding the RPC secret (trimmed; must not be accessible by group or others). */
