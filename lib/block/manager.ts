@@ -48,6 +48,8 @@ export interface BlockLayoutView {
   writeQuorum(): number
   /** Called when the current layout version changes. */
   onVersionChange?(cb: () => void): void
+  /** Write lock on the current layout version, released when the put is done. */
+  lockWrite?(): () => void
 }
 
 /** The cluster as the block manager sees it (a subset of the model's ClusterContext). */
@@ -220,6 +222,15 @@ export class BlockManager {
   async putBlock(hash: Hash, data: Uint8Array): Promise<void> {
     const cluster = this.#cluster
     if (cluster === undefined) return this.#writeLocal(hash, data)
+    const unlock = cluster.layout.lockWrite?.()
+    try {
+      await this.#putReplicated(cluster, hash, data)
+    } finally {
+      unlock?.()
+    }
+  }
+
+  async #putReplicated(cluster: BlockCluster, hash: Hash, data: Uint8Array): Promise<void> {
     const nodes = cluster.layout.currentStorageNodesOf(hash)
     const self = cluster.layout.self
     const size = data.byteLength

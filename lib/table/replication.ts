@@ -43,6 +43,8 @@ export interface TableReplication {
   syncPartitions(): SyncPartitions
   /** How often a full anti-entropy pass runs, in ms. */
   readonly antiEntropyIntervalMs: number
+  /** Takes a write lock on the current layout version; returns its release (see LayoutHelper.lockWrite). */
+  lockWrites?(): () => void
 }
 
 /** Every entry lives on this node only. */
@@ -94,6 +96,9 @@ export class ShardedReplication implements TableReplication {
   storageNodes(hash: Hash): NodeId[] {
     return this.#layout.storageNodesOf(hash)
   }
+  lockWrites(): () => void {
+    return this.#layout.lockWrite()
+  }
   readNodes(hash: Hash): NodeId[] {
     return this.#layout.orderByCloseness(this.#layout.readNodesOf(hash))
   }
@@ -131,6 +136,9 @@ export class FullCopyReplication implements TableReplication {
   }
   #nodes(): NodeId[] {
     return this.#layout.allNodes()
+  }
+  lockWrites(): () => void {
+    return this.#layout.lockWrite()
   }
   storageNodes(): NodeId[] {
     return this.#nodes()

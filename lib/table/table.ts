@@ -104,6 +104,17 @@ export class Table<E> {
    */
   async insertMany(entries: readonly E[]): Promise<void> {
     if (entries.length === 0) return
+    // Held until the write is done: this node does not acknowledge a newer layout version
+    // while a write computed with this one is in flight.
+    const unlock = this.#replication.lockWrites?.()
+    try {
+      await this.#insertMany(entries)
+    } finally {
+      unlock?.()
+    }
+  }
+
+  async #insertMany(entries: readonly E[]): Promise<void> {
     const byNode = new Map<NodeId, Uint8Array[]>()
     const sets = new Map<string, NodeId[]>()
     for (const e of entries) {

@@ -30,6 +30,12 @@ export interface LayoutSource {
   onChange(cb: (h: LayoutHistory) => void): void
   /** Records that this node finished syncing all its tables for `version`. */
   markSynced(version: number): Promise<void>
+  /**
+   * Gives the source the highest version this node may acknowledge (writes computed with an
+   * older version are still in flight), and a way to say that limit moved up.
+   */
+  setAckLimit?(limit: () => number): void
+  refreshAck?(): void
 }
 
 /** Read quorum of sharded data (Garage's `ReplicationFactor::read_quorum`). @internal */
@@ -68,6 +74,8 @@ export class LayoutHelper {
   readonly #listeners: Array<() => void> = []
   /** Tables that must report a full sync of a version before this node's sync tracker moves. */
   readonly #tables = new Map<string, number>()
+  /** Writes in flight, by the layout version their write sets were computed with. */
+  readonly #writeLocks = new Map<number, number>()
 
   constructor(options: LayoutHelperOptions) {
     this.#o = options
@@ -75,6 +83,7 @@ export class LayoutHelper {
     this.consistencyMode = options.consistencyMode
     this.replicationFactor = options.replicationFactor
     this.#update(options.source.history())
+    options.source.setAckLimit?.(() => this.ackLimit())
     options.source.onChange((h) => {
       const before = currentVersion(this.#history).version
       this.#update(h)
@@ -224,6 +233,37 @@ export class LayoutHelper {
       out.push({ partition: p, first, last, storageSets: this.storageSetsOf(first) })
     }
     return out
+  }
+
+  /**
+   * Takes a write lock on the current version (Garage's `WriteLock`): call before computing
+   * write sets, release once the write is done. While a write made with version v is in flight,
+   * this node does not acknowledge versions above v, so no node reads from a newer version
+   * before that write has landed where the older version put it.
+   */
+  lockWrite(): () => void {
+    const v = this.currentVersion().version
+    this.#writeLocks.set(v, (this.#writeLocks.get(v) ?? 0) + 1)
+    let released = false
+    return () => {
+      if (released) return
+      released = true
+      const n = (this.#writeLocks.get(v) ?? 1) - 1
+      if (n > 0) {
+        this.#writeLocks.set(v, n)
+        return
+      }
+      this.#writeLocks.delete(v)
+      // The oldest version in use may have changed: the acknowledged version can move up.
+      if (v < this.currentVersion().version) this.#o.source.refreshAck?.()
+    }
+  }
+
+  /** The highest version this node may acknowledge: the oldest one a write in flight uses. */
+  ackLimit(): number {
+    let min = Number.POSITIVE_INFINITY
+    for (const v of this.#writeLocks.keys()) min = Math.min(min, v)
+    return min
   }
 
   /** Registers a table whose sync gates this node's sync tracker. */

@@ -168,6 +168,7 @@ export class LayoutManager {
   readonly #pulling = new Set<string>()
   readonly #listeners: Array<(h: LayoutHistory) => void> = []
   #started = false
+  #ackLimit: () => number = () => Number.POSITIVE_INFINITY
 
   constructor(options: LayoutManagerOptions) {
     this.#o = options
@@ -398,6 +399,22 @@ export class LayoutManager {
     })
   }
 
+  /** Sets the highest version this node may acknowledge (writes in flight; see LayoutHelper.lockWrite). */
+  setAckLimit(limit: () => number): void {
+    this.#ackLimit = limit
+  }
+
+  /** The ack limit moved up: acknowledge what can be now, persist and gossip it. */
+  refreshAck(): void {
+    const before = this.#digest
+    this.#bumpOwnTrackers()
+    if (this.#digest === before) return
+    this.#save().then(
+      () => this.#advertise(),
+      (err: unknown) => this.#log.warn(`saving the cluster layout failed: ${(err as Error).message}`),
+    )
+  }
+
   /**
    * The full id of a node given as its id or a unique prefix of a known node id (this node, the
    * peers up, and the nodes named in the layout history or the staged changes).
@@ -441,7 +458,8 @@ export class LayoutManager {
     const self = this.#o.nodeId
     const cur = currentVersion(h).version
     let t = h.updateTrackers
-    t = { ...t, ackMap: trackerSetMax(t.ackMap, self, cur) }
+    // Acknowledge the current version unless writes made with an older one are still in flight.
+    t = { ...t, ackMap: trackerSetMax(t.ackMap, self, Math.min(cur, this.#ackLimit())) }
     if (this.#o.syncImmediately !== false) t = { ...t, syncMap: trackerSetMax(t.syncMap, self, cur) }
     const syncMin = trackerMinAmong(t.syncMap, allStorageNodes(h), minStored(h))
     t = { ...t, syncAckMap: trackerSetMax(t.syncAckMap, self, syncMin) }

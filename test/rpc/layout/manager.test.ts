@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { LayoutError } from '../../../lib/rpc/layout/types.ts'
+import { LayoutHelper } from '../../../lib/rpc/layout/helper.ts'
+import { trackerGet } from '../../../lib/rpc/layout/history.ts'
 import { CLUSTER_LAYOUT_FILE, LayoutManager } from '../../../lib/rpc/layout/manager.ts'
 import { silentLogger } from '../../../lib/util/logger.ts'
 
@@ -183,4 +185,33 @@ test('a single-node layout with replication factor 1 retires old versions at onc
     ],
   )
   assert.equal(h.updateTrackers, null)
+})
+
+test('ack lock: a write in flight with version N holds this node ack at N until it is done', async (t) => {
+  const m = manager(await tempDir(t), 3)
+  await m.start()
+  const helper = new LayoutHelper({
+    source: m,
+    self: A,
+    consistencyMode: 'consistent',
+    replicationFactor: 3,
+    log: silentLogger,
+  })
+  const ackOfA = (): number => trackerGet(m.history().updateTrackers.ackMap, A, -1)
+  await m.stage({ roles: threeZones })
+  await m.apply(1)
+  assert.equal(ackOfA(), 1, 'version 1 acknowledged at once without writes in flight')
+  const unlock = helper.lockWrite()
+  const unlockToo = helper.lockWrite()
+  await m.stage({ roles: [{ id: D, zone: 'z1', capacity: 10 * GB, tags: [] }] })
+  await m.apply(2)
+  assert.equal(ackOfA(), 1, 'version 2 is not acknowledged while writes made with version 1 are in flight')
+  assert.equal(helper.ackLimit(), 1, 'the ack limit is the oldest version in use')
+  unlock()
+  unlock() // releasing twice changes nothing
+  assert.equal(ackOfA(), 1, 'one write with version 1 is still in flight')
+  unlockToo()
+  assert.equal(ackOfA(), 2, 'version 2 acknowledged once the last write with version 1 is done')
+  assert.equal(helper.ackLimit(), Number.POSITIVE_INFINITY, 'no write in flight, no limit')
+  await m.flush()
 })
