@@ -91,6 +91,15 @@ const BATCH = 256
  */
 const PARTITIONING_KEY = new Uint8Array([0])
 
+/** Keys per transaction when the tree is rebuilt. */
+const REBUILD_CHUNK = 1000
+
+/** Lets other work run between two rebuild chunks; throws if the node is stopping. */
+async function yieldToEventLoop(signal?: AbortSignal): Promise<void> {
+  await new Promise<void>((resolve) => setImmediate(resolve))
+  signal?.throwIfAborted()
+}
+
 /** @internal */
 export interface MerkleUpdaterOptions<E> {
   data: TableData<E>
@@ -109,6 +118,7 @@ export class MerkleUpdater<E> implements Worker {
   readonly #log: Logger
   #folded = 0
   #checked = false
+  #rebuilding = false
 
   constructor(o: MerkleUpdaterOptions<E>) {
     this.#data = o.data
@@ -136,10 +146,15 @@ export class MerkleUpdater<E> implements Worker {
     return this.#data.merkleTodo.count()
   }
 
-  async work(): Promise<WorkerState> {
+  /** A rebuild is in progress: the tree does not cover every item yet. */
+  get rebuilding(): boolean {
+    return this.#rebuilding
+  }
+
+  async work(signal: AbortSignal): Promise<WorkerState> {
     if (!this.#checked) {
       this.#checked = true
-      this.checkPartitioning()
+      await this.checkPartitioning(signal)
     }
     return this.updateBatch() > 0 ? 'busy' : 'idle'
   }
@@ -149,12 +164,12 @@ export class MerkleUpdater<E> implements Worker {
    * that ran alone, with everything in partition 0, and now is part of a cluster), or before
    * this node kept Merkle trees at all. Returns whether it rebuilt.
    */
-  checkPartitioning(): boolean {
+  async checkPartitioning(signal?: AbortSignal): Promise<boolean> {
     const probe = (b: number): number => this.#replication.partitionOf(new Uint8Array(32).fill(b))
     const want = concatBytes(merkleNodeKey(probe(0x01)), merkleNodeKey(probe(0xff)))
     const have = this.#data.merkleTree.get(PARTITIONING_KEY)
     if (have !== undefined && bytesEqual(have, want)) return false
-    this.rebuild(want)
+    await this.rebuild(want, signal)
     return true
   }
 
@@ -199,21 +214,50 @@ export class MerkleUpdater<E> implements Worker {
     return n
   }
 
-  /** Clears the tree and queues every stored item again (after a change of partitioning). */
-  rebuild(partitioning?: Uint8Array): void {
+  /**
+   * Clears the tree and queues every stored item again (after a change of partitioning), in
+   * chunks of REBUILD_CHUNK keys per transaction with a yield between them, so a large table
+   * does not stall the node. The partitioning marker is removed first and written last: a crash
+   * midway rebuilds again at the next start. Each item is read and queued in the same
+   * transaction, so a concurrent write's own todo entry is never overwritten by an older hash.
+   */
+  async rebuild(partitioning?: Uint8Array, signal?: AbortSignal): Promise<void> {
     const data = this.#data
-    const queued = data.db.transaction((tx) => {
-      for (const [k] of [...tx.range(data.merkleTree)]) tx.remove(data.merkleTree, k)
-      let n = 0
-      for (const [k, v] of tx.range(data.store)) {
-        tx.insert(data.merkleTodo, k, blake2sum(v))
-        n++
+    this.#rebuilding = true
+    try {
+      data.db.transaction((tx) => tx.remove(data.merkleTree, PARTITIONING_KEY))
+      for (;;) {
+        const removed = data.db.transaction((tx) => {
+          const keys = [...tx.range(data.merkleTree, { limit: REBUILD_CHUNK })].map(([k]) => k)
+          for (const k of keys) tx.remove(data.merkleTree, k)
+          return keys.length
+        })
+        if (removed === 0) break
+        await yieldToEventLoop(signal)
       }
-      if (partitioning !== undefined) tx.insert(data.merkleTree, PARTITIONING_KEY, partitioning)
-      return n
-    })
-    if (queued > 0) this.#log.info(`rebuilding the Merkle tree of ${data.schema.tableName} (${queued} items)`)
-    data.merkleTodoNotify.notify()
+      let queued = 0
+      let start: Uint8Array | undefined
+      for (;;) {
+        const last = data.db.transaction((tx) => {
+          let lastKey: Uint8Array | undefined
+          for (const [k, v] of tx.range(data.store, { ...(start === undefined ? {} : { start }), limit: REBUILD_CHUNK })) {
+            tx.insert(data.merkleTodo, k, blake2sum(v))
+            lastKey = k
+            queued++
+          }
+          return lastKey
+        })
+        if (last === undefined) break
+        start = concatBytes(last, new Uint8Array([0]))
+        data.merkleTodoNotify.notify()
+        await yieldToEventLoop(signal)
+      }
+      if (partitioning !== undefined) data.db.transaction((tx) => tx.insert(data.merkleTree, PARTITIONING_KEY, partitioning))
+      if (queued > 0) this.#log.info(`rebuilt the Merkle todo of ${data.schema.tableName} (${queued} items queued)`)
+      data.merkleTodoNotify.notify()
+    } finally {
+      this.#rebuilding = false
+    }
   }
 
   #updateItem(tx: Transaction, itemKey: Uint8Array, valueHash: Hash | undefined): void {

@@ -133,6 +133,8 @@ export class TableSyncer<E> implements Worker {
     if (this.#todo === undefined && Date.now() >= this.#nextFullSync) this.addFullSync()
     const todo = this.#todo
     if (todo === undefined) return 'idle'
+    // Wait for a Merkle rebuild to finish: the pass resumes then (checked at least every second).
+    if (this.#o.merkle.rebuilding) return 'idle'
     // Writes not folded into the Merkle trees yet would be invisible to the comparison: fold
     // what is pending first (bounded, so a write storm cannot stall the pass).
     for (let i = 0; i < MERKLE_FOLD_BATCHES_PER_STEP && this.#o.merkle.updateBatch() > 0; i++);
@@ -206,6 +208,9 @@ export class TableSyncer<E> implements Worker {
 
   /** Syncs one partition: with its other holders, or hands it over if we are not one. */
   async syncPartition(p: SyncPartition, signal: AbortSignal): Promise<void> {
+    // A tree being rebuilt does not cover every item: comparing it would skip some, and the pass
+    // would then be reported complete. Fail this partition; the next pass retries it.
+    if (this.#o.merkle.rebuilding) throw new Error('the Merkle tree is being rebuilt')
     const self = this.#o.self
     if (p.storageSets.some((s) => s.includes(self))) {
       const others = [...new Set(p.storageSets.flat())].filter((n) => n !== self)

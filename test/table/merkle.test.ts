@@ -137,19 +137,21 @@ test('a tree built with another partitioning (a node that ran alone) is rebuilt 
   const local = new LocalReplication(SELF)
   const alone = new TableData(regSchema('t'), db, { replication: local, self: SELF })
   const aloneMerkle = new MerkleUpdater({ data: alone, replication: local, log: silentLogger })
-  for (const e of items(100)) alone.update(e)
-  assert.equal(await aloneMerkle.work(), 'busy', 'the first step folds items')
+  for (const e of items(2500)) alone.update(e)
+  assert.equal(await aloneMerkle.work(new AbortController().signal), 'busy', 'the first step folds items')
   aloneMerkle.updateAll()
   assert.ok(!bytesEqual(aloneMerkle.rootHash(0), EMPTY_NODE_HASH), 'everything is in partition 0')
   // The same store, now placed by the ring.
   const s = store(db)
   const ref = store(await openDb(t))
-  for (const e of items(100)) ref.data.update(e)
+  for (const e of items(2500)) ref.data.update(e)
   ref.merkle.updateAll()
-  assert.equal(await s.merkle.work(), 'busy', 'the first step starts the rebuild')
+  // A table bigger than one rebuild chunk (1000 keys) is rebuilt over several transactions.
+  assert.equal(await s.merkle.work(new AbortController().signal), 'busy', 'the first step rebuilds, then folds')
+  assert.equal(s.merkle.rebuilding, false, 'the rebuild is over once the step returns')
   s.merkle.updateAll()
   for (let p = 0; p < 256; p++) {
     assert.ok(bytesEqual(s.merkle.rootHash(p), ref.merkle.rootHash(p)), `partition ${p} has the root of a fresh build`)
   }
-  assert.equal(s.merkle.checkPartitioning(), false, 'no second rebuild')
+  assert.equal(await s.merkle.checkPartitioning(), false, 'no second rebuild')
 })
