@@ -6,20 +6,20 @@
  *   process (`node --import tsx lib/cli/run-dev.ts …`) against a fake admin API that records
  *   requests and answers with canned JSON, so they do not depend on the server side.
  * - Connection failures run against a closed port and a node with another token.
- * - End-to-end tests run against a real node with `[admin]` set; they are skipped while the
- *   node does not expose `adminEndpoint`.
+ * - End-to-end tests run against a real node with `[admin]` set.
  */
 
 import assert from 'node:assert/strict'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
-import { after, describe, test } from 'node:test'
+import { after, before, describe, test } from 'node:test'
 import { applyScopeChange } from '../../lib/cli/commands/admin-token.ts'
 import { abbreviateList, formatAgo, formatBytes, formatSize, formatTable } from '../../lib/cli/_format.ts'
 import { parseCount, parseDuration, parseSize } from '../../lib/cli/_parse.ts'
 import { parseAdminAddr } from '../../lib/cli/admin-client.ts'
 import { hoistConfigOption } from '../../lib/cli/main.ts'
+import { startTestNode, type TestNode } from '../../lib/testing.ts'
 import { type CliResult, garage } from '../helpers/cli.ts'
 
 const textLines = (s: string): string[] => s.split('\n').filter((l) => l.trim() !== '')
@@ -570,20 +570,15 @@ describe('connection errors', () => {
 // ---------------------------------------------------------------------------------------------
 // End to end, against a real node
 
-const real = await import('../../lib/testing.ts')
-  .then(async ({ startTestNode }) => {
-    const node = await startTestNode({ admin: { api_bind_addr: '127.0.0.1:0', admin_token: 'tok' } })
-    const endpoint = (node.node as { adminEndpoint?: string }).adminEndpoint ?? (node as { adminEndpoint?: string }).adminEndpoint
-    if (endpoint === undefined) {
-      await node.close()
-      return undefined
-    }
-    return { node, endpoint }
-  })
-  .catch(() => undefined)
-const needsAdmin = real === undefined ? { skip: 'admin API not available yet' } : {}
+let real: { node: TestNode; endpoint: string } | undefined
 
-describe('operator commands against a real node', needsAdmin, () => {
+describe('operator commands against a real node', () => {
+  before(async () => {
+    const node = await startTestNode({ admin: { api_bind_addr: '127.0.0.1:0', admin_token: 'tok' } })
+    const endpoint = node.node.adminEndpoint
+    assert.ok(endpoint !== undefined, 'the node serves the admin API')
+    real = { node, endpoint }
+  })
   after(() => real?.node.close())
   const run = (...args: string[]) => garage(args, { env: { GARAGE_ADMIN_ADDR: real?.endpoint ?? '', GARAGE_ADMIN_TOKEN: 'tok' } })
 

@@ -18,12 +18,6 @@ const RUN_DEV = join(ROOT, 'lib/cli/run-dev.ts')
 /** Resolved here, since the child runs in a temp dir where `tsx` alone would not resolve. */
 const TSX = import.meta.resolve('tsx')
 
-const nodeReady = await import('../../lib/index.ts').then(
-  (lib: Record<string, unknown>) => typeof lib.createGarageNode === 'function',
-  () => false,
-)
-const needsNode = nodeReady ? {} : { skip: 'lib/index.ts does not export createGarageNode yet' }
-
 type TestContext = { after: (fn: () => unknown) => void }
 
 interface Garage {
@@ -187,7 +181,7 @@ async function portIsFree(port: number): Promise<boolean> {
   })
 }
 
-describe('garage server: running a node', needsNode, () => {
+describe('garage server: running a node', () => {
   test('with a config file: warnings, the endpoint, and a clean stop on SIGTERM', async (t) => {
     const dir = await tempDir(t)
     await writeFile(

@@ -9,7 +9,8 @@ import { request as httpRequest } from 'node:http'
 import { connect } from 'node:net'
 import { GetObjectCommand, HeadObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3'
 import { SignatureV4 } from '@smithy/signature-v4'
-import type { TestNode } from '../../lib/testing.ts'
+import { after, before } from 'node:test'
+import { startTestNode, type TestNode, type TestNodeOptions } from '../../lib/testing.ts'
 
 export interface Credentials {
   accessKeyId: string
@@ -17,6 +18,23 @@ export interface Credentials {
 }
 
 /** An SDK client for `node` (path-style, no retries so errors surface at once). */
+/**
+ * Starts a test node and an SDK client for the whole file (before / after hooks), handing both
+ * to `set` once started; stops them at the end.
+ */
+export function useTestNode(options: TestNodeOptions, set: (node: TestNode, s3: S3Client) => void): void {
+  let started: { node: TestNode; s3: S3Client } | undefined
+  before(async () => {
+    const node = await startTestNode(options)
+    started = { node, s3: s3Client(node) }
+    set(started.node, started.s3)
+  })
+  after(async () => {
+    started?.s3.destroy()
+    await started?.node.close()
+  })
+}
+
 export function s3Client(node: TestNode, overrides: Partial<S3ClientConfig> = {}): S3Client {
   return new S3Client({ ...node.s3Config, maxAttempts: 1, ...overrides })
 }

@@ -3,7 +3,7 @@
  * where it matters (a key created here can use a bucket allowed here).
  */
 import assert from 'node:assert/strict'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import {
   AbortMultipartUploadCommand,
   CreateMultipartUploadCommand,
@@ -11,20 +11,16 @@ import {
   type S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3'
-import { startTestNode, type TestNode } from '../../../lib/testing.ts'
+import type { TestNode } from '../../../lib/testing.ts'
 import { v2 } from '../../helpers/admin.ts'
-import { s3Client } from '../../helpers/s3.ts'
+import { s3Client, useTestNode } from '../../helpers/s3.ts'
 
 let node: TestNode
 let s3: S3Client
 
-before(async () => {
-  node = await startTestNode({ admin: { api_bind_addr: '127.0.0.1:0', admin_token: 'tok' } })
-  s3 = s3Client(node)
-})
-after(async () => {
-  s3.destroy()
-  await node.close()
+useTestNode({ admin: { api_bind_addr: '127.0.0.1:0', admin_token: 'tok' } }, (n, c) => {
+  node = n
+  s3 = c
 })
 
 function expectError(r: { status: number; json: unknown; text: string }, status: number, code: string): void {

@@ -1,27 +1,26 @@
 /** `/metrics` (Prometheus text, checked with a parser), `/health` and `/check` of the admin API. */
 import assert from 'node:assert/strict'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3'
 import { startTestNode, type TestNode } from '../../../lib/testing.ts'
 import { adminCall, parseMetrics, sample, v2 } from '../../helpers/admin.ts'
-import { s3Client } from '../../helpers/s3.ts'
+import { useTestNode } from '../../helpers/s3.ts'
 
 const METRICS = 'm-token'
 let node: TestNode
 let s3: S3Client
 
-before(async () => {
-  node = await startTestNode({
+useTestNode(
+  {
     s3_api: { api_bind_addr: '127.0.0.1:0', root_domain: '.s3.example.com' },
     s3_web: { bind_addr: '127.0.0.1:0', root_domain: '.web.example.com' },
     admin: { api_bind_addr: '127.0.0.1:0', admin_token: 'a-token', metrics_token: METRICS },
-  })
-  s3 = s3Client(node)
-})
-after(async () => {
-  s3.destroy()
-  await node.close()
-})
+  },
+  (n, c) => {
+    node = n
+    s3 = c
+  },
+)
 
 async function scrape() {
   const r = await adminCall(node, '/metrics', { token: METRICS })

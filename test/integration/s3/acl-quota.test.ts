@@ -3,7 +3,7 @@
  * bytes) enforced on PutObject, CopyObject and CompleteMultipartUpload.
  */
 import assert from 'node:assert/strict'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -17,19 +17,15 @@ import {
   type S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3'
-import { startTestNode, type TestNode } from '../../../lib/testing.ts'
-import { getBytes, objectExists, randomBuffer, s3Client, s3Error } from '../../helpers/s3.ts'
+import type { TestNode } from '../../../lib/testing.ts'
+import { getBytes, objectExists, randomBuffer, s3Client, s3Error, useTestNode } from '../../helpers/s3.ts'
 
 let node: TestNode
 let s3: S3Client
 
-before(async () => {
-  node = await startTestNode({ block_gc_delay_msec: 200 })
-  s3 = s3Client(node)
-})
-after(async () => {
-  s3.destroy()
-  await node.close()
+useTestNode({ block_gc_delay_msec: 200 }, (n, c) => {
+  node = n
+  s3 = c
 })
 
 /** A fresh bucket (local alias of the test key) with the given quotas. */

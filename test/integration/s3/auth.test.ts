@@ -3,10 +3,10 @@
  * clock skew, unknown keys, wrong secrets, presigned URLs and the SDK's default checksums.
  */
 import assert from 'node:assert/strict'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import { Readable } from 'node:stream'
 import { GetObjectCommand, ListBucketsCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3'
-import { startTestNode, type TestNode } from '../../../lib/testing.ts'
+import type { TestNode } from '../../../lib/testing.ts'
 import {
   captureRequests,
   crc32Base64,
@@ -21,18 +21,15 @@ import {
   sha256Hex,
   signRequest,
   xmlField,
+  useTestNode,
 } from '../../helpers/s3.ts'
 
 let node: TestNode
 let s3: S3Client
 
-before(async () => {
-  node = await startTestNode()
-  s3 = s3Client(node)
-})
-after(async () => {
-  s3.destroy()
-  await node.close()
+useTestNode({}, (n, c) => {
+  node = n
+  s3 = c
 })
 
 describe('payload hash (x-amz-content-sha256)', () => {

@@ -19,20 +19,16 @@ import {
 } from '@aws-sdk/client-s3'
 import { startTestNode, type TestNode } from '../../../lib/testing.ts'
 import { BLOCK_SIZE, blockFiles, blockHashes, expectBlocks } from '../../helpers/blocks.ts'
-import { getBytes, md5Hex, rawRequest, s3Client, s3Error } from '../../helpers/s3.ts'
+import { getBytes, md5Hex, rawRequest, s3Client, s3Error, useTestNode } from '../../helpers/s3.ts'
 
 const MiB = 1024 * 1024
 
 let node: TestNode
 let s3: S3Client
 
-before(async () => {
-  node = await startTestNode({ block_gc_delay_msec: 200 })
-  s3 = s3Client(node)
-})
-after(async () => {
-  s3.destroy()
-  await node.close()
+useTestNode({ block_gc_delay_msec: 200 }, (n, c) => {
+  node = n
+  s3 = c
 })
 
 const put = (key: string, body: Buffer | string, extra: Partial<ConstructorParameters<typeof PutObjectCommand>[0]> = {}) =>

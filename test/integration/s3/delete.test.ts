@@ -1,20 +1,16 @@
 /** DeleteObject and DeleteObjects through the AWS SDK and raw requests. */
 import assert from 'node:assert/strict'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import { DeleteObjectCommand, DeleteObjectsCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3'
-import { startTestNode, type TestNode } from '../../../lib/testing.ts'
-import { getBytes, md5Base64, objectExists, rawRequest, randomBuffer, s3Client, s3Error, xmlField } from '../../helpers/s3.ts'
+import type { TestNode } from '../../../lib/testing.ts'
+import { getBytes, md5Base64, objectExists, rawRequest, randomBuffer, s3Error, xmlField, useTestNode } from '../../helpers/s3.ts'
 
 let node: TestNode
 let s3: S3Client
 
-before(async () => {
-  node = await startTestNode()
-  s3 = s3Client(node)
-})
-after(async () => {
-  s3.destroy()
-  await node.close()
+useTestNode({}, (n, c) => {
+  node = n
+  s3 = c
 })
 
 async function put(key: string, body: string | Uint8Array = key): Promise<void> {

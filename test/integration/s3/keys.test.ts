@@ -3,7 +3,7 @@
  * (spaces, '&', '+', '%', accents, emoji, '//'), each put, got, listed and deleted.
  */
 import assert from 'node:assert/strict'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import {
   DeleteObjectCommand,
   HeadObjectCommand,
@@ -12,19 +12,15 @@ import {
   PutObjectCommand,
   type S3Client,
 } from '@aws-sdk/client-s3'
-import { startTestNode, type TestNode } from '../../../lib/testing.ts'
-import { encodeKey, getBytes, objectExists, rawRequest, s3Client, s3Error, xmlField } from '../../helpers/s3.ts'
+import type { TestNode } from '../../../lib/testing.ts'
+import { encodeKey, getBytes, objectExists, rawRequest, s3Error, xmlField, useTestNode } from '../../helpers/s3.ts'
 
 let node: TestNode
 let s3: S3Client
 
-before(async () => {
-  node = await startTestNode()
-  s3 = s3Client(node)
-})
-after(async () => {
-  s3.destroy()
-  await node.close()
+useTestNode({}, (n, c) => {
+  node = n
+  s3 = c
 })
 
 /** `k/` + 1019 ASCII bytes + 'é' (2 bytes) + 1 byte = 1024 bytes. */

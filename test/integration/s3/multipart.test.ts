@@ -23,20 +23,16 @@ import {
 } from '@aws-sdk/client-s3'
 import { startTestNode, type TestNode } from '../../../lib/testing.ts'
 import { blockHashes, expectBlocks } from '../../helpers/blocks.ts'
-import { crc32Base64, getBytes, md5Hex, objectExists, rawRequest, s3Client, s3Error } from '../../helpers/s3.ts'
+import { crc32Base64, getBytes, md5Hex, objectExists, rawRequest, s3Client, s3Error, useTestNode } from '../../helpers/s3.ts'
 
 const MiB = 1024 * 1024
 
 let node: TestNode
 let s3: S3Client
 
-before(async () => {
-  node = await startTestNode({ block_gc_delay_msec: 200 })
-  s3 = s3Client(node)
-})
-after(async () => {
-  s3.destroy()
-  await node.close()
+useTestNode({ block_gc_delay_msec: 200 }, (n, c) => {
+  node = n
+  s3 = c
 })
 
 async function create(client: S3Client, bucket: string, key: string): Promise<string> {

@@ -3,10 +3,10 @@
  * inline and multi-block objects, Content-MD5, Content-Length rules and truncated bodies.
  */
 import assert from 'node:assert/strict'
-import { after, before, describe, test } from 'node:test'
+import { before, describe, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3'
-import { startTestNode, type TestNode } from '../../../lib/testing.ts'
+import type { TestNode } from '../../../lib/testing.ts'
 import {
   getBytes,
   md5Base64,
@@ -14,25 +14,21 @@ import {
   objectExists,
   rawRequest,
   randomBuffer,
-  s3Client,
   s3Error,
   sendRequest,
   sendTruncated,
   sha256Hex,
   signRequest,
   xmlField,
+  useTestNode,
 } from '../../helpers/s3.ts'
 
 let node: TestNode
 let s3: S3Client
 
-before(async () => {
-  node = await startTestNode()
-  s3 = s3Client(node)
-})
-after(async () => {
-  s3.destroy()
-  await node.close()
+useTestNode({}, (n, c) => {
+  node = n
+  s3 = c
 })
 
 const MiB = 1024 * 1024

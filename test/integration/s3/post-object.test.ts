@@ -5,21 +5,17 @@
 import assert from 'node:assert/strict'
 import { createHash, createHmac, randomBytes } from 'node:crypto'
 import { request as httpRequest } from 'node:http'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3'
-import { startTestNode, type TestNode } from '../../../lib/testing.ts'
-import { getBytes, md5Hex, objectExists, s3Client, xmlField } from '../../helpers/s3.ts'
+import type { TestNode } from '../../../lib/testing.ts'
+import { getBytes, md5Hex, objectExists, xmlField, useTestNode } from '../../helpers/s3.ts'
 
 let node: TestNode
 let s3: S3Client
 
-before(async () => {
-  node = await startTestNode({ block_gc_delay_msec: 200 })
-  s3 = s3Client(node)
-})
-after(async () => {
-  s3.destroy()
-  await node.close()
+useTestNode({ block_gc_delay_msec: 200 }, (n, c) => {
+  node = n
+  s3 = c
 })
 
 const hmac = (key: string | Buffer, data: string): Buffer => createHmac('sha256', key).update(data).digest()

@@ -7,20 +7,20 @@
  */
 import assert from 'node:assert/strict'
 import { createHash, createHmac } from 'node:crypto'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3'
-import { startTestNode, type TestNode } from '../../../lib/testing.ts'
+import type { TestNode } from '../../../lib/testing.ts'
 import {
   crc32Base64,
   getBytes,
   objectExists,
   randomBuffer,
   type SignedRequest,
-  s3Client,
   sendRequest,
   sendTruncated,
   signRequest,
   xmlField,
+  useTestNode,
 } from '../../helpers/s3.ts'
 
 const SIGNED = 'STREAMING-AWS4-HMAC-SHA256-PAYLOAD'
@@ -33,13 +33,9 @@ const MiB = 1024 * KiB
 let node: TestNode
 let s3: S3Client
 
-before(async () => {
-  node = await startTestNode()
-  s3 = s3Client(node)
-})
-after(async () => {
-  s3.destroy()
-  await node.close()
+useTestNode({}, (n, c) => {
+  node = n
+  s3 = c
 })
 
 const hmac = (key: string | Buffer, data: string): Buffer => createHmac('sha256', key).update(data, 'utf8').digest()
