@@ -240,8 +240,8 @@ export class FlowGraph {
   }
 }
 
-/** A small seeded PRNG (mulberry32). */
-function mulberry32(seed: number): () => number {
+/** A small seeded PRNG (mulberry32); the property tests use it too. @internal */
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0
   return () => {
     a = (a + 0x6d2b79f5) >>> 0
