@@ -95,7 +95,15 @@ export async function startApiServer(
     res.on('close', () => {
       if (inFlight.get(socket)?.req === req) inFlight.delete(socket)
     })
-    void serve(handler, req, res, ctx, log, options.observer && { observer: options.observer, counted })
+    serve(handler, req, res, ctx, socket, log, options.observer && { observer: options.observer, counted }).catch(
+      (err: unknown) => {
+        // The last line of defence: serve() answers or drops every failure itself, so reaching
+        // here is a bug of ours. Log it with the request id, drop this one connection, keep the
+        // node running.
+        log.error(`${handler.name} ${req.method} ${req.url}: unexpected failure [${ctx.requestId}]:`, err)
+        if (!res.destroyed) res.destroy()
+      },
+    )
   })
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     log.debug(`${handler.name}: client error: ${err.code ?? err.message}`)
@@ -134,6 +142,25 @@ export async function startApiServer(
   return { url, address, close: () => closeServer(server) }
 }
 
+/**
+ * The handler's rendering of an error; if rendering itself fails (a bug), a bare 500 so the
+ * client still gets an answer.
+ */
+function renderErrorSafely(
+  handler: ApiHandler,
+  err: ApiError,
+  req: IncomingMessage,
+  ctx: RequestContext,
+  log: Logger,
+): ApiResponse {
+  try {
+    return handler.renderError(err, req, ctx)
+  } catch (renderErr) {
+    log.error(`${handler.name}: rendering ${err.code} failed [${ctx.requestId}]:`, renderErr)
+    return { status: 500, headers: { 'content-type': 'text/plain' }, body: 'Internal error\n' }
+  }
+}
+
 /** An error response as raw HTTP/1.1 bytes, for a socket no ServerResponse owns. */
 function rawResponse(r: ApiResponse, ctx: RequestContext): Buffer {
   const body = typeof r.body === 'string' || r.body instanceof Uint8Array ? Buffer.from(r.body) : Buffer.alloc(0)
@@ -148,6 +175,7 @@ async function serve(
   req: IncomingMessage,
   res: ServerResponse,
   ctx: RequestContext,
+  socket: Duplex & { bytesRead?: number; bytesWritten?: number },
   log: Logger,
   observing?: { observer: RequestObserver; counted: WeakMap<Duplex, { read: number; written: number }> },
 ): Promise<void> {
@@ -160,7 +188,7 @@ async function serve(
     if (apiErr.status >= 500)
       log.error(`${handler.name} ${req.method} ${req.url} → ${apiErr.code} [${ctx.requestId}]`, apiErr.cause ?? apiErr)
     else log.debug(`${handler.name} ${req.method} ${req.url} → ${apiErr.code}: ${apiErr.message}`)
-    response = handler.renderError(apiErr, req, ctx)
+    response = renderErrorSafely(handler, apiErr, req, ctx, log)
     // The request body may be unread: close the connection after answering rather than read it.
     if (!req.complete) res.shouldKeepAlive = false
   }
@@ -176,11 +204,13 @@ async function serve(
   if (!req.complete && !req.destroyed) req.resume()
   if (observing !== undefined) {
     const { observer, counted } = observing
-    const socket = req.socket
-    const before = counted.get(socket) ?? { read: 0, written: 0 }
-    const now = { read: socket.bytesRead, written: socket.bytesWritten }
-    counted.set(socket, now)
     try {
+      // `socket` is the one captured when the request arrived: `req.socket` is null once the
+      // connection is destroyed (an answered bad body, a client gone), and the byte counters of
+      // a destroyed net.Socket keep their last values.
+      const before = counted.get(socket) ?? { read: 0, written: 0 }
+      const now = { read: socket.bytesRead ?? before.read, written: socket.bytesWritten ?? before.written }
+      counted.set(socket, now)
       observer.onResponse({
         api: handler.name,
         method: req.method ?? 'GET',

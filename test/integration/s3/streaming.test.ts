@@ -33,7 +33,9 @@ const MiB = 1024 * KiB
 let node: TestNode
 let s3: S3Client
 
-useTestNode({}, (n, c) => {
+// The admin API is on so the metrics observer runs after every request: it once read the
+// socket of a connection that a bad body had already destroyed, and the process died.
+useTestNode({ admin: { api_bind_addr: '127.0.0.1:0', admin_token: 'streaming-test-token' } }, (n, c) => {
   node = n
   s3 = c
 })
@@ -322,4 +324,47 @@ describe('STREAMING-UNSIGNED-PAYLOAD-TRAILER', () => {
     assert.equal(xmlField(r.text, 'Code'), 'BadDigest')
     assert.ok((await getBytes(s3, node.bucket, key)).equals(v1), 'previous version intact')
   })
+})
+
+describe('malformed aws-chunked framing', () => {
+  // Each body follows a correctly signed head; the framing is broken in one way. The node
+  // answers 400 (or 403 for a signature), stores nothing, and keeps serving: the next
+  // request on a new connection succeeds.
+  const zeros = '0'.repeat(64)
+  const cases: Array<[string, string]> = [
+    ['a chunk size that is not hex', `zz;chunk-signature=${zeros}\r\n0123456789\r\n`],
+    ['a chunk size larger than the data', `ff;chunk-signature=${zeros}\r\n0123456789\r\n0;chunk-signature=${zeros}\r\n\r\n`],
+    ['a chunk size smaller than the data', `2;chunk-signature=${zeros}\r\n0123456789\r\n0;chunk-signature=${zeros}\r\n\r\n`],
+    ['a 64-bit chunk size', `ffffffffffffffff;chunk-signature=${zeros}\r\n0123456789\r\n`],
+    ['a negative chunk size', `-1;chunk-signature=${zeros}\r\n0123456789\r\n`],
+    ['no CRLF after the data', `a;chunk-signature=${zeros}\r\n0123456789XX0;chunk-signature=${zeros}\r\n\r\n`],
+    ['a 1 MiB chunk header line without CRLF', `a;chunk-signature=${'f'.repeat(1024 * 1024)}`],
+  ]
+  for (const [label, body] of cases) {
+    test(`${label}: a 4xx answer, nothing stored, the node keeps serving`, async () => {
+      const key = `chunked/malformed-${label.replaceAll(' ', '-')}`
+      const raw = Buffer.from(body)
+      const request = await signRequest(node, {
+        method: 'PUT',
+        path: `/${node.bucket}/${key}`,
+        headers: {
+          'content-encoding': 'aws-chunked',
+          'content-length': String(raw.length),
+          'x-amz-decoded-content-length': '10',
+        },
+        payloadHash: SIGNED,
+      })
+      const answer = await sendTruncated({ ...request, body: raw }, raw)
+      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1] ?? 0)
+      assert.ok(status === 0 || (status >= 400 && status < 500), `status ${status}: ${answer.slice(0, 300)}`)
+      // The process is alive and its S3 and admin servers answer.
+      assert.equal(await objectExists(s3, node.bucket, key), false)
+      const health = await fetch(`${node.adminEndpoint}/health`)
+      assert.equal(health.status, 200)
+      const metrics = await fetch(`${node.adminEndpoint}/metrics`, {
+        headers: { authorization: 'Bearer streaming-test-token' },
+      })
+      assert.equal(metrics.status, 200)
+    })
+  }
 })
