@@ -3,6 +3,26 @@
  * and synchronous write transactions spanning several trees. lmdb.ts is the engine.
  */
 
+import { GarageError } from '../util/errors.ts'
+
+/**
+ * Longest key, in bytes, that every engine accepts: lmdb's default maximum key size (1978 bytes
+ * with its default 4 KiB pages). Keys are checked against it before they reach the engine, so an
+ * over-long key is a typed `GARAGE_ERR_KEY_TOO_LONG` error, never the engine's own (lmdb throws
+ * "offset is out of bounds" on a long lookup, and silently misses on a slightly long one).
+ */
+export const MAX_KEY_BYTES = 1978
+
+/** Throws `GARAGE_ERR_KEY_TOO_LONG` unless `key` fits {@link MAX_KEY_BYTES}. */
+export function checkKeyLength(key: Uint8Array, what = 'key'): void {
+  if (key.length > MAX_KEY_BYTES) {
+    throw new GarageError(
+      'GARAGE_ERR_KEY_TOO_LONG',
+      `${what} is ${key.length} bytes; the metadata store takes at most ${MAX_KEY_BYTES}`,
+    )
+  }
+}
+
 export interface RangeOptions {
   /** Inclusive lower bound (upper bound when `reverse`). */
   start?: Uint8Array

@@ -3,7 +3,7 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { type Database, open, type RootDatabase } from 'lmdb'
 import { GarageError } from '../util/errors.ts'
-import type { Db, Entry, RangeOptions, Transaction, Tree } from './db.ts'
+import { checkKeyLength, type Db, type Entry, type RangeOptions, type Transaction, type Tree } from './db.ts'
 
 export interface LmdbOptions {
   /** fsync each commit (Garage's metadata_fsync). */
@@ -22,6 +22,7 @@ class LmdbTree implements Tree {
     this.db = db
   }
   get(key: Uint8Array): Uint8Array | undefined {
+    checkKeyLength(key)
     const v = this.db.get(Buffer.from(key.buffer, key.byteOffset, key.byteLength))
     return v === undefined ? undefined : new Uint8Array(v)
   }
@@ -33,7 +34,14 @@ class LmdbTree implements Tree {
   }
 }
 
-function* rangeOf(db: BinDb, options: RangeOptions): Iterable<Entry> {
+function rangeOf(db: BinDb, options: RangeOptions): Iterable<Entry> {
+  // Checked now, not when iteration starts, so the caller gets the error where it asked.
+  if (options.start !== undefined) checkKeyLength(options.start, 'range start')
+  if (options.end !== undefined) checkKeyLength(options.end, 'range end')
+  return rangeIter(db, options)
+}
+
+function* rangeIter(db: BinDb, options: RangeOptions): Iterable<Entry> {
   const it = db.getRange({
     start: options.start === undefined ? undefined : Buffer.from(options.start),
     end: options.end === undefined ? undefined : Buffer.from(options.end),
@@ -65,9 +73,11 @@ class LmdbDb implements Db {
       const tx: Transaction = {
         get: (tree, key) => (tree as LmdbTree).get(key),
         insert: (tree, key, value) => {
+          checkKeyLength(key)
           ;(tree as LmdbTree).db.putSync(Buffer.from(key), Buffer.from(value))
         },
         remove: (tree, key) => {
+          checkKeyLength(key)
           ;(tree as LmdbTree).db.removeSync(Buffer.from(key))
         },
         range: (tree, options) => rangeOf((tree as LmdbTree).db, options ?? {}),

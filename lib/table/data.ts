@@ -5,7 +5,8 @@
  * blake2 of the new value, empty for a deletion; folded into the Merkle tree by
  * merkle.ts) and `gc_todo` (tombstones to garbage-collect, see gc.ts).
  */
-import { type Db, prefixEnd, type Transaction, type Tree } from '../db/db.ts'
+import { type Db, MAX_KEY_BYTES, prefixEnd, type Transaction, type Tree } from '../db/db.ts'
+import { GarageError } from '../util/errors.ts'
 import { Notify } from '../util/background/worker.ts'
 import { blake2sum, bytesEqual, concatBytes, type Hash } from '../util/data.ts'
 import type { NodeId, TableReplication } from './replication.ts'
@@ -19,6 +20,28 @@ export interface TableDataOptions {
   self?: NodeId
   /** Time source of the GC queue (tests). Default `Date.now`. */
   clock?: () => number
+}
+
+/**
+ * Longest sort key a table stores, in bytes. The longest lmdb key a table writes is a GC queue
+ * item: `u64 time (8) ‖ partition hash (32) ‖ sort key`, so the sort key gets what the engine's
+ * limit leaves after those 40 bytes. (Entry, Merkle-todo and insert-queue keys are
+ * `partition hash ‖ sort key`; a reverse range bound adds one byte; Merkle node keys are short.)
+ */
+export const MAX_SORT_KEY_BYTES = MAX_KEY_BYTES - 8 - 32
+
+/**
+ * Throws `GARAGE_ERR_KEY_TOO_LONG` for a sort key longer than {@link MAX_SORT_KEY_BYTES}, before
+ * any tree is read or written. Names from clients are checked against their own, lower limits
+ * first (model/names.ts); this is the net under every table.
+ */
+export function checkSortKey(tableName: string, sortKey: Uint8Array): void {
+  if (sortKey.length > MAX_SORT_KEY_BYTES) {
+    throw new GarageError(
+      'GARAGE_ERR_KEY_TOO_LONG',
+      `${tableName}: sort key is ${sortKey.length} bytes; a table takes at most ${MAX_SORT_KEY_BYTES}`,
+    )
+  }
 }
 
 export interface LocalRangeOptions<E> {
@@ -55,7 +78,9 @@ export class TableData<E> {
     this.gcTodo = db.openTree(`${schema.tableName}:gc_todo`)
   }
 
+  /** `partition hash ‖ sort key`; throws `GARAGE_ERR_KEY_TOO_LONG` for an over-long sort key. */
   treeKey(partitionKey: Uint8Array, sortKey: Uint8Array): Uint8Array {
+    checkSortKey(this.schema.tableName, sortKey)
     return concatBytes(this.schema.partitionHash(partitionKey), sortKey)
   }
 
@@ -78,6 +103,7 @@ export class TableData<E> {
     const end = prefixEnd(hash)
     const reverse = options.reverse ?? false
     const out: E[] = []
+    if (options.start !== undefined) checkSortKey(this.schema.tableName, options.start)
     const from = options.start === undefined ? undefined : concatBytes(hash, options.start)
     const range = reverse
       ? { start: from === undefined ? end : nextKey(from), end: hash, reverse: true }

@@ -10,7 +10,7 @@ import type { Transaction } from '../db/db.ts'
 import { RpcHelper } from '../rpc/rpc-helper.ts'
 import { bytesEqual, compareBytes } from '../util/data.ts'
 import type { Logger } from '../util/logger.ts'
-import type { LocalRangeOptions, TableData } from './data.ts'
+import { checkSortKey, type LocalRangeOptions, type TableData } from './data.ts'
 import type { NodeId, TableReplication } from './replication.ts'
 import type { TableSchema } from './schema.ts'
 
@@ -117,6 +117,9 @@ export class Table<E> {
   async #insertMany(entries: readonly E[]): Promise<void> {
     const byNode = new Map<NodeId, Uint8Array[]>()
     const sets = new Map<string, NodeId[]>()
+    // Refused here, before any replica is asked, so the caller gets the typed error (not a
+    // remote one counted against the quorum).
+    for (const e of entries) checkSortKey(this.name, this.schema.sortKey(e))
     for (const e of entries) {
       const raw = this.schema.codec.encode(e)
       const hash = this.schema.partitionHash(this.schema.partitionKey(e))
@@ -150,6 +153,7 @@ export class Table<E> {
    * @throws QuorumError when too few replicas answer in time.
    */
   async get(partitionKey: Uint8Array, sortKey: Uint8Array): Promise<E | undefined> {
+    checkSortKey(this.name, sortKey)
     const hash = this.schema.partitionHash(partitionKey)
     const answers = await this.#readQuorum(hash, { op: 'get', partitionKey, sortKey })
     const copies = answers.map((a) => a.value[0])
@@ -179,6 +183,7 @@ export class Table<E> {
    * the filter or the partition ends.
    */
   async getRange(partitionKey: Uint8Array, query: RangeQuery<E>): Promise<E[]> {
+    if (query.start !== undefined) checkSortKey(this.name, query.start)
     const hash = this.schema.partitionHash(partitionKey)
     const nodes = this.#replication.readNodes(hash)
     // Local fast path: a single replica on this node needs no merge and can filter lazily.

@@ -16,6 +16,7 @@ export const GARAGE_ERROR_CODES = {
   GARAGE_ERR_CORRUPT_DATA: 'stored data failed its integrity check',
   GARAGE_ERR_DECODE: 'stored data could not be decoded',
   GARAGE_ERR_DB: 'the metadata database failed',
+  GARAGE_ERR_KEY_TOO_LONG: 'a metadata key is longer than the database accepts (nothing was read or written)',
   GARAGE_ERR_MODEL: 'a request on the data model was refused',
   GARAGE_ERR_CLOSED: 'the node is stopped',
   GARAGE_ERR_LAYOUT: 'the cluster layout cannot be computed or changed as requested',
@@ -85,6 +86,10 @@ export type ModelErrorCode =
   | 'NoSuchAdminToken'
   | 'NoSuchUpload'
   | 'InvalidBucketName'
+  /** A name (object key, prefix, marker, …) longer than its limit. */
+  | 'NameTooLong'
+  /** A name that is not well-formed (not valid UTF-8, empty where a value is required, …). */
+  | 'InvalidName'
   | 'BucketAlreadyExists'
   | 'BucketNotEmpty'
   | 'BadRequest'

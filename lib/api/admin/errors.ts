@@ -5,7 +5,7 @@
  * 500 whose real cause the server logs.
  */
 import { ModelError, type ModelErrorCode } from '../../util/errors.ts'
-import { ApiError, isUnavailable } from '../common/errors.ts'
+import { ApiError, isKeyTooLong, isUnavailable } from '../common/errors.ts'
 
 export const ADMIN_ERROR_STATUS = {
   /** Bad parameters or body (Garage's `bad_request`, code `InvalidRequest`). */
@@ -54,6 +54,8 @@ const MODEL_TO_ADMIN: Record<ModelErrorCode, AdminErrorCode> = {
   NoSuchAdminToken: 'NoSuchAdminToken',
   NoSuchUpload: 'InvalidRequest',
   InvalidBucketName: 'InvalidBucketName',
+  NameTooLong: 'InvalidRequest',
+  InvalidName: 'InvalidRequest',
   BucketAlreadyExists: 'BucketAlreadyExists',
   BucketNotEmpty: 'BucketNotEmpty',
   BadRequest: 'InvalidRequest',
@@ -71,6 +73,7 @@ export function toAdminError(err: unknown): AdminError {
   if (isUnavailable(err)) {
     return new AdminError('ServiceUnavailable', 'Service unavailable, please retry', { cause: err })
   }
+  if (isKeyTooLong(err)) return new AdminError('InvalidRequest', 'a name in the request is too long', { cause: err })
   return new AdminError('InternalError', 'Internal error, please retry', { cause: err })
 }
 

@@ -90,6 +90,9 @@ const MODEL_TO_API: Record<ModelErrorCode, ApiErrorCode> = {
   NoSuchAdminToken: 'InvalidRequest',
   NoSuchUpload: 'NoSuchUpload',
   InvalidBucketName: 'InvalidBucketName',
+  // The S3 layer maps names that are not object keys (prefixes, markers) to InvalidArgument itself.
+  NameTooLong: 'KeyTooLongError',
+  InvalidName: 'InvalidArgument',
   BucketAlreadyExists: 'BucketAlreadyExists',
   BucketNotEmpty: 'BucketNotEmpty',
   BadRequest: 'InvalidRequest',
@@ -97,6 +100,13 @@ const MODEL_TO_API: Record<ModelErrorCode, ApiErrorCode> = {
 }
 
 const UNAVAILABLE = new Set<string>(['GARAGE_ERR_QUORUM', 'GARAGE_ERR_TIMEOUT', 'GARAGE_ERR_REMOTE'])
+
+/**
+ * A key the metadata store refused as too long. Only a client's name can be that long (the API
+ * layers check names first; this is the net), and nothing was read or written: a 400, not a 500.
+ */
+export const isKeyTooLong = (err: unknown): boolean =>
+  isGarageError(err) && (err as GarageError).code === 'GARAGE_ERR_KEY_TOO_LONG'
 
 /** Quorum, timeout and remote failures: every API answers them 503 (retry later), not 500. */
 export const isUnavailable = (err: unknown): boolean => isGarageError(err) && UNAVAILABLE.has((err as GarageError).code)
@@ -112,5 +122,6 @@ export function toApiError(err: unknown): ApiError {
   if (isUnavailable(err)) {
     return new ApiError('ServiceUnavailable', 'Service unavailable, please retry', { cause: err })
   }
+  if (isKeyTooLong(err)) return new ApiError('KeyTooLongError', 'Your key is too long', { cause: err })
   return new ApiError('InternalError', 'Internal error, please retry', { cause: err })
 }

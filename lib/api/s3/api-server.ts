@@ -23,6 +23,7 @@ import { ApiError } from '../common/errors.ts'
 import type { ApiHandler, ApiResponse, RequestContext } from '../common/server.ts'
 import { parseChecksumHeaders, requestBodyStages } from '../common/signature/body.ts'
 import { verifyRequest } from '../common/signature/sigv4.ts'
+import { checkQueryEncoding } from '../common/validate.ts'
 import {
   handleCreateBucket,
   handleDeleteBucket,
@@ -51,6 +52,7 @@ import {
   handleUploadPart,
 } from './multipart.ts'
 import { handlePostObject } from './post-object.ts'
+import { checkEndpointNames } from './names.ts'
 import { handlePutObject } from './put.ts'
 import { authorizationType, type Endpoint, parseBucketAndKey, parseEndpoint } from './router.ts'
 import { handleDeleteBucketWebsite, handleGetBucketWebsite, handlePutBucketWebsite } from './website.ts'
@@ -79,9 +81,12 @@ export class S3ApiServer implements ApiHandler {
     const rawQuery = q < 0 ? '' : rawUrl.slice(q + 1)
     const method = (req.method ?? 'GET').toUpperCase()
     const { bucket, key } = parseBucketAndKey({ host: req.headers.host, rawPath, rootDomain: this.#settings.rootDomain })
+    checkQueryEncoding(rawQuery)
     const query = new URLSearchParams(rawQuery)
     const ep = parseEndpoint({ method, bucket, key, query, headers: req.headers })
     request.endpoint = ep.kind
+    // Every name is checked before anything is read, the access key included.
+    checkEndpointNames(ep)
     if (ep.kind === 'Options') return this.#handleOptions(req, ep.bucket)
     // CORS headers go on errors too, so a browser lets the page read them. Until the bucket is
     // known through the key, its global alias (if any) stands for it.

@@ -32,6 +32,3 @@ export interface BucketCtx {
   /** The request's Content-Encoding without the `aws-chunked` transfer token. */
   contentEncoding: string | undefined
 }
-
-/** Keys are at most 1024 bytes of UTF-8, as S3 allows. */
-export const MAX_KEY_BYTES = 1024

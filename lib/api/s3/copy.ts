@@ -35,6 +35,7 @@ import {
   uploadChecksum,
   writePart,
 } from './multipart.ts'
+import { checkS3BucketName, checkS3ObjectKey } from './names.ts'
 import { checkKey, checkQuotas, extractMetadataHeaders, saveStream } from './put.ts'
 import { renderXml } from './xml.ts'
 
@@ -56,6 +57,8 @@ function headerValue(headers: IncomingHttpHeaders, name: string): string | undef
 /**
  * Splits `x-amz-copy-source` (`bucket/key` or `/bucket/key`, URL-encoded, with an optional
  * `?versionId=`, which is ignored: Garage keeps no old versions) into bucket and key.
+ * @throws {ApiError} `InvalidArgument` for a malformed value, `InvalidBucketName` or
+ *   `KeyTooLongError` for names no object can have.
  */
 export function parseCopySource(raw: string): { bucket: string; key: string } {
   const q = raw.indexOf('?')
@@ -70,7 +73,11 @@ export function parseCopySource(raw: string): { bucket: string; key: string } {
   if (slash <= 0 || slash === decoded.length - 1) {
     throw new ApiError('InvalidArgument', 'Copy Source must mention the source bucket and key: sourcebucket/sourcekey')
   }
-  return { bucket: decoded.slice(0, slash), key: decoded.slice(slash + 1) }
+  const source = { bucket: decoded.slice(0, slash), key: decoded.slice(slash + 1) }
+  // Checked before the source is looked up, as the request's own bucket and key are.
+  checkS3BucketName(source.bucket)
+  checkS3ObjectKey(source.key, 'Copy source key')
+  return source
 }
 
 /** Resolves the copy source for the request's key, which must be allowed to read its bucket. */

@@ -7,6 +7,7 @@ import { nextTimestamp } from '../../util/time.ts'
 import { ApiError, toApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
 import { currentVersion } from './get.ts'
+import { checkS3ObjectKey } from './names.ts'
 import { readBody } from './body.ts'
 import { parseXml, renderXml, xmlChildren, xmlText } from './xml.ts'
 
@@ -15,6 +16,8 @@ import { parseXml, renderXml, xmlChildren, xmlText } from './xml.ts'
  * undefined when there was nothing to delete (S3 answers 204 either way).
  */
 export async function deleteObject(garage: Garage, bucketId: Uuid, key: string): Promise<Uuid | undefined> {
+  // DeleteObjects' keys come from its XML body: each is checked here, before any read.
+  checkS3ObjectKey(key)
   const o = await garage.objectTable.get(bucketId, utf8(key))
   // Nothing visible: nothing to write (an upload in progress belongs to its uploader).
   if (o === undefined || currentVersion(o) === undefined) return undefined

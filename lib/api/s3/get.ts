@@ -11,6 +11,7 @@ import { GarageError } from '../../util/errors.ts'
 import { httpDate } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
+import { checkFieldValue } from '../common/validate.ts'
 import { checksumHeaderName } from '../common/signature/checksum.ts'
 import { checkDecryptKey, ObjectCipher, sseCResponseHeaders } from './encryption.ts'
 
@@ -22,6 +23,23 @@ const RESPONSE_OVERRIDES: Array<[query: string, header: string]> = [
   ['response-content-disposition', 'content-disposition'],
   ['response-content-encoding', 'content-encoding'],
 ]
+
+/**
+ * The `response-*` query overrides, as [header, value]. They are sent back as headers, so each
+ * must be a valid header value: refused before anything is read, rather than by `setHeader`
+ * once the answer is underway (which dropped the connection).
+ * @throws {ApiError} `InvalidArgument` for a value with control or non-Latin-1 characters.
+ */
+function responseOverrides(query: URLSearchParams): Array<[header: string, value: string]> {
+  const out: Array<[string, string]> = []
+  for (const [q, h] of RESPONSE_OVERRIDES) {
+    const v = query.get(q)
+    if (v === null) continue
+    checkFieldValue(q, v)
+    out.push([h, v])
+  }
+  return out
+}
 
 type DataVersion = ObjectVersion & { state: { t: 'complete'; data: Exclude<ObjectData, { t: 'delete' }> } }
 
@@ -54,6 +72,7 @@ export async function handleGetObject(
   key: string,
   opts: GetOptions,
 ): Promise<ApiResponse> {
+  const overrides = responseOverrides(opts.query)
   const version = await getCurrentVersion(garage, bucketId, key)
   // SSE-C: the right key must come with the request; it opens the headers and the data.
   const customer = checkDecryptKey(headers, version.state.data.meta.encryption)
@@ -63,10 +82,7 @@ export async function handleGetObject(
   const out = objectHeaders(version, meta)
   if (cipher !== undefined) Object.assign(out, sseCResponseHeaders(cipher.keyMd5))
   if (notModified) return { status: 304, headers: notModifiedHeaders(out) }
-  for (const [q, h] of RESPONSE_OVERRIDES) {
-    const v = opts.query.get(q)
-    if (v !== null) out[h] = v
-  }
+  for (const [h, v] of overrides) out[h] = v
 
   const rangeHeader = headers.range
   if (rangeHeader !== undefined && opts.partNumber !== undefined) {

@@ -19,7 +19,7 @@ import type { Garage } from '../../model/garage.ts'
 import { deletedMpu, type MpuEntry, type MpuPart } from '../../model/s3/mpu-table.ts'
 import type { ObjectData, ObjectEntry, ObjectMeta, ObjectVersion } from '../../model/s3/object-table.ts'
 import { deletedVersion, type VersionBlock } from '../../model/s3/version-table.ts'
-import { bytesEqual, genUuid, type Hash, parseUuid, toHex, type Uuid, utf8 } from '../../util/data.ts'
+import { bytesEqual, genUuid, type Hash, toHex, type Uuid, utf8 } from '../../util/data.ts'
 import { isoDate, nextTimestamp } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
@@ -39,6 +39,7 @@ import type { BucketCtx } from './context.ts'
 import { checkDecryptKey, ObjectCipher, parseCustomerKey, randomEtag, sseCResponseHeaders } from './encryption.ts'
 import type { Owner } from './list.ts'
 import { uriEncode } from './list.ts'
+import { noSuchUpload, parseUploadId } from './names.ts'
 import { Chunker, checkContentLength, checkKey, checkQuotas, extractMetadataHeaders, writeBlocks } from './put.ts'
 import { parseXml, renderXml, xmlChildren, xmlText } from './xml.ts'
 
@@ -53,6 +54,8 @@ const MAX_COMPLETE_BODY = 4 * 1024 * 1024
 
 const EMPTY = new Uint8Array(0)
 
+export { noSuchUpload, parseUploadId }
+
 /** An upload that may receive parts: its object version and its MPU row. */
 export interface Upload {
   uploadId: Uuid
@@ -63,25 +66,11 @@ export interface Upload {
   mpu: MpuEntry
 }
 
-export function noSuchUpload(): ApiError {
-  return new ApiError(
-    'NoSuchUpload',
-    'The specified multipart upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.',
-  )
-}
-
 /** Part numbers are integers from 1 to 10,000. */
 export function checkPartNumber(n: number): void {
   if (!Number.isInteger(n) || n < 1 || n > MAX_PART_NUMBER) {
     throw new ApiError('InvalidArgument', `Part number must be an integer between 1 and ${MAX_PART_NUMBER}, inclusive`)
   }
-}
-
-/** Upload ids are the hex of a 32-byte uuid; anything else names no upload. */
-export function parseUploadId(s: string): Uuid {
-  const id = parseUuid(s)
-  if (id === undefined) throw noSuchUpload()
-  return id
 }
 
 /** The upload `uploadId` of `key`, if it is still in progress (NoSuchUpload otherwise). */

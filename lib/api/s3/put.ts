@@ -18,7 +18,9 @@ import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
 import type { ChecksumResult } from '../common/signature/body.ts'
 import { type ChecksumAlgorithm, checksumHeaderName, parseChecksumHeaders } from '../common/signature/checksum.ts'
-import { type BucketCtx, MAX_KEY_BYTES } from './context.ts'
+import type { BucketCtx } from './context.ts'
+import { checkFieldValue } from '../common/validate.ts'
+import { checkS3ObjectKey } from './names.ts'
 import { type CustomerKey, ObjectCipher, parseCustomerKey, sseCResponseHeaders } from './encryption.ts'
 
 /** Blocks of one upload written concurrently (Garage's PUT_BLOCKS_MAX_PARALLEL). */
@@ -37,9 +39,9 @@ const STORED_HEADERS = new Set([
   'x-amz-website-redirect-location',
 ])
 
+/** An object key a write names (the shared rule of names.ts). */
 export function checkKey(key: string): void {
-  if (key.length === 0) throw new ApiError('InvalidArgument', 'Object key must not be empty')
-  if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw new ApiError('KeyTooLongError', 'Your key is too long')
+  checkS3ObjectKey(key)
 }
 
 /** The headers stored with an object, lowercase, from a request. */
@@ -53,6 +55,8 @@ export function extractMetadataHeaders(
     if (raw === undefined) continue
     const value = Array.isArray(raw) ? raw.join(',') : raw
     if (name === 'content-encoding') continue
+    // Stored values are sent back as headers: each must be one (PostObject's come from a form).
+    if (name.startsWith('x-amz-meta-') || STORED_HEADERS.has(name)) checkFieldValue(name, value)
     if (name.startsWith('x-amz-meta-')) {
       userBytes += name.length - 'x-amz-meta-'.length + Buffer.byteLength(value)
       out.push([name, value])

@@ -173,6 +173,8 @@ export class AdminTokensApi {
   }
 
   async #get(id: string): Promise<ExistingToken | undefined> {
+    // Token ids are 24 hex digits; a longer one names no token (and could not be looked up).
+    if (id.length === 0 || id.length > 64) return undefined
     const t = await this.#g.adminTokenTable.get(EMPTY, utf8(id))
     return t === undefined || t.state.deleted ? undefined : (t as ExistingToken)
   }

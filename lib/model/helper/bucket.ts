@@ -3,7 +3,6 @@
  * garage_model::helper::{bucket, locked}). Every change is written to both sides of a relation
  * (bucket ↔ alias, bucket ↔ key) so each table can answer on its own.
  */
-import { isIP } from 'node:net'
 import { crdtMapGet, crdtMapPut, lwwMapGet, lwwMapSet, updateLww } from '../../util/crdt/crdt.ts'
 import { genUuid, toHex, type Uuid, fromHex, utf8 } from '../../util/data.ts'
 import { ModelError } from '../../util/errors.ts'
@@ -15,23 +14,15 @@ import type { KeyEntry, KeyParams } from '../key-table.ts'
 import { type BucketKeyPerm, mergePerm, NO_PERMISSIONS } from '../permission.ts'
 import { hasData, type ObjectEntry } from '../s3/object-table.ts'
 import type { MpuEntry } from '../s3/mpu-table.ts'
+import {
+  checkBucketNameForLookup,
+  couldBeAccessKeyId,
+  couldBeBucketName,
+  INVALID_BUCKET_NAME_MESSAGE,
+  isValidBucketName,
+} from './names.ts'
 
-export const INVALID_BUCKET_NAME_MESSAGE =
-  'Invalid bucket name. See AWS documentation for constraints on S3 bucket names:\nhttps://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html'
-
-/** Garage's (and AWS's) bucket naming rules. */
-export function isValidBucketName(name: string, allowPunycode = false): boolean {
-  return (
-    name.length >= 3 &&
-    name.length <= 63 &&
-    /^[a-z0-9.-]+$/.test(name) &&
-    !/^[.-]/.test(name) &&
-    !/[.-]$/.test(name) &&
-    isIP(name) === 0 &&
-    (allowPunycode || !name.startsWith('xn--')) &&
-    !name.endsWith('-s3alias')
-  )
-}
+export { INVALID_BUCKET_NAME_MESSAGE, isValidBucketName } from './names.ts'
 
 export interface BucketTables {
   bucket: Table<BucketEntry>
@@ -57,6 +48,8 @@ export class BucketHelper {
 
   /** A bucket name as seen by `keyId`: its local alias first, then a global alias. Local reads. */
   resolveLocal(name: string, key?: KeyEntry): Uuid | undefined {
+    // A name no bucket can have names none: no table is read (an over-long one could not be).
+    if (!couldBeBucketName(name)) return undefined
     if (key !== undefined && !key.state.deleted) {
       const local = lwwMapGet(key.state.value.localAliases, name)
       if (local !== undefined) return local === null ? undefined : fromHex(local)
@@ -67,6 +60,7 @@ export class BucketHelper {
 
   /** Same as {@link resolveLocal}, reading at quorum. */
   async resolve(name: string, keyId?: string): Promise<Uuid | undefined> {
+    if (!couldBeBucketName(name)) return undefined
     if (keyId !== undefined) {
       const key = await this.#t.key.get(new Uint8Array(0), utf8(keyId))
       if (key !== undefined && !key.state.deleted) {
@@ -112,6 +106,7 @@ export class BucketHelper {
   }
 
   async unsetGlobalAlias(id: Uuid, name: string): Promise<void> {
+    checkBucketNameForLookup(name)
     const bucket = await this.getExisting(id)
     const alias = await this.#t.alias.get(new Uint8Array(0), utf8(name))
     if (alias?.state.v == null || toHex(alias.state.v) !== toHex(id)) {
@@ -142,6 +137,7 @@ export class BucketHelper {
   }
 
   async unsetLocalAlias(id: Uuid, keyId: string, name: string): Promise<void> {
+    checkBucketNameForLookup(name)
     const bucket = await this.getExisting(id)
     const key = await this.#getKey(keyId)
     if (lwwMapGet(key.state.value.localAliases, name) !== toHex(id)) {
@@ -215,6 +211,7 @@ export class BucketHelper {
   }
 
   async #getKey(keyId: string): Promise<KeyEntry & { state: { deleted: false; value: KeyParams } }> {
+    if (!couldBeAccessKeyId(keyId)) throw new ModelError('NoSuchAccessKey', `access key ${keyId.slice(0, 128)}… does not exist`)
     const key = await this.#t.key.get(new Uint8Array(0), utf8(keyId))
     if (key === undefined || key.state.deleted) throw new ModelError('NoSuchAccessKey', `access key ${keyId} does not exist`)
     return key as KeyEntry & { state: { deleted: false; value: KeyParams } }

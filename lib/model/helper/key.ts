@@ -7,6 +7,7 @@ import type { Table } from '../../table/table.ts'
 import { generateKeyCredentials, type KeyEntry, type KeyParams, newKeyParams } from '../key-table.ts'
 import { NO_PERMISSIONS } from '../permission.ts'
 import type { BucketHelper } from './bucket.ts'
+import { couldBeAccessKeyId } from './names.ts'
 
 export type ExistingKey = KeyEntry & { state: { deleted: false; value: KeyParams } }
 
@@ -22,11 +23,13 @@ export class KeyHelper {
 
   /** The local replica's copy of a key (the signature check's hot path). */
   getLocal(id: string): ExistingKey | undefined {
+    if (!couldBeAccessKeyId(id)) return undefined
     const k = this.#keys.data.read(EMPTY, utf8(id))
     return k === undefined || k.state.deleted ? undefined : (k as ExistingKey)
   }
 
   async get(id: string): Promise<ExistingKey | undefined> {
+    if (!couldBeAccessKeyId(id)) return undefined
     const k = await this.#keys.get(EMPTY, utf8(id))
     return k === undefined || k.state.deleted ? undefined : (k as ExistingKey)
   }
