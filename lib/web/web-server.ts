@@ -26,6 +26,7 @@ import { currentVersion, handleGetObject } from '../api/s3/get.ts'
 import { WEBSITE_REDIRECT_LOCATION } from '../api/s3/website.ts'
 import type { RoutingRule, WebsiteConfig } from '../model/bucket-table.ts'
 import type { Garage } from '../model/garage.ts'
+import { checkObjectKey } from '../model/helper/names.ts'
 import type { Uuid } from '../util/data.ts'
 import { utf8 } from '../util/data.ts'
 import type { Logger } from '../util/logger.ts'
@@ -113,6 +114,29 @@ function escapeHtml(s: string): string {
 
 const NOT_FOUND = (): ApiError => new ApiError('NoSuchBucket', 'The specified website does not exist')
 
+/** True when `key` may name an object; any other path names none (no table is read for it). */
+function isObjectKey(key: string): boolean {
+  try {
+    checkObjectKey(key)
+    return true
+  } catch {
+    // Too long, empty or not UTF-8: no object has that key, which is all a visitor needs to know.
+    return false
+  }
+}
+
+/** The S3 GET of `key`, or NoSuchKey for a key no object can have (a path over 1024 bytes). */
+function getWebObject(
+  garage: Garage,
+  headers: IncomingMessage['headers'],
+  bucketId: Uuid,
+  key: string,
+  head: boolean,
+): Promise<ApiResponse> {
+  if (!isObjectKey(key)) return Promise.reject(new ApiError('NoSuchKey', 'The specified key does not exist.'))
+  return handleGetObject(garage, headers, bucketId, key, { head, query: new URLSearchParams() })
+}
+
 export class WebServer implements ApiHandler {
   readonly name = 'web'
   readonly #garage: Garage
@@ -168,7 +192,7 @@ export class WebServer implements ApiHandler {
       if (route.t === 'rewrite') return await this.#rewrite(bucketId, route.key, route.code, head)
       let response: ApiResponse
       try {
-        response = await handleGetObject(this.#garage, req.headers, bucketId, route.key, { head, query: new URLSearchParams() })
+        response = await getWebObject(this.#garage, req.headers, bucketId, route.key, head)
       } catch (err) {
         if (toApiError(err).code !== 'NoSuchKey') throw err
         if (route.implicitRedirect !== undefined && (await this.#exists(bucketId, route.implicitRedirect.ifExists))) {
@@ -192,14 +216,14 @@ export class WebServer implements ApiHandler {
 
   /** Serves `key` in place of the requested one, with `code` (routing rules 200 and 404). */
   async #rewrite(bucketId: Uuid, key: string, code: number, head: boolean): Promise<ApiResponse> {
-    const r = await handleGetObject(this.#garage, {}, bucketId, key, { head, query: new URLSearchParams() })
+    const r = await getWebObject(this.#garage, {}, bucketId, key, head)
     return { ...r, status: code }
   }
 
   async #errorDocument(bucketId: Uuid, document: string, error: ApiError): Promise<ApiResponse> {
     try {
       const key = document.replace(/^\/+/, '')
-      const doc = await handleGetObject(this.#garage, {}, bucketId, key, { head: false, query: new URLSearchParams() })
+      const doc = await getWebObject(this.#garage, {}, bucketId, key, false)
       const headers: Record<string, string | number | string[]> = { ...doc.headers, ...error.headers }
       headers['x-garage-error'] = error.message.split('\n').filter((l) => /^[\t\x20-\x7e]*$/.test(l))
       return { ...doc, status: error.status, headers }
@@ -211,6 +235,7 @@ export class WebServer implements ApiHandler {
   }
 
   async #exists(bucketId: Uuid, key: string): Promise<boolean> {
+    if (!isObjectKey(key)) return false
     return currentVersion(await this.#garage.objectTable.get(bucketId, utf8(key))) !== undefined
   }
 

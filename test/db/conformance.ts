@@ -1,13 +1,34 @@
 /** The behaviour every metadata engine must have (run against each engine). */
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { type Db, prefixEnd } from '../../lib/db/db.ts'
+import { type Db, MAX_KEY_BYTES, prefixEnd } from '../../lib/db/db.ts'
+import { isGarageError } from '../../lib/util/errors.ts'
 
 const k = (...b: number[]) => new Uint8Array(b)
 const keys = (it: Iterable<[Uint8Array, Uint8Array]>) => [...it].map(([key]) => [...key])
 
 export function dbConformance(name: string, open: () => Promise<{ db: Db; cleanup: () => Promise<void> }>): void {
   describe(`Db conformance: ${name}`, () => {
+    test('keys up to MAX_KEY_BYTES work; a longer one is a typed error and changes nothing', async (t) => {
+      const { db, cleanup } = await open()
+      t.after(cleanup)
+      const a = db.openTree('a')
+      const at = new Uint8Array(MAX_KEY_BYTES).fill(7)
+      db.transaction((tx) => tx.insert(a, at, k(1)))
+      assert.deepEqual(a.get(at), k(1))
+      assert.equal(keys(a.range({ start: at })).length, 1)
+      const tooLong = (err: unknown) => isGarageError(err) && err.code === 'GARAGE_ERR_KEY_TOO_LONG'
+      for (const n of [MAX_KEY_BYTES + 1, 2000, 9000]) {
+        const long = new Uint8Array(n).fill(7)
+        assert.throws(() => db.transaction((tx) => tx.insert(a, long, k(2))), tooLong, `insert ${n}`)
+        assert.throws(() => a.get(long), tooLong, `get ${n}`)
+        assert.throws(() => a.range({ start: long }), tooLong, `range start ${n}`)
+        assert.throws(() => a.range({ start: k(0), end: long }), tooLong, `range end ${n}`)
+        assert.throws(() => db.transaction((tx) => tx.remove(a, long)), tooLong, `remove ${n}`)
+      }
+      assert.equal(a.count(), 1, 'nothing was written')
+    })
+
     test('a committed transaction is visible, in every tree it wrote', async (t) => {
       const { db, cleanup } = await open()
       t.after(cleanup)

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { type TestContext, test } from 'node:test'
 import type { Db } from '../../lib/db/db.ts'
 import { openLmdb } from '../../lib/db/lmdb.ts'
-import { TableData } from '../../lib/table/data.ts'
+import { MAX_SORT_KEY_BYTES, TableData } from '../../lib/table/data.ts'
 import { InsertQueueWorker } from '../../lib/table/queue.ts'
 import { LocalReplication } from '../../lib/table/replication.ts'
 import { hashPartitionKey, type TableSchema } from '../../lib/table/schema.ts'
@@ -13,6 +13,7 @@ import { Table } from '../../lib/table/table.ts'
 import { BackgroundRunner } from '../../lib/util/background/worker.ts'
 import { defineCodec } from '../../lib/util/codec.ts'
 import { utf8 } from '../../lib/util/data.ts'
+import { isGarageError } from '../../lib/util/errors.ts'
 import { silentLogger } from '../../lib/util/logger.ts'
 import { eventually } from '../helpers/model.ts'
 
@@ -143,4 +144,26 @@ test('queued inserts are persisted with their cause and applied by the queue wor
   })
   await eventually(async () => (await target.get(utf8('p'), utf8('a')))?.n === 20, 3000, 'queued insert')
   assert.equal(target.data.insertQueue.count(), 0)
+})
+
+test('sort keys up to MAX_SORT_KEY_BYTES are stored (GC queue included); longer ones are refused before any write', async (t) => {
+  const db = await openDb(t)
+  // n = 0 is a tombstone: its GC queue key (time ‖ partition hash ‖ sort key) is the longest key a table writes.
+  const schema = { ...counterSchema('long'), isTombstone: (e: Counter) => e.n === 0 }
+  const table = makeTable(db, schema)
+  const atLimit = 'k'.repeat(MAX_SORT_KEY_BYTES)
+  await table.insert({ pk: 'p', sk: atLimit, n: 0 })
+  assert.deepEqual(await table.get(utf8('p'), utf8(atLimit)), { pk: 'p', sk: atLimit, n: 0 })
+  assert.equal(table.data.gcTodo.count(), 1, 'the tombstone was queued for GC')
+  assert.equal((await table.getRange(utf8('p'), { start: utf8(atLimit), limit: 10, reverse: true })).length, 1)
+  const tooLong = (err: unknown) => isGarageError(err) && err.code === 'GARAGE_ERR_KEY_TOO_LONG'
+  for (const n of [MAX_SORT_KEY_BYTES + 1, 2000, 9000]) {
+    const sk = 'k'.repeat(n)
+    await assert.rejects(table.insert({ pk: 'p', sk, n: 1 }), tooLong, `insert ${n}`)
+    await assert.rejects(table.get(utf8('p'), utf8(sk)), tooLong, `get ${n}`)
+    await assert.rejects(table.getRange(utf8('p'), { start: utf8(sk), limit: 10 }), tooLong, `range ${n}`)
+    assert.throws(() => table.data.read(utf8('p'), utf8(sk)), tooLong, `local read ${n}`)
+  }
+  assert.equal(table.data.store.count(), 1, 'nothing else was stored')
+  assert.equal(table.data.gcTodo.count(), 1)
 })

@@ -3,6 +3,7 @@
  * `node.buckets`.
  */
 import type { BucketInfo, BucketPermissions } from '../../model/helper/admin.ts'
+import { checkBucketNameForLookup, checkObjectKey } from '../../model/helper/names.ts'
 import { parseUuid } from '../../util/data.ts'
 import type { AdminContext } from './context.ts'
 import { AdminError, badRequest } from './errors.ts'
@@ -53,6 +54,7 @@ export async function handleGetBucketInfo(ctx: AdminContext) {
   if (given !== 1) throw badRequest('Exactly one of id, globalAlias or search must be provided')
   if (id !== null) return bucketInfoResponse(ctx, await bucketById(ctx, id))
   if (alias !== null) {
+    checkBucketNameForLookup(alias)
     const bid = await ctx.garage.buckets.resolve(alias)
     if (bid === undefined) throw new AdminError('NoSuchBucket', `bucket not found: ${alias}`)
     const b = await ctx.buckets.get(Buffer.from(bid).toString('hex'))
@@ -129,6 +131,7 @@ export async function handleCleanupIncompleteUploads(ctx: AdminContext) {
 export async function handleInspectObject(ctx: AdminContext) {
   const bucketId = queryParam(ctx.query, 'bucketId')
   const key = queryParam(ctx.query, 'key')
+  checkObjectKey(key)
   await bucketById(ctx, bucketId)
   const r = await ctx.buckets.inspectObject(bucketId, key)
   if (r === undefined || r.versions.length === 0) throw new AdminError('NoSuchKey', `object not found: ${key}`)

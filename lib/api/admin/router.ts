@@ -3,6 +3,7 @@
  * special paths `/health`, `/check`, `/metrics` and `OPTIONS *`. Pure: no I/O and no auth. The
  * endpoint name is also the name a token's scope lists.
  */
+import { checkQueryEncoding } from '../common/validate.ts'
 import { AdminError } from './errors.ts'
 
 type Method = 'GET' | 'POST'
@@ -77,11 +78,17 @@ export type AdminRoute =
 
 export const isAdminEndpointName = (name: string): name is AdminEndpointName => Object.hasOwn(ADMIN_ENDPOINTS, name)
 
-/** Routes a request; throws NoSuchEndpoint (404) or MethodNotAllowed (405). */
+/**
+ * Routes a request; throws NoSuchEndpoint (404), MethodNotAllowed (405) or, for a query that is
+ * not valid percent-encoded UTF-8, an InvalidArgument ApiError (rendered as InvalidRequest, 400).
+ */
 export function parseAdminRoute(method: string, rawUrl: string): AdminRoute {
   const q = rawUrl.indexOf('?')
   const path = q < 0 ? rawUrl : rawUrl.slice(0, q)
-  const query = new URLSearchParams(q < 0 ? '' : rawUrl.slice(q + 1))
+  const rawQuery = q < 0 ? '' : rawUrl.slice(q + 1)
+  // `%FF` would silently become U+FFFD (another name): refused instead (InvalidRequest, 400).
+  checkQueryEncoding(rawQuery)
+  const query = new URLSearchParams(rawQuery)
   if (method === 'OPTIONS') return { kind: 'special', name: 'Options', query }
   const special = SPECIAL_PATHS[path]
   if (special !== undefined) {

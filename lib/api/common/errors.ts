@@ -125,3 +125,29 @@ export function toApiError(err: unknown): ApiError {
   if (isKeyTooLong(err)) return new ApiError('KeyTooLongError', 'Your key is too long', { cause: err })
   return new ApiError('InternalError', 'Internal error, please retry', { cause: err })
 }
+
+/** Codes of a request body that ended because the client went away or reset the connection. */
+const CLIENT_ABORT_CODES = new Set(['ECONNRESET', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE'])
+
+/**
+ * True when `err` (or one of its causes) is a request body cut short by the client (a reset, an
+ * abort, a premature close) and the request was indeed not received whole. That is the client's
+ * doing: an `IncompleteBody` (400) logged at debug level, not an internal error.
+ */
+export function isClientAbort(err: unknown, req: { readonly complete: boolean }): boolean {
+  if (req.complete) return false
+  let e: unknown = err
+  for (let depth = 0; depth < 8 && typeof e === 'object' && e !== null; depth++) {
+    const code = (e as { code?: unknown }).code
+    if (typeof code === 'string' && CLIENT_ABORT_CODES.has(code)) return true
+    e = (e as { cause?: unknown }).cause
+  }
+  return false
+}
+
+/** The error a client that sent less than it announced gets. */
+export function incompleteBody(cause: unknown): ApiError {
+  return new ApiError('IncompleteBody', 'You did not provide the number of bytes specified by the Content-Length HTTP header', {
+    cause,
+  })
+}

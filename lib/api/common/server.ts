@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net'
 import { type Duplex, Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { Logger } from '../../util/logger.ts'
-import { ApiError, toApiError } from './errors.ts'
+import { ApiError, incompleteBody, isClientAbort, toApiError } from './errors.ts'
 
 export type BindAddress = { host: string; port: number } | { path: string }
 
@@ -106,20 +106,17 @@ export async function startApiServer(
     )
   })
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-    log.debug(`${handler.name}: client error: ${err.code ?? err.message}`)
     const current = inFlight.get(socket)
     if (current !== undefined && !current.req.complete && socket.writable) {
       // The client ended or broke its side in the middle of a request body. Its handler sees the
-      // body abort and gives up (its own answer is dropped); the client gets IncompleteBody.
+      // body abort and gives up (its own answer is dropped, and serve() logs it once); the
+      // client gets IncompleteBody.
       inFlight.delete(socket)
-      const apiErr = new ApiError(
-        'IncompleteBody',
-        'You did not provide the number of bytes specified by the Content-Length HTTP header',
-        { cause: err },
-      )
+      const apiErr = incompleteBody(err)
       socket.end(rawResponse(handler.renderError(apiErr, current.req, current.ctx), current.ctx))
       return
     }
+    log.debug(`${handler.name}: client error: ${err.code ?? err.message}`)
     // Malformed HTTP (or oversized headers): answer 400/431 and close; nothing reached a handler.
     if (socket.writable) {
       const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request'
@@ -184,7 +181,8 @@ async function serve(
   try {
     response = await handler.handle(req, ctx)
   } catch (err) {
-    const apiErr = toApiError(err)
+    // A body the client cut short is its doing, not ours: a 400, logged at debug level below.
+    const apiErr = isClientAbort(err, req) ? incompleteBody(err) : toApiError(err)
     if (apiErr.status >= 500)
       log.error(`${handler.name} ${req.method} ${req.url} → ${apiErr.code} [${ctx.requestId}]`, apiErr.cause ?? apiErr)
     else log.debug(`${handler.name} ${req.method} ${req.url} → ${apiErr.code}: ${apiErr.message}`)
@@ -195,10 +193,30 @@ async function serve(
   try {
     await sendResponse(req, res, response, ctx)
   } catch (err) {
-    // The client went away or a streamed body failed midway; headers are already sent, so the
-    // only thing left to do is to drop the connection (the client sees a truncated body).
-    log.warn(`${handler.name} ${req.method} ${req.url}: response aborted [${ctx.requestId}]:`, err)
-    res.destroy()
+    if (!res.headersSent && !res.destroyed) {
+      // Nothing was sent yet: a header the handler built was refused (by `setHeader`). Values
+      // from requests are checked where they are read, so this is a bug of ours; the client
+      // still gets an answer in the API's format instead of a dropped connection.
+      log.error(`${handler.name} ${req.method} ${req.url}: response refused before sending [${ctx.requestId}]:`, err)
+      discardBody(response.body)
+      for (const name of res.getHeaderNames()) res.removeHeader(name)
+      const apiErr = new ApiError('InternalError', 'Internal error, please retry', { cause: err })
+      if (!req.complete) res.shouldKeepAlive = false
+      try {
+        await sendResponse(req, res, renderErrorSafely(handler, apiErr, req, ctx, log), ctx)
+      } catch (sendErr) {
+        log.error(`${handler.name}: sending the error answer failed [${ctx.requestId}]:`, sendErr)
+        res.destroy()
+      }
+    } else {
+      // The client went away or a streamed body failed midway; headers are already sent, so the
+      // only thing left to do is to drop the connection (the client sees a truncated body).
+      // A client hanging up is routine (debug); a body failing midway is worth a warning.
+      if (res.destroyed || isClientGone(err)) {
+        log.debug(`${handler.name} ${req.method} ${req.url}: the client left before the answer was sent [${ctx.requestId}]`)
+      } else log.warn(`${handler.name} ${req.method} ${req.url}: response aborted [${ctx.requestId}]:`, err)
+      res.destroy()
+    }
   }
   // Drain whatever the handler did not read so the connection can be reused.
   if (!req.complete && !req.destroyed) req.resume()
@@ -224,6 +242,23 @@ async function serve(
       // Metrics are best effort: a failing observer must not affect the request, which is done.
       log.warn(`${handler.name}: request observer failed:`, err)
     }
+  }
+}
+
+/** Errors of writing to a connection the client closed. */
+function isClientGone(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code
+  return code === 'ECONNRESET' || code === 'EPIPE' || code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ERR_STREAM_DESTROYED'
+}
+
+/** Releases a response body that will not be sent (a stream is destroyed, a generator ended). */
+function discardBody(body: ApiResponse['body']): void {
+  if (body instanceof Readable) body.destroy()
+  else if (body !== undefined && typeof body === 'object' && !(body instanceof Uint8Array)) {
+    const it = body[Symbol.asyncIterator]()
+    it.return?.().catch(() => {
+      // The generator's own cleanup failed; the answer is an error already, nothing to add.
+    })
   }
 }
 

@@ -222,12 +222,8 @@ export class S3ApiServer implements ApiHandler {
       bodyResult: stages.result,
       contentEncoding: stages.contentEncoding,
     }
-    let response: ApiResponse
-    try {
-      response = await this.#dispatch(ctx, ep, query)
-    } catch (err) {
-      throw mapBodyError(err)
-    }
+    // A body the client cut short is mapped (to IncompleteBody) by the server, for every API.
+    const response = await this.#dispatch(ctx, ep, query)
     return withCorsHeaders(response, corsHeadersFor(ctx.bucketParams, method, req.headers))
   }
 
@@ -343,17 +339,6 @@ function checkPermission(key: ExistingKey, bucketHex: string, needed: ReturnType
 
 function unreachableAuth(x: never): boolean {
   throw unreachable(x)
-}
-
-/** A client that hangs up or sends less than it announced gets IncompleteBody. */
-function mapBodyError(err: unknown): unknown {
-  const e = err as NodeJS.ErrnoException | undefined
-  if (e?.code === 'ECONNRESET' || e?.code === 'ERR_STREAM_PREMATURE_CLOSE' || e?.message === 'aborted') {
-    return new ApiError('IncompleteBody', 'You did not provide the number of bytes specified by the Content-Length HTTP header', {
-      cause: err,
-    })
-  }
-  return err
 }
 
 /** A bounded set whose members expire after `ttlMs`. */
