@@ -1,0 +1,122 @@
+/**
+ * The node:http plumbing: a response whose headers `setHeader` refuses is answered with the
+ * handler's error format (500) instead of a dropped connection, and a body the client cuts short
+ * is an IncompleteBody (400) logged at debug level, never an error. Real sockets, port 0.
+ */
+import assert from 'node:assert/strict'
+import type { IncomingMessage } from 'node:http'
+import { request as httpRequest } from 'node:http'
+import { Readable } from 'node:stream'
+import { type TestContext, test } from 'node:test'
+import type { ApiError } from '../../../lib/api/common/errors.ts'
+import { type ApiHandler, type ApiResponse, startApiServer } from '../../../lib/api/common/server.ts'
+import type { Logger } from '../../../lib/util/logger.ts'
+
+interface Logged {
+  level: 'debug' | 'info' | 'warn' | 'error'
+  text: string
+}
+
+function capture(): { log: Logger; lines: Logged[] } {
+  const lines: Logged[] = []
+  const at =
+    (level: Logged['level']) =>
+    (m: unknown, ...args: unknown[]): void => {
+      lines.push({ level, text: [m, ...args].map(String).join(' ') })
+    }
+  const log: Logger = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error'), withTag: () => log }
+  return { log, lines }
+}
+
+/** A handler answering `respond(req)`, rendering errors as JSON. */
+function handler(respond: (req: IncomingMessage) => Promise<ApiResponse>): ApiHandler {
+  return {
+    name: 'test',
+    handle: respond,
+    renderError: (err: ApiError) => ({
+      status: err.status,
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ code: err.code }),
+    }),
+  }
+}
+
+async function serve(t: TestContext, h: ApiHandler, log: Logger): Promise<string> {
+  const server = await startApiServer({ host: '127.0.0.1', port: 0 }, h, log)
+  t.after(() => server.close())
+  return server.url
+}
+
+function get(url: string): Promise<{ status: number; headers: Record<string, unknown>; text: string }> {
+  return new Promise((resolve, reject) => {
+    httpRequest(url, { agent: false }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text: Buffer.concat(chunks).toString() }))
+      res.on('error', reject)
+    })
+      .on('error', reject)
+      .end()
+  })
+}
+
+for (const [what, value] of [
+  ['a line feed', 'a\nb'],
+  ['a NUL', 'a\0b'],
+  ['a character above U+00FF', 'euro €'],
+] as const) {
+  test(`a header value with ${what} is answered 500 in the API's format, logged once, the body released`, async (t) => {
+    const { log, lines } = capture()
+    let destroyed = false
+    const body = new Readable({ read() {} })
+    body.on('close', () => {
+      destroyed = true
+    })
+    const url = await serve(
+      t,
+      handler(async () => ({ status: 200, headers: { 'content-type': 'text/plain', 'x-bad': value }, body })),
+      log,
+    )
+    const r = await get(`${url}/x`)
+    assert.equal(r.status, 500)
+    assert.deepEqual(JSON.parse(r.text), { code: 'InternalError' })
+    assert.equal(r.headers['x-bad'], undefined)
+    assert.equal(r.headers['content-type'], 'application/json')
+    assert.equal(lines.filter((l) => l.level === 'error').length, 1, JSON.stringify(lines))
+    assert.ok(destroyed, 'the unsent body stream was destroyed')
+  })
+}
+
+test('a request body the client aborts is IncompleteBody, logged at debug level only', async (t) => {
+  const { log, lines } = capture()
+  let failed: (err: unknown) => void = () => {}
+  const seen = new Promise<unknown>((resolve) => {
+    failed = resolve
+  })
+  const url = await serve(
+    t,
+    handler(async (req) => {
+      try {
+        for await (const _ of req) {
+          // Reading until the client goes away.
+        }
+      } catch (err) {
+        failed(err)
+        throw err
+      }
+      return { status: 200 }
+    }),
+    log,
+  )
+  const req = httpRequest(`${url}/upload`, { method: 'PUT', agent: false, headers: { 'content-length': '100000' } })
+  req.on('error', () => {})
+  req.write(Buffer.alloc(1000))
+  setTimeout(() => req.destroy(), 100)
+  await seen
+  await new Promise((r) => setTimeout(r, 100))
+  const listening = lines.filter((l) => l.text.includes('listening')).length
+  assert.equal(lines.filter((l) => l.level !== 'debug').length, listening, `nothing above debug: ${JSON.stringify(lines)}`)
+  const about = lines.filter((l) => l.text.includes('/upload'))
+  assert.equal(about.length, 1, JSON.stringify(lines))
+  assert.match(about[0]?.text ?? '', /IncompleteBody/)
+})
