@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { createHash, createHmac, randomBytes } from 'node:crypto'
 import { request as httpRequest } from 'node:http'
 import { describe, test } from 'node:test'
-import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3'
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3'
 import type { TestNode } from '../../../lib/testing.ts'
 import { getBytes, md5Hex, objectExists, xmlField, useTestNode } from '../../helpers/s3.ts'
 
@@ -108,6 +108,11 @@ async function post(form: { body: Buffer; contentType: string }, bucket = node.b
 }
 
 const bucketCond = () => ({ bucket: node.bucket })
+
+function expectPost(r: { status: number; text: string }, status: number, code?: string): void {
+  assert.equal(r.status, status, r.text.slice(0, 300))
+  if (code !== undefined) assert.equal(xmlField(r.text, 'Code'), code, r.text.slice(0, 300))
+}
 
 describe('PostObject', () => {
   // biome-ignore lint/suspicious/noTemplateCurlyInString: S3's literal ${filename} placeholder
@@ -298,6 +303,59 @@ describe('PostObject', () => {
     }
     for (let i = 1; i <= 9; i++) {
       assert.equal(await objectExists(s3, node.bucket, `denied/${i}`), false, `denied/${i} must not exist`)
+    }
+  })
+
+  test('a key field over 1024 bytes is KeyTooLongError, a bucket over 63 InvalidBucketName; nothing is stored', async () => {
+    const file = Buffer.from('x')
+    expectPost(
+      await post(buildForm({ conditions: [bucketCond(), { key: 'k'.repeat(1024) }], fields: { key: 'k'.repeat(1024) }, file })),
+      204,
+    )
+    assert.ok(await objectExists(s3, node.bucket, 'k'.repeat(1024)), 'a key of 1024 bytes is stored')
+    for (const n of [1025, 2000, 9000]) {
+      const key = `long/${'k'.repeat(n - 5)}`
+      const r = await post(buildForm({ conditions: [bucketCond(), { key }], fields: { key }, file }))
+      expectPost(r, 400, 'KeyTooLongError')
+    }
+    // ${filename} can make the key too long after substitution.
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: S3's literal ${filename} placeholder
+    const templated = { key: 'long/${filename}' }
+    const viaName = await post(
+      buildForm({
+        conditions: [bucketCond(), ['starts-with', '$key', 'long/']],
+        fields: templated,
+        file,
+        filename: 'n'.repeat(1100),
+      }),
+    )
+    expectPost(viaName, 400, 'KeyTooLongError')
+    for (const bucket of ['b'.repeat(64), 'b'.repeat(9000)]) {
+      const r = await post(buildForm({ conditions: [{ bucket }, { key: 'k' }], fields: { key: 'k' }, file }), bucket)
+      expectPost(r, 400, 'InvalidBucketName')
+    }
+    const listed = await s3.send(new ListObjectsV2Command({ Bucket: node.bucket, Prefix: 'long/' }))
+    assert.equal(listed.KeyCount, 0, 'nothing was stored')
+  })
+
+  test('metadata fields that are not valid header values are InvalidArgument, and nothing is stored', async () => {
+    const file = Buffer.from('x')
+    for (const [field, value] of [
+      ['x-amz-meta-note', 'line\nbreak'],
+      ['x-amz-meta-note', 'euro €'],
+      ['Content-Type', 'text/plain\r\nx-injected: yes'],
+      ['Cache-Control', 'nul\0'],
+    ]) {
+      const key = 'bad-meta'
+      const r = await post(
+        buildForm({
+          conditions: [bucketCond(), { key }, ['starts-with', `$${field}`, '']],
+          fields: { key, [field]: value },
+          file,
+        }),
+      )
+      expectPost(r, 400, 'InvalidArgument')
+      assert.equal(await objectExists(s3, node.bucket, key), false, `${field}=${JSON.stringify(value)}`)
     }
   })
 
