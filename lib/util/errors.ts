@@ -77,7 +77,8 @@ export class InvalidConfigError extends GarageError {
 
 /**
  * Codes of model-level refusals. They carry no HTTP meaning; each API maps them to its own
- * error format.
+ * error format. `NameTooLong`: a name (object key, prefix, marker, …) longer than its limit;
+ * `InvalidName`: a name that is not well-formed (not valid UTF-8, empty where a value is needed).
  */
 export type ModelErrorCode =
   | 'NoSuchBucket'
@@ -86,9 +87,7 @@ export type ModelErrorCode =
   | 'NoSuchAdminToken'
   | 'NoSuchUpload'
   | 'InvalidBucketName'
-  /** A name (object key, prefix, marker, …) longer than its limit. */
   | 'NameTooLong'
-  /** A name that is not well-formed (not valid UTF-8, empty where a value is required, …). */
   | 'InvalidName'
   | 'BucketAlreadyExists'
   | 'BucketNotEmpty'

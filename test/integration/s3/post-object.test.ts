@@ -340,12 +340,13 @@ describe('PostObject', () => {
 
   test('metadata fields that are not valid header values are InvalidArgument, and nothing is stored', async () => {
     const file = Buffer.from('x')
-    for (const [field, value] of [
+    const cases: Array<[string, string]> = [
       ['x-amz-meta-note', 'line\nbreak'],
       ['x-amz-meta-note', 'euro €'],
       ['Content-Type', 'text/plain\r\nx-injected: yes'],
       ['Cache-Control', 'nul\0'],
-    ]) {
+    ]
+    for (const [field, value] of cases) {
       const key = 'bad-meta'
       const r = await post(
         buildForm({
