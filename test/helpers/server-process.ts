@@ -7,7 +7,7 @@
  */
 
 import { type ChildProcess, spawn } from 'node:child_process'
-import { createHash, createHmac } from 'node:crypto'
+import { createHash, createHmac, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { type Agent, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http'
@@ -40,6 +40,8 @@ export interface ServerProcessOptions {
   reuse?: { dir: string; credentials: Credentials }
   /** Extra environment variables for the child (`GARAGE_*` of the parent are never passed). */
   env?: Record<string, string>
+  /** Also serve the admin API (on a free port, with a random admin token). */
+  admin?: boolean
 }
 
 export interface ServerProcess extends AsyncDisposable {
@@ -50,6 +52,10 @@ export interface ServerProcess extends AsyncDisposable {
   readonly region: string
   readonly bucket: string
   readonly credentials: Credentials
+  /** `http://127.0.0.1:<port>` of the admin API, with `admin: true`. */
+  readonly adminEndpoint: string | undefined
+  /** Its bearer token, with `admin: true`. */
+  readonly adminToken: string | undefined
   /** The temporary directory (garage.toml, meta/, data/), removed by stop() and kill(). */
   readonly dir: string
   /** stdout + stderr so far. */
@@ -82,9 +88,11 @@ export async function startServerProcess(options: ServerProcessOptions = {}): Pr
       '[s3_api]',
       'api_bind_addr = "127.0.0.1:0"',
       `s3_region = "${region}"`,
-    ].join('\n')
+    ]
+    const adminToken = options.admin === true ? randomBytes(16).toString('hex') : undefined
+    if (adminToken !== undefined) toml.push('[admin]', 'api_bind_addr = "127.0.0.1:0"', `admin_token = "${adminToken}"`)
     const configFile = join(dir, 'garage.toml')
-    await writeFile(configFile, `${toml}\n`)
+    await writeFile(configFile, `${toml.join('\n')}\n`)
     const credentials = options.reuse?.credentials ?? (await provision(dir, bucket, region))
 
     const env: Record<string, string | undefined> = { ...process.env, NO_COLOR: '1' }
@@ -114,6 +122,16 @@ export async function startServerProcess(options: ServerProcessOptions = {}): Pr
       if (endpoint !== undefined) break
       if (!alive()) throw new Error(`garage server exited before listening; output:\n${out}`)
       if (Date.now() > deadline) throw new Error(`garage server did not listen within ${timeoutMs} ms; output:\n${out}`)
+      await sleep(25)
+    }
+    // The admin endpoint is printed right after the S3 one (maybe in a later chunk).
+    let adminEndpoint: string | undefined
+    while (adminToken !== undefined && adminEndpoint === undefined) {
+      adminEndpoint = /Admin API listening on (http:\/\/[^\s]+)/.exec(out)?.[1]
+      if (adminEndpoint !== undefined) break
+      if (!alive()) throw new Error(`garage server exited before serving its admin API; output:\n${out}`)
+      if (Date.now() > deadline)
+        throw new Error(`garage server did not report its admin API within ${timeoutMs} ms; output:\n${out}`)
       await sleep(25)
     }
     // Listening is not answering: wait until a request gets an HTTP response (403 is fine).
@@ -152,6 +170,8 @@ export async function startServerProcess(options: ServerProcessOptions = {}): Pr
       region,
       bucket,
       credentials,
+      adminEndpoint,
+      adminToken,
       dir,
       output: () => out,
       peakRss: () => readPeakRss(pid),
