@@ -140,7 +140,10 @@ export interface GarageConfig {
    * `{ path, read_only: true }` entries. Default `./garage-data/data`.
    */
   data_dir?: string | DataDirEntry[]
-  /** Metadata engine: `"lmdb"` (default, the only one here) or `"sqlite"`; `"sled"` was removed. */
+  /**
+   * Metadata engine: `"lmdb"` (default; Garage's alias `"heed"` too), the only one this
+   * implementation has. Garage's `"sqlite"` is refused with a hint; `"sled"` was removed.
+   */
   db_engine?: string
   /** Size objects are cut into. Default 1 MiB. Changing it only affects new uploads. */
   block_size?: ByteSize
@@ -309,7 +312,8 @@ export interface ResolvedConfig {
   dataDir: string
   /** Every data directory (one entry for a single `data_dir`). */
   dataDirs: ResolvedDataDir[]
-  dbEngine: 'lmdb' | 'sqlite'
+  /** Always `'lmdb'`: the only metadata engine of this implementation. */
+  dbEngine: 'lmdb'
   /** Bytes. */
   blockSize: number
   /** Bytes. */
@@ -816,13 +820,7 @@ export function resolveConfig(input: GarageConfig, opts: ResolveConfigOptions = 
   const dataDirs = resolveDataDirs(root, baseDir, warnings)
   const dataDir = dataDirs.find((d) => !d.readOnly)?.path ?? resolvePath(baseDir, DEFAULT_DATA_DIR)
 
-  const dbEngineRaw = root.string('db_engine') ?? 'lmdb'
-  if (dbEngineRaw !== 'lmdb' && dbEngineRaw !== 'sqlite') {
-    const hint = dbEngineRaw === 'sled' ? ' (sled was removed in Garage v1.0; convert with Garage v0.9 first)' : ''
-    throw new InvalidConfigError('db_engine', `expected "lmdb" or "sqlite", got ${describe(dbEngineRaw)}${hint}`)
-  }
-  ignored(root, 'db_engine', 'lmdb')
-  const dbEngine: 'lmdb' | 'sqlite' = dbEngineRaw
+  const dbEngine = resolveDbEngine(root.string('db_engine'))
 
   const blockSize = root.has('block_size') ? parseByteSize('block_size', root.get('block_size')) : DEFAULT_BLOCK_SIZE
   if (blockSize < 1 || blockSize > MAX_BLOCK_SIZE) {
@@ -849,7 +847,6 @@ export function resolveConfig(input: GarageConfig, opts: ResolveConfigOptions = 
     : undefined
   ignored(root, 'metadata_auto_snapshot_interval')
   const lmdbMapSize = root.has('lmdb_map_size') ? parseByteSize('lmdb_map_size', root.get('lmdb_map_size')) : undefined
-  ignored(root, 'lmdb_map_size')
   const compressionLevel = resolveCompressionLevel(root)
   ignored(root, 'compression_level', 'none')
 
@@ -925,7 +922,6 @@ export function resolveConfig(input: GarageConfig, opts: ResolveConfigOptions = 
   const rpcTimeoutMsec = root.int('rpc_timeout_msec', 1, 'a positive number of milliseconds')
   const bootstrapPeers = (root.stringList('bootstrap_peers') ?? []).map((peer, i) => parsePeer(`bootstrap_peers[${i}]`, peer))
   const allowPunycode = root.bool('allow_punycode') ?? false
-  ignored(root, 'allow_punycode', false)
   const consulDiscovery = resolveConsul(root.table('consul_discovery'), warnings)
   if (consulDiscovery !== undefined) warnings.push(notSupported('consul_discovery'))
   const kubernetesDiscovery = resolveKubernetes(root.table('kubernetes_discovery'), warnings)
@@ -1015,6 +1011,31 @@ export function resolveConfig(input: GarageConfig, opts: ResolveConfigOptions = 
   if (s3Web !== undefined) config.s3Web = s3Web
   if (k2vApi !== undefined) config.k2vApi = k2vApi
   return { config, warnings }
+}
+
+/** Garage's names of its SQLite engine (src/db/open.rs). */
+const SQLITE_NAMES: readonly string[] = ['sqlite', 'sqlite3', 'rusqlite']
+
+/**
+ * `db_engine`: only lmdb (Garage also spells it `heed`). Garage's SQLite engine is refused rather
+ * than silently replaced by lmdb, which would start an empty metadata store next to the user's
+ * SQLite database.
+ */
+function resolveDbEngine(raw: string | undefined): 'lmdb' {
+  if (raw === undefined || raw === 'lmdb' || raw === 'heed') return 'lmdb'
+  if (SQLITE_NAMES.includes(raw)) {
+    throw new InvalidConfigError(
+      'db_engine',
+      `${JSON.stringify(raw)} is not supported: this implementation only has the "lmdb" engine. ` +
+        'Set db_engine = "lmdb" (or remove the line: lmdb is the default); to keep the metadata of a Garage node ' +
+        "that used SQLite, convert it first with Garage's `garage convert-db -a sqlite -i <old db> -b lmdb -o <new db>`",
+    )
+  }
+  const hint = raw === 'sled' ? ' (sled was removed in Garage v1.0; convert with Garage v0.9 first)' : ''
+  throw new InvalidConfigError(
+    'db_engine',
+    `expected "lmdb" (the only engine of this implementation), got ${describe(raw)}${hint}`,
+  )
 }
 
 function unknown(table: Table): string[] {
@@ -1151,7 +1172,8 @@ function resolveAdmin(t: Table | undefined, ctx: SecretContext, warnings: string
   if (metricsToken !== undefined) admin.metricsToken = metricsToken
   if (t !== undefined) {
     warnings.push(...unknown(t))
-    if (admin.apiBindAddr !== undefined || admin.traceSink !== undefined) warnings.push(notSupported('admin'))
+    // The admin API itself is served; only the OpenTelemetry export is not built.
+    if (admin.traceSink !== undefined) warnings.push(notSupported(t.key('trace_sink')))
   }
   return admin
 }

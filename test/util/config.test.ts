@@ -118,7 +118,20 @@ describe('resolveConfig: invalid values name their key', () => {
     ['data_dir read_only with capacity', { data_dir: [{ path: '/x', read_only: true, capacity: '1T' }] }, 'data_dir[0].capacity'],
     ['data_dir all read_only', { data_dir: [{ path: '/x', read_only: true }] }, 'data_dir', /must not be read_only/],
     ['data_dir bad capacity', { data_dir: [{ path: '/x', capacity: 'lots' }] }, 'data_dir[0].capacity', /size in bytes/],
-    ['db_engine unknown', { db_engine: 'rocksdb' }, 'db_engine', /"lmdb" or "sqlite"/],
+    [
+      'db_engine unknown',
+      { db_engine: 'rocksdb' },
+      'db_engine',
+      /expected "lmdb" \(the only engine of this implementation\), got a string \("rocksdb"\)/,
+    ],
+    [
+      'db_engine sqlite',
+      { db_engine: 'sqlite' },
+      'db_engine',
+      /"sqlite" is not supported: this implementation only has the "lmdb" engine/,
+    ],
+    ['db_engine sqlite3', { db_engine: 'sqlite3' }, 'db_engine', /only has the "lmdb" engine/],
+    ['db_engine rusqlite', { db_engine: 'rusqlite' }, 'db_engine', /only has the "lmdb" engine/],
     ['db_engine sled', { db_engine: 'sled' }, 'db_engine', /removed/],
     ['block_size bad unit', { block_size: '1 furlong' }, 'block_size', /size in bytes/],
     ['block_size negative', { block_size: -1 }, 'block_size'],
@@ -237,18 +250,15 @@ describe('resolveConfig: warnings', () => {
   })
 
   const unsupported: Array<[input: Record<string, unknown>, key: string]> = [
-    [{ db_engine: 'sqlite' }, 'db_engine'],
     [{ compression_level: 3 }, 'compression_level'],
-    [{ lmdb_map_size: '10G' }, 'lmdb_map_size'],
     [{ metadata_snapshots_dir: '/snap' }, 'metadata_snapshots_dir'],
     [{ metadata_auto_snapshot_interval: '1h 30m' }, 'metadata_auto_snapshot_interval'],
     [{ rpc_bind_outgoing: true }, 'rpc_bind_outgoing'],
     [{ rpc_public_addr_subnet: 'fd00::/8' }, 'rpc_public_addr_subnet'],
-    [{ allow_punycode: true }, 'allow_punycode'],
     [{ block_max_concurrent_reads: 4 }, 'block_max_concurrent_reads'],
     [{ block_max_concurrent_writes_per_request: 3 }, 'block_max_concurrent_writes_per_request'],
     [{ k2v_api: { api_bind_addr: '[::]:3904' } }, 'k2v_api'],
-    [{ admin: { api_bind_addr: '127.0.0.1:3903' } }, 'admin'],
+    [{ admin: { api_bind_addr: '127.0.0.1:3903', trace_sink: 'http://localhost:4317' } }, 'admin.trace_sink'],
     [{ consul_discovery: { consul_http_addr: 'http://127.0.0.1:8500', service_name: 'garage' } }, 'consul_discovery'],
     [{ kubernetes_discovery: { namespace: 'garage', service_name: 'garage' } }, 'kubernetes_discovery'],
   ]
@@ -258,6 +268,33 @@ describe('resolveConfig: warnings', () => {
       assert.deepEqual(warnings, [`'${key}' is not supported yet and is ignored`])
     })
   }
+
+  test('the sections and keys this implementation serves do not warn', () => {
+    const { config, warnings } = resolveQuiet({
+      lmdb_map_size: '10G',
+      allow_punycode: true,
+      admin: { api_bind_addr: '127.0.0.1:3903', admin_token: 'a', metrics_token: 'm', metrics_require_token: true },
+    })
+    assert.deepEqual(warnings, [])
+    assert.equal(config.lmdbMapSize, 10e9)
+    assert.equal(config.allowPunycode, true)
+    assert.deepEqual(config.admin.apiBindAddr, { host: '127.0.0.1', port: 3903 })
+  })
+
+  test('the sqlite error says how to fix the file', () => {
+    const err = assertConfigError(() => resolveQuiet({ db_engine: 'sqlite' }), 'db_engine')
+    assert.match(err.message, /set db_engine = "lmdb" \(or remove the line: lmdb is the default\)/i)
+    assert.match(err.message, /garage convert-db -a sqlite/)
+  })
+
+  test('db_engine "lmdb" and its Garage alias "heed" are lmdb', () => {
+    for (const db_engine of ['lmdb', 'heed']) {
+      const { config, warnings } = resolveQuiet({ db_engine })
+      assert.equal(config.dbEngine, 'lmdb')
+      assert.deepEqual(warnings, [])
+    }
+    assert.equal(resolveQuiet({}).config.dbEngine, 'lmdb')
+  })
 
   test('consistency_mode, block_ram_buffer_max and disable_scrub are read without warning', () => {
     const { config, warnings } = resolveQuiet({
@@ -578,6 +615,14 @@ describe('parseConfigToml and readConfigFile', () => {
     const { config, warnings } = resolveConfig(input, NO_ENV)
     assert.ok(warnings.length > 0)
     for (const w of warnings) assert.match(w, /^'[a-z0-9_.]+' is not supported yet and is ignored$/)
+    // Only what is really not built: the admin API, lmdb_map_size and the rest are served.
+    assert.deepEqual(warnings.map((w) => /^'([^']+)'/.exec(w)?.[1]).sort(), [
+      'admin.trace_sink',
+      'compression_level',
+      'consul_discovery',
+      'kubernetes_discovery',
+      'metadata_auto_snapshot_interval',
+    ])
     assert.equal(config.replicationFactor, 3)
     assert.equal(config.metadataDir, '/var/lib/garage/meta')
     assert.equal(config.dataDir, '/var/lib/garage/data')
