@@ -124,10 +124,10 @@ export async function startServerProcess(options: ServerProcessOptions = {}): Pr
       if (Date.now() > deadline) throw new Error(`garage server did not listen within ${timeoutMs} ms; output:\n${out}`)
       await sleep(25)
     }
-    // The admin endpoint is printed right after the S3 one (maybe in a later chunk).
+    // The node logs where its admin API listens while starting (the CLI prints the S3 one last).
     let adminEndpoint: string | undefined
     while (adminToken !== undefined && adminEndpoint === undefined) {
-      adminEndpoint = /Admin API listening on (http:\/\/[^\s]+)/.exec(out)?.[1]
+      adminEndpoint = /\badmin API listening on (http:\/\/[^\s]+)/.exec(out)?.[1]
       if (adminEndpoint !== undefined) break
       if (!alive()) throw new Error(`garage server exited before serving its admin API; output:\n${out}`)
       if (Date.now() > deadline)

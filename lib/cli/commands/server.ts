@@ -60,7 +60,6 @@ export async function runServer(opts: ServerOptions): Promise<void> {
     await node.start()
     const endpoint = node.s3Endpoint ?? garage.formatBindAddr(config.s3Api.apiBindAddr)
     consola.success(`S3 API listening on ${endpoint} (region ${config.s3Api.s3Region})`)
-    if (node.adminEndpoint !== undefined) consola.info(`Admin API listening on ${node.adminEndpoint}`)
     if (node.rpcAddress !== undefined) consola.info(`RPC address of this node: ${node.rpcAddress}`)
 
     if (embedded) {
