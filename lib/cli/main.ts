@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { defineCommand, runMain } from 'citty'
 import { GLOBAL_FLAG_OPTIONS, GLOBAL_VALUE_OPTIONS } from './_command.ts'
+import { strictCommand } from './_strict.ts'
 import { adminTokenCommand } from './commands/admin-token.ts'
 import { bucketCommand } from './commands/bucket.ts'
 import { nodeCommand, statsCommand, statusCommand } from './commands/cluster.ts'
@@ -19,28 +20,30 @@ import { blockCommand } from './commands/block.ts'
 import { repairCommand } from './commands/repair.ts'
 import { workerCommand } from './commands/worker.ts'
 
-/** The `garage` command and its subcommands. */
-export const main = defineCommand({
-  meta: () => ({
-    name: 'garage',
-    version: packageVersion(),
-    description: 'Garage, the S3-compatible geo-distributed object store, for Node.js',
+/** The `garage` command and its subcommands; each refuses options it does not define. */
+export const main = strictCommand(
+  defineCommand({
+    meta: () => ({
+      name: 'garage',
+      version: packageVersion(),
+      description: 'Garage, the S3-compatible geo-distributed object store, for Node.js',
+    }),
+    subCommands: {
+      server: serverCommand,
+      status: statusCommand,
+      node: nodeCommand,
+      layout: layoutCommand,
+      bucket: bucketCommand,
+      key: keyCommand,
+      'admin-token': adminTokenCommand,
+      repair: repairCommand,
+      stats: statsCommand,
+      worker: workerCommand,
+      block: blockCommand,
+      'json-api': jsonApiCommand,
+    },
   }),
-  subCommands: {
-    server: serverCommand,
-    status: statusCommand,
-    node: nodeCommand,
-    layout: layoutCommand,
-    bucket: bucketCommand,
-    key: keyCommand,
-    'admin-token': adminTokenCommand,
-    repair: repairCommand,
-    stats: statsCommand,
-    worker: workerCommand,
-    block: blockCommand,
-    'json-api': jsonApiCommand,
-  },
-})
+)
 
 /**
  * Run the CLI on `argv` (default: the process arguments). Garage's own spelling with the

@@ -18,7 +18,9 @@ import { applyScopeChange } from '../../lib/cli/commands/admin-token.ts'
 import { abbreviateList, formatAgo, formatBytes, formatSize, formatTable } from '../../lib/cli/_format.ts'
 import { parseCount, parseDuration, parseSize } from '../../lib/cli/_parse.ts'
 import { parseAdminAddr } from '../../lib/cli/admin-client.ts'
-import { hoistConfigOption } from '../../lib/cli/main.ts'
+import { hoistConfigOption, main } from '../../lib/cli/main.ts'
+import { closestOption, editDistance, findUnknownOption, kStrict, unknownOptionMessage } from '../../lib/cli/_strict.ts'
+import type { ArgsDef, CommandDef, Resolvable } from 'citty'
 import { startTestNode, type TestNode } from '../../lib/testing.ts'
 import { type CliResult, garage } from '../helpers/cli.ts'
 
@@ -259,6 +261,115 @@ async function startFakeAdmin(token = 'tok'): Promise<FakeAdmin & { server: Serv
   const { port } = server.address() as AddressInfo
   return { server, addr: `127.0.0.1:${port}`, requests, handlers }
 }
+
+describe('unknown options', () => {
+  const ARGS = {
+    bucket: { type: 'positional' },
+    key: { type: 'string', description: 'key' },
+    read: { type: 'boolean' },
+    write: { type: 'boolean' },
+    'all-nodes': { type: 'boolean', alias: 'a' },
+    quiet: { type: 'boolean', alias: 'q' },
+    config: { type: 'string', alias: 'c' },
+  } as const satisfies ArgsDef
+
+  test('edit distance: Levenshtein, a swap of neighbours counting as one edit', () => {
+    assert.equal(editDistance('write', 'write'), 0)
+    assert.equal(editDistance('wirte', 'write'), 1)
+    assert.equal(editDistance('confg', 'config'), 1)
+    assert.equal(editDistance('kitten', 'sitting'), 3)
+    assert.equal(editDistance('', 'abc'), 3)
+  })
+
+  test('the closest option is suggested only when it looks like a typo', () => {
+    const valid = ['--read', '--write', '--owner', '--key', '--help']
+    assert.equal(closestOption('--wirte', valid), '--write')
+    assert.equal(closestOption('--writ=1', valid), '--write')
+    assert.equal(closestOption('--ower', valid), '--owner')
+    assert.equal(closestOption('--frobnicate', valid), undefined)
+    assert.equal(closestOption('-x', ['-q', '--quiet']), undefined)
+  })
+
+  test('findUnknownOption: names, aliases, spellings, values and positionals', () => {
+    const ok: string[][] = [
+      ['b', '--read', '--key', 'k'],
+      ['--key=k', 'b', '--write'],
+      ['--key', '--read', 'b'], // the value of a string option may start with a dash
+      ['-c', 'x', '-aq', 'b'],
+      ['-cx', 'b'],
+      ['--allNodes', '--all-nodes', '--no-read', 'b'],
+      ['b', '-'],
+      ['b', '--', '--anything', '-z'],
+    ]
+    for (const argv of ok) assert.equal(findUnknownOption(argv, ARGS, false), undefined, argv.join(' '))
+    const bad: Array<[string[], string]> = [
+      [['b', '--wirte'], '--wirte'],
+      [['--read=yes', '--kye=k'], '--kye'],
+      [['-x', 'b'], '-x'],
+      [['-aqz', 'b'], '-z'],
+      [['--no-key', 'b'], '--no-key'], // --no- only negates booleans
+      [['--no-such'], '--no-such'],
+    ]
+    for (const [argv, flag] of bad) assert.equal(findUnknownOption(argv, ARGS, false), flag, argv.join(' '))
+  })
+
+  test('a command with subcommands checks only what comes before the subcommand name', () => {
+    assert.equal(findUnknownOption(['allow', '--wirte'], {}, true), undefined)
+    assert.equal(findUnknownOption(['--json', 'list'], {}, true), '--json')
+  })
+
+  test('the message names the command and the closest option, or lists the valid ones', () => {
+    assert.equal(
+      unknownOptionMessage('--wirte', 'garage bucket allow', ARGS),
+      "unknown option '--wirte' for 'garage bucket allow': did you mean '--write'?",
+    )
+    assert.match(
+      unknownOptionMessage('--frobnicate', 'garage x', ARGS),
+      /^unknown option '--frobnicate' for 'garage x' \(valid options: --key, --read, --write, --all-nodes, -a, --quiet, -q, --config, -c, --help; see 'garage x --help'\)$/,
+    )
+    assert.match(unknownOptionMessage('--json', 'garage bucket', {}, true), /options go after the command name/)
+    assert.match(unknownOptionMessage('--verison', 'garage', {}, true), /did you mean '--version'/)
+  })
+
+  test('every command of the CLI is wrapped, and accepts every option it defines', async () => {
+    const resolve = async <T>(v: Resolvable<T>): Promise<T> =>
+      typeof v === 'function' ? await (v as () => T | Promise<T>)() : await v
+    const seen: string[] = []
+    const visit = async (cmd: CommandDef<ArgsDef>, path: string): Promise<void> => {
+      seen.push(path)
+      assert.equal((cmd as { [kStrict]?: true })[kStrict], true, `${path} refuses unknown options`)
+      const args = await resolve(cmd.args ?? {})
+      const subs = cmd.subCommands === undefined ? {} : await resolve(cmd.subCommands)
+      const group = Object.keys(subs).length > 0
+      // Every defined option, in its long form (with a value when it takes one), is accepted...
+      const argv = Object.entries(args).flatMap(([name, def]) =>
+        def.type === 'positional' ? [] : def.type === 'boolean' ? [`--${name}`] : [`--${name}`, 'v'],
+      )
+      assert.equal(findUnknownOption(argv, args, group), undefined, `${path} accepts its own options`)
+      // ...and anything else is not.
+      assert.equal(findUnknownOption(['--no-such-option', ...argv], args, group), '--no-such-option', path)
+      for (const [name, sub] of Object.entries(subs)) await visit(await resolve(sub), `${path} ${name}`)
+    }
+    await visit(main as CommandDef<ArgsDef>, 'garage')
+    assert.ok(seen.length > 40, `all commands visited (${seen.length})`)
+    assert.ok(seen.includes('garage bucket allow') && seen.includes('garage server') && seen.includes('garage layout assign'))
+  })
+
+  test('garage bucket allow --wirte: exit 1, one line naming --write, nothing sent', async () => {
+    const r = await garage(['bucket', 'allow', '--wirte', 'photos', '--key', 'alice', '--admin-addr', '127.0.0.1:1'])
+    expectOneLineError(r, /unknown option '--wirte' for 'garage bucket allow': did you mean '--write'\?/)
+  })
+
+  test('garage server --confg: exit 1 before anything starts', async () => {
+    const r = await garage(['server', '--confg', '/nonexistent.toml'])
+    expectOneLineError(r, /unknown option '--confg' for 'garage server': did you mean '--config'\?/)
+  })
+
+  test('an option before a subcommand name is refused too', async () => {
+    const r = await garage(['bucket', '--wirte', 'allow', 'photos'])
+    expectOneLineError(r, /unknown option '--wirte' for 'garage bucket'/)
+  })
+})
 
 describe('operator commands against a fake admin API', async () => {
   const fake = await startFakeAdmin()
