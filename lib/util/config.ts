@@ -1027,8 +1027,8 @@ function resolveDbEngine(raw: string | undefined): 'lmdb' {
     throw new InvalidConfigError(
       'db_engine',
       `${JSON.stringify(raw)} is not supported: this implementation only has the "lmdb" engine. ` +
-        'Set db_engine = "lmdb" (or remove the line: lmdb is the default); to keep the metadata of a Garage node ' +
-        "that used SQLite, convert it first with Garage's `garage convert-db -a sqlite -i <old db> -b lmdb -o <new db>`",
+        'Set db_engine = "lmdb" (or remove the line: lmdb is the default) and give it a metadata_dir of its own; ' +
+        "it keeps its own metadata format and cannot open a Garage node's database, SQLite or lmdb",
     )
   }
   const hint = raw === 'sled' ? ' (sled was removed in Garage v1.0; convert with Garage v0.9 first)' : ''

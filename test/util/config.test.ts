@@ -284,7 +284,7 @@ describe('resolveConfig: warnings', () => {
   test('the sqlite error says how to fix the file', () => {
     const err = assertConfigError(() => resolveQuiet({ db_engine: 'sqlite' }), 'db_engine')
     assert.match(err.message, /set db_engine = "lmdb" \(or remove the line: lmdb is the default\)/i)
-    assert.match(err.message, /garage convert-db -a sqlite/)
+    assert.match(err.message, /a metadata_dir of its own/)
   })
 
   test('db_engine "lmdb" and its Garage alias "heed" are lmdb', () => {
