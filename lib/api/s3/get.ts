@@ -113,7 +113,33 @@ export async function handleGetObject(
     const plain = cipher === undefined || data.bytes.length === 0 ? Buffer.from(data.bytes) : cipher.decryptBlob(data.bytes)
     return { status, headers: out, body: plain.subarray(start, end + 1) }
   }
-  return { status, headers: out, body: streamBlocks(garage, version.uuid, start, end, cipher) }
+  // The version row and the first block are read before the headers go out, so that a missing
+  // version or an unreachable first block is answered with an error status, not a connection
+  // dropped after a 200.
+  return { status, headers: out, body: await primed(streamBlocks(garage, version.uuid, start, end, cipher)) }
+}
+
+/**
+ * Runs `gen` up to its first chunk (rejecting with its error, if any), and returns an iterator
+ * that yields that chunk and then the rest. Stopping the returned iterator, even before its first
+ * `next()`, stops `gen` (its `finally` blocks run).
+ */
+export async function primed<T>(gen: AsyncGenerator<T, void>): Promise<AsyncIterableIterator<T>> {
+  let pending: IteratorResult<T, void> | undefined = await gen.next()
+  const it: AsyncIterableIterator<T> = {
+    next: async () => {
+      if (pending === undefined) return gen.next()
+      const r = pending
+      pending = undefined
+      return r
+    },
+    return: async () => {
+      pending = undefined
+      return gen.return(undefined)
+    },
+    [Symbol.asyncIterator]: () => it,
+  }
+  return it
 }
 
 function objectHeaders(version: DataVersion, meta: ObjectMeta): Record<string, string> {

@@ -3,6 +3,8 @@
  * overrides, on an inline object and on a multi-block one.
  */
 import assert from 'node:assert/strict'
+import { readdir, rm } from 'node:fs/promises'
+import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3'
 import { startTestNode, type TestNode } from '../../../lib/testing.ts'
@@ -236,3 +238,31 @@ describe('missing objects', () => {
     await assert.rejects(s3.send(new GetObjectCommand({ Bucket: 'no-such-bucket', Key: 'small' })), s3Error('NoSuchBucket', 404))
   })
 })
+
+describe('missing blocks', () => {
+  test('a GET whose first block is gone answers an error status instead of dropping the connection', async () => {
+    const body = randomBuffer(1024 * 1024 + 10)
+    await s3.send(new PutObjectCommand({ Bucket: node.bucket, Key: 'lost-blocks', Body: body }))
+    const before = new Set(await blockFiles(join(node.dir, 'data')))
+    // A second object's blocks are the only ones that appear; remove them all.
+    const other = randomBuffer(1024 * 1024 + 20)
+    await s3.send(new PutObjectCommand({ Bucket: node.bucket, Key: 'lost-blocks-2', Body: other }))
+    const added = (await blockFiles(join(node.dir, 'data'))).filter((f) => !before.has(f))
+    assert.equal(added.length, 2, `two new block files: ${added.join(', ')}`)
+    await Promise.all(added.map((f) => rm(f)))
+    const r = await rawRequest(node, { method: 'GET', path: `/${node.bucket}/lost-blocks-2` })
+    assert.ok(r.status >= 500, `an error status, got ${r.status}`)
+    assert.ok(xmlField(r.text, 'Code') !== undefined, r.text)
+    // The object that still has its blocks reads whole.
+    const ok = await s3.send(new GetObjectCommand({ Bucket: node.bucket, Key: 'lost-blocks' }))
+    assert.equal(md5Hex(Buffer.from((await ok.Body?.transformToByteArray()) ?? [])), md5Hex(body))
+  })
+})
+
+async function blockFiles(dir: string): Promise<string[]> {
+  const out: string[] = []
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile() && /^[0-9a-f]{64}(\.zst)?$/.test(e.name)) out.push(join(e.parentPath ?? e.path, e.name))
+  }
+  return out
+}
