@@ -31,6 +31,7 @@ export const API_ERROR_STATUS = {
   KeyTooLongError: 400,
   MalformedPOSTRequest: 400,
   MalformedXML: 400,
+  MaxMessageLengthExceeded: 400,
   MaxPostPreDataLengthExceededError: 400,
   MetadataTooLarge: 400,
   MethodNotAllowed: 405,

@@ -10,8 +10,7 @@ import { isoDate } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
 import type { ChecksumResult } from '../common/signature/body.ts'
-import { readBody } from './body.ts'
-import { parseXml, renderXml, xmlChildren, xmlText } from './xml.ts'
+import { readOptionalXmlBody, renderXml, type XmlDocument, xmlOnly, xmlRoot, xmlText } from './xml.ts'
 
 const XML = { 'content-type': 'application/xml' }
 
@@ -43,12 +42,13 @@ export async function handleListBuckets(garage: Garage, key: ExistingKey): Promi
   return { status: 200, headers: XML, body: xml }
 }
 
-function parseCreateBucketXml(text: string): string | undefined {
-  if (text.trim() === '') return undefined
-  const doc = parseXml(text)
-  const root = xmlChildren(doc, 'CreateBucketConfiguration')
-  if (root.length !== 1) throw new ApiError('MalformedXML', 'expected a <CreateBucketConfiguration> element')
-  return xmlText(root[0], 'LocationConstraint')
+/** The `<LocationConstraint>` of a CreateBucket body (which may be absent). @internal */
+export function parseCreateBucketBody(doc: XmlDocument | undefined): string | undefined {
+  if (doc === undefined) return undefined
+  const root = xmlRoot(doc, 'CreateBucketConfiguration')
+  // `Location` and `Bucket` are AWS's directory-bucket settings; accepted and ignored.
+  xmlOnly(root, ['LocationConstraint', 'Location', 'Bucket'], 'CreateBucketConfiguration')
+  return xmlText(root, 'LocationConstraint')
 }
 
 export async function handleCreateBucket(
@@ -59,9 +59,9 @@ export async function handleCreateBucket(
   body: Readable,
   result: Promise<ChecksumResult>,
 ): Promise<ApiResponse> {
-  const text = await readBody(body, 64 * 1024)
+  const doc = await readOptionalXmlBody(body, 64 * 1024)
   await result
-  const constraint = parseCreateBucketXml(text)
+  const constraint = parseCreateBucketBody(doc)
   if (constraint !== undefined && constraint !== '' && constraint !== region) {
     throw new ApiError(
       'InvalidLocationConstraint',

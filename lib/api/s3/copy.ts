@@ -37,6 +37,7 @@ import {
 } from './multipart.ts'
 import { checkS3BucketName, checkS3ObjectKey } from './names.ts'
 import { checkKey, checkQuotas, extractMetadataHeaders, saveStream } from './put.ts'
+import { ifMatchAccepts, ifNoneMatchMatches } from './etag.ts'
 import { renderXml } from './xml.ts'
 
 const EMPTY = new Uint8Array(0)
@@ -99,13 +100,6 @@ async function getCopySource(ctx: BucketCtx): Promise<CopySource> {
   return { bucketId, key, version }
 }
 
-function etagIn(list: string, etag: string): boolean {
-  return list.split(',').some((t) => {
-    const s = t.trim().replace(/^W\//, '').replace(/^"|"$/g, '')
-    return s === '*' || s === etag
-  })
-}
-
 function parseDate(v: string | undefined): number | undefined {
   if (v === undefined) return undefined
   const t = Date.parse(v)
@@ -124,9 +118,9 @@ export function checkCopyPreconditions(headers: IncomingHttpHeaders, etag: strin
   const ifModifiedSince = parseDate(headerValue(headers, 'x-amz-copy-source-if-modified-since'))
   const ifUnmodifiedSince = parseDate(headerValue(headers, 'x-amz-copy-source-if-unmodified-since'))
   let ok = true
-  if (ifMatch !== undefined) ok = etagIn(ifMatch, etag)
+  if (ifMatch !== undefined) ok = ifMatchAccepts(ifMatch, etag)
   else if (ifUnmodifiedSince !== undefined) ok = lastModified <= ifUnmodifiedSince
-  if (ok && ifNoneMatch !== undefined) ok = !etagIn(ifNoneMatch, etag)
+  if (ok && ifNoneMatch !== undefined) ok = !ifNoneMatchMatches(ifNoneMatch, etag)
   else if (ok && ifModifiedSince !== undefined) ok = lastModified > ifModifiedSince
   if (!ok) throw new ApiError('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold')
 }

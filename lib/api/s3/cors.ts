@@ -7,9 +7,18 @@ import { updateLww } from '../../util/crdt/crdt.ts'
 import { nowMsec } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
-import { readBody } from './body.ts'
 import type { BucketCtx } from './context.ts'
-import { parseXml, renderXml, type XmlNode, xmlChildren, xmlText } from './xml.ts'
+import {
+  asXmlDocument,
+  readXmlBody,
+  renderXml,
+  type XmlDocument,
+  type XmlNode,
+  xmlChildren,
+  xmlOnly,
+  xmlRoot,
+  xmlText,
+} from './xml.ts'
 
 /** AWS's limits: 100 rules per bucket, 64 KiB of configuration. */
 const MAX_RULES = 100
@@ -30,9 +39,9 @@ export async function handleGetBucketCors(ctx: BucketCtx): Promise<ApiResponse> 
 }
 
 export async function handlePutBucketCors(ctx: BucketCtx): Promise<ApiResponse> {
-  const text = await readBody(ctx.body, MAX_BODY)
+  const doc = await readXmlBody(ctx.body, MAX_BODY)
   await ctx.bodyResult
-  const rules = parseCorsConfiguration(text)
+  const rules = parseCorsConfiguration(doc)
   await ctx.garage.buckets.updateParams(ctx.bucketId, (p) => ({ ...p, cors: updateLww(p.cors, rules, nowMsec()) }))
   return { status: 200 }
 }
@@ -63,10 +72,10 @@ export function renderCorsConfiguration(rules: readonly CorsRule[]): string {
  *   `InvalidRequest` for a method, header name or max age that is not allowed.
  * @internal
  */
-export function parseCorsConfiguration(text: string): CorsRule[] {
-  const root = xmlChildren(parseXml(text), 'CORSConfiguration')
-  if (root.length !== 1) throw new ApiError('MalformedXML', 'expected one <CORSConfiguration> element')
-  const rules = xmlChildren(root[0], 'CORSRule')
+export function parseCorsConfiguration(body: XmlDocument | string | Uint8Array): CorsRule[] {
+  const root = xmlRoot(asXmlDocument(body), 'CORSConfiguration')
+  xmlOnly(root, ['CORSRule'], 'CORSConfiguration')
+  const rules = xmlChildren(root, 'CORSRule')
   if (rules.length === 0) throw new ApiError('MalformedXML', '<CORSConfiguration> must contain at least one <CORSRule>')
   if (rules.length > MAX_RULES) {
     throw new ApiError('InvalidRequest', `a CORS configuration may have at most ${MAX_RULES} rules`)
@@ -84,6 +93,7 @@ function texts(node: XmlNode, tag: string): string[] {
 
 function parseRule(node: XmlNode): CorsRule {
   if (typeof node === 'string') throw new ApiError('MalformedXML', '<CORSRule> must contain elements')
+  xmlOnly(node, ['ID', 'AllowedHeader', 'AllowedMethod', 'AllowedOrigin', 'ExposeHeader', 'MaxAgeSeconds'], 'CORSRule')
   const id = xmlText(node, 'ID') ?? null
   if (id !== null && id.length > 255) throw new ApiError('InvalidRequest', 'a CORS rule ID is at most 255 characters')
   const allowOrigins = texts(node, 'AllowedOrigin')

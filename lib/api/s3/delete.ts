@@ -8,8 +8,7 @@ import { ApiError, toApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
 import { currentVersion } from './get.ts'
 import { checkS3ObjectKey } from './names.ts'
-import { readBody } from './body.ts'
-import { parseXml, renderXml, xmlChildren, xmlText } from './xml.ts'
+import { readXmlBody, renderXml, type XmlDocument, xmlChildren, xmlOnly, xmlRoot, xmlText } from './xml.ts'
 
 /**
  * Writes a delete marker over the current version. Returns the marker's version id, or
@@ -36,6 +35,40 @@ export async function handleDeleteObject(garage: Garage, bucketId: Uuid, key: st
 
 /** At most this many keys per DeleteObjects request, as on AWS. */
 const MAX_DELETE_KEYS = 1000
+/** 1,000 keys of 1,024 bytes, each written with references for every byte, fit well within this. */
+const MAX_DELETE_BODY = 8 * 1024 * 1024
+
+const XS_BOOLEAN: Record<string, boolean | undefined> = { true: true, '1': true, false: false, '0': false }
+
+/** The body of a DeleteObjects request. @internal */
+export interface DeleteRequest {
+  quiet: boolean
+  keys: string[]
+}
+
+/**
+ * Reads `<Delete>`: `<Quiet>` and up to 1,000 `<Object>`s, each with a `<Key>` taken verbatim
+ * (whitespace is part of a key). Elements AWS defines but we do not use (`VersionId`, `ETag`,
+ * `LastModifiedTime`, `Size`) are accepted; unknown ones are MalformedXML, as on AWS.
+ * @internal
+ */
+export function parseDeleteBody(doc: XmlDocument): DeleteRequest {
+  const root = xmlRoot(doc, 'Delete')
+  xmlOnly(root, ['Object', 'Quiet'], 'Delete')
+  const quietText = xmlText(root, 'Quiet')
+  const quiet = quietText === undefined ? false : XS_BOOLEAN[quietText.toLowerCase()]
+  if (quiet === undefined) throw new ApiError('MalformedXML', `<Quiet> must be true or false, got '${quietText?.slice(0, 16)}'`)
+  const objects = xmlChildren(root, 'Object')
+  if (objects.length === 0) throw new ApiError('MalformedXML', 'at least one <Object> is required')
+  if (objects.length > MAX_DELETE_KEYS) throw new ApiError('MalformedXML', `at most ${MAX_DELETE_KEYS} keys per request`)
+  const keys = objects.map((o) => {
+    xmlOnly(o, ['Key', 'VersionId', 'ETag', 'LastModifiedTime', 'Size'], 'Object')
+    const k = xmlText(o, 'Key', true)
+    if (k === undefined) throw new ApiError('MalformedXML', 'each <Object> needs a <Key>')
+    return k
+  })
+  return { quiet, keys }
+}
 
 export async function handleDeleteObjects(
   garage: Garage,
@@ -43,20 +76,9 @@ export async function handleDeleteObjects(
   body: Readable,
   result: Promise<ChecksumResult>,
 ): Promise<ApiResponse> {
-  const text = await readBody(body, 1024 * 1024)
+  const doc = await readXmlBody(body, MAX_DELETE_BODY)
   await result
-  const doc = parseXml(text)
-  const root = xmlChildren(doc, 'Delete')
-  if (root.length !== 1) throw new ApiError('MalformedXML', 'expected a <Delete> element')
-  const quiet = xmlText(root[0], 'Quiet')?.toLowerCase() === 'true'
-  const objects = xmlChildren(root[0], 'Object')
-  if (objects.length === 0) throw new ApiError('MalformedXML', 'at least one <Object> is required')
-  if (objects.length > MAX_DELETE_KEYS) throw new ApiError('MalformedXML', `at most ${MAX_DELETE_KEYS} keys per request`)
-  const keys = objects.map((o) => {
-    const k = xmlText(o, 'Key', true)
-    if (k === undefined) throw new ApiError('MalformedXML', 'each <Object> needs a <Key>')
-    return k
-  })
+  const { quiet, keys } = parseDeleteBody(doc)
   const deleted: Array<Record<string, unknown>> = []
   const errors: Array<Record<string, unknown>> = []
   for (const key of keys) {

@@ -14,6 +14,7 @@ import type { ApiResponse } from '../common/server.ts'
 import { checkFieldValue } from '../common/validate.ts'
 import { checksumHeaderName } from '../common/signature/checksum.ts'
 import { checkDecryptKey, ObjectCipher, sseCResponseHeaders } from './encryption.ts'
+import { ifMatchAccepts, ifNoneMatchMatches } from './etag.ts'
 
 const RESPONSE_OVERRIDES: Array<[query: string, header: string]> = [
   ['response-content-type', 'content-type'],
@@ -162,13 +163,6 @@ function notModifiedHeaders(h: Record<string, string>): Record<string, string> {
   return keep
 }
 
-function etagMatches(list: string, etag: string): boolean {
-  return list.split(',').some((t) => {
-    const s = t.trim()
-    return s === '*' || s.replace(/^W\//, '').replace(/^"|"$/g, '') === etag
-  })
-}
-
 function parseHttpDate(v: string | undefined): number | undefined {
   if (v === undefined) return undefined
   const t = Date.parse(v)
@@ -186,12 +180,12 @@ export function checkPreconditions(headers: IncomingHttpHeaders, etag: string, l
   const ifNoneMatch = headers['if-none-match']
   const ifModifiedSince = parseHttpDate(headers['if-modified-since'])
   if (ifMatch !== undefined) {
-    if (!etagMatches(ifMatch, etag))
+    if (!ifMatchAccepts(ifMatch, etag))
       throw new ApiError('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold')
   } else if (ifUnmodifiedSince !== undefined && lastModified > ifUnmodifiedSince) {
     throw new ApiError('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold')
   }
-  if (ifNoneMatch !== undefined) return etagMatches(ifNoneMatch, etag)
+  if (ifNoneMatch !== undefined) return ifNoneMatchMatches(ifNoneMatch, etag)
   if (ifModifiedSince !== undefined) return lastModified <= ifModifiedSince
   return false
 }

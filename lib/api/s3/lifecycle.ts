@@ -18,9 +18,18 @@ import { updateLww } from '../../util/crdt/crdt.ts'
 import { nowMsec } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
-import { readBody } from './body.ts'
 import type { BucketCtx } from './context.ts'
-import { parseXml, renderXml, type XmlNode, xmlChildren, xmlText } from './xml.ts'
+import {
+  asXmlDocument,
+  readXmlBody,
+  renderXml,
+  type XmlDocument,
+  type XmlNode,
+  xmlChildNames,
+  xmlChildren,
+  xmlRoot,
+  xmlText,
+} from './xml.ts'
 
 /** AWS's limits: 1,000 rules, IDs of at most 255 characters. */
 const MAX_RULES = 1000
@@ -49,9 +58,9 @@ export async function handleGetBucketLifecycleConfiguration(ctx: BucketCtx): Pro
 }
 
 export async function handlePutBucketLifecycleConfiguration(ctx: BucketCtx): Promise<ApiResponse> {
-  const text = await readBody(ctx.body, MAX_BODY)
+  const doc = await readXmlBody(ctx.body, MAX_BODY)
   await ctx.bodyResult
-  const rules = parseLifecycleConfiguration(text)
+  const rules = parseLifecycleConfiguration(doc)
   await ctx.garage.buckets.updateParams(ctx.bucketId, (p) => ({
     ...p,
     lifecycle: updateLww(p.lifecycle, rules as unknown[], nowMsec()),
@@ -102,12 +111,6 @@ function malformed(message: string): ApiError {
   return new ApiError('MalformedXML', `The XML you provided was not well-formed or did not validate: ${message}`)
 }
 
-/** Element names of a parsed node (text content excluded). */
-function childNames(node: XmlNode | undefined): string[] {
-  if (node === undefined || typeof node === 'string') return []
-  return Object.keys(node).filter((k) => k !== '#text')
-}
-
 function parseCount(node: XmlNode | undefined, tag: string, min: number): number | undefined {
   const s = xmlText(node, tag)
   if (s === undefined) return undefined
@@ -121,12 +124,9 @@ function parseCount(node: XmlNode | undefined, tag: string, min: number): number
  * Parses and validates a `<LifecycleConfiguration>` body. Nothing is stored unless every rule is
  * valid. @internal
  */
-export function parseLifecycleConfiguration(text: string): LifecycleRule[] {
-  const doc = parseXml(text)
-  const roots = xmlChildren(doc, 'LifecycleConfiguration')
-  if (roots.length !== 1) throw malformed('expected one <LifecycleConfiguration> element')
-  const root = roots[0]
-  for (const name of childNames(root)) if (name !== 'Rule') throw malformed(`unexpected <${name}> in <LifecycleConfiguration>`)
+export function parseLifecycleConfiguration(body: XmlDocument | string | Uint8Array): LifecycleRule[] {
+  const root = xmlRoot(asXmlDocument(body), 'LifecycleConfiguration')
+  for (const name of xmlChildNames(root)) if (name !== 'Rule') throw malformed(`unexpected <${name}> in <LifecycleConfiguration>`)
   const rules = xmlChildren(root, 'Rule')
   if (rules.length === 0) throw malformed('at least one <Rule> is required')
   if (rules.length > MAX_RULES) throw malformed(`at most ${MAX_RULES} rules are allowed`)
@@ -137,7 +137,7 @@ export function parseLifecycleConfiguration(text: string): LifecycleRule[] {
 }
 
 function parseRule(rule: XmlNode): LifecycleRule {
-  for (const name of childNames(rule)) {
+  for (const name of xmlChildNames(rule)) {
     if (name === 'Prefix') {
       throw malformed('<Prefix> directly in <Rule> (a deprecated form) is not supported; use <Filter><Prefix>')
     }
@@ -165,7 +165,7 @@ function parseRule(rule: XmlNode): LifecycleRule {
   let abortIncompleteMpuDays: number | null = null
   if (aborts.length === 1) {
     const a = aborts[0] as XmlNode
-    for (const name of childNames(a)) {
+    for (const name of xmlChildNames(a)) {
       if (name !== 'DaysAfterInitiation') throw malformed(`unexpected <${name}> in <AbortIncompleteMultipartUpload>`)
     }
     const days = parseCount(a, 'DaysAfterInitiation', 1)
@@ -186,7 +186,7 @@ function emptyFilter(): LifecycleFilter {
 }
 
 function parseFilter(node: XmlNode): LifecycleFilter {
-  const names = childNames(node)
+  const names = xmlChildNames(node)
   for (const name of names) {
     if (name === 'Tag') throw new ApiError('NotImplemented', 'Lifecycle filters on tags are not supported')
     if (name !== 'And' && !FILTER_ELEMENTS.has(name)) throw malformed(`unexpected <${name}> in <Filter>`)
@@ -197,7 +197,7 @@ function parseFilter(node: XmlNode): LifecycleFilter {
     const ands = xmlChildren(node, 'And')
     if (ands.length > 1) throw malformed('more than one <And> in <Filter>')
     const and = ands[0] as XmlNode
-    for (const name of childNames(and)) {
+    for (const name of xmlChildNames(and)) {
       if (name === 'Tag') throw new ApiError('NotImplemented', 'Lifecycle filters on tags are not supported')
       if (name === 'And') throw invalid('nested <And> elements')
       if (!FILTER_ELEMENTS.has(name)) throw malformed(`unexpected <${name}> in <And>`)
@@ -221,7 +221,7 @@ function filterConditions(node: XmlNode): LifecycleFilter {
 }
 
 function parseExpiration(node: XmlNode): LifecycleExpiration {
-  for (const name of childNames(node)) {
+  for (const name of xmlChildNames(node)) {
     if (name === 'ExpiredObjectDeleteMarker') {
       throw new ApiError('NotImplemented', 'Lifecycle <ExpiredObjectDeleteMarker> is not supported')
     }

@@ -34,14 +34,14 @@ import {
   parseChecksumHeaders,
 } from '../common/signature/checksum.ts'
 import { crcCombine } from '../common/signature/crc.ts'
-import { readBody } from './body.ts'
 import type { BucketCtx } from './context.ts'
 import { checkDecryptKey, ObjectCipher, parseCustomerKey, randomEtag, sseCResponseHeaders } from './encryption.ts'
 import type { Owner } from './list.ts'
 import { uriEncode } from './list.ts'
 import { noSuchUpload, parseUploadId } from './names.ts'
 import { Chunker, checkContentLength, checkKey, checkQuotas, extractMetadataHeaders, writeBlocks } from './put.ts'
-import { parseXml, renderXml, xmlChildren, xmlText } from './xml.ts'
+import { completePartEtag } from './etag.ts'
+import { readXmlBody, renderXml, type XmlDocument, xmlChildren, xmlOnly, xmlRoot, xmlText } from './xml.ts'
 
 /** Part numbers go from 1 to this, as on AWS. */
 export const MAX_PART_NUMBER = 10_000
@@ -394,19 +394,29 @@ export interface CompletePart {
   checksums?: Partial<Record<ChecksumAlgorithm, string>>
 }
 
-/** The `<Part>` list of a CompleteMultipartUpload body. */
-export function parseCompleteBody(text: string): CompletePart[] {
-  const doc = parseXml(text)
-  const root = xmlChildren(doc, 'CompleteMultipartUpload')
-  if (root.length !== 1) throw new ApiError('MalformedXML', 'expected a <CompleteMultipartUpload> element')
-  return xmlChildren(root[0], 'Part').map((p) => {
+const PART_ELEMENTS = ['PartNumber', 'ETag', ...CHECKSUM_ALGORITHMS.map((a) => `Checksum${a}`)]
+/** AWS's limit on the parts of one upload. */
+const MAX_PARTS = 10_000
+
+/**
+ * The `<Part>` list of a CompleteMultipartUpload body, in the order given (element order inside a
+ * `<Part>` is free). ETags are compared without their quotes, whichever way they were escaped.
+ * @internal
+ */
+export function parseCompleteBody(doc: XmlDocument): CompletePart[] {
+  const root = xmlRoot(doc, 'CompleteMultipartUpload')
+  xmlOnly(root, ['Part'], 'CompleteMultipartUpload')
+  const parts = xmlChildren(root, 'Part')
+  if (parts.length > MAX_PARTS) throw new ApiError('MalformedXML', `at most ${MAX_PARTS} parts per upload`)
+  return parts.map((p) => {
+    xmlOnly(p, PART_ELEMENTS, 'Part')
     const num = xmlText(p, 'PartNumber')
     const etag = xmlText(p, 'ETag')
     if (num === undefined || etag === undefined) throw new ApiError('MalformedXML', 'each <Part> needs <PartNumber> and <ETag>')
     if (!/^[0-9]{1,5}$/.test(num)) throw new ApiError('MalformedXML', `invalid <PartNumber>: ${num.slice(0, 20)}`)
     const partNumber = Number(num)
     checkPartNumber(partNumber)
-    const out: CompletePart = { partNumber, etag: etag.replace(/^"|"$/g, '') }
+    const out: CompletePart = { partNumber, etag: completePartEtag(etag) }
     for (const alg of CHECKSUM_ALGORITHMS) {
       const value = xmlText(p, `Checksum${alg}`)?.trim()
       if (value === undefined) continue
@@ -421,9 +431,9 @@ export function parseCompleteBody(text: string): CompletePart[] {
 
 export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: string; uploadId: string }): Promise<ApiResponse> {
   const uploadId = parseUploadId(ep.uploadId)
-  const text = await readBody(ctx.body, MAX_COMPLETE_BODY)
+  const doc = await readXmlBody(ctx.body, MAX_COMPLETE_BODY)
   await ctx.bodyResult
-  const listed = parseCompleteBody(text)
+  const listed = parseCompleteBody(doc)
   const g = ctx.garage
   const upload = await getUpload(g, ctx.bucketId, ep.key, uploadId)
   checkCompleteKey(ctx, upload)

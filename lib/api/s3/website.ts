@@ -9,9 +9,18 @@ import { updateLww } from '../../util/crdt/crdt.ts'
 import { nowMsec } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
-import { readBody } from './body.ts'
 import type { BucketCtx } from './context.ts'
-import { parseXml, renderXml, type XmlNode, xmlChildren, xmlText } from './xml.ts'
+import {
+  asXmlDocument,
+  readXmlBody,
+  renderXml,
+  type XmlDocument,
+  type XmlNode,
+  xmlChildren,
+  xmlOnly,
+  xmlRoot,
+  xmlText,
+} from './xml.ts'
 
 /** Object metadata header that turns an object into a redirect on the website endpoint. */
 export const WEBSITE_REDIRECT_LOCATION = 'x-amz-website-redirect-location'
@@ -33,9 +42,9 @@ export async function handleGetBucketWebsite(ctx: BucketCtx): Promise<ApiRespons
 }
 
 export async function handlePutBucketWebsite(ctx: BucketCtx): Promise<ApiResponse> {
-  const text = await readBody(ctx.body, MAX_BODY)
+  const doc = await readXmlBody(ctx.body, MAX_BODY)
   await ctx.bodyResult
-  const config = parseWebsiteConfiguration(text)
+  const config = parseWebsiteConfiguration(doc)
   await ctx.garage.buckets.updateParams(ctx.bucketId, (p) => ({ ...p, website: updateLww(p.website, config, nowMsec()) }))
   return { status: 200 }
 }
@@ -122,10 +131,9 @@ function checkProtocol(p: string | null): void {
  *   `InvalidRequest` for invalid values; `NotImplemented` for `RedirectAllRequestsTo`.
  * @internal
  */
-export function parseWebsiteConfiguration(text: string): WebsiteConfig {
-  const root = xmlChildren(parseXml(text), 'WebsiteConfiguration')
-  if (root.length !== 1) throw new ApiError('MalformedXML', 'expected one <WebsiteConfiguration> element')
-  const doc = root[0] as XmlNode
+export function parseWebsiteConfiguration(body: XmlDocument | string | Uint8Array): WebsiteConfig {
+  const doc = xmlRoot(asXmlDocument(body), 'WebsiteConfiguration')
+  xmlOnly(doc, ['ErrorDocument', 'IndexDocument', 'RedirectAllRequestsTo', 'RoutingRules'], 'WebsiteConfiguration')
   const errorNode = child(doc, 'ErrorDocument')
   const indexNode = child(doc, 'IndexDocument')
   const redirectAll = child(doc, 'RedirectAllRequestsTo')
