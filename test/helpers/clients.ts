@@ -74,3 +74,58 @@ export async function awsEnv(t: TestContext, node: TestNode): Promise<Record<str
     AWS_PAGER: '',
   }
 }
+
+/** Where an S3 client is pointed: an endpoint, with the key and region to use there. */
+export interface ClientTarget {
+  endpoint: string
+  region: string
+  credentials: { accessKeyId: string; secretAccessKey: string }
+}
+
+/**
+ * Environment for awscli (v1 or v2) pointed at `target`, with `s3` transfer settings that make
+ * anything over 5 MiB a multipart upload of 5 MiB parts.
+ */
+export async function awsEnvFor(t: TestContext, target: ClientTarget): Promise<Record<string, string>> {
+  const dir = await tempDir(t, 'garage-aws-')
+  const config = join(dir, 'config')
+  await writeFile(
+    config,
+    `[default]\nregion = ${target.region}\ns3 =\n  multipart_threshold = 5MB\n  multipart_chunksize = 5MB\n`,
+  )
+  return {
+    AWS_ACCESS_KEY_ID: target.credentials.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: target.credentials.secretAccessKey,
+    AWS_DEFAULT_REGION: target.region,
+    AWS_CONFIG_FILE: config,
+    AWS_SHARED_CREDENTIALS_FILE: join(dir, 'credentials'),
+    AWS_EC2_METADATA_DISABLED: 'true',
+    AWS_PAGER: '',
+  }
+}
+
+/**
+ * An awscli v1 (pip's, found on PATH outside the Debian package) when the machine has one: a
+ * fresh CI machine has only Debian's v2, so callers skip with a reason when this is undefined.
+ */
+export async function findAwsCliV1(): Promise<{ path: string; version: string } | undefined> {
+  const debian = new Set(['/usr/bin/aws', '/bin/aws'])
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    const path = join(dir, 'aws')
+    if (dir === '' || debian.has(path) || !existsSync(path)) continue
+    try {
+      const { stdout, stderr } = await run(path, ['--version'], {})
+      const version = `${stdout}${stderr}`.trim()
+      if (/^aws-cli\/1\./.test(version)) return { path, version }
+    } catch {
+      // Not a working awscli (a pyenv shim for another Python, say): look further along PATH.
+    }
+  }
+  return undefined
+}
+
+/** The first line of `<cmd> --version` (or `version`), for test names and reports. */
+export async function clientVersion(cmd: string, args: string[] = ['--version']): Promise<string> {
+  const { stdout, stderr } = await run(cmd, args, {})
+  return (`${stdout}${stderr}`.trim().split('\n')[0] ?? '').trim()
+}

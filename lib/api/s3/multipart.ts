@@ -548,7 +548,12 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
   // Deleting the upload deletes every part version; the final version holds its own references.
   await g.mpuTable.insert(deletedMpu(uploadId, upload.mpu.ts, ctx.bucketId, ep.key))
 
+  // The object's URL as the client addressed it (path-style or virtual-hosted), as AWS gives it;
+  // some clients (minio-js) require the element.
+  const host = ctx.req.headers.host ?? 'localhost'
+  const proto = ctx.req.headers['x-forwarded-proto']?.toString().split(',')[0]?.trim() || 'http'
   const xml = renderXml('CompleteMultipartUploadResult', {
+    Location: `${proto}://${host}${(ctx.req.url ?? '/').split('?')[0]}`,
     Bucket: ctx.bucketName,
     Key: ep.key,
     ETag: `"${etag}"`,
