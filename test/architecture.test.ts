@@ -89,3 +89,16 @@ test('library code never prints', async () => {
   }
   assert.deepEqual(offenders, [], 'files printing outside lib/cli')
 })
+
+test('request bodies reach XML only through lib/api/s3/xml.ts (one strict reader)', async () => {
+  const offenders: string[] = []
+  for (const file of await listTs(LIB)) {
+    const rel = relative(LIB, file)
+    if (rel === 'api/s3/xml.ts') continue
+    const src = await readFile(file, 'utf8')
+    // Another parser (fast-xml-parser's, or any DOM/SAX parser) would bypass the reader's refusal of
+    // DOCTYPE and its decoding of character references.
+    if (/\bfrom\s+['"](fast-xml-parser|@xmldom\/|sax|xml2js|libxmljs)/.test(src)) offenders.push(rel)
+  }
+  assert.deepEqual(offenders, [], 'files parsing XML on their own')
+})
