@@ -1,0 +1,243 @@
+/**
+ * The block files of this node (the local half of garage_block::manager, Garage's
+ * `BlockManagerLocked`): where a block's file is, atomic writes through a temporary file, verified
+ * reads, corrupt files moved aside, the per-hash lock every change of a block file takes, the
+ * data directory markers and the sweep of temporary files left by a crash. It knows nothing of
+ * the cluster, the reference counts or the resync queue: what follows a corruption is the
+ * caller's `onCorrupt`.
+ * @internal
+ */
+import { randomBytes } from 'node:crypto'
+import { type FileHandle, mkdir, open, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import { blake2sum, bytesEqual, type Hash, toHex } from '../util/data.ts'
+import { CorruptDataError } from '../util/errors.ts'
+import type { Logger } from '../util/logger.ts'
+import { type BlockPaths, pathExists } from './layout.ts'
+import type { BlockMetrics } from './metrics.ts'
+import { type ScrubCheck, walkBlockStore } from './scrub.ts'
+
+/** The marker file written in every data directory at first start. */
+export const DATA_DIR_MARKER = 'garage-marker'
+
+/** @internal */
+export interface LocalBlockStoreOptions {
+  paths: BlockPaths
+  /** fsync block files and their directory before a write is acknowledged. */
+  fsync: boolean
+  log: Logger
+  metrics: BlockMetrics
+  /**
+   * Whether a copy already on disk must have its time refreshed when the same block is written
+   * again (the manager: when nothing references it here, so its grace period restarts).
+   */
+  touchExisting(hash: Hash): boolean
+  /** A corrupt file of `hash` was moved aside (the manager queues a resync). */
+  onCorrupt(hash: Hash): void
+}
+
+/** @internal */
+export class LocalBlockStore {
+  readonly paths: BlockPaths
+  readonly #o: LocalBlockStoreOptions
+  readonly #locks = new Map<string, Promise<void>>()
+  readonly #knownDirs = new Set<string>()
+  readonly #startedAt = Date.now()
+
+  constructor(o: LocalBlockStoreOptions) {
+    this.#o = o
+    this.paths = o.paths
+  }
+
+  /** The primary path of a block (where a new copy is written). */
+  primaryPath(hash: Hash): string {
+    return this.paths.primaryPath(hash)
+  }
+
+  /** The first candidate path holding the block. */
+  async find(hash: Hash): Promise<string | undefined> {
+    for (const p of this.paths.candidatePaths(hash)) if (await pathExists(p)) return p
+    return undefined
+  }
+
+  /** Every candidate path holding the block. */
+  async findAll(hash: Hash): Promise<string[]> {
+    const out: string[] = []
+    for (const p of this.paths.candidatePaths(hash)) if (await pathExists(p)) out.push(p)
+    return out
+  }
+
+  /** True when a local copy exists (not verified). */
+  async has(hash: Hash): Promise<boolean> {
+    return (await this.find(hash)) !== undefined
+  }
+
+  /** The modification time of the file at `path`; undefined when it vanished. */
+  async mtimeOf(path: string): Promise<number | undefined> {
+    const st = await stat(path).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return undefined
+      throw err
+    })
+    return st?.mtimeMs
+  }
+
+  /** Writes a block under its primary path, unless a copy is there already; moves a copy found elsewhere. */
+  async write(hash: Hash, data: Uint8Array): Promise<void> {
+    await this.withLock(hash, async () => {
+      const path = this.paths.primaryPath(hash)
+      const existing = await this.find(hash)
+      if (existing === path) {
+        // A copy nothing references here (an orphan, or one past its deletion delay) now counts
+        // for a new write: restart its grace period so resync does not delete it before the
+        // block_ref rows of that write arrive.
+        if (this.#o.touchExisting(hash)) {
+          const now = new Date()
+          await utimes(path, now, now)
+        }
+        return
+      }
+      const tmp = `${path}.tmp${randomBytes(4).toString('hex')}`
+      const fh = await this.#openInDir(path, tmp)
+      try {
+        try {
+          await fh.writeFile(data)
+          if (this.#o.fsync) await fh.sync()
+        } finally {
+          await fh.close()
+        }
+        await rename(tmp, path)
+      } catch (err) {
+        await rm(tmp, { force: true })
+        throw err
+      }
+      if (this.#o.fsync) await fsyncDir(dirname(path))
+      if (existing !== undefined) await rm(existing, { force: true })
+      this.#o.metrics.wrote(data.byteLength)
+    })
+  }
+
+  /**
+   * Reads and verifies the file at `path`. Undefined when it vanished. A corrupt file is renamed
+   * `<path>.corrupted` and reported to `onCorrupt`.
+   * @throws CorruptDataError when corrupt.
+   */
+  async readVerified(hash: Hash, path: string): Promise<Buffer | undefined> {
+    let data: Buffer
+    try {
+      data = await readFile(path)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+      throw err
+    }
+    this.#o.metrics.read(data.byteLength)
+    if (bytesEqual(blake2sum(data), hash)) return data
+    this.#o.metrics.corruption()
+    await this.withLock(hash, async () => {
+      try {
+        await rename(path, `${path}.corrupted`)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+      }
+    })
+    this.#o.onCorrupt(hash)
+    this.#o.log.warn(`block ${toHex(hash)} is corrupted on disk (${path}): moved to .corrupted and queued for resync`)
+    throw new CorruptDataError(`block ${toHex(hash)} is corrupted on disk (${path})`)
+  }
+
+  /** Verifies one block file for the scrub (a corrupt one is handled as by a read). */
+  async check(hash: Hash, path: string): Promise<ScrubCheck> {
+    try {
+      return (await this.readVerified(hash, path)) === undefined ? 'missing' : 'ok'
+    } catch (err) {
+      if (err instanceof CorruptDataError) return 'corrupt'
+      throw err
+    }
+  }
+
+  /** Removes every local copy of `hash`. The caller holds the block's lock. */
+  async removeAll(hash: Hash): Promise<void> {
+    for (const p of await this.findAll(hash)) await rm(p, { force: true })
+  }
+
+  /**
+   * Writes the marker file in every writable data directory lacking it; returns those
+   * directories (a directory that lost its marker was wiped or replaced).
+   */
+  async ensureMarkers(): Promise<string[]> {
+    const lacking: string[] = []
+    // Read-only directories (a multi-directory layout lists them) are never written.
+    const writable = (this.paths as { readonly writableDirs?: readonly string[] }).writableDirs ?? this.paths.dirs
+    for (const dir of writable) {
+      const marker = join(dir, DATA_DIR_MARKER)
+      if (await pathExists(marker)) continue
+      lacking.push(dir)
+      await mkdir(dir, { recursive: true })
+      await writeFile(marker, 'This file marks a Garage data directory; do not delete it.\n')
+    }
+    return lacking
+  }
+
+  /** Removes the temporary files older than this process (writes interrupted by a crash). */
+  async sweepTempFiles(signal?: AbortSignal): Promise<void> {
+    let swept = 0
+    for await (const f of walkBlockStore(this.paths.dirs)) {
+      if (signal?.aborted === true) return
+      if (!f.name.includes('.tmp')) continue
+      const mtime = await this.mtimeOf(f.path)
+      // Files younger than this process may be writes in progress.
+      if (mtime === undefined || mtime >= this.#startedAt) continue
+      await rm(f.path, { force: true })
+      swept++
+    }
+    if (swept > 0) this.#o.log.info(`removed ${swept} temporary block file(s) left by an interrupted write`)
+  }
+
+  /**
+   * Runs `fn` while no other write, move or delete of `hash` runs on this node (the per-hash
+   * lock every block file change takes; `garage repair rebalance` uses it too).
+   */
+  async withLock<T>(hash: Hash, fn: () => Promise<T>): Promise<T> {
+    const key = toHex(hash)
+    const prev = this.#locks.get(key) ?? Promise.resolve()
+    const run = prev.then(fn, fn)
+    const tail = run.then(
+      () => {},
+      () => {},
+    )
+    this.#locks.set(key, tail)
+    try {
+      return await run
+    } finally {
+      if (this.#locks.get(key) === tail) this.#locks.delete(key)
+    }
+  }
+
+  /**
+   * Opens a new block file for writing. Its directory is created the first time this store
+   * writes into it and remembered, sparing a recursive mkdir per block afterwards; a directory
+   * removed behind our back is recreated when the open fails.
+   */
+  async #openInDir(path: string, tmp: string): Promise<FileHandle> {
+    const dir = dirname(path)
+    if (this.#knownDirs.has(dir)) {
+      try {
+        return await open(tmp, 'wx')
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+      }
+    }
+    await mkdir(dir, { recursive: true })
+    const fh = await open(tmp, 'wx')
+    this.#knownDirs.add(dir)
+    return fh
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r')
+  try {
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+}
