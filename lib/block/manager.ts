@@ -30,9 +30,10 @@ export { type BlockCluster, type BlockLayoutView, DEFAULT_BLOCK_RAM_BUFFER_MAX }
 export type { BlockInfo } from './resync-control.ts'
 export { DATA_DIR_MARKER } from './store.ts'
 
-/** Objects smaller than this are stored inline in the object table (Garage's INLINE_THRESHOLD). */
+/** Objects smaller than this are stored inline in the object table (Garage's INLINE_THRESHOLD). @internal */
 export const INLINE_THRESHOLD = 3072
 
+/** @internal */
 export interface BlockManagerOptions {
   db: Db
   /** Where block files live. Default: one directory, `dataDir`. */
@@ -64,13 +65,13 @@ export interface BlockManagerOptions {
   scrubJitterMs?: number
 }
 
-/** The settings the model passes through from the config and test knobs. */
+/** The settings the model passes through from the config and test knobs. @internal */
 export type BlockSettings = Pick<
   BlockManagerOptions,
   'ramBufferMax' | 'resyncDelayMsec' | 'resyncRetryDelayMsec' | 'disableScrub' | 'scrubIntervalMs' | 'scrubJitterMs'
 >
 
-/** Block files and resync state of this node, for stats. */
+/** Block files and resync state of this node, for stats. @internal */
 export interface BlockManagerStats {
   bytesWritten: number
   bytesRead: number
@@ -80,6 +81,7 @@ export interface BlockManagerStats {
   corruptionsDetected: number
 }
 
+/** @internal */
 export class BlockManager {
   readonly paths: BlockPaths
   readonly db: Db

@@ -18,13 +18,13 @@ import type { BlockRc } from './rc.ts'
 import { type BlockNeedRes, BlockRpcClient, serveBlockRpc } from './rpc.ts'
 import type { LocalBlockStore } from './store.ts'
 
-/** Default of `block_ram_buffer_max`: bytes held for replicas still receiving a block. */
+/** Default of `block_ram_buffer_max`: bytes held for replicas still receiving a block. @internal */
 export const DEFAULT_BLOCK_RAM_BUFFER_MAX = 256 * 1024 * 1024
 
 /** Deadline of one node's answer when a block is fetched from the others (then the next is tried). */
 const FETCH_PER_NODE_TIMEOUT_MS = 30_000
 
-/** What the block manager needs to know of the cluster layout (LayoutHelper satisfies it). */
+/** What the block manager needs to know of the cluster layout (LayoutHelper satisfies it). @internal */
 export interface BlockLayoutView {
   /** This node's id. */
   readonly self: string
@@ -41,7 +41,7 @@ export interface BlockLayoutView {
   lockWrite?(): () => void
 }
 
-/** The cluster as the block manager sees it (a subset of the model's ClusterContext). */
+/** The cluster as the block manager sees it (a subset of the model's ClusterContext). @internal */
 export interface BlockCluster {
   netApp: NetApp
   layout: BlockLayoutView

@@ -18,7 +18,7 @@ import { type BlockResync, type BlockResyncErrorInfo, MAX_RESYNC_WORKERS, OneSho
 import { BLOCK_FILE_NAME, type ScrubStatus, ScrubWorker, walkBlockStore } from './scrub.ts'
 import { DATA_DIR_MARKER, type LocalBlockStore } from './store.ts'
 
-/** What this node knows of one block (`garage block info`). */
+/** What this node knows of one block (`garage block info`). @internal */
 export interface BlockInfo {
   hash: Hash
   refcount: number

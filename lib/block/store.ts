@@ -17,7 +17,7 @@ import { type BlockPaths, pathExists } from './layout.ts'
 import type { BlockMetrics } from './metrics.ts'
 import { type ScrubCheck, walkBlockStore } from './scrub.ts'
 
-/** The marker file written in every data directory at first start. */
+/** The marker file written in every data directory at first start. @internal */
 export const DATA_DIR_MARKER = 'garage-marker'
 
 /** @internal */

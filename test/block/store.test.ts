@@ -1,0 +1,112 @@
+import assert from 'node:assert/strict'
+import { mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { type TestContext, test } from 'node:test'
+import { SingleDirPaths } from '../../lib/block/layout.ts'
+import { BlockMetrics } from '../../lib/block/metrics.ts'
+import { DATA_DIR_MARKER, LocalBlockStore } from '../../lib/block/store.ts'
+import { blake2sum, type Hash, toHex } from '../../lib/util/data.ts'
+import { CorruptDataError } from '../../lib/util/errors.ts'
+import { recordingLogger } from '../net/net-fixtures.ts'
+
+/** The local store alone: no metadata db, no cluster, no resync queue. */
+async function store(t: TestContext, touch: (h: Hash) => boolean = () => false) {
+  const dir = await mkdtemp(join(tmpdir(), 'garage-block-store-'))
+  t.after(() => rm(dir, { recursive: true, force: true }))
+  const metrics = new BlockMetrics()
+  const corrupt: string[] = []
+  const s = new LocalBlockStore({
+    paths: new SingleDirPaths(dir),
+    fsync: false,
+    log: recordingLogger(),
+    metrics,
+    touchExisting: touch,
+    onCorrupt: (h) => corrupt.push(toHex(h)),
+  })
+  return { s, dir, metrics, corrupt }
+}
+
+test('the local store writes a block once, reads it back verified and counts the bytes', async (t) => {
+  const { s, metrics } = await store(t)
+  const data = Buffer.from('local block')
+  const hash = blake2sum(data)
+  assert.equal(await s.has(hash), false)
+  await s.write(hash, data)
+  await s.write(hash, data)
+  assert.equal(await s.has(hash), true)
+  assert.deepEqual(await s.readVerified(hash, s.primaryPath(hash)), data)
+  assert.equal(metrics.bytesWritten, data.byteLength, 'the second write found the copy and wrote nothing')
+  assert.equal(metrics.bytesRead, data.byteLength)
+  assert.deepEqual(await s.findAll(hash), [s.primaryPath(hash)])
+})
+
+test('the local store refreshes the time of an existing copy only when told to', async (t) => {
+  let touch = false
+  const { s } = await store(t, () => touch)
+  const data = Buffer.from('touched block')
+  const hash = blake2sum(data)
+  await s.write(hash, data)
+  const past = new Date(Date.now() - 3600_000)
+  await utimes(s.primaryPath(hash), past, past)
+  await s.write(hash, data)
+  assert.ok(((await s.mtimeOf(s.primaryPath(hash))) ?? 0) < Date.now() - 60_000, 'left alone')
+  touch = true
+  await s.write(hash, data)
+  assert.ok(((await s.mtimeOf(s.primaryPath(hash))) ?? 0) > Date.now() - 60_000, 'refreshed')
+})
+
+test('the local store moves a corrupt file aside, reports it and throws CorruptDataError', async (t) => {
+  const { s, metrics, corrupt } = await store(t)
+  const data = Buffer.from('soon corrupt')
+  const hash = blake2sum(data)
+  await s.write(hash, data)
+  const path = s.primaryPath(hash)
+  await writeFile(path, 'tampered')
+  await assert.rejects(s.readVerified(hash, path), CorruptDataError)
+  assert.deepEqual(corrupt, [toHex(hash)])
+  assert.equal(metrics.corruptions, 1)
+  assert.equal(await s.has(hash), false)
+  await stat(`${path}.corrupted`)
+  assert.equal(await s.check(hash, path), 'missing', 'the scrub sees the file gone')
+})
+
+test('the local store serialises changes of one block under its lock', async (t) => {
+  const { s } = await store(t)
+  const hash = blake2sum('locked')
+  const order: string[] = []
+  const slow = s.withLock(hash, async () => {
+    order.push('a start')
+    await new Promise((r) => setTimeout(r, 50))
+    order.push('a end')
+  })
+  const next = s.withLock(hash, async () => {
+    order.push('b')
+  })
+  await Promise.all([slow, next])
+  assert.deepEqual(order, ['a start', 'a end', 'b'])
+  await assert.rejects(
+    s.withLock(hash, async () => {
+      throw new Error('boom')
+    }),
+    /boom/,
+  )
+  assert.equal(await s.withLock(hash, async () => 7), 7, 'a failed holder releases the lock')
+})
+
+test('the local store writes missing markers and sweeps old temporary files', async (t) => {
+  const { s, dir } = await store(t)
+  assert.deepEqual(await s.ensureMarkers(), [dir])
+  assert.deepEqual(await s.ensureMarkers(), [], 'written once')
+  await stat(join(dir, DATA_DIR_MARKER))
+  const data = Buffer.from('kept block')
+  const hash = blake2sum(data)
+  await s.write(hash, data)
+  const old = `${s.primaryPath(hash)}.tmpdeadbeef`
+  await writeFile(old, 'partial')
+  const past = new Date(Date.now() - 3600_000)
+  await utimes(old, past, past)
+  await s.sweepTempFiles()
+  const left = await readdir(join(dir, toHex(hash).slice(0, 2), toHex(hash).slice(2, 4)))
+  assert.deepEqual(left, [toHex(hash)])
+})
