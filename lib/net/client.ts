@@ -1,0 +1,210 @@
+/**
+ * The calling side of the transport: one undici keep-alive pool per priority, the session to
+ * each peer (handshaking on first use and again when the peer lost it), and calls sent as
+ * sealed messages with their responses opened. Port of garage_net::client, over HTTP exchanges
+ * instead of one multiplexed connection.
+ *
+ * @internal
+ */
+import { Readable } from 'node:stream'
+import { Agent } from 'undici'
+import { encodeMsgpack } from '../util/codec.ts'
+import { TimeoutError } from '../util/errors.ts'
+import type { Logger } from '../util/logger.ts'
+import { macEqual, unknownSessionProof } from './crypto.ts'
+import { RPC_PRIORITIES, type RpcBody, type RpcPriority, type StreamingResponse } from './endpoint.ts'
+import { NetError, RemoteError } from './errors.ts'
+import { type FrameContext, MessageReader, sealMessage } from './frame.ts'
+import { clientHandshake, type HandshakeIdentity } from './handshake.ts'
+import { HEADER_SEQ, HEADER_SESSION, RPC_ROUTE, type RequestHead, type ResponseHead } from './message.ts'
+import type { ClientSession, Peer } from './peering.ts'
+import { formatAddr, linkSignals, readLimited, shortId } from './util.ts'
+
+/** The session was unknown to the server, proven with the shared secret: re-handshake. */
+const kUnknownSession: unique symbol = Symbol('unknown session')
+
+/** @internal */
+export interface RpcClientOptions {
+  me: HandshakeIdentity
+  /** Most connections to one peer, per priority. */
+  connections: Record<RpcPriority, number>
+  /** Deadline of a handshake (shared by its callers, so not bounded by theirs). */
+  handshakeTimeoutMs: number
+  /** Aborted by close(): fails handshakes in flight. */
+  closing: AbortSignal
+  log: Logger
+}
+
+/** Maps a failure of the HTTP client to our errors; ours pass through. */
+function connectionError(err: unknown, peer: Peer): Error {
+  if (err instanceof NetError || err instanceof RemoteError || err instanceof TimeoutError) return err
+  const where = peer.addr === undefined ? '' : ` at ${formatAddr(peer.addr)}`
+  const msg = err instanceof Error ? err.message : String(err)
+  return new NetError('connection', `cannot reach node ${shortId(peer.id)}${where}: ${msg}`, { cause: err, nodeId: peer.id })
+}
+
+function originOf(peer: Peer): string {
+  const origin = peer.origin
+  if (origin === undefined)
+    throw new NetError('not-connected', `no address known for node ${shortId(peer.id)}`, { nodeId: peer.id })
+  return origin
+}
+
+/** @internal */
+export class RpcClient {
+  readonly #me: HandshakeIdentity
+  readonly #agents: Record<RpcPriority, Agent>
+  readonly #handshakeTimeoutMs: number
+  readonly #closing: AbortSignal
+  readonly #log: Logger
+
+  constructor(options: RpcClientOptions) {
+    this.#me = options.me
+    this.#handshakeTimeoutMs = options.handshakeTimeoutMs
+    this.#closing = options.closing
+    this.#log = options.log
+    const agent = (connections: number): Agent =>
+      new Agent({
+        connections,
+        pipelining: 1,
+        keepAliveTimeout: 30_000,
+        keepAliveMaxTimeout: 120_000,
+        headersTimeout: 0,
+        bodyTimeout: 0,
+        connect: { timeout: 10_000 },
+      })
+    const c = options.connections
+    this.#agents = { high: agent(c.high), normal: agent(c.normal), background: agent(c.background) }
+  }
+
+  /**
+   * The session to `peer`, handshaking if there is none. The handshake is shared by concurrent
+   * callers, so it runs under close() and its own deadline only; `signal` just stops waiting.
+   */
+  session(peer: Peer, signal: AbortSignal): Promise<ClientSession> {
+    const hs = peer.establish(async () => {
+      const own = linkSignals([this.#closing, AbortSignal.timeout(this.#handshakeTimeoutMs)])
+      try {
+        const keys = await clientHandshake(this.#me, peer.id, (route, body) => this.#post(peer, route, body, own.signal))
+        this.#log.debug(`session established with node ${shortId(peer.id)}`)
+        return keys
+      } finally {
+        own.dispose()
+      }
+    })
+    return new Promise<ClientSession>((resolve, reject) => {
+      const onAbort = (): void => reject(signal.reason)
+      signal.addEventListener('abort', onAbort, { once: true })
+      hs.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+    })
+  }
+
+  /**
+   * Calls `path` on `peer`. If the peer proves it lost our session (it restarted), handshakes
+   * again and re-sends once, unless the request stream is an async iterable, which cannot be
+   * re-sent: that call fails with a {@link NetError}.
+   */
+  async call(
+    peer: Peer,
+    path: string,
+    msg: unknown,
+    body: RpcBody | undefined,
+    priority: RpcPriority,
+    signal: AbortSignal,
+  ): Promise<StreamingResponse<unknown>> {
+    const replayable = body === undefined || body instanceof Uint8Array
+    for (let attempt = 0; ; attempt++) {
+      const session = await this.session(peer, signal)
+      try {
+        const r = await this.#callOnce(peer, session, path, msg, body, priority, signal)
+        peer.seen()
+        return r
+      } catch (err) {
+        if (err !== kUnknownSession) throw err
+        peer.forget(session)
+        this.#log.debug(`node ${shortId(peer.id)} lost our session (restarted?); handshaking again`)
+        if (attempt > 0 || !replayable) {
+          throw new NetError('connection', `node ${shortId(peer.id)} lost our session and the request stream cannot be re-sent`, {
+            nodeId: peer.id,
+          })
+        }
+      }
+    }
+  }
+
+  /** Closes every pool, failing the calls in flight on them. */
+  async close(): Promise<void> {
+    await Promise.all(RPC_PRIORITIES.map((p) => this.#agents[p].destroy()))
+  }
+
+  async #post(peer: Peer, route: string, body: Buffer, signal: AbortSignal): Promise<{ status: number; body: Buffer }> {
+    try {
+      const r = await this.#agents.high.request({ origin: originOf(peer), path: route, method: 'POST', body, signal })
+      return { status: r.statusCode, body: await readLimited(r.body, 4096) }
+    } catch (err) {
+      if (signal.aborted) throw signal.reason
+      throw connectionError(err, peer)
+    }
+  }
+
+  async #callOnce(
+    peer: Peer,
+    session: ClientSession,
+    path: string,
+    msg: unknown,
+    body: RpcBody | undefined,
+    priority: RpcPriority,
+    signal: AbortSignal,
+  ): Promise<StreamingResponse<unknown>> {
+    const seq = session.nextSeq++
+    const sid = session.keys.id
+    const out: FrameContext = { key: session.keys.c2s, sessionId: sid, seq }
+    const head = encodeMsgpack({ p: path, m: msg, s: body !== undefined } satisfies RequestHead)
+    let r: Awaited<ReturnType<Agent['request']>>
+    try {
+      r = await this.#agents[priority].request({
+        origin: originOf(peer),
+        path: RPC_ROUTE.CALL,
+        method: 'POST',
+        headers: { [HEADER_SESSION]: sid.toString('hex'), [HEADER_SEQ]: String(seq), 'content-type': 'application/octet-stream' },
+        body: Readable.from(sealMessage(out, head, body), { objectMode: false }),
+        signal,
+      })
+    } catch (err) {
+      if (signal.aborted) throw signal.reason
+      throw connectionError(err, peer)
+    }
+    try {
+      if (r.statusCode === 401) {
+        const proof = await readLimited(r.body, 64)
+        if (macEqual(proof, unknownSessionProof(this.#me.secret, sid, seq))) throw kUnknownSession
+        throw new NetError('protocol', `node ${shortId(peer.id)} sent an unauthenticated unknown-session answer`, {
+          nodeId: peer.id,
+        })
+      }
+      if (r.statusCode !== 200) {
+        const text = (await readLimited(r.body, 4096)).toString('utf8', 0, 200)
+        throw new NetError('protocol', `node ${shortId(peer.id)} refused the call (HTTP ${r.statusCode}: ${text})`, {
+          nodeId: peer.id,
+        })
+      }
+      const inbound: FrameContext = { key: session.keys.s2c, sessionId: sid, seq }
+      const reader = new MessageReader(inbound, r.body, (n, m) => new RemoteError(peer.id, n, m))
+      const h = (await reader.head()) as ResponseHead
+      if (!h.ok) {
+        await reader.cancel()
+        throw new RemoteError(peer.id, String(h.n), String(h.e), h.c)
+      }
+      if (h.s !== true) {
+        await reader.end()
+        return { res: h.m, stream: undefined }
+      }
+      return { res: h.m, stream: Readable.from(reader.stream(), { objectMode: false }) }
+    } catch (err) {
+      if (!r.body.destroyed) r.body.destroy()
+      if (err === kUnknownSession) throw err
+      if (signal.aborted) throw signal.reason
+      throw connectionError(err, peer)
+    }
+  }
+}

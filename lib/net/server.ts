@@ -1,0 +1,285 @@
+/**
+ * The answering side of the transport: the registry of local handlers, the `node:http` server
+ * that routes handshake messages (to handshake.ts) and sealed calls, and the dispatch of a call
+ * to its handler with its response sealed back, streams included. Calls to oneself go through
+ * the same registry without the network. Port of garage_net::server and the handler half of
+ * garage_net::endpoint.
+ *
+ * @internal
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { Readable } from 'node:stream'
+import { decodeMsgpack, encodeMsgpack } from '../util/codec.ts'
+import type { TcpAddr } from '../util/config.ts'
+import type { Logger } from '../util/logger.ts'
+import { SESSION_ID_LEN } from './crypto.ts'
+import { isWithStream, type RpcBody, type StreamingResponse } from './endpoint.ts'
+import { NetError, RemoteError } from './errors.ts'
+import { type FrameContext, MessageReader, sealMessage } from './frame.ts'
+import type { HandshakeServer, HttpReply } from './handshake.ts'
+import {
+  type AnyHandler,
+  HEADER_SEQ,
+  HEADER_SESSION,
+  type RequestHead,
+  type ResponseHead,
+  RPC_ROUTE,
+  toRemoteError,
+} from './message.ts'
+import type { Peers } from './peering.ts'
+import { linkSignals, readLimited, shortId } from './util.ts'
+
+/** Largest handshake message accepted. */
+const MAX_HANDSHAKE_BODY = 1024
+
+function reply(res: ServerResponse, r: HttpReply): void {
+  res.writeHead(r.status, { 'content-type': typeof r.body === 'string' ? 'text/plain' : 'application/octet-stream' })
+  res.end(r.body)
+}
+
+/** Resolves when `res` can take more data, closes, or `signal` aborts. */
+function drained(res: ServerResponse, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off('drain', done)
+      res.off('close', done)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    res.on('drain', done)
+    res.on('close', done)
+    signal.addEventListener('abort', done, { once: true })
+  })
+}
+
+/** The local handlers, one per endpoint path, and calls to them from this node. @internal */
+export class Handlers {
+  /** Our node id: the caller of a local call, and the node named in its errors. */
+  readonly #self: string
+  readonly #byPath = new Map<string, AnyHandler>()
+
+  constructor(self: string) {
+    this.#self = self
+  }
+
+  /** Registers the handler of `path`; throws if one is already registered. */
+  register(path: string, handler: AnyHandler): void {
+    if (this.#byPath.has(path)) throw new RangeError(`a handler for ${path} is already registered`)
+    this.#byPath.set(path, handler)
+  }
+
+  get(path: string): AnyHandler | undefined {
+    return this.#byPath.get(path)
+  }
+
+  /**
+   * Runs the handler of `path` for ourselves. Messages go through msgpack both ways, as over
+   * the wire, so a handler sees the same values whoever calls it.
+   */
+  async callLocal(
+    path: string,
+    msg: unknown,
+    body: RpcBody | undefined,
+    signal: AbortSignal,
+  ): Promise<StreamingResponse<unknown>> {
+    const handler = this.#byPath.get(path)
+    if (handler === undefined) throw new RemoteError(this.#self, 'NoHandler', `no handler for ${path}`)
+    const req = decodeMsgpack(encodeMsgpack(msg))
+    const stream =
+      body === undefined ? undefined : Readable.from(body instanceof Uint8Array ? [body] : body, { objectMode: false })
+    let out: unknown
+    try {
+      out = await handler(req, this.#self, { signal, stream })
+    } catch (err) {
+      throw toRemoteError(this.#self, err)
+    } finally {
+      stream?.resume()
+    }
+    if (isWithStream(out)) {
+      const s = out.stream
+      return {
+        res: decodeMsgpack(encodeMsgpack(out.res)),
+        stream: Readable.from(s instanceof Uint8Array ? [s] : s, { objectMode: false }),
+      }
+    }
+    return { res: decodeMsgpack(encodeMsgpack(out)), stream: undefined }
+  }
+}
+
+/** @internal */
+export interface RpcServerOptions {
+  /** Our node id. */
+  self: string
+  handlers: Handlers
+  handshakes: HandshakeServer
+  peers: Peers
+  /** Aborted by close(): aborts running handlers. */
+  closing: AbortSignal
+  log: Logger
+}
+
+/** The HTTP server answering handshakes and calls. @internal */
+export class RpcServer {
+  readonly #self: string
+  readonly #handlers: Handlers
+  readonly #handshakes: HandshakeServer
+  readonly #peers: Peers
+  readonly #closing: AbortSignal
+  readonly #log: Logger
+  readonly #server: Server
+  #listening = false
+
+  constructor(options: RpcServerOptions) {
+    this.#self = options.self
+    this.#handlers = options.handlers
+    this.#handshakes = options.handshakes
+    this.#peers = options.peers
+    this.#closing = options.closing
+    this.#log = options.log
+    // Idle sockets live longer on the server than in the client pools, so a client never
+    // reuses a socket the server is closing.
+    this.#server = createServer({ keepAliveTimeout: 60_000, headersTimeout: 30_000, requestTimeout: 0 }, (req, res) =>
+      this.#onRequest(req, res),
+    )
+  }
+
+  /** Binds `bind`; resolves once listening. */
+  async listen(bind: TcpAddr): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject)
+      this.#server.listen(bind.port, bind.host, () => {
+        this.#server.off('error', reject)
+        resolve()
+      })
+    })
+    this.#listening = true
+    this.#server.on('error', (err) => this.#log.error('RPC server error', err))
+  }
+
+  /** The bound address, once listening. */
+  address(): TcpAddr | undefined {
+    const a = this.#server.address() as AddressInfo | null
+    return a === null ? undefined : { host: a.address, port: a.port }
+  }
+
+  /** Stops listening and closes every connection (running handlers see `closing` abort). */
+  close(): Promise<void> {
+    const closed = this.#listening ? new Promise<void>((resolve) => this.#server.close(() => resolve())) : Promise.resolve()
+    this.#server.closeAllConnections()
+    return closed
+  }
+
+  #onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const route =
+      req.method !== 'POST'
+        ? undefined
+        : req.url === RPC_ROUTE.CALL
+          ? this.#serveCall(req, res)
+          : req.url === RPC_ROUTE.HELLO
+            ? this.#serveHandshake(req, res, (body, remote) => this.#handshakes.hello(body, remote))
+            : req.url === RPC_ROUTE.FINISH
+              ? this.#serveHandshake(req, res, (body, remote) => this.#handshakes.finish(body, remote))
+              : undefined
+    if (route === undefined) {
+      reply(res, { status: 404, body: 'not found' })
+      return
+    }
+    route.catch((err: unknown) => {
+      // The exchange is lost (the client went away or sent garbage); the client sees the
+      // closed connection or the status, and nothing was changed on our side.
+      this.#log.debug(`RPC request ${req.url} from ${req.socket.remoteAddress} failed`, err)
+      if (!res.headersSent) reply(res, { status: 400, body: err instanceof NetError ? err.message : 'bad request' })
+      else res.destroy()
+    })
+  }
+
+  async #serveHandshake(
+    req: IncomingMessage,
+    res: ServerResponse,
+    answer: (body: Buffer, remote: string | undefined) => HttpReply,
+  ): Promise<void> {
+    const body = await readLimited(req, MAX_HANDSHAKE_BODY)
+    reply(res, answer(body, req.socket.remoteAddress))
+  }
+
+  async #serveCall(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const sidHex = req.headers[HEADER_SESSION]
+    const seq = Number(req.headers[HEADER_SEQ])
+    if (
+      typeof sidHex !== 'string' ||
+      !/^[0-9a-f]+$/.test(sidHex) ||
+      sidHex.length !== SESSION_ID_LEN * 2 ||
+      !Number.isSafeInteger(seq) ||
+      seq < 0
+    ) {
+      return reply(res, { status: 400, body: 'missing session headers' })
+    }
+    const found = this.#handshakes.session(sidHex, seq)
+    if ('refusal' in found) return reply(res, found.refusal)
+    const { session } = found
+
+    const inbound: FrameContext = { key: session.keys.c2s, sessionId: session.keys.id, seq }
+    const reader = new MessageReader(
+      inbound,
+      req.iterator({ destroyOnReturn: false }) as AsyncIterable<Uint8Array>,
+      (n, m) => new RemoteError(session.clientId, n, m),
+    )
+    let head: RequestHead
+    try {
+      head = (await reader.head()) as RequestHead
+    } catch (err) {
+      this.#log.warn(`dropped an RPC call from node ${shortId(session.clientId)}: ${(err as Error).message}`)
+      return reply(res, { status: 400, body: 'message failed authentication' })
+    }
+    if (!session.window.accept(seq)) {
+      this.#log.warn(`refused a replayed RPC call (seq ${seq}) claiming to come from node ${shortId(session.clientId)}`)
+      return reply(res, { status: 409, body: 'replayed message' })
+    }
+    this.#peers.getOrCreate(session.clientId).seen()
+
+    const out: FrameContext = { key: session.keys.s2c, sessionId: session.keys.id, seq }
+    const aborted = new AbortController()
+    res.on('close', () => {
+      if (!res.writableFinished) aborted.abort(new NetError('connection', 'the caller went away'))
+    })
+    const linked = linkSignals([aborted.signal, this.#closing])
+    const signal = linked.signal
+
+    let answer: ResponseHead
+    let stream: RpcBody | undefined
+    const handler = typeof head.p === 'string' ? this.#handlers.get(head.p) : undefined
+    const reqStream = head.s === true ? Readable.from(reader.stream(), { objectMode: false }) : undefined
+    try {
+      if (head.s !== true) await reader.end()
+      if (handler === undefined) throw new RemoteError(this.#self, 'NoHandler', `no handler for ${String(head.p)}`)
+      const r = await handler(head.m, session.clientId, { signal, stream: reqStream })
+      if (isWithStream(r)) {
+        answer = { ok: true, m: r.res, s: true }
+        stream = r.stream
+      } else answer = { ok: true, m: r, s: false }
+    } catch (err) {
+      const e = err instanceof RemoteError && err.nodeId === this.#self ? err : toRemoteError(this.#self, err)
+      answer = { ok: false, n: e.remoteName, e: e.message, c: e.remoteCode }
+    }
+    // An unread request stream is discarded, so the connection can carry the next call; unless
+    // the handler sends it back as its response stream, which is then read as it is sent.
+    const discard = (): void => {
+      reqStream?.destroy()
+      if (!req.readableEnded) req.resume()
+    }
+    if (stream !== reqStream) discard()
+    try {
+      if (signal.aborted) return void res.destroy()
+      res.writeHead(200, { 'content-type': 'application/octet-stream' })
+      for await (const frame of sealMessage(out, encodeMsgpack(answer), stream)) {
+        if (signal.aborted) return void res.destroy()
+        if (!res.write(frame)) await drained(res, signal)
+      }
+      res.end()
+    } finally {
+      discard()
+      linked.dispose()
+    }
+  }
+}
