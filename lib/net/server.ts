@@ -128,7 +128,8 @@ export class RpcServer {
   readonly #closing: AbortSignal
   readonly #log: Logger
   readonly #server: Server
-  #listening = false
+  /** The bind in progress or done, if listen() was called. */
+  #binding: Promise<void> | undefined
 
   constructor(options: RpcServerOptions) {
     this.#self = options.self
@@ -144,16 +145,21 @@ export class RpcServer {
     )
   }
 
-  /** Binds `bind`; resolves once listening. */
+  /**
+   * Binds `bind`; resolves once listening. If the transport closes while binding, the server
+   * is closed again and this rejects with a `closed` {@link NetError}.
+   */
   async listen(bind: TcpAddr): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
+    const bound = new Promise<void>((resolve, reject) => {
       this.#server.once('error', reject)
       this.#server.listen(bind.port, bind.host, () => {
         this.#server.off('error', reject)
         resolve()
       })
     })
-    this.#listening = true
+    this.#binding = bound
+    await bound
+    if (this.#closing.aborted) throw new NetError('closed', 'the RPC transport closed while it was binding')
     this.#server.on('error', (err) => this.#log.error('RPC server error', err))
   }
 
@@ -163,11 +169,17 @@ export class RpcServer {
     return a === null ? undefined : { host: a.address, port: a.port }
   }
 
-  /** Stops listening and closes every connection (running handlers see `closing` abort). */
-  close(): Promise<void> {
-    const closed = this.#listening ? new Promise<void>((resolve) => this.#server.close(() => resolve())) : Promise.resolve()
+  /**
+   * Stops listening and closes every connection (running handlers see `closing` abort). Also
+   * waits for a bind in progress, so a server bound after close() began does not outlive it.
+   */
+  async close(): Promise<void> {
+    const closeServer = (): Promise<void> => new Promise((resolve) => this.#server.close(() => resolve()))
+    const closed = this.#server.listening ? closeServer() : undefined
     this.#server.closeAllConnections()
-    return closed
+    await closed
+    await this.#binding?.catch(() => {})
+    if (this.#server.listening) await closeServer()
   }
 
   #onRequest(req: IncomingMessage, res: ServerResponse): void {

@@ -6,7 +6,7 @@ import { NetError } from '../../lib/net/errors.ts'
 import { createNetApp } from '../../lib/net/netapp.ts'
 import { TimeoutError } from '../../lib/util/errors.ts'
 import { startTcpProxy } from '../helpers/tcp-proxy.ts'
-import { newSecret, pattern, startNode } from './net-fixtures.ts'
+import { memoryNodeKey, newSecret, pattern, startNode } from './net-fixtures.ts'
 
 const SLOW_SINK = defineEndpoint<null, { size: number }>('test/slow-sink')
 const PRODUCE = defineEndpoint<{ size: number }, null>('test/produce')
@@ -206,4 +206,16 @@ test('aborting the signal given at construction closes the transport', async (t)
   const { net } = await startNode(t, newSecret(), { signal: ac.signal })
   ac.abort()
   await assert.rejects(net.call(net.id, ADD, { a: 1, b: 1 }), (e: unknown) => e instanceof NetError && e.reason === 'closed')
+})
+
+test('close() while listen() is binding leaves no server listening', async () => {
+  const net = createNetApp({ nodeKey: memoryNodeKey(), rpcSecret: newSecret(), bindAddr: { host: '127.0.0.1', port: 0 } })
+  const listening = net.listen().then(
+    () => undefined,
+    (e: unknown) => e,
+  )
+  await net.close()
+  const err = await listening
+  assert.ok(err instanceof NetError && err.reason === 'closed', 'listen() rejects as closed')
+  assert.equal(net.address(), undefined, 'the port is released')
 })
