@@ -148,12 +148,3 @@ export async function startBlockCluster(t: TestContext, o: BlockClusterOptions):
     storageOf: (hash) => (nodes[0] as BlockNode).layout.currentStorageNodesOf(hash).map(byId),
   }
 }
-
-/** Polls `check` until it returns true or `timeoutMs` passes. */
-export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 8000, what = 'condition'): Promise<void> {
-  const end = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 25))
-  }
-}

@@ -6,7 +6,8 @@ import { test } from 'node:test'
 import { applyStagedChanges, stageRole } from '../../lib/rpc/layout/history.ts'
 import { blake2sum, type Hash, toHex } from '../../lib/util/data.ts'
 import { QuorumError } from '../../lib/util/errors.ts'
-import { type BlockNode, type BlockTestCluster, eventually, startBlockCluster } from './block-cluster.ts'
+import { eventually } from '../helpers/eventually.ts'
+import { type BlockNode, type BlockTestCluster, startBlockCluster } from './block-cluster.ts'
 
 /** A random block whose storage nodes satisfy `pred`. */
 function blockWhere(c: BlockTestCluster, pred: (storage: BlockNode[]) => boolean): { data: Buffer; hash: Hash } {
@@ -32,7 +33,7 @@ test('a block put through a node that does not store it lands on the replication
   await outsider.bm.putBlock(hash, data)
   const want = ids(c.storageOf(hash))
   assert.equal(want.length, 3, 'three storage nodes')
-  await eventually(async () => (await holders(c, hash)).length === 3, 5000, 'the third copy')
+  await eventually('the third copy', async () => (await holders(c, hash)).length === 3)
   assert.deepEqual(await holders(c, hash), want, 'exactly the storage nodes hold the block')
   // Read back through the node without a copy: fetched from a holder, not stored.
   assert.deepEqual(await outsider.bm.getBlock(hash), data, 'read through a node without a copy')
@@ -52,7 +53,7 @@ test('a put succeeds at quorum with a replica down; resync completes it once the
   assert.equal(await down.bm.hasBlock(hash), false, 'the restarted replica lacks the block')
   // Its block_ref row arrives (anti-entropy): the new reference schedules a check that fetches it.
   down.incref(hash)
-  await eventually(() => down.bm.hasBlock(hash), 5000, 'resync of the missed block')
+  await eventually('resync of the missed block', () => down.bm.hasBlock(hash))
   assert.deepEqual(await readFile(down.bm.blockPath(hash)), data, 'the fetched copy is the block')
 })
 
@@ -73,14 +74,14 @@ test('a corrupt copy found by scrub is moved aside and restored from a replica',
   const { data, hash } = blockWhere(c, () => true)
   for (const n of c.nodes) n.incref(hash)
   await a.bm.putBlock(hash, data)
-  await eventually(async () => (await holders(c, hash)).length === 3, 5000, 'three copies')
+  await eventually('three copies', async () => (await holders(c, hash)).length === 3)
   const path = b.bm.blockPath(hash)
   await writeFile(path, 'bit rot')
   b.bm.scrubCommand('start')
-  await eventually(() => b.bm.scrubStatus()?.corruptionsDetected === 1, 5000, 'the scrub to find the corruption')
+  await eventually('the scrub to find the corruption', () => b.bm.scrubStatus()?.corruptionsDetected === 1)
   await stat(`${path}.corrupted`)
-  await eventually(async () => (await b.bm.hasBlock(hash)) && (await readFile(path)).equals(data), 5000, 'restore')
-  await eventually(() => b.bm.scrubStatus()?.state === 'finished', 5000, 'the end of the scrub')
+  await eventually('restore', async () => (await b.bm.hasBlock(hash)) && (await readFile(path)).equals(data))
+  await eventually('the end of the scrub', () => b.bm.scrubStatus()?.state === 'finished')
 })
 
 test('a read that finds a corrupt local copy falls back to a replica and queues a repair', async (t) => {
@@ -89,10 +90,10 @@ test('a read that finds a corrupt local copy falls back to a replica and queues 
   const { data, hash } = blockWhere(c, () => true)
   for (const n of c.nodes) n.incref(hash)
   await a.bm.putBlock(hash, data)
-  await eventually(async () => (await holders(c, hash)).length === 3, 5000, 'three copies')
+  await eventually('three copies', async () => (await holders(c, hash)).length === 3)
   await writeFile(b.bm.blockPath(hash), 'bit rot')
   assert.deepEqual(await b.bm.getBlock(hash), data, 'served from a replica')
-  await eventually(async () => (await b.bm.hasBlock(hash)) && (await readFile(b.bm.blockPath(hash))).equals(data), 5000, 'repair')
+  await eventually('repair', async () => (await b.bm.hasBlock(hash)) && (await readFile(b.bm.blockPath(hash))).equals(data))
 })
 
 test('a node whose data directory was wiped gets its blocks back at restart', async (t) => {
@@ -103,14 +104,14 @@ test('a node whose data directory was wiped gets its blocks back at restart', as
     for (const n of c.nodes) n.incref(hash)
     await a.bm.putBlock(hash, data)
   }
-  await eventually(async () => (await Promise.all(blocks.map((b) => w.bm.hasBlock(b.hash)))).every(Boolean), 5000, 'copies')
+  await eventually('copies', async () => (await Promise.all(blocks.map((b) => w.bm.hasBlock(b.hash)))).every(Boolean))
   await w.stop()
   await rm(w.dataDir, { recursive: true, force: true })
   await w.start()
   await eventually(
-    async () => (await Promise.all(blocks.map((b) => w.bm.hasBlock(b.hash)))).every(Boolean),
-    8000,
     'every block fetched back',
+    async () => (await Promise.all(blocks.map((b) => w.bm.hasBlock(b.hash)))).every(Boolean),
+    { timeoutMs: 8000 },
   )
   await stat(`${w.dataDir}/garage-marker`)
 })
@@ -123,14 +124,16 @@ test('a node that leaves the partitions of its blocks offloads them to the new h
     for (const n of c.nodes) n.incref(hash)
     await leaving.bm.putBlock(hash, data)
   }
-  for (const b of blocks) await eventually(async () => (await holders(c, b.hash)).length === 3, 5000, 'three copies')
+  for (const b of blocks) await eventually('three copies', async () => (await holders(c, b.hash)).length === 3)
   const h1 = c.shared.history()
   const h2 = applyStagedChanges(stageRole(h1, leaving.id, null), 2).history
   c.shared.set(h2)
   for (const b of blocks) {
     const want = ids(c.storageOf(b.hash))
     assert.ok(!want.includes(leaving.id), 'the leaving node no longer stores the block')
-    await eventually(async () => (await holders(c, b.hash)).join() === want.join(), 8000, `block ${toHex(b.hash)} moved`)
+    await eventually(`block ${toHex(b.hash)} moved`, async () => (await holders(c, b.hash)).join() === want.join(), {
+      timeoutMs: 8000,
+    })
   }
 })
 
@@ -140,7 +143,7 @@ test('failed resyncs back off exponentially, are listed, and can be retried now'
   const { data, hash } = blockWhere(c, () => true)
   // `a` references a block nobody has: each try fails.
   a.incref(hash)
-  await eventually(() => (a.bm.listErrors()[0]?.errors ?? 0) >= 2, 5000, 'two failures')
+  await eventually('two failures', () => (a.bm.listErrors()[0]?.errors ?? 0) >= 2)
   const [e] = a.bm.listErrors()
   assert.ok(e !== undefined, 'the block is listed')
   assert.equal(toHex(e.hash), toHex(hash))
@@ -154,7 +157,7 @@ test('failed resyncs back off exponentially, are listed, and can be retried now'
   await mkdir(dirname(b.bm.blockPath(hash)), { recursive: true })
   await writeFile(b.bm.blockPath(hash), data)
   assert.equal(a.bm.retryNow('all'), 1, 'one errored block queued')
-  await eventually(() => a.bm.hasBlock(hash), 900, 'retry fetched the block')
+  await eventually('retry fetched the block', () => a.bm.hasBlock(hash), { timeoutMs: 900 })
   assert.equal(a.bm.listErrors().length, 0, 'the error is cleared after a success')
   assert.throws(() => a.bm.retryNow([hash]), /not in an error state/)
 })

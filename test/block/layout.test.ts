@@ -23,7 +23,7 @@ import type { TestNode } from '../../lib/testing.ts'
 import { blake2sum, toHex } from '../../lib/util/data.ts'
 import { silentLogger } from '../../lib/util/logger.ts'
 import { v2 } from '../helpers/admin.ts'
-import { eventually } from '../helpers/model.ts'
+import { eventually } from '../helpers/eventually.ts'
 
 const none = (): boolean => false
 const counts = (l: DataLayout): number[] => new MultiDirPaths(l).partitionCounts()
@@ -284,13 +284,13 @@ describe('a node with several data directories', () => {
     const r = await v2(admin, 'LaunchRepairOperation', { query: { node: 'self' }, body: { repairType: 'rebalance' } })
     assert.equal(r.status, 200, r.text)
     await eventually(
+      'the rebalance worker is done',
       async () => {
         const w = await v2(admin, 'ListWorkers', { query: { node: 'self' }, body: {} })
         const list = (w.data.success as Record<string, Array<{ name: string; state: string }>>)[second.nodeId] ?? []
         return list.some((x) => x.name === 'Block rebalance worker' && x.state === 'done')
       },
-      10_000,
-      'the rebalance worker is done',
+      { timeoutMs: 10_000 },
     )
     const inC = await countFiles(c)
     assert.ok(inC > 0, 'blocks moved to the new directory')

@@ -3,7 +3,8 @@ import { readdir, stat, writeFile } from 'node:fs/promises'
 import { test } from 'node:test'
 import { blake2sum } from '../../lib/util/data.ts'
 import { CorruptDataError } from '../../lib/util/errors.ts'
-import { eventually, startModel } from '../helpers/model.ts'
+import { eventually } from '../helpers/eventually.ts'
+import { startModel } from '../helpers/model.ts'
 
 async function countBlockFiles(dir: string): Promise<number> {
   const all = await readdir(dir, { recursive: true }).catch(() => [] as string[])
@@ -52,7 +53,7 @@ test('an unreferenced block is deleted after the delay; a referenced one is kept
     bm.decref(tx, hb) // still one reference left
   })
   assert.equal(await bm.hasBlock(ha), true, 'not deleted before the delay')
-  await eventually(async () => !(await bm.hasBlock(ha)), 3000, 'deletion of the unreferenced block')
+  await eventually('deletion of the unreferenced block', async () => !(await bm.hasBlock(ha)), { timeoutMs: 3000 })
   assert.equal(await bm.hasBlock(hb), true)
   assert.equal(bm.rc.get(hb), 1)
 })

@@ -12,7 +12,7 @@ import { BackgroundRunner } from '../../lib/util/background/worker.ts'
 import { blake2sum, toHex } from '../../lib/util/data.ts'
 import { ModelError } from '../../lib/util/errors.ts'
 import { recordingLogger } from '../net/net-fixtures.ts'
-import { eventually } from './block-cluster.ts'
+import { eventually } from '../helpers/eventually.ts'
 
 interface Lone {
   bm: BlockManager
@@ -71,13 +71,13 @@ test('the first start writes the data directory marker and queues nothing', asyn
   const n = await lone(t)
   n.spawn()
   await eventually(
+    'the marker',
     () =>
       stat(join(n.dataDir, 'garage-marker')).then(
         () => true,
         () => false,
       ),
-    3000,
-    'the marker',
+    { timeoutMs: 3000 },
   )
   assert.equal(n.bm.resync.length(), 0, 'nothing queued')
   assert.equal(n.log.warnings.length, 0, 'no warning')
@@ -91,21 +91,21 @@ test('a data directory wiped while blocks are referenced is detected at start an
   first.db.transaction((tx) => first.bm.incref(tx, hash))
   await first.bm.putBlock(hash, data)
   await eventually(
+    'the marker',
     () =>
       stat(join(first.dataDir, 'garage-marker')).then(
         () => true,
         () => false,
       ),
-    3000,
-    'the marker',
+    { timeoutMs: 3000 },
   )
   await first.close()
   await rm(first.dataDir, { recursive: true, force: true })
   const again = await lone(t, first.dir)
   again.spawn()
-  await eventually(() => again.log.warnings.some((w) => /wiped/.test(w)), 3000, 'the warning')
+  await eventually('the warning', () => again.log.warnings.some((w) => /wiped/.test(w)), { timeoutMs: 3000 })
   // Lone node: nobody to fetch from, so the block shows up as a resync error.
-  await eventually(() => again.bm.listErrors().length === 1, 3000, 'the block to be tried')
+  await eventually('the block to be tried', () => again.bm.listErrors().length === 1, { timeoutMs: 3000 })
   assert.equal(toHex((again.bm.listErrors()[0] as { hash: Uint8Array }).hash), toHex(hash))
 })
 
@@ -122,13 +122,13 @@ test('temporary files left by an interrupted write are removed at start, recent 
   await writeFile(fresh, 'in progress')
   n.spawn()
   await eventually(
+    'the old temporary file to go',
     () =>
       stat(old).then(
         () => false,
         () => true,
       ),
-    3000,
-    'the old temporary file to go',
+    { timeoutMs: 3000 },
   )
   await stat(fresh)
 })
@@ -184,12 +184,12 @@ test('a lone node scrub moves a corrupt block aside, counts it and lists it as a
   const bad = blake2sum(blocks[1] as Buffer)
   await writeFile(n.bm.blockPath(bad), 'damaged')
   n.bm.scrubCommand('start')
-  await eventually(() => n.bm.scrubStatus()?.state === 'finished', 5000, 'the scrub to finish')
+  await eventually('the scrub to finish', () => n.bm.scrubStatus()?.state === 'finished')
   assert.equal(n.bm.scrubStatus()?.corruptionsDetected, 1)
   assert.equal(n.bm.scrubStatus()?.checked, 3)
   await stat(`${n.bm.blockPath(bad)}.corrupted`)
   assert.equal(await n.bm.hasBlock(bad), false, 'the corrupt file is no longer served')
-  await eventually(() => n.bm.listErrors().length === 1, 3000, 'the resync error')
+  await eventually('the resync error', () => n.bm.listErrors().length === 1, { timeoutMs: 3000 })
   for (const b of [blocks[0], blocks[2]] as Buffer[]) assert.deepEqual(await n.bm.getBlock(blake2sum(b)), b)
 })
 

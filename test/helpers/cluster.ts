@@ -18,6 +18,7 @@ import { open as openLmdbEnv } from 'lmdb'
 import type { LayoutVersion } from '../../lib/rpc/layout/history.ts'
 import { CLUSTER_LAYOUT_FILE, LAYOUT_HISTORY_CODEC } from '../../lib/rpc/layout/manager.ts'
 import { nodesOfPartition, partitionOf } from '../../lib/rpc/layout/version.ts'
+import { CLUSTER_WAIT, eventually } from './eventually.ts'
 import { type Credentials, type S3Target, type ServerProcess, startServerProcess } from './server-process.ts'
 
 export const ADMIN_TOKEN = 'cluster-test-admin-token'
@@ -174,21 +175,6 @@ export async function clusterStatus(node: ClusterNodeProcess): Promise<StatusNod
   return r.data.nodes
 }
 
-/** Polls `check` until it returns true; throws with `what` and the last state after `timeoutMs`. */
-export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 20_000, intervalMs = 200): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  let lastError: unknown
-  for (;;) {
-    try {
-      if (await check()) return
-    } catch (err) {
-      lastError = err // the node may be restarting: keep polling until the deadline
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`, { cause: lastError })
-    await sleep(intervalMs)
-  }
-}
-
 /** Ids of the nodes `node` reports up (itself included). */
 export async function upIds(node: ClusterNodeProcess): Promise<string[]> {
   return (await clusterStatus(node)).filter((n) => n.isUp).map((n) => n.id)
@@ -231,7 +217,11 @@ export async function applyLayout(
   const version = (await layoutVersionOf(via)) + 1
   await adminOk(via, 'ApplyClusterLayout', { version })
   for (const n of reach) {
-    await waitFor(`node ${n.id.slice(0, 8)} to have layout version ${version}`, async () => (await layoutVersionOf(n)) >= version)
+    await eventually(
+      `node ${n.id.slice(0, 8)} to have layout version ${version}`,
+      async () => (await layoutVersionOf(n)) >= version,
+      CLUSTER_WAIT,
+    )
   }
   return version
 }
@@ -536,13 +526,13 @@ export class ReplicatedCluster {
     const up = this.upIndexes().map((i) => this.node(i))
     const ids = up.map((n) => n.id)
     for (const n of up) {
-      await waitFor(
+      await eventually(
         `node ${n.id.slice(0, 8)} to see ${ids.length} nodes up`,
         async () => {
           const seen = await upIds(n)
           return ids.every((id) => seen.includes(id))
         },
-        timeoutMs,
+        { ...CLUSTER_WAIT, timeoutMs },
       )
     }
   }
@@ -615,13 +605,13 @@ export async function waitBucketUsable(
   indexes: number[] = cluster.servingIndexes(),
 ): Promise<void> {
   for (const i of indexes) {
-    await waitFor(
+    await eventually(
       `the shared key and bucket to be usable through node ${i}`,
       async () => {
         await cluster.client(i).send(new ListObjectsV2Command({ Bucket: cluster.bucket, MaxKeys: 1 }))
         return true
       },
-      timeoutMs,
+      { ...CLUSTER_WAIT, timeoutMs },
     )
   }
 }

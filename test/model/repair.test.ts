@@ -9,7 +9,8 @@ import type { VersionEntry } from '../../lib/model/s3/version-table.ts'
 import { BackgroundRunner } from '../../lib/util/background/worker.ts'
 import { blake2sum, genUuid } from '../../lib/util/data.ts'
 import { silentLogger } from '../../lib/util/logger.ts'
-import { eventually, startModel } from '../helpers/model.ts'
+import { eventually } from '../helpers/eventually.ts'
+import { startModel } from '../helpers/model.ts'
 
 const EMPTY = new Uint8Array(0)
 
@@ -27,13 +28,13 @@ function runner(t: TestContext): BackgroundRunner {
 async function repair(t: TestContext, garage: Garage, op: RepairType): Promise<void> {
   const r = runner(t)
   await launchRepair({ garage, spawn: (w) => r.spawn(w), log: silentLogger }, op)
-  await eventually(() => r.list().every((w) => w.state === 'done'), 5000, `repair ${JSON.stringify(op)} done`)
+  await eventually(`repair ${JSON.stringify(op)} done`, () => r.list().every((w) => w.state === 'done'))
   await drained(garage)
 }
 
 /** Waits until every cross-table insert queue is empty. */
 async function drained(garage: Garage): Promise<void> {
-  await eventually(() => garage.tables.every((tb) => tb.data.insertQueue.count() === 0), 5000, 'insert queues drained')
+  await eventually('insert queues drained', () => garage.tables.every((tb) => tb.data.insertQueue.count() === 0))
 }
 
 function version(bucketId: Uint8Array, key: string, block: Uint8Array): VersionEntry {

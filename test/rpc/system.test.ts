@@ -9,6 +9,7 @@ import type { NodeKey } from '../../lib/net/node-key.ts'
 import { applyStagedChanges, newLayoutHistory, stageRole } from '../../lib/rpc/layout/history.ts'
 import { computeClusterHealth, System, type SystemTiming, writeQuorum } from '../../lib/rpc/system.ts'
 import { silentLogger } from '../../lib/util/logger.ts'
+import { eventually } from '../helpers/eventually.ts'
 import { memoryNodeKey, newSecret, startNode } from '../net/net-fixtures.ts'
 
 const FAST: SystemTiming = { pingIntervalMs: 100, statusIntervalMs: 200, retryMinMs: 100, retryMaxMs: 300 }
@@ -51,14 +52,6 @@ async function member(
   return { net, key, system, dir, addr: `127.0.0.1:${addr.port}` }
 }
 
-async function until(what: string, check: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 20))
-  }
-}
-
 describe('System', () => {
   test('a full mesh forms from one bootstrap address; statuses and events flow', async (t) => {
     const secret = newSecret()
@@ -70,9 +63,9 @@ describe('System', () => {
     const b = await member(t, secret, [a])
     const c = await member(t, secret, [a])
     const all = [a, b, c]
-    await until('every node sees the two others up', () => all.every((m) => m.system.upPeers().length === 2))
+    await eventually('every node sees the two others up', () => all.every((m) => m.system.upPeers().length === 2))
     assert.deepEqual(new Set(ups), new Set([b.key.id, c.key.id]))
-    await until('statuses received', () => digests.size === 2)
+    await eventually('statuses received', () => digests.size === 2)
     assert.equal(digests.get(b.key.id), `digest-${b.key.id.slice(0, 4)}`)
     const status = a.system.peerStatus()
     assert.equal(status[0]?.id, a.key.id, 'ourselves first')
@@ -91,13 +84,13 @@ describe('System', () => {
     const secret = newSecret()
     const a = await member(t, secret)
     const b = await member(t, secret, [a])
-    await until('a sees b up', () => a.system.upPeers().includes(b.key.id))
+    await eventually('a sees b up', () => a.system.upPeers().includes(b.key.id))
     await b.system.close()
     await b.net.close()
-    await until('a sees b down', () => !a.system.upPeers().includes(b.key.id))
+    await eventually('a sees b down', () => !a.system.upPeers().includes(b.key.id))
     const b2 = await member(t, secret, [], { key: b.key, dir: b.dir })
-    await until('b is back from its peer_list', () => b2.system.upPeers().includes(a.key.id))
-    await until('a sees b up again', () => a.system.upPeers().includes(b.key.id))
+    await eventually('b is back from its peer_list', () => b2.system.upPeers().includes(a.key.id))
+    await eventually('a sees b up again', () => a.system.upPeers().includes(b.key.id))
   })
 
   test('connect() reaches a node given as <id>@host:port and rejects a bad one', async (t) => {

@@ -7,7 +7,7 @@ import { ShardedReplication } from '../../lib/table/replication.ts'
 import { TableAntiEntropy } from '../../lib/table/sync.ts'
 import { BackgroundRunner } from '../../lib/util/background/worker.ts'
 import { silentLogger } from '../../lib/util/logger.ts'
-import { eventually } from '../helpers/model.ts'
+import { eventually } from '../helpers/eventually.ts'
 import {
   dump,
   FixedLayout,
@@ -86,28 +86,20 @@ test('three nodes holding every partition converge after divergent writes, and r
   }
   for (const n of nodes) n.run()
   await eventually(
-    () => sameMaps(contents(a), contents(b)) && sameMaps(contents(a), contents(c)),
-    15_000,
     'the three stores to hold the same entries',
+    () => sameMaps(contents(a), contents(b)) && sameMaps(contents(a), contents(c)),
+    { timeoutMs: 15_000 },
   )
   assert.equal(contents(a).size, 300 + 200 + 30, 'every item is everywhere')
   const shared = a.data.read(new TextEncoder().encode('shared'), new TextEncoder().encode('k4'))
   assert.deepEqual(shared, reg('shared', 'k4', 3, true), 'the merge of the conflicting values won')
-  await eventually(
-    () => nodes.every((n) => n.source.synced.includes(history.versions.at(-1)?.version ?? -1)),
-    5_000,
-    'sync reports',
-  )
-  await eventually(
-    () => {
-      for (const n of nodes) n.ae.merkle.updateAll()
-      return (
-        sameMaps(dump(a.data.merkleTree), dump(b.data.merkleTree)) && sameMaps(dump(a.data.merkleTree), dump(c.data.merkleTree))
-      )
-    },
-    5_000,
-    'identical Merkle trees',
-  )
+  await eventually('sync reports', () => nodes.every((n) => n.source.synced.includes(history.versions.at(-1)?.version ?? -1)))
+  await eventually('identical Merkle trees', () => {
+    for (const n of nodes) n.ae.merkle.updateAll()
+    return (
+      sameMaps(dump(a.data.merkleTree), dump(b.data.merkleTree)) && sameMaps(dump(a.data.merkleTree), dump(c.data.merkleTree))
+    )
+  })
 })
 
 test('a node that is no longer a holder hands its partitions over, then deletes them through the hooks', async (t) => {
@@ -126,12 +118,12 @@ test('a node that is no longer a holder hands its partitions over, then deletes 
   for (const n of nodes) n.source.set(v2)
   // The version change starts a pass at once.
   for (const n of nodes) n.run()
-  await eventually(() => contents(a).size === 0, 15_000, 'A to hand everything over')
+  await eventually('A to hand everything over', () => contents(a).size === 0, { timeoutMs: 15_000 })
   assert.ok(sameMaps(contents(b), before), 'B holds exactly what A held')
   assert.equal(a.hooks.deletedLocally.length, before.size, 'every local deletion went through the hook')
   assert.equal(b.hooks.deletedLocally.length, 0, 'B deleted nothing')
-  await eventually(() => a.ae.merkle.todoLength() === 0 && a.ae.merkle.nodeCount() === 0, 5_000, "A's Merkle tree to be empty")
-  await eventually(() => a.source.synced.includes(2), 5_000, 'A to report its sync of version 2')
+  await eventually("A's Merkle tree to be empty", () => a.ae.merkle.todoLength() === 0 && a.ae.merkle.nodeCount() === 0)
+  await eventually('A to report its sync of version 2', () => a.source.synced.includes(2))
 })
 
 test('a pass with an unreachable holder is not reported as synced', async (t) => {

@@ -21,7 +21,7 @@ import { defineCodec } from '../../lib/util/codec.ts'
 import { utf8 } from '../../lib/util/data.ts'
 import { QuorumError } from '../../lib/util/errors.ts'
 import { silentLogger } from '../../lib/util/logger.ts'
-import { eventually } from '../helpers/model.ts'
+import { eventually } from '../helpers/eventually.ts'
 import { newSecret, startNode } from '../net/net-fixtures.ts'
 
 /** A grow-only counter per (pk, sk): merge = max. */
@@ -132,7 +132,7 @@ test('a write through one node reaches every replica; reads through any node see
   await a.table.insert({ pk: 'p', sk: 'x', n: 7 })
   const stored = [a, b, c].filter((n) => n.local('x') === 7).length
   assert.ok(stored >= 2, `the write quorum holds it at once (${stored} nodes)`)
-  await eventually(async () => [a, b, c].every((n) => n.local('x') === 7), 3000, 'the third replica')
+  await eventually('the third replica', async () => [a, b, c].every((n) => n.local('x') === 7), { timeoutMs: 3000 })
   for (const n of [b, c]) assert.equal((await n.table.get(utf8('p'), utf8('x')))?.n, 7, 'read through another node')
   assert.equal(await c.table.get(utf8('p'), utf8('none')), undefined, 'a missing entry reads as undefined')
 })

@@ -15,7 +15,7 @@ import { defineCodec } from '../../lib/util/codec.ts'
 import { utf8 } from '../../lib/util/data.ts'
 import { isGarageError } from '../../lib/util/errors.ts'
 import { silentLogger } from '../../lib/util/logger.ts'
-import { eventually } from '../helpers/model.ts'
+import { eventually } from '../helpers/eventually.ts'
 
 /** A grow-only counter per (pk, sk): merge = max. */
 interface Counter {
@@ -142,7 +142,7 @@ test('queued inserts are persisted with their cause and applied by the queue wor
     stop.abort()
     await runner.join()
   })
-  await eventually(async () => (await target.get(utf8('p'), utf8('a')))?.n === 20, 3000, 'queued insert')
+  await eventually('queued insert', async () => (await target.get(utf8('p'), utf8('a')))?.n === 20, { timeoutMs: 3000 })
   assert.equal(target.data.insertQueue.count(), 0)
 })
 

@@ -19,8 +19,8 @@ import {
   startReplicatedCluster,
   storageNodesOfBlock,
   waitBucketUsable,
-  waitFor,
 } from '../../helpers/cluster.ts'
+import { eventually } from '../../helpers/eventually.ts'
 import { blockRefCodec } from '../../../lib/model/s3/block-ref-table.ts'
 import { defineCodec } from '../../../lib/util/codec.ts'
 import { checkHistory, runWorkload, settleFinal, workloadKeys } from '../../helpers/workload.ts'
@@ -84,14 +84,13 @@ describe('adding and removing a node under load (RF 3)', { timeout: 240_000 }, (
 
     // The layout settles: every node (the removed one too) keeps only the last version.
     for (const [i, n] of cluster.nodes.entries()) {
-      await waitFor(
+      await eventually(
         `node ${i} to keep only layout version ${finalVersion}`,
         async () => {
           const live = await activeLayoutVersions(n)
           return live.length === 1 && live[0] === finalVersion
         },
-        90_000,
-        1_000,
+        { timeoutMs: 90_000, intervalMs: 1_000 },
       )
     }
 
@@ -171,15 +170,14 @@ describe('adding and removing a node under load (RF 3)', { timeout: 240_000 }, (
     }
     const waitPlaced = async (what: string, strict: boolean): Promise<void> => {
       let last: string[] = []
-      await waitFor(
+      await eventually(
         what,
         async () => {
           last = await placementProblems()
           if (strict) last.push(...orphans.map((o) => `orphan block ${o}`))
           return last.length === 0
         },
-        60_000,
-        1_000,
+        { timeoutMs: 60_000, intervalMs: 1_000 },
       ).catch(async (err: unknown) => {
         const details: string[] = []
         for (const line of last.slice(0, 5)) {

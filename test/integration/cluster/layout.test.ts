@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { createGarageNode, type GarageNode } from '../../../lib/index.ts'
+import { eventually } from '../../helpers/eventually.ts'
 
 const GB = 1_000_000_000
 const secret = randomBytes(32).toString('hex')
@@ -29,14 +30,6 @@ async function startNode(i: number, bootstrap: string[]): Promise<GarageNode> {
   nodes.push(node)
   await node.start()
   return node
-}
-
-async function waitFor(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
 }
 
 describe('cluster layout across three nodes', { timeout: 60_000 }, () => {
@@ -63,25 +56,29 @@ describe('cluster layout across three nodes', { timeout: 60_000 }, () => {
       ],
     })
     const applied = await n1.layout.apply(1)
-    await waitFor('version 1 on nodes 2 and 3', () => n2.layout.get().version === 1 && n3.layout.get().version === 1)
+    await eventually('version 1 on nodes 2 and 3', () => n2.layout.get().version === 1 && n3.layout.get().version === 1, {
+      timeoutMs: 10_000,
+    })
     assert.deepEqual(n2.layout.get(), applied.layout)
     assert.deepEqual(n3.layout.get(), applied.layout)
 
     // Staged on node 2 (by id prefix), seen on node 1, applied there, seen on node 3.
     await n2.layout.stage({ roles: [{ id: n1.nodeId.slice(0, 8), zone: 'z1', capacity: 20 * GB, tags: ['big'] }] })
-    await waitFor('the staged change on node 1', () => n1.layout.get().stagedRoleChanges.length === 1)
+    await eventually('the staged change on node 1', () => n1.layout.get().stagedRoleChanges.length === 1, { timeoutMs: 10_000 })
     assert.deepEqual(n1.layout.get().stagedRoleChanges, [{ id: n1.nodeId, zone: 'z1', capacity: 20 * GB, tags: ['big'] }])
     const p = n1.layout.preview()
     assert.ok(p.ok, 'the merged staged change can be applied')
     await n1.layout.apply(2)
-    await waitFor('version 2 everywhere', () => nodes.every((n) => n.layout.get().version === 2))
+    await eventually('version 2 everywhere', () => nodes.every((n) => n.layout.get().version === 2), { timeoutMs: 10_000 })
     for (const n of nodes) {
       assert.deepEqual(n.layout.get(), p.layout)
       assert.equal(n.layout.get().stagedRoleChanges.length, 0)
     }
     // Every node acknowledges version 2, so version 1 retires everywhere.
-    await waitFor('version 1 retired on every node', () =>
-      nodes.every((n) => n.layout.history().versions.find((v) => v.version === 1)?.status === 'Historical'),
+    await eventually(
+      'version 1 retired on every node',
+      () => nodes.every((n) => n.layout.history().versions.find((v) => v.version === 1)?.status === 'Historical'),
+      { timeoutMs: 10_000 },
     )
   })
 })

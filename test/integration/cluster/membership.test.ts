@@ -16,8 +16,8 @@ import {
   startCluster,
   startClusterNode,
   upIds,
-  waitFor,
 } from '../../helpers/cluster.ts'
+import { CLUSTER_WAIT, eventually } from '../../helpers/eventually.ts'
 import { startTcpProxy } from '../../helpers/tcp-proxy.ts'
 
 /** Three copies of every partition, as in a real three-zone deployment. */
@@ -43,18 +43,24 @@ describe('cluster membership (child processes)', { timeout: 120_000 }, () => {
   }
 
   test('three nodes bootstrapped from one address see each other up', async () => {
-    await waitFor('a full mesh of 3 nodes', async () => {
-      for (const n of nodes) if (!(await seesAllUp(n, ids()))) return false
-      return true
-    })
+    await eventually(
+      'a full mesh of 3 nodes',
+      async () => {
+        for (const n of nodes) if (!(await seesAllUp(n, ids()))) return false
+        return true
+      },
+      CLUSTER_WAIT,
+    )
     for (const n of nodes) {
       const status = await clusterStatus(n)
       assert.equal(status.length, 3, `node ${n.id.slice(0, 8)} lists ${status.length} nodes`)
       for (const s of status) assert.ok(s.isUp, `node ${n.id.slice(0, 8)} sees ${s.id.slice(0, 8)} up`)
     }
     // Status exchange: hostnames and versions of the others are known.
-    await waitFor('statuses exchanged', async () =>
-      (await clusterStatus(nodes[0] as ClusterNodeProcess)).every((s) => s.hostname !== null),
+    await eventually(
+      'statuses exchanged',
+      async () => (await clusterStatus(nodes[0] as ClusterNodeProcess)).every((s) => s.hostname !== null),
+      CLUSTER_WAIT,
     )
     const one = nodes[0] as ClusterNodeProcess
     const health = await adminV2<{ knownNodes: number; connectedNodes: number }>(one, 'GetClusterHealth')
@@ -124,8 +130,10 @@ describe('cluster membership (child processes)', { timeout: 120_000 }, () => {
         bootstrap: [`${one.id}@127.0.0.1:${proxy.port}`],
       })
       extra.push(viaProxy)
-      await waitFor('the proxied node sees node 1 with its status', async () =>
-        (await clusterStatus(viaProxy)).some((s) => s.id === one.id && s.isUp && s.hostname !== null),
+      await eventually(
+        'the proxied node sees node 1 with its status',
+        async () => (await clusterStatus(viaProxy)).some((s) => s.id === one.id && s.isUp && s.hostname !== null),
+        CLUSTER_WAIT,
       )
       const captured = proxy.stopCapture()
       const all = Buffer.concat(captured.flatMap((c) => [c.up, c.down]))
@@ -153,21 +161,29 @@ describe('cluster membership (child processes)', { timeout: 120_000 }, () => {
     const applied = await garage(['layout', 'apply', '--version', '1'], { env })
     assert.equal(applied.code, 0, `layout apply: ${applied.stdout}\n${applied.stderr}`)
     for (const n of nodes)
-      await waitFor(`node ${n.id.slice(0, 8)} to have layout version 1`, async () => (await layoutVersion(n)) === 1)
-    await waitFor('a healthy cluster', async () => (await healthOf(one)) === 'healthy')
+      await eventually(
+        `node ${n.id.slice(0, 8)} to have layout version 1`,
+        async () => (await layoutVersion(n)) === 1,
+        CLUSTER_WAIT,
+      )
+    await eventually('a healthy cluster', async () => (await healthOf(one)) === 'healthy', CLUSTER_WAIT)
   })
 
   test('a killed node is reported down, and up again after a restart', async () => {
     const [one, two, three] = nodes as [ClusterNodeProcess, ClusterNodeProcess, ClusterNodeProcess]
     await three.proc.kill({ keepDir: true })
     for (const n of [one, two]) {
-      await waitFor(`node ${n.id.slice(0, 8)} to see node 3 down`, async () => {
-        const s = (await clusterStatus(n)).find((x) => x.id === three.id)
-        return s !== undefined && !s.isUp
-      })
+      await eventually(
+        `node ${n.id.slice(0, 8)} to see node 3 down`,
+        async () => {
+          const s = (await clusterStatus(n)).find((x) => x.id === three.id)
+          return s !== undefined && !s.isUp
+        },
+        CLUSTER_WAIT,
+      )
     }
     // One storage node of three down: every partition keeps a write quorum.
-    await waitFor('a degraded cluster', async () => (await healthOf(one)) === 'degraded')
+    await eventually('a degraded cluster', async () => (await healthOf(one)) === 'degraded', CLUSTER_WAIT)
     // A layout change made while node 3 is away.
     const env = { GARAGE_ADMIN_ADDR: one.adminEndpoint, GARAGE_ADMIN_TOKEN: ADMIN_TOKEN }
     const assigned = await garage(['layout', 'assign', three.id.slice(0, 16), '-z', 'zone3', '-c', '2G'], { env })
@@ -178,9 +194,13 @@ describe('cluster membership (child processes)', { timeout: 120_000 }, () => {
     assert.equal(restarted.id, three.id)
     nodes[2] = restarted
     for (const n of [one, two, restarted]) {
-      await waitFor(`node ${n.id.slice(0, 8)} to see all three up`, () => seesAllUp(n, ids()))
+      await eventually(`node ${n.id.slice(0, 8)} to see all three up`, () => seesAllUp(n, ids()), CLUSTER_WAIT)
     }
-    await waitFor('the restarted node to catch up on layout version 2', async () => (await layoutVersion(restarted)) === 2)
-    await waitFor('a healthy cluster again', async () => (await healthOf(one)) === 'healthy')
+    await eventually(
+      'the restarted node to catch up on layout version 2',
+      async () => (await layoutVersion(restarted)) === 2,
+      CLUSTER_WAIT,
+    )
+    await eventually('a healthy cluster again', async () => (await healthOf(one)) === 'healthy', CLUSTER_WAIT)
   })
 })

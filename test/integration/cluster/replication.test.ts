@@ -17,13 +17,8 @@ import {
   S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3'
-import {
-  blockFilesOf,
-  createKeyAndBucket,
-  type ReplicatedCluster,
-  startReplicatedCluster,
-  waitFor,
-} from '../../helpers/cluster.ts'
+import { blockFilesOf, createKeyAndBucket, type ReplicatedCluster, startReplicatedCluster } from '../../helpers/cluster.ts'
+import { CLUSTER_WAIT, eventually } from '../../helpers/eventually.ts'
 import { putBlockHashes } from '../../helpers/workload.ts'
 
 const MiB = 1024 * 1024
@@ -125,10 +120,14 @@ describe('replication across 3 nodes in 3 zones (RF 3)', { timeout: 120_000 }, (
     const blocks = [...putBlockHashes(big, MiB), ...parts.flatMap((p) => putBlockHashes(p, MiB))]
     assert.equal(blocks.length, 3 + 5 + 2)
     for (const [i, n] of cluster.nodes.entries()) {
-      await waitFor(`node ${i} to store all ${blocks.length} blocks`, async () => {
-        const have = (await blockFilesOf(n)).blocks
-        return blocks.every((h) => have.has(h))
-      })
+      await eventually(
+        `node ${i} to store all ${blocks.length} blocks`,
+        async () => {
+          const have = (await blockFilesOf(n)).blocks
+          return blocks.every((h) => have.has(h))
+        },
+        CLUSTER_WAIT,
+      )
     }
   })
 
@@ -147,10 +146,14 @@ describe('replication across 3 nodes in 3 zones (RF 3)', { timeout: 120_000 }, (
     try {
       const body = randomBytes(40_000)
       // Full-copy tables (keys, buckets) may reach C a moment after A acknowledged.
-      await waitFor('C to accept a PUT with the key made on A', async () => {
-        await c.send(new PutObjectCommand({ Bucket: 'made-on-a', Key: 'from-c', Body: body }))
-        return true
-      })
+      await eventually(
+        'C to accept a PUT with the key made on A',
+        async () => {
+          await c.send(new PutObjectCommand({ Bucket: 'made-on-a', Key: 'from-c', Body: body }))
+          return true
+        },
+        CLUSTER_WAIT,
+      )
       assert.equal(sha(await getBody(a, 'made-on-a', 'from-c')), sha(body), 'A reads what C wrote')
       const listed = await c.send(new ListObjectsV2Command({ Bucket: 'made-on-a' }))
       assert.deepEqual(

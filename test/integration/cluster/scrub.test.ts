@@ -17,8 +17,8 @@ import {
   type ClusterNodeProcess,
   type ReplicatedCluster,
   startReplicatedCluster,
-  waitFor,
 } from '../../helpers/cluster.ts'
+import { CLUSTER_WAIT, eventually } from '../../helpers/eventually.ts'
 import { putBlockHashes, rawS3 } from '../../helpers/workload.ts'
 
 const BLOCK = 128 * 1024
@@ -59,10 +59,14 @@ describe('scrub and resync repair damaged or lost blocks (3 nodes, RF 3)', { tim
     }
     blocks = [...objects.values()].flatMap((b) => putBlockHashes(b, BLOCK))
     for (const [i, n] of cluster.nodes.entries()) {
-      await waitFor(`node ${i} to hold all ${blocks.length} blocks`, async () => {
-        const have = (await blockFilesOf(n)).blocks
-        return blocks.every((h) => have.has(h))
-      })
+      await eventually(
+        `node ${i} to hold all ${blocks.length} blocks`,
+        async () => {
+          const have = (await blockFilesOf(n)).blocks
+          return blocks.every((h) => have.has(h))
+        },
+        CLUSTER_WAIT,
+      )
     }
   })
   after(async () => {
@@ -89,10 +93,10 @@ describe('scrub and resync repair damaged or lost blocks (3 nodes, RF 3)', { tim
     const r = await cli(n, ['repair', '--yes', 'scrub', 'start'])
     assert.equal(r.code, 0, `garage repair --yes scrub start: ${r.stdout}\n${r.stderr}`)
 
-    await waitFor(
+    await eventually(
       'the damaged block to be moved aside and restored',
       async () => (await blockFilesOf(n)).corrupted.some((p) => p.startsWith(path)) && (await validBlock(n, hash)),
-      30_000,
+      { ...CLUSTER_WAIT, timeoutMs: 30_000 },
     )
     const aside = (await blockFilesOf(n)).corrupted.find((p) => p.startsWith(path)) as string
     assert.deepEqual(await readFile(aside), data, 'the .corrupted file keeps the damaged bytes')
@@ -113,13 +117,13 @@ describe('scrub and resync repair damaged or lost blocks (3 nodes, RF 3)', { tim
 
     const r = await cli(n, ['repair', '--yes', 'blocks'])
     assert.equal(r.code, 0, `garage repair --yes blocks: ${r.stdout}\n${r.stderr}`)
-    await waitFor(
+    await eventually(
       `node ${i} to fetch all ${blocks.length} blocks again`,
       async () => {
         for (const h of blocks) if (!(await validBlock(n, h))) return false
         return true
       },
-      30_000,
+      { ...CLUSTER_WAIT, timeoutMs: 30_000 },
     )
     await expectObjects(i)
   })

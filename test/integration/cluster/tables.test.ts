@@ -16,6 +16,7 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3'
 import { startTestCluster, type TestCluster, type TestClusterNode } from '../../../lib/testing.ts'
+import { eventually } from '../../helpers/eventually.ts'
 import { s3Error } from '../../helpers/s3.ts'
 
 let cluster: TestCluster
@@ -37,19 +38,6 @@ async function listKeys(s3: S3Client, bucket: string): Promise<Array<[string, nu
     token = r.NextContinuationToken
   } while (token !== undefined)
   return out
-}
-
-/** Retries `fn` until it resolves (a value written through another node may take a moment). */
-async function eventually<T>(fn: () => Promise<T>, what: string, timeoutMs = 5_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    try {
-      return await fn()
-    } catch (err) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`, { cause: err })
-      await new Promise((r) => setTimeout(r, 50))
-    }
-  }
 }
 
 describe('replicated tables through S3 on three nodes', { timeout: 120_000 }, () => {
@@ -105,7 +93,7 @@ describe('replicated tables through S3 on three nodes', { timeout: 120_000 }, ()
     const [a, , c] = clients as [S3Client, S3Client, S3Client]
     await a.send(new CreateBucketCommand({ Bucket: 'made-on-a' }))
     // Buckets are checked against the local copy: C holds it once the last replica write lands.
-    await eventually(() => c.send(new PutObjectCommand({ Bucket: 'made-on-a', Key: 'k', Body: 'on C' })), 'the bucket on C')
+    await eventually('the bucket on C', () => c.send(new PutObjectCommand({ Bucket: 'made-on-a', Key: 'k', Body: 'on C' })))
     assert.equal(await getText(a, 'made-on-a', 'k'), 'on C')
   })
 
@@ -156,12 +144,11 @@ describe('replicated tables through S3 on three nodes', { timeout: 120_000 }, ()
   test('restarted nodes serve again, on the same endpoints', async () => {
     const [a, b, c] = clients as [S3Client, S3Client, S3Client]
     await (cluster.nodes[1] as TestClusterNode).restart()
-    await eventually(
-      () => a.send(new PutObjectCommand({ Bucket: cluster.bucket, Key: 'back', Body: 'A and B' })),
-      'a write quorum again',
+    await eventually('a write quorum again', () =>
+      a.send(new PutObjectCommand({ Bucket: cluster.bucket, Key: 'back', Body: 'A and B' })),
     )
     assert.equal(await getText(b, cluster.bucket, 'back'), 'A and B')
     await (cluster.nodes[2] as TestClusterNode).restart()
-    assert.equal(await eventually(() => getText(c, cluster.bucket, 'back'), 'C serving'), 'A and B')
+    assert.equal(await eventually('C serving', () => getText(c, cluster.bucket, 'back')), 'A and B')
   })
 })
