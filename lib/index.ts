@@ -46,6 +46,7 @@ export {
   type GarageConfig,
   type K2vApiSection,
   parseConfigToml,
+  parseDurationString,
   parseSizeString,
   readConfigFile,
   type ResolveConfigOptions,

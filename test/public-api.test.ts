@@ -17,6 +17,7 @@ test('lib/index.ts exports exactly the public runtime names', () => {
     'formatBindAddr',
     'isGarageError',
     'parseConfigToml',
+    'parseDurationString',
     'parseSizeString',
     'readConfigFile',
     'resolveConfig',

@@ -480,9 +480,23 @@ export function parseSizeString(text: string): number | undefined {
   return Math.floor(Number(m[1]) * unit)
 }
 
+/**
+ * Milliseconds per duration unit: every spelling Garage's `parse_duration` accepts for the common
+ * units. The config and the CLI both read durations through {@link parseDurationString}.
+ */
 const DURATION_UNITS: Record<string, number> = {
+  ns: 1e-6,
+  nsec: 1e-6,
+  nanosecond: 1e-6,
+  nanoseconds: 1e-6,
+  us: 1e-3,
+  usec: 1e-3,
+  microsecond: 1e-3,
+  microseconds: 1e-3,
   ms: 1,
   msec: 1,
+  millisecond: 1,
+  milliseconds: 1,
   s: 1000,
   sec: 1000,
   secs: 1000,
@@ -502,29 +516,52 @@ const DURATION_UNITS: Record<string, number> = {
   day: 86_400_000,
   days: 86_400_000,
   w: 604_800_000,
+  wk: 604_800_000,
   week: 604_800_000,
   weeks: 604_800_000,
+  // parse_duration's month and year: 30.44 and 365.25 days.
+  mo: 2_629_746_000,
+  month: 2_629_746_000,
+  months: 2_629_746_000,
+  y: 31_556_952_000,
+  yr: 31_556_952_000,
+  year: 31_556_952_000,
+  years: 31_556_952_000,
 }
 
-/** Parse a duration such as `"6h"`, `"1h 30m"` or `"2 days"` into milliseconds. */
+/**
+ * Parses a duration as Garage's `parse_duration` does for the common units, into milliseconds
+ * (fractional below one millisecond): `"6h"`, `"1h30m"`, `"1h 30m"`, `"1.5 hours"`,
+ * `"2 days, 3 hours"`, `"500ms"`. A bare number is seconds (`"90"`). Units, case-insensitive:
+ * `ns`, `us`, `ms`, `s`/`sec`/`second(s)`, `m`/`min`/`minute(s)`, `h`/`hr`/`hour(s)`,
+ * `d`/`day(s)`, `w`/`wk`/`week(s)`, `mo`/`month(s)` (30.44 days), `y`/`yr`/`year(s)` (365.25 days).
+ * Terms are separated by spaces, commas or nothing. Returns undefined when the text is not a
+ * duration (empty, negative, an unknown unit, anything else).
+ *
+ * @example parseDurationString('1h30m') // 5_400_000
+ * @example parseDurationString('90') // 90_000
+ */
+export function parseDurationString(text: string): number | undefined {
+  const input = text.trim()
+  if (/^\d+(?:\.\d+)?$/.test(input)) return Number(input) * 1000
+  if (input === '') return undefined
+  const term = /(\d+(?:\.\d+)?)\s*([a-zA-Z]+)[\s,]*/y
+  let total = 0
+  while (term.lastIndex < input.length) {
+    const m = term.exec(input)
+    const unit = m === null ? undefined : DURATION_UNITS[(m[2] as string).toLowerCase()]
+    if (m === null || unit === undefined) return undefined
+    total += Number(m[1]) * unit
+  }
+  return total
+}
+
+/** Parse a positive duration such as `"6h"`, `"1h 30m"` or `"2 days"` into whole milliseconds. */
 function parseDuration(key: string, value: unknown): number {
   const expected = 'expected a duration such as "6h", "30min" or "1d 12h"'
-  if (typeof value !== 'string') throw new InvalidConfigError(key, `${expected}, got ${describe(value)}`)
-  const re = /(\d+(?:\.\d+)?)\s*([a-zA-Z]+)/gy
-  const text = value.trim()
-  let total = 0
-  let pos = 0
-  while (pos < text.length) {
-    re.lastIndex = pos
-    const m = re.exec(text)
-    const unit = m === null ? undefined : DURATION_UNITS[(m[2] ?? '').toLowerCase()]
-    if (m === null || unit === undefined) throw new InvalidConfigError(key, `${expected}, got ${describe(value)}`)
-    total += Number(m[1]) * unit
-    pos = re.lastIndex
-    while (text[pos] === ' ' || text[pos] === ',') pos++
-  }
-  if (text.length === 0 || total <= 0) throw new InvalidConfigError(key, `${expected}, got ${describe(value)}`)
-  return Math.round(total)
+  const ms = typeof value === 'string' ? parseDurationString(value) : undefined
+  if (ms === undefined || Math.round(ms) <= 0) throw new InvalidConfigError(key, `${expected}, got ${describe(value)}`)
+  return Math.round(ms)
 }
 
 const HOSTNAME =

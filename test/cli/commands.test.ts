@@ -55,12 +55,18 @@ describe('parseDuration', () => {
       ['1w', 604_800],
       ['500ms', 0.5],
       ['10min', 600],
+      ['1h, 30m', 5400],
+      ['2 DAYS', 2 * 86_400],
+      ['1mo', 2_629_746],
+      ['1y', 31_556_952],
+      ['0', 0],
+      ['1000us', 0.001],
     ]
     for (const [text, secs] of cases) assert.equal(parseDuration(text), secs, text)
   })
 
   test('rejects garbage with a message naming the value', () => {
-    for (const bad of ['', 'abc', '10 parsecs', '1h-30m', 'd']) {
+    for (const bad of ['', '  ', 'abc', '10 parsecs', '1h-30m', 'd', '-1h', '1e3']) {
       assert.throws(() => parseDuration(bad), /invalid duration/, bad)
     }
   })

@@ -5,7 +5,14 @@ import { join, resolve } from 'node:path'
 import { describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import type { GarageConfig } from '../../lib/util/config.ts'
-import { formatBindAddr, parseByteSize, parseConfigToml, readConfigFile, resolveConfig } from '../../lib/util/config.ts'
+import {
+  formatBindAddr,
+  parseByteSize,
+  parseConfigToml,
+  parseDurationString,
+  readConfigFile,
+  resolveConfig,
+} from '../../lib/util/config.ts'
 import { InvalidConfigError, isGarageError } from '../../lib/util/errors.ts'
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/config/', import.meta.url))
@@ -424,6 +431,75 @@ describe('sizes', () => {
   test('block_size in the config accepts units', () => {
     assert.equal(resolveQuiet({ block_size: '1M' }).config.blockSize, 1_000_000)
     assert.equal(resolveQuiet({ block_size: 4096 }).config.blockSize, 4096)
+  })
+})
+
+describe('durations', () => {
+  // One parser for the config and the CLI: every form either accepted before, in milliseconds.
+  const cases: Array<[input: string, ms: number]> = [
+    ['6h', 6 * 3_600_000],
+    ['30min', 1_800_000],
+    ['1d 12h', 36 * 3_600_000],
+    ['1h 30m', 5_400_000],
+    ['1h30m', 5_400_000],
+    ['1h, 30m', 5_400_000],
+    ['1h,30m', 5_400_000],
+    ['2 days 3 hours', 51 * 3_600_000],
+    ['2 days, 3 hours,', 51 * 3_600_000],
+    [' 1.5h ', 5_400_000],
+    ['1.5 hours', 5_400_000],
+    ['90', 90_000],
+    ['90s', 90_000],
+    ['10 sec', 10_000],
+    ['1 second', 1000],
+    ['500ms', 500],
+    ['500msec', 500],
+    ['2 milliseconds', 2],
+    ['1w', 604_800_000],
+    ['1wk', 604_800_000],
+    ['2 weeks', 2 * 604_800_000],
+    ['30d', 30 * 86_400_000],
+    ['1 day', 86_400_000],
+    ['3hrs', 3 * 3_600_000],
+    ['1H', 3_600_000],
+    ['10MIN', 600_000],
+    ['1mo', 2_629_746_000],
+    ['1 month', 2_629_746_000],
+    ['1y', 31_556_952_000],
+    ['1 year', 31_556_952_000],
+    ['1000us', 1],
+    ['1000000ns', 1],
+    ['0s', 0],
+    ['0', 0],
+  ]
+  for (const [input, ms] of cases) {
+    test(`${JSON.stringify(input)} is ${ms} ms`, () => assert.equal(parseDurationString(input), ms))
+  }
+  for (const bad of ['', '   ', 'often', 'd', '10 parsecs', '1h-30m', '-1h', '1e3s', ',1h', '1h 30', 'h1', '1 h m']) {
+    test(`${JSON.stringify(bad)} is not a duration`, () => assert.equal(parseDurationString(bad), undefined))
+  }
+  test('metadata_auto_snapshot_interval takes every form, rounded to whole milliseconds', () => {
+    const interval = (v: unknown) => resolveQuiet({ metadata_auto_snapshot_interval: v }).config.metadataAutoSnapshotIntervalMsec
+    assert.equal(interval('1d 6h'), 30 * 3_600_000)
+    assert.equal(interval('90'), 90_000)
+    assert.equal(interval('1 week'), 604_800_000)
+    assert.equal(interval('1500us'), 2)
+  })
+  for (const bad of ['0s', '0', '100us', 'often', '']) {
+    test(`metadata_auto_snapshot_interval ${JSON.stringify(bad)} is refused`, () => {
+      assertConfigError(
+        () => resolveQuiet({ metadata_auto_snapshot_interval: bad }),
+        'metadata_auto_snapshot_interval',
+        /duration/,
+      )
+    })
+  }
+  test('metadata_auto_snapshot_interval is a string, not a number', () => {
+    assertConfigError(
+      () => resolveQuiet({ metadata_auto_snapshot_interval: 3600 }),
+      'metadata_auto_snapshot_interval',
+      /duration/,
+    )
   })
 })
 
