@@ -1,6 +1,7 @@
 /**
  * The metadata store interface (port of garage_db): named ordered trees of binary keys and values,
- * and synchronous write transactions spanning several trees. lmdb.ts is the engine.
+ * and synchronous write transactions spanning several trees. lmdb.ts is the engine the node runs;
+ * memory.ts is an in-memory one for tests. test/db/conformance.ts runs against both.
  */
 
 import { GarageError } from '../util/errors.ts'
