@@ -10,8 +10,8 @@ import type { AdminClusterView, AdminNodeView } from './api/admin/context.ts'
 import { LOCAL_ADMIN_ENDPOINTS } from './api/admin/node-endpoints.ts'
 import { callAdminLocal, registerAdminRpc } from './api/admin/node-rpc.ts'
 import { openBlockPaths } from './block/layout.ts'
-import { clusterHealth, GARAGE_TS_VERSION } from './api/admin/cluster.ts'
-import { NodeMetrics } from './api/admin/metrics.ts'
+import { clusterHealth } from './api/admin/cluster.ts'
+import { NodeMetrics } from './api/common/metrics.ts'
 import { S3ApiServer } from './api/s3/api-server.ts'
 import { WebServer } from './web/web-server.ts'
 import { type ApiServer, startApiServer } from './api/common/server.ts'
@@ -32,6 +32,7 @@ import { BackgroundRunner, type WorkerInfo } from './util/background/worker.ts'
 import { type GarageConfig, type ResolvedConfig, resolveConfig } from './util/config.ts'
 import { GarageError } from './util/errors.ts'
 import { type Logger, silentLogger } from './util/logger.ts'
+import { GARAGE_TS_VERSION } from './util/version.ts'
 
 export interface GarageNodeOptions extends GarageConfig {
   /** Where the node logs (consola-compatible). Default: silent. */

@@ -37,6 +37,13 @@ const PACKAGE_OWNERS: Record<string, string[]> = {
   undici: ['net', 'cli'],
 }
 
+/**
+ * Files outside every layer: the composition root (`node.ts` and its internal `_node/` stages,
+ * the only places that build components and hand them to each other), the public barrel and the
+ * testing entry point. Anything else at the top of lib/ must be a layer listed in ALLOWED.
+ */
+const ROOTS = ['node.ts', '_node', 'index.ts', 'testing.ts']
+
 function layerOf(file: string): string {
   const rel = relative(LIB, file).split('/')
   if (rel.length === 1) return rel[0] as string
@@ -66,7 +73,7 @@ test('every lib/ import respects the layering', async () => {
         const tl = layerOf(target)
         if (tl === layer) continue
         const allowed = ALLOWED[layer]
-        if (allowed === undefined) continue // node.ts, index.ts, testing.ts: the composition root
+        if (allowed === undefined) continue // node.ts, _node/, index.ts, testing.ts: see ROOTS
         if (!allowed.includes(tl)) violations.push(`${relative(LIB, file)} (${layer}) imports ${spec} (${tl})`)
       } else if (!spec.startsWith('node:')) {
         const pkg = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : (spec.split('/')[0] as string)
@@ -101,4 +108,57 @@ test('request bodies reach XML only through lib/api/s3/xml.ts (one strict reader
     if (/\bfrom\s+['"](fast-xml-parser|@xmldom\/|sax|xml2js|libxmljs)/.test(src)) offenders.push(rel)
   }
   assert.deepEqual(offenders, [], 'files parsing XML on their own')
+})
+
+/** Relative import specifiers of a file, with whether the statement is type-only. */
+function importsOf(src: string): Array<{ spec: string; typeOnly: boolean; reexport: boolean }> {
+  const out: Array<{ spec: string; typeOnly: boolean; reexport: boolean }> = []
+  for (const m of src.matchAll(/^\s*(import|export)\s+(type\s)?[^'"]*?from\s+['"]([^'"]+)['"]/gm)) {
+    out.push({ spec: m[3] as string, typeOnly: m[2] !== undefined, reexport: m[1] === 'export' })
+  }
+  return out
+}
+
+test('every file of lib/ belongs to a layer or to the composition root', async () => {
+  const strays: string[] = []
+  for (const file of await listTs(LIB)) {
+    const layer = layerOf(file)
+    if (ALLOWED[layer] === undefined && !ROOTS.includes(layer)) strays.push(relative(LIB, file))
+  }
+  assert.deepEqual(strays, [], 'files in no known layer (add the folder to ALLOWED in test/architecture.test.ts)')
+})
+
+test('the APIs never import each other (only node.ts wires them; web reuses the S3 GET path)', async () => {
+  const apis = ['api/s3', 'api/k2v', 'api/admin']
+  const violations: string[] = []
+  for (const file of await listTs(LIB)) {
+    const layer = layerOf(file)
+    if (!apis.includes(layer) && layer !== 'api/common') continue
+    for (const { spec } of importsOf(await readFile(file, 'utf8'))) {
+      if (!spec.startsWith('.')) continue
+      const tl = layerOf(resolve(dirname(file), spec))
+      if (tl !== layer && apis.includes(tl)) violations.push(`${relative(LIB, file)} imports ${spec}`)
+    }
+  }
+  assert.deepEqual(violations, [], 'API-to-API imports')
+})
+
+test('node.ts is the only wiring place: lib/_node/ is internal to it, index.ts only re-exports, testing.ts only uses node.ts', async () => {
+  const violations: string[] = []
+  for (const file of await listTs(LIB)) {
+    const rel = relative(LIB, file)
+    const layer = layerOf(file)
+    for (const { spec, typeOnly, reexport } of importsOf(await readFile(file, 'utf8'))) {
+      if (!spec.startsWith('.')) continue
+      const target = relative(LIB, resolve(dirname(file), spec))
+      if (layerOf(resolve(dirname(file), spec)) === '_node' && layer !== 'node.ts' && layer !== '_node') {
+        violations.push(`${rel} imports ${target} (only node.ts may use lib/_node/)`)
+      }
+      if (rel === 'index.ts' && !reexport) violations.push(`index.ts imports ${target} (the barrel only re-exports)`)
+      if (rel === 'testing.ts' && !typeOnly && target !== 'node.ts') {
+        violations.push(`testing.ts imports ${target} (it builds nodes through createGarageNode only)`)
+      }
+    }
+  }
+  assert.deepEqual(violations, [], 'wiring outside node.ts')
 })

@@ -20,12 +20,11 @@ import { type NetApp, parsePeerAddr } from '../net/netapp.ts'
 import type { NodeKey } from '../net/node-key.ts'
 import type { TcpAddr } from '../util/config.ts'
 import type { Logger } from '../util/logger.ts'
+import { GARAGE_TS_VERSION } from '../util/version.ts'
 import { currentVersion, type LayoutHistory, presentRoles } from './layout/history.ts'
 import { NB_PARTITIONS } from './layout/types.ts'
 import { nodesOfPartition } from './layout/version.ts'
 
-/** Our version as reported to peers and by the admin API. @internal */
-export const GARAGE_TS_VERSION = 'v0.1.0-ts'
 /** A peer is down after this many failed pings in a row (Garage's peering.rs). @internal */
 export const FAILED_PINGS_DOWN = 4
 const PEER_LIST_FILE = 'peer_list'

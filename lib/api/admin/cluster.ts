@@ -5,12 +5,12 @@
  */
 import { hostname } from 'node:os'
 import { allNodes, currentVersion, presentRoles } from '../../rpc/layout/history.ts'
-import { type ClusterHealth, computeClusterHealth, diskSpace, GARAGE_TS_VERSION } from '../../rpc/system.ts'
+import { type ClusterHealth, computeClusterHealth, diskSpace } from '../../rpc/system.ts'
+import { GARAGE_TS_VERSION } from '../../util/version.ts'
 import type { AdminContext, AdminNodeView, NodeAdminContext } from './context.ts'
 import { AdminError, badRequest } from './errors.ts'
 import { localEndpoint } from './node-rpc.ts'
 
-export { GARAGE_TS_VERSION }
 export type { ClusterHealth }
 const PARTITIONS = 256
 

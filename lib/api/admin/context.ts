@@ -7,7 +7,7 @@ import type { LayoutHistory } from '../../rpc/layout/history.ts'
 import type { Logger } from '../../util/logger.ts'
 import type { PeerStatus } from '../../rpc/system.ts'
 import type { Worker, WorkerInfo, WorkerVariable } from '../../util/background/worker.ts'
-import type { NodeMetrics } from './metrics.ts'
+import type { NodeMetrics } from '../common/metrics.ts'
 import type { AdminLocalRequest, AdminLocalResponse } from './node-rpc.ts'
 
 /** The cluster as membership (lib/rpc/system.ts) and the layout manager see it. */

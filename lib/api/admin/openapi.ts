@@ -4,7 +4,7 @@
  * drifts from the router). Endpoint names, parameters and field names follow Garage's document.
  */
 import { ADMIN_ENDPOINTS, type AdminEndpointName } from './router.ts'
-import { GARAGE_TS_VERSION } from './cluster.ts'
+import { GARAGE_TS_VERSION } from '../../util/version.ts'
 
 const str = { type: 'string' }
 const strOrNull = { type: ['string', 'null'] }

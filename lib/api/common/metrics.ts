@@ -4,11 +4,15 @@
  * Registry: two nodes in one process never share metrics, and the global registry is never used.
  * Request metrics come from {@link RequestObserver}s given to the API servers; the rest is read
  * from the node when scraped.
+ *
+ * It lives in api/common because every API server (S3, web, admin) is observed by it while only
+ * the admin API serves it: the composition root (lib/node.ts) builds one per node and hands an
+ * observer to each server, so no API imports another to get at it.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { ClusterHealth } from '../../rpc/system.ts'
 import type { WorkerInfo } from '../../util/background/worker.ts'
-import type { RequestObserver } from '../common/server.ts'
-import type { ClusterHealth } from './cluster.ts'
+import type { RequestObserver } from './server.ts'
 
 /** What the node reports at scrape time (a subset of `node.status()`). */
 export interface NodeStatsSource {
