@@ -3,7 +3,7 @@
  * This barrel is the public API (checked by api-extractor); everything else is internal.
  * @packageDocumentation
  */
-export { createGarageNode, type GarageNode, type GarageNodeOptions, type NodeStatus } from './node.ts'
+export { createGarageNode, type GarageNode, type GarageNodeOptions, type NodeStatus, type NodeTiming } from './node.ts'
 export type {
   BucketInfo,
   BucketPermissions,

@@ -206,8 +206,10 @@ export async function startTestCluster(options: TestClusterOptions = {}): Promis
         bootstrap_peers: bootstrap,
         s3_api: { s3_region: 'garage', ...base.s3_api, api_bind_addr: `127.0.0.1:${ports?.s3 ?? 0}` },
         admin: { ...base.admin, api_bind_addr: `127.0.0.1:${ports?.admin ?? 0}`, admin_token: adminToken },
+        // Secrets only from the given env, never from process.env.
+        env: { ...base.env },
         // Membership pings every 200 ms, so a stopped node is seen down within a second.
-        env: { GARAGE_TS_TEST_RPC_INTERVAL_MSEC: '200', ...base.env },
+        timing: { ...CLUSTER_MEMBERSHIP_TIMING, ...base.timing },
       })
     for (let i = 0; i < n; i++) {
       const first = members[0]?.current.rpcAddress
@@ -280,6 +282,14 @@ export async function startTestCluster(options: TestClusterOptions = {}): Promis
 }
 
 const FULL_COPY_TABLES = ['key', 'bucket_v2', 'bucket_alias']
+
+/** Membership periods of an in-process test cluster: pings, status and reconnection from 200 ms. */
+const CLUSTER_MEMBERSHIP_TIMING = {
+  pingIntervalMsec: 200,
+  statusExchangeIntervalMsec: 200,
+  reconnectMinDelayMsec: 200,
+  reconnectMaxDelayMsec: 600,
+} as const
 
 interface Ports {
   s3: number

@@ -162,3 +162,12 @@ test('node.ts is the only wiring place: lib/_node/ is internal to it, index.ts o
   }
   assert.deepEqual(violations, [], 'wiring outside node.ts')
 })
+
+test('only lib/cli reads the GARAGE_TS_TEST_* timing variables (the library takes the typed `timing` option)', async () => {
+  const offenders: string[] = []
+  for (const file of await listTs(LIB)) {
+    if (layerOf(file) === 'cli') continue
+    if ((await readFile(file, 'utf8')).includes('GARAGE_TS_TEST_')) offenders.push(relative(LIB, file))
+  }
+  assert.deepEqual(offenders, [], 'files outside lib/cli mentioning GARAGE_TS_TEST_*')
+})

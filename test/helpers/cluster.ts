@@ -2,7 +2,8 @@
  * Clusters of `garage server` child processes: each node gets the same `rpc_secret`,
  * `rpc_bind_addr = 127.0.0.1:0`, an admin API on a free port, and `bootstrap_peers` pointing
  * wherever the test says (usually node 1). Membership runs with 1 s periods
- * (`GARAGE_TS_TEST_RPC_INTERVAL_MSEC`) so failures show within seconds.
+ * (`GARAGE_TS_TEST_RPC_INTERVAL_MSEC`, which `garage server` maps into the node's `timing`
+ * option; docs/design/timing.md) so failures show within seconds.
  *
  * `startReplicatedCluster()` goes further: N nodes in N zones with a layout applied, a shared
  * access key and bucket created through node 1's admin API, short background periods
@@ -29,7 +30,7 @@ const RPC_INTERVAL_MS = 1_000
  * killed node is down after ~2 s), table anti-entropy every 2 s, tombstone GC after 10 s (well
  * over a sync pass, so a tombstone reaches every holder before it is collected), a missing block
  * fetched 200 ms after it is referenced, failed resyncs retried from 500 ms on.
- * Test-only knobs read in lib/node.ts.
+ * Test-only variables that `garage server` maps into `timing` (lib/cli/_timing.ts).
  */
 export const FAST_ENV: Readonly<Record<string, string>> = {
   GARAGE_TS_TEST_RPC_INTERVAL_MSEC: '500',

@@ -12,6 +12,7 @@ import type { GarageConfig } from '../../index.ts'
 // A namespace import: the config checks keep working while parts of the node are unfinished.
 import * as garage from '../../index.ts'
 import { reportErrors } from '../_errors.ts'
+import { timingFromEnv } from '../_timing.ts'
 
 /** Name of the key the embedded default creates. */
 const DEFAULT_KEY_NAME = 'default'
@@ -56,7 +57,8 @@ export async function runServer(opts: ServerOptions): Promise<void> {
 
   const stopSignal = waitForStopSignal()
   try {
-    const node = garage.createGarageNode({ ...input, logger: consola.withTag('garage') })
+    // Test timings reach a child process through GARAGE_TS_TEST_* variables (lib/cli/_timing.ts).
+    const node = garage.createGarageNode({ ...input, logger: consola.withTag('garage'), timing: timingFromEnv(process.env) })
     await node.start()
     const endpoint = node.s3Endpoint ?? garage.formatBindAddr(config.s3Api.apiBindAddr)
     consola.success(`S3 API listening on ${endpoint} (region ${config.s3Api.s3Region})`)
