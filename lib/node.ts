@@ -1,8 +1,9 @@
 /**
  * `createGarageNode()`: the composition root (port of garage::server and garage_model::garage).
- * The only module that wires layers together. Building the node does no I/O; `start()` opens
- * storage, spawns the background workers and starts the API servers the configuration enables;
- * `stop()` undoes it all in reverse order.
+ * The only module that wires layers together. Building the node does no I/O; `start()` runs the
+ * stages of lib/_node/ in order (open storage, join the cluster, build the model, spawn the
+ * workers, start the servers the configuration enables), each returning its teardown; `stop()`
+ * runs those in reverse order.
  */
 import { setMaxListeners } from 'node:events'
 import { joinCluster } from './_node/cluster.ts'
