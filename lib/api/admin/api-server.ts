@@ -26,6 +26,7 @@ import type { NodeMetrics } from '../common/metrics.ts'
 import { buildOpenApiDocument } from './openapi.ts'
 import { ADMIN_ENDPOINTS, type AdminEndpointName, parseAdminRoute } from './router.ts'
 import { readJsonBody } from './request.ts'
+import { AdminRequestValidator } from './validate.ts'
 import * as special from './special.ts'
 import * as token from './token.ts'
 
@@ -54,6 +55,7 @@ export class AdminApiServer implements ApiHandler {
   readonly #d: AdminApiDeps
   readonly #log: Logger
   #openApi: string | undefined
+  readonly #validator = new AdminRequestValidator()
 
   constructor(deps: AdminApiDeps, log: Logger) {
     this.#d = deps
@@ -108,6 +110,7 @@ export class AdminApiServer implements ApiHandler {
     }
     const caller = await this.#authorize(req, route.name)
     const body = ADMIN_ENDPOINTS[route.name].method === 'POST' ? await readJsonBody(req) : undefined
+    this.#validator.check(route.name, route.query, body)
     const ctx: AdminContext = { ...d, query: route.query, body, caller }
     const result = await dispatch(route.name, ctx)
     return { status: 200, headers: { 'content-type': 'application/json', ...CORS }, body: JSON.stringify(result, null, 2) }

@@ -4,68 +4,16 @@
  * endpoint name is also the name a token's scope lists.
  */
 import { checkQueryEncoding } from '../common/validate.ts'
+import { ADMIN_API } from './contract.ts'
 import { AdminError } from './errors.ts'
 
 type Method = 'GET' | 'POST'
 
-/** Every v2 endpoint, with its HTTP method and whether it addresses nodes (`?node=`). */
-export const ADMIN_ENDPOINTS = {
-  // Cluster
-  GetClusterStatus: { method: 'GET', tag: 'Cluster' },
-  GetClusterHealth: { method: 'GET', tag: 'Cluster' },
-  GetClusterStatistics: { method: 'GET', tag: 'Cluster' },
-  ConnectClusterNodes: { method: 'POST', tag: 'Cluster' },
-  // Admin API tokens
-  ListAdminTokens: { method: 'GET', tag: 'Admin API token' },
-  GetAdminTokenInfo: { method: 'GET', tag: 'Admin API token' },
-  GetCurrentAdminTokenInfo: { method: 'GET', tag: 'Admin API token' },
-  CreateAdminToken: { method: 'POST', tag: 'Admin API token' },
-  UpdateAdminToken: { method: 'POST', tag: 'Admin API token' },
-  DeleteAdminToken: { method: 'POST', tag: 'Admin API token' },
-  // Layout
-  GetClusterLayout: { method: 'GET', tag: 'Cluster layout' },
-  GetClusterLayoutHistory: { method: 'GET', tag: 'Cluster layout' },
-  UpdateClusterLayout: { method: 'POST', tag: 'Cluster layout' },
-  PreviewClusterLayoutChanges: { method: 'POST', tag: 'Cluster layout' },
-  ApplyClusterLayout: { method: 'POST', tag: 'Cluster layout' },
-  RevertClusterLayout: { method: 'POST', tag: 'Cluster layout' },
-  ClusterLayoutSkipDeadNodes: { method: 'POST', tag: 'Cluster layout' },
-  // Access keys
-  ListKeys: { method: 'GET', tag: 'Access key' },
-  GetKeyInfo: { method: 'GET', tag: 'Access key' },
-  CreateKey: { method: 'POST', tag: 'Access key' },
-  ImportKey: { method: 'POST', tag: 'Access key' },
-  UpdateKey: { method: 'POST', tag: 'Access key' },
-  DeleteKey: { method: 'POST', tag: 'Access key' },
-  // Buckets
-  ListBuckets: { method: 'GET', tag: 'Bucket' },
-  GetBucketInfo: { method: 'GET', tag: 'Bucket' },
-  CreateBucket: { method: 'POST', tag: 'Bucket' },
-  UpdateBucket: { method: 'POST', tag: 'Bucket' },
-  DeleteBucket: { method: 'POST', tag: 'Bucket' },
-  CleanupIncompleteUploads: { method: 'POST', tag: 'Bucket' },
-  InspectObject: { method: 'GET', tag: 'Bucket' },
-  // Permissions and aliases
-  AllowBucketKey: { method: 'POST', tag: 'Permission' },
-  DenyBucketKey: { method: 'POST', tag: 'Permission' },
-  AddBucketAlias: { method: 'POST', tag: 'Bucket alias' },
-  RemoveBucketAlias: { method: 'POST', tag: 'Bucket alias' },
-  // Nodes
-  GetNodeInfo: { method: 'GET', tag: 'Node', perNode: true },
-  GetNodeStatistics: { method: 'GET', tag: 'Node', perNode: true },
-  CreateMetadataSnapshot: { method: 'POST', tag: 'Node', perNode: true },
-  LaunchRepairOperation: { method: 'POST', tag: 'Node', perNode: true },
-  // Workers
-  ListWorkers: { method: 'POST', tag: 'Worker', perNode: true },
-  GetWorkerInfo: { method: 'POST', tag: 'Worker', perNode: true },
-  GetWorkerVariable: { method: 'POST', tag: 'Worker', perNode: true },
-  SetWorkerVariable: { method: 'POST', tag: 'Worker', perNode: true },
-  // Blocks
-  ListBlockErrors: { method: 'GET', tag: 'Block', perNode: true },
-  GetBlockInfo: { method: 'POST', tag: 'Block', perNode: true },
-  RetryBlockResync: { method: 'POST', tag: 'Block', perNode: true },
-  PurgeBlocks: { method: 'POST', tag: 'Block', perNode: true },
-} as const satisfies Record<string, { method: Method; tag: string; perNode?: true }>
+/**
+ * Every v2 endpoint, with its HTTP method and whether it addresses nodes (`?node=`): the
+ * contract's table (contract.ts), which also declares each one's query, body and response.
+ */
+export const ADMIN_ENDPOINTS = ADMIN_API
 
 export type AdminEndpointName = keyof typeof ADMIN_ENDPOINTS
 
