@@ -29,6 +29,7 @@ const ALLOWED: Record<string, string[]> = {
 /** Third-party packages and the only layers allowed to use them. */
 const PACKAGE_OWNERS: Record<string, string[]> = {
   lmdb: ['db'],
+  '@sinclair/typebox': ['api/admin'],
   '@msgpack/msgpack': ['util', 'net'],
   citty: ['cli'],
   consola: ['cli'],

@@ -1,5 +1,8 @@
 /** Admin API test helpers: a JSON client over fetch, and a Prometheus text parser. */
+import assert from 'node:assert/strict'
 import { createRequire } from 'node:module'
+import { Value } from '@sinclair/typebox/value'
+import { ADMIN_API } from '../../lib/api/admin/contract.ts'
 import type { TestNode } from '../../lib/testing.ts'
 
 export interface AdminResult {
@@ -41,13 +44,31 @@ export async function adminCall(node: TestNode, path: string, o: AdminCallOption
   return { status: res.status, headers: res.headers, text, json }
 }
 
-/** `/v2/<name>`: GET with a query, or POST with a body; the JSON answer (any status). */
+/**
+ * Checks a successful answer of `/v2/<name>` against the contract's response schema, so that every
+ * test calling {@link v2} also checks that the handlers and the declared contract agree.
+ */
+export function assertMatchesContract(name: string, json: unknown): void {
+  if (!Object.hasOwn(ADMIN_API, name)) return
+  const schema = (ADMIN_API as Record<string, { response?: Parameters<typeof Value.Check>[0] }>)[name]?.response
+  if (schema === undefined || Value.Check(schema, json)) return
+  const e = Value.Errors(schema, json).First()
+  assert.fail(
+    `${name}: the response does not match the contract at '${e?.path}': ${e?.message} (got ${JSON.stringify(e?.value)})`,
+  )
+}
+
+/**
+ * `/v2/<name>`: GET with a query, or POST with a body; the JSON answer (any status). A 200 answer
+ * must match the contract's response schema.
+ */
 export async function v2(
   node: TestNode,
   name: string,
   o: AdminCallOptions = {},
 ): Promise<AdminResult & { data: Record<string, unknown>; list: Array<Record<string, unknown>> }> {
   const r = await adminCall(node, `/v2/${name}`, o)
+  if (r.status === 200) assertMatchesContract(name, r.json)
   return {
     ...r,
     data: (r.json ?? {}) as Record<string, unknown>,
