@@ -9,7 +9,14 @@
 import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import { existsSync } from 'node:fs'
-import { type BindAddr, readConfigFile, resolveConfig } from '../index.ts'
+import {
+  type AdminApiEndpointName,
+  type AdminApiMultiResponse,
+  type AdminApiResponse,
+  type BindAddr,
+  readConfigFile,
+  resolveConfig,
+} from '../index.ts'
 import { CliError } from './_errors.ts'
 
 /** Where the admin API listens. */
@@ -169,10 +176,10 @@ const NODE_ENDPOINTS: ReadonlySet<string> = new Set([
 ])
 
 /** Answer of a per-node endpoint. */
-export interface MultiResponse<T> {
-  success: Record<string, T>
-  error: Record<string, string>
-}
+export type MultiResponse<T> = AdminApiMultiResponse<T>
+
+/** One node's answer of the per-node endpoint `E`. */
+export type NodeResponse<E extends AdminApiEndpointName> = AdminApiResponse<E> extends AdminApiMultiResponse<infer T> ? T : never
 
 export type QueryValue = string | number | boolean | undefined
 
@@ -236,8 +243,13 @@ export class AdminClient {
     this.#timeoutMs = opts.timeoutMs ?? 600_000
   }
 
-  /** Call `endpoint`; resolves to the parsed JSON answer (undefined for an empty body). */
-  async call<T = unknown>(endpoint: string, call: AdminCall = {}): Promise<T> {
+  /** Call `endpoint`; resolves to its answer, typed by the admin API contract. */
+  call<E extends AdminApiEndpointName>(endpoint: E, call: AdminCall = {}): Promise<AdminApiResponse<E>> {
+    return this.#call(endpoint, call) as Promise<AdminApiResponse<E>>
+  }
+
+  /** Call any endpoint by name; resolves to the parsed JSON answer (undefined for an empty body). */
+  async #call(endpoint: string, call: AdminCall): Promise<unknown> {
     const method = GET_ENDPOINTS.has(endpoint) ? 'GET' : 'POST'
     const params = new URLSearchParams()
     for (const [k, v] of Object.entries(call.query ?? {})) if (v !== undefined) params.set(k, String(v))
@@ -246,9 +258,9 @@ export class AdminClient {
     const body = method === 'POST' && call.body !== undefined ? Buffer.from(JSON.stringify(call.body)) : undefined
     const { status, text } = await this.#send(method, path, body)
     if (status >= 200 && status < 300) {
-      if (text.trim() === '') return undefined as T
+      if (text.trim() === '') return undefined
       try {
-        return JSON.parse(text) as T
+        return JSON.parse(text) as unknown
       } catch (err) {
         throw new CliError(`${endpoint} returned a response that is not JSON: ${text.slice(0, 200)}`, { cause: err })
       }
@@ -269,13 +281,13 @@ export class AdminClient {
    * Call a per-node endpoint on one node (default `self`) and return that node's answer; a
    * node-level error becomes a {@link CliError}.
    */
-  async callNode<T = unknown>(endpoint: string, body?: unknown, node = 'self'): Promise<T> {
-    const res = await this.call<MultiResponse<T>>(endpoint, { query: { node }, body })
+  async callNode<E extends AdminApiEndpointName>(endpoint: E, body?: unknown, node = 'self'): Promise<NodeResponse<E>> {
+    const res = (await this.#call(endpoint, { query: { node }, body })) as MultiResponse<NodeResponse<E>> | undefined
     const [failed] = Object.entries(res?.error ?? {})
     if (failed !== undefined) throw new CliError(`${endpoint} failed on node ${failed[0].slice(0, 16)}: ${failed[1]}`)
     const ok = Object.values(res?.success ?? {})
     if (ok.length !== 1) throw new CliError(`${endpoint} returned ${ok.length} node responses, expected 1`)
-    return ok[0] as T
+    return ok[0] as NodeResponse<E>
   }
 
   /**
@@ -298,7 +310,7 @@ export class AdminClient {
       if (Object.keys(rest).length === 0) body = undefined
     }
     if (NODE_ENDPOINTS.has(endpoint)) query.node ??= 'self'
-    return this.call(endpoint, { query, body })
+    return this.#call(endpoint, { query, body })
   }
 
   #send(method: string, path: string, body: Buffer | undefined): Promise<{ status: number; text: string }> {

@@ -22,7 +22,7 @@ const Bool = () => Type.Boolean()
 const UInt = () => Type.Integer({ minimum: 0 })
 const StrArray = () => Type.Array(Type.String())
 
-/** Pattern of an RFC 3339 date-time; openapi.ts renders it as `format: date-time`. */
+/** Pattern of an RFC 3339 date-time; openapi.ts renders it as `format: date-time`. @internal */
 export const RFC3339_PATTERN = '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}(:\\d{2}(\\.\\d+)?)?(Z|[+-]\\d{2}:\\d{2})$'
 const DateTime = () => Type.String({ pattern: RFC3339_PATTERN, description: 'RFC 3339 date-time' })
 
@@ -36,48 +36,55 @@ const Multi = <T extends TSchema>(t: T) =>
 // ---------------------------------------------------------------------------------------------
 // Shared shapes
 
-const ApiBucketKeyPerm = named('ApiBucketKeyPerm', Type.Object({ read: Bool(), write: Bool(), owner: Bool() }))
+const ApiBucketKeyPermSchema = named('ApiBucketKeyPerm', Type.Object({ read: Bool(), write: Bool(), owner: Bool() }))
 /** Permissions in a request: absent flags are false. */
-const ApiBucketKeyPermRequest = named(
+const ApiBucketKeyPermRequestSchema = named(
   'ApiBucketKeyPermRequest',
   Type.Object({ read: Opt(Bool()), write: Opt(Bool()), owner: Opt(Bool()) }),
 )
-const ApiBucketQuotas = named('ApiBucketQuotas', Type.Object({ maxSize: Nullable(UInt()), maxObjects: Nullable(UInt()) }))
-const ApiBucketQuotasRequest = named('ApiBucketQuotasRequest', Type.Object({ maxSize: Opt(UInt()), maxObjects: Opt(UInt()) }))
-const KeyPerm = named('KeyPerm', Type.Object({ createBucket: Opt(Bool()) }))
+const ApiBucketQuotasSchema = named('ApiBucketQuotas', Type.Object({ maxSize: Nullable(UInt()), maxObjects: Nullable(UInt()) }))
+const ApiBucketQuotasRequestSchema = named(
+  'ApiBucketQuotasRequest',
+  Type.Object({ maxSize: Opt(UInt()), maxObjects: Opt(UInt()) }),
+)
+const KeyPermSchema = named('KeyPerm', Type.Object({ createBucket: Opt(Bool()) }))
 
-export const ErrorResponse = named(
+/** @internal */
+export const ErrorResponseSchema = named(
   'ErrorResponse',
   Type.Object({ code: Str(), message: Str(), region: Type.Optional(Str()), path: Type.Optional(Str()) }),
 )
 
-const FreeformResponse = named('FreeformResponse', Type.Object({ freeform: Str() }))
+const FreeformResponseSchema = named('FreeformResponse', Type.Object({ freeform: Str() }))
 
 // ---------------------------------------------------------------------------------------------
 // Cluster
 
-const FreeSpaceResp = named('FreeSpaceResp', Type.Object({ available: UInt(), total: UInt() }))
-const NodeAssignedRole = named('NodeAssignedRole', Type.Object({ zone: Str(), capacity: Nullable(UInt()), tags: StrArray() }))
-const NodeResp = named(
+const FreeSpaceRespSchema = named('FreeSpaceResp', Type.Object({ available: UInt(), total: UInt() }))
+const NodeAssignedRoleSchema = named(
+  'NodeAssignedRole',
+  Type.Object({ zone: Str(), capacity: Nullable(UInt()), tags: StrArray() }),
+)
+const NodeRespSchema = named(
   'NodeResp',
   Type.Object({
     id: Str(),
     garageVersion: Type.Optional(Nullable(Str())),
-    role: Nullable(NodeAssignedRole),
+    role: Nullable(NodeAssignedRoleSchema),
     addr: Nullable(Str()),
     hostname: Nullable(Str()),
     isUp: Bool(),
     lastSeenSecsAgo: Nullable(UInt()),
     draining: Bool(),
-    dataPartition: Nullable(FreeSpaceResp),
-    metadataPartition: Nullable(FreeSpaceResp),
+    dataPartition: Nullable(FreeSpaceRespSchema),
+    metadataPartition: Nullable(FreeSpaceRespSchema),
   }),
 )
-const GetClusterStatusResponse = named(
+const GetClusterStatusResponseSchema = named(
   'GetClusterStatusResponse',
-  Type.Object({ layoutVersion: UInt(), nodes: Type.Array(NodeResp) }),
+  Type.Object({ layoutVersion: UInt(), nodes: Type.Array(NodeRespSchema) }),
 )
-const GetClusterHealthResponse = named(
+const GetClusterHealthResponseSchema = named(
   'GetClusterHealthResponse',
   Type.Object({
     status: Type.Union([Type.Literal('healthy'), Type.Literal('degraded'), Type.Literal('unavailable')]),
@@ -90,13 +97,13 @@ const GetClusterHealthResponse = named(
     partitionsAllOk: UInt(),
   }),
 )
-const ConnectClusterNodesRequest = named('ConnectClusterNodesRequest', StrArray())
-const ConnectNodeResponse = named('ConnectNodeResponse', Type.Object({ success: Bool(), error: Nullable(Str()) }))
+const ConnectClusterNodesRequestSchema = named('ConnectClusterNodesRequest', StrArray())
+const ConnectNodeResponseSchema = named('ConnectNodeResponse', Type.Object({ success: Bool(), error: Nullable(Str()) }))
 
 // ---------------------------------------------------------------------------------------------
 // Admin API tokens
 
-const GetAdminTokenInfoResponse = named(
+const GetAdminTokenInfoResponseSchema = named(
   'GetAdminTokenInfoResponse',
   Type.Object({
     id: Nullable(Str()),
@@ -107,11 +114,11 @@ const GetAdminTokenInfoResponse = named(
     scope: StrArray(),
   }),
 )
-const CreateAdminTokenResponse = named(
+const CreateAdminTokenResponseSchema = named(
   'CreateAdminTokenResponse',
-  Type.Object({ ...GetAdminTokenInfoResponse.properties, secretToken: Str() }),
+  Type.Object({ ...GetAdminTokenInfoResponseSchema.properties, secretToken: Str() }),
 )
-const UpdateAdminTokenRequestBody = named(
+const UpdateAdminTokenRequestBodySchema = named(
   'UpdateAdminTokenRequestBody',
   Type.Object({ name: Opt(Str()), expiration: Opt(DateTime()), neverExpires: Opt(Bool()), scope: Opt(StrArray()) }),
 )
@@ -119,14 +126,14 @@ const UpdateAdminTokenRequestBody = named(
 // ---------------------------------------------------------------------------------------------
 // Cluster layout
 
-const ZoneRedundancy = named(
+const ZoneRedundancySchema = named(
   'ZoneRedundancy',
   Type.Union([Type.Literal('maximum'), Type.Object({ atLeast: UInt() }, { additionalProperties: false })]),
 )
-const LayoutParameters = named('LayoutParameters', Type.Object({ zoneRedundancy: ZoneRedundancy }))
+const LayoutParametersSchema = named('LayoutParameters', Type.Object({ zoneRedundancy: ZoneRedundancySchema }))
 const NodeRoleRemove = Type.Object({ id: Str(), remove: Type.Literal(true) })
 /** A staged role change as the server reports it. */
-const NodeRoleChange = named(
+const NodeRoleChangeSchema = named(
   'NodeRoleChange',
   Type.Union([
     NodeRoleRemove,
@@ -134,11 +141,11 @@ const NodeRoleChange = named(
   ]),
 )
 /** A role change in a request: capacity null or absent is a gateway, tags default to none. */
-const NodeRoleChangeRequest = named(
+const NodeRoleChangeRequestSchema = named(
   'NodeRoleChangeRequest',
   Type.Union([NodeRoleRemove, Type.Object({ id: Str(), zone: Str(), capacity: Opt(UInt()), tags: Opt(StrArray()) })]),
 )
-const LayoutNodeRole = named(
+const LayoutNodeRoleSchema = named(
   'LayoutNodeRole',
   Type.Object({
     id: Str(),
@@ -149,18 +156,18 @@ const LayoutNodeRole = named(
     usableCapacity: Nullable(UInt()),
   }),
 )
-const GetClusterLayoutResponse = named(
+const GetClusterLayoutResponseSchema = named(
   'GetClusterLayoutResponse',
   Type.Object({
     version: UInt(),
-    roles: Type.Array(LayoutNodeRole),
-    parameters: LayoutParameters,
+    roles: Type.Array(LayoutNodeRoleSchema),
+    parameters: LayoutParametersSchema,
     partitionSize: UInt(),
-    stagedRoleChanges: Type.Array(NodeRoleChange),
-    stagedParameters: Nullable(LayoutParameters),
+    stagedRoleChanges: Type.Array(NodeRoleChangeSchema),
+    stagedParameters: Nullable(LayoutParametersSchema),
   }),
 )
-const GetClusterLayoutHistoryResponse = named(
+const GetClusterLayoutHistoryResponseSchema = named(
   'GetClusterLayoutHistoryResponse',
   Type.Object({
     currentVersion: UInt(),
@@ -176,24 +183,24 @@ const GetClusterLayoutHistoryResponse = named(
     updateTrackers: Nullable(Type.Record(Type.String(), Type.Object({ ack: UInt(), sync: UInt(), syncAck: UInt() }))),
   }),
 )
-const UpdateClusterLayoutRequest = named(
+const UpdateClusterLayoutRequestSchema = named(
   'UpdateClusterLayoutRequest',
-  Type.Object({ roles: Opt(Type.Array(NodeRoleChangeRequest)), parameters: Opt(LayoutParameters) }),
+  Type.Object({ roles: Opt(Type.Array(NodeRoleChangeRequestSchema)), parameters: Opt(LayoutParametersSchema) }),
 )
-const PreviewClusterLayoutChangesResponse = named(
+const PreviewClusterLayoutChangesResponseSchema = named(
   'PreviewClusterLayoutChangesResponse',
-  Type.Union([Type.Object({ error: Str() }), Type.Object({ message: StrArray(), newLayout: GetClusterLayoutResponse })]),
+  Type.Union([Type.Object({ error: Str() }), Type.Object({ message: StrArray(), newLayout: GetClusterLayoutResponseSchema })]),
 )
-const ApplyClusterLayoutRequest = named('ApplyClusterLayoutRequest', Type.Object({ version: UInt() }))
-const ApplyClusterLayoutResponse = named(
+const ApplyClusterLayoutRequestSchema = named('ApplyClusterLayoutRequest', Type.Object({ version: UInt() }))
+const ApplyClusterLayoutResponseSchema = named(
   'ApplyClusterLayoutResponse',
-  Type.Object({ message: StrArray(), layout: GetClusterLayoutResponse }),
+  Type.Object({ message: StrArray(), layout: GetClusterLayoutResponseSchema }),
 )
-const ClusterLayoutSkipDeadNodesRequest = named(
+const ClusterLayoutSkipDeadNodesRequestSchema = named(
   'ClusterLayoutSkipDeadNodesRequest',
   Type.Object({ version: UInt(), allowMissingData: Opt(Bool()) }),
 )
-const ClusterLayoutSkipDeadNodesResponse = named(
+const ClusterLayoutSkipDeadNodesResponseSchema = named(
   'ClusterLayoutSkipDeadNodesResponse',
   Type.Object({ ackUpdated: StrArray(), syncUpdated: StrArray() }),
 )
@@ -201,15 +208,15 @@ const ClusterLayoutSkipDeadNodesResponse = named(
 // ---------------------------------------------------------------------------------------------
 // Access keys
 
-const ListKeysResponseItem = named(
+const ListKeysResponseItemSchema = named(
   'ListKeysResponseItem',
   Type.Object({ id: Str(), name: Str(), created: DateTime(), expiration: Nullable(DateTime()), expired: Bool() }),
 )
-const KeyInfoBucketResponse = named(
+const KeyInfoBucketResponseSchema = named(
   'KeyInfoBucketResponse',
-  Type.Object({ id: Str(), globalAliases: StrArray(), localAliases: StrArray(), permissions: ApiBucketKeyPerm }),
+  Type.Object({ id: Str(), globalAliases: StrArray(), localAliases: StrArray(), permissions: ApiBucketKeyPermSchema }),
 )
-const GetKeyInfoResponse = named(
+const GetKeyInfoResponseSchema = named(
   'GetKeyInfoResponse',
   Type.Object({
     accessKeyId: Str(),
@@ -219,25 +226,28 @@ const GetKeyInfoResponse = named(
     expired: Bool(),
     secretAccessKey: Nullable(Str()),
     permissions: Type.Object({ createBucket: Bool() }),
-    buckets: Type.Array(KeyInfoBucketResponse),
+    buckets: Type.Array(KeyInfoBucketResponseSchema),
   }),
 )
-const UpdateKeyRequestBody = named(
+const UpdateKeyRequestBodySchema = named(
   'UpdateKeyRequestBody',
   Type.Object({
     name: Opt(Str()),
-    allow: Opt(KeyPerm),
-    deny: Opt(KeyPerm),
+    allow: Opt(KeyPermSchema),
+    deny: Opt(KeyPermSchema),
     expiration: Opt(DateTime()),
     neverExpires: Opt(Bool()),
   }),
 )
-const ImportKeyRequest = named('ImportKeyRequest', Type.Object({ accessKeyId: Str(), secretAccessKey: Str(), name: Opt(Str()) }))
+const ImportKeyRequestSchema = named(
+  'ImportKeyRequest',
+  Type.Object({ accessKeyId: Str(), secretAccessKey: Str(), name: Opt(Str()) }),
+)
 
 // ---------------------------------------------------------------------------------------------
 // Buckets
 
-const ListBucketsResponseItem = named(
+const ListBucketsResponseItemSchema = named(
   'ListBucketsResponseItem',
   Type.Object({
     id: Str(),
@@ -246,58 +256,58 @@ const ListBucketsResponseItem = named(
     localAliases: Type.Array(Type.Object({ accessKeyId: Str(), alias: Str() })),
   }),
 )
-const GetBucketInfoKey = named(
+const GetBucketInfoKeySchema = named(
   'GetBucketInfoKey',
-  Type.Object({ accessKeyId: Str(), name: Str(), permissions: ApiBucketKeyPerm, bucketLocalAliases: StrArray() }),
+  Type.Object({ accessKeyId: Str(), name: Str(), permissions: ApiBucketKeyPermSchema, bucketLocalAliases: StrArray() }),
 )
-const GetBucketInfoWebsiteResponse = named(
+const GetBucketInfoWebsiteResponseSchema = named(
   'GetBucketInfoWebsiteResponse',
   Type.Object({ indexDocument: Str(), errorDocument: Nullable(Str()) }),
 )
-const GetBucketInfoResponse = named(
+const GetBucketInfoResponseSchema = named(
   'GetBucketInfoResponse',
   Type.Object({
     id: Str(),
     created: DateTime(),
     globalAliases: StrArray(),
     websiteAccess: Bool(),
-    websiteConfig: Nullable(GetBucketInfoWebsiteResponse),
-    keys: Type.Array(GetBucketInfoKey),
+    websiteConfig: Nullable(GetBucketInfoWebsiteResponseSchema),
+    keys: Type.Array(GetBucketInfoKeySchema),
     objects: UInt(),
     bytes: UInt(),
     unfinishedUploads: UInt(),
     unfinishedMultipartUploads: UInt(),
     unfinishedMultipartUploadParts: UInt(),
     unfinishedMultipartUploadBytes: UInt(),
-    quotas: ApiBucketQuotas,
+    quotas: ApiBucketQuotasSchema,
   }),
 )
-const CreateBucketLocalAlias = named(
+const CreateBucketLocalAliasSchema = named(
   'CreateBucketLocalAlias',
-  Type.Object({ accessKeyId: Str(), alias: Str(), allow: Opt(ApiBucketKeyPermRequest) }),
+  Type.Object({ accessKeyId: Str(), alias: Str(), allow: Opt(ApiBucketKeyPermRequestSchema) }),
 )
-const CreateBucketRequest = named(
+const CreateBucketRequestSchema = named(
   'CreateBucketRequest',
-  Type.Object({ globalAlias: Opt(Str()), localAlias: Opt(CreateBucketLocalAlias) }),
+  Type.Object({ globalAlias: Opt(Str()), localAlias: Opt(CreateBucketLocalAliasSchema) }),
 )
-const UpdateBucketWebsiteAccess = named(
+const UpdateBucketWebsiteAccessSchema = named(
   'UpdateBucketWebsiteAccess',
   Type.Object({ enabled: Bool(), indexDocument: Opt(Str()), errorDocument: Opt(Str()) }),
 )
-const UpdateBucketRequestBody = named(
+const UpdateBucketRequestBodySchema = named(
   'UpdateBucketRequestBody',
-  Type.Object({ websiteAccess: Opt(UpdateBucketWebsiteAccess), quotas: Opt(ApiBucketQuotasRequest) }),
+  Type.Object({ websiteAccess: Opt(UpdateBucketWebsiteAccessSchema), quotas: Opt(ApiBucketQuotasRequestSchema) }),
 )
-const CleanupIncompleteUploadsRequest = named(
+const CleanupIncompleteUploadsRequestSchema = named(
   'CleanupIncompleteUploadsRequest',
   Type.Object({ bucketId: Str(), olderThanSecs: UInt() }),
 )
-const CleanupIncompleteUploadsResponse = named('CleanupIncompleteUploadsResponse', Type.Object({ uploadsDeleted: UInt() }))
-const InspectObjectBlock = named(
+const CleanupIncompleteUploadsResponseSchema = named('CleanupIncompleteUploadsResponse', Type.Object({ uploadsDeleted: UInt() }))
+const InspectObjectBlockSchema = named(
   'InspectObjectBlock',
   Type.Object({ partNumber: UInt(), offset: UInt(), hash: Str(), size: UInt() }),
 )
-const InspectObjectVersion = named(
+const InspectObjectVersionSchema = named(
   'InspectObjectVersion',
   Type.Object({
     uuid: Str(),
@@ -310,18 +320,18 @@ const InspectObjectVersion = named(
     size: Nullable(UInt()),
     etag: Nullable(Str()),
     headers: Type.Array(Type.Tuple([Str(), Str()])),
-    blocks: Type.Array(InspectObjectBlock),
+    blocks: Type.Array(InspectObjectBlockSchema),
   }),
 )
-const InspectObjectResponse = named(
+const InspectObjectResponseSchema = named(
   'InspectObjectResponse',
-  Type.Object({ bucketId: Str(), key: Str(), versions: Type.Array(InspectObjectVersion) }),
+  Type.Object({ bucketId: Str(), key: Str(), versions: Type.Array(InspectObjectVersionSchema) }),
 )
-const BucketKeyPermChangeRequest = named(
+const BucketKeyPermChangeRequestSchema = named(
   'BucketKeyPermChangeRequest',
-  Type.Object({ bucketId: Str(), accessKeyId: Str(), permissions: ApiBucketKeyPermRequest }),
+  Type.Object({ bucketId: Str(), accessKeyId: Str(), permissions: ApiBucketKeyPermRequestSchema }),
 )
-const BucketAliasRequest = named(
+const BucketAliasRequestSchema = named(
   'BucketAliasRequest',
   Type.Object({ bucketId: Str(), globalAlias: Opt(Str()), localAlias: Opt(Str()), accessKeyId: Opt(Str()) }),
 )
@@ -329,7 +339,7 @@ const BucketAliasRequest = named(
 // ---------------------------------------------------------------------------------------------
 // Nodes, workers, repairs, blocks (node-scoped)
 
-const LocalGetNodeInfoResponse = named(
+const LocalGetNodeInfoResponseSchema = named(
   'LocalGetNodeInfoResponse',
   Type.Object({
     nodeId: Str(),
@@ -340,7 +350,7 @@ const LocalGetNodeInfoResponse = named(
     rpcAddress: Type.Optional(Nullable(Str())),
   }),
 )
-const RepairType = named(
+const RepairTypeSchema = named(
   'RepairType',
   Type.Union([
     Type.Literal('tables'),
@@ -358,8 +368,8 @@ const RepairType = named(
     ),
   ]),
 )
-const LaunchRepairOperationRequest = named('LaunchRepairOperationRequest', Type.Object({ repairType: RepairType }))
-const WorkerStateResp = named(
+const LaunchRepairOperationRequestSchema = named('LaunchRepairOperationRequest', Type.Object({ repairType: RepairTypeSchema }))
+const WorkerStateRespSchema = named(
   'WorkerStateResp',
   Type.Union([
     Type.Literal('busy'),
@@ -368,12 +378,12 @@ const WorkerStateResp = named(
     Type.Literal('done'),
   ]),
 )
-const WorkerInfoResp = named(
+const WorkerInfoRespSchema = named(
   'WorkerInfoResp',
   Type.Object({
     id: UInt(),
     name: Str(),
-    state: WorkerStateResp,
+    state: WorkerStateRespSchema,
     errors: UInt(),
     consecutiveErrors: UInt(),
     lastError: Nullable(Type.Object({ message: Str(), secsAgo: UInt() })),
@@ -384,17 +394,17 @@ const WorkerInfoResp = named(
     freeform: StrArray(),
   }),
 )
-const ListWorkersRequest = named('ListWorkersRequest', Type.Object({ busyOnly: Opt(Bool()), errorOnly: Opt(Bool()) }))
-const GetWorkerInfoRequest = named('GetWorkerInfoRequest', Type.Object({ id: UInt() }))
-const GetWorkerVariableRequest = named('GetWorkerVariableRequest', Type.Object({ variable: Opt(Str()) }))
-const SetWorkerVariableRequest = named('SetWorkerVariableRequest', Type.Object({ variable: Str(), value: Str() }))
-const SetWorkerVariableResponse = named('SetWorkerVariableResponse', Type.Object({ variable: Str(), value: Str() }))
-const BlockError = named(
+const ListWorkersRequestSchema = named('ListWorkersRequest', Type.Object({ busyOnly: Opt(Bool()), errorOnly: Opt(Bool()) }))
+const GetWorkerInfoRequestSchema = named('GetWorkerInfoRequest', Type.Object({ id: UInt() }))
+const GetWorkerVariableRequestSchema = named('GetWorkerVariableRequest', Type.Object({ variable: Opt(Str()) }))
+const SetWorkerVariableRequestSchema = named('SetWorkerVariableRequest', Type.Object({ variable: Str(), value: Str() }))
+const SetWorkerVariableResponseSchema = named('SetWorkerVariableResponse', Type.Object({ variable: Str(), value: Str() }))
+const BlockErrorSchema = named(
   'BlockError',
   Type.Object({ blockHash: Str(), refcount: UInt(), errorCount: UInt(), lastTrySecsAgo: UInt(), nextTryInSecs: UInt() }),
 )
-const GetBlockInfoRequest = named('GetBlockInfoRequest', Type.Object({ blockHash: Str() }))
-const BlockVersionBacklink = named(
+const GetBlockInfoRequestSchema = named('GetBlockInfoRequest', Type.Object({ blockHash: Str() }))
+const BlockVersionBacklinkSchema = named(
   'BlockVersionBacklink',
   Type.Union([
     Type.Object({ object: Type.Object({ bucketId: Str(), key: Str() }) }),
@@ -409,27 +419,27 @@ const BlockVersionBacklink = named(
     }),
   ]),
 )
-const BlockVersion = named(
+const BlockVersionSchema = named(
   'BlockVersion',
   Type.Object({
     versionId: Str(),
     refDeleted: Bool(),
     versionDeleted: Bool(),
     garbageCollected: Bool(),
-    backlink: Nullable(BlockVersionBacklink),
+    backlink: Nullable(BlockVersionBacklinkSchema),
   }),
 )
-const GetBlockInfoResponse = named(
+const GetBlockInfoResponseSchema = named(
   'GetBlockInfoResponse',
-  Type.Object({ blockHash: Str(), refcount: UInt(), versions: Type.Array(BlockVersion) }),
+  Type.Object({ blockHash: Str(), refcount: UInt(), versions: Type.Array(BlockVersionSchema) }),
 )
-const RetryBlockResyncRequest = named(
+const RetryBlockResyncRequestSchema = named(
   'RetryBlockResyncRequest',
   Type.Union([Type.Object({ all: Bool() }), Type.Object({ blockHashes: StrArray() })]),
 )
-const RetryBlockResyncResponse = named('RetryBlockResyncResponse', Type.Object({ count: UInt() }))
-const PurgeBlocksRequest = named('PurgeBlocksRequest', StrArray())
-const PurgeBlocksResponse = named(
+const RetryBlockResyncResponseSchema = named('RetryBlockResyncResponse', Type.Object({ count: UInt() }))
+const PurgeBlocksRequestSchema = named('PurgeBlocksRequest', StrArray())
+const PurgeBlocksResponseSchema = named(
   'PurgeBlocksResponse',
   Type.Object({ blocksPurged: UInt(), objectsDeleted: UInt(), uploadsDeleted: UInt(), versionsDeleted: UInt() }),
 )
@@ -447,7 +457,7 @@ const BoolQuery = Type.Union([Type.Literal('true'), Type.Literal('false'), Type.
 
 type Method = 'GET' | 'POST'
 
-/** What the contract says about one endpoint. */
+/** What the contract says about one endpoint. @internal */
 export interface EndpointContract {
   readonly method: Method
   /** OpenAPI tag (Garage's grouping). */
@@ -466,107 +476,134 @@ export interface EndpointContract {
 
 const Null = Type.Null()
 
-/** Every v2 endpoint (port of garage_api_admin::router_v2's table and api.rs's types). */
+/** Every v2 endpoint (port of garage_api_admin::router_v2's table and api.rs's types). @internal */
 export const ADMIN_API = {
   // Cluster
-  GetClusterStatus: { method: 'GET', tag: 'Cluster', response: GetClusterStatusResponse },
-  GetClusterHealth: { method: 'GET', tag: 'Cluster', response: GetClusterHealthResponse },
-  GetClusterStatistics: { method: 'GET', tag: 'Cluster', response: FreeformResponse },
+  GetClusterStatus: { method: 'GET', tag: 'Cluster', response: GetClusterStatusResponseSchema },
+  GetClusterHealth: { method: 'GET', tag: 'Cluster', response: GetClusterHealthResponseSchema },
+  GetClusterStatistics: { method: 'GET', tag: 'Cluster', response: FreeformResponseSchema },
   ConnectClusterNodes: {
     method: 'POST',
     tag: 'Cluster',
-    body: ConnectClusterNodesRequest,
-    response: Type.Array(ConnectNodeResponse),
+    body: ConnectClusterNodesRequestSchema,
+    response: Type.Array(ConnectNodeResponseSchema),
   },
   // Admin API tokens
-  ListAdminTokens: { method: 'GET', tag: 'Admin API token', response: Type.Array(GetAdminTokenInfoResponse) },
+  ListAdminTokens: { method: 'GET', tag: 'Admin API token', response: Type.Array(GetAdminTokenInfoResponseSchema) },
   GetAdminTokenInfo: {
     method: 'GET',
     tag: 'Admin API token',
     query: Type.Object({ id: Type.Optional(Q()), search: Type.Optional(Q()) }),
-    response: GetAdminTokenInfoResponse,
+    response: GetAdminTokenInfoResponseSchema,
   },
-  GetCurrentAdminTokenInfo: { method: 'GET', tag: 'Admin API token', response: GetAdminTokenInfoResponse },
+  GetCurrentAdminTokenInfo: { method: 'GET', tag: 'Admin API token', response: GetAdminTokenInfoResponseSchema },
   CreateAdminToken: {
     method: 'POST',
     tag: 'Admin API token',
-    body: UpdateAdminTokenRequestBody,
-    response: CreateAdminTokenResponse,
+    body: UpdateAdminTokenRequestBodySchema,
+    response: CreateAdminTokenResponseSchema,
   },
   UpdateAdminToken: {
     method: 'POST',
     tag: 'Admin API token',
     query: IdQuery,
-    body: UpdateAdminTokenRequestBody,
-    response: GetAdminTokenInfoResponse,
+    body: UpdateAdminTokenRequestBodySchema,
+    response: GetAdminTokenInfoResponseSchema,
   },
   DeleteAdminToken: { method: 'POST', tag: 'Admin API token', query: IdQuery, response: Null },
   // Layout
-  GetClusterLayout: { method: 'GET', tag: 'Cluster layout', response: GetClusterLayoutResponse },
-  GetClusterLayoutHistory: { method: 'GET', tag: 'Cluster layout', response: GetClusterLayoutHistoryResponse },
+  GetClusterLayout: { method: 'GET', tag: 'Cluster layout', response: GetClusterLayoutResponseSchema },
+  GetClusterLayoutHistory: { method: 'GET', tag: 'Cluster layout', response: GetClusterLayoutHistoryResponseSchema },
   UpdateClusterLayout: {
     method: 'POST',
     tag: 'Cluster layout',
-    body: UpdateClusterLayoutRequest,
-    response: GetClusterLayoutResponse,
+    body: UpdateClusterLayoutRequestSchema,
+    response: GetClusterLayoutResponseSchema,
   },
-  PreviewClusterLayoutChanges: { method: 'POST', tag: 'Cluster layout', response: PreviewClusterLayoutChangesResponse },
+  PreviewClusterLayoutChanges: { method: 'POST', tag: 'Cluster layout', response: PreviewClusterLayoutChangesResponseSchema },
   ApplyClusterLayout: {
     method: 'POST',
     tag: 'Cluster layout',
-    body: ApplyClusterLayoutRequest,
-    response: ApplyClusterLayoutResponse,
+    body: ApplyClusterLayoutRequestSchema,
+    response: ApplyClusterLayoutResponseSchema,
   },
-  RevertClusterLayout: { method: 'POST', tag: 'Cluster layout', response: GetClusterLayoutResponse },
+  RevertClusterLayout: { method: 'POST', tag: 'Cluster layout', response: GetClusterLayoutResponseSchema },
   ClusterLayoutSkipDeadNodes: {
     method: 'POST',
     tag: 'Cluster layout',
-    body: ClusterLayoutSkipDeadNodesRequest,
-    response: ClusterLayoutSkipDeadNodesResponse,
+    body: ClusterLayoutSkipDeadNodesRequestSchema,
+    response: ClusterLayoutSkipDeadNodesResponseSchema,
   },
   // Access keys
-  ListKeys: { method: 'GET', tag: 'Access key', response: Type.Array(ListKeysResponseItem) },
+  ListKeys: { method: 'GET', tag: 'Access key', response: Type.Array(ListKeysResponseItemSchema) },
   GetKeyInfo: {
     method: 'GET',
     tag: 'Access key',
     query: Type.Object({ id: Type.Optional(Q()), search: Type.Optional(Q()), showSecretKey: Type.Optional(BoolQuery) }),
-    response: GetKeyInfoResponse,
+    response: GetKeyInfoResponseSchema,
   },
-  CreateKey: { method: 'POST', tag: 'Access key', body: UpdateKeyRequestBody, response: GetKeyInfoResponse },
-  ImportKey: { method: 'POST', tag: 'Access key', body: ImportKeyRequest, response: GetKeyInfoResponse },
-  UpdateKey: { method: 'POST', tag: 'Access key', query: IdQuery, body: UpdateKeyRequestBody, response: GetKeyInfoResponse },
+  CreateKey: { method: 'POST', tag: 'Access key', body: UpdateKeyRequestBodySchema, response: GetKeyInfoResponseSchema },
+  ImportKey: { method: 'POST', tag: 'Access key', body: ImportKeyRequestSchema, response: GetKeyInfoResponseSchema },
+  UpdateKey: {
+    method: 'POST',
+    tag: 'Access key',
+    query: IdQuery,
+    body: UpdateKeyRequestBodySchema,
+    response: GetKeyInfoResponseSchema,
+  },
   DeleteKey: { method: 'POST', tag: 'Access key', query: IdQuery, response: Null },
   // Buckets
-  ListBuckets: { method: 'GET', tag: 'Bucket', response: Type.Array(ListBucketsResponseItem) },
+  ListBuckets: { method: 'GET', tag: 'Bucket', response: Type.Array(ListBucketsResponseItemSchema) },
   GetBucketInfo: {
     method: 'GET',
     tag: 'Bucket',
     query: Type.Object({ id: Type.Optional(Q()), globalAlias: Type.Optional(Q()), search: Type.Optional(Q()) }),
-    response: GetBucketInfoResponse,
+    response: GetBucketInfoResponseSchema,
   },
-  CreateBucket: { method: 'POST', tag: 'Bucket', body: CreateBucketRequest, response: GetBucketInfoResponse },
-  UpdateBucket: { method: 'POST', tag: 'Bucket', query: IdQuery, body: UpdateBucketRequestBody, response: GetBucketInfoResponse },
+  CreateBucket: { method: 'POST', tag: 'Bucket', body: CreateBucketRequestSchema, response: GetBucketInfoResponseSchema },
+  UpdateBucket: {
+    method: 'POST',
+    tag: 'Bucket',
+    query: IdQuery,
+    body: UpdateBucketRequestBodySchema,
+    response: GetBucketInfoResponseSchema,
+  },
   DeleteBucket: { method: 'POST', tag: 'Bucket', query: IdQuery, response: Null },
   CleanupIncompleteUploads: {
     method: 'POST',
     tag: 'Bucket',
-    body: CleanupIncompleteUploadsRequest,
-    response: CleanupIncompleteUploadsResponse,
+    body: CleanupIncompleteUploadsRequestSchema,
+    response: CleanupIncompleteUploadsResponseSchema,
   },
   InspectObject: {
     method: 'GET',
     tag: 'Bucket',
     query: Type.Object({ bucketId: Q(), key: Q() }),
-    response: InspectObjectResponse,
+    response: InspectObjectResponseSchema,
   },
   // Permissions and aliases
-  AllowBucketKey: { method: 'POST', tag: 'Permission', body: BucketKeyPermChangeRequest, response: GetBucketInfoResponse },
-  DenyBucketKey: { method: 'POST', tag: 'Permission', body: BucketKeyPermChangeRequest, response: GetBucketInfoResponse },
-  AddBucketAlias: { method: 'POST', tag: 'Bucket alias', body: BucketAliasRequest, response: GetBucketInfoResponse },
-  RemoveBucketAlias: { method: 'POST', tag: 'Bucket alias', body: BucketAliasRequest, response: GetBucketInfoResponse },
+  AllowBucketKey: {
+    method: 'POST',
+    tag: 'Permission',
+    body: BucketKeyPermChangeRequestSchema,
+    response: GetBucketInfoResponseSchema,
+  },
+  DenyBucketKey: {
+    method: 'POST',
+    tag: 'Permission',
+    body: BucketKeyPermChangeRequestSchema,
+    response: GetBucketInfoResponseSchema,
+  },
+  AddBucketAlias: { method: 'POST', tag: 'Bucket alias', body: BucketAliasRequestSchema, response: GetBucketInfoResponseSchema },
+  RemoveBucketAlias: {
+    method: 'POST',
+    tag: 'Bucket alias',
+    body: BucketAliasRequestSchema,
+    response: GetBucketInfoResponseSchema,
+  },
   // Nodes
-  GetNodeInfo: { method: 'GET', tag: 'Node', perNode: true, query: NodeQuery, response: Multi(LocalGetNodeInfoResponse) },
-  GetNodeStatistics: { method: 'GET', tag: 'Node', perNode: true, query: NodeQuery, response: Multi(FreeformResponse) },
+  GetNodeInfo: { method: 'GET', tag: 'Node', perNode: true, query: NodeQuery, response: Multi(LocalGetNodeInfoResponseSchema) },
+  GetNodeStatistics: { method: 'GET', tag: 'Node', perNode: true, query: NodeQuery, response: Multi(FreeformResponseSchema) },
   CreateMetadataSnapshot: {
     method: 'POST',
     tag: 'Node',
@@ -580,7 +617,7 @@ export const ADMIN_API = {
     tag: 'Node',
     perNode: true,
     query: NodeQuery,
-    body: LaunchRepairOperationRequest,
+    body: LaunchRepairOperationRequestSchema,
     response: Multi(Null),
   },
   // Workers
@@ -589,23 +626,23 @@ export const ADMIN_API = {
     tag: 'Worker',
     perNode: true,
     query: NodeQuery,
-    body: ListWorkersRequest,
-    response: Multi(Type.Array(WorkerInfoResp)),
+    body: ListWorkersRequestSchema,
+    response: Multi(Type.Array(WorkerInfoRespSchema)),
   },
   GetWorkerInfo: {
     method: 'POST',
     tag: 'Worker',
     perNode: true,
     query: NodeQuery,
-    body: GetWorkerInfoRequest,
-    response: Multi(WorkerInfoResp),
+    body: GetWorkerInfoRequestSchema,
+    response: Multi(WorkerInfoRespSchema),
   },
   GetWorkerVariable: {
     method: 'POST',
     tag: 'Worker',
     perNode: true,
     query: NodeQuery,
-    body: GetWorkerVariableRequest,
+    body: GetWorkerVariableRequestSchema,
     response: Multi(Type.Record(Type.String(), Type.String())),
   },
   SetWorkerVariable: {
@@ -613,34 +650,40 @@ export const ADMIN_API = {
     tag: 'Worker',
     perNode: true,
     query: NodeQuery,
-    body: SetWorkerVariableRequest,
-    response: Multi(SetWorkerVariableResponse),
+    body: SetWorkerVariableRequestSchema,
+    response: Multi(SetWorkerVariableResponseSchema),
   },
   // Blocks
-  ListBlockErrors: { method: 'GET', tag: 'Block', perNode: true, query: NodeQuery, response: Multi(Type.Array(BlockError)) },
+  ListBlockErrors: {
+    method: 'GET',
+    tag: 'Block',
+    perNode: true,
+    query: NodeQuery,
+    response: Multi(Type.Array(BlockErrorSchema)),
+  },
   GetBlockInfo: {
     method: 'POST',
     tag: 'Block',
     perNode: true,
     query: NodeQuery,
-    body: GetBlockInfoRequest,
-    response: Multi(GetBlockInfoResponse),
+    body: GetBlockInfoRequestSchema,
+    response: Multi(GetBlockInfoResponseSchema),
   },
   RetryBlockResync: {
     method: 'POST',
     tag: 'Block',
     perNode: true,
     query: NodeQuery,
-    body: RetryBlockResyncRequest,
-    response: Multi(RetryBlockResyncResponse),
+    body: RetryBlockResyncRequestSchema,
+    response: Multi(RetryBlockResyncResponseSchema),
   },
   PurgeBlocks: {
     method: 'POST',
     tag: 'Block',
     perNode: true,
     query: NodeQuery,
-    body: PurgeBlocksRequest,
-    response: Multi(PurgeBlocksResponse),
+    body: PurgeBlocksRequestSchema,
+    response: Multi(PurgeBlocksResponseSchema),
   },
 } as const satisfies Record<string, EndpointContract>
 
@@ -668,74 +711,74 @@ export type AdminApiQuery<E extends AdminApiEndpointName> = Contract[E] extends 
 export type AdminApiMultiResponse<T> = { success: Record<string, T>; error: Record<string, string> }
 
 /** An admin API error body: `{ code, message, region, path }`. */
-export type AdminApiErrorResponse = Static<typeof ErrorResponse>
+export type AdminApiErrorResponse = Static<typeof ErrorResponseSchema>
 /** Permissions of an access key on a bucket. */
-export type ApiBucketKeyPerm = Static<typeof ApiBucketKeyPerm>
+export type ApiBucketKeyPerm = Static<typeof ApiBucketKeyPermSchema>
 /** Quotas of a bucket (null: no limit). */
-export type ApiBucketQuotas = Static<typeof ApiBucketQuotas>
+export type ApiBucketQuotas = Static<typeof ApiBucketQuotasSchema>
 /** One node of GetClusterStatus. */
-export type NodeResp = Static<typeof NodeResp>
+export type NodeResp = Static<typeof NodeRespSchema>
 /** Answer of GetClusterStatus. */
-export type GetClusterStatusResponse = Static<typeof GetClusterStatusResponse>
+export type GetClusterStatusResponse = Static<typeof GetClusterStatusResponseSchema>
 /** Answer of GetClusterHealth. */
-export type GetClusterHealthResponse = Static<typeof GetClusterHealthResponse>
+export type GetClusterHealthResponse = Static<typeof GetClusterHealthResponseSchema>
 /** Answer of GetClusterStatistics and, per node, GetNodeStatistics. */
-export type FreeformResponse = Static<typeof FreeformResponse>
+export type FreeformResponse = Static<typeof FreeformResponseSchema>
 /** An admin API token (ListAdminTokens, GetAdminTokenInfo, UpdateAdminToken). */
-export type GetAdminTokenInfoResponse = Static<typeof GetAdminTokenInfoResponse>
+export type GetAdminTokenInfoResponse = Static<typeof GetAdminTokenInfoResponseSchema>
 /** Answer of CreateAdminToken: the token and its secret, shown once. */
-export type CreateAdminTokenResponse = Static<typeof CreateAdminTokenResponse>
+export type CreateAdminTokenResponse = Static<typeof CreateAdminTokenResponseSchema>
 /** Body of CreateAdminToken and UpdateAdminToken. */
-export type UpdateAdminTokenRequestBody = Static<typeof UpdateAdminTokenRequestBody>
+export type UpdateAdminTokenRequestBody = Static<typeof UpdateAdminTokenRequestBodySchema>
 /** `"maximum"` or `{ atLeast: n }`. */
-export type ApiZoneRedundancy = Static<typeof ZoneRedundancy>
+export type ApiZoneRedundancy = Static<typeof ZoneRedundancySchema>
 /** Parameters of a layout version. */
-export type ApiLayoutParameters = Static<typeof LayoutParameters>
+export type ApiLayoutParameters = Static<typeof LayoutParametersSchema>
 /** A staged role change: a new role, or `{ id, remove: true }`. */
-export type NodeRoleChange = Static<typeof NodeRoleChange>
+export type NodeRoleChange = Static<typeof NodeRoleChangeSchema>
 /** A role change in an UpdateClusterLayout request. */
-export type NodeRoleChangeRequest = Static<typeof NodeRoleChangeRequest>
+export type NodeRoleChangeRequest = Static<typeof NodeRoleChangeRequestSchema>
 /** One node's role in a layout version. */
-export type LayoutNodeRole = Static<typeof LayoutNodeRole>
+export type LayoutNodeRole = Static<typeof LayoutNodeRoleSchema>
 /** Answer of GetClusterLayout (and of the calls that change it). */
-export type GetClusterLayoutResponse = Static<typeof GetClusterLayoutResponse>
+export type GetClusterLayoutResponse = Static<typeof GetClusterLayoutResponseSchema>
 /** Answer of GetClusterLayoutHistory. */
-export type GetClusterLayoutHistoryResponse = Static<typeof GetClusterLayoutHistoryResponse>
+export type GetClusterLayoutHistoryResponse = Static<typeof GetClusterLayoutHistoryResponseSchema>
 /** Body of UpdateClusterLayout. */
-export type UpdateClusterLayoutRequest = Static<typeof UpdateClusterLayoutRequest>
+export type UpdateClusterLayoutRequest = Static<typeof UpdateClusterLayoutRequestSchema>
 /** Answer of PreviewClusterLayoutChanges: the new layout, or why it cannot be computed. */
-export type PreviewClusterLayoutChangesResponse = Static<typeof PreviewClusterLayoutChangesResponse>
+export type PreviewClusterLayoutChangesResponse = Static<typeof PreviewClusterLayoutChangesResponseSchema>
 /** Answer of ApplyClusterLayout. */
-export type ApplyClusterLayoutResponse = Static<typeof ApplyClusterLayoutResponse>
+export type ApplyClusterLayoutResponse = Static<typeof ApplyClusterLayoutResponseSchema>
 /** Answer of ClusterLayoutSkipDeadNodes. */
-export type ClusterLayoutSkipDeadNodesResponse = Static<typeof ClusterLayoutSkipDeadNodesResponse>
+export type ClusterLayoutSkipDeadNodesResponse = Static<typeof ClusterLayoutSkipDeadNodesResponseSchema>
 /** One access key of ListKeys. */
-export type ListKeysResponseItem = Static<typeof ListKeysResponseItem>
+export type ListKeysResponseItem = Static<typeof ListKeysResponseItemSchema>
 /** An access key with its buckets (GetKeyInfo, CreateKey, ImportKey, UpdateKey). */
-export type GetKeyInfoResponse = Static<typeof GetKeyInfoResponse>
+export type GetKeyInfoResponse = Static<typeof GetKeyInfoResponseSchema>
 /** Body of CreateKey and UpdateKey. */
-export type UpdateKeyRequestBody = Static<typeof UpdateKeyRequestBody>
+export type UpdateKeyRequestBody = Static<typeof UpdateKeyRequestBodySchema>
 /** One bucket of ListBuckets. */
-export type ListBucketsResponseItem = Static<typeof ListBucketsResponseItem>
+export type ListBucketsResponseItem = Static<typeof ListBucketsResponseItemSchema>
 /** A bucket with its keys and usage (GetBucketInfo and the calls that change a bucket). */
-export type GetBucketInfoResponse = Static<typeof GetBucketInfoResponse>
+export type GetBucketInfoResponse = Static<typeof GetBucketInfoResponseSchema>
 /** Body of CreateBucket. */
-export type CreateBucketRequest = Static<typeof CreateBucketRequest>
+export type CreateBucketRequest = Static<typeof CreateBucketRequestSchema>
 /** Body of UpdateBucket. */
-export type UpdateBucketRequestBody = Static<typeof UpdateBucketRequestBody>
+export type UpdateBucketRequestBody = Static<typeof UpdateBucketRequestBodySchema>
 /** Answer of InspectObject. */
-export type InspectObjectResponse = Static<typeof InspectObjectResponse>
+export type InspectObjectResponse = Static<typeof InspectObjectResponseSchema>
 /** One node's answer to GetNodeInfo. */
-export type LocalGetNodeInfoResponse = Static<typeof LocalGetNodeInfoResponse>
+export type LocalGetNodeInfoResponse = Static<typeof LocalGetNodeInfoResponseSchema>
 /** A repair LaunchRepairOperation can start. */
-export type ApiRepairType = Static<typeof RepairType>
+export type ApiRepairType = Static<typeof RepairTypeSchema>
 /** State of a background worker. */
-export type WorkerStateResp = Static<typeof WorkerStateResp>
+export type WorkerStateResp = Static<typeof WorkerStateRespSchema>
 /** A background worker (ListWorkers, GetWorkerInfo). */
-export type WorkerInfoResp = Static<typeof WorkerInfoResp>
+export type WorkerInfoResp = Static<typeof WorkerInfoRespSchema>
 /** A block whose resync failed (ListBlockErrors). */
-export type BlockError = Static<typeof BlockError>
+export type BlockError = Static<typeof BlockErrorSchema>
 /** One node's answer to GetBlockInfo. */
-export type GetBlockInfoResponse = Static<typeof GetBlockInfoResponse>
+export type GetBlockInfoResponse = Static<typeof GetBlockInfoResponseSchema>
 /** One node's answer to PurgeBlocks. */
-export type PurgeBlocksResponse = Static<typeof PurgeBlocksResponse>
+export type PurgeBlocksResponse = Static<typeof PurgeBlocksResponseSchema>

@@ -6,7 +6,7 @@
  */
 import { Kind, type TSchema } from '@sinclair/typebox'
 import { GARAGE_TS_VERSION } from '../../util/version.ts'
-import { ADMIN_API, type AdminApiEndpointName, type EndpointContract, ErrorResponse, RFC3339_PATTERN } from './contract.ts'
+import { ADMIN_API, type AdminApiEndpointName, type EndpointContract, ErrorResponseSchema, RFC3339_PATTERN } from './contract.ts'
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json }
 type JsonObject = { [k: string]: Json }
@@ -56,7 +56,7 @@ class SchemaWriter {
 /** Builds the document (plain JSON data). */
 export function buildOpenApiDocument(): object {
   const w = new SchemaWriter()
-  const errorRef = w.ref(ErrorResponse)
+  const errorRef = w.ref(ErrorResponseSchema)
   const paths: Record<string, Json> = {}
   for (const [name, ep] of Object.entries(ADMIN_API) as Array<[AdminApiEndpointName, EndpointContract]>) {
     const op: JsonObject = { tags: [ep.tag], operationId: name }

@@ -4,7 +4,7 @@
  */
 
 import { defineCommand } from 'citty'
-import type { CreateAdminTokenResponse, GetAdminTokenInfoResponse } from '../_api-types.ts'
+import type { GetAdminTokenInfoResponse } from '../../index.ts'
 import { type AdminContext, adminCommand } from '../_command.ts'
 import { CliError } from '../_errors.ts'
 import { formatDate, formatTable } from '../_format.ts'
@@ -58,8 +58,7 @@ export function applyScopeChange(current: readonly string[], text: string): stri
 
 const tokenArg = { type: 'positional', required: true, description: 'Token id, id prefix or name' } as const
 
-const findToken = (ctx: AdminContext, search: string) =>
-  ctx.api.call<GetAdminTokenInfoResponse>('GetAdminTokenInfo', { query: { search } })
+const findToken = (ctx: AdminContext, search: string) => ctx.api.call('GetAdminTokenInfo', { query: { search } })
 
 /** The id of a token found by search; tokens from the config file have none and cannot be changed. */
 function tokenId(t: GetAdminTokenInfoResponse): string {
@@ -70,7 +69,7 @@ function tokenId(t: GetAdminTokenInfoResponse): string {
 const list = adminCommand({
   meta: { name: 'list', description: 'List all admin API tokens' },
   async run(ctx) {
-    const tokens = await ctx.api.call<GetAdminTokenInfoResponse[]>('ListAdminTokens')
+    const tokens = await ctx.api.call('ListAdminTokens')
     if (ctx.json) return ctx.out.json(tokens)
     const rows = ['ID\tCreated\tName\tExpiration\tScope']
     for (const t of tokens) {
@@ -107,7 +106,7 @@ const create = adminCommand({
       expiration: expiresIn === undefined ? undefined : expirationFromNow(expiresIn),
       scope: args.scope === undefined ? undefined : parseScopeList(args.scope),
     }
-    const res = await ctx.api.call<CreateAdminTokenResponse>('CreateAdminToken', { body })
+    const res = await ctx.api.call('CreateAdminToken', { body })
     if (ctx.json) return ctx.out.json(res)
     if (args.quiet) return ctx.out.line(res.secretToken)
     ctx.out.line('This is your secret bearer token, it will not be shown again by Garage:')
@@ -121,10 +120,7 @@ const rename = adminCommand({
   args: { token: tokenArg, name: { type: 'positional', required: true, description: 'New name' } },
   async run(ctx, args) {
     const t = await findToken(ctx, args.token)
-    printToken(
-      ctx,
-      await ctx.api.call<GetAdminTokenInfoResponse>('UpdateAdminToken', { query: { id: tokenId(t) }, body: { name: args.name } }),
-    )
+    printToken(ctx, await ctx.api.call('UpdateAdminToken', { query: { id: tokenId(t) }, body: { name: args.name } }))
   },
 })
 
@@ -153,7 +149,7 @@ const set = adminCommand({
     if (expiresIn !== undefined) body.expiration = expirationFromNow(expiresIn)
     if (args['never-expires'] === true) body.neverExpires = true
     if (args.scope !== undefined) body.scope = applyScopeChange(t.scope, args.scope)
-    printToken(ctx, await ctx.api.call<GetAdminTokenInfoResponse>('UpdateAdminToken', { query: { id: tokenId(t) }, body }))
+    printToken(ctx, await ctx.api.call('UpdateAdminToken', { query: { id: tokenId(t) }, body }))
   },
 })
 
@@ -174,7 +170,7 @@ const deleteExpired = adminCommand({
   meta: { name: 'delete-expired', description: 'Delete all expired admin API tokens' },
   args: { yes: { type: 'boolean', description: 'Confirm deletion' } },
   async run(ctx, args) {
-    const expired = (await ctx.api.call<GetAdminTokenInfoResponse[]>('ListAdminTokens')).filter((t) => t.expired && t.id != null)
+    const expired = (await ctx.api.call('ListAdminTokens')).filter((t) => t.expired && t.id != null)
     if (!args.yes) throw new CliError(`This would delete ${expired.length} admin API tokens, add the --yes flag to proceed.`)
     for (const t of expired) {
       if (!ctx.json) ctx.out.line(`Deleting token \`${t.name}\` (${t.id})`)

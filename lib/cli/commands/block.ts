@@ -4,42 +4,16 @@
  */
 
 import { defineCommand } from 'citty'
+import type { BlockError, GetBlockInfoResponse } from '../../index.ts'
 import { adminCommand } from '../_command.ts'
 import { CliError } from '../_errors.ts'
 import { formatAgo, formatTable } from '../_format.ts'
 
 /** One entry of ListBlockErrors. */
-export interface BlockErrorResp {
-  blockHash: string
-  refcount: number
-  errorCount: number
-  lastTrySecsAgo: number
-  nextTryInSecs: number
-}
+export type BlockErrorResp = BlockError
 
 /** The answer of GetBlockInfo. */
-export interface BlockInfoResp {
-  blockHash: string
-  refcount: number
-  versions: Array<{
-    versionId: string
-    refDeleted: boolean
-    versionDeleted: boolean
-    garbageCollected: boolean
-    backlink:
-      | { object: { bucketId: string; key: string } }
-      | {
-          upload: {
-            uploadId: string
-            uploadDeleted: boolean
-            uploadGarbageCollected: boolean
-            bucketId: string | null
-            key: string | null
-          }
-        }
-      | null
-  }>
-}
+export type BlockInfoResp = GetBlockInfoResponse
 
 /** `5 minutes` (a duration, without "ago"). */
 const duration = (secs: number): string => formatAgo(secs).replace(/ ago$/, '')
@@ -94,7 +68,7 @@ export function renderBlockInfo(info: BlockInfoResp): string {
 const listErrors = adminCommand({
   meta: { name: 'list-errors', description: 'List all blocks that currently have a resync error' },
   async run(ctx) {
-    const errors = await ctx.api.callNode<BlockErrorResp[]>('ListBlockErrors')
+    const errors = await ctx.api.callNode('ListBlockErrors')
     if (ctx.json) return ctx.out.json(errors)
     ctx.out.line(renderBlockErrors(errors))
   },
@@ -104,7 +78,7 @@ const info = adminCommand({
   meta: { name: 'info', description: 'Get detailed information about a single block' },
   args: { hash: { type: 'positional', required: true, description: 'Hash of the block (at least 4 hex digits)' } },
   async run(ctx, args) {
-    const res = await ctx.api.callNode<BlockInfoResp>('GetBlockInfo', { blockHash: args.hash })
+    const res = await ctx.api.callNode('GetBlockInfo', { blockHash: args.hash })
     if (ctx.json) return ctx.out.json(res)
     ctx.out.line(renderBlockInfo(res))
   },
@@ -120,7 +94,7 @@ const retryNow = adminCommand({
     const hashes = args._
     const all = args.all === true
     if (all === hashes.length > 0) throw new CliError('Please specify block hashes or --all (not both)')
-    const res = await ctx.api.callNode<{ count: number }>('RetryBlockResync', all ? { all: true } : { blockHashes: hashes })
+    const res = await ctx.api.callNode('RetryBlockResync', all ? { all: true } : { blockHashes: hashes })
     if (ctx.json) return ctx.out.json(res)
     ctx.out.line(`${res.count} blocks returned in queue for a retry now (check logs to see results)`)
   },
@@ -135,12 +109,7 @@ const purge = adminCommand({
   async run(ctx, args) {
     if (args.yes !== true) throw new CliError('Pass the --yes flag to confirm block purge operation.')
     if (args._.length === 0) throw new CliError('Please specify the hashes of the blocks to purge')
-    const res = await ctx.api.callNode<{
-      blocksPurged: number
-      versionsDeleted: number
-      objectsDeleted: number
-      uploadsDeleted: number
-    }>('PurgeBlocks', args._)
+    const res = await ctx.api.callNode('PurgeBlocks', args._)
     if (ctx.json) return ctx.out.json(res)
     ctx.out.line(
       `Purged ${res.blocksPurged} blocks: deleted ${res.versionsDeleted} versions, ${res.objectsDeleted} objects, ${res.uploadsDeleted} multipart uploads`,

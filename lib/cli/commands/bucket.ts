@@ -5,13 +5,7 @@
 
 import { defineCommand } from 'citty'
 import { consola } from 'consola'
-import type {
-  ApiBucketQuotas,
-  GetBucketInfoResponse,
-  GetKeyInfoResponse,
-  InspectObjectResponse,
-  ListBucketsResponseItem,
-} from '../_api-types.ts'
+import type { ApiBucketQuotas, GetBucketInfoResponse, GetKeyInfoResponse } from '../../index.ts'
 import { type AdminContext, adminCommand } from '../_command.ts'
 import { CliError } from '../_errors.ts'
 import { abbreviateList, formatBytes, formatDate, formatSize, formatTable, shortId } from '../_format.ts'
@@ -20,12 +14,12 @@ import type { AdminClient } from '../admin-client.ts'
 
 /** Find a bucket by global alias, full id or id prefix (`GetBucketInfo?search=`). */
 export function findBucket(api: AdminClient, search: string): Promise<GetBucketInfoResponse> {
-  return api.call<GetBucketInfoResponse>('GetBucketInfo', { query: { search } })
+  return api.call('GetBucketInfo', { query: { search } })
 }
 
 /** Find a key by id, id prefix or name (`GetKeyInfo?search=`). */
 export function findKey(api: AdminClient, search: string, showSecretKey = false): Promise<GetKeyInfoResponse> {
-  return api.call<GetKeyInfoResponse>('GetKeyInfo', { query: { search, showSecretKey: showSecretKey || undefined } })
+  return api.call('GetKeyInfo', { query: { search, showSecretKey: showSecretKey || undefined } })
 }
 
 /** `bucket info` as Garage prints it: the bucket, then the keys with access to it. */
@@ -82,7 +76,7 @@ const bucketArg = { type: 'positional', required: true, description: 'Bucket nam
 const list = adminCommand({
   meta: { name: 'list', description: 'List buckets' },
   async run(ctx) {
-    const buckets = await ctx.api.call<ListBucketsResponseItem[]>('ListBuckets')
+    const buckets = await ctx.api.call('ListBuckets')
     if (ctx.json) return ctx.out.json(buckets)
     const rows = ['ID\tGlobal aliases\tLocal aliases']
     for (const b of buckets) {
@@ -105,7 +99,7 @@ const create = adminCommand({
   meta: { name: 'create', description: 'Create bucket' },
   args: { bucket: { type: 'positional', required: true, description: 'Bucket name (global alias)' } },
   async run(ctx, args) {
-    printBucket(ctx, await ctx.api.call<GetBucketInfoResponse>('CreateBucket', { body: { globalAlias: args.bucket } }))
+    printBucket(ctx, await ctx.api.call('CreateBucket', { body: { globalAlias: args.bucket } }))
   },
 })
 
@@ -153,7 +147,7 @@ const alias = adminCommand({
       const key = await findKey(ctx.api, args.local)
       target = { localAlias: args.name, accessKeyId: key.accessKeyId }
     }
-    printBucket(ctx, await ctx.api.call<GetBucketInfoResponse>('AddBucketAlias', { body: { bucketId: b.id, ...target } }))
+    printBucket(ctx, await ctx.api.call('AddBucketAlias', { body: { bucketId: b.id, ...target } }))
   },
 })
 
@@ -168,10 +162,10 @@ const unalias = adminCommand({
       if (b === undefined) throw new CliError(`No bucket called ${args.name} in namespace of key ${key.accessKeyId}`)
       body = { bucketId: b.id, localAlias: args.name, accessKeyId: key.accessKeyId }
     } else {
-      const b = await ctx.api.call<GetBucketInfoResponse>('GetBucketInfo', { query: { globalAlias: args.name } })
+      const b = await ctx.api.call('GetBucketInfo', { query: { globalAlias: args.name } })
       body = { bucketId: b.id, globalAlias: args.name }
     }
-    printBucket(ctx, await ctx.api.call<GetBucketInfoResponse>('RemoveBucketAlias', { body }))
+    printBucket(ctx, await ctx.api.call('RemoveBucketAlias', { body }))
   },
 })
 
@@ -200,7 +194,7 @@ function permCommand(name: 'allow' | 'deny') {
       const endpoint = name === 'allow' ? 'AllowBucketKey' : 'DenyBucketKey'
       printBucket(
         ctx,
-        await ctx.api.call<GetBucketInfoResponse>(endpoint, {
+        await ctx.api.call(endpoint, {
           body: { bucketId: b.id, accessKeyId: key.accessKeyId, permissions },
         }),
       )
@@ -238,7 +232,7 @@ const website = adminCommand({
           errorDocument: args['error-document'] ?? b.websiteConfig?.errorDocument ?? null,
         }
       : { enabled: false }
-    printBucket(ctx, await ctx.api.call<GetBucketInfoResponse>('UpdateBucket', { query: { id: b.id }, body: { websiteAccess } }))
+    printBucket(ctx, await ctx.api.call('UpdateBucket', { query: { id: b.id }, body: { websiteAccess } }))
   },
 })
 
@@ -264,7 +258,7 @@ const setQuotas = adminCommand({
       maxSize: maxSizeArg === undefined ? (b.quotas?.maxSize ?? null) : maxSize,
       maxObjects: maxObjectsArg === undefined ? (b.quotas?.maxObjects ?? null) : maxObjects,
     }
-    printBucket(ctx, await ctx.api.call<GetBucketInfoResponse>('UpdateBucket', { query: { id: b.id }, body: { quotas } }))
+    printBucket(ctx, await ctx.api.call('UpdateBucket', { query: { id: b.id }, body: { quotas } }))
   },
 })
 
@@ -287,7 +281,7 @@ const cleanup = adminCommand({
     if (progress) consola.start(`Cleaning up incomplete uploads older than ${args['older-than']} in ${buckets.length} buckets`)
     for (const [i, name] of buckets.entries()) {
       const b = await findBucket(ctx.api, name)
-      const res = await ctx.api.call<{ uploadsDeleted: number }>('CleanupIncompleteUploads', {
+      const res = await ctx.api.call('CleanupIncompleteUploads', {
         body: { bucketId: b.id, olderThanSecs },
       })
       results.push({ bucketId: b.id, uploadsDeleted: res.uploadsDeleted })
@@ -310,7 +304,7 @@ const inspectObject = adminCommand({
   args: { bucket: bucketArg, key: { type: 'positional', required: true, description: 'Object key' } },
   async run(ctx, args) {
     const b = await findBucket(ctx.api, args.bucket)
-    const res = await ctx.api.call<InspectObjectResponse>('InspectObject', { query: { bucketId: b.id, key: args.key } })
+    const res = await ctx.api.call('InspectObject', { query: { bucketId: b.id, key: args.key } })
     if (ctx.json) return ctx.out.json(res)
     for (const v of res.versions) {
       ctx.out.line('==== OBJECT VERSION ====')

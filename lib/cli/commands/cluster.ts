@@ -5,11 +5,11 @@
 
 import { defineCommand } from 'citty'
 import { consola } from 'consola'
-import type { GetClusterLayoutResponse, GetClusterStatusResponse, LocalGetNodeInfoResponse, NodeResp } from '../_api-types.ts'
+import type { GetClusterLayoutResponse, GetClusterStatusResponse, NodeResp } from '../../index.ts'
 import { adminCommand } from '../_command.ts'
 import { CliError } from '../_errors.ts'
 import { formatAgo, formatBytes, formatTable, shortId } from '../_format.ts'
-import { AdminApiError, type MultiResponse } from '../admin-client.ts'
+import { AdminApiError } from '../admin-client.ts'
 
 /** Capacity of a role as Garage shows it: decimal units, or `gateway` without capacity. */
 function capacityString(capacity: number | null | undefined): string {
@@ -40,7 +40,7 @@ export function renderStatus(status: GetClusterStatusResponse, layout: GetCluste
     } else {
       const change = staged(n)
       const what =
-        change !== undefined && change.remove !== true ? 'pending...' : n.draining ? 'draining metadata..' : 'NO ROLE ASSIGNED'
+        change !== undefined && !('remove' in change) ? 'pending...' : n.draining ? 'draining metadata..' : 'NO ROLE ASSIGNED'
       healthy.push(`${shortId(n.id)}\t${host}\t${addr}\t\t\t${what}${withVersion ? `\t${version(n)}` : ''}`)
     }
   }
@@ -76,7 +76,7 @@ export function renderStatus(status: GetClusterStatusResponse, layout: GetCluste
     out.push('', '==== STAGED ROLE CHANGES ====')
     const rows = ['ID\tTags\tZone\tCapacity']
     for (const c of layout.stagedRoleChanges) {
-      if (c.remove === true) rows.push(`${shortId(c.id)}\tREMOVED\t\t`)
+      if ('remove' in c) rows.push(`${shortId(c.id)}\tREMOVED\t\t`)
       else rows.push(`${shortId(c.id)}\t[${(c.tags ?? []).join(',')}]\t${c.zone ?? ''}\t${capacityString(c.capacity)}`)
     }
     out.push(formatTable(rows), '', 'Please use `garage layout show` to check the proposed new layout and apply it.')
@@ -87,11 +87,11 @@ export function renderStatus(status: GetClusterStatusResponse, layout: GetCluste
 export const statusCommand = adminCommand({
   meta: { name: 'status', description: 'Get network status' },
   async run(ctx) {
-    const status = await ctx.api.call<GetClusterStatusResponse>('GetClusterStatus')
+    const status = await ctx.api.call('GetClusterStatus')
     if (ctx.json) return ctx.out.json(status)
     let layout: GetClusterLayoutResponse | undefined
     try {
-      layout = await ctx.api.call<GetClusterLayoutResponse>('GetClusterLayout')
+      layout = await ctx.api.call('GetClusterLayout')
     } catch (err) {
       // Only the staged-changes section depends on the layout; a node without the cluster
       // feature answers 501 (or 404), and the status is still worth printing.
@@ -108,12 +108,12 @@ const nodeId = adminCommand({
   },
   args: { quiet: { type: 'boolean', alias: 'q', description: 'Do not print usage instructions to stderr' } },
   async run(ctx, args) {
-    const info = await ctx.api.call<MultiResponse<LocalGetNodeInfoResponse>>('GetNodeInfo', { query: { node: 'self' } })
+    const info = await ctx.api.call('GetNodeInfo', { query: { node: 'self' } })
     const [failed] = Object.entries(info.error ?? {})
     if (failed !== undefined) throw new CliError(`GetNodeInfo failed on node ${shortId(failed[0])}: ${failed[1]}`)
     const [self] = Object.values(info.success ?? {})
     if (self === undefined) throw new CliError('GetNodeInfo returned no node')
-    const status = await ctx.api.call<GetClusterStatusResponse>('GetClusterStatus')
+    const status = await ctx.api.call('GetClusterStatus')
     const addr = status.nodes.find((n) => n.id === self.nodeId)?.addr ?? undefined
     if (ctx.json) return ctx.out.json({ ...self, addr: addr ?? null })
     const full = addr !== undefined ? `${self.nodeId}@${addr}` : self.nodeId
@@ -133,7 +133,7 @@ const nodeConnect = adminCommand({
   meta: { name: 'connect', description: 'Connect to a Garage node that is currently isolated from the system' },
   args: { node: { type: 'positional', required: true, description: 'Full node id, IP address and port: <node id>@<ip>:<port>' } },
   async run(ctx, args) {
-    const res = await ctx.api.call<{ success: boolean; error?: string | null }[]>('ConnectClusterNodes', { body: [args.node] })
+    const res = await ctx.api.call('ConnectClusterNodes', { body: [args.node] })
     if (ctx.json) ctx.out.json(res)
     const [first] = res
     if (res.length !== 1 || first === undefined) throw new CliError(`unexpected response: ${JSON.stringify(res)}`)
@@ -152,10 +152,10 @@ export const statsCommand = adminCommand({
   args: { 'all-nodes': { type: 'boolean', alias: 'a', description: 'Gather statistics from all nodes' } },
   async run(ctx, args) {
     const node = args['all-nodes'] ? '*' : 'self'
-    const nodes = await ctx.api.call<MultiResponse<{ freeform: string }>>('GetNodeStatistics', { query: { node } })
+    const nodes = await ctx.api.call('GetNodeStatistics', { query: { node } })
     let cluster: { freeform: string } | undefined
     try {
-      cluster = await ctx.api.call<{ freeform: string }>('GetClusterStatistics')
+      cluster = await ctx.api.call('GetClusterStatistics')
     } catch (err) {
       // The per-node statistics stand on their own; cluster-wide ones need the cluster feature.
       if (!(err instanceof AdminApiError) || (err.status !== 501 && err.status !== 404)) throw err

@@ -3,7 +3,7 @@
  */
 
 import { defineCommand } from 'citty'
-import type { GetKeyInfoResponse, ListKeysResponseItem } from '../_api-types.ts'
+import type { GetKeyInfoResponse } from '../../index.ts'
 import { type AdminContext, adminCommand } from '../_command.ts'
 import { CliError } from '../_errors.ts'
 import { abbreviateList, formatDate, formatTable, shortId } from '../_format.ts'
@@ -43,7 +43,7 @@ const keyArg = { type: 'positional', required: true, description: 'Key id, id pr
 const list = adminCommand({
   meta: { name: 'list', description: 'List keys' },
   async run(ctx) {
-    const keys = await ctx.api.call<ListKeysResponseItem[]>('ListKeys')
+    const keys = await ctx.api.call('ListKeys')
     if (ctx.json) return ctx.out.json(keys)
     const sorted = [...keys].sort((a, b) => (a.created ?? '').localeCompare(b.created ?? ''))
     const rows = ['ID\tCreated\tName\tExpiration']
@@ -72,14 +72,14 @@ const create = adminCommand({
   async run(ctx, args) {
     const expiresIn = args['expires-in']
     const body = { name: args.name, expiration: expiresIn === undefined ? undefined : expirationFromNow(expiresIn) }
-    printKey(ctx, await ctx.api.call<GetKeyInfoResponse>('CreateKey', { body }))
+    printKey(ctx, await ctx.api.call('CreateKey', { body }))
   },
 })
 
 /** Look the key up, then `UpdateKey` it with `body`. */
 async function updateKey(ctx: AdminContext, search: string, body: Record<string, unknown>): Promise<void> {
   const key = await findKey(ctx.api, search)
-  printKey(ctx, await ctx.api.call<GetKeyInfoResponse>('UpdateKey', { query: { id: key.accessKeyId }, body }))
+  printKey(ctx, await ctx.api.call('UpdateKey', { query: { id: key.accessKeyId }, body }))
 }
 
 const rename = adminCommand({
@@ -155,7 +155,7 @@ const importKey = adminCommand({
       )
     }
     const body = { accessKeyId: args.id, secretAccessKey: args.secret, name: args.name }
-    printKey(ctx, await ctx.api.call<GetKeyInfoResponse>('ImportKey', { body }))
+    printKey(ctx, await ctx.api.call('ImportKey', { body }))
   },
 })
 
@@ -163,7 +163,7 @@ const deleteExpired = adminCommand({
   meta: { name: 'delete-expired', description: 'Delete all expired keys' },
   args: { yes: { type: 'boolean', description: 'Confirm deletion' } },
   async run(ctx, args) {
-    const expired = (await ctx.api.call<ListKeysResponseItem[]>('ListKeys')).filter((k) => k.expired === true)
+    const expired = (await ctx.api.call('ListKeys')).filter((k) => k.expired === true)
     if (!args.yes) throw new CliError(`This would delete ${expired.length} access keys, add the --yes flag to proceed.`)
     for (const k of expired) {
       if (!ctx.json) ctx.out.line(`Deleting access key \`${k.name}\` (${k.id})`)

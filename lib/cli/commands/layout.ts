@@ -4,16 +4,7 @@
  */
 
 import { defineCommand } from 'citty'
-import type {
-  ApiZoneRedundancy,
-  ApplyClusterLayoutResponse,
-  ClusterLayoutSkipDeadNodesResponse,
-  GetClusterLayoutHistoryResponse,
-  GetClusterLayoutResponse,
-  GetClusterStatusResponse,
-  NodeRoleChange,
-  PreviewClusterLayoutChangesResponse,
-} from '../_api-types.ts'
+import type { ApiZoneRedundancy, GetClusterLayoutHistoryResponse, GetClusterLayoutResponse, NodeRoleChange } from '../../index.ts'
 import { type AdminContext, adminCommand } from '../_command.ts'
 import { CliError } from '../_errors.ts'
 import { formatBytes, formatTable, shortId } from '../_format.ts'
@@ -46,7 +37,7 @@ export function renderStagedChanges(layout: GetClusterLayoutResponse): string | 
   if (layout.stagedRoleChanges.length > 0) {
     const rows = ['ID\tTags\tZone\tCapacity']
     for (const c of layout.stagedRoleChanges) {
-      if (c.remove === true) rows.push(`${shortId(c.id)}\tREMOVED`)
+      if ('remove' in c) rows.push(`${shortId(c.id)}\tREMOVED`)
       else rows.push(`${shortId(c.id)}\t${(c.tags ?? []).join(',')}\t${c.zone ?? ''}\t${capacityString(c.capacity)}`)
     }
     out.push(formatTable(rows), '')
@@ -68,7 +59,7 @@ export function findMatchingNode(candidates: Iterable<string>, pattern: string):
 async function knownNodes(ctx: AdminContext, layout: GetClusterLayoutResponse): Promise<string[]> {
   const ids = layout.roles.map((r) => r.id)
   ids.push(...layout.stagedRoleChanges.map((c) => c.id))
-  const status = await ctx.api.call<GetClusterStatusResponse>('GetClusterStatus')
+  const status = await ctx.api.call('GetClusterStatus')
   ids.push(...status.nodes.map((n) => n.id))
   return ids
 }
@@ -76,7 +67,7 @@ async function knownNodes(ctx: AdminContext, layout: GetClusterLayoutResponse): 
 /** The role a node will have: its staged change, else its current role. */
 function stagedOrCurrentRole(id: string, layout: GetClusterLayoutResponse) {
   const staged = layout.stagedRoleChanges.find((c) => c.id === id)
-  if (staged !== undefined) return staged.remove === true ? undefined : staged
+  if (staged !== undefined) return 'remove' in staged ? undefined : staged
   return layout.roles.find((r) => r.id === id)
 }
 
@@ -94,12 +85,9 @@ const STAGED_HINT = [
 const show = adminCommand({
   meta: { name: 'show', description: 'Show roles currently assigned to nodes and changes staged for commit' },
   async run(ctx) {
-    const layout = await ctx.api.call<GetClusterLayoutResponse>('GetClusterLayout')
+    const layout = await ctx.api.call('GetClusterLayout')
     const staged = renderStagedChanges(layout)
-    const preview =
-      staged === undefined
-        ? undefined
-        : await ctx.api.call<PreviewClusterLayoutChangesResponse>('PreviewClusterLayoutChanges', { body: {} })
+    const preview = staged === undefined ? undefined : await ctx.api.call('PreviewClusterLayoutChanges', { body: {} })
     if (ctx.json) return ctx.out.json({ layout, preview: preview ?? null })
     const out = ['==== CURRENT CLUSTER LAYOUT ====']
     out.push(renderLayout(layout, 'No nodes currently have a role in the cluster.\nSee `garage status` to view available nodes.'))
@@ -144,7 +132,7 @@ const assign = adminCommand({
     replace: { type: 'string', description: 'Replaced node(s): list of node IDs that will be removed from the current cluster' },
   },
   async run(ctx, args) {
-    const layout = await ctx.api.call<GetClusterLayoutResponse>('GetClusterLayout')
+    const layout = await ctx.api.call('GetClusterLayout')
     const known = await knownNodes(ctx, layout)
     const roles: NodeRoleChange[] = []
     for (const old of asList(args.replace)) roles.push({ id: findMatchingNode(known, old), remove: true })
@@ -164,7 +152,7 @@ const assign = adminCommand({
       else throw new CliError('Please specify a capacity with the -c flag, or set node explicitly as gateway with -g')
       roles.push({ id, zone, capacity: cap, tags: tags.length > 0 ? tags : (current?.tags ?? []) })
     }
-    const res = await ctx.api.call<GetClusterLayoutResponse>('UpdateClusterLayout', { body: { roles } })
+    const res = await ctx.api.call('UpdateClusterLayout', { body: { roles } })
     if (ctx.json) return ctx.out.json(res)
     ctx.out.line(['Role changes are staged but not yet committed.', ...STAGED_HINT].join('\n'))
   },
@@ -176,9 +164,9 @@ const remove = adminCommand({
     node: { type: 'positional', required: true, description: 'Node whose role to remove (prefix of hexadecimal node id)' },
   },
   async run(ctx, args) {
-    const layout = await ctx.api.call<GetClusterLayoutResponse>('GetClusterLayout')
+    const layout = await ctx.api.call('GetClusterLayout')
     const id = findMatchingNode(await knownNodes(ctx, layout), args.node)
-    const res = await ctx.api.call<GetClusterLayoutResponse>('UpdateClusterLayout', { body: { roles: [{ id, remove: true }] } })
+    const res = await ctx.api.call('UpdateClusterLayout', { body: { roles: [{ id, remove: true }] } })
     if (ctx.json) return ctx.out.json(res)
     ctx.out.line(['Role removal is staged but not yet committed.', ...STAGED_HINT].join('\n'))
   },
@@ -205,7 +193,7 @@ const config = adminCommand({
   async run(ctx, args) {
     if (args.redundancy === undefined) throw new CliError('Please specify an action for `garage layout config`')
     const zr = parseRedundancy(args.redundancy)
-    const res = await ctx.api.call<GetClusterLayoutResponse>('UpdateClusterLayout', {
+    const res = await ctx.api.call('UpdateClusterLayout', {
       body: { roles: [], parameters: { zoneRedundancy: zr } },
     })
     if (ctx.json) return ctx.out.json(res)
@@ -230,7 +218,7 @@ const apply = adminCommand({
       )
     }
     const version = parseCount(args.version, 'version')
-    const res = await ctx.api.call<ApplyClusterLayoutResponse>('ApplyClusterLayout', { body: { version } })
+    const res = await ctx.api.call('ApplyClusterLayout', { body: { version } })
     if (ctx.json) return ctx.out.json(res)
     ctx.out.line(
       [
@@ -247,7 +235,7 @@ const revert = adminCommand({
   args: { yes: { type: 'boolean', description: 'The revert operation will not be ran unless this flag is added' } },
   async run(ctx, args) {
     if (args.yes !== true) throw new CliError('Please add the --yes flag to run the layout revert operation')
-    const res = await ctx.api.call<GetClusterLayoutResponse>('RevertClusterLayout', { body: {} })
+    const res = await ctx.api.call('RevertClusterLayout', { body: {} })
     if (ctx.json) return ctx.out.json(res)
     ctx.out.line('All proposed role changes in cluster layout have been canceled.')
   },
@@ -295,7 +283,7 @@ export function renderHistory(h: GetClusterLayoutHistoryResponse): string {
 const history = adminCommand({
   meta: { name: 'history', description: 'View the history of layouts in the cluster' },
   async run(ctx) {
-    const h = await ctx.api.call<GetClusterLayoutHistoryResponse>('GetClusterLayoutHistory')
+    const h = await ctx.api.call('GetClusterLayoutHistory')
     if (ctx.json) return ctx.out.json(h)
     ctx.out.line(renderHistory(h))
   },
@@ -316,7 +304,7 @@ const skipDeadNodes = adminCommand({
   async run(ctx, args) {
     const version = parseCount(args.version, 'version')
     const allowMissingData = args['allow-missing-data'] === true
-    const res = await ctx.api.call<ClusterLayoutSkipDeadNodesResponse>('ClusterLayoutSkipDeadNodes', {
+    const res = await ctx.api.call('ClusterLayoutSkipDeadNodes', {
       body: { version, allowMissingData },
     })
     if (ctx.json) return ctx.out.json(res)

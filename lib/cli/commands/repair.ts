@@ -65,7 +65,7 @@ export const repairCommand = adminCommand({
   async run(ctx, args) {
     const repairType = repairTypeOf(args.what, args.cmd)
     if (args.yes !== true) throw new CliError('Please add --yes to start the repair operation')
-    const res = await ctx.api.call<MultiResponse<unknown>>('LaunchRepairOperation', {
+    const res = await ctx.api.call('LaunchRepairOperation', {
       query: { node: args['all-nodes'] === true ? '*' : 'self' },
       body: { repairType },
     })

@@ -5,7 +5,7 @@
 
 import { defineCommand } from 'citty'
 import { consola } from 'consola'
-import type { WorkerInfoResp, WorkerStateResp } from '../_api-types.ts'
+import type { WorkerInfoResp, WorkerStateResp } from '../../index.ts'
 import { adminCommand } from '../_command.ts'
 import { CliError } from '../_errors.ts'
 import { formatAgo, formatTable, shortId } from '../_format.ts'
@@ -73,7 +73,7 @@ const list = adminCommand({
     errors: { type: 'boolean', description: 'Show only workers with errors' },
   },
   async run(ctx, args) {
-    const workers = await ctx.api.callNode<WorkerInfoResp[]>('ListWorkers', {
+    const workers = await ctx.api.callNode('ListWorkers', {
       busyOnly: args.busy === true,
       errorOnly: args.errors === true,
     })
@@ -86,7 +86,7 @@ const info = adminCommand({
   meta: { name: 'info', description: 'Get detailed information about a worker' },
   args: { tid: { type: 'positional', required: true, description: 'Task id of the worker (see `worker list`)' } },
   async run(ctx, args) {
-    const w = await ctx.api.callNode<WorkerInfoResp>('GetWorkerInfo', { id: parseCount(args.tid, 'worker id') })
+    const w = await ctx.api.callNode('GetWorkerInfo', { id: parseCount(args.tid, 'worker id') })
     if (ctx.json) return ctx.out.json(w)
     ctx.out.line(renderWorkerInfo(w))
   },
@@ -109,7 +109,7 @@ const get = adminCommand({
     'all-nodes': allNodes,
   },
   async run(ctx, args) {
-    const res = await ctx.api.call<MultiResponse<Record<string, string>>>('GetWorkerVariable', {
+    const res = await ctx.api.call('GetWorkerVariable', {
       query: { node: args['all-nodes'] ? '*' : 'self' },
       body: { variable: args.variable ?? null },
     })
@@ -130,7 +130,7 @@ const set = adminCommand({
     'all-nodes': allNodes,
   },
   async run(ctx, args) {
-    const res = await ctx.api.call<MultiResponse<{ variable: string; value: string }>>('SetWorkerVariable', {
+    const res = await ctx.api.call('SetWorkerVariable', {
       query: { node: args['all-nodes'] ? '*' : 'self' },
       body: { variable: args.variable, value: args.value },
     })
