@@ -102,7 +102,8 @@ export interface RawRequest {
   method: string
   /** The already-encoded path, e.g. `/bucket/my%20key`. */
   path: string
-  query?: Record<string, string>
+  /** Decoded parameters; an array repeats the parameter. */
+  query?: Record<string, string | string[]>
   headers?: Record<string, string>
   body?: string | Uint8Array
   /** Credentials to sign with; `null` sends the request anonymously. Default: the node's key. */
@@ -124,6 +125,16 @@ export interface RawResponse {
   text: string
 }
 
+/**
+ * What signing needs from a node: its S3 endpoint, region and credentials. A {@link TestNode}
+ * is one; so is a node running in a child process.
+ */
+export interface SigningTarget {
+  endpoint: string
+  region: string
+  s3Config: { credentials: Credentials }
+}
+
 export interface SignedRequest {
   url: URL
   method: string
@@ -131,14 +142,14 @@ export interface SignedRequest {
   body: Uint8Array
 }
 
-function queryString(query: Record<string, string>): string {
+function queryString(query: Record<string, string | string[]>): string {
   return Object.entries(query)
-    .map(([k, v]) => (v === '' ? uriEscape(k) : `${uriEscape(k)}=${uriEscape(v)}`))
+    .flatMap(([k, vs]) => (Array.isArray(vs) ? vs : [vs]).map((v) => (v === '' ? uriEscape(k) : `${uriEscape(k)}=${uriEscape(v)}`)))
     .join('&')
 }
 
 /** Builds and signs (SigV4, header form) a request for `node`. */
-export async function signRequest(node: TestNode, r: RawRequest): Promise<SignedRequest> {
+export async function signRequest(node: SigningTarget, r: RawRequest): Promise<SignedRequest> {
   const endpoint = new URL(node.endpoint)
   const body = r.body === undefined ? new Uint8Array(0) : typeof r.body === 'string' ? Buffer.from(r.body) : r.body
   const headers: Record<string, string> = {
@@ -199,7 +210,7 @@ export async function sendRequest(s: SignedRequest): Promise<RawResponse> {
 }
 
 /** Signs and sends one request. */
-export async function rawRequest(node: TestNode, r: RawRequest): Promise<RawResponse> {
+export async function rawRequest(node: SigningTarget, r: RawRequest): Promise<RawResponse> {
   return sendRequest(await signRequest(node, r))
 }
 
@@ -238,7 +249,7 @@ export interface PresignOptions {
 }
 
 /** A presigned URL (query-string SigV4), as `@aws-sdk/s3-request-presigner` would build it. */
-export async function presignUrl(node: TestNode, o: PresignOptions): Promise<URL> {
+export async function presignUrl(node: SigningTarget, o: PresignOptions): Promise<URL> {
   const endpoint = new URL(node.endpoint)
   const signer = new SignatureV4({
     credentials: o.credentials ?? node.s3Config.credentials,
