@@ -7,7 +7,7 @@
  */
 import { int, pick } from '../helpers/random.ts'
 import type { Logical } from './requests.ts'
-import type { RawHttp } from './wire.ts'
+import type { RawHttp } from '../helpers/raw-http.ts'
 
 type Rng = () => number
 export type PreMutator = (l: Logical, r: Rng) => string

@@ -9,7 +9,7 @@ import { createHash, createHmac } from 'node:crypto'
 import { encodeAwsChunked, type StreamingMode } from '../helpers/aws-chunked.ts'
 import { crc32Base64, encodeKey, presignUrl, type SigningTarget, signRequest, uriEscape } from '../helpers/s3.ts'
 import { int, pick } from '../helpers/random.ts'
-import type { RawHttp } from './wire.ts'
+import type { RawHttp } from '../helpers/raw-http.ts'
 
 export type Port = 's3' | 'web' | 'admin'
 

@@ -57,6 +57,8 @@ export const API_ERROR_STATUS = {
   IllegalLocationConstraintException: 400,
   UnexpectedContent: 400,
   InvalidTag: 400,
+  /** A request path that does not percent-decode to UTF-8 (AWS: "Couldn't parse the specified URI."). */
+  InvalidURI: 400,
 } as const satisfies Record<string, number>
 
 export type ApiErrorCode = keyof typeof API_ERROR_STATUS

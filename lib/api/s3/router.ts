@@ -252,11 +252,12 @@ export function parseBucketAndKey(opts: { host: string | undefined; rawPath: str
   return { bucket: rest.slice(0, slash), key: decodeKey(rest.slice(slash + 1)) }
 }
 
+/** The object key of a path; a path that does not decode (`%ZZ`, not UTF-8) is InvalidURI, as AWS answers. */
 function decodeKey(raw: string): string {
   try {
     return decodeURIComponent(raw)
   } catch (err) {
-    throw new ApiError('InvalidArgument', 'Invalid percent-encoding in object key', { cause: err })
+    throw new ApiError('InvalidURI', "Couldn't parse the specified URI.", { cause: err })
   }
 }
 

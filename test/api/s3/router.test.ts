@@ -467,8 +467,8 @@ describe('parseBucketAndKey: path style', () => {
   }
 
   for (const rawPath of ['/bucket/%', '/bucket/%zz', '/bucket/a%2', '/bucket/%C3', '/bucket/%FF', '/bucket/%ED%A0%80']) {
-    test(`${rawPath} (bad percent-encoding) is InvalidArgument`, () =>
-      assertApiError(() => parseBucketAndKey({ host: 'localhost', rawPath }), 'InvalidArgument'))
+    test(`${rawPath} (bad percent-encoding) is InvalidURI, as AWS answers`, () =>
+      assertApiError(() => parseBucketAndKey({ host: 'localhost', rawPath }), 'InvalidURI'))
   }
 })
 
@@ -512,8 +512,8 @@ describe('parseBucketAndKey: virtual-hosted style', () => {
     assertApiError(() => parseBucketAndKey({ host: '[::1', rawPath: '/b/k', rootDomain: ROOT }), 'InvalidRequest')
   })
 
-  test('a bad percent-encoding is InvalidArgument in virtual-hosted style too', () => {
-    assertApiError(() => parseBucketAndKey({ host: `photos${ROOT}`, rawPath: '/%E0%A4%A', rootDomain: ROOT }), 'InvalidArgument')
+  test('a bad percent-encoding is InvalidURI in virtual-hosted style too', () => {
+    assertApiError(() => parseBucketAndKey({ host: `photos${ROOT}`, rawPath: '/%E0%A4%A', rootDomain: ROOT }), 'InvalidURI')
   })
 })
 

@@ -1,5 +1,5 @@
 /**
- * The fuzzer's wire level: an HTTP/1.1 request as plain data (so any byte of it can be mutated,
+ * Raw HTTP/1.1 for the fuzzer and the bad-input tables: an HTTP/1.1 request as plain data (so any byte of it can be mutated,
  * including ones node:http would refuse to send), written on a raw socket with a chosen framing,
  * and the answer read back as far as it goes.
  */
