@@ -181,9 +181,17 @@ export class HandshakeServer {
 
   #refused(remote: string | undefined, why: string): void {
     const from = remote ?? 'unknown'
-    if (this.#refusedLogged.has(from)) return
+    if (this.firstTime(`handshake ${from}`)) this.#log.warn(`refused an RPC handshake from ${from}: ${why} (logged once per address)`)
+  }
+
+  /**
+   * Whether `what` (a refusal and an address) is seen for the first time, so each is logged once
+   * (bounded memory: the set is reset when full).
+   */
+  firstTime(what: string): boolean {
+    if (this.#refusedLogged.has(what)) return false
     if (this.#refusedLogged.size >= MAX_REFUSED_LOGGED) this.#refusedLogged.clear()
-    this.#refusedLogged.add(from)
-    this.#log.warn(`refused an RPC handshake from ${from}: ${why} (logged once per address)`)
+    this.#refusedLogged.add(what)
+    return true
   }
 }

@@ -9,7 +9,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { Readable } from 'node:stream'
+import { type Duplex, Readable } from 'node:stream'
 import { decodeMsgpack, encodeMsgpack } from '../util/codec.ts'
 import type { TcpAddr } from '../util/config.ts'
 import type { Logger } from '../util/logger.ts'
@@ -143,6 +143,9 @@ export class RpcServer {
     this.#server = createServer({ keepAliveTimeout: 60_000, headersTimeout: 30_000, requestTimeout: 0 }, (req, res) =>
       this.#onRequest(req, res),
     )
+    // Bytes that are not HTTP (a port scanner, a misdirected client, garbage): answered 400 and
+    // closed, logged once per address. Without this listener node:http answers silently.
+    this.#server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#onClientError(err, socket))
   }
 
   /**
@@ -183,15 +186,18 @@ export class RpcServer {
   }
 
   #onRequest(req: IncomingMessage, res: ServerResponse): void {
+    // Read now: `req.socket` is null once the connection is destroyed (a client gone, a body
+    // refused midway), and a failure handler reading it would throw out of the process.
+    const from = req.socket.remoteAddress
     const route =
       req.method !== 'POST'
         ? undefined
         : req.url === RPC_ROUTE.CALL
           ? this.#serveCall(req, res)
           : req.url === RPC_ROUTE.HELLO
-            ? this.#serveHandshake(req, res, (body, remote) => this.#handshakes.hello(body, remote))
+            ? this.#serveHandshake(req, res, from, (body, remote) => this.#handshakes.hello(body, remote))
             : req.url === RPC_ROUTE.FINISH
-              ? this.#serveHandshake(req, res, (body, remote) => this.#handshakes.finish(body, remote))
+              ? this.#serveHandshake(req, res, from, (body, remote) => this.#handshakes.finish(body, remote))
               : undefined
     if (route === undefined) {
       reply(res, { status: 404, body: 'not found' })
@@ -200,7 +206,7 @@ export class RpcServer {
     route.catch((err: unknown) => {
       // The exchange is lost (the client went away or sent garbage); the client sees the
       // closed connection or the status, and nothing was changed on our side.
-      this.#log.debug(`RPC request ${req.url} from ${req.socket.remoteAddress} failed`, err)
+      this.#log.debug(`RPC request ${req.url} from ${from ?? 'unknown'} failed`, err)
       if (!res.headersSent) reply(res, { status: 400, body: err instanceof NetError ? err.message : 'bad request' })
       else res.destroy()
     })
@@ -209,10 +215,25 @@ export class RpcServer {
   async #serveHandshake(
     req: IncomingMessage,
     res: ServerResponse,
+    from: string | undefined,
     answer: (body: Buffer, remote: string | undefined) => HttpReply,
   ): Promise<void> {
     const body = await readLimited(req, MAX_HANDSHAKE_BODY)
-    reply(res, answer(body, req.socket.remoteAddress))
+    reply(res, answer(body, from))
+  }
+
+  #onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+    // A peer hanging up mid-request is routine (the caller gave up): nothing to answer or log.
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy()
+      return
+    }
+    const from = (socket as Duplex & { remoteAddress?: string }).remoteAddress ?? 'unknown'
+    if (this.#handshakes.firstTime(`malformed ${from}`)) {
+      this.#log.warn(`refused malformed RPC traffic from ${from}: ${err.code ?? err.message} (logged once per address)`)
+    }
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request'
+    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
   }
 
   async #serveCall(req: IncomingMessage, res: ServerResponse): Promise<void> {

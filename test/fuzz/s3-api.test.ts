@@ -17,7 +17,7 @@ import { encodeKey, sendRequest, signRequest, xmlField } from '../helpers/s3.ts'
 import { startServerProcess } from '../helpers/server-process.ts'
 import { FRAMING, POST_MUTATORS, PRE_MUTATORS } from './mutate.ts'
 import { type FuzzTarget, type Logical, materialize, md5Hex, SEEDS } from './requests.ts'
-import { type Outcome, send } from '../helpers/raw-http.ts'
+import { type Outcome, send, serialize } from '../helpers/raw-http.ts'
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20_240_610)
 const COUNT = Number(process.env.FUZZ_COUNT ?? 500)
@@ -272,7 +272,9 @@ test('fuzzing every endpoint family never crashes the node, never answers 5xx an
       const [name, m] = pick(r, post)
       done.push(`${name}: ${m(raw, r)}`)
     }
-    if (roll >= 0.85 || (roll >= 0.15 && r() < 0.1)) {
+    // A framing already chosen by a mutator (a body shorter than its announced length is cut
+    // off by the client, or the server would rightly wait for the rest) is kept.
+    if ((roll >= 0.85 || (roll >= 0.15 && r() < 0.1)) && raw.framing.kind === 'whole') {
       const [name, m] = pick(r, framing)
       done.push(`${name}: ${m(raw, r)}`)
     }
@@ -318,7 +320,14 @@ test('fuzzing every endpoint family never crashes the node, never answers 5xx an
       }
     } else if (o.status === 0) {
       stats.noAnswer++
-      const clientCut = raw.framing.kind === 'truncate' || raw.framing.kind === 'reset' || raw.framing.kind === 'half-close'
+      // The client cut the request short; or the head is over node:http's 16 KiB limit: the
+      // server answers 431 and closes with the rest of the request unread, and the TCP reset
+      // this causes may destroy the answer before the client reads it.
+      const clientCut =
+        raw.framing.kind === 'truncate' ||
+        raw.framing.kind === 'reset' ||
+        raw.framing.kind === 'half-close' ||
+        serialize(raw).head.length > 16 * 1024
       if (o.timedOut) stats.failures.push(`no answer within ${ANSWER_TIMEOUT_MS} ms for ${where}`)
       else if (!clientCut && KNOWN_ISSUE_22.allowsNoAnswer(sent())) stats.known22++
       else if (!clientCut) stats.failures.push(`the connection was dropped without an answer for ${where}`)
