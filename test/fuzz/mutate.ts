@@ -209,7 +209,19 @@ export const PRE_MUTATORS: Record<string, PreMutator> = {
     return `key segment ${seg.slice(0, 40)}`
   },
   'path: bucket name': (l, r) => {
-    const name = pick(r, ['', 'A', 'a', 'xn--', '-bucket', 'b'.repeat(64), 'b'.repeat(1 + int(r, 9000)), 'a..b', '192.168.0.1', '%00', 'nope'])
+    const name = pick(r, [
+      '',
+      'A',
+      'a',
+      'xn--',
+      '-bucket',
+      'b'.repeat(64),
+      'b'.repeat(1 + int(r, 9000)),
+      'a..b',
+      '192.168.0.1',
+      '%00',
+      'nope',
+    ])
     const parts = l.path.split('/')
     parts[1] = name
     l.path = parts.join('/')
@@ -249,7 +261,10 @@ export const PRE_MUTATORS: Record<string, PreMutator> = {
     return `${n} query parameters`
   },
   'query: response override': (l, r) => {
-    const name = pick(r, QUERY_NAMES.filter((q) => q.startsWith('response-')))
+    const name = pick(
+      r,
+      QUERY_NAMES.filter((q) => q.startsWith('response-')),
+    )
     const value = nastyString(r)
     l.query[name] = value
     return `${name}=${JSON.stringify(value.slice(0, 40))}`
@@ -286,7 +301,13 @@ export const PRE_MUTATORS: Record<string, PreMutator> = {
   },
   'header: wrong digest': (l, r) => {
     const name = pick(r, ['content-md5', 'x-amz-checksum-crc32', 'x-amz-checksum-sha256', 'x-amz-checksum-crc64nvme'])
-    l.headers[name] = pick(r, ['1B2M2Y8AsgTpgAmY7PhCfg==', 'AAAAAA==', 'not base64!', '', 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA='])
+    l.headers[name] = pick(r, [
+      '1B2M2Y8AsgTpgAmY7PhCfg==',
+      'AAAAAA==',
+      'not base64!',
+      '',
+      'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=',
+    ])
     return `${name} wrong`
   },
   'header: sse-c': (l, r) => {
@@ -385,7 +406,13 @@ function mangleChunked(body: Buffer, r: Rng): { body: Buffer; what: string } {
       return { body: Buffer.from(text.replace(/^[0-9a-f]+/, v), 'latin1'), what: `chunk size ${v}` }
     }
     case 'signature':
-      return { body: Buffer.from(text.replace(/chunk-signature=([0-9a-f])/, (_, c) => `chunk-signature=${c === '0' ? '1' : '0'}`), 'latin1'), what }
+      return {
+        body: Buffer.from(
+          text.replace(/chunk-signature=([0-9a-f])/, (_, c) => `chunk-signature=${c === '0' ? '1' : '0'}`),
+          'latin1',
+        ),
+        what,
+      }
     case 'crlf': {
       const i = text.indexOf('\r\n', text.indexOf('\r\n') + 2)
       return i < 0 ? { body, what: 'crlf: none' } : { body: Buffer.from(text.slice(0, i) + text.slice(i + 2), 'latin1'), what }
@@ -402,7 +429,10 @@ function mangleChunked(body: Buffer, r: Rng): { body: Buffer; what: string } {
     case 'long-line':
       return { body: Buffer.concat([Buffer.from(`a;chunk-signature=${'f'.repeat(1 + int(r, 1 << 20))}`)]), what }
     default:
-      return { body: Buffer.from(text.replace(/0(;chunk-signature=[0-9a-f]{64})?\r\n/, '0;chunk-signature=zz\r\n'), 'latin1'), what: 'final chunk' }
+      return {
+        body: Buffer.from(text.replace(/0(;chunk-signature=[0-9a-f]{64})?\r\n/, '0;chunk-signature=zz\r\n'), 'latin1'),
+        what: 'final chunk',
+      }
   }
 }
 
@@ -426,7 +456,17 @@ export const POST_MUTATORS: Record<string, PostMutator> = {
     return `${entry[0]} := ${b.length} raw bytes`
   },
   'raw: content-length': (h, r) => {
-    const v = pick(r, ['-1', 'abc', '99999999999999999999', '18446744073709551615', `${h.body.length + 1}`, `${Math.max(0, h.body.length - 1)}`, '1e3', '', '0x10'])
+    const v = pick(r, [
+      '-1',
+      'abc',
+      '99999999999999999999',
+      '18446744073709551615',
+      `${h.body.length + 1}`,
+      `${Math.max(0, h.body.length - 1)}`,
+      '1e3',
+      '',
+      '0x10',
+    ])
     h.headers = h.headers.filter(([n]) => n.toLowerCase() !== 'content-length')
     h.headers.push(['content-length', v])
     // A longer announced length than the body would leave the server waiting: the client ends.
@@ -489,7 +529,17 @@ export const POST_MUTATORS: Record<string, PostMutator> = {
     return `target +${JSON.stringify(ins)} at ${at}`
   },
   'raw: query garbage': (h, r) => {
-    const ins = pick(r, ['&%ZZ=1', '&a=%FF%FE', '&&', '&=', '&%00=%00', '&uploads&uploads', '&max-keys=%ZZ', '&response-content-type=%0D%0A', '&x=%E2%82'])
+    const ins = pick(r, [
+      '&%ZZ=1',
+      '&a=%FF%FE',
+      '&&',
+      '&=',
+      '&%00=%00',
+      '&uploads&uploads',
+      '&max-keys=%ZZ',
+      '&response-content-type=%0D%0A',
+      '&x=%E2%82',
+    ])
     h.target = `${h.target}${h.target.includes('?') ? '' : '?'}${ins}`
     return `query +${ins}`
   },

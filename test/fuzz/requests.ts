@@ -86,7 +86,8 @@ function deleteXml(r: () => number): string {
 
 function completeXml(u: { etag: string }, extraParts: number): string {
   const parts = [`<Part><PartNumber>1</PartNumber><ETag>${u.etag}</ETag></Part>`]
-  for (let i = 0; i < extraParts; i++) parts.push(`<Part><PartNumber>${i + 2}</PartNumber><ETag>"${'0'.repeat(32)}"</ETag></Part>`)
+  for (let i = 0; i < extraParts; i++)
+    parts.push(`<Part><PartNumber>${i + 2}</PartNumber><ETag>"${'0'.repeat(32)}"</ETag></Part>`)
   return `<CompleteMultipartUpload>${parts.join('')}</CompleteMultipartUpload>`
 }
 
@@ -111,9 +112,9 @@ export function postForm(t: FuzzTarget, r: () => number, key: string, file: Buff
     ['content-length-range', 0, 1_000_000],
   ]
   if (r() < 0.3) conditions.push({ success_action_status: '201' })
-  const policy = Buffer.from(
-    JSON.stringify({ expiration: new Date(Date.now() + 3_600_000).toISOString(), conditions }),
-  ).toString('base64')
+  const policy = Buffer.from(JSON.stringify({ expiration: new Date(Date.now() + 3_600_000).toISOString(), conditions })).toString(
+    'base64',
+  )
   const sk = hmac(hmac(hmac(hmac(`AWS4${secretAccessKey}`, day), t.region), 's3'), 'aws4_request')
   const boundary = `----fz${r32(r)}`
   const parts: Buffer[] = []
@@ -241,15 +242,26 @@ export const SEEDS: Record<string, Seed> = {
   },
   BucketQueries: (t, r) =>
     s3('BucketQueries', pick(r, ['GET', 'HEAD']), `/${t.bucket}`, {
-      query: pick(r, [{}, { location: '' }, { versioning: '' }, { acl: '' }, { cors: '' }, { lifecycle: '' }, { website: '' }]),
+      query: pick<Record<string, string>>(r, [
+        {},
+        { location: '' },
+        { versioning: '' },
+        { acl: '' },
+        { cors: '' },
+        { lifecycle: '' },
+        { website: '' },
+      ]),
     }),
   ListBuckets: () => s3('ListBuckets', 'GET', '/'),
   PutBucketCors: (t) => s3('PutBucketCors', 'PUT', `/${t.bucket}`, { query: { cors: '' }, body: Buffer.from(CORS_XML) }),
   PutBucketLifecycle: (t) =>
     s3('PutBucketLifecycle', 'PUT', `/${t.bucket}`, { query: { lifecycle: '' }, body: Buffer.from(LIFECYCLE_XML) }),
-  PutBucketWebsite: (t) => s3('PutBucketWebsite', 'PUT', `/${t.bucket}`, { query: { website: '' }, body: Buffer.from(WEBSITE_XML) }),
+  PutBucketWebsite: (t) =>
+    s3('PutBucketWebsite', 'PUT', `/${t.bucket}`, { query: { website: '' }, body: Buffer.from(WEBSITE_XML) }),
   DeleteBucketConfig: (t, r) =>
-    s3('DeleteBucketConfig', 'DELETE', `/${t.bucket}`, { query: pick(r, [{ cors: '' }, { lifecycle: '' }]) }),
+    s3('DeleteBucketConfig', 'DELETE', `/${t.bucket}`, {
+      query: pick<Record<string, string>>(r, [{ cors: '' }, { lifecycle: '' }]),
+    }),
   DeleteObjects: (t, r) => {
     const body = Buffer.from(deleteXml(r))
     return s3('DeleteObjects', 'POST', `/${t.bucket}`, { query: { delete: '' }, headers: { 'content-md5': md5(body) }, body })
@@ -279,16 +291,26 @@ export const SEEDS: Record<string, Seed> = {
     return s3('AwsChunked', 'PUT', `/${t.bucket}/${encodeKey(objectKey(r, 'chunked'))}`, {
       headers,
       body: data,
-      auth: { kind: 'chunked', mode, chunkSizes: [1 + int(r, 40), 1 + int(r, 4000)], ...(trailer === undefined ? {} : { trailer }) },
+      auth: {
+        kind: 'chunked',
+        mode,
+        chunkSizes: [1 + int(r, 40), 1 + int(r, 4000)],
+        ...(trailer === undefined ? {} : { trailer }),
+      },
     })
   },
   Presigned: (t, r) => {
     const put = r() < 0.4
-    return s3('Presigned', put ? 'PUT' : 'GET', `/${t.bucket}/${encodeKey(put ? objectKey(r, 'presigned') : existingKey(r, t))}`, {
-      body: put ? payload(r) : Buffer.alloc(0),
-      query: !put && r() < 0.3 ? { 'response-content-type': 'text/plain' } : {},
-      auth: { kind: 'presign', expiresIn: pick(r, [60, 3600, 604800]) },
-    })
+    return s3(
+      'Presigned',
+      put ? 'PUT' : 'GET',
+      `/${t.bucket}/${encodeKey(put ? objectKey(r, 'presigned') : existingKey(r, t))}`,
+      {
+        body: put ? payload(r) : Buffer.alloc(0),
+        query: !put && r() < 0.3 ? { 'response-content-type': 'text/plain' } : {},
+        auth: { kind: 'presign', expiresIn: pick(r, [60, 3600, 604800]) },
+      },
+    )
   },
   Website: (t, r) => ({
     family: 'Website',
@@ -338,7 +360,9 @@ export const FAMILIES = Object.keys(SEEDS)
 
 function queryString(query: Record<string, string | string[]>): string {
   return Object.entries(query)
-    .flatMap(([k, vs]) => (Array.isArray(vs) ? vs : [vs]).map((v) => (v === '' ? uriEscape(k) : `${uriEscape(k)}=${uriEscape(v)}`)))
+    .flatMap(([k, vs]) =>
+      (Array.isArray(vs) ? vs : [vs]).map((v) => (v === '' ? uriEscape(k) : `${uriEscape(k)}=${uriEscape(v)}`)),
+    )
     .join('&')
 }
 

@@ -59,7 +59,10 @@ export interface Sent {
 export const KNOWN_ISSUE_22 = {
   allows500: (s: Sent): boolean =>
     s.keyBytes > 1800 || s.bucketBytes > 1800 || s.longestQueryValue > 1800 || /MDB_BAD_VALSIZE|key size/i.test(s.log),
-  allowsNoAnswer: (s: Sent): boolean => s.responseOverrides.some((v) => /[\u0000-\u001f\u007f]|[^\u0000-\u00ff]/.test(v)),
+  allowsNoAnswer: (s: Sent): boolean =>
+    s.responseOverrides.some((v) =>
+      [...v].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f || c.charCodeAt(0) > 0xff),
+    ),
 }
 
 /**
@@ -193,7 +196,8 @@ test('fuzzing every endpoint family never crashes the node, never answers 5xx an
     failures: [],
   }
 
-  const clean = async (l: Logical): Promise<Outcome> => send(target.host, target.ports[l.port], await materialize(target, l), ANSWER_TIMEOUT_MS)
+  const clean = async (l: Logical): Promise<Outcome> =>
+    send(target.host, target.ports[l.port], await materialize(target, l), ANSWER_TIMEOUT_MS)
   const put = async (key: string, body: string): Promise<void> => {
     const o = await clean({
       family: 'setup',
@@ -280,7 +284,10 @@ test('fuzzing every endpoint family never crashes the node, never answers 5xx an
     }
     const sentAt = Date.now()
     const o = await send(target.host, target.ports[l.port], raw, ANSWER_TIMEOUT_MS)
-    if (TRACE) console.error(`#${i} ${Date.now() - sentAt}ms +${sentAt - iterAt}ms ${o.status} ${o.code ?? ''} ${family} ${raw.method} ${raw.target.slice(0, 80)} [${done.join('; ').slice(0, 300)}]`)
+    if (TRACE)
+      console.error(
+        `#${i} ${Date.now() - sentAt}ms +${sentAt - iterAt}ms ${o.status} ${o.code ?? ''} ${family} ${raw.method} ${raw.target.slice(0, 80)} [${done.join('; ').slice(0, 300)}]`,
+      )
     stats.requests++
     if (done.length > 0) stats.mutated++
     stats.families[family] = (stats.families[family] ?? 0) + 1
@@ -305,7 +312,10 @@ test('fuzzing every endpoint family never crashes the node, never answers 5xx an
           : proc
               .output()
               .split('\n')
-              .filter((line, n, lines) => line.includes(requestId) || lines.slice(Math.max(0, n - 30), n).some((p) => p.includes(requestId)))
+              .filter(
+                (line, n, lines) =>
+                  line.includes(requestId) || lines.slice(Math.max(0, n - 30), n).some((p) => p.includes(requestId)),
+              )
               .join('\n'),
     })
     if (o.status >= 500) {

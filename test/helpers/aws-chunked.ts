@@ -46,9 +46,10 @@ export function chunkSigner(request: SignedRequest, secret: string): ChunkSigner
   let previous = seed
   return {
     sign(data) {
-      previous = hmac(key, `AWS4-HMAC-SHA256-PAYLOAD\n${amzDate}\n${scope}\n${previous}\n${EMPTY_SHA256}\n${sha256Hex(data)}`).toString(
-        'hex',
-      )
+      previous = hmac(
+        key,
+        `AWS4-HMAC-SHA256-PAYLOAD\n${amzDate}\n${scope}\n${previous}\n${EMPTY_SHA256}\n${sha256Hex(data)}`,
+      ).toString('hex')
       return previous
     },
     signTrailer(canonical) {

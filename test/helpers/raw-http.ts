@@ -59,7 +59,11 @@ export function setHeader(r: RawHttp, name: string, value: string | Buffer): voi
 export function serialize(r: RawHttp): { head: Buffer; body: Buffer } {
   const parts: Buffer[] = [Buffer.from(`${r.method} ${r.target} HTTP/1.1\r\n`, 'latin1')]
   for (const [name, value] of r.headers) {
-    parts.push(Buffer.from(`${name}: `, 'latin1'), typeof value === 'string' ? Buffer.from(value, 'latin1') : value, Buffer.from('\r\n'))
+    parts.push(
+      Buffer.from(`${name}: `, 'latin1'),
+      typeof value === 'string' ? Buffer.from(value, 'latin1') : value,
+      Buffer.from('\r\n'),
+    )
   }
   parts.push(Buffer.from('\r\n'))
   return { head: Buffer.concat(parts), body: r.body }

@@ -144,7 +144,9 @@ export interface SignedRequest {
 
 function queryString(query: Record<string, string | string[]>): string {
   return Object.entries(query)
-    .flatMap(([k, vs]) => (Array.isArray(vs) ? vs : [vs]).map((v) => (v === '' ? uriEscape(k) : `${uriEscape(k)}=${uriEscape(v)}`)))
+    .flatMap(([k, vs]) =>
+      (Array.isArray(vs) ? vs : [vs]).map((v) => (v === '' ? uriEscape(k) : `${uriEscape(k)}=${uriEscape(v)}`)),
+    )
     .join('&')
 }
 

@@ -61,7 +61,14 @@ test('garbage, malformed HTTP, huge bodies and frame lengths on the RPC port are
     [
       'a call with a 4 GiB frame length on an unknown session',
       Buffer.concat([
-        Buffer.from(head('/rpc/call', { 'x-garage-session': 'ab'.repeat(16), 'x-garage-seq': '1', 'content-length': '8', connection: 'close' })),
+        Buffer.from(
+          head('/rpc/call', {
+            'x-garage-session': 'ab'.repeat(16),
+            'x-garage-seq': '1',
+            'content-length': '8',
+            connection: 'close',
+          }),
+        ),
         Buffer.from('ffffffff00000000', 'hex'),
       ]),
       /^HTTP\/1\.1 (400|401)/,
@@ -71,7 +78,11 @@ test('garbage, malformed HTTP, huge bodies and frame lengths on the RPC port are
       Buffer.from(head('/rpc/call', { 'content-length': '99999999999999999999', connection: 'close' })),
       /^(HTTP\/1\.1 400|)/,
     ],
-    ['chunked and Content-Length together', Buffer.from(head('/rpc/hs1', { 'content-length': '5', 'transfer-encoding': 'chunked' })), /^HTTP\/1\.1 400/],
+    [
+      'chunked and Content-Length together',
+      Buffer.from(head('/rpc/hs1', { 'content-length': '5', 'transfer-encoding': 'chunked' })),
+      /^HTTP\/1\.1 400/,
+    ],
   ]
   for (const [label, bytes, expected] of cases) {
     const answer = await sendBytes(server.addr, bytes)

@@ -122,7 +122,13 @@ describe('bad input: malformed XML bodies are MalformedXML 400 and change nothin
     ),
     xmlRow(
       'DeleteObjects',
-      () => ({ method: 'POST', path: `/${node.bucket}`, query: { delete: '' }, headers: { 'content-md5': md5 }, body: MALFORMED }),
+      () => ({
+        method: 'POST',
+        path: `/${node.bucket}`,
+        query: { delete: '' },
+        headers: { 'content-md5': md5 },
+        body: MALFORMED,
+      }),
       intact('bad/xml-delete', () => deleteSentinel),
     ),
     xmlRow(
@@ -170,7 +176,8 @@ describe('bad input: headers, names, digests and bodies', () => {
     },
     {
       name: 'a 1 MiB header',
-      run: () => signedSend({ method: 'PUT', path: path('bad/header-1m'), headers: { 'x-amz-meta-big': 'h'.repeat(1024 * KiB) } }),
+      run: () =>
+        signedSend({ method: 'PUT', path: path('bad/header-1m'), headers: { 'x-amz-meta-big': 'h'.repeat(1024 * KiB) } }),
       status: 431,
       code: undefined,
       unchanged: absent('bad/header-1m'),
@@ -205,7 +212,8 @@ describe('bad input: headers, names, digests and bodies', () => {
     },
     {
       name: 'a Content-MD5 of another body',
-      run: () => signedSend({ method: 'PUT', path: path('bad/md5'), headers: { 'content-md5': md5Base64('other') }, body: 'body' }),
+      run: () =>
+        signedSend({ method: 'PUT', path: path('bad/md5'), headers: { 'content-md5': md5Base64('other') }, body: 'body' }),
       status: 400,
       code: 'BadDigest',
       unchanged: absent('bad/md5'),
@@ -230,7 +238,9 @@ describe('bad input: headers, names, digests and bodies', () => {
         const body = Buffer.alloc(100, 0x61)
         const r: RawRequest = { method: 'PUT', path: path('bad/truncated'), payloadHash: 'UNSIGNED-PAYLOAD' }
         const signed = await signRequest(node, r)
-        return sendRaw(rawOf(r, { ...signed, headers: { ...signed.headers, 'content-length': '100' } }, body, { kind: 'truncate', at: 10 }))
+        return sendRaw(
+          rawOf(r, { ...signed, headers: { ...signed.headers, 'content-length': '100' } }, body, { kind: 'truncate', at: 10 }),
+        )
       },
       status: 400,
       code: 'IncompleteBody',
@@ -245,7 +255,8 @@ describe('bad input: headers, names, digests and bodies', () => {
     },
     {
       name: 'an unsatisfiable Range',
-      run: () => signedSend({ method: 'GET', path: path('bad/range'), headers: { range: `bytes=${(rangeObject?.length ?? 0) + 10}-` } }),
+      run: () =>
+        signedSend({ method: 'GET', path: path('bad/range'), headers: { range: `bytes=${(rangeObject?.length ?? 0) + 10}-` } }),
       status: 416,
       code: 'InvalidRange',
     },
@@ -264,7 +275,8 @@ describe('bad input: headers, names, digests and bodies', () => {
     },
     {
       name: 'a signature 20 minutes in the past',
-      run: () => signedSend({ method: 'PUT', path: path('bad/skewed'), body: 'x', signingDate: new Date(Date.now() - 20 * 60_000) }),
+      run: () =>
+        signedSend({ method: 'PUT', path: path('bad/skewed'), body: 'x', signingDate: new Date(Date.now() - 20 * 60_000) }),
       status: 403,
       code: 'RequestTimeTooSkewed',
       unchanged: absent('bad/skewed'),
@@ -338,7 +350,10 @@ describe('bad input: aws-chunked bodies', () => {
     const body = build(signed, node.s3Config.credentials.secretAccessKey)
     return sendRaw(rawOf(r, signed, body, { kind: 'half-close' }))
   }
-  const framed = (key: string, body: string): (() => Promise<Outcome>) => () => chunked(key, STREAMING_SIGNED, () => Buffer.from(body))
+  const framed =
+    (key: string, body: string): (() => Promise<Outcome>) =>
+    () =>
+      chunked(key, STREAMING_SIGNED, () => Buffer.from(body))
   const rows: Row[] = [
     {
       name: 'a chunk size that is not hex',
@@ -396,7 +411,9 @@ describe('bad input: aws-chunked bodies', () => {
         chunked('bad/chunk-sig', STREAMING_SIGNED, (signed, secret) => {
           const good = chunkSigner(signed, secret)
           const sig = good.sign(data)
-          return Buffer.from(`a;chunk-signature=${flip(sig)}\r\n0123456789\r\n0;chunk-signature=${good.sign(Buffer.alloc(0))}\r\n\r\n`)
+          return Buffer.from(
+            `a;chunk-signature=${flip(sig)}\r\n0123456789\r\n0;chunk-signature=${good.sign(Buffer.alloc(0))}\r\n\r\n`,
+          )
         }),
       status: 403,
       code: 'SignatureDoesNotMatch',
@@ -407,7 +424,9 @@ describe('bad input: aws-chunked bodies', () => {
       run: () =>
         chunked('bad/final-sig', STREAMING_SIGNED, (signed, secret) => {
           const good = chunkSigner(signed, secret)
-          return Buffer.from(`a;chunk-signature=${good.sign(data)}\r\n0123456789\r\n0;chunk-signature=${flip(good.sign(Buffer.alloc(0)))}\r\n\r\n`)
+          return Buffer.from(
+            `a;chunk-signature=${good.sign(data)}\r\n0123456789\r\n0;chunk-signature=${flip(good.sign(Buffer.alloc(0)))}\r\n\r\n`,
+          )
         }),
       status: 403,
       code: 'SignatureDoesNotMatch',
@@ -430,7 +449,12 @@ describe('bad input: aws-chunked bodies', () => {
     {
       name: 'a decoded length larger than the data (x-amz-decoded-content-length)',
       run: () =>
-        chunked('bad/decoded-longer', STREAMING_SIGNED, (s, secret) => encodeAwsChunked(s, secret, { mode: STREAMING_SIGNED, data }), 11),
+        chunked(
+          'bad/decoded-longer',
+          STREAMING_SIGNED,
+          (s, secret) => encodeAwsChunked(s, secret, { mode: STREAMING_SIGNED, data }),
+          11,
+        ),
       status: 400,
       code: 'IncompleteBody',
       unchanged: absent('bad/decoded-longer'),
@@ -438,7 +462,12 @@ describe('bad input: aws-chunked bodies', () => {
     {
       name: 'a decoded length smaller than the data',
       run: () =>
-        chunked('bad/decoded-shorter', STREAMING_SIGNED, (s, secret) => encodeAwsChunked(s, secret, { mode: STREAMING_SIGNED, data }), 9),
+        chunked(
+          'bad/decoded-shorter',
+          STREAMING_SIGNED,
+          (s, secret) => encodeAwsChunked(s, secret, { mode: STREAMING_SIGNED, data }),
+          9,
+        ),
       status: 400,
       code: 'InvalidRequest',
       unchanged: absent('bad/decoded-shorter'),
@@ -448,7 +477,9 @@ describe('bad input: aws-chunked bodies', () => {
       run: () =>
         chunked('bad/no-crlf', STREAMING_SIGNED, (signed, secret) => {
           const good = chunkSigner(signed, secret)
-          return Buffer.from(`a;chunk-signature=${good.sign(data)}\r\n0123456789XX0;chunk-signature=${good.sign(Buffer.alloc(0))}\r\n\r\n`)
+          return Buffer.from(
+            `a;chunk-signature=${good.sign(data)}\r\n0123456789XX0;chunk-signature=${good.sign(Buffer.alloc(0))}\r\n\r\n`,
+          )
         }),
       status: 400,
       code: 'InvalidRequest',
@@ -473,7 +504,10 @@ describe('bad input: aws-chunked bodies', () => {
               data,
               trailer: { name: 'x-amz-checksum-crc32', value: crc32Base64(data) },
             }).toString('latin1')
-            return Buffer.from(body.replace(/(x-amz-trailer-signature:)([0-9a-f])/, (_, p: string, c: string) => `${p}${c === '0' ? '1' : '0'}`), 'latin1')
+            return Buffer.from(
+              body.replace(/(x-amz-trailer-signature:)([0-9a-f])/, (_, p: string, c: string) => `${p}${c === '0' ? '1' : '0'}`),
+              'latin1',
+            )
           },
           data.length,
           'x-amz-checksum-crc32',
