@@ -558,8 +558,8 @@ export const POST_MUTATORS: Record<string, PostMutator> = {
   },
   'raw: http version': (h, r) => {
     const v = pick(r, ['HTTP/1.0', 'HTTP/2.0', 'HTTP/1.1 x', 'FOO'])
-    h.method = `${h.method} ${h.target} ${v}\r\nX-Ignored:`
-    h.target = ''
+    // The serialised line becomes `<method> <target> <v>` and the real version goes to a header.
+    h.target = `${h.target} ${v}\r\nX-Ignored:`
     return `request line ${v}`
   },
 }

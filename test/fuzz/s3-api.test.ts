@@ -20,7 +20,7 @@ import { type FuzzTarget, type Logical, materialize, md5Hex, SEEDS } from './req
 import { type Outcome, send, serialize } from '../helpers/raw-http.ts'
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20_240_610)
-const COUNT = Number(process.env.FUZZ_COUNT ?? 500)
+const COUNT = Number(process.env.FUZZ_COUNT ?? 2000)
 /** `FUZZ_TRACE=1` prints one line per request on stderr. */
 const TRACE = process.env.FUZZ_TRACE === '1'
 /** `/health` is fetched every this many requests (and at the end). */
@@ -58,7 +58,7 @@ export interface Sent {
  */
 export const KNOWN_ISSUE_22 = {
   allows500: (s: Sent): boolean =>
-    s.keyBytes > 1800 || s.bucketBytes > 1800 || s.longestQueryValue > 1800 || /MDB_BAD_VALSIZE|key size/i.test(s.log),
+    (s.keyBytes > 1800 || s.bucketBytes > 1800 || s.longestQueryValue > 1800) && /lmdb|MDB_BAD_VALSIZE/i.test(s.log),
   allowsNoAnswer: (s: Sent): boolean =>
     s.responseOverrides.some((v) =>
       [...v].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f || c.charCodeAt(0) > 0xff),
@@ -182,6 +182,11 @@ test('fuzzing every endpoint family never crashes the node, never answers 5xx an
   }
   const alive = (): boolean => proc.child.exitCode === null && proc.child.signalCode === null
   const acked = new Set<string>()
+  const known22Causes = new Set<string>()
+  /** Request ids of the 500s the allow-lists tolerate. */
+  const tolerated = new Set<string>()
+  /** Keys of writes delivered whole but left unanswered because the client went away first. */
+  const unanswered = new Set<string>()
   const stats: Stats = {
     requests: 0,
     mutated: 0,
@@ -322,8 +327,13 @@ test('fuzzing every endpoint family never crashes the node, never answers 5xx an
       const s = sent()
       if (o.status === 501 && o.code === 'NotImplemented') {
         // An operation we do not implement.
-      } else if (o.status === 500 && KNOWN_ISSUE_22.allows500(s)) stats.known22++
-      else if (o.status === 500 && KNOWN_ISSUE_19.allows500(s)) stats.known19++
+      } else if (o.status === 500 && KNOWN_ISSUE_22.allows500(s)) {
+        stats.known22++
+        if (requestId !== undefined) tolerated.add(requestId)
+        // What the node logged, so a long run shows which failures the allow-list hid.
+        const cause = s.log.split('\n').find((line) => /Error|error:/.test(line) && !line.includes('InternalError'))
+        if (cause !== undefined && known22Causes.size < 10) known22Causes.add(`${family}: ${cause.trim().slice(0, 160)}`)
+      } else if (o.status === 500 && KNOWN_ISSUE_19.allows500(s)) stats.known19++
       else {
         stats.serverErrors++
         stats.failures.push(`${o.status} ${o.code ?? ''} for ${where}\n${o.excerpt}\n${s.log.slice(0, 3000)}`)
@@ -341,7 +351,15 @@ test('fuzzing every endpoint family never crashes the node, never answers 5xx an
       if (o.timedOut) stats.failures.push(`no answer within ${ANSWER_TIMEOUT_MS} ms for ${where}`)
       else if (!clientCut && KNOWN_ISSUE_22.allowsNoAnswer(sent())) stats.known22++
       else if (!clientCut) stats.failures.push(`the connection was dropped without an answer for ${where}`)
-    } else if (o.status >= 200 && o.status < 400 && l.port === 's3') {
+    }
+    // A request delivered whole whose answer the client did not wait for (it reset or half-closed
+    // the connection) may have been carried out: its key may exist without an acknowledgement.
+    const delivered = (raw.framing.kind !== 'truncate' && raw.framing.kind !== 'reset') || raw.framing.at >= raw.body.length
+    if (o.status === 0 && delivered && l.port === 's3') {
+      const key = writtenKey(raw.target, raw.method, o, target.bucket)
+      if (key !== undefined) unanswered.add(key)
+    }
+    if (o.status >= 200 && o.status < 400 && l.port === 's3') {
       const key = writtenKey(raw.target, raw.method, o, target.bucket)
       if (key !== undefined) {
         acked.add(key)
@@ -361,6 +379,24 @@ test('fuzzing every endpoint family never crashes the node, never answers 5xx an
     }
   }
 
+  // Internal errors the node logged for requests whose answer never reached the client (it left
+  // first) are failures too: bad input must be answered as such, not as an internal error.
+  const output = proc.output()
+  for (const m of output.matchAll(/^.* ([A-Z]+) (\S+) → (InternalError|ServiceUnavailable) \[([0-9A-F]+)\].*$/gm)) {
+    const [line, method, loggedTarget, code, id] = m as unknown as [string, string, string, string, string]
+    if (tolerated.has(id)) continue
+    // The stack trace follows the line, up to the next log line.
+    const rest = output.slice((m.index as number) + line.length)
+    const next = rest.search(/\n\[garage/)
+    const log = `${line}${next < 0 ? rest : rest.slice(0, next)}`
+    if (code === 'InternalError' && KNOWN_ISSUE_22.allows500({ ...features(loggedTarget, 'unseen', method, false), log })) {
+      stats.known22++
+      continue
+    }
+    stats.serverErrors++
+    stats.failures.push(`the node logged a ${code} for an answer the client did not see: ${log.slice(0, 600)}`)
+  }
+
   if (alive()) {
     await health()
     // Every key in the bucket was acknowledged by a successful write.
@@ -374,13 +410,17 @@ test('fuzzing every endpoint family never crashes the node, never answers 5xx an
       for (const m of res.text.matchAll(/<Key>([^<]*)<\/Key>/g)) listed.push(unxml(m[1] as string))
       token = xmlField(res.text, 'IsTruncated') === 'true' ? unxml(xmlField(res.text, 'NextContinuationToken') ?? '') : undefined
     } while (token !== undefined)
-    const unacknowledged = listed.filter((k) => !acked.has(k))
+    const unacknowledged = listed.filter((k) => !acked.has(k) && !unanswered.has(k))
     if (unacknowledged.length > 0) {
       stats.failures.push(`objects stored without a successful answer: ${JSON.stringify(unacknowledged.slice(0, 20))}`)
     }
-    t.diagnostic(`objects in the bucket at the end: ${listed.length} (all acknowledged: ${unacknowledged.length === 0})`)
+    const maybe = listed.filter((k) => !acked.has(k) && unanswered.has(k)).length
+    t.diagnostic(
+      `objects in the bucket at the end: ${listed.length}, of which ${maybe} written by a whole request whose client left before the answer; unacknowledged: ${unacknowledged.length}`,
+    )
   }
 
+  if (TRACE) console.error(`--- node output ---\n${proc.output()}`)
   const secs = ((Date.now() - started) / 1000).toFixed(1)
   t.diagnostic(`seed ${SEED}, ${stats.requests} requests (${stats.mutated} mutated) in ${secs} s`)
   t.diagnostic(`statuses: ${JSON.stringify(sortKeys(stats.statuses))}`)
@@ -389,6 +429,7 @@ test('fuzzing every endpoint family never crashes the node, never answers 5xx an
     `crashes: ${stats.crashes}, unexpected 5xx: ${stats.serverErrors}, no answer: ${stats.noAnswer}, ` +
       `tolerated KNOWN_ISSUE_22: ${stats.known22}, KNOWN_ISSUE_19: ${stats.known19}, health checks: ${stats.healthChecks}`,
   )
+  for (const cause of known22Causes) t.diagnostic(`tolerated (KNOWN_ISSUE_22): ${cause}`)
   assert.deepEqual(stats.failures, [], `the fuzzer found problems:\n${stats.failures.join('\n\n')}`)
   assert.equal(stats.requests, COUNT, 'every request was sent')
 })
