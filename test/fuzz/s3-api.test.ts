@@ -342,8 +342,10 @@ test('fuzzing every endpoint family never crashes the node, never answers 5xx an
         stats.known22++
         if (requestId !== undefined) tolerated.add(requestId)
         // What the node logged, so a long run shows which failures the allow-list hid.
-        const cause = s.log.split('\n').find((line) => /Error|error:/.test(line) && !line.includes('InternalError'))
-        if (cause !== undefined && known22Causes.size < 10) known22Causes.add(`${family}: ${cause.trim().slice(0, 160)}`)
+        const cause = /→ InternalError \[[0-9A-F]+\] (.*)/.exec(s.log)?.[1]
+        const frame = /at (?!Buffer)\S+ \(([^)]*(lmdb|lib)\/[^)]*)\)/.exec(s.log)?.[1]?.replace(/^.*\/(lmdb|lib)\//, '$1/')
+        if (cause !== undefined && known22Causes.size < 10)
+          known22Causes.add(`${family}: ${cause.slice(0, 80)} at ${frame ?? '?'}`)
       } else if (o.status === 500 && KNOWN_ISSUE_19.allows500(s)) stats.known19++
       else {
         stats.serverErrors++
