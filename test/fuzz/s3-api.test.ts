@@ -31,7 +31,7 @@ const ANSWER_TIMEOUT_MS = 15_000
 const ADMIN_TOKEN = 'fuzz-admin-token'
 const METRICS_TOKEN = 'fuzz-metrics-token'
 
-/** The features of a sent request that the allow-lists below look at. */
+/** The features of a sent request, reported with a failure. */
 export interface Sent {
   family: string
   method: string
@@ -50,35 +50,6 @@ export interface Sent {
   log: string
 }
 
-/**
- * KNOWN ISSUE 22 (being fixed in parallel; delete this constant when merging the fix): lmdb's
- * key size limit turns over-long object keys (> ~1,900 bytes), bucket names (9,000 bytes; on the
- * website endpoint, a long Host header) and long listing prefixes/markers (15 KB) into 500
- * InternalError (only when the node's log shows the lmdb failure), and `response-*` query overrides
- * holding control or non-Latin-1 characters make node:http throw on the header, so the
- * connection is dropped without an answer. The mutators that produce these stay; only these
- * exact classes are tolerated.
- */
-export const KNOWN_ISSUE_22 = {
-  allows500: (s: Sent): boolean =>
-    (s.keyBytes > 1800 || s.bucketBytes > 1800 || s.hostBytes > 1800 || s.longestQueryValue > 1800) &&
-    /lmdb|MDB_BAD_VALSIZE/i.test(s.log),
-  allowsNoAnswer: (s: Sent): boolean =>
-    s.responseOverrides.some((v) =>
-      [...v].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f || c.charCodeAt(0) > 0xff),
-    ),
-}
-
-/**
- * KNOWN ISSUE 19 (the XML body parsers are being rewritten; delete this constant when merging
- * the rewrite): a mutated XML body of CompleteMultipartUpload, DeleteObjects or PutBucket{Cors,
- * Lifecycle,Website} may fail inside the parser with a 500, which the rewrite turns into
- * MalformedXML. Tolerated only when the node's log of that request points into the XML parsing.
- */
-export const KNOWN_ISSUE_19 = {
-  allows500: (s: Sent): boolean => s.bodyMutated && /xml/i.test(s.log),
-}
-
 interface Stats {
   requests: number
   mutated: number
@@ -87,8 +58,6 @@ interface Stats {
   noAnswer: number
   crashes: number
   serverErrors: number
-  known22: number
-  known19: number
   healthChecks: number
   failures: string[]
 }
@@ -97,7 +66,7 @@ function decodeLoose(s: string): string {
   try {
     return decodeURIComponent(s.replace(/\+/g, ' '))
   } catch {
-    return s // invalid percent-encoding: the raw text is what the allow-list looks at
+    return s // invalid percent-encoding: the raw text is reported
   }
 }
 
@@ -187,9 +156,6 @@ test('fuzzing every endpoint family never crashes the node, never answers 5xx an
   }
   const alive = (): boolean => proc.child.exitCode === null && proc.child.signalCode === null
   const acked = new Set<string>()
-  const known22Causes = new Set<string>()
-  /** Request ids of the 500s the allow-lists tolerate. */
-  const tolerated = new Set<string>()
   /** Keys of writes delivered whole but left unanswered because the client went away first. */
   const unanswered = new Set<string>()
   const stats: Stats = {
@@ -200,8 +166,6 @@ test('fuzzing every endpoint family never crashes the node, never answers 5xx an
     noAnswer: 0,
     crashes: 0,
     serverErrors: 0,
-    known22: 0,
-    known19: 0,
     healthChecks: 0,
     failures: [],
   }
@@ -338,16 +302,7 @@ test('fuzzing every endpoint family never crashes the node, never answers 5xx an
       const s = sent()
       if (o.status === 501 && o.code === 'NotImplemented') {
         // An operation we do not implement.
-      } else if (o.status === 500 && KNOWN_ISSUE_22.allows500(s)) {
-        stats.known22++
-        if (requestId !== undefined) tolerated.add(requestId)
-        // What the node logged, so a long run shows which failures the allow-list hid.
-        const cause = /→ InternalError \[[0-9A-F]+\] (.*)/.exec(s.log)?.[1]
-        const frame = /at (?!Buffer)\S+ \(([^)]*(lmdb|lib)\/[^)]*)\)/.exec(s.log)?.[1]?.replace(/^.*\/(lmdb|lib)\//, '$1/')
-        if (cause !== undefined && known22Causes.size < 10)
-          known22Causes.add(`${family}: ${cause.slice(0, 80)} at ${frame ?? '?'}`)
-      } else if (o.status === 500 && KNOWN_ISSUE_19.allows500(s)) stats.known19++
-      else {
+      } else {
         stats.serverErrors++
         stats.failures.push(`${o.status} ${o.code ?? ''} for ${where}\n${o.excerpt}\n${s.log.slice(0, 3000)}`)
       }
@@ -362,7 +317,6 @@ test('fuzzing every endpoint family never crashes the node, never answers 5xx an
         raw.framing.kind === 'half-close' ||
         serialize(raw).head.length > 16 * 1024
       if (o.timedOut) stats.failures.push(`no answer within ${ANSWER_TIMEOUT_MS} ms for ${where}`)
-      else if (!clientCut && KNOWN_ISSUE_22.allowsNoAnswer(sent())) stats.known22++
       else if (!clientCut) stats.failures.push(`the connection was dropped without an answer for ${where}`)
     }
     // A request delivered whole whose answer the client did not wait for (it reset or half-closed
@@ -396,29 +350,11 @@ test('fuzzing every endpoint family never crashes the node, never answers 5xx an
   // first) are failures too: bad input must be answered as such, not as an internal error.
   const output = proc.output()
   for (const m of output.matchAll(/^.* ([A-Z]+) (\S+) → (InternalError|ServiceUnavailable) \[([0-9A-F]+)\].*$/gm)) {
-    const [line, method, loggedTarget, code, id] = m as unknown as [string, string, string, string, string]
-    if (tolerated.has(id)) continue
+    const [line, , , code] = m as unknown as [string, string, string, string, string]
     // The stack trace follows the line, up to the next log line.
     const rest = output.slice((m.index as number) + line.length)
     const next = rest.search(/\n\[garage/)
     const log = `${line}${next < 0 ? rest : rest.slice(0, next)}`
-    if (
-      code === 'InternalError' &&
-      KNOWN_ISSUE_22.allows500({
-        // The website endpoint's bucket comes from the Host header, which the log line omits.
-        ...features(
-          loggedTarget,
-          'unseen',
-          method,
-          false,
-          /\[garage:web\]/.test(line) && /resolveLocal/.test(log) ? Infinity : 0,
-        ),
-        log,
-      })
-    ) {
-      stats.known22++
-      continue
-    }
     stats.serverErrors++
     stats.failures.push(`the node logged a ${code} for an answer the client did not see: ${log.slice(0, 600)}`)
   }
@@ -453,9 +389,8 @@ test('fuzzing every endpoint family never crashes the node, never answers 5xx an
   t.diagnostic(`families: ${JSON.stringify(sortKeys(stats.families))}`)
   t.diagnostic(
     `crashes: ${stats.crashes}, unexpected 5xx: ${stats.serverErrors}, no answer: ${stats.noAnswer}, ` +
-      `tolerated KNOWN_ISSUE_22: ${stats.known22}, KNOWN_ISSUE_19: ${stats.known19}, health checks: ${stats.healthChecks}`,
+      `health checks: ${stats.healthChecks}`,
   )
-  for (const cause of known22Causes) t.diagnostic(`tolerated (KNOWN_ISSUE_22): ${cause}`)
   assert.deepEqual(stats.failures, [], `the fuzzer found problems:\n${stats.failures.join('\n\n')}`)
   assert.equal(stats.requests, COUNT, 'every request was sent')
 })
