@@ -12,7 +12,7 @@ import type { BucketsApi, KeysApi } from '../../model/helper/admin.ts'
 import type { LayoutApi } from '../../rpc/layout/api.ts'
 import { unreachable } from '../../util/errors.ts'
 import type { Logger } from '../../util/logger.ts'
-import type { ApiError } from '../common/errors.ts'
+import { type ApiError, incompleteBody, isClientAbort } from '../common/errors.ts'
 import type { ApiHandler, ApiResponse, RequestContext } from '../common/server.ts'
 import * as bucket from './bucket.ts'
 import * as cluster from './cluster.ts'
@@ -66,7 +66,8 @@ export class AdminApiServer implements ApiHandler {
     try {
       return await this.#handle(req, rctx)
     } catch (err) {
-      const e = toAdminError(err)
+      // A client that hung up is its own doing (InvalidRequest, logged at debug), as on S3.
+      const e = toAdminError(isClientAbort(err, req) ? incompleteBody(err) : err)
       if (e.status >= 500) this.#log.error(`${req.method} ${req.url} → ${e.code} [${rctx.requestId}]`, e.cause ?? e)
       else this.#log.debug(`${req.method} ${req.url} → ${e.code}: ${e.message}`)
       return this.#errorResponse(e, req)

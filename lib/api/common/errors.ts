@@ -133,12 +133,18 @@ export function toApiError(err: unknown): ApiError {
 const CLIENT_ABORT_CODES = new Set(['ECONNRESET', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE'])
 
 /**
- * True when `err` (or one of its causes) is a request body cut short by the client (a reset, an
- * abort, a premature close) and the request was indeed not received whole. That is the client's
- * doing: an `IncompleteBody` (400) logged at debug level, not an internal error.
+ * True when `err` (or one of its causes) is a reset, abort or premature close AND the request's
+ * own connection is gone (its socket destroyed, or already detached from the request): the
+ * client hung up, whether in the middle of its body or after sending it whole but before the
+ * body was consumed (node:http then fails the unread body with `aborted`). That is the client's
+ * doing: an `IncompleteBody` (400) logged at debug level, not an internal error. A reset of some
+ * other connection (a peer node's) while the client is still there is not.
  */
-export function isClientAbort(err: unknown, req: { readonly complete: boolean }): boolean {
-  if (req.complete) return false
+export function isClientAbort(
+  err: unknown,
+  req: { readonly socket: { readonly destroyed: boolean } | null },
+): boolean {
+  if (req.socket !== null && !req.socket.destroyed) return false
   let e: unknown = err
   for (let depth = 0; depth < 8 && typeof e === 'object' && e !== null; depth++) {
     const code = (e as { code?: unknown }).code

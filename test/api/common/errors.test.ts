@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { toAdminError } from '../../../lib/api/admin/errors.ts'
-import { API_ERROR_STATUS, ApiError, toApiError } from '../../../lib/api/common/errors.ts'
+import { API_ERROR_STATUS, ApiError, isClientAbort, toApiError } from '../../../lib/api/common/errors.ts'
 import { GarageError, ModelError, QuorumError, TimeoutError } from '../../../lib/util/errors.ts'
 
 const cases: Array<[name: string, err: unknown, s3: [string, number], admin: [string, number]]> = [
@@ -41,4 +41,21 @@ test('every S3 error code has a 3xx, 4xx or 5xx status and keeps it', () => {
     assert.equal(e.status, status)
     assert.equal(toApiError(e), e, `${code} passes through unchanged`)
   }
+})
+
+test('a client abort is a reset or premature close while the request connection is gone', () => {
+  const aborted = Object.assign(new Error('aborted'), { code: 'ECONNRESET' })
+  const premature = Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' })
+  const wrapped = new GarageError('GARAGE_ERR_INTERNAL', 'body read failed', { cause: aborted })
+  const gone = { socket: { destroyed: true } }
+  const detached = { socket: null }
+  const alive = { socket: { destroyed: false } }
+  // node:http fails an unread body with `aborted` when the client hangs up, even if every byte
+  // of the body had arrived: the connection's state decides, not `req.complete`.
+  assert.equal(isClientAbort(aborted, gone), true)
+  assert.equal(isClientAbort(premature, detached), true)
+  assert.equal(isClientAbort(wrapped, gone), true, 'found through the cause chain')
+  // A reset of another connection (a peer node's) while the client still waits is ours to report.
+  assert.equal(isClientAbort(aborted, alive), false)
+  assert.equal(isClientAbort(new TypeError('bug'), gone), false)
 })
