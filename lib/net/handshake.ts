@@ -181,7 +181,8 @@ export class HandshakeServer {
 
   #refused(remote: string | undefined, why: string): void {
     const from = remote ?? 'unknown'
-    if (this.firstTime(`handshake ${from}`)) this.#log.warn(`refused an RPC handshake from ${from}: ${why} (logged once per address)`)
+    if (this.firstTime(`handshake ${from}`))
+      this.#log.warn(`refused an RPC handshake from ${from}: ${why} (logged once per address)`)
   }
 
   /**

@@ -140,10 +140,7 @@ const CLIENT_ABORT_CODES = new Set(['ECONNRESET', 'ECONNABORTED', 'ERR_STREAM_PR
  * doing: an `IncompleteBody` (400) logged at debug level, not an internal error. A reset of some
  * other connection (a peer node's) while the client is still there is not.
  */
-export function isClientAbort(
-  err: unknown,
-  req: { readonly socket: { readonly destroyed: boolean } | null },
-): boolean {
+export function isClientAbort(err: unknown, req: { readonly socket: { readonly destroyed: boolean } | null }): boolean {
   if (req.socket !== null && !req.socket.destroyed) return false
   let e: unknown = err
   for (let depth = 0; depth < 8 && typeof e === 'object' && e !== null; depth++) {
