@@ -5,7 +5,7 @@ import { test, type TestContext } from 'node:test'
 import type { Garage } from '../../lib/model/garage.ts'
 import { launchRepair, parseRepairType, type RepairType } from '../../lib/model/repair.ts'
 import type { ObjectEntry } from '../../lib/model/s3/object-table.ts'
-import type { VersionEntry } from '../../lib/model/s3/version-table.ts'
+import { type VersionEntry, versionBlock } from '../../lib/model/s3/version-table.ts'
 import { BackgroundRunner } from '../../lib/util/background/worker.ts'
 import { blake2sum, genUuid } from '../../lib/util/data.ts'
 import { silentLogger } from '../../lib/util/logger.ts'
@@ -41,7 +41,7 @@ function version(bucketId: Uint8Array, key: string, block: Uint8Array): VersionE
   return {
     uuid: genUuid(),
     deleted: false,
-    blocks: [[1, 0, block, 10]],
+    blocks: [versionBlock(1, 0, block, 10)],
     partsEtags: [],
     backlink: { t: 'object', bucketId, key },
   }

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
 import { Readable } from 'node:stream'
 import type { ObjectMeta, ObjectVersion } from '../../model/s3/object-table.ts'
+import { versionBlock } from '../../model/s3/version-table.ts'
 import { crdtMapGet } from '../../util/crdt/crdt.ts'
 import { blake2sum, genUuid, type Hash, toHex, type Uuid, utf8 } from '../../util/data.ts'
 import { GarageError } from '../../util/errors.ts'
@@ -189,10 +190,10 @@ export async function handleCopyObject(ctx: BucketCtx, destKey: string): Promise
       const seen = new Set<string>()
       const refs = []
       for (const b of srcVersion.blocks) {
-        const h = toHex(b[2])
+        const h = toHex(b.hash)
         if (seen.has(h)) continue
         seen.add(h)
-        refs.push({ block: b[2], version: uuid, deleted: false })
+        refs.push({ block: b.hash, version: uuid, deleted: false })
       }
       for (let i = 0; i < refs.length; i += 1000) await g.blockRefTable.insertMany(refs.slice(i, i + 1000))
       const complete: ObjectVersion = {
@@ -328,8 +329,8 @@ export async function handleUploadPartCopy(
       throw new GarageError('GARAGE_ERR_INTERNAL', 'the source version is gone; it was overwritten, retry')
     }
     for (const { block, from, to } of blocksInRange(v.blocks, range.start, range.end)) {
-      const [, , hash, bsize] = block
-      pieces.push({ hash, from, to, size: bsize, whole: !transcode && from === 0 && to === bsize })
+      const { hash, size } = block
+      pieces.push({ hash, from, to, size, whole: !transcode && from === 0 && to === size })
     }
   }
 
@@ -356,7 +357,7 @@ export async function handleUploadPartCopy(
       await g.versionTable.insert({
         uuid: part.version,
         deleted: false,
-        blocks: [[ep.partNumber, offset, hash, bytes.length]],
+        blocks: [versionBlock(ep.partNumber, offset, hash, bytes.length)],
         partsEtags: [],
         backlink: { t: 'mpu', uploadId },
       })

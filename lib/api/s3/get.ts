@@ -228,10 +228,10 @@ async function partRange(
   }
   const v = await garage.versionTable.get(version.uuid, new Uint8Array(0))
   const blocks = v?.blocks ?? []
-  const parts = [...new Set(blocks.map((b) => b[0]))].sort((x, y) => x - y)
+  const parts = [...new Set(blocks.map((b) => b.partNumber))].sort((x, y) => x - y)
   let offset = 0
   for (const p of parts) {
-    const partSize = blocks.filter((b) => b[0] === p).reduce((s, b) => s + b[3], 0)
+    const partSize = blocks.filter((b) => b.partNumber === p).reduce((s, b) => s + b.size, 0)
     if (p === partNumber) return { range: { start: offset, end: offset + partSize - 1 }, count: parts.length }
     offset += partSize
   }
@@ -253,8 +253,10 @@ export async function* streamBlocks(
   if (v === undefined || v.deleted) {
     throw new GarageError('GARAGE_ERR_INTERNAL', `version ${toHex(versionId)} is gone; the object was overwritten, retry`)
   }
-  for await (const [w, data] of readAhead(blocksInRange(v.blocks, start, end), (w) => garage.blockManager.getBlock(w.block[2]))) {
-    if (cipher !== undefined) yield cipher.decryptBlock(data, w.block[3], w.from, w.to)
+  for await (const [w, data] of readAhead(blocksInRange(v.blocks, start, end), (w) =>
+    garage.blockManager.getBlock(w.block.hash),
+  )) {
+    if (cipher !== undefined) yield cipher.decryptBlock(data, w.block.size, w.from, w.to)
     else yield w.from === 0 && w.to === data.length ? data : data.subarray(w.from, w.to)
   }
 }
@@ -272,8 +274,8 @@ export function blocksInRange(blocks: readonly VersionBlock[], start: number, en
   let offset = 0
   for (const b of blocks) {
     const bStart = offset
-    const bEnd = offset + b[3] - 1
-    offset += b[3]
+    const bEnd = offset + b.size - 1
+    offset += b.size
     if (bEnd < start || bStart > end) continue
     out.push({ block: b, from: Math.max(start, bStart) - bStart, to: Math.min(end, bEnd) - bStart + 1 })
   }

@@ -18,7 +18,7 @@ import { prefixEnd } from '../../db/db.ts'
 import type { Garage } from '../../model/garage.ts'
 import { deletedMpu, type MpuEntry, type MpuPart } from '../../model/s3/mpu-table.ts'
 import type { ObjectData, ObjectEntry, ObjectMeta, ObjectVersion } from '../../model/s3/object-table.ts'
-import { deletedVersion, type VersionBlock } from '../../model/s3/version-table.ts'
+import { deletedVersion, type VersionBlock, versionBlock } from '../../model/s3/version-table.ts'
 import { bytesEqual, genUuid, type Hash, toHex, type Uuid, utf8 } from '../../util/data.ts'
 import { isoDate, nextTimestamp } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
@@ -517,7 +517,7 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
   const blocks: VersionBlock[] = []
   partVersions.forEach((v, i) => {
     if (v === undefined || v.deleted) throw new ApiError('InvalidPart', `Part ${(chosen[i] as MpuPart).partNumber} is gone`)
-    for (const [, offset, hash, size] of v.blocks) blocks.push([i + 1, offset, hash, size])
+    for (const b of v.blocks) blocks.push(versionBlock(i + 1, b.offset, b.hash, b.size))
   })
   await g.versionTable.insert({
     uuid: uploadId,
@@ -539,7 +539,7 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
   if (encryption !== undefined) meta.encryption = encryption
   const first = blocks[0]
   const data: ObjectData =
-    first === undefined ? { t: 'inline', meta, bytes: new Uint8Array(0) } : { t: 'firstBlock', meta, hash: first[2] }
+    first === undefined ? { t: 'inline', meta, bytes: new Uint8Array(0) } : { t: 'firstBlock', meta, hash: first.hash }
   await g.objectTable.insert({
     bucketId: ctx.bucketId,
     key: ep.key,
@@ -574,7 +574,7 @@ function checkCompleteKey(ctx: BucketCtx, upload: Upload): void {
 
 function uniqueHashes(blocks: VersionBlock[]): Hash[] {
   const seen = new Map<string, Hash>()
-  for (const b of blocks) seen.set(toHex(b[2]), b[2])
+  for (const b of blocks) seen.set(toHex(b.hash), b.hash)
   return [...seen.values()]
 }
 

@@ -11,7 +11,7 @@ import type { BucketQuotas } from '../../model/bucket-table.ts'
 import type { Garage } from '../../model/garage.ts'
 import { countObject } from '../../model/index-counter.ts'
 import type { ObjectEntry, ObjectMeta, ObjectVersion } from '../../model/s3/object-table.ts'
-import type { VersionBacklink } from '../../model/s3/version-table.ts'
+import { type VersionBacklink, versionBlock } from '../../model/s3/version-table.ts'
 import { blake2sum, genUuid, type Hash, toHex, type Uuid, utf8 } from '../../util/data.ts'
 import { nextTimestamp } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
@@ -325,7 +325,7 @@ export async function writeBlocks(
       await garage.versionTable.insert({
         uuid: versionId,
         deleted: false,
-        blocks: [[partNumber, at, hash, plainSize]],
+        blocks: [versionBlock(partNumber, at, hash, plainSize)],
         partsEtags: [],
         backlink,
       })

@@ -392,7 +392,7 @@ export class BucketsApi {
         size: meta?.size ?? null,
         etag: meta?.etag ?? null,
         headers: meta?.headers ?? (st.t === 'uploading' ? st.headers : []),
-        blocks: (row === undefined || row.deleted ? [] : row.blocks).map(([partNumber, offset, hash, size]) => ({
+        blocks: (row === undefined || row.deleted ? [] : row.blocks).map(({ partNumber, offset, hash, size }) => ({
           partNumber,
           offset,
           hash: toHex(hash),

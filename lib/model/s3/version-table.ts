@@ -4,12 +4,34 @@
  */
 import type { Transaction } from '../../db/db.ts'
 import { identityPartitionKey, type TableSchema } from '../../table/schema.ts'
-import { defineCodec } from '../../util/codec.ts'
+import { defineCodec, type PreviousFormat, type VersionedCodec } from '../../util/codec.ts'
 import type { Hash, Uuid } from '../../util/data.ts'
 import type { BlockRefEntry } from './block-ref-table.ts'
 
-/** One block of a version: its part number and offset in the part, its hash and size. */
-export type VersionBlock = [partNumber: number, offset: number, hash: Hash, size: number]
+/** Where a block sits in its version (Garage's `VersionBlockKey`): sorted by part, then offset. */
+export interface VersionBlockKey {
+  /** The multipart part the block belongs to; 1 for a plain PUT. */
+  partNumber: number
+  /** Offset of the block's first byte in its part (plaintext bytes under SSE-C). */
+  offset: number
+}
+
+/**
+ * One block of a version: Garage's map entry `VersionBlockKey { part_number, offset }` →
+ * `VersionBlock { hash, size }`, flattened into one record. Build it with {@link versionBlock},
+ * which fixes the field order and so the encoded bytes.
+ */
+export interface VersionBlock extends VersionBlockKey {
+  /** Content address of the stored block (of its ciphertext under SSE-C). */
+  hash: Hash
+  /** Plaintext size of the block in bytes. */
+  size: number
+}
+
+/** A {@link VersionBlock} with its fields in the canonical order. */
+export function versionBlock(partNumber: number, offset: number, hash: Hash, size: number): VersionBlock {
+  return { partNumber, offset, hash, size }
+}
 
 export type VersionBacklink = { t: 'object'; bucketId: Uuid; key: string } | { t: 'mpu'; uploadId: Uuid }
 
@@ -23,9 +45,33 @@ export interface VersionEntry {
   backlink: VersionBacklink
 }
 
-export const versionCodec = defineCodec<VersionEntry>('GTver1')
+/**
+ * `GTver1` stored each block as a tuple `[partNumber, offset, hash, size]`; decoding such a row
+ * (from this node's store, or from a peer still on that format) converts its blocks to records.
+ */
+const V1: PreviousFormat = {
+  marker: 'GTver1',
+  migrate(value) {
+    const v = value as Omit<VersionEntry, 'blocks'> & { blocks: Array<[number, number, Hash, number]> }
+    return { ...v, blocks: v.blocks.map(([partNumber, offset, hash, size]) => versionBlock(partNumber, offset, hash, size)) }
+  },
+}
 
-const cmpBlock = (a: VersionBlock, b: VersionBlock): number => a[0] - b[0] || a[1] - b[1]
+const versionCodecV2 = defineCodec<VersionEntry>('GTver2', [V1])
+
+/**
+ * Version rows: `GTver2` (blocks as records), reading `GTver1` too. Replicas compare encoded
+ * bytes, so encoding first puts every block's fields in the canonical order, whatever order
+ * the caller built them in.
+ */
+export const versionCodec: VersionedCodec<VersionEntry> = {
+  marker: versionCodecV2.marker,
+  encode: (e) =>
+    versionCodecV2.encode({ ...e, blocks: e.blocks.map((b) => versionBlock(b.partNumber, b.offset, b.hash, b.size)) }),
+  decode: (bytes) => versionCodecV2.decode(bytes),
+}
+
+const cmpBlock = (a: VersionBlockKey, b: VersionBlockKey): number => a.partNumber - b.partNumber || a.offset - b.offset
 
 function mergeBlocks(a: VersionBlock[], b: VersionBlock[]): VersionBlock[] {
   if (b.length === 0) return a
@@ -45,7 +91,9 @@ function mergeBlocks(a: VersionBlock[], b: VersionBlock[]): VersionBlock[] {
       j++
     } else {
       // Same slot written twice: keep the larger hash, so every replica picks the same one.
-      out.push(Buffer.compare((x as VersionBlock)[2], (y as VersionBlock)[2]) >= 0 ? (x as VersionBlock) : (y as VersionBlock))
+      const bx = x as VersionBlock
+      const by = y as VersionBlock
+      out.push(Buffer.compare(bx.hash, by.hash) >= 0 ? bx : by)
       i++
       j++
     }
@@ -87,7 +135,7 @@ export function versionTableSchema(deps: VersionTableDeps): TableSchema<VersionE
     updated(tx, previous, next) {
       // A version deleted locally (handed over, or a collected tombstone) stays on its holders.
       if (previous === undefined || next === undefined || previous.deleted || !next.deleted) return
-      for (const [, , hash] of previous.blocks) {
+      for (const { hash } of previous.blocks) {
         deps.queueBlockRef(tx, { block: hash, version: next.uuid, deleted: true })
       }
     },
