@@ -33,6 +33,7 @@ const PACKAGE_OWNERS: Record<string, string[]> = {
   '@msgpack/msgpack': ['util', 'net'],
   citty: ['cli'],
   consola: ['cli'],
+  busboy: ['api/s3'],
   'fast-xml-parser': ['api/s3'],
   'smol-toml': ['util'],
   undici: ['net', 'cli'],

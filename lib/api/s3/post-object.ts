@@ -23,7 +23,7 @@ import type { ChecksumResult } from '../common/signature/body.ts'
 import { AWS4_HMAC_SHA256, hmacSha256, parseAmzDate, signatureMatches, signingKey } from '../common/signature/sigv4.ts'
 import type { S3Settings } from './context.ts'
 import { parseCustomerKey, sseCResponseHeaders } from './encryption.ts'
-import { MultipartFormReader, parseBoundary } from './form-data.ts'
+import { type PostForm, readPostForm } from './form-data.ts'
 import { checkKey, extractMetadataHeaders, saveStream } from './put.ts'
 import { renderXml } from './xml.ts'
 
@@ -235,28 +235,26 @@ export async function handlePostObject(
   r: PostObjectRequest,
   onBucket: (params: BucketParams) => void = () => {},
 ): Promise<ApiResponse> {
-  const { garage, req } = r
-  const boundary = parseBoundary(req.headers['content-type'])
-  if (boundary === undefined) {
-    throw new ApiError('MalformedPOSTRequest', 'The body of your POST request is not well-formed multipart/form-data.')
+  const form = await readPostForm(r.req as AsyncIterable<Buffer>, r.req.headers['content-type'], {
+    maxFieldSize: MAX_FIELD_SIZE,
+    maxFields: MAX_FIELDS,
+  })
+  try {
+    return await storePostedFile(r, form, onBucket)
+  } catch (err) {
+    // The rest of the body stays unread; the server closes the connection after answering.
+    form.close()
+    throw err
   }
-  const form = new MultipartFormReader(req as AsyncIterable<Buffer>, boundary)
-  const fields = new Map<string, string>()
-  let filename: string | undefined
-  for (;;) {
-    const part = await form.nextPart()
-    if (part === undefined) throw new ApiError('InvalidArgument', 'POST requires exactly one file upload per request.')
-    const name = part.name.toLowerCase()
-    if (name === 'file') {
-      filename = part.filename
-      break
-    }
-    if (fields.size >= MAX_FIELDS) throw new ApiError('MaxPostPreDataLengthExceededError', 'Too many form fields')
-    const value = await form.readText(MAX_FIELD_SIZE, name)
-    if (fields.has(name)) throw new ApiError('InvalidArgument', `Field '${name}' provided more than once`)
-    fields.set(name, value)
-  }
+}
 
+async function storePostedFile(
+  r: PostObjectRequest,
+  form: PostForm,
+  onBucket: (params: BucketParams) => void,
+): Promise<ApiResponse> {
+  const { garage, req } = r
+  const { fields, filename } = form
   const rawKey = required(fields, 'key')
   // Without a file name, `${filename}` stays as it is (AWS's behaviour).
   // biome-ignore lint/suspicious/noTemplateCurlyInString: S3's literal ${filename} placeholder
@@ -286,7 +284,7 @@ export async function handlePostObject(
   // saveStream awaits `result` only once the file was read whole; an early failure reaches it
   // through the body instead.
   result.catch(() => {})
-  const file = limitedFile(form.content(), policy.contentLength, md5)
+  const file = limitedFile(form.file, policy.contentLength, md5)
   const body = Readable.from(
     (async function* () {
       try {

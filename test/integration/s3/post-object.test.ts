@@ -8,12 +8,25 @@ import { request as httpRequest } from 'node:http'
 import { describe, test } from 'node:test'
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3'
 import type { TestNode } from '../../../lib/testing.ts'
+import type { Logger } from '../../../lib/util/logger.ts'
+import { eventually } from '../../helpers/eventually.ts'
 import { getBytes, md5Hex, objectExists, xmlField, useTestNode } from '../../helpers/s3.ts'
 
 let node: TestNode
 let s3: S3Client
 
-useTestNode({ block_gc_delay_msec: 200 }, (n, c) => {
+/** What the node logs: debug lines (request outcomes) and error lines (none expected). */
+const logged: { debug: string[]; error: string[] } = { debug: [], error: [] }
+const line = (m: unknown, args: unknown[]) => [m, ...args].map(String).join(' ')
+const logger: Logger = {
+  debug: (m: unknown, ...args: unknown[]) => logged.debug.push(line(m, args)),
+  info: () => {},
+  warn: () => {},
+  error: (m: unknown, ...args: unknown[]) => logged.error.push(line(m, args)),
+  withTag: () => logger,
+}
+
+useTestNode({ block_gc_delay_msec: 200, logger }, (n, c) => {
   node = n
   s3 = c
 })
@@ -358,6 +371,33 @@ describe('PostObject', () => {
       expectPost(r, 400, 'InvalidArgument')
       assert.equal(await objectExists(s3, node.bucket, key), false, `${field}=${JSON.stringify(value)}`)
     }
+  })
+
+  test('a client that goes away in the middle of the file gets IncompleteBody; nothing is stored', async () => {
+    const form = buildForm({
+      conditions: [bucketCond(), { key: 'gone' }],
+      fields: { key: 'gone' },
+      file: randomBytes(3 * 1024 * 1024),
+    })
+    const errorsBefore = logged.error.length
+    const url = new URL(`${node.endpoint}/${node.bucket}`)
+    await new Promise<void>((resolve) => {
+      const req = httpRequest(url, {
+        method: 'POST',
+        headers: { 'content-type': form.contentType, 'content-length': form.body.length },
+      })
+      req.on('error', () => resolve())
+      req.on('response', (res) => res.resume().on('end', resolve))
+      // Well into the file (past its first block), then the connection drops.
+      req.write(form.body.subarray(0, 1536 * 1024))
+      setTimeout(() => {
+        req.destroy()
+        resolve()
+      }, 300)
+    })
+    await eventually('the abort is logged', () => logged.debug.some((l) => /POST .*IncompleteBody/.test(l)))
+    assert.deepEqual(logged.error.slice(errorsBefore), [], 'nothing is logged as an error')
+    assert.equal(await objectExists(s3, node.bucket, 'gone'), false)
   })
 
   test('refuses a body that is not multipart/form-data', async () => {
