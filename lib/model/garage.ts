@@ -22,6 +22,7 @@ import { Table, type TableTransport } from '../table/table.ts'
 import { type AdminTokenEntry, adminTokenTableSchema } from './admin-token-table.ts'
 import { type BucketAliasEntry, bucketAliasTableSchema } from './bucket-alias-table.ts'
 import { type BucketEntry, bucketTableSchema } from './bucket-table.ts'
+import { AccessResolver } from './helper/access.ts'
 import { BucketHelper } from './helper/bucket.ts'
 import { KeyHelper } from './helper/key.ts'
 import { BucketObjectCounter, type ObjectCounts } from './index-counter.ts'
@@ -98,6 +99,8 @@ export class Garage {
   readonly objectCounter: BucketObjectCounter
   readonly buckets: BucketHelper
   readonly keys: KeyHelper
+  /** Access keys, bucket names and permissions for request paths (local first, quorum on a miss). */
+  readonly access: AccessResolver
   readonly uploads: UploadGuard
   readonly lifecycle: LifecycleWorker
   readonly #tables: Array<Table<unknown>> = []
@@ -188,6 +191,10 @@ export class Garage {
       { allowPunycode: o.allowPunycode },
     )
     this.keys = new KeyHelper(this.keyTable, this.buckets)
+    this.access = new AccessResolver(
+      { bucket: this.bucketTable, alias: this.bucketAliasTable, key: this.keyTable },
+      { cluster: o.cluster !== undefined },
+    )
     this.uploads = new UploadGuard(o.db)
     this.lifecycle = new LifecycleWorker({
       db: o.db,

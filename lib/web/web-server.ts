@@ -1,7 +1,8 @@
 /**
  * The static website endpoint (port of garage_web::web_server): serves the objects of buckets that
  * have a website configuration, anonymously, with GET and HEAD (and CORS preflights). The Host
- * names the bucket (`<bucket><root_domain>`, or the whole host), through global aliases only.
+ * names the bucket (`<bucket><root_domain>`, or the whole host), through global aliases only,
+ * resolved with the model's one policy (`garage.access`: this node's copy, quorum on a miss).
  * Objects are served by the S3 GET path (ranges and conditional requests included).
  *
  * Order of evaluation for a path:
@@ -154,11 +155,10 @@ export class WebServer implements ApiHandler {
     if (authority === undefined) throw new ApiError('InvalidRequest', 'HOST header required')
     const host = authorityToHost(authority)
     const bucketName = hostToBucket(host, this.#settings.rootDomain) ?? host
-    const bucketId = await this.#garage.buckets.resolve(bucketName)
-    if (bucketId === undefined) throw NOT_FOUND()
-    const bucket = await this.#garage.bucketTable.get(new Uint8Array(0), bucketId)
-    if (bucket === undefined || bucket.state.deleted) throw NOT_FOUND()
-    const params = bucket.state.value
+    // Global aliases only, resolved as every request path does (local first, quorum on a miss).
+    const bucket = await this.#garage.access.findBucket(bucketName)
+    if (bucket === undefined) throw NOT_FOUND()
+    const { id: bucketId, params } = bucket
     const website = params.website.v
     if (website === null) throw NOT_FOUND()
 

@@ -4,7 +4,7 @@
  */
 import type { BucketInfo, BucketPermissions } from '../../model/helper/admin.ts'
 import { checkBucketNameForLookup, checkObjectKey } from '../../model/helper/names.ts'
-import { parseUuid } from '../../util/data.ts'
+import { parseUuid, toHex } from '../../util/data.ts'
 import type { AdminContext } from './context.ts'
 import { AdminError, badRequest } from './errors.ts'
 import { Fields, queryParam } from './request.ts'
@@ -55,9 +55,9 @@ export async function handleGetBucketInfo(ctx: AdminContext) {
   if (id !== null) return bucketInfoResponse(ctx, await bucketById(ctx, id))
   if (alias !== null) {
     checkBucketNameForLookup(alias)
-    const bid = await ctx.garage.buckets.resolve(alias)
-    if (bid === undefined) throw new AdminError('NoSuchBucket', `bucket not found: ${alias}`)
-    const b = await ctx.buckets.get(Buffer.from(bid).toString('hex'))
+    const bucket = await ctx.garage.access.findBucket(alias)
+    if (bucket === undefined) throw new AdminError('NoSuchBucket', `bucket not found: ${alias}`)
+    const b = await ctx.buckets.get(toHex(bucket.id))
     if (b === undefined) throw new AdminError('NoSuchBucket', `bucket not found: ${alias}`)
     return bucketInfoResponse(ctx, b)
   }

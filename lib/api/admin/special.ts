@@ -40,7 +40,8 @@ function hostToBucket(domain: string, root: string | undefined): string | undefi
 
 /**
  * For on-demand TLS (Caddy's `ask`): 200 if `domain` is `<bucket>.<s3 root domain>` of an existing
- * bucket, or `<bucket>.<web root domain>` / `<bucket>` of a bucket with website access.
+ * bucket, or `<bucket>.<web root domain>` / `<bucket>` of a bucket with website access. The bucket
+ * is resolved as every request path does (`garage.access`: local first, quorum on a miss).
  */
 export async function handleCheckDomain(ctx: Pick<AdminContext, 'garage' | 'settings' | 'query'>): Promise<ApiResponse> {
   const domain = ctx.query.get('domain')
@@ -49,9 +50,8 @@ export async function handleCheckDomain(ctx: Pick<AdminContext, 'garage' | 'sett
   const s3Bucket = hostToBucket(name, ctx.settings.s3RootDomain)
   const bucketName = s3Bucket ?? hostToBucket(name, ctx.settings.webRootDomain) ?? name
   const mustHaveWebsite = s3Bucket === undefined
-  const id = ctx.garage.buckets.resolveLocal(bucketName)
-  const b = id === undefined ? undefined : ctx.garage.bucketTable.data.read(new Uint8Array(0), id)
-  const ok = b !== undefined && !b.state.deleted && (!mustHaveWebsite || b.state.value.website.v !== null)
+  const bucket = await ctx.garage.access.findBucket(bucketName)
+  const ok = bucket !== undefined && (!mustHaveWebsite || bucket.params.website.v !== null)
   if (!ok) throw badRequest(`Domain '${domain}' is not managed by Garage`)
   return { status: 200, headers: { 'content-type': 'text/plain' }, body: `Domain '${domain}' is managed by Garage` }
 }

@@ -7,9 +7,6 @@ import type { IncomingMessage } from 'node:http'
 import { type PassThrough, pipeline, type Readable } from 'node:stream'
 import type { Garage } from '../../model/garage.ts'
 import type { ExistingKey } from '../../model/helper/key.ts'
-import { crdtMapGet } from '../../util/crdt/crdt.ts'
-import { toHex } from '../../util/data.ts'
-import { unreachable } from '../../util/errors.ts'
 import type { Logger } from '../../util/logger.ts'
 import type { BucketParams } from '../../model/bucket-table.ts'
 import {
@@ -59,11 +56,6 @@ import { handleDeleteBucketWebsite, handleGetBucketWebsite, handlePutBucketWebsi
 import { renderXml } from './xml.ts'
 
 export class S3ApiServer implements ApiHandler {
-  /**
-   * Access key ids a quorum read just found unknown: requests naming them are refused from this
-   * cache for a few seconds instead of costing a cluster read each.
-   */
-  readonly #unknownKeys = new ExpiringSet(10_000, 1_000)
   readonly name = 's3'
   readonly #garage: Garage
   readonly #settings: S3Settings
@@ -87,7 +79,7 @@ export class S3ApiServer implements ApiHandler {
     request.endpoint = ep.kind
     // Every name is checked before anything is read, the access key included.
     checkEndpointNames(ep)
-    if (ep.kind === 'Options') return this.#handleOptions(req, ep.bucket)
+    if (ep.kind === 'Options') return await this.#handleOptions(req, ep.bucket)
     // CORS headers go on errors too, so a browser lets the page read them. Until the bucket is
     // known through the key, its global alias (if any) stands for it.
     let corsParams: BucketParams | undefined
@@ -102,21 +94,21 @@ export class S3ApiServer implements ApiHandler {
     }
   }
 
-  /** The parameters of the bucket a global alias names, read locally; undefined when none. */
+  /**
+   * The parameters of the bucket a global alias names, from this node's copy only (the request
+   * already failed, perhaps for want of a quorum: its error answer waits for nothing more).
+   */
   #globalBucketParams(name: string): BucketParams | undefined {
-    const id = this.#garage.buckets.resolveLocal(name)
-    if (id === undefined) return undefined
-    const b = this.#garage.bucketTable.data.read(new Uint8Array(0), id)
-    return b === undefined || b.state.deleted ? undefined : b.state.value
+    return this.#garage.access.localGlobalBucket(name)?.params
   }
 
   /**
    * An unauthenticated CORS preflight, answered from the rules of the bucket with that global
    * name (port of garage_api_common::cors::handle_options_api).
    */
-  #handleOptions(req: IncomingMessage, bucket: string | undefined): ApiResponse {
+  async #handleOptions(req: IncomingMessage, bucket: string | undefined): Promise<ApiResponse> {
     if (bucket === undefined) return handleOptionsPermissive(false, req.headers)
-    const params = this.#globalBucketParams(bucket)
+    const params = (await this.#garage.access.findBucket(bucket))?.params
     return params === undefined ? handleOptionsPermissive(true, req.headers) : handleOptionsForBucket(req.headers, params)
   }
 
@@ -142,12 +134,13 @@ export class S3ApiServer implements ApiHandler {
       return withCorsHeaders(response, corsHeadersFor(params, method, req.headers))
     }
 
-    // Keys are read from the local copy of the key table (the hot path). On a cluster, a key
-    // this node does not hold yet (it just joined, or has no role) is read at quorum instead.
+    // The signature check is synchronous: it first runs on the local copy of the key table (the
+    // hot path); a key missing there is resolved with the model's policy (`garage.access`:
+    // quorum on a local miss in a cluster, unknown ids cached), and the check runs again.
     let fetched: ExistingKey | undefined
     let missing: string | undefined
     const lookupSecret = (id: string): string | undefined => {
-      const k = garage.keys.getLocal(id) ?? (fetched?.id === id ? fetched : undefined)
+      const k = fetched?.id === id ? fetched : garage.access.localKey(id)
       if (k === undefined) missing = id
       return k?.state.value.secret
     }
@@ -157,16 +150,13 @@ export class S3ApiServer implements ApiHandler {
     try {
       auth = verifyRequest(signed, sigOptions)
     } catch (err) {
-      if (missing === undefined || garage.cluster === undefined || this.#unknownKeys.has(missing)) throw err
-      fetched = await garage.keys.get(missing)
-      if (fetched === undefined) {
-        this.#unknownKeys.add(missing)
-        throw err
-      }
+      if (missing === undefined) throw err
+      fetched = await garage.access.resolveKey(missing)
+      if (fetched === undefined) throw err
       auth = verifyRequest(signed, sigOptions)
     }
     if (auth === undefined) throw new ApiError('AccessDenied', 'Anonymous access is not supported')
-    const apiKey = garage.keys.getLocal(auth.accessKeyId) ?? (fetched?.id === auth.accessKeyId ? fetched : undefined)
+    const apiKey = fetched?.id === auth.accessKeyId ? fetched : garage.access.localKey(auth.accessKeyId)
     if (apiKey === undefined)
       throw new ApiError('InvalidAccessKeyId', 'The access key ID you provided does not exist in our records.')
     const expiration = apiKey.state.value.expiration.v
@@ -195,18 +185,10 @@ export class S3ApiServer implements ApiHandler {
       return handleCreateBucket(garage, this.#settings.region, apiKey, ep.bucket, body, stages.result)
     }
     const bucketName = ep.bucket
-    let bucketId = garage.buckets.resolveLocal(bucketName, apiKey)
-    if (bucketId === undefined && garage.cluster !== undefined) bucketId = await garage.buckets.resolve(bucketName, apiKey.id)
-    if (bucketId === undefined) throw new ApiError('NoSuchBucket', 'The specified bucket does not exist')
-    let bucketEntry = garage.bucketTable.data.read(new Uint8Array(0), bucketId)
-    if (bucketEntry === undefined && garage.cluster !== undefined) {
-      bucketEntry = await garage.bucketTable.get(new Uint8Array(0), bucketId)
-    }
-    if (bucketEntry === undefined || bucketEntry.state.deleted) {
-      throw new ApiError('NoSuchBucket', 'The specified bucket does not exist')
-    }
-    onBucket(bucketEntry.state.value)
-    checkPermission(apiKey, toHex(bucketId), authorizationType(ep))
+    const bucket = await garage.access.resolveBucket(bucketName, apiKey)
+    onBucket(bucket.params)
+    const needed = authorizationType(ep)
+    if (needed !== 'none') garage.access.checkBucketPermission(apiKey, bucket.id, needed)
 
     const ctx: BucketCtx = {
       garage,
@@ -215,9 +197,9 @@ export class S3ApiServer implements ApiHandler {
       request,
       log: this.#log,
       apiKey,
-      bucketId,
+      bucketId: bucket.id,
       bucketName,
-      bucketParams: bucketEntry.state.value,
+      bucketParams: bucket.params,
       body,
       bodyResult: stages.result,
       contentEncoding: stages.contentEncoding,
@@ -326,43 +308,4 @@ function withoutChecksumValues(headers: IncomingMessage['headers']): IncomingMes
 
 function notImplemented(kind: string): ApiError {
   return new ApiError('NotImplemented', `${kind} is not implemented`)
-}
-
-function checkPermission(key: ExistingKey, bucketHex: string, needed: ReturnType<typeof authorizationType>): void {
-  if (needed === 'none') return
-  const p = crdtMapGet(key.state.value.authorizedBuckets, bucketHex)
-  const ok =
-    p !== undefined &&
-    (needed === 'read' ? p.read : needed === 'write' ? p.write : needed === 'owner' ? p.owner : unreachableAuth(needed))
-  if (!ok) throw new ApiError('AccessDenied', 'Access Denied')
-}
-
-function unreachableAuth(x: never): boolean {
-  throw unreachable(x)
-}
-
-/** A bounded set whose members expire after `ttlMs`. */
-class ExpiringSet {
-  readonly #ttlMs: number
-  readonly #max: number
-  readonly #until = new Map<string, number>()
-  constructor(ttlMs: number, max: number) {
-    this.#ttlMs = ttlMs
-    this.#max = max
-  }
-  has(v: string): boolean {
-    const until = this.#until.get(v)
-    if (until === undefined) return false
-    if (until > Date.now()) return true
-    this.#until.delete(v)
-    return false
-  }
-  add(v: string): void {
-    if (this.#until.size >= this.#max) {
-      // Drop the oldest entry (Map keeps insertion order).
-      const first = this.#until.keys().next()
-      if (first.done !== true) this.#until.delete(first.value)
-    }
-    this.#until.set(v, Date.now() + this.#ttlMs)
-  }
 }

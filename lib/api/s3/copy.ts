@@ -9,9 +9,8 @@ import type { IncomingHttpHeaders } from 'node:http'
 import { Readable } from 'node:stream'
 import type { ObjectMeta, ObjectVersion } from '../../model/s3/object-table.ts'
 import { versionBlock } from '../../model/s3/version-table.ts'
-import { crdtMapGet } from '../../util/crdt/crdt.ts'
 import { blake2sum, genUuid, type Hash, toHex, type Uuid, utf8 } from '../../util/data.ts'
-import { GarageError } from '../../util/errors.ts'
+import { GarageError, ModelError } from '../../util/errors.ts'
 import { isoDate, nextTimestamp } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
@@ -88,14 +87,14 @@ async function getCopySource(ctx: BucketCtx): Promise<CopySource> {
   if (raw === undefined) throw new ApiError('InvalidArgument', 'Missing x-amz-copy-source')
   const { bucket, key } = parseCopySource(raw)
   const g = ctx.garage
-  const bucketId = g.buckets.resolveLocal(bucket, ctx.apiKey)
-  const entry = bucketId === undefined ? undefined : g.bucketTable.data.read(EMPTY, bucketId)
-  if (bucketId === undefined || entry === undefined || entry.state.deleted) {
-    throw new ApiError('NoSuchBucket', 'The specified bucket does not exist', { extra: { BucketName: bucket } })
-  }
-  const perm = crdtMapGet(ctx.apiKey.state.value.authorizedBuckets, toHex(bucketId))
-  if (perm === undefined || !perm.read)
-    throw new ApiError('AccessDenied', `Reading from bucket ${bucket} is not allowed for this key`)
+  // The same resolution and permission check as the request's own bucket (model/helper/access.ts).
+  const { id: bucketId } = await g.access.resolveBucket(bucket, ctx.apiKey).catch((err: unknown) => {
+    if (err instanceof ModelError && err.modelCode === 'NoSuchBucket') {
+      throw new ApiError('NoSuchBucket', err.message, { cause: err, extra: { BucketName: bucket } })
+    }
+    throw err
+  })
+  g.access.checkBucketPermission(ctx.apiKey, bucketId, 'read', `Reading from bucket ${bucket} is not allowed for this key`)
   const version = currentVersion(await g.objectTable.get(bucketId, utf8(key)))
   if (version === undefined) throw new ApiError('NoSuchKey', 'The specified key does not exist.', { extra: { Key: key } })
   return { bucketId, key, version }

@@ -14,7 +14,6 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import { Readable } from 'node:stream'
 import type { BucketParams } from '../../model/bucket-table.ts'
 import type { Garage } from '../../model/garage.ts'
-import { crdtMapGet } from '../../util/crdt/crdt.ts'
 import { toHex } from '../../util/data.ts'
 import type { Logger } from '../../util/logger.ts'
 import { ApiError } from '../common/errors.ts'
@@ -160,7 +159,7 @@ function required(fields: ReadonlyMap<string, string>, name: string): string {
 }
 
 /** Checks the policy's signature; returns the access key that signed it. */
-function verifyPolicySignature(r: PostObjectRequest, fields: ReadonlyMap<string, string>) {
+async function verifyPolicySignature(r: PostObjectRequest, fields: ReadonlyMap<string, string>) {
   const credential = fields.get('x-amz-credential')
   if (credential === undefined) throw new ApiError('AccessDenied', 'Garage does not support anonymous access yet')
   const algorithm = required(fields, 'x-amz-algorithm')
@@ -183,7 +182,7 @@ function verifyPolicySignature(r: PostObjectRequest, fields: ReadonlyMap<string,
     })
   }
   if (service !== 's3') throw new ApiError('InvalidArgument', `Invalid credential service '${service}'`)
-  const key = r.garage.keys.getLocal(accessKeyId)
+  const key = await r.garage.access.resolveKey(accessKeyId)
   if (key === undefined) {
     throw new ApiError('InvalidAccessKeyId', 'The access key ID you provided does not exist in our records.')
   }
@@ -260,15 +259,10 @@ async function storePostedFile(
   // biome-ignore lint/suspicious/noTemplateCurlyInString: S3's literal ${filename} placeholder
   const key = filename === undefined ? rawKey : rawKey.replaceAll('${filename}', filename)
   checkKey(key)
-  const apiKey = verifyPolicySignature(r, fields)
-  const bucketId = garage.buckets.resolveLocal(r.bucketName, apiKey)
-  const bucketEntry = bucketId === undefined ? undefined : garage.bucketTable.data.read(new Uint8Array(0), bucketId)
-  if (bucketId === undefined || bucketEntry === undefined || bucketEntry.state.deleted) {
-    throw new ApiError('NoSuchBucket', 'The specified bucket does not exist')
-  }
-  onBucket(bucketEntry.state.value)
-  const perm = crdtMapGet(apiKey.state.value.authorizedBuckets, toHex(bucketId))
-  if (perm === undefined || !perm.write) throw new ApiError('AccessDenied', 'Operation is not allowed for this key.')
+  const apiKey = await verifyPolicySignature(r, fields)
+  const { id: bucketId, params: bucketParams } = await garage.access.resolveBucket(r.bucketName, apiKey)
+  onBucket(bucketParams)
+  garage.access.checkBucketPermission(apiKey, bucketId, 'write', 'Operation is not allowed for this key.')
 
   const policy = parsePostPolicy(required(fields, 'policy'))
   checkPostPolicy(policy, new Map([...fields, ['key', key]]), r.bucketName, Date.now())
@@ -298,7 +292,7 @@ async function storePostedFile(
     { objectMode: false },
   )
   const saved = await saveStream(garage, bucketId, key, headers, body, result, {
-    quotas: bucketEntry.state.value.quotas.v,
+    quotas: bucketParams.quotas.v,
     encryption,
   })
   // The fields after the file are not used, but reading them lets the connection be reused.

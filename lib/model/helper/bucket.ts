@@ -46,19 +46,12 @@ export class BucketHelper {
     }
   }
 
-  /** A bucket name as seen by `keyId`: its local alias first, then a global alias. Local reads. */
-  resolveLocal(name: string, key?: KeyEntry): Uuid | undefined {
-    // A name no bucket can have names none: no table is read (an over-long one could not be).
-    if (!couldBeBucketName(name)) return undefined
-    if (key !== undefined && !key.state.deleted) {
-      const local = lwwMapGet(key.state.value.localAliases, name)
-      if (local !== undefined) return local === null ? undefined : fromHex(local)
-    }
-    const alias = this.#t.alias.data.read(new Uint8Array(0), utf8(name))
-    return alias?.state.v ?? undefined
-  }
-
-  /** Same as {@link resolveLocal}, reading at quorum. */
+  /**
+   * The bucket a name designates for `keyId` (its local alias first, then a global alias), read
+   * at quorum. For management operations that decide a write from the answer (CreateBucket,
+   * `node.buckets`); request paths resolve names with `AccessResolver.resolveBucket`
+   * (`garage.access`: local first, quorum on a miss; see helper/access.ts).
+   */
   async resolve(name: string, keyId?: string): Promise<Uuid | undefined> {
     if (!couldBeBucketName(name)) return undefined
     if (keyId !== undefined) {

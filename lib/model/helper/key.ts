@@ -21,13 +21,10 @@ export class KeyHelper {
     this.#buckets = buckets
   }
 
-  /** The local replica's copy of a key (the signature check's hot path). */
-  getLocal(id: string): ExistingKey | undefined {
-    if (!couldBeAccessKeyId(id)) return undefined
-    const k = this.#keys.data.read(EMPTY, utf8(id))
-    return k === undefined || k.state.deleted ? undefined : (k as ExistingKey)
-  }
-
+  /**
+   * A key read at quorum (management operations). Request paths (SigV4, PostObject) resolve
+   * keys with `AccessResolver.resolveKey` (`garage.access`: local first, quorum on a miss).
+   */
   async get(id: string): Promise<ExistingKey | undefined> {
     if (!couldBeAccessKeyId(id)) return undefined
     const k = await this.#keys.get(EMPTY, utf8(id))
