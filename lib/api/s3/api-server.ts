@@ -162,14 +162,17 @@ export class S3ApiServer implements ApiHandler {
     const expiration = apiKey.state.value.expiration.v
     if (expiration !== null && expiration <= Date.now()) throw new ApiError('AccessDenied', 'The access key has expired')
 
+    // The checksum headers, parsed once for the request: the body stages check them, handlers
+    // read them from `ctx.checksums`.
+    const checksums = parseChecksumHeaders(req.headers)
     // A checksum asked for by name only (`x-amz-checksum-algorithm`) is computed, not checked.
-    const requested = parseChecksumHeaders(req.headers).requestedAlgorithm
-    // On CompleteMultipartUpload, `x-amz-checksum-*` is the whole object's checksum (checked by
-    // the handler against the one combined from the parts), not a checksum of the XML body.
-    const bodyHeaders = ep.kind === 'CompleteMultipartUpload' ? withoutChecksumValues(req.headers) : req.headers
-    const stages = requestBodyStages(bodyHeaders, auth, {
+    const requested = checksums.requestedAlgorithm
+    const stages = requestBodyStages(req.headers, auth, {
       computeMd5: true,
       extraAlgorithms: requested === undefined ? [] : [requested],
+      // On CompleteMultipartUpload, `x-amz-checksum-*` is the whole object's checksum (checked by
+      // the handler against the one combined from the parts), not a checksum of the XML body.
+      checksums: ep.kind === 'CompleteMultipartUpload' ? { ...checksums, expected: {} } : checksums,
     })
     // Consumers await `result`; this handler only keeps an early failure from going unhandled.
     stages.result.catch(() => {})
@@ -202,6 +205,7 @@ export class S3ApiServer implements ApiHandler {
       bucketParams: bucket.params,
       body,
       bodyResult: stages.result,
+      checksums,
       contentEncoding: stages.contentEncoding,
     }
     // A body the client cut short is mapped (to IncompleteBody) by the server, for every API.
@@ -295,15 +299,6 @@ export class S3ApiServer implements ApiHandler {
     )
     return { status: err.status, headers: { 'content-type': 'application/xml', ...err.headers }, body: xml }
   }
-}
-
-function withoutChecksumValues(headers: IncomingMessage['headers']): IncomingMessage['headers'] {
-  const out: IncomingMessage['headers'] = {}
-  for (const [k, v] of Object.entries(headers)) {
-    if (k.startsWith('x-amz-checksum-') && k !== 'x-amz-checksum-algorithm' && k !== 'x-amz-checksum-type') continue
-    out[k] = v
-  }
-  return out
 }
 
 function notImplemented(kind: string): ApiError {

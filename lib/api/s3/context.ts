@@ -7,7 +7,7 @@ import type { ExistingKey } from '../../model/helper/key.ts'
 import type { Uuid } from '../../util/data.ts'
 import type { Logger } from '../../util/logger.ts'
 import type { RequestContext } from '../common/server.ts'
-import type { ChecksumResult } from '../common/signature/body.ts'
+import type { ChecksumResult, RequestChecksums } from '../common/signature/body.ts'
 
 export interface S3Settings {
   region: string
@@ -29,6 +29,8 @@ export interface BucketCtx {
   body: Readable
   /** Digests, checksums and trailers of `body`, once it has been fully read and verified. */
   bodyResult: Promise<ChecksumResult>
+  /** The request's checksum headers (`x-amz-checksum-*`, trailer, algorithm), parsed once. */
+  checksums: RequestChecksums
   /** The request's Content-Encoding without the `aws-chunked` transfer token. */
   contentEncoding: string | undefined
 }

@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
 import { Readable } from 'node:stream'
-import type { ObjectMeta, ObjectVersion } from '../../model/s3/object-table.ts'
+import type { ObjectEntry, ObjectMeta, ObjectVersion } from '../../model/s3/object-table.ts'
 import { versionBlock } from '../../model/s3/version-table.ts'
 import { blake2sum, genUuid, type Hash, toHex, type Uuid, utf8 } from '../../util/data.ts'
 import { GarageError, ModelError } from '../../util/errors.ts'
@@ -156,7 +156,7 @@ export async function handleCopyObject(ctx: BucketCtx, destKey: string): Promise
   if (srcCipher !== undefined || destCustomer !== undefined) {
     // Each version has its own key: encrypted data is never shared, it is decrypted and
     // re-encrypted on its way through.
-    return copyThrough(ctx, source, srcCipher, meta, destKey, destCustomer)
+    return copyThrough(ctx, source, srcCipher, meta, destKey, destCustomer, dest)
   }
   const ts = nextTimestamp(dest === undefined ? undefined : Math.max(0, ...dest.versions.map((v) => v.ts)))
   const uuid = genUuid()
@@ -246,6 +246,8 @@ async function copyThrough(
   meta: ObjectMeta,
   destKey: string,
   destCustomer: CustomerKey | undefined,
+  /** The destination's current row, already read by the caller. */
+  dest: ObjectEntry | undefined,
 ): Promise<ApiResponse> {
   const md5 = createHash('md5')
   const plaintext = sourcePlaintext(ctx, source, srcCipher)
@@ -272,6 +274,7 @@ async function copyThrough(
     checksumAlgorithm: meta.checksum?.algorithm,
     quotas: ctx.bucketParams.quotas.v,
     encryption: destCustomer,
+    existing: Promise.resolve(dest),
   })
   const xml = renderXml('CopyObjectResult', { ETag: `"${saved.meta.etag}"`, LastModified: isoDate(saved.ts) })
   const out: Record<string, string> = {

@@ -31,7 +31,6 @@ import {
   checksumHeaderName,
   decodeBase64Exact,
   parseChecksumAlgorithm,
-  parseChecksumHeaders,
 } from '../common/signature/checksum.ts'
 import { crcCombine } from '../common/signature/crc.ts'
 import type { BucketCtx } from './context.ts'
@@ -340,7 +339,7 @@ export async function handleUploadPart(
   const cipher = uploadCipher(ctx, upload)
   // An upload created with a checksum algorithm has every part checked or summed with it.
   const algorithm = uploadChecksum(upload)?.algorithm
-  const sent = parseChecksumHeaders(ctx.req.headers)
+  const sent = ctx.checksums
   const sentAlgorithm = (Object.keys(sent.expected)[0] as ChecksumAlgorithm | undefined) ?? sent.trailerAlgorithm
   if (algorithm !== undefined && sentAlgorithm !== undefined && sentAlgorithm !== algorithm) {
     throw checksumMismatch(algorithm, sentAlgorithm)
@@ -486,7 +485,7 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
       type: checksumSettings.type,
     }
     // A client may state the object's checksum on Complete: it must be the one we combined.
-    const stated = ctx.req.headers[`x-amz-checksum-${checksumSettings.algorithm.toLowerCase()}`]
+    const stated = ctx.checksums.expected[checksumSettings.algorithm]
     if (typeof stated === 'string' && stated.replace(/-\d+$/, '') !== objectChecksum.value.replace(/-\d+$/, '')) {
       throw new ApiError('BadDigest', `The ${checksumSettings.algorithm} you specified did not match the calculated checksum.`)
     }
@@ -504,11 +503,12 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
     }
   }
 
+  // The key's row as getUpload read it (at quorum) for this request: no second read.
   await checkQuotas(
     g,
     ctx.bucketId,
     ctx.bucketParams.quotas.v,
-    await g.objectTable.get(ctx.bucketId, utf8(ep.key)),
+    upload.object,
     chosen.reduce((s, p) => s + p.size, 0),
   )
 

@@ -17,7 +17,7 @@ import { nextTimestamp } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
 import type { ChecksumResult } from '../common/signature/body.ts'
-import { type ChecksumAlgorithm, checksumHeaderName, parseChecksumHeaders } from '../common/signature/checksum.ts'
+import { type ChecksumAlgorithm, checksumHeaderName, type RequestChecksums } from '../common/signature/checksum.ts'
 import type { BucketCtx } from './context.ts'
 import { checkFieldValue } from '../common/validate.ts'
 import { checkS3ObjectKey } from './names.ts'
@@ -90,15 +90,19 @@ export async function handlePutObject(ctx: BucketCtx, key: string): Promise<ApiR
   const headers = extractMetadataHeaders(ctx.req.headers, ctx.contentEncoding)
   const encryption = parseCustomerKey(ctx.req.headers)
   const quotas = ctx.bucketParams.quotas.v
+  // The key's current row, read once (at quorum) for the whole request: the quota checks count
+  // the difference from it, and the new version's timestamp must be newer than its versions.
+  const existing = ctx.garage.objectTable.get(ctx.bucketId, utf8(key))
   // Refuse before reading the body when its announced length is already too much.
   const declared = declaredLength(ctx.req.headers)
-  if (declared !== undefined) {
-    await checkQuotas(ctx.garage, ctx.bucketId, quotas, await ctx.garage.objectTable.get(ctx.bucketId, utf8(key)), declared)
+  if (declared !== undefined && hasQuotas(quotas)) {
+    await checkQuotas(ctx.garage, ctx.bucketId, quotas, await existing, declared)
   }
   const saved = await saveStream(ctx.garage, ctx.bucketId, key, headers, ctx.body, ctx.bodyResult, {
-    checksumAlgorithm: requestChecksumAlgorithm(ctx.req.headers),
+    checksumAlgorithm: requestChecksumAlgorithm(ctx.checksums),
     quotas,
     encryption,
+    existing,
   })
   const out: Record<string, string> = { etag: `"${saved.meta.etag}"`, 'x-amz-version-id': toHex(saved.versionId) }
   if (encryption !== undefined) Object.assign(out, sseCResponseHeaders(encryption.keyMd5))
@@ -153,12 +157,12 @@ export class Chunker {
 }
 
 /**
- * The checksum algorithm a request asks to be stored with the object: the one of its
- * `x-amz-checksum-*` header or trailer, else `x-amz-checksum-algorithm`. A hex
+ * The checksum algorithm a request asks to be stored with the object (from its checksum headers,
+ * parsed once per request): the one of its `x-amz-checksum-*` header or trailer, else
+ * `x-amz-checksum-algorithm`. A hex
  * `x-amz-content-sha256` only authenticates the payload and is not an object checksum.
  */
-export function requestChecksumAlgorithm(headers: IncomingHttpHeaders): ChecksumAlgorithm | undefined {
-  const c = parseChecksumHeaders(headers)
+export function requestChecksumAlgorithm(c: RequestChecksums): ChecksumAlgorithm | undefined {
   return (Object.keys(c.expected)[0] as ChecksumAlgorithm | undefined) ?? c.trailerAlgorithm ?? c.requestedAlgorithm
 }
 
@@ -193,10 +197,15 @@ export async function saveStream(
     quotas?: BucketQuotas | undefined
     /** Encrypt with this customer key (SSE-C). */
     encryption?: CustomerKey | undefined
+    /**
+     * The key's current row when the caller already reads it (a quorum read started or done);
+     * otherwise it is read here, while the first block arrives.
+     */
+    existing?: Promise<ObjectEntry | undefined> | undefined
   } = {},
 ): Promise<SavedObject> {
   const chunker = new Chunker(body, garage.blockSize)
-  const [first, existing] = await Promise.all([chunker.next(), garage.objectTable.get(bucketId, utf8(key))])
+  const [first, existing] = await Promise.all([chunker.next(), opts.existing ?? garage.objectTable.get(bucketId, utf8(key))])
   const ts = nextTimestamp(maxTimestamp(existing))
   const versionId = genUuid()
   const cipher = opts.encryption === undefined ? undefined : new ObjectCipher(opts.encryption, bucketId, versionId, key)
@@ -265,6 +274,11 @@ function declaredLength(headers: IncomingHttpHeaders): number | undefined {
   return Number.isSafeInteger(n) ? n : undefined
 }
 
+/** True when `quotas` limits anything (otherwise no quota check reads anything). */
+function hasQuotas(quotas: BucketQuotas | undefined): quotas is BucketQuotas {
+  return quotas !== undefined && (quotas.maxObjects !== null || quotas.maxSize !== null)
+}
+
 /**
  * Refuses (403 QuotaExceeded) a write that would make `key` hold `size` bytes when that takes the
  * bucket over its quotas (port of put.rs `check_quotas`). `existing` is the key's current row:
@@ -278,7 +292,7 @@ export async function checkQuotas(
   existing: ObjectEntry | undefined,
   size: number,
 ): Promise<void> {
-  if (quotas === undefined || (quotas.maxObjects === null && quotas.maxSize === null)) return
+  if (!hasQuotas(quotas)) return
   const counts = await garage.bucketCounts(bucketId)
   const prev = countObject(existing)
   const addObjects = 1 - prev.objects

@@ -34,14 +34,14 @@ import type { KeyEntry } from '../key-table.ts'
 import type { ExistingKey } from './key.ts'
 import { couldBeAccessKeyId, couldBeBucketName } from './names.ts'
 
-/** How long a name or key id that a quorum read did not find is refused without reading again. */
+/** How long a name or key id that a quorum read did not find is refused without reading again. @internal */
 export const NEGATIVE_CACHE_MS = 10_000
 /** At most this many names (and as many key ids) are remembered as unknown. */
 const NEGATIVE_CACHE_MAX = 1_000
 
 const EMPTY = new Uint8Array(0)
 
-/** A permission a key may hold on a bucket. */
+/** A permission a key may hold on a bucket. @internal */
 export type BucketPermission = 'read' | 'write' | 'owner'
 
 /** A bucket a name resolved to: its id and current parameters. @internal */

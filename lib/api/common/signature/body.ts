@@ -21,6 +21,7 @@ import {
   decodeBase64Exact,
   parseChecksumHeaders,
   parseTrailerNames,
+  type RequestChecksums,
 } from './checksum.ts'
 import type { Authenticated } from './sigv4.ts'
 import { type AwsChunkedDecoder, awsChunkedDecoder, awsChunkedMode } from './streaming.ts'
@@ -192,6 +193,11 @@ export interface RequestBodyOptions {
   computeMd5?: boolean
   /** Also compute these checksums (for instance the multipart upload's algorithm). */
   extraAlgorithms?: ChecksumAlgorithm[]
+  /**
+   * The request's checksum headers, already parsed by the caller (once per request); parsed
+   * from `headers` when absent.
+   */
+  checksums?: RequestChecksums
 }
 
 /** @internal */
@@ -223,7 +229,7 @@ export function requestBodyStages(
   opts: RequestBodyOptions = {},
 ): RequestBodyStages {
   const contentSha256 = auth?.contentSha256 ?? headerValue(headers, 'x-amz-content-sha256')?.trim() ?? 'UNSIGNED-PAYLOAD'
-  const checksums = parseChecksumHeaders(headers)
+  const checksums = opts.checksums ?? parseChecksumHeaders(headers)
   const stages: Transform[] = []
   let contentEncoding = headerValue(headers, 'content-encoding')
   let decoder: AwsChunkedDecoder | undefined

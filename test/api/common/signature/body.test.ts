@@ -309,6 +309,17 @@ describe('body checks', () => {
     await assert.rejects(run([data], bad.stages), isApiError('XAmzContentSHA256Mismatch'))
   })
 
+  test('requestBodyStages checks the checksums its caller parsed, without parsing the headers again', async () => {
+    const data = Buffer.from('payload')
+    const headers: IncomingHttpHeaders = { 'x-amz-content-sha256': sha256hex(data), 'x-amz-checksum-crc32c': 'AAAAAA==' }
+    // The caller dropped the header's value (CompleteMultipartUpload does): nothing is checked.
+    const parsed = requestBodyStages(headers, testAuth(sha256hex(data)), { checksums: { expected: {} } })
+    assert.deepEqual(await run([data], parsed.stages), data)
+    const given = requestBodyStages({}, testAuth(sha256hex(data)), { checksums: { expected: { CRC32C: crc32cB64(data) } } })
+    assert.deepEqual(await run([data], given.stages), data)
+    assert.equal((await given.result).checksums.CRC32C, crc32cB64(data))
+  })
+
   test('requestBodyStages: trailer checksum right and wrong (unsigned trailer, as the JS SDK sends)', async () => {
     const data = Buffer.from('x'.repeat(100_000))
     const headers: IncomingHttpHeaders = {
