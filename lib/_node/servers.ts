@@ -12,6 +12,7 @@ import { callAdminLocal, registerAdminRpc } from '../api/admin/node-rpc.ts'
 import { NodeMetrics, type NodeStatsSource } from '../api/common/metrics.ts'
 import { type ApiServer, type BindAddress, startApiServer } from '../api/common/server.ts'
 import { S3ApiServer } from '../api/s3/api-server.ts'
+import { loadMasterKeyring } from '../api/s3/sse-s3.ts'
 import type { Garage } from '../model/garage.ts'
 import type { AdminTokensApi } from '../model/helper/admin-token.ts'
 import type { BucketsApi, KeysApi } from '../model/helper/admin.ts'
@@ -68,9 +69,16 @@ export function startServers(o: StartServersOptions): Promise<Servers> {
           })
     const s3 = c.s3Api
     const s3Log = log.withTag('s3')
+    // SSE-S3 master keys: configured, or generated in metadata_dir on a node outside a cluster.
+    const sseKeyring = await loadMasterKeyring({
+      configured: s3.sseMasterKeys,
+      metadataDir: c.metadataDir,
+      inCluster: c.rpcSecret !== undefined,
+      log: s3Log,
+    })
     const s3Server = await startApiServer(
       bindOf(s3.apiBindAddr),
-      new S3ApiServer(garage, { region: s3.s3Region, rootDomain: s3.rootDomain }, s3Log),
+      new S3ApiServer(garage, { region: s3.s3Region, rootDomain: s3.rootDomain, sseKeyring }, s3Log),
       s3Log,
       { observer: metrics?.observer('s3') },
     )
@@ -81,7 +89,7 @@ export function startServers(o: StartServersOptions): Promise<Servers> {
       const webLog = log.withTag('web')
       const server = await startApiServer(
         bindOf(web.bindAddr),
-        new WebServer(garage, { rootDomain: web.rootDomain }, webLog),
+        new WebServer(garage, { rootDomain: web.rootDomain, sseKeyring }, webLog),
         webLog,
         {
           observer: metrics?.observer('web'),

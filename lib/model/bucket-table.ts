@@ -49,6 +49,16 @@ export interface BucketQuotas {
   maxObjects: number | null
 }
 
+/**
+ * A bucket's default encryption (PutBucketEncryption): new objects written without encryption
+ * headers are encrypted with it. Only SSE-S3 (`AES256`) exists here.
+ */
+export interface BucketEncryption {
+  sseAlgorithm: 'AES256'
+  /** Stored and echoed as given; it only means something to AWS KMS. */
+  bucketKeyEnabled: boolean
+}
+
 export interface BucketParams {
   created: number
   /** Key id → permissions on this bucket. */
@@ -62,6 +72,8 @@ export interface BucketParams {
   /** Lifecycle rules, stored as parsed by the S3 API (opaque here). */
   lifecycle: Lww<unknown[] | null>
   quotas: Lww<BucketQuotas>
+  /** Default encryption of new objects (absent from `GTbkt1` rows, migrated to null). */
+  encryption: Lww<BucketEncryption | null>
 }
 
 export interface BucketEntry {
@@ -69,7 +81,20 @@ export interface BucketEntry {
   state: Deletable<BucketParams>
 }
 
-export const bucketCodec = defineCodec<BucketEntry>('GTbkt1')
+/**
+ * `GTbkt2` added `encryption`; `GTbkt1` rows (read from lmdb or received from a peer) get it
+ * unset. Upgrade every node before writing through the new code (see docs/design/data-path.md).
+ */
+export const bucketCodec = defineCodec<BucketEntry>('GTbkt2', [
+  {
+    marker: 'GTbkt1',
+    migrate: (v) => {
+      const e = v as { id: Uuid; state: Deletable<Omit<BucketParams, 'encryption'>> }
+      if (e.state.deleted) return e
+      return { id: e.id, state: { deleted: false, value: { ...e.state.value, encryption: { ts: 0, v: null } } } }
+    },
+  },
+])
 
 export function mergeBucketParams(a: BucketParams, b: BucketParams): BucketParams {
   return {
@@ -81,6 +106,7 @@ export function mergeBucketParams(a: BucketParams, b: BucketParams): BucketParam
     cors: mergeLww(a.cors, b.cors),
     lifecycle: mergeLww(a.lifecycle, b.lifecycle),
     quotas: mergeLww(a.quotas, b.quotas),
+    encryption: mergeLww(a.encryption, b.encryption),
   }
 }
 
@@ -94,6 +120,7 @@ export function newBucketParams(now: number): BucketParams {
     cors: { ts: 0, v: null },
     lifecycle: { ts: 0, v: null },
     quotas: { ts: 0, v: { maxSize: null, maxObjects: null } },
+    encryption: { ts: 0, v: null },
   }
 }
 

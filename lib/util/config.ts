@@ -51,6 +51,18 @@ export interface S3ApiSection {
   s3_region?: string
   /** Suffix enabling vhost-style requests (`bucket.<root_domain>`). Path style always works. */
   root_domain?: string
+  /**
+   * SSE-S3 master keys, as `id:key` entries (one per line, or separated by commas or spaces):
+   * `id` is 1–64 characters among `A-Z a-z 0-9 . _ -`, `key` is 32 bytes as 64 hex characters
+   * (`openssl rand -hex 32`). The first entry wraps the data keys of new objects; the others
+   * stay readable (rotation: put a new key first, keep the old ones). Every node of a cluster
+   * needs the same keys, like `rpc_secret`. Also `GARAGE_SSE_MASTER_KEY`. Without it a node
+   * outside a cluster generates one in `metadata_dir/sse_master_key`; a node in a cluster
+   * refuses SSE-S3 (see docs/design/sse-s3.md).
+   */
+  sse_master_key?: string
+  /** A file holding {@link S3ApiSection.sse_master_key} (mode 0600). Also `GARAGE_SSE_MASTER_KEY_FILE`. */
+  sse_master_key_file?: string
 }
 
 /** The `[s3_web]` section: static website serving from buckets. */
@@ -255,6 +267,8 @@ export interface ResolvedS3Api {
   apiBindAddr: BindAddr
   s3Region: string
   rootDomain?: string
+  /** SSE-S3 master keys (the first one is current), when configured. `key` is 64 hex characters. */
+  sseMasterKeys?: ReadonlyArray<{ readonly id: string; readonly key: string }>
 }
 
 /** The `[s3_web]` section, resolved. */
@@ -975,6 +989,16 @@ export function resolveConfig(input: GarageConfig, opts: ResolveConfigOptions = 
   }
   const s3RootDomain = s3Table?.string('root_domain', { nonEmpty: true })
   if (s3RootDomain !== undefined) s3Api.rootDomain = s3RootDomain
+  const sseMasterKey = resolveSecret(
+    {
+      key: 's3_api.sse_master_key',
+      value: s3Table?.string('sse_master_key', { nonEmpty: true }),
+      file: s3Table?.string('sse_master_key_file', { nonEmpty: true }),
+      envName: 'GARAGE_SSE_MASTER_KEY',
+    },
+    secretCtx,
+  )
+  if (sseMasterKey !== undefined) s3Api.sseMasterKeys = parseSseMasterKeys(sseMasterKey.value, sseMasterKey.origin)
   if (s3Table !== undefined) warnings.push(...unknown(s3Table))
 
   const webTable = root.table('s3_web')
@@ -1073,6 +1097,39 @@ function resolveDbEngine(raw: string | undefined): 'lmdb' {
     'db_engine',
     `expected "lmdb" (the only engine of this implementation), got ${describe(raw)}${hint}`,
   )
+}
+
+const SSE_KEY_ID = /^[A-Za-z0-9._-]{1,64}$/
+
+/**
+ * Parses SSE-S3 master keys: `id:hex` entries separated by newlines, commas or spaces, `#`
+ * comments to the end of a line. Ids are unique; a key is 32 bytes in hex.
+ * @throws {@link InvalidConfigError} naming `origin`.
+ * @internal
+ */
+export function parseSseMasterKeys(text: string, origin: string): Array<{ id: string; key: string }> {
+  const out: Array<{ id: string; key: string }> = []
+  const entries = text
+    .split('\n')
+    .map((line) => line.replace(/#.*$/, ''))
+    .join(' ')
+    .split(/[\s,]+/)
+    .filter((e) => e !== '')
+  for (const [i, entry] of entries.entries()) {
+    const colon = entry.indexOf(':')
+    const id = colon < 0 ? '' : entry.slice(0, colon)
+    const key = colon < 0 ? '' : entry.slice(colon + 1)
+    if (!SSE_KEY_ID.test(id) || !/^[0-9a-fA-F]{64}$/.test(key)) {
+      throw new InvalidConfigError(
+        origin,
+        `entry ${i + 1} must be 'id:key', the id made of 1-64 letters, digits, '.', '_' or '-' and the key 32 bytes as 64 hex characters (generate one with 'openssl rand -hex 32')`,
+      )
+    }
+    if (out.some((k) => k.id === id)) throw new InvalidConfigError(origin, `master key id '${id}' is given twice`)
+    out.push({ id, key: key.toLowerCase() })
+  }
+  if (out.length === 0) throw new InvalidConfigError(origin, "expected at least one 'id:key' entry")
+  return out
 }
 
 function unknown(table: Table): string[] {

@@ -24,6 +24,7 @@ import { ApiError, toApiError } from '../api/common/errors.ts'
 import { authorityToHost, hostToBucket } from '../api/common/host.ts'
 import type { ApiHandler, ApiResponse, RequestContext } from '../api/common/server.ts'
 import { currentVersion, handleGetObject } from '../api/s3/get.ts'
+import type { MasterKeyring } from '../api/s3/sse-s3.ts'
 import { WEBSITE_REDIRECT_LOCATION } from '../api/s3/website.ts'
 import type { RoutingRule, WebsiteConfig } from '../model/bucket-table.ts'
 import type { Garage } from '../model/garage.ts'
@@ -35,6 +36,8 @@ import type { Logger } from '../util/logger.ts'
 export interface WebSettings {
   /** Suffix of website host names (`.web.garage.tld`). */
   rootDomain: string
+  /** SSE-S3 master keys, so SSE-S3 objects are served decrypted (as AWS's website endpoint does). */
+  sseKeyring?: MasterKeyring | undefined
 }
 
 /** What to do with a request path, before looking anything up. @internal */
@@ -133,9 +136,10 @@ function getWebObject(
   bucketId: Uuid,
   key: string,
   head: boolean,
+  keyring: MasterKeyring | undefined,
 ): Promise<ApiResponse> {
   if (!isObjectKey(key)) return Promise.reject(new ApiError('NoSuchKey', 'The specified key does not exist.'))
-  return handleGetObject(garage, headers, bucketId, key, { head, query: new URLSearchParams() })
+  return handleGetObject(garage, headers, bucketId, key, { head, query: new URLSearchParams(), keyring })
 }
 
 export class WebServer implements ApiHandler {
@@ -192,7 +196,7 @@ export class WebServer implements ApiHandler {
       if (route.t === 'rewrite') return await this.#rewrite(bucketId, route.key, route.code, head)
       let response: ApiResponse
       try {
-        response = await getWebObject(this.#garage, req.headers, bucketId, route.key, head)
+        response = await getWebObject(this.#garage, req.headers, bucketId, route.key, head, this.#settings.sseKeyring)
       } catch (err) {
         if (toApiError(err).code !== 'NoSuchKey') throw err
         if (route.implicitRedirect !== undefined && (await this.#exists(bucketId, route.implicitRedirect.ifExists))) {
@@ -216,14 +220,14 @@ export class WebServer implements ApiHandler {
 
   /** Serves `key` in place of the requested one, with `code` (routing rules 200 and 404). */
   async #rewrite(bucketId: Uuid, key: string, code: number, head: boolean): Promise<ApiResponse> {
-    const r = await getWebObject(this.#garage, {}, bucketId, key, head)
+    const r = await getWebObject(this.#garage, {}, bucketId, key, head, this.#settings.sseKeyring)
     return { ...r, status: code }
   }
 
   async #errorDocument(bucketId: Uuid, document: string, error: ApiError): Promise<ApiResponse> {
     try {
       const key = document.replace(/^\/+/, '')
-      const doc = await getWebObject(this.#garage, {}, bucketId, key, false)
+      const doc = await getWebObject(this.#garage, {}, bucketId, key, false, this.#settings.sseKeyring)
       const headers: Record<string, string | number | string[]> = { ...doc.headers, ...error.headers }
       headers['x-garage-error'] = error.message.split('\n').filter((l) => /^[\t\x20-\x7e]*$/.test(l))
       return { ...doc, status: error.status, headers }

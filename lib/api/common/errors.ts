@@ -49,6 +49,7 @@ export const API_ERROR_STATUS = {
   QuotaExceeded: 403,
   RequestTimeTooSkewed: 403,
   RequestTimeout: 400,
+  ServerSideEncryptionConfigurationNotFoundError: 404,
   ServiceUnavailable: 503,
   SignatureDoesNotMatch: 403,
   SlowDown: 503,

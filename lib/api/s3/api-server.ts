@@ -51,6 +51,7 @@ import {
 import { handlePostObject } from './post-object.ts'
 import { checkEndpointNames } from './names.ts'
 import { handlePutObject } from './put.ts'
+import { handleDeleteBucketEncryption, handleGetBucketEncryption, handlePutBucketEncryption } from './sse-s3.ts'
 import { authorizationType, type Endpoint, parseBucketAndKey, parseEndpoint } from './router.ts'
 import { handleDeleteBucketWebsite, handleGetBucketWebsite, handlePutBucketWebsite } from './website.ts'
 import { renderXml } from './xml.ts'
@@ -251,6 +252,7 @@ export class S3ApiServer implements ApiHandler {
           head: ep.kind === 'HeadObject',
           query,
           partNumber: ep.partNumber,
+          keyring: ctx.settings.sseKeyring,
         })
       case 'DeleteObject':
         return handleDeleteObject(g, ctx.bucketId, ep.key)
@@ -278,6 +280,12 @@ export class S3ApiServer implements ApiHandler {
         return handlePutBucketLifecycleConfiguration(ctx)
       case 'DeleteBucketLifecycle':
         return handleDeleteBucketLifecycle(ctx)
+      case 'GetBucketEncryption':
+        return handleGetBucketEncryption(ctx)
+      case 'PutBucketEncryption':
+        return handlePutBucketEncryption(ctx)
+      case 'DeleteBucketEncryption':
+        return handleDeleteBucketEncryption(ctx)
       default:
         throw notImplemented(ep.kind)
     }

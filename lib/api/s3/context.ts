@@ -7,11 +7,14 @@ import type { ExistingKey } from '../../model/helper/key.ts'
 import type { Uuid } from '../../util/data.ts'
 import type { Logger } from '../../util/logger.ts'
 import type { RequestContext } from '../common/server.ts'
+import type { MasterKeyring } from './sse-s3.ts'
 import type { ChecksumResult, RequestChecksums } from '../common/signature/body.ts'
 
 export interface S3Settings {
   region: string
   rootDomain?: string
+  /** SSE-S3 master keys (sse-s3.ts); undefined: SSE-S3 objects can be neither written nor read. */
+  sseKeyring?: MasterKeyring | undefined
 }
 
 /** A request authenticated and resolved to a bucket the key may use. */

@@ -16,14 +16,7 @@ import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
 import { Checksummer, checksumHeaderName } from '../common/signature/checksum.ts'
 import type { BucketCtx } from './context.ts'
-import {
-  type CustomerKey,
-  checkDecryptKey,
-  ObjectCipher,
-  parseCustomerKey,
-  randomEtag,
-  sseCResponseHeaders,
-} from './encryption.ts'
+import { type ObjectCipher, randomEtag, SSE_HEADER } from './encryption.ts'
 import { blocksInRange, currentVersion, readAhead, streamBlocks } from './get.ts'
 import {
   beginPart,
@@ -38,6 +31,7 @@ import {
 import { checkS3BucketName, checkS3ObjectKey } from './names.ts'
 import { checkKey, checkQuotas, extractMetadataHeaders, saveStream } from './put.ts'
 import { ifMatchAccepts, ifNoneMatchMatches } from './etag.ts'
+import { openObjectCipher, type WriteEncryption, writeEncryption, writeEncryptionHeaders } from './sse-s3.ts'
 import { renderXml } from './xml.ts'
 
 const EMPTY = new Uint8Array(0)
@@ -135,13 +129,26 @@ export async function handleCopyObject(ctx: BucketCtx, destKey: string): Promise
   const source = await getCopySource(ctx)
   const srcData = source.version.state.data
   // SSE-C: the source's key comes in x-amz-copy-source-server-side-encryption-customer-*, the
-  // destination's in x-amz-server-side-encryption-customer-*.
+  // destination's in x-amz-server-side-encryption-customer-*. SSE-S3: the source is opened with
+  // the node's master key; the destination is encrypted as its headers or, failing them, its
+  // bucket's default say ("you can also specify the encryption for the destination [...] If you
+  // don't, the destination bucket's default encryption is used", S3 API reference, CopyObject).
   const srcCipher = sourceCipher(ctx, source)
-  const destCustomer = parseCustomerKey(ctx.req.headers)
+  const destEnc = writeEncryption(ctx.req.headers, {
+    bucketDefault: ctx.bucketParams.encryption.v,
+    keyring: ctx.settings.sseKeyring,
+  })
   const srcMeta = srcCipher === undefined ? srcData.meta : srcCipher.openObjectMeta(srcData.meta)
   checkCopyPreconditions(ctx.req.headers, srcMeta.etag, source.version.ts)
+  // An explicit x-amz-server-side-encryption changes the encryption attributes: copying an SSE-S3
+  // object onto itself with it re-encrypts it under a new data key and the current master key
+  // (how objects move to a rotated key, docs/design/sse-s3.md).
   const sameEncryption =
-    srcCipher === undefined ? destCustomer === undefined : destCustomer?.keyMd5.equals(srcCipher.keyMd5) === true
+    srcCipher === undefined
+      ? destEnc === undefined
+      : srcCipher.kind.t === 'sse-c'
+        ? destEnc?.t === 'sse-c' && destEnc.customer.keyMd5.equals(srcCipher.kind.keyMd5)
+        : destEnc?.t === 'sse-s3' && headerValue(ctx.req.headers, SSE_HEADER) === undefined
   if (directive === 'COPY' && sameEncryption && Buffer.compare(source.bucketId, ctx.bucketId) === 0 && source.key === destKey) {
     throw new ApiError(
       'InvalidRequest',
@@ -153,10 +160,10 @@ export async function handleCopyObject(ctx: BucketCtx, destKey: string): Promise
 
   const dest = await g.objectTable.get(ctx.bucketId, utf8(destKey))
   await checkQuotas(g, ctx.bucketId, ctx.bucketParams.quotas.v, dest, meta.size)
-  if (srcCipher !== undefined || destCustomer !== undefined) {
+  if (srcCipher !== undefined || destEnc !== undefined) {
     // Each version has its own key: encrypted data is never shared, it is decrypted and
     // re-encrypted on its way through.
-    return copyThrough(ctx, source, srcCipher, meta, destKey, destCustomer, dest)
+    return copyThrough(ctx, source, srcCipher, meta, destKey, destEnc, dest)
   }
   const ts = nextTimestamp(dest === undefined ? undefined : Math.max(0, ...dest.versions.map((v) => v.ts)))
   const uuid = genUuid()
@@ -220,10 +227,13 @@ export async function handleCopyObject(ctx: BucketCtx, destKey: string): Promise
   }
 }
 
-/** The cipher that opens the copy source, checked against the request's copy-source key. */
+/**
+ * The cipher that opens the copy source: checked against the request's copy-source key (SSE-C),
+ * or unwrapped with the node's master key (SSE-S3).
+ */
 function sourceCipher(ctx: BucketCtx, source: CopySource): ObjectCipher | undefined {
-  const customer = checkDecryptKey(ctx.req.headers, source.version.state.data.meta.encryption, true)
-  return customer === undefined ? undefined : new ObjectCipher(customer, source.bucketId, source.version.uuid, source.key)
+  const at = { bucketId: source.bucketId, versionId: source.version.uuid, key: source.key }
+  return openObjectCipher(ctx.req.headers, source.version.state.data.meta.encryption, at, ctx.settings.sseKeyring, true)
 }
 
 /** The plaintext of a source version, streamed (decrypted when `cipher` is given). */
@@ -238,14 +248,14 @@ async function* sourcePlaintext(ctx: BucketCtx, source: CopySource, cipher: Obje
   }
 }
 
-/** CopyObject by reading the source and saving it again as a new object (SSE-C on either side). */
+/** CopyObject by reading the source and saving it again as a new object (encryption on either side). */
 async function copyThrough(
   ctx: BucketCtx,
   source: CopySource,
   srcCipher: ObjectCipher | undefined,
   meta: ObjectMeta,
   destKey: string,
-  destCustomer: CustomerKey | undefined,
+  destEnc: WriteEncryption | undefined,
   /** The destination's current row, already read by the caller. */
   dest: ObjectEntry | undefined,
 ): Promise<ApiResponse> {
@@ -273,7 +283,7 @@ async function copyThrough(
   const saved = await saveStream(ctx.garage, ctx.bucketId, destKey, meta.headers, body, result, {
     checksumAlgorithm: meta.checksum?.algorithm,
     quotas: ctx.bucketParams.quotas.v,
-    encryption: destCustomer,
+    encryption: destEnc,
     existing: Promise.resolve(dest),
   })
   const xml = renderXml('CopyObjectResult', { ETag: `"${saved.meta.etag}"`, LastModified: isoDate(saved.ts) })
@@ -282,7 +292,7 @@ async function copyThrough(
     'x-amz-version-id': toHex(saved.versionId),
     'x-amz-copy-source-version-id': toHex(source.version.uuid),
   }
-  if (destCustomer !== undefined) Object.assign(out, sseCResponseHeaders(destCustomer.keyMd5))
+  Object.assign(out, writeEncryptionHeaders(destEnc))
   return { status: 200, headers: out, body: xml }
 }
 
@@ -312,7 +322,7 @@ export async function handleUploadPartCopy(
   const g = ctx.garage
   const [source, upload] = await Promise.all([getCopySource(ctx), getUpload(g, ctx.bucketId, ep.key, uploadId)])
   const srcData = source.version.state.data
-  // SSE-C on either side: nothing is re-used, every byte is decrypted and/or encrypted again.
+  // Encryption on either side: nothing is re-used, every byte is decrypted and/or encrypted again.
   const srcCipher = sourceCipher(ctx, source)
   const destCipher = uploadCipher(ctx, upload)
   const transcode = srcCipher !== undefined || destCipher !== undefined
@@ -371,7 +381,8 @@ export async function handleUploadPartCopy(
       algorithm === undefined || summer === undefined
         ? null
         : `${algorithm}:${(summer.digest()[algorithm] as Buffer).toString('base64')}`
-    return { etag: destCipher !== undefined ? randomEtag() : md5.digest('hex'), size: offset, checksum }
+    // SSE-C parts get random ETags; SSE-S3 and plaintext parts the MD5 of their data.
+    return { etag: destCipher?.sealsMetadata === true ? randomEtag() : md5.digest('hex'), size: offset, checksum }
   })
   const partChecksum = parsePartChecksum(done.checksum)
   const xml = renderXml('CopyPartResult', {
@@ -383,7 +394,7 @@ export async function handleUploadPartCopy(
     'content-type': 'application/xml',
     'x-amz-copy-source-version-id': toHex(source.version.uuid),
   }
-  if (destCipher !== undefined) Object.assign(out, sseCResponseHeaders(destCipher.keyMd5))
+  if (destCipher !== undefined) Object.assign(out, destCipher.responseHeaders())
   if (partChecksum !== undefined) out[checksumHeaderName(partChecksum.algorithm)] = partChecksum.value
   return { status: 200, headers: out, body: xml }
 }

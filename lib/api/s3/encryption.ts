@@ -12,12 +12,15 @@
  *   prefix followed by the chunk index (31 bits) whose top bit marks the last chunk, as in the
  *   STREAM construction Garage uses (so chunks can be neither reordered nor dropped). A read
  *   of a byte range decrypts only the chunks that hold it.
- * Encrypted blocks are hashed (and deduplicated) by their ciphertext. The ETag of an encrypted
+ * Encrypted blocks are hashed (and deduplicated) by their ciphertext. The ETag of an SSE-C
  * object is random, as the MD5 of its content would reveal something about it.
+ *
+ * SSE-S3 (sse-s3.ts) uses the same cipher with a random data key per version in place of the
+ * customer key; there only the data is encrypted, headers, checksum and MD5 ETag stay in clear.
  */
 import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
-import type { ObjectEncryption, ObjectMeta } from '../../model/s3/object-table.ts'
+import { isSseS3, type ObjectEncryption, type ObjectMeta, type SseCEncryption } from '../../model/s3/object-table.ts'
 import { utf8 } from '../../util/data.ts'
 import { CorruptDataError } from '../../util/errors.ts'
 import { ApiError } from '../common/errors.ts'
@@ -116,7 +119,15 @@ export function sseCResponseHeaders(keyMd5: Uint8Array): Record<string, string> 
   return { [HEADERS.algorithm]: SSE_C_ALGORITHM, [HEADERS.keyMd5]: Buffer.from(keyMd5).toString('base64') }
 }
 
-/** A random ETag, for encrypted objects and parts. */
+/** The header that marks an SSE-S3 object in answers (PUT, GET, HEAD, copy, multipart). */
+export const SSE_HEADER = 'x-amz-server-side-encryption'
+
+/** The headers echoed in answers about an SSE-S3 object. */
+export function sseS3ResponseHeaders(): Record<string, string> {
+  return { [SSE_HEADER]: SSE_C_ALGORITHM }
+}
+
+/** A random ETag, for SSE-C objects and parts. */
 export const randomEtag = (): string => randomBytes(16).toString('hex')
 
 /** Size of a block of `plainSize` bytes once encrypted. */
@@ -125,19 +136,54 @@ export function encryptedBlockSize(plainSize: number): number {
   return BLOCK_NONCE_PREFIX_SIZE + plainSize + chunks * TAG_SIZE
 }
 
+/** The data key of an SSE-S3 version, in clear, with its wrapped form as stored. */
+export interface SseS3DataKey {
+  dek: Buffer
+  keyId: string
+  wrappedKey: Uint8Array
+}
+
+/** What a cipher was made from: a customer key (SSE-C) or an SSE-S3 data key. */
+export type CipherKind = { t: 'sse-c'; keyMd5: Buffer } | { t: 'sse-s3'; keyId: string; wrappedKey: Uint8Array }
+
 /** The keys of one object version. */
 export class ObjectCipher {
   readonly #key: Buffer
-  readonly keyMd5: Buffer
+  readonly kind: CipherKind
 
-  constructor(customer: CustomerKey, bucketId: Uint8Array, versionId: Uint8Array, objectKey: string) {
-    this.#key = createHmac('sha256', customer.key)
+  constructor(root: CustomerKey | SseS3DataKey, bucketId: Uint8Array, versionId: Uint8Array, objectKey: string) {
+    const secret = 'dek' in root ? root.dek : root.key
+    this.#key = createHmac('sha256', secret)
       .update(KEY_DERIVATION_LABEL)
       .update(bucketId)
       .update(versionId)
       .update(utf8(objectKey))
       .digest()
-    this.keyMd5 = customer.keyMd5
+    this.kind =
+      'dek' in root ? { t: 'sse-s3', keyId: root.keyId, wrappedKey: root.wrappedKey } : { t: 'sse-c', keyMd5: root.keyMd5 }
+  }
+
+  /**
+   * True for SSE-C: headers and checksum are sealed and ETags are random. False for SSE-S3,
+   * whose ETags stay the MD5 of the data: "Objects created by the PUT Object, POST Object, or
+   * Copy operation [...] that are encrypted by SSE-S3 or plaintext, have ETags that are an MD5
+   * digest of their object data" (AWS S3 API reference, Object, ETag); and "server-side
+   * encryption encrypts only the object data, not the object metadata" (S3 user guide,
+   * Protecting data with server-side encryption).
+   */
+  get sealsMetadata(): boolean {
+    return this.kind.t === 'sse-c'
+  }
+
+  /** The headers that tell a client how the object is encrypted. */
+  responseHeaders(): Record<string, string> {
+    return this.kind.t === 'sse-c' ? sseCResponseHeaders(this.kind.keyMd5) : sseS3ResponseHeaders()
+  }
+
+  /** True when `other` encrypts with the same customer key, or both are SSE-S3. */
+  sameEncryptionAs(other: ObjectCipher): boolean {
+    if (this.kind.t === 'sse-c' && other.kind.t === 'sse-c') return this.kind.keyMd5.equals(other.kind.keyMd5)
+    return this.kind.t === other.kind.t
   }
 
   /** `nonce ‖ ciphertext ‖ tag` of a small value (metadata, inline data). */
@@ -201,14 +247,24 @@ export class ObjectCipher {
     return plain.subarray(skip, skip + (to - from))
   }
 
-  /** The marker and sealed headers/checksum stored for an encrypted version. */
+  /**
+   * The marker stored for an encrypted version: with SSE-C, it seals the headers and checksum;
+   * with SSE-S3, it holds the wrapped data key (the headers stay in the row, in clear).
+   */
   sealMeta(headers: Array<[string, string]>, checksum?: ObjectMeta['checksum']): ObjectEncryption {
+    if (this.kind.t === 'sse-s3') {
+      return { alg: SSE_C_ALGORITHM, sse: 's3', keyId: this.kind.keyId, wrappedKey: new Uint8Array(this.kind.wrappedKey) }
+    }
     const inner = JSON.stringify(checksum === undefined ? { headers } : { headers, checksum })
-    return { alg: SSE_C_ALGORITHM, keyMd5: new Uint8Array(this.keyMd5), inner: new Uint8Array(this.encryptBlob(utf8(inner))) }
+    return {
+      alg: SSE_C_ALGORITHM,
+      keyMd5: new Uint8Array(this.kind.keyMd5),
+      inner: new Uint8Array(this.encryptBlob(utf8(inner))),
+    }
   }
 
-  /** The headers and checksum sealed in `enc`. */
-  openMeta(enc: ObjectEncryption): { headers: Array<[string, string]>; checksum?: ObjectMeta['checksum'] } {
+  /** The headers and checksum sealed in an SSE-C marker. */
+  openMeta(enc: SseCEncryption): { headers: Array<[string, string]>; checksum?: ObjectMeta['checksum'] } {
     const parsed = JSON.parse(this.decryptBlob(enc.inner).toString('utf8')) as {
       headers: Array<[string, string]>
       checksum?: ObjectMeta['checksum']
@@ -216,14 +272,22 @@ export class ObjectCipher {
     return parsed.checksum === undefined ? { headers: parsed.headers } : { headers: parsed.headers, checksum: parsed.checksum }
   }
 
-  /** The stored meta of a plaintext-described version: headers and checksum sealed, random ETag. */
+  /**
+   * The stored meta of a plaintext-described version. SSE-C: headers and checksum sealed, random
+   * ETag. SSE-S3: the same meta with the marker added.
+   */
   sealObjectMeta(meta: ObjectMeta): ObjectMeta {
+    if (!this.sealsMetadata) return { ...meta, encryption: this.sealMeta(meta.headers, meta.checksum) }
     return { size: meta.size, etag: randomEtag(), headers: [], encryption: this.sealMeta(meta.headers, meta.checksum) }
   }
 
-  /** The meta of an encrypted version with its headers and checksum opened. */
+  /** The meta of an encrypted version with its headers and checksum opened (its marker dropped). */
   openObjectMeta(meta: ObjectMeta): ObjectMeta {
     if (meta.encryption === undefined) return meta
+    if (isSseS3(meta.encryption)) {
+      const { encryption: _, ...clear } = meta
+      return clear
+    }
     const inner = this.openMeta(meta.encryption)
     const out: ObjectMeta = { size: meta.size, etag: meta.etag, headers: inner.headers }
     if (inner.checksum !== undefined) out.checksum = inner.checksum
@@ -250,7 +314,7 @@ export function checkDecryptKey(
   copySource = false,
 ): CustomerKey | undefined {
   const given = parseCustomerKey(headers, copySource)
-  if (stored === undefined) {
+  if (stored === undefined || isSseS3(stored)) {
     if (given !== undefined) {
       throw new ApiError(
         'InvalidRequest',

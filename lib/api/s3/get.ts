@@ -13,7 +13,8 @@ import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
 import { checkFieldValue } from '../common/validate.ts'
 import { checksumHeaderName } from '../common/signature/checksum.ts'
-import { checkDecryptKey, ObjectCipher, sseCResponseHeaders } from './encryption.ts'
+import type { ObjectCipher } from './encryption.ts'
+import { type MasterKeyring, openObjectCipher, refuseSseHeaderOnRead } from './sse-s3.ts'
 import { ifMatchAccepts, ifNoneMatchMatches } from './etag.ts'
 
 const RESPONSE_OVERRIDES: Array<[query: string, header: string]> = [
@@ -64,6 +65,8 @@ export interface GetOptions {
   head: boolean
   query: URLSearchParams
   partNumber?: number
+  /** The node's SSE-S3 master keys, to open SSE-S3 objects. */
+  keyring?: MasterKeyring | undefined
 }
 
 export async function handleGetObject(
@@ -74,14 +77,16 @@ export async function handleGetObject(
   opts: GetOptions,
 ): Promise<ApiResponse> {
   const overrides = responseOverrides(opts.query)
+  refuseSseHeaderOnRead(headers)
   const version = await getCurrentVersion(garage, bucketId, key)
   // SSE-C: the right key must come with the request; it opens the headers and the data.
-  const customer = checkDecryptKey(headers, version.state.data.meta.encryption)
-  const cipher = customer === undefined ? undefined : new ObjectCipher(customer, bucketId, version.uuid, key)
+  // SSE-S3: the node's master key unwraps the version's data key.
+  const at = { bucketId, versionId: version.uuid, key }
+  const cipher = openObjectCipher(headers, version.state.data.meta.encryption, at, opts.keyring)
   const meta = cipher === undefined ? version.state.data.meta : cipher.openObjectMeta(version.state.data.meta)
   const notModified = checkPreconditions(headers, meta.etag, version.ts)
   const out = objectHeaders(version, meta)
-  if (cipher !== undefined) Object.assign(out, sseCResponseHeaders(cipher.keyMd5))
+  if (cipher !== undefined) Object.assign(out, cipher.responseHeaders())
   if (notModified) return { status: 304, headers: notModifiedHeaders(out) }
   for (const [h, v] of overrides) out[h] = v
 
@@ -240,7 +245,7 @@ async function partRange(
 
 /**
  * Streams bytes `start..end` (inclusive) of a version's blocks, reading one block ahead. With a
- * `cipher` (SSE-C), only the encrypted chunks holding the wanted bytes are decrypted.
+ * `cipher` (SSE-C or SSE-S3), only the encrypted chunks holding the wanted bytes are decrypted.
  */
 export async function* streamBlocks(
   garage: Garage,

@@ -17,7 +17,7 @@ import { pipeline, type Readable, Transform } from 'node:stream'
 import { prefixEnd } from '../../db/db.ts'
 import type { Garage } from '../../model/garage.ts'
 import { deletedMpu, type MpuEntry, type MpuPart } from '../../model/s3/mpu-table.ts'
-import type { ObjectData, ObjectEntry, ObjectMeta, ObjectVersion } from '../../model/s3/object-table.ts'
+import { isSseS3, type ObjectData, type ObjectEntry, type ObjectMeta, type ObjectVersion } from '../../model/s3/object-table.ts'
 import { deletedVersion, type VersionBlock, versionBlock } from '../../model/s3/version-table.ts'
 import { bytesEqual, genUuid, type Hash, toHex, type Uuid, utf8 } from '../../util/data.ts'
 import { isoDate, nextTimestamp } from '../../util/time.ts'
@@ -34,12 +34,13 @@ import {
 } from '../common/signature/checksum.ts'
 import { crcCombine } from '../common/signature/crc.ts'
 import type { BucketCtx } from './context.ts'
-import { checkDecryptKey, ObjectCipher, parseCustomerKey, randomEtag, sseCResponseHeaders } from './encryption.ts'
+import { type ObjectCipher, parseCustomerKey, randomEtag, sseCResponseHeaders, sseS3ResponseHeaders } from './encryption.ts'
 import type { Owner } from './list.ts'
 import { uriEncode } from './list.ts'
 import { noSuchUpload, parseUploadId } from './names.ts'
 import { Chunker, checkContentLength, checkKey, checkQuotas, extractMetadataHeaders, writeBlocks } from './put.ts'
 import { completePartEtag } from './etag.ts'
+import { newObjectCipher, openObjectCipher, writeEncryption } from './sse-s3.ts'
 import { readXmlBody, renderXml, type XmlDocument, xmlChildren, xmlOnly, xmlRoot, xmlText } from './xml.ts'
 
 /** Part numbers go from 1 to this, as on AWS. */
@@ -177,13 +178,14 @@ export async function writePart(
 // ---------------------------------------------------------------------------------------------
 
 /**
- * The cipher of an SSE-C upload (its key derived from the upload id, which becomes the final
- * version's id), after checking the request gives the upload's key; undefined for a plaintext
- * upload, which must not be given one.
+ * The cipher of an encrypted upload (its key derived from the upload id, which becomes the final
+ * version's id): for SSE-C, after checking the request gives the upload's key; for SSE-S3, the
+ * data key chosen at creation, unwrapped. Undefined for a plaintext upload, which must not be
+ * given an SSE-C key.
  */
 export function uploadCipher(ctx: BucketCtx, upload: Upload): ObjectCipher | undefined {
-  const customer = checkDecryptKey(ctx.req.headers, upload.version.state.encryption)
-  return customer === undefined ? undefined : new ObjectCipher(customer, upload.bucketId, upload.uploadId, upload.key)
+  const at = { bucketId: upload.bucketId, versionId: upload.uploadId, key: upload.key }
+  return openObjectCipher(ctx.req.headers, upload.version.state.encryption, at, ctx.settings.sseKeyring)
 }
 
 /** The checksum settings of an upload: every part and the completed object carry one of this kind. */
@@ -279,13 +281,20 @@ export async function handleCreateMultipartUpload(ctx: BucketCtx, key: string): 
   const checksum = parseUploadChecksum(ctx.req.headers)
   const g = ctx.garage
   const headers = extractMetadataHeaders(ctx.req.headers, ctx.contentEncoding)
-  const customer = parseCustomerKey(ctx.req.headers)
+  // The upload's encryption is decided now (headers, else the bucket's default) and every part
+  // uses it (S3 API reference, CreateMultipartUpload).
+  const enc = writeEncryption(ctx.req.headers, {
+    bucketDefault: ctx.bucketParams.encryption.v,
+    keyring: ctx.settings.sseKeyring,
+  })
   const existing = await g.objectTable.get(ctx.bucketId, utf8(key))
   const ts = nextTimestamp(existing === undefined ? undefined : Math.max(0, ...existing.versions.map((v) => v.ts)))
   const uploadId = genUuid()
-  // SSE-C: the headers are sealed with the key of the version the upload will complete into.
-  const encryption =
-    customer === undefined ? undefined : new ObjectCipher(customer, ctx.bucketId, uploadId, key).sealMeta(headers)
+  // The key of the version the upload will complete into: SSE-C seals the headers with it; SSE-S3
+  // stores its data key, wrapped.
+  const cipher = enc === undefined ? undefined : newObjectCipher(enc, ctx.bucketId, uploadId, key)
+  const encryption = cipher?.sealMeta(headers)
+  const clearHeaders = cipher?.sealsMetadata === true ? [] : headers
   await g.objectTable.insert({
     bucketId: ctx.bucketId,
     key,
@@ -296,7 +305,7 @@ export async function handleCreateMultipartUpload(ctx: BucketCtx, key: string): 
         state: {
           ...(encryption === undefined
             ? { t: 'uploading', multipart: true, headers }
-            : { t: 'uploading', multipart: true, headers: [], encryption }),
+            : { t: 'uploading', multipart: true, headers: clearHeaders, encryption }),
           ...(checksum === undefined ? {} : { checksumAlgorithm: checksum.algorithm, checksumType: checksum.type }),
         },
       },
@@ -305,7 +314,7 @@ export async function handleCreateMultipartUpload(ctx: BucketCtx, key: string): 
   await g.mpuTable.insert({ uploadId, deleted: false, parts: [], ts, bucketId: ctx.bucketId, key })
   const xml = renderXml('InitiateMultipartUploadResult', { Bucket: ctx.bucketName, Key: key, UploadId: toHex(uploadId) })
   const out: Record<string, string> = { 'content-type': 'application/xml' }
-  if (customer !== undefined) Object.assign(out, sseCResponseHeaders(customer.keyMd5))
+  if (cipher !== undefined) Object.assign(out, cipher.responseHeaders())
   if (checksum !== undefined) {
     out['x-amz-checksum-algorithm'] = checksum.algorithm
     out['x-amz-checksum-type'] = checksum.type
@@ -358,8 +367,8 @@ export async function handleUploadPart(
         size = (await writeBlocks(g, part.version, { t: 'mpu', uploadId }, ep.partNumber, first, chunker, cipher)).size
       }
       const result = await ctx.bodyResult
-      // The MD5 of an encrypted part would tell something about its content.
-      const etag = cipher !== undefined ? randomEtag() : (result.md5 ?? createHash('md5').digest()).toString('hex')
+      // The MD5 of an SSE-C part would tell something about its content; SSE-S3 parts keep it.
+      const etag = cipher?.sealsMetadata === true ? randomEtag() : (result.md5 ?? createHash('md5').digest()).toString('hex')
       if (algorithm !== undefined) {
         const value = result.checksums[algorithm] ?? (tap as { value: () => string }).value()
         return { etag, size, checksum: `${algorithm}:${value}` }
@@ -372,7 +381,7 @@ export async function handleUploadPart(
     }
   })
   const out: Record<string, string> = { etag: `"${done.etag}"` }
-  if (cipher !== undefined) Object.assign(out, sseCResponseHeaders(cipher.keyMd5))
+  if (cipher !== undefined) Object.assign(out, cipher.responseHeaders())
   const checksum = parsePartChecksum(done.checksum)
   if (checksum !== undefined) out[checksumHeaderName(checksum.algorithm)] = checksum.value
   return { status: 200, headers: out }
@@ -465,10 +474,12 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
     }
     return p
   })
-  // The object checksum, from the part checksums (SSE-C objects get none: it would need sealing).
+  // The object checksum, from the part checksums (SSE-C objects get none: it would need sealing;
+  // SSE-S3 keeps metadata in clear).
   const checksumSettings = uploadChecksum(upload)
   let objectChecksum: ObjectMeta['checksum']
-  if (checksumSettings !== undefined && upload.version.state.encryption === undefined) {
+  const sealed = upload.version.state.encryption !== undefined && !isSseS3(upload.version.state.encryption)
+  if (checksumSettings !== undefined && !sealed) {
     const partSums = chosen.map((p) => {
       const stored = parsePartChecksum(p.checksum)
       if (stored === undefined || stored.algorithm !== checksumSettings.algorithm) {
@@ -535,6 +546,7 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
   const meta: ObjectMeta = { size: chosen.reduce((s, p) => s + p.size, 0), etag, headers: upload.version.state.headers }
   if (objectChecksum !== undefined) meta.checksum = objectChecksum
   // SSE-C: the headers sealed at creation stay sealed; the key is optional here, checked if given.
+  // SSE-S3: the data key wrapped at creation is the object's.
   const encryption = upload.version.state.encryption
   if (encryption !== undefined) meta.encryption = encryption
   const first = blocks[0]
@@ -562,13 +574,15 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
       : { [`Checksum${objectChecksum.algorithm}`]: objectChecksum.value, ChecksumType: objectChecksum.type }),
   })
   const out: Record<string, string> = { 'content-type': 'application/xml', 'x-amz-version-id': toHex(uploadId) }
-  if (encryption !== undefined) Object.assign(out, sseCResponseHeaders(encryption.keyMd5))
+  if (encryption !== undefined) {
+    Object.assign(out, isSseS3(encryption) ? sseS3ResponseHeaders() : sseCResponseHeaders(encryption.keyMd5))
+  }
   return { status: 200, headers: out, body: xml }
 }
 
 /** A key given to CompleteMultipartUpload must be the upload's (AWS does not require one). */
 function checkCompleteKey(ctx: BucketCtx, upload: Upload): void {
-  if (upload.version.state.encryption !== undefined && parseCustomerKey(ctx.req.headers) === undefined) return
+  if (parseCustomerKey(ctx.req.headers) === undefined) return
   uploadCipher(ctx, upload)
 }
 

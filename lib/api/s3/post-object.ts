@@ -21,9 +21,9 @@ import type { ApiResponse } from '../common/server.ts'
 import type { ChecksumResult } from '../common/signature/body.ts'
 import { AWS4_HMAC_SHA256, hmacSha256, parseAmzDate, signatureMatches, signingKey } from '../common/signature/sigv4.ts'
 import type { S3Settings } from './context.ts'
-import { parseCustomerKey, sseCResponseHeaders } from './encryption.ts'
 import { type PostForm, readPostForm } from './form-data.ts'
 import { checkKey, extractMetadataHeaders, saveStream } from './put.ts'
+import { writeEncryption, writeEncryptionHeaders } from './sse-s3.ts'
 import { renderXml } from './xml.ts'
 
 /** Largest file a form may upload (as a single PutObject). */
@@ -268,8 +268,12 @@ async function storePostedFile(
   checkPostPolicy(policy, new Map([...fields, ['key', key]]), r.bucketName, Date.now())
 
   const headers = extractMetadataHeaders(fieldsAsHeaders(fields), fields.get('content-encoding'))
-  // SSE-C keys may come as form fields too (x-amz-server-side-encryption-customer-*).
-  const encryption = parseCustomerKey(fieldsAsHeaders(fields))
+  // Encryption may be asked for in form fields too (x-amz-server-side-encryption,
+  // x-amz-server-side-encryption-customer-*); otherwise the bucket's default applies.
+  const encryption = writeEncryption(fieldsAsHeaders(fields), {
+    bucketDefault: bucketParams.encryption.v,
+    keyring: r.settings.sseKeyring,
+  })
   const md5 = createHash('md5')
   let settle: { resolve: (v: ChecksumResult) => void; reject: (e: unknown) => void } | undefined
   const result = new Promise<ChecksumResult>((resolve, reject) => {
@@ -312,7 +316,7 @@ async function storePostedFile(
   const base = r.rawPath.endsWith('/') ? r.rawPath : `${r.rawPath}/`
   const location = `${proto}://${host}${base}${key.split('/').map(encodeURIComponent).join('/')}`
   const out: Record<string, string> = { location, etag, 'x-amz-version-id': toHex(saved.versionId) }
-  if (encryption !== undefined) Object.assign(out, sseCResponseHeaders(encryption.keyMd5))
+  Object.assign(out, writeEncryptionHeaders(encryption))
   switch (fields.get('success_action_status')) {
     case '200':
       return { status: 200, headers: out }

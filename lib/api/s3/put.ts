@@ -21,7 +21,8 @@ import { type ChecksumAlgorithm, checksumHeaderName, type RequestChecksums } fro
 import type { BucketCtx } from './context.ts'
 import { checkFieldValue } from '../common/validate.ts'
 import { checkS3ObjectKey } from './names.ts'
-import { type CustomerKey, ObjectCipher, parseCustomerKey, sseCResponseHeaders } from './encryption.ts'
+import type { ObjectCipher } from './encryption.ts'
+import { newObjectCipher, type WriteEncryption, writeEncryption, writeEncryptionHeaders } from './sse-s3.ts'
 
 /** Blocks of one upload written concurrently (Garage's PUT_BLOCKS_MAX_PARALLEL). */
 export const PUT_BLOCKS_MAX_PARALLEL = 3
@@ -88,7 +89,10 @@ export async function handlePutObject(ctx: BucketCtx, key: string): Promise<ApiR
   checkKey(key)
   checkContentLength(ctx.req.headers)
   const headers = extractMetadataHeaders(ctx.req.headers, ctx.contentEncoding)
-  const encryption = parseCustomerKey(ctx.req.headers)
+  const encryption = writeEncryption(ctx.req.headers, {
+    bucketDefault: ctx.bucketParams.encryption.v,
+    keyring: ctx.settings.sseKeyring,
+  })
   const quotas = ctx.bucketParams.quotas.v
   // The key's current row, read once (at quorum) for the whole request: the quota checks count
   // the difference from it, and the new version's timestamp must be newer than its versions.
@@ -105,7 +109,7 @@ export async function handlePutObject(ctx: BucketCtx, key: string): Promise<ApiR
     existing,
   })
   const out: Record<string, string> = { etag: `"${saved.meta.etag}"`, 'x-amz-version-id': toHex(saved.versionId) }
-  if (encryption !== undefined) Object.assign(out, sseCResponseHeaders(encryption.keyMd5))
+  Object.assign(out, writeEncryptionHeaders(encryption))
   if (saved.meta.checksum !== undefined) {
     out[checksumHeaderName(saved.meta.checksum.algorithm)] = saved.meta.checksum.value
     out['x-amz-checksum-type'] = saved.meta.checksum.type
@@ -195,8 +199,8 @@ export async function saveStream(
   opts: {
     checksumAlgorithm?: ChecksumAlgorithm | undefined
     quotas?: BucketQuotas | undefined
-    /** Encrypt with this customer key (SSE-C). */
-    encryption?: CustomerKey | undefined
+    /** Encrypt with a customer key (SSE-C) or a data key of the version's own (SSE-S3). */
+    encryption?: WriteEncryption | undefined
     /**
      * The key's current row when the caller already reads it (a quorum read started or done);
      * otherwise it is read here, while the first block arrives.
@@ -208,7 +212,7 @@ export async function saveStream(
   const [first, existing] = await Promise.all([chunker.next(), opts.existing ?? garage.objectTable.get(bucketId, utf8(key))])
   const ts = nextTimestamp(maxTimestamp(existing))
   const versionId = genUuid()
-  const cipher = opts.encryption === undefined ? undefined : new ObjectCipher(opts.encryption, bucketId, versionId, key)
+  const cipher = opts.encryption === undefined ? undefined : newObjectCipher(opts.encryption, bucketId, versionId, key)
   // What is stored, and what the caller gets back (the headers and checksum in clear).
   const seal = (meta: ObjectMeta): { stored: ObjectMeta; meta: ObjectMeta } => {
     if (cipher === undefined) return { stored: meta, meta }
@@ -234,7 +238,7 @@ export async function saveStream(
   const uploading: ObjectVersion = {
     uuid: versionId,
     ts,
-    state: { t: 'uploading', multipart: false, headers: cipher === undefined ? headers : [] },
+    state: { t: 'uploading', multipart: false, headers: cipher?.sealsMetadata === true ? [] : headers },
   }
   garage.uploads.begin(versionId, bucketId, key, ts)
   try {
@@ -311,7 +315,7 @@ export async function checkQuotas(
 /**
  * Writes the blocks of one part (or of a whole object, as part 1) of version `versionId`:
  * the version row lists each block and a block_ref references it before its data is written.
- * With a `cipher` (SSE-C), each block is encrypted first and named by the hash of its
+ * With a `cipher` (SSE-C or SSE-S3), each block is encrypted first and named by the hash of its
  * ciphertext; the version row keeps its plaintext size, so offsets and ranges stay in clear.
  */
 export async function writeBlocks(

@@ -22,21 +22,43 @@ export interface ObjectMeta {
   /** Full-object or composite checksum, base64, if the client sent one. */
   checksum?: { algorithm: ChecksumAlgorithm; value: string; type: 'FULL_OBJECT' | 'COMPOSITE' }
   /**
-   * Present when the version is encrypted with a customer key (SSE-C): then `headers` is empty
-   * and `checksum` absent, both being sealed in `encryption.inner`, the data (inline bytes or
-   * blocks) is encrypted, and `size` is the plaintext size. Absent in rows written before SSE-C.
+   * Present when the version's data is encrypted at rest, absent in plaintext versions (and in
+   * every row written before encryption existed). With SSE-C, `headers` is empty and `checksum`
+   * absent, both being sealed in `encryption.inner`; with SSE-S3 they stay in clear (AWS encrypts
+   * object data, not metadata). In both cases the data (inline bytes or blocks) is encrypted and
+   * `size` is the plaintext size.
    */
   encryption?: ObjectEncryption
 }
 
+/** How a version is encrypted: with a customer key (SSE-C) or a data key of its own (SSE-S3). */
+export type ObjectEncryption = SseCEncryption | SseS3Encryption
+
 /** The SSE-C marker of a version (the key itself is never stored). */
-export interface ObjectEncryption {
+export interface SseCEncryption {
   alg: 'AES256'
   /** MD5 of the customer key, to recognise it. */
   keyMd5: Uint8Array
   /** The version's headers (and checksum), encrypted. */
   inner: Uint8Array
 }
+
+/**
+ * The SSE-S3 marker of a version: its random data key, wrapped (AES-256-GCM) by the node master
+ * key `keyId` (`[s3_api] sse_master_key`). Rows written before SSE-S3 never have it.
+ */
+export interface SseS3Encryption {
+  alg: 'AES256'
+  sse: 's3'
+  /** Id of the master key that wraps `wrappedKey`. */
+  keyId: string
+  /** `nonce ‖ encrypted data key ‖ tag`. */
+  wrappedKey: Uint8Array
+}
+
+/** True for an SSE-S3 marker (SSE-C markers have no `sse` field). */
+export const isSseS3 = (e: ObjectEncryption | undefined): e is SseS3Encryption =>
+  e !== undefined && (e as Partial<SseS3Encryption>).sse === 's3'
 
 export type ObjectData =
   | { t: 'delete' }
