@@ -19,7 +19,9 @@ import {
 import { ApiError } from '../common/errors.ts'
 import type { ApiHandler, ApiResponse, RequestContext } from '../common/server.ts'
 import { parseChecksumHeaders, requestBodyStages } from '../common/signature/body.ts'
-import { verifyRequest } from '../common/signature/sigv4.ts'
+import { type AuthenticatedV2, isSignatureV2, verifyRequestV2 } from '../common/signature/sigv2.ts'
+import { type Authenticated, parseQuery, verifyRequest } from '../common/signature/sigv4.ts'
+import { authorityToHost, hostToBucket } from '../common/host.ts'
 import { checkQueryEncoding } from '../common/validate.ts'
 import {
   handleCreateBucket,
@@ -145,16 +147,19 @@ export class S3ApiServer implements ApiHandler {
       if (k === undefined) missing = id
       return k?.state.value.secret
     }
-    const signed = { method, rawPath, rawQuery, headers: req.headers }
-    const sigOptions = { region: this.#settings.region, service: 's3', lookupSecret }
-    let auth: ReturnType<typeof verifyRequest>
+    // Signature V2 (`Authorization: AWS …` or `AWSAccessKeyId`/`Signature` in the query) or V4.
+    const v2 = isSignatureV2(req.headers, parseQuery(rawQuery))
+    const verify = v2
+      ? () => this.#verifyV2(req, method, rawPath, rawQuery, lookupSecret)
+      : () => this.#verifyV4(req, method, rawPath, rawQuery, lookupSecret)
+    let auth: { accessKeyId: string } | undefined
     try {
-      auth = verifyRequest(signed, sigOptions)
+      auth = verify()
     } catch (err) {
       if (missing === undefined) throw err
       fetched = await garage.access.resolveKey(missing)
       if (fetched === undefined) throw err
-      auth = verifyRequest(signed, sigOptions)
+      auth = verify()
     }
     if (auth === undefined) throw new ApiError('AccessDenied', 'Anonymous access is not supported')
     const apiKey = fetched?.id === auth.accessKeyId ? fetched : garage.access.localKey(auth.accessKeyId)
@@ -168,7 +173,8 @@ export class S3ApiServer implements ApiHandler {
     const checksums = parseChecksumHeaders(req.headers)
     // A checksum asked for by name only (`x-amz-checksum-algorithm`) is computed, not checked.
     const requested = checksums.requestedAlgorithm
-    const stages = requestBodyStages(req.headers, auth, {
+    // V2 has no payload hash: its body is checked through Content-MD5 (and x-amz-checksum-*) only.
+    const stages = requestBodyStages(req.headers, v2 ? undefined : (auth as Authenticated), {
       computeMd5: true,
       extraAlgorithms: requested === undefined ? [] : [requested],
       // On CompleteMultipartUpload, `x-amz-checksum-*` is the whole object's checksum (checked by
@@ -212,6 +218,36 @@ export class S3ApiServer implements ApiHandler {
     // A body the client cut short is mapped (to IncompleteBody) by the server, for every API.
     const response = await this.#dispatch(ctx, ep, query)
     return withCorsHeaders(response, corsHeadersFor(ctx.bucketParams, method, req.headers))
+  }
+
+  #verifyV4(
+    req: IncomingMessage,
+    method: string,
+    rawPath: string,
+    rawQuery: string,
+    lookupSecret: (id: string) => string | undefined,
+  ): Authenticated | undefined {
+    return verifyRequest(
+      { method, rawPath, rawQuery, headers: req.headers },
+      { region: this.#settings.region, service: 's3', lookupSecret },
+    )
+  }
+
+  #verifyV2(
+    req: IncomingMessage,
+    method: string,
+    rawPath: string,
+    rawQuery: string,
+    lookupSecret: (id: string) => string | undefined,
+  ): AuthenticatedV2 {
+    const host = req.headers.host
+    const rootDomain = this.#settings.rootDomain
+    const virtualHostBucket =
+      host === undefined || host === '' || rootDomain === undefined ? undefined : hostToBucket(authorityToHost(host), rootDomain)
+    return verifyRequestV2(
+      { method, rawPath, rawQuery, headers: req.headers, headersDistinct: req.headersDistinct, virtualHostBucket },
+      { lookupSecret },
+    )
   }
 
   async #dispatch(ctx: BucketCtx, ep: Endpoint, query: URLSearchParams): Promise<ApiResponse> {

@@ -2,14 +2,15 @@
  * PostObject: browser uploads with an HTML form (port of garage_api_s3::post_object).
  *
  * The request is not signed in its headers: the form carries a base64 JSON policy and its SigV4
- * signature (HMAC of the base64 text with the key's signing key). The fields before the `file`
+ * signature (HMAC of the base64 text with the key's signing key), or, for forms signed the V2
+ * way, `AWSAccessKeyId` and `signature` (base64 HMAC-SHA1 of the base64 policy with the secret). The fields before the `file`
  * field are read (each at most 16 KiB); then the policy is checked: its expiration, and every
  * field but `policy`, `x-amz-signature`, `file` and `x-ignore-*` must be allowed by at least one
  * of its conditions (`eq`, `starts-with`), and every condition must be met. The file is then
  * streamed into the object store as a PutObject would be, within the policy's
  * `content-length-range` and at most 5 GiB. Fields after the file are ignored, as on AWS.
  */
-import { createHash } from 'node:crypto'
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import { Readable } from 'node:stream'
 import type { BucketParams } from '../../model/bucket-table.ts'
@@ -37,6 +38,8 @@ const MAX_FIELDS = 1000
 
 /** Fields that the policy need not mention. */
 const EXEMPT_FIELDS = new Set(['policy', 'x-amz-signature', 'file'])
+/** Fields of a form signed the V2 way that the policy need not mention either. */
+const V2_EXEMPT_FIELDS = ['awsaccesskeyid', 'signature']
 
 export interface PostObjectRequest {
   garage: Garage
@@ -161,6 +164,7 @@ function required(fields: ReadonlyMap<string, string>, name: string): string {
 /** Checks the policy's signature; returns the access key that signed it. */
 async function verifyPolicySignature(r: PostObjectRequest, fields: ReadonlyMap<string, string>) {
   const credential = fields.get('x-amz-credential')
+  if (credential === undefined && fields.has('awsaccesskeyid')) return verifyPolicySignatureV2(r, fields)
   if (credential === undefined) throw new ApiError('AccessDenied', 'Garage does not support anonymous access yet')
   const algorithm = required(fields, 'x-amz-algorithm')
   if (algorithm !== AWS4_HMAC_SHA256) {
@@ -188,6 +192,33 @@ async function verifyPolicySignature(r: PostObjectRequest, fields: ReadonlyMap<s
   }
   const expected = hmacSha256(signingKey(key.state.value.secret, day, region, 's3'), policy)
   if (!signatureMatches(expected, signature)) {
+    throw new ApiError(
+      'SignatureDoesNotMatch',
+      'The request signature we calculated does not match the signature you provided. Check your key and signing method.',
+    )
+  }
+  const expiration = key.state.value.expiration.v
+  if (expiration !== null && expiration <= Date.now()) throw new ApiError('AccessDenied', 'The access key has expired')
+  return key
+}
+
+/**
+ * Checks a form signed the Signature V2 way: `signature` is base64(HMAC-SHA1(secret, policy)),
+ * the key is `AWSAccessKeyId`.
+ */
+async function verifyPolicySignatureV2(r: PostObjectRequest, fields: ReadonlyMap<string, string>) {
+  const accessKeyId = required(fields, 'awsaccesskeyid')
+  const policy = required(fields, 'policy')
+  const signature = required(fields, 'signature')
+  const key = await r.garage.access.resolveKey(accessKeyId)
+  if (key === undefined) {
+    throw new ApiError('InvalidAccessKeyId', 'The AWS Access Key Id you provided does not exist in our records.', {
+      extra: { AWSAccessKeyId: accessKeyId.slice(0, 200) },
+    })
+  }
+  const expected = createHmac('sha1', key.state.value.secret).update(policy, 'utf8').digest()
+  const provided = Buffer.from(signature.trim().replace(/ /g, '+'), 'base64')
+  if (provided.length !== expected.length || !timingSafeEqual(provided, expected)) {
     throw new ApiError(
       'SignatureDoesNotMatch',
       'The request signature we calculated does not match the signature you provided. Check your key and signing method.',
@@ -265,7 +296,10 @@ async function storePostedFile(
   garage.access.checkBucketPermission(apiKey, bucketId, 'write', 'Operation is not allowed for this key.')
 
   const policy = parsePostPolicy(required(fields, 'policy'))
-  checkPostPolicy(policy, new Map([...fields, ['key', key]]), r.bucketName, Date.now())
+  const checked = new Map([...fields, ['key', key]])
+  // A V2 form's credentials need no condition (AWS: AWSAccessKeyId and signature are exempt).
+  if (!fields.has('x-amz-credential')) for (const f of V2_EXEMPT_FIELDS) checked.delete(f)
+  checkPostPolicy(policy, checked, r.bucketName, Date.now())
 
   const headers = extractMetadataHeaders(fieldsAsHeaders(fields), fields.get('content-encoding'))
   // Encryption may be asked for in form fields too (x-amz-server-side-encryption,

@@ -412,3 +412,71 @@ describe('PostObject', () => {
     assert.equal(await objectExists(s3, node.bucket, 't'), false, 'a truncated form stores nothing')
   })
 })
+
+/** A form signed the Signature V2 way: `AWSAccessKeyId`, `policy`, `signature` (HMAC-SHA1). */
+function buildFormV2(o: {
+  conditions: unknown[]
+  fields: Record<string, string>
+  file: Buffer
+  accessKeyId?: string
+  secret?: string
+  omitSignature?: boolean
+}): { body: Buffer; contentType: string } {
+  const { accessKeyId, secretAccessKey } = node.s3Config.credentials
+  const policy = Buffer.from(
+    JSON.stringify({ expiration: new Date(Date.now() + 600_000).toISOString(), conditions: o.conditions }),
+  ).toString('base64')
+  const signature = createHmac('sha1', o.secret ?? secretAccessKey)
+    .update(policy)
+    .digest('base64')
+  const boundary = `----form${randomBytes(8).toString('hex')}`
+  const parts: Buffer[] = []
+  const field = (name: string, value: string) =>
+    parts.push(Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`))
+  for (const [k, v] of Object.entries(o.fields)) field(k, v)
+  field('AWSAccessKeyId', o.accessKeyId ?? accessKeyId)
+  field('policy', policy)
+  if (!o.omitSignature) field('signature', signature)
+  parts.push(
+    Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"\r\nContent-Type: application/octet-stream\r\n\r\n`),
+    o.file,
+    Buffer.from(`\r\n--${boundary}--\r\n`),
+  )
+  return { body: Buffer.concat(parts), contentType: `multipart/form-data; boundary=${boundary}` }
+}
+
+describe('PostObject signed with Signature V2', () => {
+  test('uploads a file; AWSAccessKeyId and signature need no policy condition', async () => {
+    const file = Buffer.from('a V2 form')
+    const r = await post(
+      buildFormV2({
+        conditions: [bucketCond(), ['starts-with', '$key', 'v2/'], { success_action_status: '201' }],
+        fields: { key: 'v2/form.txt', success_action_status: '201' },
+        file,
+      }),
+    )
+    expectPost(r, 201)
+    assert.equal(xmlField(r.text, 'Key'), 'v2/form.txt')
+    assert.deepEqual(await getBytes(s3, node.bucket, 'v2/form.txt'), file)
+  })
+
+  test('a wrong secret is SignatureDoesNotMatch, an unknown key InvalidAccessKeyId, no signature InvalidArgument', async () => {
+    const base = { conditions: [bucketCond(), { key: 'v2/bad' }], fields: { key: 'v2/bad' }, file: Buffer.from('x') }
+    expectPost(await post(buildFormV2({ ...base, secret: 'not the secret' })), 403, 'SignatureDoesNotMatch')
+    expectPost(await post(buildFormV2({ ...base, accessKeyId: 'GK00000000000000000000dead' })), 403, 'InvalidAccessKeyId')
+    expectPost(await post(buildFormV2({ ...base, omitSignature: true })), 400, 'InvalidArgument')
+    assert.equal(await objectExists(s3, node.bucket, 'v2/bad'), false)
+  })
+
+  test('the policy still applies: a key outside it is AccessDenied', async () => {
+    const r = await post(
+      buildFormV2({
+        conditions: [bucketCond(), ['starts-with', '$key', 'v2/allowed/']],
+        fields: { key: 'v2/elsewhere' },
+        file: Buffer.from('x'),
+      }),
+    )
+    expectPost(r, 403, 'AccessDenied')
+    assert.equal(await objectExists(s3, node.bucket, 'v2/elsewhere'), false)
+  })
+})

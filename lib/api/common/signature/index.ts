@@ -1,5 +1,5 @@
 /**
- * AWS Signature V4 verification and request-body checks, shared by the S3 and K2V APIs.
+ * AWS Signature V4 (and, for S3, V2) verification and request-body checks, shared by the S3 and K2V APIs.
  * Port of garage_api_common::signature.
  * @internal
  */
@@ -15,6 +15,17 @@ export {
   type VerifyOptions,
   verifyRequest,
 } from './sigv4.ts'
+export {
+  type AuthenticatedV2,
+  canonicalAmzHeaders,
+  canonicalResourceV2,
+  isSignatureV2,
+  type RequestHeadV2,
+  signV2,
+  stringToSignV2,
+  type VerifyV2Options,
+  verifyRequestV2,
+} from './sigv2.ts'
 export {
   type ChecksumCheck,
   type ChecksumCheckOptions,
