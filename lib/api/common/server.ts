@@ -88,7 +88,7 @@ export async function startApiServer(
   const inFlight = new WeakMap<Duplex, { req: IncomingMessage; ctx: RequestContext }>()
   // Bytes of each connection already attributed to earlier requests (for the observer).
   const counted = new WeakMap<Duplex, { read: number; written: number }>()
-  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     const ctx: RequestContext = { requestId: genRequestId(), startedAt: Date.now(), log }
     const socket = req.socket
     inFlight.set(socket, { req, ctx })
@@ -104,7 +104,12 @@ export async function startApiServer(
         if (!res.destroyed) res.destroy()
       },
     )
-  })
+  }
+  server.on('request', onRequest)
+  // node:http answers 417 Expectation Failed to any Expect other than 100-continue unless this
+  // event has a listener; AWS ignores expectations it does not know, so the request is served as
+  // if there were none. (`100-continue` keeps node:http's default: 100 Continue, then 'request'.)
+  server.on('checkExpectation', onRequest)
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     const current = inFlight.get(socket)
     if (current !== undefined && !current.req.complete && socket.writable) {

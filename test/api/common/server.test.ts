@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict'
 import type { IncomingMessage } from 'node:http'
 import { request as httpRequest } from 'node:http'
+import { connect } from 'node:net'
 import { Readable } from 'node:stream'
 import { type TestContext, test } from 'node:test'
 import type { ApiError } from '../../../lib/api/common/errors.ts'
@@ -119,4 +120,61 @@ test('a request body the client aborts is IncompleteBody, logged at debug level 
   const about = lines.filter((l) => l.text.includes('/upload'))
   assert.equal(about.length, 1, JSON.stringify(lines))
   assert.match(about[0]?.text ?? '', /IncompleteBody/)
+})
+
+/** A handler that reads the whole body and answers it back with the request's Expect header. */
+const echo = handler(async (req) => {
+  const chunks: Buffer[] = []
+  for await (const c of req) chunks.push(c as Buffer)
+  return { status: 200, headers: { 'x-expect': String(req.headers.expect) }, body: Buffer.concat(chunks).toString() }
+})
+
+/**
+ * Writes a request head on a raw socket, then the body: at once, or only after the server's
+ * interim `100 Continue` when `waitForContinue`. Resolves with everything the server sent once
+ * the final answer is complete (`connection: close`).
+ */
+function rawExchange(url: string, head: string, body: string, waitForContinue: boolean): Promise<string> {
+  const { hostname, port } = new URL(url)
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname)
+    let received = ''
+    let sentBody = false
+    socket.setEncoding('utf8')
+    socket.on('error', reject)
+    socket.on('data', (d: string) => {
+      received += d
+      if (waitForContinue && !sentBody && received.startsWith('HTTP/1.1 100 Continue\r\n\r\n')) {
+        sentBody = true
+        socket.write(body)
+      }
+    })
+    socket.on('end', () => resolve(received))
+    socket.on('connect', () => {
+      socket.write(head)
+      if (!waitForContinue) socket.write(body)
+    })
+  })
+}
+
+for (const expect of ['something-else', '200-ok', 'x=y; z']) {
+  test(`an unknown expectation (Expect: ${expect}) is ignored and the request served, as AWS does`, async (t) => {
+    const { log } = capture()
+    const url = await serve(t, echo, log)
+    const head = `PUT /b/k HTTP/1.1\r\nHost: x\r\nExpect: ${expect}\r\nContent-Length: 5\r\nConnection: close\r\n\r\n`
+    const answer = await rawExchange(url, head, 'hello', false)
+    assert.match(answer, /^HTTP\/1\.1 200 /, answer)
+    assert.doesNotMatch(answer, /417|100 Continue/)
+    assert.match(answer, new RegExp(`x-expect: ${expect}\r\n`, 'i'))
+    assert.ok(answer.endsWith('\r\n\r\nhello'), answer)
+  })
+}
+
+test('Expect: 100-continue gets an interim 100 Continue, then the body is read and answered', async (t) => {
+  const { log } = capture()
+  const url = await serve(t, echo, log)
+  const head = 'PUT /b/k HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\nConnection: close\r\n\r\n'
+  const answer = await rawExchange(url, head, 'world', true)
+  assert.ok(answer.startsWith('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 '), answer)
+  assert.ok(answer.endsWith('\r\n\r\nworld'), answer)
 })
