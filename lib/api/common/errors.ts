@@ -42,6 +42,7 @@ export const API_ERROR_STATUS = {
   NoSuchKey: 404,
   NoSuchLifecycleConfiguration: 404,
   NoSuchUpload: 404,
+  NoSuchVersion: 404,
   NoSuchWebsiteConfiguration: 404,
   NotImplemented: 501,
   NotModified: 304,

@@ -31,6 +31,7 @@ import {
   handleListBuckets,
 } from './bucket.ts'
 import { handleGetBucketAcl } from './acl.ts'
+import { handleGetObjectAttributes } from './attributes.ts'
 import type { BucketCtx, S3Settings } from './context.ts'
 import { handleDeleteBucketCors, handleGetBucketCors, handlePutBucketCors } from './cors.ts'
 import { handleCopyObject, handleUploadPartCopy } from './copy.ts'
@@ -290,6 +291,8 @@ export class S3ApiServer implements ApiHandler {
           partNumber: ep.partNumber,
           keyring: ctx.settings.sseKeyring,
         })
+      case 'GetObjectAttributes':
+        return handleGetObjectAttributes(ctx, ep)
       case 'DeleteObject':
         return handleDeleteObject(g, ctx.bucketId, ep.key)
       case 'DeleteObjects':

@@ -43,7 +43,7 @@ function responseOverrides(query: URLSearchParams): Array<[header: string, value
   return out
 }
 
-type DataVersion = ObjectVersion & { state: { t: 'complete'; data: Exclude<ObjectData, { t: 'delete' }> } }
+export type DataVersion = ObjectVersion & { state: { t: 'complete'; data: Exclude<ObjectData, { t: 'delete' }> } }
 
 /** The current version of an object, if it has data. */
 export function currentVersion(o: ObjectEntry | undefined): DataVersion | undefined {
