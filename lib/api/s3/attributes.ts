@@ -11,8 +11,8 @@ import { httpDate } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
 import type { BucketCtx } from './context.ts'
-import { checkDecryptKey, ObjectCipher, sseCResponseHeaders } from './encryption.ts'
 import { currentVersion, type DataVersion } from './get.ts'
+import { openObjectCipher } from './sse-s3.ts'
 import { renderXml } from './xml.ts'
 
 const ATTRIBUTES = ['ETag', 'Checksum', 'ObjectParts', 'StorageClass', 'ObjectSize'] as const
@@ -73,9 +73,9 @@ export async function handleGetObjectAttributes(ctx: BucketCtx, ep: { key: strin
     version = v as DataVersion
   }
   if (version === undefined) throw new ApiError('NoSuchKey', 'The specified key does not exist.')
-  // SSE-C: the key must come with the request, as for HEAD.
-  const customer = checkDecryptKey(headers, version.state.data.meta.encryption)
-  const cipher = customer === undefined ? undefined : new ObjectCipher(customer, bucketId, version.uuid, ep.key)
+  // SSE-C: the key must come with the request, as for HEAD; SSE-S3: the node's master key.
+  const at = { bucketId, versionId: version.uuid, key: ep.key }
+  const cipher = openObjectCipher(headers, version.state.data.meta.encryption, at, ctx.settings.sseKeyring)
   const meta = cipher === undefined ? version.state.data.meta : cipher.openObjectMeta(version.state.data.meta)
 
   const body: Record<string, unknown> = {}
@@ -109,6 +109,6 @@ export async function handleGetObjectAttributes(ctx: BucketCtx, ep: { key: strin
     'last-modified': httpDate(version.ts),
     'x-amz-version-id': toHex(version.uuid),
   }
-  if (cipher !== undefined) Object.assign(out, sseCResponseHeaders(cipher.keyMd5))
+  if (cipher !== undefined) Object.assign(out, cipher.responseHeaders())
   return { status: 200, headers: out, body: renderXml('GetObjectAttributesResponse', body) }
 }

@@ -136,6 +136,16 @@ describe('GetObjectAttributes', () => {
       s3Error('NoSuchKey', 404),
     )
   })
+  test('an SSE-S3 object answers without any key from the client', async () => {
+    const body = Buffer.from('attributes of an object encrypted at rest')
+    await s3.send(new PutObjectCommand({ Bucket: node.bucket, Key: 'attr/sse-s3', Body: body, ServerSideEncryption: 'AES256' }))
+    const r = await s3.send(
+      new GetObjectAttributesCommand({ Bucket: node.bucket, Key: 'attr/sse-s3', ObjectAttributes: ['ETag', 'ObjectSize'] }),
+    )
+    assert.equal(r.ETag, md5Hex(body), 'the ETag of SSE-S3 data is its MD5, as on AWS')
+    assert.equal(r.ObjectSize, body.length)
+  })
+
   test('an SSE-C object needs its key, as for HEAD', async () => {
     const key = Buffer.alloc(32, 7).toString('base64')
     const sse = { SSECustomerAlgorithm: 'AES256', SSECustomerKey: key }
