@@ -6,6 +6,7 @@ import * as testing from '../lib/testing.ts'
 
 test('lib/index.ts exports exactly the public runtime names', () => {
   assert.deepEqual(Object.keys(garage).sort(), [
+    'ADMIN_API_ROUTES',
     'CorruptDataError',
     'GARAGE_ERROR_CODES',
     'GarageError',

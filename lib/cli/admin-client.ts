@@ -10,9 +10,11 @@ import { request as httpRequest, type IncomingMessage, type RequestOptions } fro
 import { request as httpsRequest } from 'node:https'
 import { existsSync } from 'node:fs'
 import {
+  ADMIN_API_ROUTES,
   type AdminApiEndpointName,
   type AdminApiMultiResponse,
   type AdminApiResponse,
+  type AdminApiRoute,
   type BindAddr,
   readConfigFile,
   resolveConfig,
@@ -125,55 +127,11 @@ export async function resolveConnection(opts: ConnectionOptions): Promise<{ targ
   return { target, token }
 }
 
-/** Endpoints called with GET; all others are POST (`src/api/admin/router_v2.rs`). */
-const GET_ENDPOINTS: ReadonlySet<string> = new Set([
-  'GetClusterStatus',
-  'GetClusterHealth',
-  'GetClusterStatistics',
-  'GetClusterLayout',
-  'GetClusterLayoutHistory',
-  'ListAdminTokens',
-  'GetAdminTokenInfo',
-  'GetCurrentAdminTokenInfo',
-  'ListKeys',
-  'GetKeyInfo',
-  'ListBuckets',
-  'GetBucketInfo',
-  'InspectObject',
-  'GetNodeInfo',
-  'GetNodeStatistics',
-  'ListBlockErrors',
-])
-
-/** Request fields that travel in the query string, per endpoint (the rest is the JSON body). */
-const QUERY_PARAMS: Readonly<Record<string, readonly string[]>> = {
-  GetAdminTokenInfo: ['id', 'search'],
-  UpdateAdminToken: ['id'],
-  DeleteAdminToken: ['id'],
-  GetKeyInfo: ['id', 'search', 'showSecretKey'],
-  UpdateKey: ['id'],
-  DeleteKey: ['id'],
-  GetBucketInfo: ['id', 'globalAlias', 'search'],
-  UpdateBucket: ['id'],
-  DeleteBucket: ['id'],
-  InspectObject: ['bucketId', 'key'],
+/** How `endpoint` is called: the contract's route, or POST with no query fields for a name it lacks. */
+function routeOf(endpoint: string): AdminApiRoute {
+  return (ADMIN_API_ROUTES as Readonly<Record<string, AdminApiRoute | undefined>>)[endpoint] ?? NO_ROUTE
 }
-
-/** Per-node endpoints: `?node=<id>|self|*`, answer `{success: {node: …}, error: {node: msg}}`. */
-const NODE_ENDPOINTS: ReadonlySet<string> = new Set([
-  'GetNodeInfo',
-  'GetNodeStatistics',
-  'CreateMetadataSnapshot',
-  'LaunchRepairOperation',
-  'ListWorkers',
-  'GetWorkerInfo',
-  'GetWorkerVariable',
-  'SetWorkerVariable',
-  'ListBlockErrors',
-  'GetBlockInfo',
-  'RetryBlockResync',
-  'PurgeBlocks',
-])
+const NO_ROUTE: AdminApiRoute = { method: 'POST', perNode: false, queryParams: [] }
 
 /** Answer of a per-node endpoint. */
 export type MultiResponse<T> = AdminApiMultiResponse<T>
@@ -250,7 +208,7 @@ export class AdminClient {
 
   /** Call any endpoint by name; resolves to the parsed JSON answer (undefined for an empty body). */
   async #call(endpoint: string, call: AdminCall): Promise<unknown> {
-    const method = GET_ENDPOINTS.has(endpoint) ? 'GET' : 'POST'
+    const method = routeOf(endpoint).method
     const params = new URLSearchParams()
     for (const [k, v] of Object.entries(call.query ?? {})) if (v !== undefined) params.set(k, String(v))
     const qs = params.toString()
@@ -296,8 +254,9 @@ export class AdminClient {
    * endpoints), `body` if present is the JSON body, otherwise the remaining fields are.
    */
   callJson(endpoint: string, payload: unknown): Promise<unknown> {
-    const names = new Set(QUERY_PARAMS[endpoint] ?? [])
-    if (NODE_ENDPOINTS.has(endpoint)) names.add('node')
+    const route = routeOf(endpoint)
+    const names = new Set(route.queryParams)
+    if (route.perNode) names.add('node')
     const query: Record<string, QueryValue> = {}
     let body: unknown = payload
     if (payload !== null && typeof payload === 'object' && !Array.isArray(payload)) {
@@ -309,7 +268,7 @@ export class AdminClient {
       body = 'body' in rest && Object.keys(rest).length === 1 ? rest.body : rest
       if (Object.keys(rest).length === 0) body = undefined
     }
-    if (NODE_ENDPOINTS.has(endpoint)) query.node ??= 'self'
+    if (route.perNode) query.node ??= 'self'
     return this.#call(endpoint, { query, body })
   }
 

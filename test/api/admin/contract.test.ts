@@ -136,3 +136,21 @@ describe('the response check of the integration tests', () => {
     assert.throws(() => assertMatchesContract('ListKeys', [{ id: 'GK1', name: 'k' }]), /ListKeys.*'\/0\/created'/)
   })
 })
+
+describe('ADMIN_API_ROUTES (what the CLI calls with)', () => {
+  test('method, query fields and per-node flag come from the contract', async () => {
+    const { ADMIN_API_ROUTES } = await import('../../../lib/index.ts')
+    assert.deepEqual(ADMIN_API_ROUTES.GetKeyInfo, {
+      method: 'GET',
+      perNode: false,
+      queryParams: ['id', 'search', 'showSecretKey'],
+    })
+    assert.deepEqual(ADMIN_API_ROUTES.UpdateBucket, { method: 'POST', perNode: false, queryParams: ['id'] })
+    assert.deepEqual(ADMIN_API_ROUTES.InspectObject, { method: 'GET', perNode: false, queryParams: ['bucketId', 'key'] })
+    assert.deepEqual(ADMIN_API_ROUTES.ListBlockErrors, { method: 'GET', perNode: true, queryParams: [] })
+    assert.deepEqual(ADMIN_API_ROUTES.LaunchRepairOperation, { method: 'POST', perNode: true, queryParams: [] })
+    assert.deepEqual(ADMIN_API_ROUTES.CreateBucket, { method: 'POST', perNode: false, queryParams: [] })
+    // Every endpoint the router serves has a route, and no other.
+    assert.deepEqual(Object.keys(ADMIN_API_ROUTES).sort(), Object.keys(ADMIN_ENDPOINTS).sort())
+  })
+})
