@@ -19,7 +19,10 @@
  * Environment: BENCH_CPU_PROF=<dir> runs the garage child with `--cpu-prof` into that directory
  * (written when it stops); BENCH_QUICK=1 shortens every scenario (smoke test). The `cluster3_*`
  * scenarios repeat the 1 MiB and 4 KiB ones through node 1 of a 3-node, RF 3 cluster on this
- * machine (BENCH_CLUSTER=0 skips them).
+ * machine (BENCH_CLUSTER=0 skips them). The `geo_*` scenarios (bench/geo.ts) measure request
+ * latency in RTTs on a 3-node cluster with 100 ms between nodes (BENCH_GEO=0 skips them).
+ * BENCH_ONLY=<list> runs only the named groups, comma-separated: `single` (garage vs bare),
+ * `cluster`, `geo` (e.g. `BENCH_ONLY=geo npm run bench`).
  */
 
 import { type ChildProcess, spawn } from 'node:child_process'
@@ -37,11 +40,20 @@ import {
   startServerProcess,
 } from '../test/helpers/server-process.ts'
 import { type ReplicatedCluster, startReplicatedCluster } from '../test/helpers/cluster.ts'
+import { benchGeo } from './geo.ts'
 
 const MiB = 1024 * 1024
 const QUICK = process.env.BENCH_QUICK === '1'
 const CONCURRENCY = 16
 const SMALL_SECONDS = QUICK ? 0.5 : 3
+const GROUPS = ['single', 'cluster', 'geo'] as const
+const ONLY = (process.env.BENCH_ONLY ?? '').split(',').filter((g) => g !== '')
+for (const g of ONLY)
+  if (!(GROUPS as readonly string[]).includes(g)) throw new Error(`BENCH_ONLY: unknown group ${g} (${GROUPS.join(', ')})`)
+const runs = (group: (typeof GROUPS)[number]): boolean =>
+  (ONLY.length === 0 || ONLY.includes(group)) &&
+  !(group === 'cluster' && process.env.BENCH_CLUSTER === '0') &&
+  !(group === 'geo' && process.env.BENCH_GEO === '0')
 
 interface Target extends S3Target {
   name: 'garage' | 'bare' | 'cluster3'
@@ -297,6 +309,17 @@ async function scenario(
 
 async function main(): Promise<void> {
   const started = performance.now()
+  if (runs('single') || runs('cluster')) await benchSingleAndCluster()
+  if (runs('geo')) await benchGeo()
+  process.stderr.write(`bench finished in ${((performance.now() - started) / 1000).toFixed(1)} s\n`)
+}
+
+async function benchSingleAndCluster(): Promise<void> {
+  if (!runs('single')) {
+    const b = await startBare()
+    await benchCluster(b.target).finally(() => b.stop())
+    return
+  }
   const [g, b] = await Promise.all([startGarage(), startBare()])
   const targets = [g.target, b.target] as const
   try {
@@ -331,9 +354,8 @@ async function main(): Promise<void> {
   }
   // The same scenarios through a 3-node RF 3 cluster (all on this machine: the three nodes share
   // its cores), against the same bare server.
-  if (process.env.BENCH_CLUSTER !== '0') await benchCluster(b.target).finally(() => b.stop())
+  if (runs('cluster')) await benchCluster(b.target).finally(() => b.stop())
   else await b.stop()
-  process.stderr.write(`bench finished in ${((performance.now() - started) / 1000).toFixed(1)} s\n`)
 }
 
 async function benchCluster(bare: Target): Promise<void> {

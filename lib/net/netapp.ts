@@ -9,6 +9,7 @@
  * - peering.ts: known peers, their addresses, sessions and ping statistics
  * - frame.ts, message.ts: sealed framing and the plaintext message shapes
  */
+import { channel } from 'node:diagnostics_channel'
 import { performance } from 'node:perf_hooks'
 import { Readable } from 'node:stream'
 import type { TcpAddr } from '../util/config.ts'
@@ -37,6 +38,28 @@ export { parsePeerAddr } from './util.ts'
 
 /** The built-in endpoint measuring round-trip time. */
 export const PING_ENDPOINT: RpcEndpoint<{ t: number }, { t: number }> = defineEndpoint('net/ping')
+
+/**
+ * What `garage:net:call` publishes once a call has answered or failed (for a stream, once its
+ * response message arrived). Times are ms since the epoch with sub-ms precision
+ * (`performance.timeOrigin + performance.now()`), comparable across processes of one machine.
+ * Nothing is measured or built while the channel has no subscriber. Used by the geo bench
+ * (bench/geo.ts) to list the round trips of each S3 request.
+ * @internal
+ */
+export interface NetCallEvent {
+  from: string
+  to: string
+  path: string
+  /** The request message itself (not a copy): lets a subscriber tell a table read from a write. */
+  req: unknown
+  startMs: number
+  endMs: number
+  ok: boolean
+}
+
+const callChannel = channel('garage:net:call')
+const nowMs = (): number => performance.timeOrigin + performance.now()
 
 /** Default deadline of a call (Garage's `rpc_timeout_msec`). */
 export const DEFAULT_RPC_TIMEOUT_MS = 300_000
@@ -186,7 +209,9 @@ export class NetApp implements AsyncDisposable {
     if (this.#closed !== undefined) throw new NetError('closed', 'the RPC transport is closed')
     const id = nodeId.toLowerCase()
     const what = `call ${endpoint.path} on ${shortId(id)}`
-    return this.#withDeadline(options, what, async (signal) => {
+    const traced = callChannel.hasSubscribers
+    const startMs = traced ? nowMs() : 0
+    const answer = this.#withDeadline(options, what, async (signal) => {
       // The registry and the wire are typed by path only; `endpoint` ties the path to Res.
       if (id === this.id)
         return (await this.#handlers.callLocal(endpoint.path, req, options.stream, signal)) as StreamingResponse<Res>
@@ -196,6 +221,19 @@ export class NetApp implements AsyncDisposable {
       const r = await this.#client.call(peer, endpoint.path, req, options.stream, options.priority ?? 'normal', signal)
       return r as StreamingResponse<Res>
     })
+    if (!traced) return answer
+    const publish = (ok: boolean): void =>
+      callChannel.publish({ from: this.id, to: id, path: endpoint.path, req, startMs, endMs: nowMs(), ok } satisfies NetCallEvent)
+    return answer.then(
+      (r) => {
+        publish(true)
+        return r
+      },
+      (err: unknown) => {
+        publish(false)
+        throw err
+      },
+    )
   }
 
   /** Measures the round-trip time to `nodeId` on the high-priority pool, in ms. */

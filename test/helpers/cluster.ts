@@ -68,6 +68,12 @@ export interface ClusterNodeOptions {
    * `node-<hex>` name, so that nodes joining a cluster never fight over one global alias.
    */
   bucket?: string
+  /** `rpc_bind_addr`; default `127.0.0.1:0`. */
+  rpcBindAddr?: string
+  /** `rpc_public_addr` (what the node advertises, e.g. a proxy in front of it); default unset. */
+  rpcPublicAddr?: string
+  /** Modules the child imports after tsx (startServerProcess's `preload`). */
+  preload?: string[]
 }
 
 export const newRpcSecret = (): string => randomBytes(32).toString('hex')
@@ -79,7 +85,8 @@ export async function startClusterNode(o: ClusterNodeOptions = {}): Promise<Clus
     bucket: o.bucket ?? `node-${randomBytes(6).toString('hex')}`,
     configLines: [
       `rpc_secret = "${secret}"`,
-      'rpc_bind_addr = "127.0.0.1:0"',
+      `rpc_bind_addr = "${o.rpcBindAddr ?? '127.0.0.1:0'}"`,
+      ...(o.rpcPublicAddr === undefined ? [] : [`rpc_public_addr = "${o.rpcPublicAddr}"`]),
       `bootstrap_peers = [${(o.bootstrap ?? []).map((p) => JSON.stringify(p)).join(', ')}]`,
       ...(o.configLines ?? []),
       '[admin]',
@@ -87,6 +94,7 @@ export async function startClusterNode(o: ClusterNodeOptions = {}): Promise<Clus
       `admin_token = "${ADMIN_TOKEN}"`,
     ],
     env: { GARAGE_TS_TEST_RPC_INTERVAL_MSEC: String(RPC_INTERVAL_MS), ...o.env },
+    ...(o.preload === undefined ? {} : { preload: o.preload }),
     ...(o.reuse === undefined ? {} : { reuse: { dir: o.reuse.dir, credentials: o.reuse.credentials } }),
   })
   try {
@@ -370,6 +378,11 @@ export interface ReplicatedClusterOptions {
   env?: Record<string, string>
   /** Name of the shared bucket created through node 1's admin API. Default `shared`. */
   bucket?: string
+  /**
+   * Per-node RPC addresses and preloads (e.g. `rpc_public_addr` pointing at a proxy in front of
+   * node `i`, as the geo bench does); kept for restarts of that node.
+   */
+  nodeOptions?: (i: number) => Pick<ClusterNodeOptions, 'rpcBindAddr' | 'rpcPublicAddr' | 'preload'>
 }
 
 /**
@@ -388,6 +401,7 @@ export class ReplicatedCluster {
   readonly #frozen = new Set<number>()
   readonly #retired = new Set<number>()
   readonly #clients = new Map<string, S3Client>()
+  readonly #nodeOptions: NonNullable<ReplicatedClusterOptions['nodeOptions']>
 
   constructor(o: {
     secret: string
@@ -396,7 +410,9 @@ export class ReplicatedCluster {
     nodes: ClusterNodeProcess[]
     zones: string[]
     bucket: string
+    nodeOptions?: ReplicatedClusterOptions['nodeOptions']
   }) {
+    this.#nodeOptions = o.nodeOptions ?? (() => ({}))
     this.secret = o.secret
     this.configLines = o.configLines
     this.env = o.env
@@ -494,6 +510,7 @@ export class ReplicatedCluster {
       .filter((j) => j !== i)
       .map((j) => this.node(j).rpcAddress)
     const fresh = await startClusterNode({
+      ...this.#nodeOptions(i),
       secret: this.secret,
       configLines: this.configLines,
       env: this.env,
@@ -560,14 +577,24 @@ export async function startReplicatedCluster(o: ReplicatedClusterOptions = {}): 
   const secret = newRpcSecret()
   // All at once (a start costs seconds on a busy machine), then node 1 is told the others'
   // addresses; status exchange completes the mesh.
-  const started = await Promise.allSettled(Array.from({ length: count }, () => startClusterNode({ secret, configLines, env })))
+  const started = await Promise.allSettled(
+    Array.from({ length: count }, (_, i) => startClusterNode({ ...o.nodeOptions?.(i), secret, configLines, env })),
+  )
   const nodes = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []))
   const failed = started.find((s): s is PromiseRejectedResult => s.status === 'rejected')
   if (failed !== undefined) {
     await Promise.all(nodes.map((x) => x.proc.kill()))
     throw failed.reason
   }
-  const cluster = new ReplicatedCluster({ secret, configLines, env, nodes, zones: [...zones], bucket: o.bucket ?? 'shared' })
+  const cluster = new ReplicatedCluster({
+    secret,
+    configLines,
+    env,
+    nodes,
+    zones: [...zones],
+    bucket: o.bucket ?? 'shared',
+    ...(o.nodeOptions === undefined ? {} : { nodeOptions: o.nodeOptions }),
+  })
   try {
     const first = cluster.node(0)
     const connected = await adminOk<Array<{ success: boolean; error: string | null }>>(

@@ -34,6 +34,8 @@ export interface ServerProcessOptions {
   configLines?: string[]
   /** Extra flags for the child's `node` (e.g. `--cpu-prof`), placed before the script. */
   nodeArgs?: string[]
+  /** Modules the child imports (`--import`) after tsx and before the CLI: `.ts` files work. */
+  preload?: string[]
   /** How long to wait for the S3 endpoint to answer. Default 30 s. */
   startTimeoutMs?: number
   /** Restart on the directory of an earlier process (kept with `kill({ keepDir: true })`). */
@@ -98,11 +100,16 @@ export async function startServerProcess(options: ServerProcessOptions = {}): Pr
     const env: Record<string, string | undefined> = { ...process.env, NO_COLOR: '1' }
     for (const name of Object.keys(env)) if (name.startsWith('GARAGE_')) delete env[name]
     Object.assign(env, options.env)
-    const proc = spawn(process.execPath, [...(options.nodeArgs ?? []), '--import', TSX, RUN_DEV, 'server', '-c', configFile], {
-      cwd: dir,
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
+    const preload = (options.preload ?? []).flatMap((m) => ['--import', m])
+    const proc = spawn(
+      process.execPath,
+      [...(options.nodeArgs ?? []), '--import', TSX, ...preload, RUN_DEV, 'server', '-c', configFile],
+      {
+        cwd: dir,
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    )
     child = proc
     let out = ''
     proc.stdout?.setEncoding('utf8').on('data', (d: string) => {
@@ -271,11 +278,26 @@ function signingKey(secret: string, date: string, region: string): Buffer {
   return key
 }
 
+/** The canonical (and sent) query string: RFC 3986-encoded pairs sorted by name. */
+function canonicalQuery(query: Record<string, string>): string {
+  return Object.entries(query)
+    .map(([k, v]) => [uriEncode(k, false), uriEncode(v, false)] as const)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([k, v]) => `${k}=${v}`)
+    .join('&')
+}
+
 /**
  * Headers that authenticate `method` on `path` (already the raw path, e.g. `/bucket/key`; it is
- * encoded here) with an unsigned payload. Query strings are not supported: not needed here.
+ * encoded here) and `query` (name → value, e.g. `{ 'list-type': '2' }`) with an unsigned payload.
  */
-export function signV4(target: S3Target, method: string, path: string, extra: Record<string, string> = {}): OutgoingHttpHeaders {
+export function signV4(
+  target: S3Target,
+  method: string,
+  path: string,
+  extra: Record<string, string> = {},
+  query: Record<string, string> = {},
+): OutgoingHttpHeaders {
   const url = new URL(target.endpoint)
   const amzDate = new Date()
     .toISOString()
@@ -292,7 +314,7 @@ export function signV4(target: S3Target, method: string, path: string, extra: Re
   const canonical = [
     method,
     uriEncode(path, true),
-    '',
+    canonicalQuery(query),
     ...names.map((n) => `${n}:${(headers[n] as string).trim()}`),
     '',
     names.join(';'),
@@ -317,12 +339,20 @@ export function sendSigned(
   target: S3Target,
   method: string,
   path: string,
-  opts: { headers?: Record<string, string>; body?: Buffer | AsyncIterable<Uint8Array>; agent?: Agent } = {},
+  opts: {
+    headers?: Record<string, string>
+    body?: Buffer | AsyncIterable<Uint8Array>
+    agent?: Agent
+    /** Query parameters, signed and sent (`{ uploads: '' }` for `?uploads=`). */
+    query?: Record<string, string>
+  } = {},
 ): Promise<IncomingMessage> {
-  const headers = signV4(target, method, path, opts.headers)
+  const query = opts.query ?? {}
+  const headers = signV4(target, method, path, opts.headers, query)
+  const qs = canonicalQuery(query)
   return new Promise<IncomingMessage>((resolve, reject) => {
     const req = httpRequest(
-      `${target.endpoint}${uriEncode(path, true)}`,
+      `${target.endpoint}${uriEncode(path, true)}${qs === '' ? '' : `?${qs}`}`,
       { method, headers, ...(opts.agent === undefined ? {} : { agent: opts.agent }) },
       resolve,
     )
