@@ -183,15 +183,26 @@ function rounds(calls: readonly Call[], node: string, t0: number, t1: number): n
   return best
 }
 
-/** Human-readable calls of one request, for stderr: `+0 n1→n2 table/object:get 101 ms`. */
-function describe(calls: readonly Call[], names: Map<string, string>, t0: number, t1: number): string[] {
-  return calls
+/** A point in a request sequence (the start and end of each S3 request of a multipart upload). */
+interface Mark {
+  atMs: number
+  label: string
+}
+
+/**
+ * Human-readable calls of one request, for stderr: `+0 n1→n2 table/object:get 101 ms`, with the
+ * marks in between and a note on calls still running when the response came.
+ */
+function describe(calls: readonly Call[], names: Map<string, string>, t0: number, t1: number, marks: readonly Mark[]): string[] {
+  const lines = calls
     .filter((c) => !BACKGROUND_PATHS.test(c.path) && c.startMs >= t0 - 1 && c.startMs <= t1)
-    .sort((a, b) => a.startMs - b.startMs)
     .map((c) => {
       const after = c.endMs > t1 ? ' (after the response)' : ''
-      return `  +${(c.startMs - t0).toFixed(0)} ${names.get(c.from)}→${names.get(c.to)} ${c.path}${c.op === undefined ? '' : `:${c.op}`} ${(c.endMs - c.startMs).toFixed(0)} ms${c.ok ? '' : ' FAILED'}${after}`
+      const text = `  +${(c.startMs - t0).toFixed(0)} ${names.get(c.from)}→${names.get(c.to)} ${c.path}${c.op === undefined ? '' : `:${c.op}`} ${(c.endMs - c.startMs).toFixed(0)} ms${c.ok ? '' : ' FAILED'}${after}`
+      return { at: c.startMs, text }
     })
+  for (const m of marks) lines.push({ at: m.atMs, text: `  +${(m.atMs - t0).toFixed(0)} -- ${m.label}` })
+  return lines.sort((a, b) => a.at - b.at).map((l) => l.text)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -305,15 +316,16 @@ export async function benchGeo(): Promise<void> {
     async function measure(
       scenario: string,
       n: number,
-      op: (i: number) => Promise<unknown>,
+      op: (i: number, mark: (label: string) => void) => Promise<unknown>,
       extra: Record<string, unknown> = {},
     ) {
-      const samples: Array<{ ms: number; t0: number; t1: number }> = []
+      const samples: Array<{ ms: number; t0: number; t1: number; marks: Mark[] }> = []
       for (let i = 0; i < n; i++) {
+        const marks: Mark[] = []
         const t0 = nowMs()
-        await op(i)
+        await op(i, (label) => marks.push({ atMs: nowMs(), label }))
         const t1 = nowMs()
-        samples.push({ ms: t1 - t0, t0, t1 })
+        samples.push({ ms: t1 - t0, t0, t1, marks })
       }
       await sleep(300) // background writes (the third replica) land, hook lines are flushed
       const calls = await traces.readNew()
@@ -336,7 +348,7 @@ export async function benchGeo(): Promise<void> {
       }
       process.stdout.write(`${JSON.stringify(line)}\n`)
       process.stderr.write(
-        `${scenario}: RPCs of the median request (${med.ms.toFixed(0)} ms, from the S3 request's start):\n${describe(calls, names, med.t0, med.t1).join('\n')}\n`,
+        `${scenario}: RPCs of the median request (${med.ms.toFixed(0)} ms, from the S3 request's start):\n${describe(calls, names, med.t0, med.t1, med.marks).join('\n')}\n`,
       )
       return samples
     }
@@ -361,15 +373,19 @@ export async function benchGeo(): Promise<void> {
     await measure(
       'geo_mpu_3_parts',
       MPU_ITERATIONS,
-      async (i) => {
+      async (i, mark) => {
         const key = `mpu-${i}`
-        const timed = async <T>(into: number[], fn: () => Promise<T>): Promise<T> => {
+        const timed = async <T>(into: number[], label: string, fn: () => Promise<T>): Promise<T> => {
+          mark(`${label} starts`)
           const t0 = performance.now()
           const r = await fn()
           into.push(performance.now() - t0)
+          mark(`${label} answered`)
           return r
         }
-        const xml = await timed(steps.create, () => request(t, 'POST', key, 200, { query: { uploads: '' } }))
+        const xml = await timed(steps.create, 'CreateMultipartUpload', () =>
+          request(t, 'POST', key, 200, { query: { uploads: '' } }),
+        )
         const uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(xml)?.[1]
         if (uploadId === undefined) throw new Error(`no UploadId in ${xml}`)
         const etags: string[] = []
@@ -379,10 +395,12 @@ export async function benchGeo(): Promise<void> {
           [3, MiB, steps.part1],
         ] as const) {
           const q = { partNumber: String(n), uploadId }
-          etags.push(await timed(into, () => request(t, 'PUT', key, 200, { body: body(size), query: q })))
+          etags.push(await timed(into, `UploadPart ${n}`, () => request(t, 'PUT', key, 200, { body: body(size), query: q })))
         }
         const done = `<CompleteMultipartUpload>${etags.map((e, j) => `<Part><PartNumber>${j + 1}</PartNumber><ETag>${e}</ETag></Part>`).join('')}</CompleteMultipartUpload>`
-        await timed(steps.complete, () => request(t, 'POST', key, 200, { body: Buffer.from(done), query: { uploadId } }))
+        await timed(steps.complete, 'CompleteMultipartUpload', () =>
+          request(t, 'POST', key, 200, { body: Buffer.from(done), query: { uploadId } }),
+        )
       },
       { parts: '5 MiB, 5 MiB, 1 MiB' },
     )
