@@ -48,7 +48,7 @@ const KiB = 1024
 const MiB = 1024 * KiB
 const QUICK = process.env.BENCH_QUICK === '1'
 const ITERATIONS = QUICK ? 3 : 20
-const MPU_ITERATIONS = QUICK ? 1 : 6
+const MPU_ITERATIONS = QUICK ? 1 : 5
 const DELAY_MS = envNumber('BENCH_GEO_DELAY_MS', 50)
 const JITTER_MS = envNumber('BENCH_GEO_JITTER_MS', 0)
 const HOOK = fileURLToPath(new URL('./geo-trace-hook.ts', import.meta.url))
