@@ -339,19 +339,28 @@ export async function writeBlocks(
     firstHash ??= hash
     const at = offset
     offset += plainSize
-    const task = (async () => {
-      await garage.versionTable.insert({
+    // The version row's entry, the block reference and the block itself go out at once (Garage's
+    // put_block_and_meta, a try_join! of the three): one round trip per block instead of three.
+    // Safe in any order of arrival: the version row already exists (written empty before the
+    // first block), nothing is visible until the object row says `complete`, a reference that
+    // arrives before its block only makes resync look for it after a delay, and a block that
+    // arrives before its reference is kept for the unreferenced-block grace period.
+    const task = Promise.all([
+      garage.versionTable.insert({
         uuid: versionId,
         deleted: false,
         blocks: [versionBlock(partNumber, at, hash, plainSize)],
         partsEtags: [],
         backlink,
-      })
-      await garage.blockRefTable.insert({ block: hash, version: versionId, deleted: false })
-      await garage.blockManager.putBlock(hash, data)
-    })().catch((err: unknown) => {
-      failure ??= err
-    })
+      }),
+      garage.blockRefTable.insert({ block: hash, version: versionId, deleted: false }),
+      garage.blockManager.putBlock(hash, data),
+    ]).then(
+      () => undefined,
+      (err: unknown) => {
+        failure ??= err
+      },
+    )
     inflight.add(task)
     void task.finally(() => inflight.delete(task))
     if (inflight.size >= PUT_BLOCKS_MAX_PARALLEL) await Promise.race(inflight)
