@@ -5,7 +5,7 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Garage } from '../../model/garage.ts'
 import type { ObjectData, ObjectEntry, ObjectMeta, ObjectVersion } from '../../model/s3/object-table.ts'
-import type { VersionBlock } from '../../model/s3/version-table.ts'
+import type { VersionBlock, VersionEntry } from '../../model/s3/version-table.ts'
 import { type Hash, toHex, type Uuid, utf8 } from '../../util/data.ts'
 import { GarageError } from '../../util/errors.ts'
 import { httpDate } from '../../util/time.ts'
@@ -125,7 +125,9 @@ export async function handleGetObject(
   return {
     status,
     headers: out,
-    body: await primed(streamBlocks(garage, version.uuid, start, end, cipher, data.t === 'firstBlock' ? data.hash : undefined)),
+    body: await primed(
+      streamBlocks(garage, version.uuid, start, end, cipher, data.t === 'firstBlock' ? data.hash : undefined, meta.size),
+    ),
   }
 }
 
@@ -258,13 +260,14 @@ export async function* streamBlocks(
   end: number,
   cipher?: ObjectCipher,
   firstBlock?: Hash,
+  objectSize?: number,
 ): AsyncGenerator<Uint8Array> {
   // The object row names its first block: when the range starts there, that block is fetched
   // while the version row is read (as Garage's GET does), so a one-block object costs one round
   // trip after the object row instead of two. A failed early fetch is reported only if used.
   const early = start === 0 && firstBlock !== undefined ? garage.blockManager.getBlock(firstBlock) : undefined
   early?.catch(() => {})
-  const v = await garage.versionTable.get(versionId, new Uint8Array(0))
+  const v = await readVersion(garage, versionId, objectSize)
   if (v === undefined || v.deleted) {
     throw new GarageError('GARAGE_ERR_INTERNAL', `version ${toHex(versionId)} is gone; the object was overwritten, retry`)
   }
@@ -278,6 +281,23 @@ export async function* streamBlocks(
     if (cipher !== undefined) yield cipher.decryptBlock(data, w.block.size, w.from, w.to)
     else yield w.from === 0 && w.to === data.length ? data : data.subarray(w.from, w.to)
   }
+}
+
+const EMPTY = new Uint8Array(0)
+
+/**
+ * The version row of a complete object: the local copy when it already lists blocks adding up
+ * to the object's size, else a quorum read. A complete object's version is final (its blocks
+ * were all written at quorum before the object row said `complete`, and the CRDT's block list
+ * only grows), so a local copy that accounts for every byte is the same row a quorum read would
+ * return: this saves GET's second round trip across zones on every node holding the partition.
+ */
+async function readVersion(garage: Garage, versionId: Uuid, objectSize: number | undefined): Promise<VersionEntry | undefined> {
+  if (objectSize !== undefined) {
+    const local = garage.versionTable.data.read(versionId, EMPTY)
+    if (local !== undefined && !local.deleted && local.blocks.reduce((n, b) => n + b.size, 0) === objectSize) return local
+  }
+  return garage.versionTable.get(versionId, EMPTY)
 }
 
 /** The part of one block that a byte range covers: bytes `from` (inclusive) to `to` (exclusive). */
