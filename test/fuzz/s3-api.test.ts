@@ -53,6 +53,9 @@ export interface Sent {
 interface Stats {
   requests: number
   mutated: number
+  /** Requests sent as built (no mutation), and how many of them answered 2xx or 3xx. */
+  clean: number
+  cleanOk: number
   statuses: Record<string, number>
   families: Record<string, number>
   noAnswer: number
@@ -161,6 +164,8 @@ test('fuzzing every endpoint family never crashes the node, never answers 5xx an
   const stats: Stats = {
     requests: 0,
     mutated: 0,
+    clean: 0,
+    cleanOk: 0,
     statuses: {},
     families: {},
     noAnswer: 0,
@@ -264,6 +269,18 @@ test('fuzzing every endpoint family never crashes the node, never answers 5xx an
       )
     stats.requests++
     if (done.length > 0) stats.mutated++
+    else {
+      // An unmutated request is a valid one: it must pass authentication, and most must succeed
+      // (some legitimately answer 404, e.g. an object an earlier request deleted). Without this,
+      // a broken signer would turn the whole run into auth refusals and still pass.
+      stats.clean++
+      if (o.status > 0 && o.status < 400) stats.cleanOk++
+      if (o.status === 401 || o.status === 403) {
+        stats.failures.push(
+          `an unmutated request was refused (${o.status} ${o.code ?? ''}): #${i} ${family} ${raw.method} ${raw.target.slice(0, 120)}`,
+        )
+      }
+    }
     stats.families[family] = (stats.families[family] ?? 0) + 1
     const statusKey = o.status === 0 ? (o.timedOut ? 'timeout' : 'none') : String(o.status)
     stats.statuses[statusKey] = (stats.statuses[statusKey] ?? 0) + 1
@@ -391,7 +408,9 @@ test('fuzzing every endpoint family never crashes the node, never answers 5xx an
     `crashes: ${stats.crashes}, unexpected 5xx: ${stats.serverErrors}, no answer: ${stats.noAnswer}, ` +
       `health checks: ${stats.healthChecks}`,
   )
+  t.diagnostic(`unmutated requests: ${stats.clean}, of which ${stats.cleanOk} answered 2xx/3xx`)
   assert.deepEqual(stats.failures, [], `the fuzzer found problems:\n${stats.failures.join('\n\n')}`)
+  assert.ok(stats.clean > 0 && stats.cleanOk >= stats.clean / 2, 'most unmutated requests succeed (the seeds are valid)')
   assert.equal(stats.requests, COUNT, 'every request was sent')
 })
 

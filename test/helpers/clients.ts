@@ -82,6 +82,38 @@ export interface ClientTarget {
   credentials: { accessKeyId: string; secretAccessKey: string }
 }
 
+/** The target of a single test node (its endpoint, region and key). */
+export function nodeTarget(node: TestNode): ClientTarget {
+  return { endpoint: node.endpoint, region: node.region, credentials: node.s3Config.credentials }
+}
+
+/**
+ * Writes an s3cmd configuration file for `target` in `dir` (path-style, plain HTTP) and returns
+ * its path; `sigV2` makes s3cmd sign the Signature V2 way, `chunkMb` sets its multipart part size.
+ */
+export async function s3cmdConfig(
+  dir: string,
+  name: string,
+  target: ClientTarget,
+  options: { sigV2?: boolean; chunkMb?: number } = {},
+): Promise<string> {
+  const path = join(dir, name)
+  const hostPort = target.endpoint.replace(/^http:\/\//, '')
+  const lines = [
+    '[default]',
+    `access_key = ${target.credentials.accessKeyId}`,
+    `secret_key = ${target.credentials.secretAccessKey}`,
+    `host_base = ${hostPort}`,
+    `host_bucket = ${hostPort}`,
+    `bucket_location = ${target.region}`,
+    'use_https = False',
+    `signature_v2 = ${options.sigV2 === true ? 'True' : 'False'}`,
+  ]
+  if (options.chunkMb !== undefined) lines.push(`multipart_chunk_size_mb = ${options.chunkMb}`)
+  await writeFile(path, `${lines.join('\n')}\n`)
+  return path
+}
+
 /**
  * Environment for awscli (v1 or v2) pointed at `target`, with `s3` transfer settings that make
  * anything over 5 MiB a multipart upload of 5 MiB parts.

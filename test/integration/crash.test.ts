@@ -263,13 +263,16 @@ test('SIGKILL under 8 concurrent writers, 3 rounds: every acknowledged object su
             acks++
             roundAcks++
           }
-        } catch {
-          // The node was killed while this PUT was in flight: its body stays pending.
-          return
+        } catch (err) {
+          // The node was killed while this PUT was in flight: its body stays pending. Before the
+          // kill, a failed PUT is the node's fault and fails the test.
+          if (stopping) return
+          throw err
         }
       }
     }
-    const writers = Array.from({ length: WRITERS }, (_, w) => writer(w))
+    const writers = Promise.all(Array.from({ length: WRITERS }, (_, w) => writer(w)))
+    writers.catch(() => {}) // awaited below, after the kill; a failure then fails the test
     // Kill at a random moment once writes are being acknowledged.
     const started = Date.now()
     while (roundAcks === 0) {
@@ -279,7 +282,7 @@ test('SIGKILL under 8 concurrent writers, 3 rounds: every acknowledged object su
     await sleep(Math.floor(r() * 1500))
     stopping = true
     await server.kill({ keepDir: true })
-    await Promise.all(writers)
+    await writers
     const leftovers = await tmpFiles(dir)
     tmpSeen += leftovers.length
     t.diagnostic(`round ${round}: ${roundAcks} PUT(s) acknowledged, ${leftovers.length} temporary block file(s) left by the kill`)

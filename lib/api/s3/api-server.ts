@@ -166,8 +166,7 @@ export class S3ApiServer implements ApiHandler {
     const apiKey = fetched?.id === auth.accessKeyId ? fetched : garage.access.localKey(auth.accessKeyId)
     if (apiKey === undefined)
       throw new ApiError('InvalidAccessKeyId', 'The access key ID you provided does not exist in our records.')
-    const expiration = apiKey.state.value.expiration.v
-    if (expiration !== null && expiration <= Date.now()) throw new ApiError('AccessDenied', 'The access key has expired')
+    garage.access.checkKeyActive(apiKey)
 
     // The checksum headers, parsed once for the request: the body stages check them, handlers
     // read them from `ctx.checksums`.

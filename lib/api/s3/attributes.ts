@@ -12,7 +12,7 @@ import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
 import type { BucketCtx } from './context.ts'
 import { currentVersion, type DataVersion } from './get.ts'
-import { openObjectCipher } from './sse-s3.ts'
+import { openObjectCipher, refuseSseHeaderOnRead } from './sse-s3.ts'
 import { renderXml } from './xml.ts'
 
 const ATTRIBUTES = ['ETag', 'Checksum', 'ObjectParts', 'StorageClass', 'ObjectSize'] as const
@@ -56,6 +56,8 @@ function intHeader(headers: IncomingHttpHeaders, name: string, dflt: number, max
 export async function handleGetObjectAttributes(ctx: BucketCtx, ep: { key: string; versionId?: string }): Promise<ApiResponse> {
   const { garage, bucketId } = ctx
   const headers = ctx.req.headers
+  // As on GET and HEAD, `x-amz-server-side-encryption` has no meaning on a read: 400.
+  refuseSseHeaderOnRead(headers)
   const wanted = parseObjectAttributes(headers)
   const maxParts = Math.min(intHeader(headers, 'x-amz-max-parts', 1000, 2 ** 31 - 1), 1000)
   const marker = intHeader(headers, 'x-amz-part-number-marker', 0, 10000)

@@ -10,7 +10,7 @@
  * streamed into the object store as a PutObject would be, within the policy's
  * `content-length-range` and at most 5 GiB. Fields after the file are ignored, as on AWS.
  */
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
+import { createHash, createHmac } from 'node:crypto'
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import { Readable } from 'node:stream'
 import type { BucketParams } from '../../model/bucket-table.ts'
@@ -20,6 +20,7 @@ import type { Logger } from '../../util/logger.ts'
 import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
 import type { ChecksumResult } from '../common/signature/body.ts'
+import { signatureMatchesV2 } from '../common/signature/sigv2.ts'
 import { AWS4_HMAC_SHA256, hmacSha256, parseAmzDate, signatureMatches, signingKey } from '../common/signature/sigv4.ts'
 import type { S3Settings } from './context.ts'
 import { type PostForm, readPostForm } from './form-data.ts'
@@ -186,19 +187,10 @@ async function verifyPolicySignature(r: PostObjectRequest, fields: ReadonlyMap<s
     })
   }
   if (service !== 's3') throw new ApiError('InvalidArgument', `Invalid credential service '${service}'`)
-  const key = await r.garage.access.resolveKey(accessKeyId)
-  if (key === undefined) {
-    throw new ApiError('InvalidAccessKeyId', 'The access key ID you provided does not exist in our records.')
-  }
+  const key = await formKey(r, accessKeyId)
   const expected = hmacSha256(signingKey(key.state.value.secret, day, region, 's3'), policy)
-  if (!signatureMatches(expected, signature)) {
-    throw new ApiError(
-      'SignatureDoesNotMatch',
-      'The request signature we calculated does not match the signature you provided. Check your key and signing method.',
-    )
-  }
-  const expiration = key.state.value.expiration.v
-  if (expiration !== null && expiration <= Date.now()) throw new ApiError('AccessDenied', 'The access key has expired')
+  if (!signatureMatches(expected, signature)) throw signatureMismatch()
+  r.garage.access.checkKeyActive(key)
   return key
 }
 
@@ -210,23 +202,29 @@ async function verifyPolicySignatureV2(r: PostObjectRequest, fields: ReadonlyMap
   const accessKeyId = required(fields, 'awsaccesskeyid')
   const policy = required(fields, 'policy')
   const signature = required(fields, 'signature')
+  const key = await formKey(r, accessKeyId)
+  const expected = createHmac('sha1', key.state.value.secret).update(policy, 'utf8').digest()
+  if (!signatureMatchesV2(expected, signature)) throw signatureMismatch()
+  r.garage.access.checkKeyActive(key)
+  return key
+}
+
+/** The access key a form names (resolved with the model's policy), or InvalidAccessKeyId. */
+async function formKey(r: PostObjectRequest, accessKeyId: string) {
   const key = await r.garage.access.resolveKey(accessKeyId)
   if (key === undefined) {
     throw new ApiError('InvalidAccessKeyId', 'The AWS Access Key Id you provided does not exist in our records.', {
       extra: { AWSAccessKeyId: accessKeyId.slice(0, 200) },
     })
   }
-  const expected = createHmac('sha1', key.state.value.secret).update(policy, 'utf8').digest()
-  const provided = Buffer.from(signature.trim().replace(/ /g, '+'), 'base64')
-  if (provided.length !== expected.length || !timingSafeEqual(provided, expected)) {
-    throw new ApiError(
-      'SignatureDoesNotMatch',
-      'The request signature we calculated does not match the signature you provided. Check your key and signing method.',
-    )
-  }
-  const expiration = key.state.value.expiration.v
-  if (expiration !== null && expiration <= Date.now()) throw new ApiError('AccessDenied', 'The access key has expired')
   return key
+}
+
+function signatureMismatch(): ApiError {
+  return new ApiError(
+    'SignatureDoesNotMatch',
+    'The request signature we calculated does not match the signature you provided. Check your key and signing method.',
+  )
 }
 
 /** Counts, hashes and limits the file's bytes. */

@@ -345,7 +345,10 @@ export async function writeBlocks(
     // first block), nothing is visible until the object row says `complete`, a reference that
     // arrives before its block only makes resync look for it after a delay, and a block that
     // arrives before its reference is kept for the unreferenced-block grace period.
-    const task = Promise.all([
+    // All three are settled before a failure is reported: the caller then deletes the version,
+    // and that deletion must not overtake a version entry or reference still in flight (a late
+    // entry would be dropped by the deleted row's merge and leave its block referenced forever).
+    const task = Promise.allSettled([
       garage.versionTable.insert({
         uuid: versionId,
         deleted: false,
@@ -355,12 +358,9 @@ export async function writeBlocks(
       }),
       garage.blockRefTable.insert({ block: hash, version: versionId, deleted: false }),
       garage.blockManager.putBlock(hash, data),
-    ]).then(
-      () => undefined,
-      (err: unknown) => {
-        failure ??= err
-      },
-    )
+    ]).then((results) => {
+      for (const r of results) if (r.status === 'rejected') failure ??= r.reason
+    })
     inflight.add(task)
     void task.finally(() => inflight.delete(task))
     if (inflight.size >= PUT_BLOCKS_MAX_PARALLEL) await Promise.race(inflight)

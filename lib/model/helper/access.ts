@@ -163,6 +163,16 @@ export class AccessResolver {
     if (!this.hasBucketPermission(key, bucketId, needed)) throw new ModelError('Forbidden', message)
   }
 
+  /**
+   * Checks that `key` may still be used: a key past its `expiration` is refused on every API,
+   * however it signed its request.
+   * @throws {ModelError} `Forbidden` (each API answers its AccessDenied).
+   */
+  checkKeyActive(key: ExistingKey, now = Date.now()): void {
+    const expiration = key.state.value.expiration.v
+    if (expiration !== null && expiration <= now) throw new ModelError('Forbidden', 'The access key has expired')
+  }
+
   /** The bucket id of an alias in the local copy (the key's local alias first). */
   #aliasLocal(name: string, key: ExistingKey | undefined): Uuid | undefined {
     // A name no bucket can have names none: no table is read (an over-long one could not be).

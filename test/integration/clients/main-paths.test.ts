@@ -33,6 +33,7 @@ import {
   md5File,
   randomFile,
   run,
+  s3cmdConfig,
   tempDir,
 } from '../../helpers/clients.ts'
 
@@ -210,26 +211,7 @@ for (const [s, setup] of SETUPS.entries()) {
     }, async (t) => {
       const r = setup.route(3)
       const dir = await tempDir(t, 'garage-s3cmd-')
-      const conf = async (name: string, target: ClientTarget) => {
-        const path = join(dir, name)
-        const hostPort = target.endpoint.replace(/^http:\/\//, '')
-        await writeFile(
-          path,
-          [
-            '[default]',
-            `access_key = ${target.credentials.accessKeyId}`,
-            `secret_key = ${target.credentials.secretAccessKey}`,
-            `host_base = ${hostPort}`,
-            `host_bucket = ${hostPort}`,
-            `bucket_location = ${target.region}`,
-            'use_https = False',
-            'signature_v2 = False',
-            'multipart_chunk_size_mb = 5',
-            '',
-          ].join('\n'),
-        )
-        return path
-      }
+      const conf = (name: string, target: ClientTarget) => s3cmdConfig(dir, name, target, { chunkMb: 5 })
       const [up, down] = await Promise.all([conf('up.cfg', r.up), conf('down.cfg', r.down)])
       const p = prefix('s3cmd')
       const big = await randomFile(dir, 'big.bin', 12 * MiB)

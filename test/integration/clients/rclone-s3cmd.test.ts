@@ -4,7 +4,7 @@ import { mkdir, readdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { startTestNode, type TestNode } from '../../../lib/testing.ts'
-import { binary, md5File, randomFile, run, tempDir } from '../../helpers/clients.ts'
+import { binary, md5File, nodeTarget, randomFile, run, s3cmdConfig, tempDir } from '../../helpers/clients.ts'
 
 const RCLONE = binary('rclone')
 const S3CMD = binary('s3cmd')
@@ -79,26 +79,8 @@ describe('s3cmd', { skip: S3CMD === undefined ? 's3cmd is not installed (.ci/run
   after(() => node?.close())
 
   const s3cmd = async (conf: string, ...args: string[]) => run(S3CMD as string, ['-c', conf, ...args], {})
-  const config = async (t: Parameters<typeof tempDir>[0]) => {
-    const dir = await tempDir(t, 'garage-s3cmd-')
-    const conf = join(dir, 's3cfg')
-    const hostPort = node.endpoint.replace(/^http:\/\//, '')
-    await writeFile(
-      conf,
-      [
-        '[default]',
-        `access_key = ${node.key.accessKeyId}`,
-        `secret_key = ${node.key.secretAccessKey}`,
-        `host_base = ${hostPort}`,
-        `host_bucket = ${hostPort}`,
-        `bucket_location = ${node.region}`,
-        'use_https = False',
-        'signature_v2 = False',
-        '',
-      ].join('\n'),
-    )
-    return conf
-  }
+  const config = async (t: Parameters<typeof tempDir>[0]) =>
+    s3cmdConfig(await tempDir(t, 'garage-s3cmd-'), 's3cfg', nodeTarget(node))
 
   test('put, get, ls, del, sync', async (t) => {
     const conf = await config(t)

@@ -3,12 +3,11 @@
  * node. Put, get, ls, del, and a 12 MiB multipart put (5 MiB chunks) with its MD5 read back.
  */
 import assert from 'node:assert/strict'
-import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { startTestNode, type TestNode } from '../../../lib/testing.ts'
 import { HeadObjectCommand } from '@aws-sdk/client-s3'
-import { binary, md5File, randomFile, run, tempDir } from '../../helpers/clients.ts'
+import { binary, md5File, nodeTarget, randomFile, run, s3cmdConfig, tempDir } from '../../helpers/clients.ts'
 import { s3Client } from '../../helpers/s3.ts'
 
 const S3CMD = binary('s3cmd')
@@ -23,27 +22,8 @@ describe('s3cmd with signature_v2 = True', {
   after(() => node?.close())
 
   const s3cmd = async (conf: string, ...args: string[]) => run(S3CMD as string, ['-c', conf, ...args], {})
-  const config = async (t: Parameters<typeof tempDir>[0]) => {
-    const dir = await tempDir(t, 'garage-s3cmd-v2-')
-    const conf = join(dir, 's3cfg')
-    const hostPort = node.endpoint.replace(/^http:\/\//, '')
-    await writeFile(
-      conf,
-      [
-        '[default]',
-        `access_key = ${node.key.accessKeyId}`,
-        `secret_key = ${node.key.secretAccessKey}`,
-        `host_base = ${hostPort}`,
-        `host_bucket = ${hostPort}`,
-        `bucket_location = ${node.region}`,
-        'use_https = False',
-        'signature_v2 = True',
-        'multipart_chunk_size_mb = 5',
-        '',
-      ].join('\n'),
-    )
-    return conf
-  }
+  const config = async (t: Parameters<typeof tempDir>[0]) =>
+    s3cmdConfig(await tempDir(t, 'garage-s3cmd-v2-'), 's3cfg', nodeTarget(node), { sigV2: true, chunkMb: 5 })
 
   test('put, get, ls, del and a 12 MiB multipart put', async (t) => {
     const conf = await config(t)

@@ -53,6 +53,17 @@ describe('Signature V2: Authorization header', () => {
     assert.equal(await objectExists(s3, node.bucket, 'v2/plain.txt'), false)
   })
 
+  test('a key past its expiration is AccessDenied with V2 too, and writes nothing', async () => {
+    const k = await node.node.keys.create({ name: 'v2-expired' })
+    await node.node.buckets.allowKey(node.bucket, k.accessKeyId, { read: true, write: true })
+    const credentials = { accessKeyId: k.accessKeyId, secretAccessKey: k.secretAccessKey }
+    const path = `/${node.bucket}/v2/expired-key.txt`
+    assert.equal((await v2({ method: 'GET', path: `/${node.bucket}`, credentials })).status, 200, 'usable before')
+    await node.node.keys.update(k.accessKeyId, { expiresAt: new Date(Date.now() - 1000) })
+    expectError(await v2({ method: 'PUT', path, body: 'late', credentials }), 403, 'AccessDenied')
+    assert.equal(await objectExists(s3, node.bucket, 'v2/expired-key.txt'), false)
+  })
+
   test('x-amz-date instead of Date, with x-amz-meta headers and an encoded key', async () => {
     const path = `/${node.bucket}/v2/with%20space%2Bplus.txt`
     const put = await v2({ method: 'PUT', path, body: 'dated', amzDate: true, headers: { 'x-amz-meta-colour': 'blue' } })

@@ -21,6 +21,7 @@ export {
   canonicalResourceV2,
   isSignatureV2,
   type RequestHeadV2,
+  signatureMatchesV2,
   signV2,
   stringToSignV2,
   type VerifyV2Options,

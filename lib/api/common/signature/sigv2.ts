@@ -173,7 +173,11 @@ export function stringToSignV2(
   return `${method}\n${contentMd5}\n${contentType}\n${date}\n${amzHeaders}${resource}`
 }
 
-function signatureMatchesV2(expected: Buffer, provided: string): boolean {
+/**
+ * Whether `provided` (base64, as a client sends it) is the V2 signature `expected`: strict
+ * base64 of 20 bytes, compared in constant time.
+ */
+export function signatureMatchesV2(expected: Buffer, provided: string): boolean {
   // A presigned URL whose '+' was not escaped arrives with a space (base64 has none).
   const b64 = provided.trim().replace(/ /g, '+')
   if (!/^[A-Za-z0-9+/]{27}=$/.test(b64)) return false
