@@ -1,6 +1,8 @@
 /**
  * A 1 GiB object goes in and out of a server process without the server holding it: the body is
- * streamed both ways and the server's peak RSS (VmHWM) must stay under {@link MAX_PEAK_RSS_MB}.
+ * streamed both ways: the server's RSS may grow by at most {@link MAX_TRAFFIC_MB} over its idle
+ * RSS while 1 GiB goes through (what streaming bounds: a few blocks in flight plus GC slack), and
+ * its peak RSS (VmHWM) must stay under {@link MAX_PEAK_RSS_MB} in all.
  * Neither side holds the object either: the test generates it on the fly (AES-CTR keystream,
  * deterministic and incompressible, so no two blocks are deduplicated) and hashes it as it goes.
  */
@@ -8,10 +10,17 @@
 import assert from 'node:assert/strict'
 import { createCipheriv, createHash } from 'node:crypto'
 import { test } from 'node:test'
-import { readPeakRss, sendSigned, startServerProcess } from '../helpers/server-process.ts'
+import { readPeakRss, resetPeakRss, sendSigned, startServerProcess } from '../helpers/server-process.ts'
 
 const SIZE = 1024 * 1024 * 1024
-const MAX_PEAK_RSS_MB = 200
+/**
+ * The absolute ceiling. An idle node under tsx (as tests run it) takes ≈ 150 MB since the admin
+ * contract (TypeBox), busboy, SigV2 and SSE-S3 joined the code (≈ 120 MB before): issue 13's
+ * memory target tracks bringing that down (lazy loading of the admin contract, the built `dist`).
+ */
+const MAX_PEAK_RSS_MB = 240
+/** What 1 GiB in and out may add to the idle RSS: the part streaming is responsible for. */
+const MAX_TRAFFIC_MB = 80
 const CHUNK = 256 * 1024
 
 /** `size` pseudo-random bytes in CHUNK pieces, hashed into `hash` as they are produced. */
@@ -29,6 +38,9 @@ test('a 1 GiB object is streamed in and out with bounded server memory', { timeo
   const server = await startServerProcess()
   t.after(() => server.stop())
   const path = `/${server.bucket}/big-object`
+  // From here VmHWM measures the traffic: it restarts at the idle RSS.
+  await resetPeakRss(server.pid)
+  const idleMb = (await readPeakRss(server.pid)) / (1024 * 1024)
 
   const sentHash = createHash('sha256')
   const started = Date.now()
@@ -55,6 +67,10 @@ test('a 1 GiB object is streamed in and out with bounded server memory', { timeo
   assert.equal(gotHash.digest('hex'), sentHash.digest('hex'), 'the object reads back as written')
 
   const peakMb = (await readPeakRss(server.pid)) / (1024 * 1024)
-  t.diagnostic(`PUT ${putMs} ms, GET ${getMs} ms, server peak RSS ${peakMb.toFixed(1)} MB`)
+  const trafficMb = peakMb - idleMb
+  t.diagnostic(
+    `PUT ${putMs} ms, GET ${getMs} ms, server idle RSS ${idleMb.toFixed(1)} MB, peak ${peakMb.toFixed(1)} MB (+${trafficMb.toFixed(1)} MB)`,
+  )
+  assert.ok(trafficMb < MAX_TRAFFIC_MB, `1 GiB through the server added ${trafficMb.toFixed(1)} MB, limit ${MAX_TRAFFIC_MB} MB`)
   assert.ok(peakMb < MAX_PEAK_RSS_MB, `server peak RSS ${peakMb.toFixed(1)} MB, limit ${MAX_PEAK_RSS_MB} MB`)
 })
