@@ -302,9 +302,16 @@ export function parseCopyRange(header: string | undefined, size: number): { star
   const m = /^\s*bytes=(\d+)-(\d+)\s*$/.exec(header)
   const start = Number(m?.[1])
   const end = Number(m?.[2])
-  if (m === null || !Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start > end || end >= size) {
+  if (m === null || !Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start > end) {
     throw new ApiError('InvalidArgument', `Range specified is not valid for source object of size: ${size}`, {
       extra: { ArgumentName: 'x-amz-copy-source-range', ArgumentValue: header },
+    })
+  }
+  // A well-formed range that reaches past the source is InvalidRange, as S3 answers it (and as
+  // the s3-tests conformance suite checks: test_multipart_copy_invalid_range).
+  if (end >= size) {
+    throw new ApiError('InvalidRange', 'The requested range is not satisfiable', {
+      extra: { RangeRequested: header.trim(), ActualObjectSize: String(size) },
     })
   }
   return { start, end }

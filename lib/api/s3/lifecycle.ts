@@ -2,15 +2,19 @@
  * GetBucketLifecycleConfiguration, PutBucketLifecycleConfiguration and DeleteBucketLifecycle
  * (port of garage_api_s3::lifecycle). The rules are applied by the lifecycle worker of the model
  * layer. Supported, as in Garage: `<Expiration>` with `<Days>` or `<Date>` (midnight),
- * `<AbortIncompleteMultipartUpload>`, and `<Filter>` on prefix and object size. Other actions
- * (transitions, noncurrent versions, expired delete markers) are refused with NotImplemented,
- * and the deprecated `<Prefix>` directly in `<Rule>` with MalformedXML, so that a rule never
- * applies more widely than its author meant.
+ * `<AbortIncompleteMultipartUpload>`, and `<Filter>` on prefix and object size; beyond Garage,
+ * the deprecated `<Prefix>` directly in `<Rule>` (rendered back in the same form, as AWS does).
+ * `<Transition>` and `<NoncurrentVersionTransition>` are validated, stored and returned as AWS
+ * does, and never applied: this store has one storage class, so there is nothing to move an
+ * object to. Noncurrent-version expiration and expired delete markers are refused with
+ * NotImplemented, so that no rule is stored that the worker would not apply.
  */
 import {
   type LifecycleExpiration,
   type LifecycleFilter,
+  type LifecycleNoncurrentTransition,
   type LifecycleRule,
+  type LifecycleTransition,
   parseLifecycleDate,
   storedLifecycleRules,
 } from '../../model/s3/lifecycle-worker.ts'
@@ -36,13 +40,25 @@ const MAX_RULES = 1000
 const MAX_ID_LENGTH = 255
 const MAX_BODY = 1024 * 1024
 
-const RULE_ELEMENTS = new Set(['ID', 'Status', 'Filter', 'Expiration', 'AbortIncompleteMultipartUpload'])
-const UNSUPPORTED_RULE_ELEMENTS = new Set([
+const RULE_ELEMENTS = new Set([
+  'ID',
+  'Status',
+  'Filter',
+  'Prefix',
+  'Expiration',
+  'AbortIncompleteMultipartUpload',
   'Transition',
-  'Transitions',
   'NoncurrentVersionTransition',
-  'NoncurrentVersionTransitions',
-  'NoncurrentVersionExpiration',
+])
+const UNSUPPORTED_RULE_ELEMENTS = new Set(['NoncurrentVersionExpiration'])
+/** The storage classes a transition may name (S3 API reference, `Transition`). */
+const TRANSITION_STORAGE_CLASSES = new Set([
+  'GLACIER',
+  'STANDARD_IA',
+  'ONEZONE_IA',
+  'INTELLIGENT_TIERING',
+  'DEEP_ARCHIVE',
+  'GLACIER_IR',
 ])
 const FILTER_ELEMENTS = new Set(['Prefix', 'ObjectSizeGreaterThan', 'ObjectSizeLessThan'])
 
@@ -78,18 +94,24 @@ export function renderLifecycleConfiguration(rules: readonly LifecycleRule[]): s
   return renderXml('LifecycleConfiguration', {
     Rule: rules.map((r) => ({
       ID: r.id ?? undefined,
-      Filter: renderFilter(r.filter),
+      Prefix: r.legacyPrefix === true ? (r.filter.prefix ?? '') : undefined,
+      Filter: r.legacyPrefix === true ? undefined : renderFilter(r.filter),
       Status: r.enabled ? 'Enabled' : 'Disabled',
-      Expiration:
-        r.expiration === null
-          ? undefined
-          : r.expiration.t === 'days'
-            ? { Days: r.expiration.days }
-            : { Date: `${r.expiration.date}T00:00:00.000Z` },
+      Expiration: r.expiration === null ? undefined : renderWhen(r.expiration),
+      Transition: r.transitions?.map((t) => ({ ...renderWhen(t.when), StorageClass: t.storageClass })),
+      NoncurrentVersionTransition: r.noncurrentTransitions?.map((t) => ({
+        NoncurrentDays: t.noncurrentDays,
+        NewerNoncurrentVersions: t.newerNoncurrentVersions ?? undefined,
+        StorageClass: t.storageClass,
+      })),
       AbortIncompleteMultipartUpload:
         r.abortIncompleteMpuDays === null ? undefined : { DaysAfterInitiation: r.abortIncompleteMpuDays },
     })),
   })
+}
+
+function renderWhen(w: LifecycleExpiration): Record<string, unknown> {
+  return w.t === 'days' ? { Days: w.days } : { Date: `${w.date}T00:00:00.000Z` }
 }
 
 function renderFilter(f: LifecycleFilter): Record<string, unknown> | string {
@@ -138,9 +160,6 @@ export function parseLifecycleConfiguration(body: XmlDocument | string | Uint8Ar
 
 function parseRule(rule: XmlNode): LifecycleRule {
   for (const name of xmlChildNames(rule)) {
-    if (name === 'Prefix') {
-      throw malformed('<Prefix> directly in <Rule> (a deprecated form) is not supported; use <Filter><Prefix>')
-    }
     if (UNSUPPORTED_RULE_ELEMENTS.has(name)) throw new ApiError('NotImplemented', `Lifecycle <${name}> is not supported`)
     if (!RULE_ELEMENTS.has(name)) throw malformed(`unexpected <${name}> in <Rule>`)
   }
@@ -154,7 +173,16 @@ function parseRule(rule: XmlNode): LifecycleRule {
 
   const filters = xmlChildren(rule, 'Filter')
   if (filters.length > 1) throw malformed('more than one <Filter> in <Rule>')
-  const filter = filters.length === 0 ? emptyFilter() : parseFilter(filters[0] as XmlNode)
+  // The deprecated form: `<Prefix>` directly in `<Rule>`. AWS refuses it next to a `<Filter>`.
+  const rulePrefixes = xmlChildren(rule, 'Prefix')
+  if (rulePrefixes.length > 1) throw malformed('more than one <Prefix> in <Rule>')
+  if (rulePrefixes.length === 1 && filters.length === 1) throw malformed('<Rule> cannot have both <Prefix> and <Filter>')
+  const legacyPrefix = rulePrefixes.length === 1
+  const filter = legacyPrefix
+    ? { ...emptyFilter(), prefix: xmlText(rule, 'Prefix', true) ?? '' }
+    : filters.length === 0
+      ? emptyFilter()
+      : parseFilter(filters[0] as XmlNode)
 
   const expirations = xmlChildren(rule, 'Expiration')
   if (expirations.length > 1) throw malformed('more than one <Expiration> in <Rule>')
@@ -175,10 +203,53 @@ function parseRule(rule: XmlNode): LifecycleRule {
     }
     abortIncompleteMpuDays = days
   }
-  if (expiration === null && abortIncompleteMpuDays === null) {
-    throw invalid('a rule needs at least one action (<Expiration> or <AbortIncompleteMultipartUpload>)')
+  const transitions = xmlChildren(rule, 'Transition').map(parseTransition)
+  const noncurrentTransitions = xmlChildren(rule, 'NoncurrentVersionTransition').map(parseNoncurrentTransition)
+  if (expiration === null && abortIncompleteMpuDays === null && transitions.length === 0 && noncurrentTransitions.length === 0) {
+    throw invalid('At least one action needs to be specified in a rule')
   }
-  return { id, enabled: status === 'Enabled', filter, expiration, abortIncompleteMpuDays }
+  const out: LifecycleRule = { id, enabled: status === 'Enabled', filter, expiration, abortIncompleteMpuDays }
+  if (legacyPrefix) out.legacyPrefix = true
+  if (transitions.length > 0) out.transitions = transitions
+  if (noncurrentTransitions.length > 0) out.noncurrentTransitions = noncurrentTransitions
+  return out
+}
+
+function parseStorageClass(node: XmlNode, where: string): string {
+  const sc = xmlText(node, 'StorageClass')
+  if (sc === undefined) throw malformed(`<${where}> needs <StorageClass>`)
+  if (!TRANSITION_STORAGE_CLASSES.has(sc)) throw malformed(`invalid <StorageClass> '${sc.slice(0, 32)}' in <${where}>`)
+  return sc
+}
+
+function parseTransition(node: XmlNode): LifecycleTransition {
+  for (const name of xmlChildNames(node)) {
+    if (name !== 'Days' && name !== 'Date' && name !== 'StorageClass') throw malformed(`unexpected <${name}> in <Transition>`)
+  }
+  const storageClass = parseStorageClass(node, 'Transition')
+  const days = parseCount(node, 'Days', 0)
+  const date = xmlText(node, 'Date')
+  if (days !== undefined && date !== undefined) throw invalid('cannot have both <Days> and <Date> in <Transition>')
+  if (days !== undefined) return { when: { t: 'days', days }, storageClass }
+  if (date === undefined) throw invalid('<Transition> must contain either <Days> or <Date>')
+  const parsed = parseLifecycleDate(date)
+  if (parsed === undefined) {
+    throw new ApiError('InvalidArgument', `'Date' must be at midnight GMT, got '${date.slice(0, 40)}'`)
+  }
+  return { when: { t: 'date', date: parsed }, storageClass }
+}
+
+function parseNoncurrentTransition(node: XmlNode): LifecycleNoncurrentTransition {
+  for (const name of xmlChildNames(node)) {
+    if (name !== 'NoncurrentDays' && name !== 'NewerNoncurrentVersions' && name !== 'StorageClass') {
+      throw malformed(`unexpected <${name}> in <NoncurrentVersionTransition>`)
+    }
+  }
+  const storageClass = parseStorageClass(node, 'NoncurrentVersionTransition')
+  const noncurrentDays = parseCount(node, 'NoncurrentDays', 0)
+  if (noncurrentDays === undefined) throw malformed('<NoncurrentVersionTransition> needs <NoncurrentDays>')
+  const newer = parseCount(node, 'NewerNoncurrentVersions', 1)
+  return { noncurrentDays, newerNoncurrentVersions: newer ?? null, storageClass }
 }
 
 function emptyFilter(): LifecycleFilter {

@@ -30,6 +30,22 @@ export interface LifecycleFilter {
 /** Expire objects a number of days after their creation, or from a date (`YYYY-MM-DD`) on. */
 export type LifecycleExpiration = { t: 'days'; days: number } | { t: 'date'; date: string }
 
+/**
+ * A `<Transition>` to another storage class. Stored and returned as AWS does, never applied:
+ * every object stays in the one storage class this store has (STANDARD).
+ */
+export interface LifecycleTransition {
+  when: LifecycleExpiration
+  storageClass: string
+}
+
+/** A `<NoncurrentVersionTransition>`: stored and returned, never applied (see {@link LifecycleTransition}). */
+export interface LifecycleNoncurrentTransition {
+  noncurrentDays: number
+  newerNoncurrentVersions: number | null
+  storageClass: string
+}
+
 /** One lifecycle rule, as stored in the bucket's parameters. */
 export interface LifecycleRule {
   id: string | null
@@ -37,6 +53,10 @@ export interface LifecycleRule {
   filter: LifecycleFilter
   expiration: LifecycleExpiration | null
   abortIncompleteMpuDays: number | null
+  /** The prefix was given in the deprecated `<Rule><Prefix>` form (and is rendered back so). */
+  legacyPrefix?: boolean
+  transitions?: LifecycleTransition[]
+  noncurrentTransitions?: LifecycleNoncurrentTransition[]
 }
 
 /**

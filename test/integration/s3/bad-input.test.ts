@@ -62,6 +62,14 @@ async function signedSend(r: RawRequest, framing?: Framing): Promise<Outcome> {
   return sendRaw(rawOf(r, signed, signed.body, framing))
 }
 
+/** Signs `r`, then replaces (or, with `undefined`, removes) its Authorization header. */
+async function withAuthorization(r: RawRequest, authorization: string | undefined): Promise<Outcome> {
+  const signed = await signRequest(node, r)
+  if (authorization === undefined) delete signed.headers.authorization
+  else signed.headers.authorization = authorization
+  return sendRaw(rawOf(r, signed, signed.body))
+}
+
 const path = (key: string): string => `/${node.bucket}/${key}`
 const KiB = 1024
 
@@ -209,6 +217,39 @@ describe('bad input: headers, names, digests and bodies', () => {
       run: () => signedSend({ method: 'PUT', path: '/Bad_Name' }),
       status: 400,
       code: 'InvalidBucketName',
+    },
+    {
+      // s3-tests test_object_create_bad_authorization_empty: no credential at all is anonymous.
+      name: 'an empty Authorization header',
+      run: () => withAuthorization({ method: 'PUT', path: path('bad/auth-empty'), body: 'x' }, ''),
+      status: 403,
+      code: 'AccessDenied',
+      unchanged: absent('bad/auth-empty'),
+    },
+    {
+      name: 'no Authorization header',
+      run: () => withAuthorization({ method: 'PUT', path: path('bad/auth-none'), body: 'x' }, undefined),
+      status: 403,
+      code: 'AccessDenied',
+      unchanged: absent('bad/auth-none'),
+    },
+    {
+      name: 'an Authorization scheme S3 does not know (Bearer)',
+      run: () => withAuthorization({ method: 'PUT', path: path('bad/auth-bearer'), body: 'x' }, 'Bearer abc'),
+      status: 400,
+      code: 'InvalidArgument',
+      unchanged: absent('bad/auth-bearer'),
+    },
+    {
+      name: 'an AWS4 algorithm other than AWS4-HMAC-SHA256 (SigV4a)',
+      run: () =>
+        withAuthorization(
+          { method: 'PUT', path: path('bad/auth-v4a'), body: 'x' },
+          'AWS4-ECDSA-P256-SHA256 Credential=GK1/20260101/s3/aws4_request, SignedHeaders=host, Signature=00',
+        ),
+      status: 400,
+      code: 'InvalidRequest',
+      unchanged: absent('bad/auth-v4a'),
     },
     {
       name: 'a Content-MD5 of another body',

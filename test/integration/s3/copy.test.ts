@@ -13,6 +13,7 @@ import {
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
   HeadObjectCommand,
+  ListPartsCommand,
   PutObjectCommand,
   type S3Client,
   UploadPartCopyCommand,
@@ -278,7 +279,7 @@ describe('UploadPartCopy', () => {
     assert.ok(got.equals(Buffer.concat([source, Buffer.from('tiny inline source')])), 'content of the copy')
   })
 
-  test('an invalid range is InvalidArgument, an unknown upload NoSuchUpload, conditions apply', async () => {
+  test('a malformed range is InvalidArgument, one past the source InvalidRange, an unknown upload NoSuchUpload, conditions apply', async () => {
     const key = 'upc/errors'
     const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: node.bucket, Key: key }))
     const send = (extra: Partial<ConstructorParameters<typeof UploadPartCopyCommand>[0]>) =>
@@ -292,9 +293,15 @@ describe('UploadPartCopy', () => {
           ...extra,
         }),
       )
-    for (const range of [`bytes=0-${source.length}`, 'bytes=10-5', 'bytes=abc', 'bytes=-5']) {
+    for (const range of ['bytes=10-5', 'bytes=abc', 'bytes=-5']) {
       await assert.rejects(send({ CopySourceRange: range }), s3Error('InvalidArgument', 400))
     }
+    // s3-tests' test_multipart_copy_invalid_range: a well-formed range past the end of the source.
+    for (const range of [`bytes=0-${source.length}`, `bytes=0-${source.length + 16}`]) {
+      await assert.rejects(send({ CopySourceRange: range }), s3Error('InvalidRange', 416))
+    }
+    const parts = await s3.send(new ListPartsCommand({ Bucket: node.bucket, Key: key, UploadId }))
+    assert.equal(parts.Parts?.length ?? 0, 0, 'a refused UploadPartCopy stores no part')
     await assert.rejects(send({ UploadId: randomBytes(32).toString('hex') }), s3Error('NoSuchUpload', 404))
     await assert.rejects(send({ CopySourceIfMatch: '"nope"' }), s3Error('PreconditionFailed', 412))
   })

@@ -102,6 +102,36 @@ describe('lifecycle configuration', () => {
     )
   })
 
+  test('the deprecated rule-level Prefix and transitions are stored and read back in the form given', async () => {
+    const Bucket = node.bucket
+    const xml =
+      '<LifecycleConfiguration>' +
+      '<Rule><ID>old-style</ID><Prefix>logs/</Prefix><Status>Enabled</Status><Expiration><Days>7</Days></Expiration></Rule>' +
+      '<Rule><ID>cold</ID><Filter><Prefix>archive/</Prefix></Filter><Status>Enabled</Status>' +
+      '<Transition><Days>30</Days><StorageClass>STANDARD_IA</StorageClass></Transition>' +
+      '<Transition><Date>2031-01-01T00:00:00Z</Date><StorageClass>GLACIER</StorageClass></Transition>' +
+      '<NoncurrentVersionTransition><NoncurrentDays>10</NoncurrentDays><NewerNoncurrentVersions>2</NewerNoncurrentVersions><StorageClass>GLACIER</StorageClass></NoncurrentVersionTransition>' +
+      '</Rule></LifecycleConfiguration>'
+    const put = await putLifecycleXml(Bucket, xml)
+    assert.equal(put.status, 200, put.text)
+    const rules = (await s3.send(new GetBucketLifecycleConfigurationCommand({ Bucket }))).Rules ?? []
+    assert.equal(rules[0]?.Prefix, 'logs/')
+    assert.equal(rules[0]?.Filter, undefined, 'a rule-level Prefix is not turned into a Filter')
+    assert.equal(rules[0]?.Expiration?.Days, 7)
+    assert.deepEqual(rules[1]?.Filter, { Prefix: 'archive/' })
+    assert.deepEqual(
+      rules[1]?.Transitions?.map((t) => [t.Days, t.Date?.toISOString(), t.StorageClass]),
+      [
+        [30, undefined, 'STANDARD_IA'],
+        [undefined, '2031-01-01T00:00:00.000Z', 'GLACIER'],
+      ],
+    )
+    assert.deepEqual(rules[1]?.NoncurrentVersionTransitions, [
+      { NoncurrentDays: 10, NewerNoncurrentVersions: 2, StorageClass: 'GLACIER' },
+    ])
+    await s3.send(new DeleteBucketLifecycleCommand({ Bucket }))
+  })
+
   test('unsupported or invalid rules are refused and leave the stored configuration unchanged', async () => {
     const Bucket = node.bucket
     const good =
@@ -111,18 +141,24 @@ describe('lifecycle configuration', () => {
     const cases: Array<[string, string, number, string]> = [
       ['broken XML', '<LifecycleConfiguration><Rule>', 400, 'MalformedXML'],
       [
-        'rule-level Prefix',
-        rule('<Status>Enabled</Status><Prefix>x/</Prefix><Expiration><Days>1</Days></Expiration>'),
+        'rule-level Prefix next to a Filter',
+        rule('<Status>Enabled</Status><Prefix>x/</Prefix><Filter></Filter><Expiration><Days>1</Days></Expiration>'),
         400,
         'MalformedXML',
       ],
       [
-        'Transition',
+        'Transition to an unknown storage class',
         rule(
-          '<Status>Enabled</Status><Filter></Filter><Transition><Days>1</Days><StorageClass>GLACIER</StorageClass></Transition>',
+          '<Status>Enabled</Status><Filter></Filter><Transition><Days>1</Days><StorageClass>COLD</StorageClass></Transition>',
         ),
-        501,
-        'NotImplemented',
+        400,
+        'MalformedXML',
+      ],
+      [
+        'Transition without StorageClass',
+        rule('<Status>Enabled</Status><Filter></Filter><Transition><Days>1</Days></Transition>'),
+        400,
+        'MalformedXML',
       ],
       [
         'NoncurrentVersionExpiration',
@@ -182,6 +218,7 @@ describe('lifecycle worker', () => {
     await put('keep/a', 10)
     await put('tmp/a', 10)
     await put('other', 10)
+    await put('legacy/a', 10)
     const mpu = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key: 'mpu/file' }))
     const otherMpu = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key: 'elsewhere/file' }))
     // A bucket without rules, whose objects must never be touched.
@@ -201,6 +238,10 @@ describe('lifecycle worker', () => {
             },
             { ID: 'off', Status: 'Disabled', Filter: { Prefix: 'keep/' }, Expiration: { Days: 1 } },
             { ID: 'tmp', Status: 'Enabled', Filter: { Prefix: 'tmp/' }, Expiration: { Date: threeDays } },
+            // The deprecated rule-level prefix selects like a Filter prefix.
+            { ID: 'legacy', Status: 'Enabled', Prefix: 'legacy/', Expiration: { Days: 1 } },
+            // A transition is stored, never applied: `other` stays readable.
+            { ID: 'cold', Status: 'Enabled', Filter: { Prefix: 'other' }, Transitions: [{ Days: 0, StorageClass: 'GLACIER' }] },
             {
               ID: 'mpu',
               Status: 'Enabled',
@@ -215,6 +256,7 @@ describe('lifecycle worker', () => {
     // Created today: one day later its age is still 0 full days (counted from the next midnight).
     await advanceTo(1)
     assert.ok(await objectExists(s3, Bucket, 'logs/small'), 'logs/small is not expired after one day')
+    assert.ok(await objectExists(s3, Bucket, 'legacy/a'), 'legacy/a is not expired after one day')
     const uploads1 = await s3.send(new ListMultipartUploadsCommand({ Bucket }))
     assert.equal(uploads1.Uploads?.length, 2)
 
@@ -223,7 +265,8 @@ describe('lifecycle worker', () => {
     assert.ok(await objectExists(s3, Bucket, 'logs/big'), 'logs/big is too large for the rule')
     assert.ok(await objectExists(s3, Bucket, 'keep/a'), 'keep/a is under a disabled rule')
     assert.ok(await objectExists(s3, Bucket, 'tmp/a'), 'tmp/a expires on its date only')
-    assert.ok(await objectExists(s3, Bucket, 'other'), 'other matches no rule')
+    assert.ok(await objectExists(s3, Bucket, 'other'), 'other is only under a transition')
+    assert.equal(await objectExists(s3, Bucket, 'legacy/a'), false, 'legacy/a expired by its rule-level prefix')
     assert.ok(await objectExists(s3, node.bucket, 'logs/small'), 'a bucket without rules is untouched')
     const uploads2 = await s3.send(new ListMultipartUploadsCommand({ Bucket }))
     assert.deepEqual(
@@ -239,7 +282,7 @@ describe('lifecycle worker', () => {
     assert.equal(await objectExists(s3, Bucket, 'tmp/a'), false, 'tmp/a expired on its date')
     assert.ok(await objectExists(s3, Bucket, 'logs/big'), 'logs/big still there')
     const info = node.node.status().workers.find((x) => x.name === 'object lifecycle worker')?.info
-    assert.equal(info?.objectsExpired, 2)
+    assert.equal(info?.objectsExpired, 3)
     assert.equal(info?.uploadsAborted, 1)
   })
 })

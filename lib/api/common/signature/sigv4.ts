@@ -359,10 +359,18 @@ function parseAuthorizationHeader(authorization: string, headers: IncomingHttpHe
   const sp = authorization.indexOf(' ')
   const algorithm = sp < 0 ? authorization : authorization.slice(0, sp)
   if (algorithm !== AWS4_HMAC_SHA256) {
-    throw new ApiError(
-      'InvalidRequest',
-      'The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.',
-    )
+    // AWS4-ECDSA-P256-SHA256 (SigV4a) and other AWS4 variants: AWS's answer for a mechanism it
+    // knows but does not accept here. Any other scheme (`Bearer`, `Basic`, ...): 400
+    // InvalidArgument "Unsupported Authorization Type", as S3 answers it.
+    if (algorithm.startsWith('AWS4-')) {
+      throw new ApiError(
+        'InvalidRequest',
+        'The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.',
+      )
+    }
+    throw new ApiError('InvalidArgument', 'Unsupported Authorization Type', {
+      extra: { ArgumentName: 'Authorization', ArgumentValue: authorization.slice(0, 200) },
+    })
   }
   const fields = new Map<string, string>()
   for (const part of authorization.slice(sp + 1).split(',')) {
@@ -494,7 +502,9 @@ export function verifyRequest(head: RequestHead, opts: VerifyOptions): Authentic
   const params = parseQuery(head.rawQuery)
   const presigned = params.some((p) => p.key.toLowerCase() === 'x-amz-algorithm')
   const authorization = header(head.headers, 'authorization')
-  if (!presigned && authorization === undefined) return undefined
+  // An empty Authorization header is no credential at all: the request is anonymous, and refused
+  // with 403 AccessDenied unless the bucket allows anonymous access (as S3 answers it).
+  if (!presigned && (authorization === undefined || authorization.trim() === '')) return undefined
 
   const auth = presigned
     ? parsePresigned(params, head.headers, now)
