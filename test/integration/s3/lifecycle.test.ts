@@ -148,9 +148,7 @@ describe('lifecycle configuration', () => {
       ],
       [
         'Transition to an unknown storage class',
-        rule(
-          '<Status>Enabled</Status><Filter></Filter><Transition><Days>1</Days><StorageClass>COLD</StorageClass></Transition>',
-        ),
+        rule('<Status>Enabled</Status><Filter></Filter><Transition><Days>1</Days><StorageClass>COLD</StorageClass></Transition>'),
         400,
         'MalformedXML',
       ],
