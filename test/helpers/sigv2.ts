@@ -48,6 +48,8 @@ export interface V2Parts {
   query?: Record<string, string>
   /** The bucket, when the Host header names it (virtual-hosted style). */
   virtualHostBucket?: string
+  /** Sub-resources signed beyond AWS's list (MinIO and s3cmd sign `encryption`, `retention`...). */
+  extraSubResources?: readonly string[]
 }
 
 /** StringToSign = Verb \n MD5 \n Type \n Date \n CanonicalizedAmzHeaders CanonicalizedResource */
@@ -63,7 +65,7 @@ export function v2StringToSign(p: V2Parts): string {
     .map((k) => `${k}:${(amz.get(k) as string[]).join(',')}\n`)
     .join('')
   const subs = Object.entries(p.query ?? {})
-    .filter(([k]) => SUB_RESOURCES.includes(k))
+    .filter(([k]) => SUB_RESOURCES.includes(k) || (p.extraSubResources ?? []).includes(k))
     .sort(([a], [b]) => (a < b ? -1 : 1))
     .map(([k, v]) => (v === '' ? k : `${k}=${v}`))
   const resource =
@@ -102,6 +104,7 @@ export interface V2Request {
   virtualHostBucket?: string
   /** Replace the Authorization header with this value. */
   authorization?: string
+  extraSubResources?: readonly string[]
 }
 
 /** Builds a request signed with `Authorization: AWS <key>:<signature>`, for {@link sendRequest}. */
@@ -125,6 +128,7 @@ export function signV2Request(node: SigningTarget, r: V2Request): SignedRequest 
     path: r.path,
     query: r.query,
     virtualHostBucket: r.virtualHostBucket,
+    extraSubResources: r.extraSubResources,
   })
   headers.authorization = r.authorization ?? `AWS ${credentials.accessKeyId}:${v2Signature(credentials.secretAccessKey, toSign)}`
   const qs = queryString(r.query ?? {})

@@ -92,6 +92,23 @@ describe('Signature V2: Authorization header', () => {
     assert.equal(loc.status, 200, loc.text)
   })
 
+  test('?encryption and ?retention are accepted signed either way (botocore leaves them out, MinIO and s3cmd sign them)', async () => {
+    const path = `/${node.bucket}`
+    const botocore = await v2({ method: 'GET', path, query: { encryption: '' } })
+    const minio = await v2({ method: 'GET', path, query: { encryption: '' }, extraSubResources: ['encryption'] })
+    for (const r of [botocore, minio]) {
+      assert.notEqual(r.status, 403, r.text)
+      assert.ok(r.status === 200 || xmlField(r.text, 'Code') === 'ServerSideEncryptionConfigurationNotFoundError', r.text)
+    }
+    // The resource still counts: a signature of the plain bucket GET is not one of ?uploads.
+    const uploads = await v2({ method: 'GET', path, query: { uploads: '' } })
+    assert.equal(uploads.status, 200, uploads.text)
+    const signedPlain = signV2Request(node, { method: 'GET', path })
+    const replayed = await sendRequest({ ...signedPlain, url: new URL(`${signedPlain.url.href}?uploads`) })
+    assert.equal(replayed.status, 403, replayed.text)
+    assert.equal(xmlField(replayed.text, 'Code'), 'SignatureDoesNotMatch')
+  })
+
   test('virtual-hosted style puts the bucket in the signed resource', async () => {
     const port = new URL(node.endpoint).port
     const host = `${node.bucket}.${ROOT}:${port}`

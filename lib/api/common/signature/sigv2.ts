@@ -68,6 +68,20 @@ export const V2_SUB_RESOURCES: ReadonlySet<string> = new Set([
   'website',
 ])
 
+/**
+ * The sub-resources botocore signs (`HmacV1Auth.QSAOfInterest`), which boto3 and the AWS CLI
+ * use with `signature_version = s3`. It differs from {@link V2_SUB_RESOURCES} (MinIO's and
+ * s3cmd's list) on `encryption`, `legal-hold` and `retention` (not signed by botocore) and on
+ * `storageClass` and `defaultObjectAcl` (signed by botocore only). A request naming one of these
+ * is checked against both forms, so both families of clients work.
+ * @internal
+ */
+export const BOTOCORE_V2_SUB_RESOURCES: ReadonlySet<string> = new Set([
+  ...[...V2_SUB_RESOURCES].filter((k) => k !== 'encryption' && k !== 'legal-hold' && k !== 'retention'),
+  'storageClass',
+  'defaultObjectAcl',
+])
+
 /** The parts of an HTTP request that V2 covers. @internal */
 export interface RequestHeadV2 extends RequestHead {
   /**
@@ -149,10 +163,15 @@ export function canonicalAmzHeaders(
  * `name` or `name=value`, after `?` and joined with `&`).
  * @internal
  */
-export function canonicalResourceV2(rawPath: string, params: readonly QueryParam[], virtualHostBucket?: string): string {
+export function canonicalResourceV2(
+  rawPath: string,
+  params: readonly QueryParam[],
+  virtualHostBucket?: string,
+  subResources: ReadonlySet<string> = V2_SUB_RESOURCES,
+): string {
   const path = rawPath === '' ? '/' : rawPath
   let out = virtualHostBucket === undefined ? path : `/${virtualHostBucket}${path}`
-  const subs = params.filter((p) => V2_SUB_RESOURCES.has(p.key))
+  const subs = params.filter((p) => subResources.has(p.key))
   subs.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
   if (subs.length > 0) out += `?${subs.map((p) => (p.value === '' ? p.key : `${p.key}=${p.value}`)).join('&')}`
   return out
@@ -306,6 +325,12 @@ export function verifyRequestV2(head: RequestHeadV2, opts: VerifyV2Options): Aut
     }
   }
 
+  // botocore's canonical resource, where it differs (see BOTOCORE_V2_SUB_RESOURCES): the same
+  // string to sign but for the resource line, which is always last.
+  const botoResource = canonicalResourceV2(head.rawPath, params, head.virtualHostBucket, BOTOCORE_V2_SUB_RESOURCES)
+  if (botoResource !== resource) {
+    for (const c of [...candidates]) candidates.push(c.slice(0, c.length - resource.length) + botoResource)
+  }
   const secret = opts.lookupSecret(accessKeyId)
   if (secret === undefined) throw unknownKey(accessKeyId)
   for (const toSign of candidates) {

@@ -411,7 +411,15 @@ describe('requests signed by @smithy/signature-v4', () => {
     )
     assert.throws(() => verifyRequest(without('x-amz-date'), garageOpts), isApiError('AccessDenied', /Date/))
     const withAuth = (authorization: string) => ({ ...head, headers: { ...head.headers, authorization } })
-    assert.throws(() => verifyRequest(withAuth('AWS AKID:c2ln'), garageOpts), isApiError('InvalidRequest'))
+    // Schemes other than AWS4-*: "Unsupported Authorization Type" (V2 is dispatched before this).
+    assert.throws(() => verifyRequest(withAuth('AWS AKID:c2ln'), garageOpts), isApiError('InvalidArgument', /Unsupported/))
+    assert.throws(() => verifyRequest(withAuth('Bearer token'), garageOpts), isApiError('InvalidArgument', /Unsupported/))
+    assert.throws(
+      () => verifyRequest(withAuth('AWS4-ECDSA-P256-SHA256 Credential=x'), garageOpts),
+      isApiError('InvalidRequest', /AWS4-HMAC-SHA256/),
+    )
+    // An empty header carries no credential: the request is anonymous.
+    assert.equal(verifyRequest(withAuth('  '), garageOpts), undefined)
     assert.throws(
       () => verifyRequest(withAuth('AWS4-HMAC-SHA256 Credential=x'), garageOpts),
       isApiError('AuthorizationHeaderMalformed'),
