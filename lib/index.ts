@@ -47,7 +47,7 @@ export type {
   WorkerInfoResp,
   WorkerStateResp,
 } from './api/admin/contract.ts'
-export { ADMIN_API_ROUTES, type AdminApiRoute } from './api/admin/contract.ts'
+export { ADMIN_API_ROUTES, type AdminApiRoute } from './api/admin/routes.ts'
 export { createGarageNode, type GarageNode, type GarageNodeOptions, type NodeStatus, type NodeTiming } from './node.ts'
 export type {
   BucketInfo,

@@ -173,3 +173,28 @@ test('only lib/cli reads the GARAGE_TS_TEST_* timing variables (the library take
   }
   assert.deepEqual(offenders, [], 'files outside lib/cli mentioning GARAGE_TS_TEST_*')
 })
+
+test('TypeBox (the admin contract) is loaded only on demand: not by the barrel, the CLI or a node serving S3', async () => {
+  // Static value imports (not `import type`, not dynamic `import()`) reachable from the entry
+  // points; the admin server loads validate.ts and openapi.ts with `import()` on first use.
+  const entries = ['index.ts', 'node.ts', 'cli/main.ts'].map((f) => join(LIB, f))
+  const seen = new Set<string>()
+  const chains = new Map<string, string>(entries.map((e) => [e, relative(LIB, e)]))
+  const loaders: string[] = []
+  const todo = [...entries]
+  while (todo.length > 0) {
+    const file = todo.pop() as string
+    if (seen.has(file)) continue
+    seen.add(file)
+    for (const { spec, typeOnly } of importsOf(await readFile(file, 'utf8'))) {
+      if (typeOnly) continue
+      if (spec === '@sinclair/typebox' || spec.startsWith('@sinclair/typebox/')) loaders.push(chains.get(file) as string)
+      if (!spec.startsWith('.')) continue
+      const target = resolve(dirname(file), spec)
+      if (!chains.has(target)) chains.set(target, `${chains.get(file)} → ${relative(LIB, target)}`)
+      todo.push(target)
+    }
+  }
+  assert.ok(seen.has(join(LIB, 'api/admin/api-server.ts')), 'the walk reaches the admin server')
+  assert.deepEqual(loaders, [], 'import chains that load TypeBox eagerly')
+})

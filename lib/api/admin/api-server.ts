@@ -23,10 +23,9 @@ import * as layout from './layout.ts'
 import { LOCAL_ADMIN_ENDPOINTS } from './node-endpoints.ts'
 import { handleNodeScoped } from './node-rpc.ts'
 import type { NodeMetrics } from '../common/metrics.ts'
-import { buildOpenApiDocument } from './openapi.ts'
 import { ADMIN_ENDPOINTS, type AdminEndpointName, parseAdminRoute } from './router.ts'
 import { readJsonBody } from './request.ts'
-import { AdminRequestValidator } from './validate.ts'
+import type { AdminRequestValidator } from './validate.ts'
 import * as special from './special.ts'
 import * as token from './token.ts'
 
@@ -54,8 +53,12 @@ export class AdminApiServer implements ApiHandler {
   readonly name = 'admin'
   readonly #d: AdminApiDeps
   readonly #log: Logger
-  #openApi: string | undefined
-  readonly #validator = new AdminRequestValidator()
+  #openApi: Promise<string> | undefined
+  /**
+   * Loaded with the first `/v2/` request: validation compiles the contract with TypeBox, which
+   * adds ≈ 15–25 MB to the RSS of a node that may never be administered over HTTP.
+   */
+  #validator: Promise<AdminRequestValidator> | undefined
 
   constructor(deps: AdminApiDeps, log: Logger) {
     this.#d = deps
@@ -100,8 +103,8 @@ export class AdminApiServer implements ApiHandler {
         case 'CheckDomain':
           return await special.handleCheckDomain({ garage: d.garage, settings: d.settings, query: route.query })
         case 'GetOpenApi':
-          this.#openApi ??= JSON.stringify(buildOpenApiDocument(), null, 2)
-          return { status: 200, headers: { 'content-type': 'application/json', ...CORS }, body: this.#openApi }
+          this.#openApi ??= import('./openapi.ts').then((m) => JSON.stringify(m.buildOpenApiDocument(), null, 2))
+          return { status: 200, headers: { 'content-type': 'application/json', ...CORS }, body: await this.#openApi }
         case 'Metrics':
           await this.#authorizeMetrics(req)
           return await special.handleMetrics(d)
@@ -111,7 +114,9 @@ export class AdminApiServer implements ApiHandler {
     }
     const caller = await this.#authorize(req, route.name)
     const body = ADMIN_ENDPOINTS[route.name].method === 'POST' ? await readJsonBody(req) : undefined
-    this.#validator.check(route.name, route.query, body)
+    this.#validator ??= import('./validate.ts').then((m) => new m.AdminRequestValidator())
+    const validator = await this.#validator
+    validator.check(route.name, route.query, body)
     const ctx: AdminContext = { ...d, query: route.query, body, caller }
     const result = await dispatch(route.name, ctx)
     return { status: 200, headers: { 'content-type': 'application/json', ...CORS }, body: JSON.stringify(result, null, 2) }

@@ -693,32 +693,6 @@ export const ADMIN_API = {
 /** The name of an admin API v2 endpoint (`/v2/<name>`; also the name a token's scope lists). */
 export type AdminApiEndpointName = keyof typeof ADMIN_API
 
-/** How one admin API v2 endpoint is called over HTTP (from the contract). */
-export interface AdminApiRoute {
-  /** `GET` or `POST` (`/v2/<Endpoint>`). */
-  readonly method: 'GET' | 'POST'
-  /** Addresses nodes with `?node=<id>|self|*` and answers `{ success, error }` per node. */
-  readonly perNode: boolean
-  /** Names of the request fields that travel in the query string (besides `node`). */
-  readonly queryParams: readonly string[]
-}
-
-/**
- * Every admin API v2 endpoint's method, query parameters and per-node flag, derived from the
- * same contract the server validates requests with, so a client built on it cannot drift.
- */
-export const ADMIN_API_ROUTES: Readonly<Record<AdminApiEndpointName, AdminApiRoute>> = Object.fromEntries(
-  Object.entries(ADMIN_API).map(([name, c]: [string, EndpointContract]) => {
-    const properties = (c.query as { properties?: Record<string, unknown> } | undefined)?.properties ?? {}
-    const route: AdminApiRoute = {
-      method: c.method,
-      perNode: c.perNode === true,
-      queryParams: Object.keys(properties).filter((k) => k !== 'node'),
-    }
-    return [name, route]
-  }),
-) as Record<AdminApiEndpointName, AdminApiRoute>
-
 type Contract = typeof ADMIN_API
 type StaticOf<S> = S extends TSchema ? Static<S> : never
 

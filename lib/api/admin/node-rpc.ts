@@ -15,7 +15,8 @@ import type { Logger } from '../../util/logger.ts'
 import type { AdminContext, AdminNodeView, MultiResponse, NodeAdminContext } from './context.ts'
 import { ADMIN_ERROR_STATUS, AdminError, type AdminErrorCode, badRequest, toAdminError } from './errors.ts'
 import { queryParam } from './request.ts'
-import type { ADMIN_ENDPOINTS, AdminEndpointName } from './router.ts'
+import type { ADMIN_API } from './contract.ts'
+import type { AdminEndpointName } from './router.ts'
 
 /** A node-scoped request as it travels to another node: the endpoint and its parsed request. */
 export interface AdminLocalRequest {
@@ -31,7 +32,7 @@ export const ADMIN_LOCAL_RPC = defineEndpoint<AdminLocalRequest, AdminLocalRespo
 
 /** Names of the endpoints that address nodes (`perNode` in the router). */
 export type NodeScopedEndpoint = {
-  [K in AdminEndpointName]: (typeof ADMIN_ENDPOINTS)[K] extends { perNode: true } ? K : never
+  [K in AdminEndpointName]: (typeof ADMIN_API)[K] extends { perNode: true } ? K : never
 }[AdminEndpointName]
 
 /**

@@ -4,18 +4,20 @@
  * endpoint name is also the name a token's scope lists.
  */
 import { checkQueryEncoding } from '../common/validate.ts'
-import { ADMIN_API } from './contract.ts'
+import type { AdminApiEndpointName } from './contract.ts'
 import { AdminError } from './errors.ts'
+import { ADMIN_API_ROUTES } from './routes.ts'
 
 type Method = 'GET' | 'POST'
 
 /**
  * Every v2 endpoint, with its HTTP method and whether it addresses nodes (`?node=`): the
- * contract's table (contract.ts), which also declares each one's query, body and response.
+ * contract's (contract.ts, which also declares each one's query, body and response), as plain
+ * data (routes.ts), so that routing does not load TypeBox.
  */
-export const ADMIN_ENDPOINTS = ADMIN_API
+export const ADMIN_ENDPOINTS = ADMIN_API_ROUTES
 
-export type AdminEndpointName = keyof typeof ADMIN_ENDPOINTS
+export type AdminEndpointName = AdminApiEndpointName
 
 /** Endpoints outside `/v2/`; `Metrics` is also a scope name. */
 export type SpecialEndpointName = 'Options' | 'Health' | 'CheckDomain' | 'Metrics' | 'GetOpenApi'

@@ -4,9 +4,10 @@
  */
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import type { ADMIN_API } from '../../../lib/api/admin/contract.ts'
+import { ADMIN_API, type EndpointContract } from '../../../lib/api/admin/contract.ts'
 import { buildOpenApiDocument } from '../../../lib/api/admin/openapi.ts'
 import { ADMIN_ENDPOINTS, parseAdminRoute } from '../../../lib/api/admin/router.ts'
+import { ADMIN_API_ROUTES } from '../../../lib/api/admin/routes.ts'
 import { AdminRequestValidator, fieldName } from '../../../lib/api/admin/validate.ts'
 import { AdminError } from '../../../lib/api/admin/errors.ts'
 import { assertMatchesContract } from '../../helpers/admin.ts'
@@ -101,11 +102,11 @@ describe('the OpenAPI document', () => {
   test('describes every routed endpoint under /v2/<name> with its method and operation id', () => {
     assert.deepEqual(
       Object.keys(doc.paths).sort(),
-      Object.keys(ADMIN_ENDPOINTS)
+      Object.keys(ADMIN_API)
         .map((n) => `/v2/${n}`)
         .sort(),
     )
-    for (const [name, ep] of Object.entries(ADMIN_ENDPOINTS)) {
+    for (const [name, ep] of Object.entries(ADMIN_API)) {
       const op = doc.paths[`/v2/${name}`]?.[ep.method.toLowerCase()]
       assert.equal(op?.operationId, name)
       assert.equal(parseAdminRoute(ep.method, `/v2/${name}`).name, name)
@@ -152,5 +153,17 @@ describe('ADMIN_API_ROUTES (what the CLI calls with)', () => {
     assert.deepEqual(ADMIN_API_ROUTES.CreateBucket, { method: 'POST', perNode: false, queryParams: [] })
     // Every endpoint the router serves has a route, and no other.
     assert.deepEqual(Object.keys(ADMIN_API_ROUTES).sort(), Object.keys(ADMIN_ENDPOINTS).sort())
+  })
+
+  test('the plain table (routes.ts, no TypeBox) is exactly what the contract declares', () => {
+    assert.deepEqual(Object.keys(ADMIN_API_ROUTES).sort(), Object.keys(ADMIN_API).sort())
+    for (const [name, c] of Object.entries(ADMIN_API) as Array<[keyof typeof ADMIN_API, EndpointContract]>) {
+      const properties = (c.query as { properties?: Record<string, unknown> } | undefined)?.properties ?? {}
+      assert.deepEqual(
+        ADMIN_API_ROUTES[name],
+        { method: c.method, perNode: c.perNode === true, queryParams: Object.keys(properties).filter((k) => k !== 'node') },
+        name,
+      )
+    }
   })
 })
