@@ -20,7 +20,7 @@ import { ApiError } from '../common/errors.ts'
 import type { ApiHandler, ApiResponse, RequestContext } from '../common/server.ts'
 import { parseChecksumHeaders, requestBodyStages } from '../common/signature/body.ts'
 import { type AuthenticatedV2, isSignatureV2, verifyRequestV2 } from '../common/signature/sigv2.ts'
-import { type Authenticated, parseQuery, verifyRequest } from '../common/signature/sigv4.ts'
+import { type Authenticated, parseQuery, SigningKeyCache, verifyRequest } from '../common/signature/sigv4.ts'
 import { authorityToHost, hostToBucket } from '../common/host.ts'
 import { checkQueryEncoding } from '../common/validate.ts'
 import {
@@ -63,6 +63,8 @@ export class S3ApiServer implements ApiHandler {
   readonly name = 's3'
   readonly #garage: Garage
   readonly #settings: S3Settings
+  /** SigV4 signing keys per (secret, date): four HMACs saved on every request after a client's first of the day. */
+  readonly #signingKeys = new SigningKeyCache()
   readonly #log: Logger
   constructor(garage: Garage, settings: S3Settings, log: Logger) {
     this.#garage = garage
@@ -229,7 +231,7 @@ export class S3ApiServer implements ApiHandler {
   ): Authenticated | undefined {
     return verifyRequest(
       { method, rawPath, rawQuery, headers: req.headers },
-      { region: this.#settings.region, service: 's3', lookupSecret },
+      { region: this.#settings.region, service: 's3', lookupSecret, signingKeys: this.#signingKeys },
     )
   }
 

@@ -10,6 +10,7 @@ export {
   canonicalRequest,
   canonicalUri,
   type RequestHead,
+  SigningKeyCache,
   signingKey,
   stringToSign,
   type VerifyOptions,

@@ -35,6 +35,8 @@ export interface VerifyOptions {
   now?: number
   /** The secret of an access key, or undefined if no such key exists (→ InvalidAccessKeyId). */
   lookupSecret(accessKeyId: string): string | undefined
+  /** Remembers derived signing keys across requests (one per server); derived each time without. */
+  signingKeys?: SigningKeyCache
 }
 
 /** A request whose signature checked out. @internal */
@@ -246,6 +248,42 @@ export function signingKey(secret: string, date: string, region: string, service
   const kRegion = createHmac('sha256', kDate).update(region).digest()
   const kService = createHmac('sha256', kRegion).update(service).digest()
   return createHmac('sha256', kService).update('aws4_request').digest()
+}
+
+/**
+ * Signing keys already derived, per (secret, date, region, service): a key is four chained
+ * HMACs, ≈ 10–20 µs of CPU, and a client signs every request of a day with the same one. The
+ * secret itself is part of the cache key, so a changed or deleted secret never finds a stale
+ * entry (and a lookup still goes through `lookupSecret` first: a deleted key is refused as
+ * before). Bounded: the oldest entry leaves when {@link SigningKeyCache.capacity} is reached.
+ * @internal
+ */
+export class SigningKeyCache {
+  readonly capacity: number
+  readonly #keys = new Map<string, Buffer>()
+
+  constructor(capacity = 1024) {
+    this.capacity = capacity
+  }
+
+  /** The signing key, from the cache or derived (and remembered). */
+  get(secret: string, date: string, region: string, service: string): Buffer {
+    // NUL cannot occur in a date, region or service name, so the fields cannot run together.
+    const id = `${date}\0${region}\0${service}\0${secret}`
+    const hit = this.#keys.get(id)
+    if (hit !== undefined) return hit
+    const key = signingKey(secret, date, region, service)
+    if (this.#keys.size >= this.capacity) {
+      const oldest = this.#keys.keys().next()
+      if (oldest.done !== true) this.#keys.delete(oldest.value)
+    }
+    this.#keys.set(id, key)
+    return key
+  }
+
+  get size(): number {
+    return this.#keys.size
+  }
 }
 
 /** HMAC-SHA256 of `data` with `key`. @internal */
@@ -536,7 +574,9 @@ export function verifyRequest(head: RequestHead, opts: VerifyOptions): Authentic
     auth.payloadHash,
   )
   const toSign = stringToSign(auth.datetime, auth.scope, canonical)
-  const key = signingKey(secret, auth.datetime.slice(0, 8), opts.region, opts.service)
+  const date = auth.datetime.slice(0, 8)
+  const key =
+    opts.signingKeys?.get(secret, date, opts.region, opts.service) ?? signingKey(secret, date, opts.region, opts.service)
   if (!signatureMatches(hmacSha256(key, toSign), auth.signature)) {
     throw new ApiError(
       'SignatureDoesNotMatch',

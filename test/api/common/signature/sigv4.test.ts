@@ -13,6 +13,7 @@ import {
   canonicalUri,
   parseAmzDate,
   type RequestHead,
+  SigningKeyCache,
   signingKey,
   stringToSign,
   type VerifyOptions,
@@ -506,5 +507,56 @@ describe('presigned URLs from @smithy/signature-v4', () => {
     )
     const noSig = head.rawQuery.replace(/&?X-Amz-Signature=[0-9a-f]+/, '')
     assert.throws(() => verifyRequest({ ...head, rawQuery: noSig }, garageOpts), isApiError('AuthorizationHeaderMalformed'))
+  })
+})
+
+describe('SigningKeyCache', () => {
+  const headers = (): IncomingHttpHeaders => ({
+    host: 'examplebucket.s3.amazonaws.com',
+    range: 'bytes=0-9',
+    'x-amz-content-sha256': EMPTY,
+    'x-amz-date': '20130524T000000Z',
+    authorization: `AWS4-HMAC-SHA256 Credential=${AK}/20130524/us-east-1/s3/aws4_request,SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41`,
+  })
+  const head = (): RequestHead => ({ method: 'GET', rawPath: '/test.txt', rawQuery: '', headers: headers() })
+
+  test('gives the derived key, once per (secret, date, region, service)', () => {
+    const cache = new SigningKeyCache()
+    const k = cache.get(SK, '20130524', 'us-east-1', 's3')
+    assert.deepEqual(k, signingKey(SK, '20130524', 'us-east-1', 's3'))
+    assert.equal(cache.get(SK, '20130524', 'us-east-1', 's3'), k, 'the same Buffer the second time')
+    assert.equal(cache.size, 1)
+    for (const [secret, date, region, service] of [
+      [`${SK}x`, '20130524', 'us-east-1', 's3'],
+      [SK, '20130525', 'us-east-1', 's3'],
+      [SK, '20130524', 'eu-west-1', 's3'],
+      [SK, '20130524', 'us-east-1', 'k2v'],
+    ] as const) {
+      assert.deepEqual(cache.get(secret, date, region, service), signingKey(secret, date, region, service))
+    }
+    assert.equal(cache.size, 5)
+  })
+
+  test('is bounded: the oldest entry leaves first', () => {
+    const cache = new SigningKeyCache(2)
+    cache.get('a', '20130524', 'r', 's3')
+    cache.get('b', '20130524', 'r', 's3')
+    cache.get('c', '20130524', 'r', 's3')
+    assert.equal(cache.size, 2)
+    assert.deepEqual(cache.get('a', '20130524', 'r', 's3'), signingKey('a', '20130524', 'r', 's3'))
+    assert.equal(cache.size, 2)
+  })
+
+  test('verifyRequest with a cache accepts what it accepts without, and refuses a changed or deleted secret', () => {
+    const cache = new SigningKeyCache()
+    let secret: string | undefined = SK
+    const opts: VerifyOptions = { ...docOpts, lookupSecret: (id) => (id === AK ? secret : undefined), signingKeys: cache }
+    assert.equal(verifyRequest(head(), opts)?.accessKeyId, AK)
+    assert.equal(verifyRequest(head(), opts)?.accessKeyId, AK, 'again, from the cache')
+    assert.equal(cache.size, 1)
+    secret = `${SK}-rotated`
+    assert.throws(() => verifyRequest(head(), opts), isApiError('SignatureDoesNotMatch'))
+    secret = undefined
+    assert.throws(() => verifyRequest(head(), opts), isApiError('InvalidAccessKeyId'))
   })
 })
