@@ -15,7 +15,8 @@ import type { Logger } from '../util/logger.ts'
 import { TableData } from '../table/data.ts'
 import { InsertQueueWorker } from '../table/queue.ts'
 import { TableAntiEntropy } from '../table/sync.ts'
-import { NetAppTableTransport, registerTableHandler } from '../table/rpc.ts'
+import { TableBatch } from '../table/batch.ts'
+import { NetAppTableTransport, registerTableBatchHandler, registerTableHandler } from '../table/rpc.ts'
 import type { NodeId, TableReplication } from '../table/replication.ts'
 import type { TableSchema } from '../table/schema.ts'
 import { Table, type TableTransport } from '../table/table.ts'
@@ -103,6 +104,8 @@ export class Garage {
   readonly access: AccessResolver
   readonly uploads: UploadGuard
   readonly lifecycle: LifecycleWorker
+  /** Inserts into several tables with one request per node (one round trip, one transaction each). */
+  readonly tableBatch: TableBatch
   readonly #tables: Array<Table<unknown>> = []
   /** Merkle updater, tombstone GC and sync worker of each table. */
   readonly #antiEntropy: Array<TableAntiEntropy<unknown>> = []
@@ -195,6 +198,15 @@ export class Garage {
       { bucket: this.bucketTable, alias: this.bucketAliasTable, key: this.keyTable },
       { cluster: o.cluster !== undefined },
     )
+    this.tableBatch = new TableBatch(this.#tables, {
+      self: o.self,
+      transaction: (fn) => o.db.transaction(fn),
+      log: o.log.withTag('table:batch'),
+      ...(transport === undefined ? {} : { transport }),
+      ...(o.rpcTimeoutMs === undefined ? {} : { timeoutMs: o.rpcTimeoutMs }),
+      ...(cluster === undefined ? {} : { signal: cluster.signal }),
+    })
+    if (cluster !== undefined) registerTableBatchHandler(cluster.netApp, this.tableBatch)
     this.uploads = new UploadGuard(o.db)
     this.lifecycle = new LifecycleWorker({
       db: o.db,

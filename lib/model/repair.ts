@@ -23,6 +23,7 @@ import type { Logger } from '../util/logger.ts'
 import type { Garage } from './garage.ts'
 import type { BlockRefEntry } from './s3/block-ref-table.ts'
 import type { MpuEntry } from './s3/mpu-table.ts'
+import type { ObjectEntry } from './s3/object-table.ts'
 import { deletedVersion, type VersionEntry } from './s3/version-table.ts'
 
 /** The scrub worker's commands (`garage repair scrub <cmd>`). */
@@ -204,31 +205,41 @@ const EMPTY = new Uint8Array(0)
 
 async function repairVersion(g: Garage, v: VersionEntry): Promise<boolean> {
   if (v.deleted) return false
-  let referenced: boolean
+  // The local copy first: a write that sends an object row (or an upload) and the version it
+  // announces together (TableBatch.insertInOrder) merges both in one transaction on every node
+  // that stores the version, so this node may hold them before the quorum does. Only a
+  // reference this node does not hold either is looked for at quorum.
   if (v.backlink.t === 'object') {
-    const o = await g.objectTable.get(v.backlink.bucketId, utf8(v.backlink.key))
-    referenced = o?.versions.some((x) => compareBytes(x.uuid, v.uuid) === 0 && x.state.t !== 'aborted') ?? false
+    const key = utf8(v.backlink.key)
+    const refers = (o: ObjectEntry | undefined): boolean =>
+      o?.versions.some((x) => compareBytes(x.uuid, v.uuid) === 0 && x.state.t !== 'aborted') ?? false
+    if (refers(g.objectTable.data.read(v.backlink.bucketId, key))) return false
+    if (refers(await g.objectTable.get(v.backlink.bucketId, key))) return false
   } else {
-    const u = await g.mpuTable.get(v.backlink.uploadId, EMPTY)
-    referenced = u !== undefined && !u.deleted
+    const live = (u: MpuEntry | undefined): boolean => u !== undefined && !u.deleted
+    if (live(g.mpuTable.data.read(v.backlink.uploadId, EMPTY))) return false
+    if (live(await g.mpuTable.get(v.backlink.uploadId, EMPTY))) return false
   }
-  if (referenced) return false
   await g.versionTable.insert(deletedVersion(v.uuid, v.backlink))
   return true
 }
 
 async function repairMpu(g: Garage, u: MpuEntry): Promise<boolean> {
   if (u.deleted) return false
-  const o = await g.objectTable.get(u.bucketId, utf8(u.key))
-  const referenced =
+  const refers = (o: ObjectEntry | undefined): boolean =>
     o?.versions.some((x) => compareBytes(x.uuid, u.uploadId) === 0 && x.state.t === 'uploading' && x.state.multipart) ?? false
-  if (referenced) return false
+  // The local copy first, as for versions: CreateMultipartUpload sends both rows together.
+  if (refers(g.objectTable.data.read(u.bucketId, utf8(u.key)))) return false
+  if (refers(await g.objectTable.get(u.bucketId, utf8(u.key)))) return false
   await g.mpuTable.insert({ ...u, deleted: true, parts: [] })
   return true
 }
 
 async function repairBlockRef(g: Garage, r: BlockRefEntry): Promise<boolean> {
   if (r.deleted) return false
+  // The local copy first, as for versions: a version and its references may arrive together.
+  const local = g.versionTable.data.read(r.version, EMPTY)
+  if (local !== undefined && !local.deleted) return false
   const v = await g.versionTable.get(r.version, EMPTY)
   if (v !== undefined && !v.deleted) return false
   await g.blockRefTable.insert({ ...r, deleted: true })

@@ -9,7 +9,8 @@ import { defineEndpoint } from '../net/endpoint.ts'
 import type { NetApp } from '../net/netapp.ts'
 import { GarageError } from '../util/errors.ts'
 import type { NodeId } from './replication.ts'
-import type { Table, TableCallOptions, TableRequest, TableTransport } from './table.ts'
+import type { TableBatch } from './batch.ts'
+import type { Table, TableBatchRequest, TableCallOptions, TableRequest, TableTransport } from './table.ts'
 
 /** The endpoint of table `tableName`. Part of the wire protocol: never rename a table. @internal */
 export function tableEndpoint(tableName: string): RpcEndpoint<TableRequest, Uint8Array[]> {
@@ -19,6 +20,21 @@ export function tableEndpoint(tableName: string): RpcEndpoint<TableRequest, Uint
 /** Answers `table`'s requests from other nodes on `netApp`. @internal */
 export function registerTableHandler<E>(netApp: NetApp, table: Table<E>): void {
   netApp.handle(tableEndpoint(table.name), (req) => table.handle(parseTableRequest(req)))
+}
+
+/**
+ * The endpoint of cross-table batches ({@link TableBatch}). Part of the wire protocol; a node
+ * without it (older than this endpoint) answers an error, which counts against the quorum.
+ * @internal
+ */
+export const TABLE_BATCH_ENDPOINT = defineEndpoint<TableBatchRequest, null>('table/_batch')
+
+/** Answers other nodes' cross-table batches on `netApp`. @internal */
+export function registerTableBatchHandler(netApp: NetApp, batch: TableBatch): void {
+  netApp.handle(TABLE_BATCH_ENDPOINT, (req) => {
+    batch.handle(parseTableBatchRequest(req))
+    return null
+  })
 }
 
 /** Calls other nodes' tables through NetApp. @internal */
@@ -41,6 +57,37 @@ export class NetAppTableTransport implements TableTransport {
     }
     return res
   }
+
+  async callBatch(node: NodeId, request: TableBatchRequest, options: TableCallOptions = {}): Promise<void> {
+    await this.#net.call(node, TABLE_BATCH_ENDPOINT, request, { priority: 'normal', ...options })
+  }
+}
+
+/**
+ * Checks the shape of a batch received from a peer.
+ * @throws GarageError GARAGE_ERR_DECODE for anything else.
+ * @internal
+ */
+export function parseTableBatchRequest(v: unknown): TableBatchRequest {
+  const r = v as { items?: unknown } | null
+  if (typeof r === 'object' && r !== null && Array.isArray(r.items)) {
+    const items: TableBatchRequest['items'] = []
+    for (const i of r.items as unknown[]) {
+      const it = i as { table?: unknown; entries?: unknown } | null
+      if (
+        typeof it !== 'object' ||
+        it === null ||
+        typeof it.table !== 'string' ||
+        !Array.isArray(it.entries) ||
+        !it.entries.every((e) => e instanceof Uint8Array)
+      ) {
+        throw new GarageError('GARAGE_ERR_DECODE', 'malformed table batch')
+      }
+      items.push({ table: it.table, entries: it.entries as Uint8Array[] })
+    }
+    return { items }
+  }
+  throw new GarageError('GARAGE_ERR_DECODE', 'malformed table batch')
 }
 
 /**

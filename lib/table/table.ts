@@ -31,6 +31,16 @@ export interface TableCallOptions {
 /** Sends a table request to a remote node (lib/table/rpc.ts over NetApp). Absent on a single node. */
 export interface TableTransport {
   call(node: NodeId, table: string, request: TableRequest, options?: TableCallOptions): Promise<Uint8Array[]>
+  /**
+   * Sends the entries of several tables in one request (see {@link TableBatch}); without it a
+   * batch makes one call per table and node, at the same time.
+   */
+  callBatch?(node: NodeId, request: TableBatchRequest, options?: TableCallOptions): Promise<void>
+}
+
+/** Entries of several tables for one node, merged there in one transaction. @internal */
+export interface TableBatchRequest {
+  items: Array<{ table: string; entries: Uint8Array[] }>
 }
 
 export interface TableOptions<E> {
@@ -55,6 +65,17 @@ export interface RangeQuery<E> {
 
 /** Most entries one range call asks each node for (a getRange may take several rounds). */
 const RANGE_PAGE = 1000
+
+/** Where the entries of one insert go (see {@link Table.planInsert}). @internal */
+export interface InsertPlan {
+  /** The table's name. */
+  table: string
+  /** The encoded entries each node stores. */
+  byNode: Map<NodeId, Uint8Array[]>
+  /** Every write set that must reach `quorum`, by its members joined with `,`. */
+  sets: Map<string, NodeId[]>
+  quorum: number
+}
 
 interface Answer {
   node: NodeId
@@ -115,6 +136,28 @@ export class Table<E> {
   }
 
   async #insertMany(entries: readonly E[]): Promise<void> {
+    const plan = this.planInsert(entries)
+    // This node alone: its own error is the answer (no quorum to speak of).
+    if (plan.byNode.size === 1 && plan.byNode.has(this.#self)) {
+      this.handle({ op: 'update', entries: plan.byNode.get(this.#self) as Uint8Array[] })
+      return
+    }
+    await this.#rpc.tryWriteManySets(
+      [...plan.sets.values()],
+      plan.quorum,
+      (node, signal) => this.#call(node, { op: 'update', entries: plan.byNode.get(node) ?? [] }, signal),
+      this.#signal === undefined ? {} : { signal: this.#signal },
+    )
+  }
+
+  /**
+   * Where an insert of `entries` goes: the encoded entries each node stores, every write set
+   * that must reach the write quorum, and that quorum. Shared with {@link TableBatch}, which
+   * sends the plans of several tables in one request per node.
+   * @throws GarageError GARAGE_ERR_SORT_KEY for a sort key the table refuses (before any call).
+   * @internal
+   */
+  planInsert(entries: readonly E[]): InsertPlan {
     const byNode = new Map<NodeId, Uint8Array[]>()
     const sets = new Map<string, NodeId[]>()
     // Refused here, before any replica is asked, so the caller gets the typed error (not a
@@ -134,17 +177,12 @@ export class Table<E> {
         else l.push(raw)
       }
     }
-    // This node alone: its own error is the answer (no quorum to speak of).
-    if (byNode.size === 1 && byNode.has(this.#self)) {
-      this.handle({ op: 'update', entries: byNode.get(this.#self) as Uint8Array[] })
-      return
-    }
-    await this.#rpc.tryWriteManySets(
-      [...sets.values()],
-      this.#replication.writeQuorum(),
-      (node, signal) => this.#call(node, { op: 'update', entries: byNode.get(node) ?? [] }, signal),
-      this.#signal === undefined ? {} : { signal: this.#signal },
-    )
+    return { table: this.name, byNode, sets, quorum: this.#replication.writeQuorum() }
+  }
+
+  /** Takes the replication's write lock (see {@link insertMany}); returns its release. @internal */
+  lockWrites(): (() => void) | undefined {
+    return this.#replication.lockWrites?.()
   }
 
   /**

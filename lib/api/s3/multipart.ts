@@ -19,6 +19,7 @@ import type { Garage } from '../../model/garage.ts'
 import { deletedMpu, type MpuEntry, type MpuPart } from '../../model/s3/mpu-table.ts'
 import { isSseS3, type ObjectData, type ObjectEntry, type ObjectMeta, type ObjectVersion } from '../../model/s3/object-table.ts'
 import { deletedVersion, type VersionBlock, versionBlock } from '../../model/s3/version-table.ts'
+import { batchItem } from '../../table/batch.ts'
 import { bytesEqual, genUuid, type Hash, toHex, type Uuid, utf8 } from '../../util/data.ts'
 import { isoDate, nextTimestamp } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
@@ -119,14 +120,13 @@ export async function beginPart(garage: Garage, upload: Upload, partNumber: numb
     size: null,
     checksum: null,
   }
-  await garage.mpuTable.insert(mpuUpdate(upload, part))
-  await garage.versionTable.insert({
-    uuid: part.version,
-    deleted: false,
-    blocks: [],
-    partsEtags: [],
-    backlink: { t: 'mpu', uploadId: upload.uploadId },
-  })
+  // One round trip, the upload row before the version on every node (TableBatch.insertInOrder).
+  await garage.tableBatch.insertInOrder([
+    batchItem(garage.mpuTable, [mpuUpdate(upload, part)]),
+    batchItem(garage.versionTable, [
+      { uuid: part.version, deleted: false, blocks: [], partsEtags: [], backlink: { t: 'mpu', uploadId: upload.uploadId } },
+    ]),
+  ])
   return part
 }
 
@@ -295,7 +295,7 @@ export async function handleCreateMultipartUpload(ctx: BucketCtx, key: string): 
   const cipher = enc === undefined ? undefined : newObjectCipher(enc, ctx.bucketId, uploadId, key)
   const encryption = cipher?.sealMeta(headers)
   const clearHeaders = cipher?.sealsMetadata === true ? [] : headers
-  await g.objectTable.insert({
+  const uploading: ObjectEntry = {
     bucketId: ctx.bucketId,
     key,
     versions: [
@@ -310,8 +310,12 @@ export async function handleCreateMultipartUpload(ctx: BucketCtx, key: string): 
         },
       },
     ],
-  })
-  await g.mpuTable.insert({ uploadId, deleted: false, parts: [], ts, bucketId: ctx.bucketId, key })
+  }
+  // One round trip, the object row before the upload row on every node (TableBatch.insertInOrder).
+  await g.tableBatch.insertInOrder([
+    batchItem(g.objectTable, [uploading]),
+    batchItem(g.mpuTable, [{ uploadId, deleted: false, parts: [], ts, bucketId: ctx.bucketId, key }]),
+  ])
   const xml = renderXml('InitiateMultipartUploadResult', { Bucket: ctx.bucketName, Key: key, UploadId: toHex(uploadId) })
   const out: Record<string, string> = { 'content-type': 'application/xml' }
   if (cipher !== undefined) Object.assign(out, cipher.responseHeaders())
@@ -530,15 +534,22 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
     if (v === undefined || v.deleted) throw new ApiError('InvalidPart', `Part ${(chosen[i] as MpuPart).partNumber} is gone`)
     for (const b of v.blocks) blocks.push(versionBlock(i + 1, b.offset, b.hash, b.size))
   })
-  await g.versionTable.insert({
-    uuid: uploadId,
-    deleted: false,
-    blocks,
-    partsEtags: chosen.map((p, i) => [i + 1, p.etag]),
-    backlink: { t: 'object', bucketId: ctx.bucketId, key: ep.key },
-  })
   const refs = uniqueHashes(blocks).map((block) => ({ block, version: uploadId, deleted: false }))
-  for (let i = 0; i < refs.length; i += 1000) await g.blockRefTable.insertMany(refs.slice(i, i + 1000))
+  // The final version with its first 1000 references in one round trip, the version first on
+  // every node (TableBatch.insertInOrder); any further references 1000 at a time.
+  await g.tableBatch.insertInOrder([
+    batchItem(g.versionTable, [
+      {
+        uuid: uploadId,
+        deleted: false,
+        blocks,
+        partsEtags: chosen.map((p, i): [number, string] => [i + 1, p.etag]),
+        backlink: { t: 'object', bucketId: ctx.bucketId, key: ep.key },
+      },
+    ]),
+    batchItem(g.blockRefTable, refs.slice(0, 1000)),
+  ])
+  for (let i = 1000; i < refs.length; i += 1000) await g.blockRefTable.insertMany(refs.slice(i, i + 1000))
 
   const md5 = createHash('md5')
   for (const p of chosen) md5.update(Buffer.from(p.etag, 'hex'))

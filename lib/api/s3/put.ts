@@ -12,6 +12,7 @@ import type { Garage } from '../../model/garage.ts'
 import { countObject } from '../../model/index-counter.ts'
 import type { ObjectEntry, ObjectMeta, ObjectVersion } from '../../model/s3/object-table.ts'
 import { type VersionBacklink, versionBlock } from '../../model/s3/version-table.ts'
+import { batchItem } from '../../table/batch.ts'
 import { blake2sum, genUuid, type Hash, toHex, type Uuid, utf8 } from '../../util/data.ts'
 import { nextTimestamp } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
@@ -242,14 +243,15 @@ export async function saveStream(
   }
   garage.uploads.begin(versionId, bucketId, key, ts)
   try {
-    await garage.objectTable.insert({ bucketId, key, versions: [uploading] })
-    await garage.versionTable.insert({
-      uuid: versionId,
-      deleted: false,
-      blocks: [],
-      partsEtags: [],
-      backlink: { t: 'object', bucketId, key },
-    })
+    // The `uploading` row and the empty version row in one round trip (Garage: two), in one
+    // transaction on each node that stores both, so that no node holds the version without the
+    // row that announces it (see TableBatch.insertInOrder and docs/design/round-trips.md).
+    await garage.tableBatch.insertInOrder([
+      batchItem(garage.objectTable, [{ bucketId, key, versions: [uploading] }]),
+      batchItem(garage.versionTable, [
+        { uuid: versionId, deleted: false, blocks: [], partsEtags: [], backlink: { t: 'object', bucketId, key } },
+      ]),
+    ])
     const backlink = { t: 'object' as const, bucketId, key }
     const { size, firstHash } = await writeBlocks(garage, versionId, backlink, 1, first, chunker, cipher)
     const { stored, meta } = seal(objectMetaFrom(await result, size, headers, opts.checksumAlgorithm))
@@ -348,15 +350,14 @@ export async function writeBlocks(
     // All three are settled before a failure is reported: the caller then deletes the version,
     // and that deletion must not overtake a version entry or reference still in flight (a late
     // entry would be dropped by the deleted row's merge and leave its block referenced forever).
+    // The version entry and the reference travel in one request per node (TableBatch).
     const task = Promise.allSettled([
-      garage.versionTable.insert({
-        uuid: versionId,
-        deleted: false,
-        blocks: [versionBlock(partNumber, at, hash, plainSize)],
-        partsEtags: [],
-        backlink,
-      }),
-      garage.blockRefTable.insert({ block: hash, version: versionId, deleted: false }),
+      garage.tableBatch.insert([
+        batchItem(garage.versionTable, [
+          { uuid: versionId, deleted: false, blocks: [versionBlock(partNumber, at, hash, plainSize)], partsEtags: [], backlink },
+        ]),
+        batchItem(garage.blockRefTable, [{ block: hash, version: versionId, deleted: false }]),
+      ]),
       garage.blockManager.putBlock(hash, data),
     ]).then((results) => {
       for (const r of results) if (r.status === 'rejected') failure ??= r.reason

@@ -1,0 +1,173 @@
+/**
+ * Inserts into several tables as one write: each node gets one request carrying every entry it
+ * stores, whatever the table, and merges them in one transaction. A request that writes an
+ * object row and a version row, or a version entry and its block reference, then costs one
+ * round trip and one RPC per node instead of one per table (Garage sends these as separate
+ * RPCs at the same time, or one after the other).
+ *
+ * The guarantee is the one of {@link Table.insertMany} for every table: the write resolves when
+ * every write set of every entry has reached the write quorum. A node's answer counts for every
+ * set it belongs to, which is right because it received every entry whose write sets include
+ * it. Entries are not atomic across nodes (a node may have merged the batch while another did
+ * not), exactly as separate inserts: callers only batch writes whose order does not matter.
+ * @internal
+ */
+import type { Transaction } from '../db/db.ts'
+import { RpcHelper } from '../rpc/rpc-helper.ts'
+import { GarageError } from '../util/errors.ts'
+import type { Logger } from '../util/logger.ts'
+import type { NodeId } from './replication.ts'
+import type { InsertPlan, Table, TableBatchRequest, TableTransport } from './table.ts'
+
+/** Entries for one table of a batch (build with {@link batchItem}, which keeps the types paired). @internal */
+export interface BatchItem {
+  readonly table: Table<unknown>
+  readonly entries: readonly unknown[]
+}
+
+/** One table's part of a batch. @internal */
+export function batchItem<E>(table: Table<E>, entries: readonly E[]): BatchItem {
+  return { table: table as Table<unknown>, entries }
+}
+
+export interface TableBatchOptions {
+  self: NodeId
+  /** Runs a function in one transaction of the database every table of the batch lives in. */
+  transaction: <T>(fn: (tx: Transaction) => T) => T
+  log: Logger
+  transport?: TableTransport
+  /** Deadline of a batch write (`rpc_timeout_msec`). Default 300 s. */
+  timeoutMs?: number
+  /** Aborted when the node stops. */
+  signal?: AbortSignal
+}
+
+export class TableBatch {
+  readonly #o: TableBatchOptions
+  readonly #rpc: RpcHelper
+  readonly #tables = new Map<string, Table<unknown>>()
+
+  constructor(tables: ReadonlyArray<Table<unknown>>, options: TableBatchOptions) {
+    this.#o = options
+    for (const t of tables) this.#tables.set(t.name, t)
+    this.#rpc = new RpcHelper({
+      log: options.log,
+      ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+    })
+  }
+
+  /**
+   * Writes every item, each at its table's write quorum, with one request per node.
+   * @throws QuorumError when a write set of any entry cannot reach its quorum in time.
+   */
+  async insert(items: readonly BatchItem[]): Promise<void> {
+    const live = items.filter((i) => i.entries.length > 0)
+    if (live.length === 0) return
+    for (const i of live) {
+      if (this.#tables.get(i.table.name) !== i.table) {
+        throw new GarageError('GARAGE_ERR_INTERNAL', `table ${i.table.name} is not part of this batch writer`)
+      }
+    }
+    const quorums = new Set<number>()
+    const plans: InsertPlan[] = []
+    const unlocks: Array<() => void> = []
+    try {
+      for (const i of live) {
+        const unlock = i.table.lockWrites()
+        if (unlock !== undefined) unlocks.push(unlock)
+        const plan = i.table.planInsert(i.entries)
+        plans.push(plan)
+        quorums.add(plan.quorum)
+      }
+      const transport = this.#o.transport
+      // Tables with different write quorums (or a transport without batches) are written
+      // separately, still at the same time: the same round trips, more requests.
+      if (quorums.size > 1 || (transport?.callBatch === undefined && !this.#localOnly(plans))) {
+        await Promise.all(live.map((i) => i.table.insertMany(i.entries)))
+        return
+      }
+      const byNode = new Map<NodeId, TableBatchRequest>()
+      const sets = new Map<string, NodeId[]>()
+      for (const plan of plans) {
+        for (const [k, set] of plan.sets) sets.set(k, set)
+        for (const [node, entries] of plan.byNode) {
+          let req = byNode.get(node)
+          if (req === undefined) {
+            req = { items: [] }
+            byNode.set(node, req)
+          }
+          req.items.push({ table: plan.table, entries })
+        }
+      }
+      // This node alone: its own error is the answer (no quorum to speak of).
+      if (byNode.size === 1 && byNode.has(this.#o.self)) {
+        this.handle(byNode.get(this.#o.self) as TableBatchRequest)
+        return
+      }
+      await this.#rpc.tryWriteManySets(
+        [...sets.values()],
+        plans[0]?.quorum ?? 1,
+        async (node, signal) => {
+          const req = byNode.get(node) ?? { items: [] }
+          if (node === this.#o.self) {
+            this.handle(req)
+            return
+          }
+          await (transport as Required<TableTransport>).callBatch(node, req, { signal })
+        },
+        this.#o.signal === undefined ? {} : { signal: this.#o.signal },
+      )
+    } finally {
+      for (const u of unlocks) u()
+    }
+  }
+
+  /**
+   * Writes the items so that no node ever holds an item's entries without those of the items
+   * before it (an object row before the version it announces, a version before the block
+   * references that point at it): in one request per node, merged in one transaction, when every
+   * node that stores an item also stores every item before it; otherwise one item after the
+   * other, each at its write quorum first (two round trips instead of one).
+   * @throws QuorumError when a write set cannot reach its quorum in time (later items are then
+   * not written when the items are written in sequence).
+   */
+  async insertInOrder(items: readonly BatchItem[]): Promise<void> {
+    const live = items.filter((i) => i.entries.length > 0)
+    if (this.#colocated(live)) {
+      await this.insert(live)
+      return
+    }
+    for (const i of live) await i.table.insertMany(i.entries)
+  }
+
+  /** True when every node storing an item of `items` stores every item before it. */
+  #colocated(items: readonly BatchItem[]): boolean {
+    let before: Set<NodeId> | undefined
+    for (const i of items) {
+      const nodes = new Set(i.table.planInsert(i.entries).byNode.keys())
+      if (before !== undefined) for (const n of nodes) if (!before.has(n)) return false
+      before = before === undefined ? nodes : new Set([...before].filter((n) => nodes.has(n)))
+    }
+    return true
+  }
+
+  #localOnly(plans: readonly InsertPlan[]): boolean {
+    return plans.every((p) => p.byNode.size === 1 && p.byNode.has(this.#o.self))
+  }
+
+  /**
+   * Merges a batch addressed to this node (the RPC handler's body), every table in one
+   * transaction: the rows and the cascades their hooks queue commit together.
+   * @throws GarageError GARAGE_ERR_DECODE for a table this node does not have.
+   */
+  handle(request: TableBatchRequest): void {
+    const work = request.items.map((i) => {
+      const table = this.#tables.get(i.table)
+      if (table === undefined) throw new GarageError('GARAGE_ERR_DECODE', `table batch names an unknown table: ${i.table}`)
+      return { table, entries: i.entries.map((r) => table.schema.codec.decode(r)) }
+    })
+    this.#o.transaction((tx) => {
+      for (const { table, entries } of work) for (const e of entries) table.data.updateInTx(tx, e)
+    })
+  }
+}

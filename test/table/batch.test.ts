@@ -1,0 +1,246 @@
+/**
+ * Cross-table batches (lib/table/batch.ts) on three in-process nodes: real NetApp transports on
+ * 127.0.0.1 and real lmdb stores. One request per node carries every table's entries and each
+ * node merges them in one transaction; insertInOrder falls back to one table after the other when
+ * a node would store a later item without an earlier one.
+ */
+import assert from 'node:assert/strict'
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { type TestContext, test } from 'node:test'
+import { openLmdb } from '../../lib/db/lmdb.ts'
+import type { NetCallEvent } from '../../lib/net/netapp.ts'
+import { batchItem, TableBatch } from '../../lib/table/batch.ts'
+import { TableData } from '../../lib/table/data.ts'
+import type { NodeId, SyncPartitions, TableReplication } from '../../lib/table/replication.ts'
+import {
+  NetAppTableTransport,
+  parseTableBatchRequest,
+  registerTableBatchHandler,
+  registerTableHandler,
+} from '../../lib/table/rpc.ts'
+import { hashPartitionKey, type TableSchema } from '../../lib/table/schema.ts'
+import { Table } from '../../lib/table/table.ts'
+import { defineCodec } from '../../lib/util/codec.ts'
+import { utf8 } from '../../lib/util/data.ts'
+import { GarageError, QuorumError } from '../../lib/util/errors.ts'
+import { silentLogger } from '../../lib/util/logger.ts'
+import { eventually } from '../helpers/eventually.ts'
+import { newSecret, startNode } from '../net/net-fixtures.ts'
+
+interface Row {
+  pk: string
+  sk: string
+  n: number
+}
+
+/** A max-merged row table; its hook refuses n = 666 (to show that a batch commits as one). */
+const schemaOf = (tableName: string): TableSchema<Row> => ({
+  tableName,
+  codec: defineCodec<Row>(`T${tableName}1`),
+  partitionKey: (e) => utf8(e.pk),
+  sortKey: (e) => utf8(e.sk),
+  partitionHash: hashPartitionKey,
+  merge: (a, b) => ({ ...a, n: Math.max(a.n, b.n) }),
+  isTombstone: () => false,
+  updated: (_tx, _old, next) => {
+    if (next?.n === 666) throw new Error('the hook refuses 666')
+  },
+})
+
+/** Entries on `nodes` (one write set), self first, quorums of two. */
+class FixedReplication implements TableReplication {
+  readonly antiEntropyIntervalMs = Number.POSITIVE_INFINITY
+  readonly #nodes: NodeId[]
+  constructor(self: NodeId, nodes: NodeId[]) {
+    this.#nodes = nodes.includes(self) ? [self, ...nodes.filter((n) => n !== self)] : nodes
+  }
+  storageNodes(): NodeId[] {
+    return this.#nodes
+  }
+  readNodes(): NodeId[] {
+    return this.#nodes
+  }
+  readQuorum(): number {
+    return 2
+  }
+  writeSets(): NodeId[][] {
+    return [this.#nodes]
+  }
+  writeQuorum(): number {
+    return 2
+  }
+  partitionOf(): number {
+    return 0
+  }
+  syncPartitions(): SyncPartitions {
+    return { layoutVersion: 0, partitions: [] }
+  }
+}
+
+interface BatchNode {
+  id: NodeId
+  a: Table<Row>
+  b: Table<Row>
+  batch: TableBatch
+  local(table: 'a' | 'b', sk: string): number | undefined
+}
+
+/**
+ * Three nodes with tables `a` (on all three) and `b` (on all three, or on nodes 1 and 2 only with
+ * `bOnLastTwo`); node `silent` registers no batch handler (an older node).
+ */
+async function threeNodes(t: TestContext, o: { bOnLastTwo?: boolean; silent?: number } = {}): Promise<BatchNode[]> {
+  const secret = newSecret()
+  const nets = await Promise.all([0, 1, 2].map(() => startNode(t, secret)))
+  for (const x of nets) for (const y of nets) if (x !== y) await x.net.connect(y.key.id, y.addr)
+  const ids = nets.map((n) => n.key.id)
+  const stop = new AbortController()
+  const out: BatchNode[] = []
+  for (const [i, { net, key }] of nets.entries()) {
+    const dir = await mkdtemp(join(tmpdir(), 'garage-table-batch-'))
+    const db = await openLmdb(dir, { fsync: false })
+    const transport = new NetAppTableTransport(net)
+    const make = (name: string, nodes: NodeId[]): Table<Row> => {
+      const schema = schemaOf(name)
+      const table = new Table<Row>({
+        schema,
+        data: new TableData(schema, db),
+        replication: new FixedReplication(key.id, nodes),
+        self: key.id,
+        log: silentLogger,
+        transport,
+        signal: stop.signal,
+        timeoutMs: 5000,
+      })
+      registerTableHandler(net, table)
+      return table
+    }
+    const a = make('a', ids)
+    const b = make('b', o.bOnLastTwo === true ? ids.slice(1) : ids)
+    const batch = new TableBatch([a, b] as Array<Table<unknown>>, {
+      self: key.id,
+      transaction: (fn) => db.transaction(fn),
+      log: silentLogger,
+      transport,
+      timeoutMs: 5000,
+      signal: stop.signal,
+    })
+    if (o.silent !== i) registerTableBatchHandler(net, batch)
+    t.after(async () => {
+      stop.abort()
+      await net.close()
+      await db.close()
+      await rm(dir, { recursive: true, force: true })
+    })
+    out.push({
+      id: key.id,
+      a,
+      b,
+      batch,
+      local: (table, sk) => (table === 'a' ? a : b).data.read(utf8('p'), utf8(sk))?.n,
+    })
+  }
+  return out
+}
+
+/** The paths of the RPCs made while `fn` runs. */
+async function callsDuring(fn: () => Promise<void>): Promise<string[]> {
+  const paths: string[] = []
+  const onCall = (m: unknown): void => {
+    paths.push((m as NetCallEvent).path)
+  }
+  subscribe('garage:net:call', onCall)
+  try {
+    await fn()
+  } finally {
+    unsubscribe('garage:net:call', onCall)
+  }
+  return paths.sort()
+}
+
+test('a batch sends one request per remote node carrying every table, and reaches the write quorum', async (t) => {
+  const nodes = await threeNodes(t)
+  const [n0] = nodes as [BatchNode]
+  const paths = await callsDuring(() =>
+    n0.batch.insert([batchItem(n0.a, [{ pk: 'p', sk: 'x', n: 1 }]), batchItem(n0.b, [{ pk: 'p', sk: 'y', n: 2 }])]),
+  )
+  // Those answered before the quorum; the third one may still be running.
+  assert.ok(paths.length >= 1 && paths.every((p) => p === 'table/_batch'), `one batch per node: ${paths}`)
+  const both = nodes.filter((n) => n.local('a', 'x') === 1 && n.local('b', 'y') === 2).length
+  assert.ok(both >= 2, `the quorum holds both rows at once (${both} nodes)`)
+  await eventually('every replica', async () => nodes.every((n) => n.local('a', 'x') === 1 && n.local('b', 'y') === 2), {
+    timeoutMs: 5000,
+  })
+  // insertInOrder with co-located tables is the same single request.
+  const ordered = await callsDuring(() =>
+    n0.batch.insertInOrder([batchItem(n0.a, [{ pk: 'p', sk: 'x2', n: 3 }]), batchItem(n0.b, [{ pk: 'p', sk: 'y2', n: 4 }])]),
+  )
+  assert.ok(
+    ordered.every((p) => p === 'table/_batch'),
+    `ordered, co-located: ${ordered}`,
+  )
+})
+
+test("a node merges a batch in one transaction: a refused entry keeps the other table's entry out too", async (t) => {
+  const [n0] = (await threeNodes(t)) as [BatchNode]
+  const request = {
+    items: [
+      { table: 'a', entries: [n0.a.schema.codec.encode({ pk: 'p', sk: 'x', n: 5 })] },
+      { table: 'b', entries: [n0.b.schema.codec.encode({ pk: 'p', sk: 'y', n: 666 })] },
+    ],
+  }
+  assert.throws(() => n0.batch.handle(request), /refuses 666/)
+  assert.equal(n0.local('a', 'x'), undefined, 'the first table entry was rolled back')
+  assert.throws(
+    () => n0.batch.handle({ items: [{ table: 'nope', entries: [] }] }),
+    (e: unknown) => e instanceof GarageError && e.code === 'GARAGE_ERR_DECODE',
+  )
+  for (const bad of [null, {}, { items: [{ table: 1, entries: [] }] }, { items: [{ table: 'a', entries: ['x'] }] }]) {
+    assert.throws(
+      () => parseTableBatchRequest(bad),
+      (e: unknown) => e instanceof GarageError && e.code === 'GARAGE_ERR_DECODE',
+    )
+  }
+  assert.deepEqual(parseTableBatchRequest({ items: [{ table: 'a', entries: [new Uint8Array([1])] }] }), {
+    items: [{ table: 'a', entries: [new Uint8Array([1])] }],
+  })
+})
+
+test('insertInOrder writes one table after the other when a node stores the later one without the earlier', async (t) => {
+  // b lives on nodes 1 and 2 only; written from node 1, a is on 0, 1, 2: b ⊆ a, one batch.
+  const nodes = await threeNodes(t, { bOnLastTwo: true })
+  const [, n1] = nodes as [BatchNode, BatchNode]
+  const together = await callsDuring(() =>
+    n1.batch.insertInOrder([batchItem(n1.a, [{ pk: 'p', sk: 'x', n: 1 }]), batchItem(n1.b, [{ pk: 'p', sk: 'y', n: 1 }])]),
+  )
+  assert.ok(
+    together.every((p) => p === 'table/_batch'),
+    `b's nodes all store a: one batch (${together})`,
+  )
+  // The other order: a after b, but node 0 stores a without b: b first, at quorum, then a.
+  const apart = await callsDuring(() =>
+    n1.batch.insertInOrder([batchItem(n1.b, [{ pk: 'p', sk: 'y2', n: 2 }]), batchItem(n1.a, [{ pk: 'p', sk: 'x2', n: 2 }])]),
+  )
+  assert.ok(!apart.includes('table/_batch'), `written table by table: ${apart}`)
+  assert.ok(apart.includes('table/a') && apart.includes('table/b'), `both tables written: ${apart}`)
+  assert.ok(nodes.filter((n) => n.local('a', 'x2') === 2).length >= 2)
+  assert.ok(nodes.filter((n) => n.local('b', 'y2') === 2).length >= 2)
+})
+
+test('a node without the batch endpoint counts as a failed replica: the quorum still holds, two such fail', async (t) => {
+  const nodes = await threeNodes(t, { silent: 2 })
+  const [n0] = nodes as [BatchNode]
+  await n0.batch.insert([batchItem(n0.a, [{ pk: 'p', sk: 'x', n: 1 }]), batchItem(n0.b, [{ pk: 'p', sk: 'y', n: 1 }])])
+  assert.equal(nodes.filter((n) => n.local('a', 'x') === 1 && n.local('b', 'y') === 1).length, 2)
+
+  const lonely = await threeNodes(t, { silent: 1 })
+  const [m0] = lonely as [BatchNode]
+  // Node 1 has no handler (silent: 1); node 0 itself and node 2 refuse 666 in their hook: no quorum.
+  await assert.rejects(
+    m0.batch.insert([batchItem(m0.a, [{ pk: 'p', sk: 'x', n: 666 }])]),
+    (e: unknown) => e instanceof QuorumError,
+  )
+})
