@@ -1,4 +1,5 @@
 #!/usr/bin/env node
-import { runCli } from '../dist/cli.mjs'
+// The `garage` command: loads the CLI of the package's CommonJS build (dist/cli.cjs).
+import cli from '../dist/cli.cjs'
 
-await runCli()
+await cli.runCli()

@@ -1,6 +1,6 @@
 /**
  * Real nodes for tests, yours and ours: `import { startTestNode, startTestCluster } from
- * 'garage/testing'`. Each node runs on a fresh temporary directory and free ports, with an access
+ * 'garage-ts/testing'`. Each node runs on a fresh temporary directory and free ports, with an access
  * key and a bucket ready, and one call stops everything and removes its files.
  */
 import { randomBytes } from 'node:crypto'

@@ -26,7 +26,7 @@ test('lib/index.ts exports exactly the public runtime names', () => {
   ])
 })
 
-test('garage/testing exports startTestNode and startTestCluster', () => {
+test('garage-ts/testing exports startTestNode and startTestCluster', () => {
   assert.deepEqual(Object.keys(testing).sort(), ['startTestCluster', 'startTestNode'])
 })
 

@@ -1,5 +1,5 @@
 /**
- * The `garage` command line (citty + consola). Entry of the built `dist/cli.js`, which
+ * The `garage` command line (citty + consola). Entry of the built `dist/cli.cjs`, which
  * `bin/garage.js` loads. Only this folder prints or exits, and it only uses the public API.
  */
 
@@ -95,7 +95,7 @@ function packageVersion(): string {
     const candidate = join(dir, 'package.json')
     if (existsSync(candidate)) {
       const pkg = JSON.parse(readFileSync(candidate, 'utf8')) as { name?: unknown; version?: unknown }
-      if (pkg.name === 'garage' && typeof pkg.version === 'string') return pkg.version
+      if (pkg.name === 'garage-ts' && typeof pkg.version === 'string') return pkg.version
     }
     const parent = dirname(dir)
     if (parent === dir) return '0.0.0'
