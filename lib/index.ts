@@ -81,6 +81,7 @@ export type {
 } from './rpc/layout/api.ts'
 export type { LayoutParameters, ZoneRedundancy } from './rpc/layout/types.ts'
 export type { WorkerInfo, WorkerState } from './util/background/worker.ts'
+export type { AccessLogEntry } from './api/common/server.ts'
 export {
   type AdminSection,
   type BindAddr,
@@ -90,6 +91,10 @@ export {
   formatBindAddr,
   type GarageConfig,
   type K2vApiSection,
+  LOG_FORMATS,
+  LOG_LEVELS,
+  type LogFormat,
+  type LogLevel,
   parseConfigToml,
   parseDurationString,
   parseSizeString,

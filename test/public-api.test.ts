@@ -11,6 +11,8 @@ test('lib/index.ts exports exactly the public runtime names', () => {
     'GARAGE_ERROR_CODES',
     'GarageError',
     'InvalidConfigError',
+    'LOG_FORMATS',
+    'LOG_LEVELS',
     'ModelError',
     'QuorumError',
     'TimeoutError',

@@ -173,6 +173,14 @@ export interface GarageConfig {
   disable_scrub?: boolean
   /** Use the local time zone instead of UTC (lifecycle days, logs). Default false. */
   use_local_tz?: boolean
+  /**
+   * Our extension: what `garage server` logs, `"error"`, `"warn"`, `"info"` (default: one access
+   * line per request), `"debug"` or `"trace"`. `--log-level` and `GARAGE_LOG_LEVEL` win. An
+   * embedded node logs through the `logger` it is given, whatever this says.
+   */
+  log_level?: LogLevel
+  /** Our extension: `"text"` (default) or `"json"` (one JSON object per line) for `garage server`. */
+  log_format?: LogFormat
   /** Where metadata snapshots are written. Default `<metadata_dir>/snapshots`. */
   metadata_snapshots_dir?: string
   /** Take a metadata snapshot this often, e.g. `"6h"`. No automatic snapshots by default. */
@@ -340,6 +348,10 @@ export interface ResolvedConfig {
   dataFsync: boolean
   disableScrub: boolean
   useLocalTz: boolean
+  /** `log_level`, when set. */
+  logLevel?: LogLevel
+  /** `log_format`, when set. */
+  logFormat?: LogFormat
   /** Absolute; undefined means `<metadataDir>/snapshots`. */
   metadataSnapshotsDir?: string
   /** Milliseconds; undefined means no automatic snapshots. */
@@ -392,6 +404,13 @@ export interface ResolveConfigResult {
 
 /** Default S3 API address of the embedded configuration. @internal */
 export const DEFAULT_S3_API_BIND_ADDR = '127.0.0.1:3900'
+/** Log levels of `log_level`, `--log-level` and `GARAGE_LOG_LEVEL`, from the quietest. */
+export const LOG_LEVELS = ['error', 'warn', 'info', 'debug', 'trace'] as const
+export type LogLevel = (typeof LOG_LEVELS)[number]
+/** Log formats of `log_format` and `--log-format`. */
+export const LOG_FORMATS = ['text', 'json'] as const
+export type LogFormat = (typeof LOG_FORMATS)[number]
+
 /** Default S3 region, as Garage's examples. @internal */
 export const DEFAULT_S3_REGION = 'garage'
 /** Default block size: 1 MiB. @internal */
@@ -891,6 +910,17 @@ export function resolveConfig(input: GarageConfig, opts: ResolveConfigOptions = 
   const dataFsync = root.bool('data_fsync') ?? false
   const disableScrub = root.bool('disable_scrub') ?? false
   const useLocalTz = root.bool('use_local_tz') ?? false
+  const logLevel = root.string('log_level')
+  if (logLevel !== undefined && !LOG_LEVELS.includes(logLevel as LogLevel)) {
+    throw new InvalidConfigError(
+      'log_level',
+      `expected one of ${LOG_LEVELS.map((l) => `"${l}"`).join(', ')}, got ${describe(logLevel)}`,
+    )
+  }
+  const logFormat = root.string('log_format')
+  if (logFormat !== undefined && !LOG_FORMATS.includes(logFormat as LogFormat)) {
+    throw new InvalidConfigError('log_format', `expected "text" or "json", got ${describe(logFormat)}`)
+  }
   const metadataSnapshotsDir = root.path('metadata_snapshots_dir', baseDir)
   ignored(root, 'metadata_snapshots_dir')
   const metadataAutoSnapshotIntervalMsec = root.has('metadata_auto_snapshot_interval')
@@ -1062,6 +1092,8 @@ export function resolveConfig(input: GarageConfig, opts: ResolveConfigOptions = 
   if (metadataSnapshotsDir !== undefined) config.metadataSnapshotsDir = metadataSnapshotsDir
   if (metadataAutoSnapshotIntervalMsec !== undefined) config.metadataAutoSnapshotIntervalMsec = metadataAutoSnapshotIntervalMsec
   if (lmdbMapSize !== undefined) config.lmdbMapSize = lmdbMapSize
+  if (logLevel !== undefined) config.logLevel = logLevel as LogLevel
+  if (logFormat !== undefined) config.logFormat = logFormat as LogFormat
   if (rpcSecret !== undefined) config.rpcSecret = rpcSecret.value.toLowerCase()
   if (rpcPublicAddr !== undefined) config.rpcPublicAddr = rpcPublicAddr
   if (rpcPublicAddrSubnet !== undefined) config.rpcPublicAddrSubnet = rpcPublicAddrSubnet

@@ -159,6 +159,7 @@ export class WebServer implements ApiHandler {
     if (authority === undefined) throw new ApiError('InvalidRequest', 'HOST header required')
     const host = authorityToHost(authority)
     const bucketName = hostToBucket(host, this.#settings.rootDomain) ?? host
+    ctx.bucket = bucketName
     // Global aliases only, resolved as every request path does (local first, quorum on a miss).
     const bucket = await this.#garage.access.findBucket(bucketName)
     if (bucket === undefined) throw NOT_FOUND()

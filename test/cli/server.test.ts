@@ -6,8 +6,10 @@
 
 import assert from 'node:assert/strict'
 import { type ChildProcess, spawn } from 'node:child_process'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { type AddressInfo, createServer } from 'node:net'
+import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
+import { garage as garageCli } from '../helpers/cli.ts'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
@@ -209,8 +211,8 @@ describe('garage server: running a node', () => {
   })
 
   test('the embedded default creates a key once and shows it again on restart', async (t) => {
-    if (!(await portIsFree(3900))) {
-      t.skip('port 3900 is in use')
+    if (!(await portIsFree(3900)) || !(await portIsFree(3903))) {
+      t.skip('port 3900 or 3903 is in use')
       return
     }
     const dir = await tempDir(t)
@@ -240,5 +242,144 @@ describe('garage server: running a node', () => {
     assert.equal(secret2, secret)
     second.child.kill('SIGINT')
     assert.equal(await second.exited, 0)
+  })
+})
+
+/** A TCP port nothing listens on right now. */
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer()
+    srv.once('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as AddressInfo
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+/** Resolves once `url` answers an HTTP request (any status). */
+async function answers(url: string, deadlineMs = 30_000): Promise<void> {
+  const deadline = Date.now() + deadlineMs
+  for (;;) {
+    try {
+      await (await fetch(url)).arrayBuffer()
+      return
+    } catch (err) {
+      if (Date.now() > deadline) throw err
+      await new Promise((r) => setTimeout(r, 100))
+    }
+  }
+}
+
+describe('garage server: flags, the admin API of the embedded default, logs', () => {
+  test('--help lists the flags of the zero-config path', async () => {
+    const r = await garageCli(['server', '--help'])
+    assert.equal(r.code, 0, r.stderr)
+    for (const flag of [
+      '--config',
+      '--data-dir',
+      '--s3-bind',
+      '--web-bind',
+      '--admin-bind',
+      '--rpc-bind',
+      '--log-level',
+      '--log-format',
+    ]) {
+      assert.ok(r.stdout.includes(flag), `${flag} in:\n${r.stdout}`)
+    }
+  })
+
+  test('the embedded default with flags: admin API on a generated token the CLI uses, JSON access logs', async (t) => {
+    const dir = await tempDir(t)
+    const g = garage(
+      t,
+      ['server', '--data-dir', 'store', '--s3-bind', '127.0.0.1:0', '--admin-bind', '127.0.0.1:0', '--log-format', 'json'],
+      { cwd: dir },
+    )
+    await g.waitFor(/Press Ctrl-C to stop/)
+    const records = (): Array<Record<string, unknown>> =>
+      g
+        .output()
+        .stdout.split('\n')
+        .filter((l) => l.trim() !== '')
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+    const msgs = records().map((r) => String(r.msg))
+    const s3 = /S3 API listening on (http:\/\/\S+)/.exec(msgs.join('\n'))?.[1] as string
+    const admin = /Admin API on (http:\/\/\S+), token in (\S+)\./.exec(msgs.join('\n'))
+    assert.ok(s3 !== undefined && admin !== null, msgs.join('\n'))
+    const [, adminUrl, tokenFile] = admin as RegExpExecArray
+    assert.equal(tokenFile, join(dir, 'store', 'admin-token'))
+    assert.equal((await stat(tokenFile as string)).mode & 0o077, 0, 'the token file is private')
+    assert.ok(msgs.some((m) => m.includes(`export GARAGE_ADMIN_ADDR=${(adminUrl as string).slice('http://'.length)}`)))
+    const id = /Access key ID:\s+(\S+)/.exec(msgs.join('\n'))?.[1] as string
+    const secret = /Secret access key:\s+(\S+)/.exec(msgs.join('\n'))?.[1] as string
+
+    // The CLI reaches the node it just started, as the printed lines say.
+    const token = (await readFile(tokenFile as string, 'utf8')).trim()
+    const status = await garageCli(['status', '--json'], {
+      env: { GARAGE_ADMIN_ADDR: (adminUrl as string).slice('http://'.length), GARAGE_ADMIN_TOKEN: token },
+    })
+    assert.equal(status.code, 0, status.stderr)
+    assert.ok(Array.isArray((JSON.parse(status.stdout) as { nodes?: unknown }).nodes))
+
+    // One access record per request, with the request's fields.
+    const s3c = new S3Client({
+      endpoint: s3,
+      region: 'garage',
+      forcePathStyle: true,
+      credentials: { accessKeyId: id, secretAccessKey: secret },
+    })
+    t.after(() => s3c.destroy())
+    await s3c.send(new CreateBucketCommand({ Bucket: 'logs' }))
+    const put = await s3c.send(new PutObjectCommand({ Bucket: 'logs', Key: 'a/b.txt', Body: 'hello' }))
+    const requestId = put.$metadata.requestId
+    await g.waitFor(new RegExp(`"requestId":"${requestId}"`))
+    const access = records().filter((r) => r.tag === 'garage:s3:access')
+    const entry = access.find((r) => r.requestId === requestId)
+    assert.ok(entry !== undefined, JSON.stringify(access))
+    assert.equal(entry.level, 'info')
+    assert.equal(entry.method, 'PUT')
+    assert.equal(entry.bucket, 'logs')
+    assert.equal(entry.key, 'a/b.txt')
+    assert.equal(entry.status, 200)
+    assert.equal(entry.accessKeyId, id)
+    assert.equal(entry.endpoint, 'PutObject')
+    assert.ok(typeof entry.bytesSent === 'number' && entry.bytesSent > 0)
+    assert.ok(typeof entry.bytesReceived === 'number' && entry.bytesReceived > 5)
+    assert.ok(typeof entry.durationMsec === 'number')
+    assert.match(String(entry.msg), new RegExp(`^s3 PUT logs/a/b\\.txt 200 \\d+B [\\d.]+ms key=${id} req=${requestId}$`))
+    // The admin API's requests are logged too (the CLI's status call above).
+    assert.ok(records().some((r) => r.tag === 'garage:admin:access' && r.status === 200))
+    g.child.kill('SIGTERM')
+    assert.equal(await g.exited, 0)
+  })
+
+  test('flags override the config file, GARAGE_LOG_LEVEL overrides log_level, and warn hides access lines', async (t) => {
+    const dir = await tempDir(t)
+    const port = await freePort()
+    await writeFile(
+      join(dir, 'garage.toml'),
+      ['metadata_dir = "meta"', 'data_dir = "data"', 'log_level = "debug"', '[s3_api]', 'api_bind_addr = "127.0.0.1:1"'].join(
+        '\n',
+      ),
+    )
+    const g = garage(t, ['server', '-c', 'garage.toml', '--s3-bind', `127.0.0.1:${port}`, '--data-dir', 'elsewhere'], {
+      cwd: dir,
+      env: { GARAGE_LOG_LEVEL: 'warn' },
+    })
+    await answers(`http://127.0.0.1:${port}/`)
+    await (await fetch(`http://127.0.0.1:${port}/some-bucket/some-key`)).arrayBuffer()
+    assert.ok((await stat(join(dir, 'elsewhere', 'meta'))).isDirectory(), '--data-dir wins over metadata_dir')
+    g.child.kill('SIGTERM')
+    assert.equal(await g.exited, 0)
+    const out = g.output().stdout + g.output().stderr
+    assert.doesNotMatch(out, /req=|S3 API listening|Stopped/, `nothing below warn:\n${out}`)
+  })
+
+  test('an invalid --log-level exits 1 with one line', async (t) => {
+    const dir = await tempDir(t)
+    const g = garage(t, ['server', '--log-level', 'loud'], { cwd: dir })
+    assert.equal(await g.exited, 1)
+    assert.match(g.output().stderr, /invalid --log-level 'loud': expected one of error, warn, info, debug, trace/)
   })
 })

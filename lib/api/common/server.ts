@@ -27,6 +27,44 @@ export interface RequestContext {
   readonly log: Logger
   /** The endpoint name (`GetObject`, `ListKeys`, ...), set by the handler once known; for metrics. */
   endpoint?: string
+  /** The bucket named by the request, set by the handler once parsed; for the access log. */
+  bucket?: string | undefined
+  /** The object key named by the request, set by the handler once parsed; for the access log. */
+  key?: string | undefined
+  /** The access key that signed the request, set once the signature is checked; for the access log. */
+  accessKeyId?: string | undefined
+}
+
+/**
+ * One access log entry: what the node's logger receives (tag `access`, level info) as the second
+ * argument of `info(line, entry)`, after the text line, for loggers that write structured records.
+ */
+export interface AccessLogEntry {
+  /** The API: `s3`, `k2v`, `admin`, `web`. */
+  api: string
+  method: string
+  /** The request's path (no query string). */
+  path: string
+  endpoint: string
+  bucket: string | undefined
+  key: string | undefined
+  status: number
+  /** Bytes sent on the connection for this request, headers included. */
+  bytesSent: number
+  /** Bytes received on the connection for this request, headers included. */
+  bytesReceived: number
+  durationMsec: number
+  accessKeyId: string | undefined
+  requestId: string
+}
+
+/** The access log line of an entry: `s3 PUT photos/cat.jpg 200 312B 4.1ms key=GK… req=…`. */
+export function formatAccessLine(e: AccessLogEntry): string {
+  const target = e.bucket === undefined ? e.path : e.key === undefined ? e.bucket : `${e.bucket}/${e.key}`
+  return (
+    `${e.api} ${e.method} ${target} ${e.status} ${e.bytesSent}B ${e.durationMsec.toFixed(1)}ms` +
+    ` key=${e.accessKeyId ?? '-'} req=${e.requestId}`
+  )
 }
 
 /** What {@link RequestObserver} learns about each answered request. */
@@ -55,6 +93,8 @@ export interface RequestObserver {
 
 export interface ApiServerOptions {
   observer?: RequestObserver
+  /** Where access log entries go (one per request, at info). Default: `log.withTag('access')`. */
+  accessLog?: Logger
 }
 
 export interface ApiHandler {
@@ -86,8 +126,9 @@ export async function startApiServer(
   // The request being handled on each connection, so a client error in the middle of its body
   // can be answered in the API's format.
   const inFlight = new WeakMap<Duplex, { req: IncomingMessage; ctx: RequestContext }>()
-  // Bytes of each connection already attributed to earlier requests (for the observer).
+  // Bytes of each connection already attributed to earlier requests (observer, access log).
   const counted = new WeakMap<Duplex, { read: number; written: number }>()
+  const accessLog = options.accessLog ?? log.withTag('access')
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     const ctx: RequestContext = { requestId: genRequestId(), startedAt: Date.now(), log }
     const socket = req.socket
@@ -95,15 +136,13 @@ export async function startApiServer(
     res.on('close', () => {
       if (inFlight.get(socket)?.req === req) inFlight.delete(socket)
     })
-    serve(handler, req, res, ctx, socket, log, options.observer && { observer: options.observer, counted }).catch(
-      (err: unknown) => {
-        // The last line of defence: serve() answers or drops every failure itself, so reaching
-        // here is a bug of ours. Log it with the request id, drop this one connection, keep the
-        // node running.
-        log.error(`${handler.name} ${req.method} ${req.url}: unexpected failure [${ctx.requestId}]:`, err)
-        if (!res.destroyed) res.destroy()
-      },
-    )
+    serve(handler, req, res, ctx, socket, log, { observer: options.observer, counted, accessLog }).catch((err: unknown) => {
+      // The last line of defence: serve() answers or drops every failure itself, so reaching
+      // here is a bug of ours. Log it with the request id, drop this one connection, keep the
+      // node running.
+      log.error(`${handler.name} ${req.method} ${req.url}: unexpected failure [${ctx.requestId}]:`, err)
+      if (!res.destroyed) res.destroy()
+    })
   }
   server.on('request', onRequest)
   // node:http answers 417 Expectation Failed to any Expect other than 100-continue unless this
@@ -179,7 +218,11 @@ async function serve(
   ctx: RequestContext,
   socket: Duplex & { bytesRead?: number; bytesWritten?: number },
   log: Logger,
-  observing?: { observer: RequestObserver; counted: WeakMap<Duplex, { read: number; written: number }> },
+  after: {
+    observer: RequestObserver | undefined
+    counted: WeakMap<Duplex, { read: number; written: number }>
+    accessLog: Logger
+  },
 ): Promise<void> {
   const started = performance.now()
   let response: ApiResponse
@@ -225,24 +268,38 @@ async function serve(
   }
   // Drain whatever the handler did not read so the connection can be reused.
   if (!req.complete && !req.destroyed) req.resume()
-  if (observing !== undefined) {
-    const { observer, counted } = observing
+  const { observer, counted, accessLog } = after
+  // `socket` is the one captured when the request arrived: `req.socket` is null once the
+  // connection is destroyed (an answered bad body, a client gone), and the byte counters of a
+  // destroyed net.Socket keep their last values.
+  const before = counted.get(socket) ?? { read: 0, written: 0 }
+  const now = { read: socket.bytesRead ?? before.read, written: socket.bytesWritten ?? before.written }
+  counted.set(socket, now)
+  const method = req.method ?? 'GET'
+  const durationMsec = performance.now() - started
+  const bytesReceived = now.read - before.read
+  const bytesSent = now.written - before.written
+  const endpoint = ctx.endpoint ?? observer?.endpointName?.(req) ?? 'Unknown'
+  const url = req.url ?? '/'
+  const q = url.indexOf('?')
+  const entry: AccessLogEntry = {
+    api: handler.name,
+    method,
+    path: q < 0 ? url : url.slice(0, q),
+    endpoint,
+    bucket: ctx.bucket,
+    key: ctx.key,
+    status: res.statusCode,
+    bytesSent,
+    bytesReceived,
+    durationMsec,
+    accessKeyId: ctx.accessKeyId,
+    requestId: ctx.requestId,
+  }
+  accessLog.info(formatAccessLine(entry), entry)
+  if (observer !== undefined) {
     try {
-      // `socket` is the one captured when the request arrived: `req.socket` is null once the
-      // connection is destroyed (an answered bad body, a client gone), and the byte counters of
-      // a destroyed net.Socket keep their last values.
-      const before = counted.get(socket) ?? { read: 0, written: 0 }
-      const now = { read: socket.bytesRead ?? before.read, written: socket.bytesWritten ?? before.written }
-      counted.set(socket, now)
-      observer.onResponse({
-        api: handler.name,
-        method: req.method ?? 'GET',
-        endpoint: ctx.endpoint ?? observer.endpointName?.(req) ?? 'Unknown',
-        status: res.statusCode,
-        durationMsec: performance.now() - started,
-        bytesReceived: now.read - before.read,
-        bytesSent: now.written - before.written,
-      })
+      observer.onResponse({ api: handler.name, method, endpoint, status: res.statusCode, durationMsec, bytesReceived, bytesSent })
     } catch (err) {
       // Metrics are best effort: a failing observer must not affect the request, which is done.
       log.warn(`${handler.name}: request observer failed:`, err)

@@ -79,6 +79,8 @@ export class S3ApiServer implements ApiHandler {
     const rawQuery = q < 0 ? '' : rawUrl.slice(q + 1)
     const method = (req.method ?? 'GET').toUpperCase()
     const { bucket, key } = parseBucketAndKey({ host: req.headers.host, rawPath, rootDomain: this.#settings.rootDomain })
+    request.bucket = bucket
+    request.key = key
     checkQueryEncoding(rawQuery)
     const query = new URLSearchParams(rawQuery)
     const ep = parseEndpoint({ method, bucket, key, query, headers: req.headers })
@@ -165,6 +167,7 @@ export class S3ApiServer implements ApiHandler {
       auth = verify()
     }
     if (auth === undefined) throw new ApiError('AccessDenied', 'Anonymous access is not supported')
+    request.accessKeyId = auth.accessKeyId
     const apiKey = fetched?.id === auth.accessKeyId ? fetched : garage.access.localKey(auth.accessKeyId)
     if (apiKey === undefined)
       throw new ApiError('InvalidAccessKeyId', 'The access key ID you provided does not exist in our records.')

@@ -10,23 +10,38 @@ import { connect } from 'node:net'
 import { Readable } from 'node:stream'
 import { type TestContext, test } from 'node:test'
 import type { ApiError } from '../../../lib/api/common/errors.ts'
-import { type ApiHandler, type ApiResponse, startApiServer } from '../../../lib/api/common/server.ts'
+import { type AccessLogEntry, type ApiHandler, type ApiResponse, startApiServer } from '../../../lib/api/common/server.ts'
 import type { Logger } from '../../../lib/util/logger.ts'
 
 interface Logged {
   level: 'debug' | 'info' | 'warn' | 'error'
+  /** The tags given by `withTag`, joined by ':' ('' for the root logger). */
+  tag: string
   text: string
+  args: unknown[]
 }
 
-function capture(): { log: Logger; lines: Logged[] } {
+/** A logger recording every call; `lines` leaves out the access log (tag `access`), `all` has it. */
+function capture(): { log: Logger; lines: Logged[]; all: Logged[] } {
+  const all: Logged[] = []
   const lines: Logged[] = []
-  const at =
-    (level: Logged['level']) =>
-    (m: unknown, ...args: unknown[]): void => {
-      lines.push({ level, text: [m, ...args].map(String).join(' ') })
+  const make = (tag: string): Logger => {
+    const at =
+      (level: Logged['level']) =>
+      (m: unknown, ...args: unknown[]): void => {
+        const entry = { level, tag, text: [m, ...args].map(String).join(' '), args: [m, ...args] }
+        all.push(entry)
+        if (!tag.endsWith('access')) lines.push(entry)
+      }
+    return {
+      debug: at('debug'),
+      info: at('info'),
+      warn: at('warn'),
+      error: at('error'),
+      withTag: (t) => make(tag === '' ? t : `${tag}:${t}`),
     }
-  const log: Logger = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error'), withTag: () => log }
-  return { log, lines }
+  }
+  return { log: make(''), lines, all }
 }
 
 /** A handler answering `respond(req)`, rendering errors as JSON. */
@@ -120,6 +135,43 @@ test('a request body the client aborts is IncompleteBody, logged at debug level 
   const about = lines.filter((l) => l.text.includes('/upload'))
   assert.equal(about.length, 1, JSON.stringify(lines))
   assert.match(about[0]?.text ?? '', /IncompleteBody/)
+})
+
+test('every answered request is one access log entry at info: the text line, then its fields', async (t) => {
+  const { log, all } = capture()
+  const url = await serve(
+    t,
+    handler(async (req) => {
+      for await (const _ of req) {
+        // Read the body so that its bytes count.
+      }
+      return { status: 201, body: 'created' }
+    }),
+    log,
+  )
+  const r = await new Promise<{ id: string }>((resolve, reject) => {
+    const req = httpRequest(`${url}/b/k?x=1`, { method: 'PUT', agent: false }, (res) => {
+      res.resume()
+      res.on('end', () => resolve({ id: String(res.headers['x-amz-request-id']) }))
+    })
+    req.on('error', reject)
+    req.end('0123456789')
+  })
+  await new Promise((resolve) => setImmediate(resolve))
+  const access = all.filter((l) => l.tag === 'access')
+  assert.equal(access.length, 1, JSON.stringify(all))
+  const [line, entry] = access[0]?.args as [string, AccessLogEntry]
+  assert.equal(access[0]?.level, 'info')
+  assert.equal(entry.requestId, r.id)
+  assert.equal(entry.api, 'test')
+  assert.equal(entry.method, 'PUT')
+  assert.equal(entry.path, '/b/k')
+  assert.equal(entry.status, 201)
+  assert.equal(entry.bucket, undefined, 'this handler names no bucket')
+  assert.equal(entry.accessKeyId, undefined)
+  assert.ok(entry.bytesReceived >= 10, `bytes received ${entry.bytesReceived}`)
+  assert.ok(entry.bytesSent > 'created'.length, `bytes sent ${entry.bytesSent}`)
+  assert.match(line, new RegExp(`^test PUT /b/k 201 ${entry.bytesSent}B [\\d.]+ms key=- req=${r.id}$`))
 })
 
 /** A handler that reads the whole body and answers it back with the request's Expect header. */

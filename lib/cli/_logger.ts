@@ -1,0 +1,101 @@
+/**
+ * The logger of `garage server`: consola at the level of `--log-level`, `GARAGE_LOG_LEVEL` or
+ * `log_level` (default info: one access line per request), writing text (consola's own
+ * reporter) or JSON (`--log-format json`: one object per line on stdout, with the fields of
+ * access log entries at the top level).
+ * @internal
+ */
+
+import { formatWithOptions } from 'node:util'
+import { type ConsolaInstance, type ConsolaReporter, createConsola, type LogObject } from 'consola'
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from '../index.ts'
+import { CliError } from './_errors.ts'
+
+/** consola's numeric level for each of ours. */
+const CONSOLA_LEVEL: Record<LogLevel, number> = { error: 0, warn: 1, info: 3, debug: 4, trace: 5 }
+
+/** Our level name of a consola record (`success`, `ready`, `log` … are info). */
+function levelName(obj: LogObject): LogLevel {
+  if (obj.level <= 0) return 'error'
+  if (obj.level === 1) return 'warn'
+  if (obj.level <= 3) return 'info'
+  if (obj.level === 4) return 'debug'
+  return 'trace'
+}
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && Object.getPrototypeOf(v) === Object.prototype
+
+/** The value of `--log-level` / `GARAGE_LOG_LEVEL`, checked; undefined when unset. */
+export function parseLogLevel(value: string | undefined, origin: string): LogLevel | undefined {
+  if (value === undefined || value === '') return undefined
+  const v = value.toLowerCase()
+  if (!(LOG_LEVELS as readonly string[]).includes(v)) {
+    throw new CliError(`invalid ${origin} '${value}': expected one of ${LOG_LEVELS.join(', ')}`)
+  }
+  return v as LogLevel
+}
+
+/** The value of `--log-format`, checked; undefined when unset. */
+export function parseLogFormat(value: string | undefined, origin: string): LogFormat | undefined {
+  if (value === undefined || value === '') return undefined
+  if (!(LOG_FORMATS as readonly string[]).includes(value)) {
+    throw new CliError(`invalid ${origin} '${value}': expected text or json`)
+  }
+  return value as LogFormat
+}
+
+/** A JSON record of an Error: its message, code and stack. */
+function errorRecord(err: Error): Record<string, unknown> {
+  const code = (err as { code?: unknown }).code
+  return { name: err.name, message: err.message, ...(code === undefined ? {} : { code }), stack: err.stack }
+}
+
+/** One JSON line per record: time, level, tag, msg, then the fields of a trailing plain object. */
+export function jsonReporter(write: (line: string) => void): ConsolaReporter {
+  return {
+    log(obj) {
+      const args = [...obj.args]
+      const fields = args.length > 1 && isPlainObject(args[args.length - 1]) ? (args.pop() as Record<string, unknown>) : {}
+      const errors = args.filter((a): a is Error => a instanceof Error)
+      const text = args.filter((a) => !(a instanceof Error))
+      const record: Record<string, unknown> = {
+        time: obj.date.toISOString(),
+        level: levelName(obj),
+        ...(obj.tag === '' ? {} : { tag: obj.tag }),
+        msg: formatWithOptions({ colors: false, breakLength: Number.POSITIVE_INFINITY }, ...text),
+        ...fields,
+      }
+      if (errors.length > 0) record.err = errorRecord(errors[0] as Error)
+      write(`${JSON.stringify(record)}\n`)
+    },
+  }
+}
+
+/**
+ * A text reporter that leaves out the trailing fields object of an access log entry (the line
+ * already says it all) and hands everything else to consola's reporter.
+ */
+function textReporter(inner: ConsolaReporter): ConsolaReporter {
+  return {
+    log(obj, ctx) {
+      const last = obj.args[obj.args.length - 1]
+      if (obj.args.length > 1 && obj.tag.endsWith('access') && isPlainObject(last)) {
+        inner.log({ ...obj, args: obj.args.slice(0, -1) }, ctx)
+      } else inner.log(obj, ctx)
+    },
+  }
+}
+
+/** The CLI's logger for `level` and `format`. */
+export function createCliLogger(opts: { level: LogLevel; format: LogFormat }): ConsolaInstance {
+  const level = CONSOLA_LEVEL[opts.level]
+  if (opts.format === 'json') {
+    return createConsola({
+      level,
+      reporters: [jsonReporter((line) => process.stdout.write(line))],
+    })
+  }
+  const base = createConsola({ level })
+  return createConsola({ level, reporters: base.options.reporters.map(textReporter) })
+}
