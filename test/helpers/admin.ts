@@ -14,7 +14,7 @@ export interface AdminResult {
 }
 
 export interface AdminCallOptions {
-  method?: 'GET' | 'POST' | 'OPTIONS'
+  method?: 'GET' | 'POST' | 'PUT' | 'DELETE' | 'OPTIONS'
   query?: Record<string, string>
   body?: unknown
   /** Raw body text (for invalid JSON). */

@@ -23,7 +23,7 @@ import * as layout from './layout.ts'
 import { LOCAL_ADMIN_ENDPOINTS } from './node-endpoints.ts'
 import { handleNodeScoped } from './node-rpc.ts'
 import type { NodeMetrics } from '../common/metrics.ts'
-import { ADMIN_ENDPOINTS, type AdminEndpointName, parseAdminRoute } from './router.ts'
+import { ADMIN_ENDPOINTS, type AdminEndpointName, type AdminRoute, parseAdminRoute } from './router.ts'
 import { readJsonBody } from './request.ts'
 import type { AdminRequestValidator } from './validate.ts'
 import * as special from './special.ts'
@@ -113,7 +113,7 @@ export class AdminApiServer implements ApiHandler {
       }
     }
     const caller = await this.#authorize(req, route.name)
-    const body = ADMIN_ENDPOINTS[route.name].method === 'POST' ? await readJsonBody(req) : undefined
+    const body = await requestBody(route, req)
     this.#validator ??= import('./validate.ts').then((m) => new m.AdminRequestValidator())
     const validator = await this.#validator
     validator.check(route.name, route.query, body)
@@ -162,6 +162,14 @@ export class AdminApiServer implements ApiHandler {
     const okAdmin = s.adminToken !== undefined && secretEquals(bearer, s.adminToken)
     if (!(okMetrics || okAdmin)) throw invalidToken()
   }
+}
+
+/** The v2 body of a request: its JSON body for a POST, or what a v1 request stands for. */
+async function requestBody(route: Extract<AdminRoute, { kind: 'api' }>, req: IncomingMessage): Promise<unknown> {
+  const v1 = route.v1?.body
+  if (v1 === undefined) return ADMIN_ENDPOINTS[route.name].method === 'POST' ? await readJsonBody(req) : undefined
+  if (v1.from === 'request') return await readJsonBody(req)
+  return v1.from === 'query' ? v1.value : undefined
 }
 
 function notConfigured(): AdminError {

@@ -1,12 +1,13 @@
 /**
- * The admin API's endpoints (port of garage_api_admin::router_v2): `GET|POST /v2/<Name>` plus the
- * special paths `/health`, `/check`, `/metrics` and `OPTIONS *`. Pure: no I/O and no auth. The
+ * The admin API's endpoints (port of garage_api_admin::router_v2): `GET|POST /v2/<Name>`, the v1
+ * paths Garage 2.x still translates (router-v1.ts), plus the special paths `/health`, `/check`, `/metrics` and `OPTIONS *`. Pure: no I/O and no auth. The
  * endpoint name is also the name a token's scope lists.
  */
 import { checkQueryEncoding } from '../common/validate.ts'
 import type { AdminApiEndpointName } from './contract.ts'
 import { AdminError } from './errors.ts'
 import { ADMIN_API_ROUTES } from './routes.ts'
+import { parseV1Route, type V1Route } from './router-v1.ts'
 
 type Method = 'GET' | 'POST'
 
@@ -24,7 +25,7 @@ export type SpecialEndpointName = 'Options' | 'Health' | 'CheckDomain' | 'Metric
 
 export type AdminRoute =
   | { kind: 'special'; name: SpecialEndpointName; query: URLSearchParams }
-  | { kind: 'api'; name: AdminEndpointName; query: URLSearchParams }
+  | { kind: 'api'; name: AdminEndpointName; query: URLSearchParams; v1?: V1Route }
 
 export const isAdminEndpointName = (name: string): name is AdminEndpointName => Object.hasOwn(ADMIN_ENDPOINTS, name)
 
@@ -45,9 +46,13 @@ export function parseAdminRoute(method: string, rawUrl: string): AdminRoute {
     if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed(path, 'GET')
     return { kind: 'special', name: special, query }
   }
+  if (path.startsWith('/v1/')) {
+    const v1 = parseV1Route(method, path, query)
+    return { kind: 'api', name: v1.name, query: v1.query, v1 }
+  }
   if (!path.startsWith('/v2/')) {
-    if (path.startsWith('/v0/') || path.startsWith('/v1/')) {
-      throw new AdminError('NoSuchEndpoint', `${path}: the v0/ and v1/ admin APIs are not supported; use /v2/`)
+    if (path.startsWith('/v0/')) {
+      throw new AdminError('NoSuchEndpoint', `${path}: the v0/ admin API is not supported; use /v2/ (or /v1/)`)
     }
     throw new AdminError('NoSuchEndpoint', `unknown admin API endpoint: ${path}`)
   }
