@@ -160,8 +160,9 @@ test('every answered request is one access log entry at info: the text line, the
   await new Promise((resolve) => setImmediate(resolve))
   const access = all.filter((l) => l.tag === 'access')
   assert.equal(access.length, 1, JSON.stringify(all))
-  const [line, entry] = access[0]?.args as [string, AccessLogEntry]
-  assert.equal(access[0]?.level, 'info')
+  const logged = access[0] as Logged
+  const [line, entry] = logged.args as [string, AccessLogEntry]
+  assert.equal(logged.level, 'info')
   assert.equal(entry.requestId, r.id)
   assert.equal(entry.api, 'test')
   assert.equal(entry.method, 'PUT')
