@@ -71,6 +71,8 @@ export interface GarageNode extends AsyncDisposable {
   readonly s3Endpoint: string | undefined
   /** `http://host:port` of the static website endpoint, once started, if `[s3_web]` is set. */
   readonly webEndpoint: string | undefined
+  /** `http://host:port` of the K2V API, once started, if `[k2v_api]` is set. */
+  readonly k2vEndpoint: string | undefined
   /** Access keys. Available once started. */
   readonly keys: KeysApiClass
   /** Buckets. Available once started. */
@@ -126,6 +128,7 @@ class Node implements GarageNode {
   #nodeId = ''
   #s3: ApiServer | undefined
   #web: ApiServer | undefined
+  #k2v: ApiServer | undefined
   #keys: KeysApi | undefined
   #buckets: BucketsApi | undefined
   #adminTokens: AdminTokensApi | undefined
@@ -155,6 +158,9 @@ class Node implements GarageNode {
   }
   get webEndpoint(): string | undefined {
     return this.#web?.url
+  }
+  get k2vEndpoint(): string | undefined {
+    return this.#k2v?.url
   }
   get keys(): KeysApiClass {
     if (this.#keys === undefined) throw notStarted()
@@ -233,6 +239,7 @@ class Node implements GarageNode {
       this.#teardown.push(servers.teardown)
       this.#s3 = servers.s3
       this.#web = servers.web
+      this.#k2v = servers.k2v
       this.#admin = servers.admin
 
       this.#state = 'running'

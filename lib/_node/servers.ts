@@ -1,6 +1,6 @@
 /**
  * Start stage 5: the HTTP servers the configuration enables. S3 always; static websites when
- * `[s3_web]` is set; the admin API when `admin.api_bind_addr` is set, with the metrics every
+ * `[s3_web]` is set; K2V when `[k2v_api]` is set; the admin API when `admin.api_bind_addr` is set, with the metrics every
  * server reports to. Also answers node-scoped admin requests from other nodes (`admin/local`
  * RPC), whether or not this node serves the admin API itself.
  */
@@ -11,6 +11,7 @@ import { LOCAL_ADMIN_ENDPOINTS } from '../api/admin/node-endpoints.ts'
 import { callAdminLocal, registerAdminRpc } from '../api/admin/node-rpc.ts'
 import { NodeMetrics, type NodeStatsSource } from '../api/common/metrics.ts'
 import { type ApiServer, type BindAddress, startApiServer } from '../api/common/server.ts'
+import { K2vApiServer } from '../api/k2v/api-server.ts'
 import { S3ApiServer } from '../api/s3/api-server.ts'
 import { loadMasterKeyring } from '../api/s3/sse-s3.ts'
 import type { Garage } from '../model/garage.ts'
@@ -45,6 +46,8 @@ export interface StartServersOptions {
 export interface Servers {
   s3: ApiServer
   web: ApiServer | undefined
+  /** The K2V API, when `[k2v_api]` is set. */
+  k2v: ApiServer | undefined
   admin: ApiServer | undefined
   /** Closes the servers, the last started first. */
   teardown: Teardown
@@ -98,6 +101,22 @@ export function startServers(o: StartServersOptions): Promise<Servers> {
       webServer = server
       defer(() => server.close())
     }
+    // The K2V API (port 3904 in Garage's examples), signed for the S3 region.
+    let k2vServer: ApiServer | undefined
+    const k2v = c.k2vApi
+    if (k2v !== undefined) {
+      const k2vLog = log.withTag('k2v')
+      const server = await startApiServer(
+        bindOf(k2v.apiBindAddr),
+        new K2vApiServer(garage, { region: s3.s3Region }, k2vLog),
+        k2vLog,
+        {
+          observer: metrics?.observer('k2v'),
+        },
+      )
+      k2vServer = server
+      defer(() => server.close())
+    }
     // The admin API (port 3903 in Garage's examples).
     let adminServer: ApiServer | undefined
     const adminBind = c.admin.apiBindAddr
@@ -124,7 +143,7 @@ export function startServers(o: StartServersOptions): Promise<Servers> {
       adminServer = server
       defer(() => server.close())
     }
-    return { s3: s3Server, web: webServer, admin: adminServer }
+    return { s3: s3Server, web: webServer, k2v: k2vServer, admin: adminServer }
   })
 }
 

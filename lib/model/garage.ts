@@ -26,7 +26,10 @@ import { type BucketEntry, bucketTableSchema } from './bucket-table.ts'
 import { AccessResolver } from './helper/access.ts'
 import { BucketHelper } from './helper/bucket.ts'
 import { KeyHelper } from './helper/key.ts'
-import { BucketObjectCounter, type ObjectCounts } from './index-counter.ts'
+import { BucketObjectCounter, type CounterEntry, counterTableSchema, IndexCounter, type ObjectCounts } from './index-counter.ts'
+import { countK2vItem, type K2vItem, k2vItemTableSchema } from './k2v/item-table.ts'
+import { K2vRpcHandler } from './k2v/rpc.ts'
+import { SubscriptionManager } from './k2v/sub.ts'
 import { type KeyEntry, keyTableSchema } from './key-table.ts'
 import { LifecycleWorker } from './s3/lifecycle-worker.ts'
 import { type BlockRefEntry, blockRefTableSchema } from './s3/block-ref-table.ts'
@@ -84,6 +87,17 @@ export interface GarageModelOptions {
   useLocalTz?: boolean
 }
 
+/** K2V's tables and RPC (port of garage_model::garage::GarageK2V). @internal */
+export interface K2vModel {
+  readonly itemTable: Table<K2vItem>
+  /** `k2v_index_counter_v2`: per bucket and partition key, each storage node's counts. */
+  readonly counter: IndexCounter<K2vItem>
+  readonly rpc: K2vRpcHandler
+  readonly subscriptions: SubscriptionManager
+  /** The nodes whose counts an index read takes (the current storage nodes). */
+  storageNodes(): string[]
+}
+
 export class Garage {
   readonly db: Db
   readonly blockSize: number
@@ -106,6 +120,8 @@ export class Garage {
   readonly lifecycle: LifecycleWorker
   /** Inserts into several tables with one request per node (one round trip, one transaction each). */
   readonly tableBatch: TableBatch
+  /** The K2V data model (Garage's `garage.k2v`). */
+  readonly k2v: K2vModel
   readonly #tables: Array<Table<unknown>> = []
   /** Merkle updater, tombstone GC and sync worker of each table. */
   readonly #antiEntropy: Array<TableAntiEntropy<unknown>> = []
@@ -194,6 +210,40 @@ export class Garage {
       { allowPunycode: o.allowPunycode },
     )
     this.keys = new KeyHelper(this.keyTable, this.buckets)
+    // K2V: the counter table first, the item table's hook counts into it.
+    const counterTable: Table<CounterEntry> = make(counterTableSchema('k2v_index_counter_v2'), o.sharded)
+    const counter = new IndexCounter<K2vItem>({
+      db: o.db,
+      self: o.self,
+      table: counterTable,
+      counted: {
+        counterPartition: (i) => i.bucketId,
+        counterSortKey: (i) => i.partitionKey,
+        counts: countK2vItem,
+      },
+    })
+    const subscriptions = new SubscriptionManager()
+    const itemTable = make(
+      k2vItemTableSchema({ count: (tx, prev, next) => counter.count(tx, prev, next), notify: (i) => subscriptions.notify(i) }),
+      o.sharded,
+    )
+    const layout = o.cluster?.layout
+    this.k2v = {
+      itemTable,
+      counter,
+      subscriptions,
+      rpc: new K2vRpcHandler({
+        self: o.self,
+        db: o.db,
+        itemTable,
+        replication: o.sharded,
+        subscriptions,
+        log: o.log.withTag('k2v'),
+        netApp: o.cluster?.netApp,
+        rpcTimeoutMs: o.rpcTimeoutMs,
+      }),
+      storageNodes: () => (layout === undefined ? [o.self] : layout.allStorageNodes()),
+    }
     this.access = new AccessResolver(
       { bucket: this.bucketTable, alias: this.bucketAliasTable, key: this.keyTable },
       { cluster: o.cluster !== undefined },

@@ -1054,7 +1054,7 @@ export function resolveConfig(input: GarageConfig, opts: ResolveConfigOptions = 
         required(k2vTable, 'api_bind_addr', 'the address the K2V API listens on'),
       ),
     }
-    warnings.push(...unknown(k2vTable), notSupported('k2v_api'))
+    warnings.push(...unknown(k2vTable))
   }
 
   const admin = resolveAdmin(root.table('admin'), secretCtx, warnings)

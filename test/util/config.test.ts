@@ -264,7 +264,6 @@ describe('resolveConfig: warnings', () => {
     [{ rpc_public_addr_subnet: 'fd00::/8' }, 'rpc_public_addr_subnet'],
     [{ block_max_concurrent_reads: 4 }, 'block_max_concurrent_reads'],
     [{ block_max_concurrent_writes_per_request: 3 }, 'block_max_concurrent_writes_per_request'],
-    [{ k2v_api: { api_bind_addr: '[::]:3904' } }, 'k2v_api'],
     [{ admin: { api_bind_addr: '127.0.0.1:3903', trace_sink: 'http://localhost:4317' } }, 'admin.trace_sink'],
     [{ consul_discovery: { consul_http_addr: 'http://127.0.0.1:8500', service_name: 'garage' } }, 'consul_discovery'],
     [{ kubernetes_discovery: { namespace: 'garage', service_name: 'garage' } }, 'kubernetes_discovery'],

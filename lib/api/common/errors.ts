@@ -61,6 +61,15 @@ export const API_ERROR_STATUS = {
   InvalidTag: 400,
   /** A request path that does not percent-decode to UTF-8 (AWS: "Couldn't parse the specified URI."). */
   InvalidURI: 400,
+  // K2V's own codes (garage_api_k2v::error).
+  /** K2V: the Accept header names neither application/json nor application/octet-stream. */
+  NotAcceptable: 406,
+  /** K2V: a value in a JSON body is not base64. */
+  InvalidBase64: 400,
+  /** K2V: a causality token that does not parse. */
+  CausalityToken: 400,
+  /** K2V: a partition key that does not percent-decode to UTF-8. */
+  InvalidUtf8String: 400,
 } as const satisfies Record<string, number>
 
 export type ApiErrorCode = keyof typeof API_ERROR_STATUS

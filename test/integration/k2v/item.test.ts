@@ -1,0 +1,148 @@
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+import { startTestNode, type TestNode } from '../../../lib/testing.ts'
+import { type K2vTarget, k2vRaw } from '../../helpers/k2v.ts'
+
+// fetch sends "Accept: */*" by default, which lets a single value come back raw.
+const JSON_ONLY = { accept: 'application/json' }
+
+async function k2vNode(t: { after(fn: () => Promise<void>): void }): Promise<{ n: TestNode; target: K2vTarget }> {
+  const n = await startTestNode({ k2v_api: { api_bind_addr: '127.0.0.1:0' } })
+  t.after(() => n.close())
+  const target = {
+    endpoint: n.node.k2vEndpoint as string,
+    region: n.region,
+    accessKeyId: n.key.accessKeyId,
+    secretAccessKey: n.key.secretAccessKey,
+  }
+  return { n, target }
+}
+
+describe('K2V items over raw signed requests', () => {
+  test('insert, read (json and binary), siblings, supersede, delete', async (t) => {
+    const { n, target } = await k2vNode(t)
+    const b = n.bucket
+    let r = await k2vRaw(target, { method: 'GET', bucket: b, pk: 'p', query: { sort_key: 's' }, headers: JSON_ONLY })
+    assert.equal(r.status, 404)
+    assert.equal(r.headers.get('content-type'), 'application/json')
+    assert.equal((r.json() as { code: string }).code, 'NoSuchKey')
+
+    r = await k2vRaw(target, { method: 'PUT', bucket: b, pk: 'p', query: { sort_key: 's' }, body: 'hello' })
+    assert.equal(r.status, 204)
+    r = await k2vRaw(target, { method: 'GET', bucket: b, pk: 'p', query: { sort_key: 's' }, headers: JSON_ONLY })
+    assert.equal(r.status, 200)
+    assert.equal(r.headers.get('content-type'), 'application/json')
+    assert.deepEqual(r.json(), [Buffer.from('hello').toString('base64')])
+    const ct1 = r.headers.get('x-garage-causality-token') as string
+    assert.match(ct1, /^[A-Za-z0-9_-]+$/)
+
+    r = await k2vRaw(target, {
+      method: 'GET',
+      bucket: b,
+      pk: 'p',
+      query: { sort_key: 's' },
+      headers: { accept: 'application/octet-stream' },
+    })
+    assert.equal(r.status, 200)
+    assert.equal(r.body.toString(), 'hello')
+    assert.equal(r.headers.get('content-type'), 'application/octet-stream')
+
+    // A second write without a token: two concurrent values.
+    r = await k2vRaw(target, { method: 'PUT', bucket: b, pk: 'p', query: { sort_key: 's' }, body: 'world' })
+    assert.equal(r.status, 204)
+    r = await k2vRaw(target, { method: 'GET', bucket: b, pk: 'p', query: { sort_key: 's' }, headers: JSON_ONLY })
+    assert.deepEqual(
+      r.json(),
+      ['hello', 'world'].map((s) => Buffer.from(s).toString('base64')),
+    )
+    const ct2 = r.headers.get('x-garage-causality-token') as string
+    r = await k2vRaw(target, {
+      method: 'GET',
+      bucket: b,
+      pk: 'p',
+      query: { sort_key: 's' },
+      headers: { accept: 'application/octet-stream' },
+    })
+    assert.equal(r.status, 409)
+    assert.equal(r.headers.get('x-garage-causality-token'), ct2)
+    r = await k2vRaw(target, { method: 'GET', bucket: b, pk: 'p', query: { sort_key: 's' }, headers: { accept: 'text/plain' } })
+    assert.equal(r.status, 406)
+    assert.equal((r.json() as { code: string }).code, 'NotAcceptable')
+
+    // A write with the token supersedes both.
+    r = await k2vRaw(target, {
+      method: 'PUT',
+      bucket: b,
+      pk: 'p',
+      query: { sort_key: 's' },
+      headers: { 'x-garage-causality-token': ct2 },
+      body: 'merged',
+    })
+    assert.equal(r.status, 204)
+    r = await k2vRaw(target, { method: 'GET', bucket: b, pk: 'p', query: { sort_key: 's' }, headers: { accept: '*/*' } })
+    assert.equal(r.status, 200)
+    assert.equal(r.body.toString(), 'merged')
+    const ct3 = r.headers.get('x-garage-causality-token') as string
+
+    // Delete with the token: a tombstone, 204 in binary, [null] in JSON.
+    r = await k2vRaw(target, {
+      method: 'DELETE',
+      bucket: b,
+      pk: 'p',
+      query: { sort_key: 's' },
+      headers: { 'x-garage-causality-token': ct3 },
+    })
+    assert.equal(r.status, 204)
+    r = await k2vRaw(target, { method: 'GET', bucket: b, pk: 'p', query: { sort_key: 's' }, headers: JSON_ONLY })
+    assert.equal(r.status, 200)
+    assert.deepEqual(r.json(), [null])
+    r = await k2vRaw(target, {
+      method: 'GET',
+      bucket: b,
+      pk: 'p',
+      query: { sort_key: 's' },
+      headers: { accept: 'application/octet-stream' },
+    })
+    assert.equal(r.status, 204)
+    assert.ok(r.headers.get('x-garage-causality-token'))
+
+    // A bad token is refused and changes nothing.
+    r = await k2vRaw(target, {
+      method: 'PUT',
+      bucket: b,
+      pk: 'p',
+      query: { sort_key: 's' },
+      headers: { 'x-garage-causality-token': 'not-a-token' },
+      body: 'x',
+    })
+    assert.equal(r.status, 400)
+    assert.equal((r.json() as { code: string }).code, 'CausalityToken')
+    r = await k2vRaw(target, { method: 'GET', bucket: b, pk: 'p', query: { sort_key: 's' }, headers: JSON_ONLY })
+    assert.deepEqual(r.json(), [null])
+  })
+
+  test('non-ASCII partition and sort keys', async (t) => {
+    const { n, target } = await k2vNode(t)
+    const pk = 'clé/été ü+%'
+    const sk = 'trié 日本 +&='
+    let r = await k2vRaw(target, { method: 'PUT', bucket: n.bucket, pk, query: { sort_key: sk }, body: 'v' })
+    assert.equal(r.status, 204, r.body.toString())
+    r = await k2vRaw(target, {
+      method: 'POST',
+      bucket: n.bucket,
+      query: { search: null },
+      body: JSON.stringify([{ partitionKey: pk }]),
+    })
+    assert.equal(r.status, 200, r.body.toString())
+    const [res] = r.json() as Array<{ items: Array<{ sk: string }> }>
+    assert.deepEqual(
+      res?.items.map((i) => i.sk),
+      [sk],
+    )
+    r = await k2vRaw(target, { method: 'GET', bucket: n.bucket })
+    assert.deepEqual(
+      (r.json() as { partitionKeys: Array<{ pk: string }> }).partitionKeys.map((p) => p.pk),
+      [pk],
+    )
+  })
+})
