@@ -9,6 +9,7 @@
  * numbers (milliseconds since the epoch plus a counter: far below 2^53).
  * @internal
  */
+import { blake2sum, toHex } from '../../util/data.ts'
 
 /** A K2V writer id: the first 8 bytes of a node id, as 16 lowercase hex characters. @internal */
 export type K2vNodeId = string
@@ -16,9 +17,14 @@ export type K2vNodeId = string
 /** Writer → highest timestamp seen. @internal */
 export type VectorClock = Map<K2vNodeId, number>
 
-/** Garage's `make_node_id`: the first 8 bytes of the node's id. @internal */
+/**
+ * Garage's `make_node_id`: the first 8 bytes of the node's id. (An id that is not hex, which
+ * only tests use, is hashed first.)
+ * @internal
+ */
 export function makeK2vNodeId(nodeIdHex: string): K2vNodeId {
-  return nodeIdHex.slice(0, 16).toLowerCase()
+  if (/^[0-9a-fA-F]{16}/.test(nodeIdHex)) return nodeIdHex.slice(0, 16).toLowerCase()
+  return toHex(blake2sum(nodeIdHex)).slice(0, 16)
 }
 
 /** True when `a` has a time greater than `b` for some writer (Garage's `vclock_gt`). @internal */
