@@ -9,7 +9,7 @@ import { defineConfig } from 'tsdown'
 // package); the JavaScript loses its comments and whitespace but keeps every name (no mangling),
 // so stack traces still name the functions. The .d.cts files keep the TSDoc.
 export default defineConfig({
-  entry: { index: 'lib/index.ts', testing: 'lib/testing.ts', cli: 'lib/cli/main.ts' },
+  entry: { index: 'lib/index.ts', testing: 'lib/testing.ts', k2v: 'lib/k2v/client.ts', cli: 'lib/cli/main.ts' },
   format: 'cjs',
   platform: 'node',
   target: 'node20',

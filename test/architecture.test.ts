@@ -24,6 +24,8 @@ const ALLOWED: Record<string, string[]> = {
   'api/admin': ['util', 'db', 'net', 'rpc', 'table', 'block', 'model', 'api/common'],
   web: ['util', 'db', 'net', 'rpc', 'table', 'block', 'model', 'api/common', 'api/s3'],
   cli: ['index.ts'],
+  // The K2V client (the `./k2v` package entry): standalone, it imports nothing internal.
+  k2v: [],
 }
 
 /** Third-party packages and the only layers allowed to use them. */
