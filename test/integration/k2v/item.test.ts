@@ -145,4 +145,38 @@ describe('K2V items over raw signed requests', () => {
       [pk],
     )
   })
+
+  test('same keys and bucket permissions as S3', async (t) => {
+    const { n, target } = await k2vNode(t)
+    const reader = await n.node.keys.create({ name: 'reader' })
+    await n.node.buckets.allowKey(n.bucket, reader.accessKeyId, { read: true, write: false, owner: false })
+    const stranger = await n.node.keys.create({ name: 'stranger' })
+    const as = (k: { accessKeyId: string; secretAccessKey: string }) => ({ ...target, ...k })
+    const put = { method: 'PUT', bucket: n.bucket, pk: 'p', query: { sort_key: 's' }, body: 'v' }
+    const get = { method: 'GET', bucket: n.bucket, pk: 'p', query: { sort_key: 's' }, headers: JSON_ONLY }
+
+    let r = await k2vRaw(as(reader), put)
+    assert.equal(r.status, 403)
+    assert.equal((r.json() as { code: string }).code, 'AccessDenied')
+    r = await k2vRaw(as(reader), get)
+    assert.equal(r.status, 404)
+    r = await k2vRaw(as(stranger), get)
+    assert.equal(r.status, 403)
+    r = await k2vRaw(target, { ...get, bucket: 'no-such-bucket' })
+    assert.equal(r.status, 404)
+    assert.equal((r.json() as { code: string }).code, 'NoSuchBucket')
+    r = await k2vRaw({ ...target, secretAccessKey: 'x'.repeat(40) }, get)
+    assert.equal(r.status, 403)
+    assert.equal((r.json() as { code: string }).code, 'SignatureDoesNotMatch')
+    r = await k2vRaw({ ...target, accessKeyId: 'GK000000000000000000000000' }, get)
+    assert.equal(r.status, 403)
+    assert.equal((r.json() as { code: string }).code, 'InvalidAccessKeyId')
+    // Unsigned: anonymous access is refused.
+    const res = await fetch(`${target.endpoint}/${n.bucket}/p?sort_key=s`)
+    assert.equal(res.status, 403)
+    assert.equal(res.headers.get('content-type'), 'application/json')
+    // Nothing was written by the refused requests.
+    r = await k2vRaw(target, get)
+    assert.equal(r.status, 404)
+  })
 })
