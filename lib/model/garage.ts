@@ -199,17 +199,6 @@ export class Garage {
     this.bucketAliasTable = make(bucketAliasTableSchema, o.fullCopy)
     this.keyTable = make(keyTableSchema, o.fullCopy)
     this.adminTokenTable = make(adminTokenTableSchema, o.fullCopy)
-    this.buckets = new BucketHelper(
-      {
-        bucket: this.bucketTable,
-        alias: this.bucketAliasTable,
-        key: this.keyTable,
-        object: this.objectTable,
-        mpu: this.mpuTable,
-      },
-      { allowPunycode: o.allowPunycode },
-    )
-    this.keys = new KeyHelper(this.keyTable, this.buckets)
     // K2V: the counter table first, the item table's hook counts into it.
     const counterTable: Table<CounterEntry> = make(counterTableSchema('k2v_index_counter_v2'), o.sharded)
     const counter = new IndexCounter<K2vItem>({
@@ -244,6 +233,18 @@ export class Garage {
       }),
       storageNodes: () => (layout === undefined ? [o.self] : layout.allStorageNodes()),
     }
+    this.buckets = new BucketHelper(
+      {
+        bucket: this.bucketTable,
+        alias: this.bucketAliasTable,
+        key: this.keyTable,
+        object: this.objectTable,
+        mpu: this.mpuTable,
+        k2vIndex: { table: counterTable, storageNodes: this.k2v.storageNodes },
+      },
+      { allowPunycode: o.allowPunycode },
+    )
+    this.keys = new KeyHelper(this.keyTable, this.buckets)
     this.access = new AccessResolver(
       { bucket: this.bucketTable, alias: this.bucketAliasTable, key: this.keyTable },
       { cluster: o.cluster !== undefined },

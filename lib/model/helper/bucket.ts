@@ -11,6 +11,7 @@ import type { Table } from '../../table/table.ts'
 import type { BucketAliasEntry } from '../bucket-alias-table.ts'
 import { type BucketEntry, type BucketParams, newBucketParams } from '../bucket-table.ts'
 import type { KeyEntry, KeyParams } from '../key-table.ts'
+import { type CounterEntry, counterIsZero } from '../index-counter.ts'
 import { type BucketKeyPerm, mergePerm, NO_PERMISSIONS } from '../permission.ts'
 import { hasData, type ObjectEntry } from '../s3/object-table.ts'
 import type { MpuEntry } from '../s3/mpu-table.ts'
@@ -30,6 +31,8 @@ export interface BucketTables {
   key: Table<KeyEntry>
   object: Table<ObjectEntry>
   mpu: Table<MpuEntry>
+  /** K2V's index counters: a bucket holding K2V items is not empty (Garage's `is_bucket_empty`). */
+  k2vIndex?: { table: Table<CounterEntry>; storageNodes(): string[] }
 }
 
 export class BucketHelper {
@@ -165,13 +168,18 @@ export class BucketHelper {
     await this.#putParams(id, { ...params, authorizedKeys: crdtMapPut(params.authorizedKeys, keyId, p, mergePerm) })
   }
 
-  /** True when the bucket holds no object and no multipart upload in progress. */
+  /** True when the bucket holds no object, no multipart upload in progress and no K2V item. */
   async isEmpty(id: Uuid): Promise<boolean> {
     const objects = await this.#t.object.getRange(id, {
       limit: 1,
       filter: (o) => o.versions.some((v) => hasData(v) || v.state.t === 'uploading'),
     })
-    return objects.length === 0
+    if (objects.length > 0) return false
+    const k2v = this.#t.k2vIndex
+    if (k2v === undefined) return true
+    const nodes = k2v.storageNodes()
+    const indexes = await k2v.table.getRange(id, { limit: 1, filter: (e) => !counterIsZero(e, nodes) })
+    return indexes.length === 0
   }
 
   /** Deletes an empty bucket, its aliases and every key's permissions on it. */
