@@ -129,5 +129,17 @@ describe('K2vClient', () => {
     await rejectsWith(make({ region: 'elsewhere' }).readItem('a', 'b'), 'AuthorizationHeaderMalformed', 400)
     await rejectsWith(k2v.readBatch([{ partitionKey: 'a', singleItem: true }]), 'InvalidRequest', 400)
     await rejectsWith(k2v.readBatch([{ partitionKey: 'a', prefix: 'x', start: 'y' }]), 'InvalidRequest', 400)
+    await rejectsWith(k2v.readIndex({ prefix: 'x', start: 'y' }), 'InvalidRequest', 400)
+    await rejectsWith(k2v.deleteItem('a', 'b', 'AAAA'), 'CausalityToken', 400)
+    await rejectsWith(k2v.pollItem('a', 'b', 'AAAA', { timeoutSeconds: 1 }), 'InvalidRequest', 400)
+    await rejectsWith(k2v.pollRange('a', {}, 'not a marker'), 'InvalidRequest', 400)
+    await rejectsWith(
+      k2v.insertBatch([{ partitionKey: 'a', sortKey: 'b', value: 'v', causality: 'AAAA' }]),
+      'CausalityToken',
+      400,
+    )
+    await rejectsWith(k2v.deleteBatch([{ partitionKey: 'a', singleItem: true }]), 'InvalidRequest', 400)
+    // Nothing was written by the refused requests.
+    await rejectsWith(k2v.readItem('a', 'b'), 'NoSuchKey', 404)
   })
 })

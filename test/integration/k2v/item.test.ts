@@ -204,4 +204,34 @@ describe('K2V items over raw signed requests', () => {
     await eventually('the index empty', async () => (await indexed()).partitionKeys.length === 0)
     await s3.send(new DeleteBucketCommand({ Bucket: n.bucket }))
   })
+
+  test('bad item and index requests get Garage codes and change nothing', async (t) => {
+    const { n, target } = await k2vNode(t)
+    const b = n.bucket
+    const cases: Array<[Parameters<typeof k2vRaw>[1], number, string]> = [
+      [{ method: 'PUT', bucket: b, pk: 'p', body: 'v' }, 400, 'InvalidRequest'],
+      [{ method: 'PUT', bucket: b, pk: 'p', query: { sort_key: 's', search: null }, body: 'v' }, 400, 'InvalidRequest'],
+      [
+        { method: 'DELETE', bucket: b, pk: 'p', query: { sort_key: 's' }, headers: { 'x-garage-causality-token': 'AAAA' } },
+        400,
+        'CausalityToken',
+      ],
+      [{ method: 'GET', bucket: b, query: { limit: 'ten' } }, 400, 'InvalidRequest'],
+      [{ method: 'GET', bucket: b, query: { prefix: 'a', start: 'b' } }, 400, 'InvalidRequest'],
+      [
+        { method: 'GET', bucket: b, pk: 'p', query: { sort_key: 's', causality_token: 'AAAAAAAAAAA', timeout: 'soon' } },
+        400,
+        'InvalidRequest',
+      ],
+      [{ method: 'PATCH', bucket: b, pk: 'p', query: { sort_key: 's' } }, 400, 'InvalidRequest'],
+    ]
+    for (const [req, status, code] of cases) {
+      const r = await k2vRaw(target, req)
+      assert.equal(r.status, status, `${req.method} ${JSON.stringify(req.query)}: ${r.body.toString()}`)
+      assert.equal(r.headers.get('content-type'), 'application/json')
+      assert.equal((r.json() as { code: string }).code, code)
+    }
+    const r = await k2vRaw(target, { method: 'GET', bucket: b, pk: 'p', query: { sort_key: 's' }, headers: JSON_ONLY })
+    assert.equal(r.status, 404)
+  })
 })
