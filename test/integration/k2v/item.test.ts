@@ -224,6 +224,11 @@ describe('K2V items over raw signed requests', () => {
         'InvalidRequest',
       ],
       [{ method: 'PATCH', bucket: b, pk: 'p', query: { sort_key: 's' } }, 400, 'InvalidRequest'],
+      // Keys longer than the metadata store takes (Garage sets no limit of its own).
+      [{ method: 'PUT', bucket: b, pk: 'p', query: { sort_key: 's'.repeat(2000) }, body: 'v' }, 400, 'KeyTooLongError'],
+      [{ method: 'PUT', bucket: b, pk: 'p'.repeat(2000), query: { sort_key: 's' }, body: 'v' }, 400, 'KeyTooLongError'],
+      [{ method: 'POST', bucket: b, body: JSON.stringify([{ pk: 'p', sk: 's'.repeat(2000), v: null }]) }, 400, 'KeyTooLongError'],
+      [{ method: 'GET', bucket: b, pk: 'p', query: { sort_key: 's'.repeat(2000) } }, 400, 'KeyTooLongError'],
     ]
     for (const [req, status, code] of cases) {
       const r = await k2vRaw(target, req)
