@@ -4,7 +4,7 @@
  * and talks HTTP through the global `fetch`; it imports nothing else from the package.
  *
  * ```ts
- * import { K2vClient } from 'garage/k2v'
+ * import { K2vClient } from 'garage-ts/k2v'
  * const k2v = new K2vClient({ endpoint: 'http://localhost:3904', region: 'garage', bucket: 'mail',
  *   accessKeyId: 'GK…', secretAccessKey: '…' })
  * await k2v.insertItem('inbox', 'msg-1', 'hello')

@@ -119,7 +119,7 @@ describe('the packed package', () => {
     for (const f of files.filter((x) => /\.(c|m)?js$/.test(x.path))) {
       assert.doesNotMatch(readFileSync(join(app.pkgDir, f.path), 'utf8'), /sourceMappingURL/, `${f.path} names no source map`)
     }
-    for (const entry of ['index', 'testing']) {
+    for (const entry of ['index', 'testing', 'k2v']) {
       for (const ext of ['mjs', 'cjs', 'd.mts', 'd.cts'])
         assert.ok(names.includes(`dist/${entry}.${ext}`), `dist/${entry}.${ext}`)
     }
