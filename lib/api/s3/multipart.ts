@@ -21,6 +21,7 @@ import { isSseS3, type ObjectData, type ObjectEntry, type ObjectMeta, type Objec
 import { deletedVersion, type VersionBlock, versionBlock } from '../../model/s3/version-table.ts'
 import { batchItem } from '../../table/batch.ts'
 import { bytesEqual, genUuid, type Hash, toHex, type Uuid, utf8 } from '../../util/data.ts'
+import type { Logger } from '../../util/logger.ts'
 import { isoDate, nextTimestamp } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
@@ -131,16 +132,23 @@ export async function beginPart(garage: Garage, upload: Upload, partNumber: numb
 }
 
 /**
- * Records a written part's ETag and size. If the upload was completed or aborted meanwhile, the
- * part is released and the upload reported as gone.
+ * Records a written part's ETag and size. Whether the upload was completed or aborted meanwhile
+ * is checked after the answer (one round trip less per part, as Garage, which does not check):
+ * the part is then released, so its blocks do not outlive the upload. The client was told the
+ * part succeeded, which is what AWS answers in the same race too.
  */
-export async function finishPart(garage: Garage, upload: Upload, part: MpuPart): Promise<void> {
+export async function finishPart(garage: Garage, upload: Upload, part: MpuPart, log: Logger): Promise<void> {
   await garage.mpuTable.insert(mpuUpdate(upload, part))
+  void releaseIfUploadGone(garage, upload, part).catch((err: unknown) => {
+    // Only a leak: the version stays until the versions repair finds its upload deleted.
+    log.warn(`cannot check the upload of part ${part.partNumber} after writing it: ${(err as Error).message}`)
+  })
+}
+
+/** Releases `part` if its upload was completed or aborted while it was written. */
+async function releaseIfUploadGone(garage: Garage, upload: Upload, part: MpuPart): Promise<void> {
   const after = await garage.mpuTable.get(upload.uploadId, EMPTY)
-  if (after === undefined || after.deleted) {
-    await releasePart(garage, upload, part)
-    throw noSuchUpload()
-  }
+  if (after === undefined || after.deleted) await releasePart(garage, upload, part)
 }
 
 /** Deletes a part version that will never be used (its block references go with it). */
@@ -169,7 +177,7 @@ export async function writePart(
     throw err
   }
   const done = { ...part, ...written }
-  await finishPart(ctx.garage, upload, done)
+  await finishPart(ctx.garage, upload, done, ctx.log)
   return done
 }
 
