@@ -1,0 +1,52 @@
+/**
+ * The part bookkeeping of UploadPart (lib/api/s3/multipart.ts) on a model without a server:
+ * finishPart answers without reading the upload back; a part whose upload was aborted before the
+ * part was even listed (so the upload's deletion cannot reach its version) is released in the
+ * background, and a part of a live upload is kept.
+ */
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { beginPart, finishPart, getUpload } from '../../../lib/api/s3/multipart.ts'
+import { deletedMpu } from '../../../lib/model/s3/mpu-table.ts'
+import { genUuid } from '../../../lib/util/data.ts'
+import { recordingLogger } from '../../net/net-fixtures.ts'
+import { eventually } from '../../helpers/eventually.ts'
+import { startModel } from '../../helpers/model.ts'
+
+const EMPTY = new Uint8Array(0)
+
+test('a part finished after its upload was aborted is released after the answer; a live upload keeps its part', async (t) => {
+  const { garage } = await startModel(t)
+  const log = recordingLogger()
+  const bucketId = genUuid()
+  const start = async (key: string) => {
+    const uploadId = genUuid()
+    await garage.objectTable.insert({
+      bucketId,
+      key,
+      versions: [{ uuid: uploadId, ts: 1, state: { t: 'uploading', multipart: true, headers: [] } }],
+    })
+    await garage.mpuTable.insert({ uploadId, deleted: false, parts: [], ts: 1, bucketId, key })
+    return getUpload(garage, bucketId, key, uploadId)
+  }
+
+  const live = await start('live')
+  const livePart = await beginPart(garage, live, 1)
+  await finishPart(garage, live, { ...livePart, etag: 'e', size: 1 }, log)
+
+  const gone = await start('gone')
+  // Aborted (or completed) after the request found the upload, before the part was listed: the
+  // deleted upload row drops the listing, so its deletion cascade never sees this part.
+  await garage.mpuTable.insert(deletedMpu(gone.uploadId, gone.mpu.ts, bucketId, 'gone'))
+  const gonePart = await beginPart(garage, gone, 1)
+  assert.equal((await garage.versionTable.get(gonePart.version, EMPTY))?.deleted, false, 'the part version exists')
+  // The part is acknowledged (AWS does the same in this race) and released afterwards.
+  await finishPart(garage, gone, { ...gonePart, etag: 'e', size: 1 }, log)
+  await eventually(
+    'the late part is released',
+    async () => (await garage.versionTable.get(gonePart.version, EMPTY))?.deleted === true,
+  )
+
+  assert.equal((await garage.versionTable.get(livePart.version, EMPTY))?.deleted, false, 'the live part is kept')
+  assert.deepEqual(log.warnings, [])
+})
