@@ -274,11 +274,11 @@ export class NetApp implements AsyncDisposable {
   /** Runs `fn` with a signal that aborts on the caller's signal, the deadline, or close(). */
   async #withDeadline<T>(options: CallOptions, what: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
     const timeoutMs = options.timeoutMs ?? this.#timeoutMs
-    const deadline = new AbortController()
-    const timer = setTimeout(() => deadline.abort(new TimeoutError(`${what} timed out after ${timeoutMs} ms`)), timeoutMs)
-    const signals = [deadline.signal, this.#closing.signal]
+    // One controller per call: the deadline aborts the linked signal directly.
+    const signals = [this.#closing.signal]
     if (options.signal !== undefined) signals.push(options.signal)
-    const { signal, dispose } = linkSignals(signals)
+    const { signal, abort, dispose } = linkSignals(signals)
+    const timer = setTimeout(() => abort(new TimeoutError(`${what} timed out after ${timeoutMs} ms`)), timeoutMs)
     let held = false
     try {
       signal.throwIfAborted()

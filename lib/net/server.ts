@@ -272,11 +272,11 @@ export class RpcServer {
     this.#peers.getOrCreate(session.clientId).seen()
 
     const out: FrameContext = { key: session.keys.s2c, sessionId: session.keys.id, seq }
-    const aborted = new AbortController()
+    // One controller per call: a caller that goes away aborts the linked signal directly.
+    const linked = linkSignals([this.#closing])
     res.on('close', () => {
-      if (!res.writableFinished) aborted.abort(new NetError('connection', 'the caller went away'))
+      if (!res.writableFinished) linked.abort(new NetError('connection', 'the caller went away'))
     })
-    const linked = linkSignals([aborted.signal, this.#closing])
     const signal = linked.signal
 
     let answer: ResponseHead

@@ -60,12 +60,18 @@ export async function readLimited(source: AsyncIterable<Uint8Array>, max: number
  *
  * @internal
  */
-export function linkSignals(signals: readonly AbortSignal[]): { signal: AbortSignal; dispose: () => void } {
+export function linkSignals(signals: readonly AbortSignal[]): {
+  signal: AbortSignal
+  /** Aborts the linked signal itself (a deadline, a peer that went away): no controller of its own needed. */
+  abort: (reason: unknown) => void
+  dispose: () => void
+} {
   const ac = new AbortController()
+  const abort = (reason: unknown): void => ac.abort(reason)
   const already = signals.find((s) => s.aborted)
   if (already !== undefined) {
     ac.abort(already.reason)
-    return { signal: ac.signal, dispose: () => {} }
+    return { signal: ac.signal, abort, dispose: () => {} }
   }
   const listeners = signals.map((s) => {
     const onAbort = (): void => ac.abort(s.reason)
@@ -74,6 +80,7 @@ export function linkSignals(signals: readonly AbortSignal[]): { signal: AbortSig
   })
   return {
     signal: ac.signal,
+    abort,
     dispose: () => {
       for (const off of listeners) off()
     },
