@@ -68,7 +68,6 @@ export class TableBatch {
         throw new GarageError('GARAGE_ERR_INTERNAL', `table ${i.table.name} is not part of this batch writer`)
       }
     }
-    const quorums = new Set<number>()
     const plans: InsertPlan[] = []
     const unlocks: Array<() => void> = []
     try {
@@ -77,12 +76,11 @@ export class TableBatch {
         if (unlock !== undefined) unlocks.push(unlock)
         const plan = i.table.planInsert(i.entries)
         plans.push(plan)
-        quorums.add(plan.quorum)
       }
       const transport = this.#o.transport
       // Tables with different write quorums (or a transport without batches) are written
       // separately, still at the same time: the same round trips, more requests.
-      if (quorums.size > 1 || (transport?.callBatch === undefined && !this.#localOnly(plans))) {
+      if (!this.#batchable(plans)) {
         await Promise.all(live.map((i) => i.table.insertMany(i.entries)))
         return
       }
@@ -133,22 +131,29 @@ export class TableBatch {
    */
   async insertInOrder(items: readonly BatchItem[]): Promise<void> {
     const live = items.filter((i) => i.entries.length > 0)
-    if (this.#colocated(live)) {
+    const plans = live.map((i) => i.table.planInsert(i.entries))
+    if (this.#colocated(plans) && this.#batchable(plans)) {
       await this.insert(live)
       return
     }
     for (const i of live) await i.table.insertMany(i.entries)
   }
 
-  /** True when every node storing an item of `items` stores every item before it. */
-  #colocated(items: readonly BatchItem[]): boolean {
+  /** True when every node storing an item's entries stores those of every item before it. */
+  #colocated(plans: readonly InsertPlan[]): boolean {
     let before: Set<NodeId> | undefined
-    for (const i of items) {
-      const nodes = new Set(i.table.planInsert(i.entries).byNode.keys())
+    for (const p of plans) {
+      const nodes = new Set(p.byNode.keys())
       if (before !== undefined) for (const n of nodes) if (!before.has(n)) return false
       before = before === undefined ? nodes : new Set([...before].filter((n) => nodes.has(n)))
     }
     return true
+  }
+
+  /** True when {@link insert} sends these plans as one request per node (else: one per table). */
+  #batchable(plans: readonly InsertPlan[]): boolean {
+    const quorums = new Set(plans.map((p) => p.quorum))
+    return quorums.size <= 1 && (this.#o.transport?.callBatch !== undefined || this.#localOnly(plans))
   }
 
   #localOnly(plans: readonly InsertPlan[]): boolean {

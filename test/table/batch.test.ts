@@ -82,6 +82,7 @@ class FixedReplication implements TableReplication {
 
 interface BatchNode {
   id: NodeId
+  transport: NetAppTableTransport
   a: Table<Row>
   b: Table<Row>
   batch: TableBatch
@@ -137,6 +138,7 @@ async function threeNodes(t: TestContext, o: { bOnLastTwo?: boolean; silent?: nu
     })
     out.push({
       id: key.id,
+      transport,
       a,
       b,
       batch,
@@ -228,6 +230,36 @@ test('insertInOrder writes one table after the other when a node stores the late
   assert.ok(apart.includes('table/a') && apart.includes('table/b'), `both tables written: ${apart}`)
   assert.ok(nodes.filter((n) => n.local('a', 'x2') === 2).length >= 2)
   assert.ok(nodes.filter((n) => n.local('b', 'y2') === 2).length >= 2)
+})
+
+test('without a batch-capable transport, insertInOrder writes table after table and insert table by table', async (t) => {
+  const nodes = await threeNodes(t)
+  const [n0] = nodes as [BatchNode]
+  const events: NetCallEvent[] = []
+  const onCall = (m: unknown): void => {
+    events.push(m as NetCallEvent)
+  }
+  // A transport of the older kind: `call` only.
+  const plain = new TableBatch([n0.a, n0.b] as Array<Table<unknown>>, {
+    self: n0.id,
+    transaction: (fn) => n0.a.data.db.transaction(fn),
+    log: silentLogger,
+    transport: { call: (node, table, request, options) => n0.transport.call(node, table, request, options) },
+    timeoutMs: 5000,
+  })
+  subscribe('garage:net:call', onCall)
+  try {
+    await plain.insertInOrder([batchItem(n0.a, [{ pk: 'p', sk: 'x', n: 1 }]), batchItem(n0.b, [{ pk: 'p', sk: 'y', n: 1 }])])
+    const firstB = Math.min(...events.filter((e) => e.path === 'table/b').map((e) => e.startMs))
+    const aDone = events.filter((e) => e.path === 'table/a' && e.endMs <= firstB).length
+    assert.ok(aDone >= 1, 'a reached a remote replica before b was sent')
+    assert.ok(!events.some((e) => e.path === 'table/_batch'))
+    await plain.insert([batchItem(n0.a, [{ pk: 'p', sk: 'x2', n: 2 }]), batchItem(n0.b, [{ pk: 'p', sk: 'y2', n: 2 }])])
+    assert.ok(!events.some((e) => e.path === 'table/_batch'))
+  } finally {
+    unsubscribe('garage:net:call', onCall)
+  }
+  assert.ok(nodes.filter((n) => n.local('a', 'x2') === 2 && n.local('b', 'y2') === 2).length >= 2)
 })
 
 test('a node without the batch endpoint counts as a failed replica: the quorum still holds, two such fail', async (t) => {
