@@ -1,9 +1,11 @@
 /**
- * The admin API v1 paths that Garage 2.x still serves, translated into v2 endpoints (port of
- * garage_api_admin::router_v1 and `AdminApiRequest::from_v1` of router_v2.rs), so that tools
- * written for Garage 1.x keep working. The answer is the v2 endpoint's. The four v1 endpoints
- * whose meaning changed in v2 (GetClusterStatus, UpdateClusterLayout, DeleteKey, DeleteBucket)
- * are refused with 400, as Garage does. Pure: no I/O and no auth.
+ * The admin API v1 (and v0) paths that Garage 2.x still serves, translated into v2 endpoints
+ * (port of garage_api_admin::router_v1, `Endpoint::from_v0` and `AdminApiRequest::from_v1` of
+ * router_v2.rs), so that tools written for Garage 1.x keep working. The answer is the v2
+ * endpoint's. The four v1 endpoints whose meaning changed in v2 (GetClusterStatus,
+ * UpdateClusterLayout, DeleteKey, DeleteBucket) are refused with 400, as Garage does; v0 has the
+ * same paths under `/v0/`, fewer of them kept (`V0_UNSUPPORTED`), and its GetKeyInfo always
+ * showed the secret key. Pure: no I/O and no auth.
  */
 import { AdminError } from './errors.ts'
 import type { AdminEndpointName } from './router.ts'
@@ -33,6 +35,17 @@ const NO_LONGER_SUPPORTED: Record<string, string> = {
   DeleteBucket: 'it now answers 200 to a POST; use POST /v2/DeleteBucket?id=',
 }
 
+/** The endpoints Garage 2.x no longer serves under `/v0/` (router_v1.rs `from_v0`). */
+const V0_UNSUPPORTED: readonly string[] = [
+  'GetClusterStatus',
+  'GetClusterHealth',
+  'GetClusterLayout',
+  'UpdateClusterLayout',
+  'ApplyClusterLayout',
+  'ImportKey',
+  'UpdateKey',
+]
+
 /** A query parameter the v1 endpoint requires. */
 function required(query: URLSearchParams, name: string, endpoint: string): string {
   const v = query.get(name)
@@ -51,12 +64,17 @@ function pick(query: URLSearchParams, names: readonly string[]): URLSearchParams
 }
 
 /**
- * The v2 route of a `/v1/…` request; throws NoSuchEndpoint (404) for a path v1 never had, and
- * InvalidRequest (400) for the endpoints Garage 2.x refuses.
+ * The v2 route of a `/v1/…` (or `/v0/…`) request; throws NoSuchEndpoint (404) for a path that
+ * version never had, and InvalidRequest (400) for the endpoints Garage 2.x refuses.
  */
 export function parseV1Route(method: string, path: string, query: URLSearchParams): V1Route {
-  const v1 = matchV1(method, path, query)
-  if (v1 === undefined) throw new AdminError('NoSuchEndpoint', `unknown admin API v1 endpoint: ${method} ${path}`)
+  const v0 = path.startsWith('/v0/')
+  const v1 = matchV1(method, v0 ? `/v1/${path.slice(4)}` : path, query)
+  if (v1 === undefined)
+    throw new AdminError('NoSuchEndpoint', `unknown admin API ${v0 ? 'v0' : 'v1'} endpoint: ${method} ${path}`)
+  if (v0 && V0_UNSUPPORTED.includes(v1)) throw new AdminError('InvalidRequest', `v0/ endpoint is no longer supported: ${v1}`)
+  // v0's GetKeyInfo always showed the secret key.
+  if (v0 && v1 === 'GetKeyInfo') query.set('showSecretKey', 'true')
   const reason = NO_LONGER_SUPPORTED[v1]
   if (reason !== undefined) throw new AdminError('InvalidRequest', `v1/ endpoint is no longer supported: ${v1} (${reason})`)
   const route = (name: AdminEndpointName, q: URLSearchParams, body: V1Route['body']): V1Route => ({

@@ -1,7 +1,8 @@
 /**
  * The admin API's endpoints (port of garage_api_admin::router_v2): `GET|POST /v2/<Name>`, the v1
- * paths Garage 2.x still translates (router-v1.ts), plus the special paths `/health`, `/check`, `/metrics` and `OPTIONS *`. Pure: no I/O and no auth. The
- * endpoint name is also the name a token's scope lists.
+ * and v0 paths Garage 2.x still translates (router-v1.ts), plus the special paths `/health`,
+ * `/check`, `/metrics` and `OPTIONS *`. Pure: no I/O and no auth. The endpoint name is also the
+ * name a token's scope lists.
  */
 import { checkQueryEncoding } from '../common/validate.ts'
 import type { AdminApiEndpointName } from './contract.ts'
@@ -46,14 +47,11 @@ export function parseAdminRoute(method: string, rawUrl: string): AdminRoute {
     if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed(path, 'GET')
     return { kind: 'special', name: special, query }
   }
-  if (path.startsWith('/v1/')) {
+  if (path.startsWith('/v1/') || path.startsWith('/v0/')) {
     const v1 = parseV1Route(method, path, query)
     return { kind: 'api', name: v1.name, query: v1.query, v1 }
   }
   if (!path.startsWith('/v2/')) {
-    if (path.startsWith('/v0/')) {
-      throw new AdminError('NoSuchEndpoint', `${path}: the v0/ admin API is not supported; use /v2/ (or /v1/)`)
-    }
     throw new AdminError('NoSuchEndpoint', `unknown admin API endpoint: ${path}`)
   }
   const name = path.slice(4)

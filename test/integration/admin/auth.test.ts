@@ -65,7 +65,7 @@ describe('routing and request errors', () => {
   test('an unknown endpoint: 404', async () => {
     assertError(await v2(node, 'NoSuchThing'), 404, 'NoSuchEndpoint')
     assertError(await adminCall(node, '/v1/nothing'), 404, 'NoSuchEndpoint')
-    assertError(await adminCall(node, '/v0/status'), 404, 'NoSuchEndpoint')
+    assertError(await adminCall(node, '/v0/nothing'), 404, 'NoSuchEndpoint')
   })
   test('the wrong method: 405', async () => {
     assertError(await v2(node, 'ListKeys', { body: {} }), 405, 'MethodNotAllowed')

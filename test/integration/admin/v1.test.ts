@@ -1,7 +1,7 @@
 /**
- * Admin API v1 paths, as Garage 2.x still serves them for tools written against 1.x: translated
- * into v2 endpoints (same answers, same token scopes); the four whose meaning changed are refused
- * with 400, unknown paths 404. A real node, real HTTP.
+ * Admin API v1 (and v0) paths, as Garage 2.x still serves them for tools written against 1.x:
+ * translated into v2 endpoints (same answers, same token scopes); the ones whose meaning changed
+ * are refused with 400, unknown paths 404. A real node, real HTTP.
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
@@ -133,6 +133,26 @@ describe('admin API v1 (Garage 2.x compatibility)', () => {
     assert.equal((await adminCall(node, '/v1/nothing')).status, 404)
     // The key imported above still exists: a refused request changes nothing.
     assert.equal((await v2(node, 'GetKeyInfo', { query: { id: 'GK0123456789abcdef01234567' } })).status, 200)
+  })
+
+  test('v0: the paths Garage 2.x kept work (GetKeyInfo shows the secret, as v0 did); the others answer 400', async () => {
+    const created = await adminCall(node, '/v0/key', { body: { name: 'v0-tool' } })
+    ok(created, 'POST /v0/key')
+    const id = json(created).accessKeyId as string
+    const info = await adminCall(node, '/v0/key', { query: { id } })
+    ok(info, 'GET /v0/key?id=')
+    assert.equal(typeof json(info).secretAccessKey, 'string')
+    ok(await adminCall(node, '/v0/bucket'), 'GET /v0/bucket')
+    for (const [method, path, name] of [
+      ['GET', '/v0/health', 'v0/ endpoint is no longer supported: GetClusterHealth'],
+      ['GET', '/v0/layout', 'v0/ endpoint is no longer supported: GetClusterLayout'],
+      ['DELETE', '/v0/key', 'v1/ endpoint is no longer supported: DeleteKey'],
+    ] as const) {
+      const r = await adminCall(node, path, { method, query: method === 'DELETE' ? { id } : {} })
+      assert.equal(r.status, 400, `${method} ${path}: ${r.text}`)
+      assert.match(String(json(r).message), new RegExp(name))
+    }
+    assert.equal((await v2(node, 'GetKeyInfo', { query: { id } })).status, 200, 'the refused DELETE deleted nothing')
   })
 
   test('tokens: v1 paths need one, and a scoped token opens only the v2 endpoints its scope names', async () => {
