@@ -6,6 +6,7 @@
  */
 import { AdminApiServer } from '../api/admin/api-server.ts'
 import { clusterHealth } from '../api/admin/cluster.ts'
+import { findConsoleAssets } from '../api/admin/console.ts'
 import type { AdminClusterView, AdminNodeView } from '../api/admin/context.ts'
 import { LOCAL_ADMIN_ENDPOINTS } from '../api/admin/node-endpoints.ts'
 import { callAdminLocal, registerAdminRpc } from '../api/admin/node-rpc.ts'
@@ -79,12 +80,8 @@ export function startServers(o: StartServersOptions): Promise<Servers> {
       inCluster: c.rpcSecret !== undefined,
       log: s3Log,
     })
-    const s3Server = await startApiServer(
-      bindOf(s3.apiBindAddr),
-      new S3ApiServer(garage, { region: s3.s3Region, rootDomain: s3.rootDomain, sseKeyring }, s3Log),
-      s3Log,
-      { observer: metrics?.observer('s3') },
-    )
+    const s3Handler = new S3ApiServer(garage, { region: s3.s3Region, rootDomain: s3.rootDomain, sseKeyring }, s3Log)
+    const s3Server = await startApiServer(bindOf(s3.apiBindAddr), s3Handler, s3Log, { observer: metrics?.observer('s3') })
     defer(() => s3Server.close())
     let webServer: ApiServer | undefined
     const web = c.s3Web
@@ -136,6 +133,8 @@ export function startServers(o: StartServersOptions): Promise<Servers> {
             webRootDomain: c.s3Web?.rootDomain,
           },
           node: adminNode,
+          // The web console (/ui/), which reaches this node's S3 API through /ui/s3/.
+          console: { assets: findConsoleAssets(), s3: s3Handler, region: s3.s3Region },
         },
         adminLog,
       )

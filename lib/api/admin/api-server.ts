@@ -16,6 +16,7 @@ import { type ApiError, incompleteBody, isClientAbort } from '../common/errors.t
 import type { ApiHandler, ApiResponse, RequestContext } from '../common/server.ts'
 import * as bucket from './bucket.ts'
 import * as cluster from './cluster.ts'
+import { type ConsoleOptions, handleConsole, isConsolePath } from './console.ts'
 import type { AdminContext, AdminNodeView, AdminSettings, Caller } from './context.ts'
 import { AdminError, adminErrorBody, toAdminError } from './errors.ts'
 import * as key from './key.ts'
@@ -38,6 +39,8 @@ export interface AdminApiDeps {
   node: AdminNodeView
   settings: AdminSettings
   metrics: NodeMetrics
+  /** The web console under `/ui/` (console.ts); absent: no console. */
+  console?: ConsoleOptions
 }
 
 const CORS = { 'access-control-allow-origin': '*' }
@@ -90,7 +93,11 @@ export class AdminApiServer implements ApiHandler {
 
   async #handle(req: IncomingMessage, rctx: RequestContext): Promise<ApiResponse> {
     const method = (req.method ?? 'GET').toUpperCase()
-    const route = parseAdminRoute(method, req.url ?? '/')
+    const rawUrl = req.url ?? '/'
+    const q = rawUrl.indexOf('?')
+    const path = q < 0 ? rawUrl : rawUrl.slice(0, q)
+    if (this.#d.console !== undefined && isConsolePath(path)) return await handleConsole(this.#d.console, req, rctx, path)
+    const route = parseAdminRoute(method, rawUrl)
     rctx.endpoint = route.name
     const d = this.#d
     if (route.kind === 'special') {
