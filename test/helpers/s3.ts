@@ -56,7 +56,7 @@ export const md5Base64 = (b: string | Uint8Array): string => createHash('md5').u
 export const sha256Hex = (b: string | Uint8Array): string => createHash('sha256').update(b).digest('hex')
 
 /** node:crypto's SHA-256 (and HMAC-SHA-256 when given a secret) in smithy's Checksum shape. */
-class Sha256 {
+export class Sha256 {
   readonly #secret: string | Uint8Array | undefined
   #h: Hash | Hmac
   constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
