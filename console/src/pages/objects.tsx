@@ -77,7 +77,7 @@ function Browser({ s3, bucket, bucketId, prefix }: { s3: ConsoleS3; bucket: stri
   const [pages, setPages] = useState<string[]>([])
   const token = pages[pages.length - 1]
   const listing = useLoad(() => s3.list(bucket, prefix, token), [s3, bucket, prefix, token])
-  const versioning = useLoad(() => s3.versioning(bucket).catch(() => ''), [s3, bucket])
+  const versioning = useLoad(() => s3.versioning(bucket), [s3, bucket])
   const [uploads, setUploads] = useState<Upload[]>([])
   const [selected, setSelected] = useState<string | undefined>(undefined)
   const fileInput = useRef<HTMLInputElement>(null)
@@ -165,6 +165,7 @@ function Browser({ s3, bucket, bucketId, prefix }: { s3: ConsoleS3; bucket: stri
       </Section>
       <Section title={`Contents${versioning.data === 'Enabled' ? ' (versioned bucket)' : ''}`}>
         <ErrorBox error={listing.error} />
+        <ErrorBox error={versioning.error} />
         <ErrorBox error={act.error} />
         <div class="table-wrap">
           <table data-testid="objects">
