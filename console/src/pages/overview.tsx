@@ -21,7 +21,7 @@ function Disk({ label, part }: { label: string; part: NodeResp['dataPartition'] 
 export function LayoutPicture({ layout, up }: { layout: GetClusterLayoutResponse; up?: ReadonlyMap<string, boolean> }) {
   const zones = zonesOf(layout.roles)
   const total = zones.reduce((t, z) => t + z.capacity, 0)
-  if (zones.length === 0) return <p>No layout yet: assign roles on the Layout page.</p>
+  if (zones.length === 0) return <p>No node has a role yet.</p>
   return (
     <figure class="layout-picture">
       <div class="zones">
