@@ -16,6 +16,6 @@ export default defineConfig({
   clean: true,
   outDir: 'dist/ui',
   outExtensions: () => ({ js: '.js' }),
-  deps: { alwaysBundle: [/.*/], onlyBundle: ['preact', '@sinclair/typebox'] },
+  deps: { alwaysBundle: [/.*/], onlyBundle: ['preact'] },
   copy: [{ from: ['console/index.html', 'console/app.css'] }],
 })

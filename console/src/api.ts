@@ -1,16 +1,12 @@
 /**
  * The console's admin API client, typed against the same contract as the server and the CLI
- * (lib/api/admin/contract.ts): the endpoint names, their methods and query parameters
- * (`ADMIN_API_ROUTES`) and the static types of their bodies and answers. The token travels in the
+ * (lib/api/admin/contract.ts): the endpoint names and the static types of their bodies and
+ * answers, and the methods and query parameters of the plain route table (routes.ts, checked
+ * against the contract by its tests), so TypeBox stays out of the bundle. The token travels in the
  * Authorization header only.
  */
-import {
-  ADMIN_API_ROUTES,
-  type AdminApiEndpointName,
-  type AdminApiQuery,
-  type AdminApiRequestBody,
-  type AdminApiResponse,
-} from '../../lib/api/admin/contract.ts'
+import type { AdminApiEndpointName, AdminApiQuery, AdminApiRequestBody, AdminApiResponse } from '../../lib/api/admin/contract.ts'
+import { ADMIN_API_ROUTES } from '../../lib/api/admin/routes.ts'
 
 /** An admin API error answer (`{ code, message }`), or a network failure (`code: 'NetworkError'`). */
 export class AdminApiError extends Error {
