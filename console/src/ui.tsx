@@ -41,7 +41,6 @@ export function useLoad<T>(load: () => Promise<T>, deps: readonly unknown[], eve
     loading: true,
   })
   const seq = useRef(0)
-  // biome-ignore lint/correctness/useExhaustiveDependencies: `deps` are the caller's
   const run = useCallback(() => {
     const n = ++seq.current
     setState((s) => ({ ...s, loading: true }))

@@ -45,9 +45,9 @@ test('a layout staged in the form is previewed, applied, then changed', async ()
   await page.getByRole('heading', { name: 'Assign or change a role' }).waitFor(WAIT)
   for (const [i, n] of nodes.entries()) {
     await page.getByLabel('Node', { exact: true }).selectOption(n.id)
-    await page.getByLabel('Zone').fill(`zone-${i + 1}`)
-    await page.getByLabel('Capacity').fill(`${i + 1}G`)
-    await page.getByRole('button', { name: 'Stage', exact: true }).click()
+    await page.getByLabel('Zone', { exact: true }).fill(`zone-${i + 1}`)
+    await page.getByLabel('Capacity', { exact: true }).fill(`${i + 1}G`)
+    await page.getByRole('button', { name: 'Stage role' }).click()
     await page.getByTestId('staged').locator('li').nth(i).waitFor(WAIT)
   }
   await page.getByRole('button', { name: 'Preview' }).click()
@@ -71,8 +71,8 @@ test('a layout staged in the form is previewed, applied, then changed', async ()
   // Change the third node's capacity through its row's Change button.
   const third = nodes[2] as ClusterNodeProcess
   await page.getByRole('button', { name: `Change role of ${third.id.slice(0, 16)}` }).click()
-  await page.getByLabel('Capacity').fill('5G')
-  await page.getByRole('button', { name: 'Stage', exact: true }).click()
+  await page.getByLabel('Capacity', { exact: true }).fill('5G')
+  await page.getByRole('button', { name: 'Stage role' }).click()
   await page.getByTestId('staged').locator('li').first().waitFor(WAIT)
   await page.getByRole('button', { name: 'Apply as version 2' }).click()
   await page.getByRole('heading', { name: 'Current layout (version 2)' }).waitFor(WAIT)

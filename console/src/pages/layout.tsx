@@ -27,6 +27,8 @@ export function LayoutPage() {
   const [zone, setZone] = useState('')
   const [capacity, setCapacity] = useState('')
   const [gateway, setGateway] = useState(false)
+  const [tags, setTags] = useState('')
+  const [redundancy, setRedundancy] = useState<string | undefined>(undefined)
   const [invalid, setInvalid] = useState<string | undefined>(undefined)
   const [applied, setApplied] = useState<string[] | undefined>(undefined)
   const d = data.data
@@ -42,6 +44,7 @@ export function LayoutPage() {
     setZone(r?.zone ?? '')
     setCapacity(r?.capacity === null || r?.capacity === undefined ? '' : String(r.capacity))
     setGateway(r !== undefined && r.capacity === null)
+    setTags(r?.tags.join(', ') ?? '')
     document.getElementById('role-node')?.focus()
   }
   return (
@@ -93,12 +96,46 @@ export function LayoutPage() {
                 </tbody>
               </table>
             </div>
-            <p class="hint">
-              Zone redundancy:{' '}
-              {d.layout.parameters.zoneRedundancy === 'maximum'
-                ? 'maximum'
-                : `at least ${d.layout.parameters.zoneRedundancy.atLeast}`}
-            </p>
+            <form
+              class="row"
+              onSubmit={(e) => {
+                e.preventDefault()
+                const v = redundancy ?? ''
+                const atLeast = Number(v)
+                if (v !== 'maximum' && !(Number.isSafeInteger(atLeast) && atLeast >= 1)) {
+                  return setInvalid('Zone redundancy: maximum, or a number of zones from 1')
+                }
+                const zoneRedundancy = v === 'maximum' ? ('maximum' as const) : { atLeast }
+                setInvalid(undefined)
+                void act.run(async () => {
+                  await api.call('UpdateClusterLayout', { body: { parameters: { zoneRedundancy } } })
+                  setPreview(undefined)
+                  data.reload()
+                })
+              }}
+            >
+              <label for="redundancy">Zone redundancy</label>
+              <select
+                id="redundancy"
+                value={
+                  redundancy ??
+                  (d.layout.parameters.zoneRedundancy === 'maximum'
+                    ? 'maximum'
+                    : String(d.layout.parameters.zoneRedundancy.atLeast))
+                }
+                onChange={(e) => setRedundancy(e.currentTarget.value)}
+              >
+                <option value="maximum">maximum (as many zones as possible)</option>
+                {[1, 2, 3, 4, 5, 6, 7].map((n) => (
+                  <option key={n} value={String(n)}>
+                    at least {n} zone{n > 1 ? 's' : ''}
+                  </option>
+                ))}
+              </select>
+              <button type="submit" disabled={redundancy === undefined || act.busy}>
+                Stage redundancy
+              </button>
+            </form>
           </Section>
           <Section title="Assign or change a role">
             <form
@@ -109,7 +146,11 @@ export function LayoutPage() {
                 if (cap === undefined) return setInvalid('Capacity: a size such as 100G or 1T')
                 if (zone.trim() === '') return setInvalid('Zone: required')
                 setInvalid(undefined)
-                void stage([{ id: nodeId, zone: zone.trim(), capacity: cap }])
+                const tagList = tags
+                  .split(',')
+                  .map((t) => t.trim())
+                  .filter((t) => t !== '')
+                void stage([{ id: nodeId, zone: zone.trim(), capacity: cap, tags: tagList }])
               }}
             >
               <label for="role-node">Node</label>
@@ -136,7 +177,7 @@ export function LayoutPage() {
                 nothing)
               </label>
               <button type="submit" disabled={nodeId === '' || act.busy}>
-                Stage
+                Stage role
               </button>
             </form>
             {invalid !== undefined && (
@@ -159,6 +200,14 @@ export function LayoutPage() {
                         : `zone ${c.zone}, ${c.capacity === null ? 'gateway' : formatBytes(c.capacity)}${c.tags?.length ? `, tags ${c.tags.join(', ')}` : ''}`}
                     </li>
                   ))}
+                  {d.layout.stagedParameters !== null && (
+                    <li>
+                      zone redundancy:{' '}
+                      {d.layout.stagedParameters.zoneRedundancy === 'maximum'
+                        ? 'maximum'
+                        : `at least ${d.layout.stagedParameters.zoneRedundancy.atLeast}`}
+                    </li>
+                  )}
                 </ul>
                 <div class="row">
                   <button
