@@ -40,7 +40,7 @@ test('the overview shows the three nodes up', async () => {
   }
 })
 
-test('a layout staged in the form is previewed, applied, then changed', async () => {
+test('a layout staged in the form is previewed, applied, then changed (capacity and tags)', async () => {
   await page.getByRole('link', { name: 'Layout' }).click()
   await page.getByRole('heading', { name: 'Assign or change a role' }).waitFor(WAIT)
   for (const [i, n] of nodes.entries()) {
@@ -72,14 +72,20 @@ test('a layout staged in the form is previewed, applied, then changed', async ()
   const third = nodes[2] as ClusterNodeProcess
   await page.getByRole('button', { name: `Change role of ${third.id.slice(0, 16)}` }).click()
   await page.getByLabel('Capacity', { exact: true }).fill('5G')
+  await page.getByLabel('Tags').fill('ssd, rack-7')
   await page.getByRole('button', { name: 'Stage role' }).click()
   await page.getByTestId('staged').locator('li').first().waitFor(WAIT)
   await page.getByRole('button', { name: 'Apply as version 2' }).click()
   await page.getByRole('heading', { name: 'Current layout (version 2)' }).waitFor(WAIT)
   await shot(page, 'layout')
-  const v2 = await adminOk<{ version: number; roles: Array<{ id: string; capacity: number }> }>(third, 'GetClusterLayout')
+  const v2 = await adminOk<{ version: number; roles: Array<{ id: string; capacity: number; tags: string[] }> }>(
+    third,
+    'GetClusterLayout',
+  )
   assert.equal(v2.version, 2)
-  assert.equal(v2.roles.find((r) => r.id === third.id)?.capacity, 5 * 1024 ** 3)
+  const role = v2.roles.find((r) => r.id === third.id)
+  assert.equal(role?.capacity, 5 * 1024 ** 3)
+  assert.deepEqual(role?.tags, ['ssd', 'rack-7'])
 })
 
 test('a bucket and a key made in the console carry a 12 MiB file across the cluster', async () => {

@@ -176,6 +176,8 @@ export function LayoutPage() {
                 <input type="checkbox" checked={gateway} onChange={(e) => setGateway(e.currentTarget.checked)} /> Gateway (stores
                 nothing)
               </label>
+              <label for="role-tags">Tags</label>
+              <input id="role-tags" placeholder="comma-separated" value={tags} onInput={(e) => setTags(e.currentTarget.value)} />
               <button type="submit" disabled={nodeId === '' || act.busy}>
                 Stage role
               </button>
