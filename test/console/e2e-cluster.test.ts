@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import type { Browser, Page } from 'playwright-core'
 import { ADMIN_TOKEN, adminOk, type ClusterNodeProcess, FAST_ENV, startCluster } from '../helpers/cluster.ts'
-import { launchBrowser } from '../helpers/browser.ts'
+import { ensureConsoleBuilt, launchBrowser } from '../helpers/browser.ts'
 import { createKeyAndBucket, shot, signIn, uploadAndDownload, WAIT } from './_flows.ts'
 
 let nodes: ClusterNodeProcess[] = []
@@ -16,6 +16,8 @@ let browser: Browser
 let page: Page
 
 before(async () => {
+  // The nodes look for dist/ui when they start.
+  await ensureConsoleBuilt()
   const [cluster, b] = await Promise.all([
     startCluster(3, { configLines: ['replication_factor = 3'], env: { ...FAST_ENV } }),
     launchBrowser(),

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import type { Browser, Page } from 'playwright-core'
 import { startTestNode, type TestNode } from '../../lib/testing.ts'
-import { launchBrowser } from '../helpers/browser.ts'
+import { ensureConsoleBuilt, launchBrowser } from '../helpers/browser.ts'
 import { createKeyAndBucket, shot, uploadAndDownload, WAIT } from './_flows.ts'
 
 const TOKEN = 'console-e2e-admin-token'
@@ -17,6 +17,8 @@ let browser: Browser
 let page: Page
 
 before(async () => {
+  // The node looks for dist/ui when it starts.
+  await ensureConsoleBuilt()
   node = await startTestNode({ admin: { api_bind_addr: '127.0.0.1:0', admin_token: TOKEN } })
   browser = await launchBrowser()
   const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 900 } })
