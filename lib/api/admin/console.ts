@@ -47,7 +47,7 @@ const SECURITY_HEADERS: Record<string, string> = {
 }
 
 /**
- * The directory of the built console: `dist/ui` next to the bundled library (`dist/*.mjs`), or
+ * The directory of the built console: `dist/ui` next to the bundled library (`dist/*.cjs`), or
  * the repository's `dist/ui` when running from the TypeScript sources. Undefined when it has not
  * been built (the console then answers 404 with a hint).
  * @internal
