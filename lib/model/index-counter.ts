@@ -40,8 +40,10 @@ export function countObject(o: ObjectEntry | undefined): ObjectCounts {
   let current = true
   for (let i = o.versions.length - 1; i >= 0; i--) {
     const s = (o.versions[i] as ObjectEntry['versions'][number]).state
-    if (s.t === 'uploading') unfinishedUploads++
-    else if (s.t === 'complete' && current) {
+    if (s.t === 'uploading') {
+      // A conditional write's claim is not an upload.
+      if (s.claim !== true) unfinishedUploads++
+    } else if (s.t === 'complete' && current) {
       // Only the newest complete version is visible.
       current = false
       if (s.data.t !== 'delete') {

@@ -59,6 +59,13 @@ export const API_ERROR_STATUS = {
   IllegalLocationConstraintException: 400,
   UnexpectedContent: 400,
   InvalidTag: 400,
+  ConditionalRequestConflict: 409,
+  MalformedPolicy: 400,
+  NoSuchBucketPolicy: 404,
+  NoSuchTagSet: 404,
+  AccessControlListNotSupported: 400,
+  UnresolvableGrantByEmailAddress: 400,
+  InvalidBucketAclWithObjectOwnership: 400,
   /** A request path that does not percent-decode to UTF-8 (AWS: "Couldn't parse the specified URI."). */
   InvalidURI: 400,
   // K2V's own codes (garage_api_k2v::error).

@@ -33,6 +33,7 @@ import { checkKey, checkQuotas, extractMetadataHeaders, saveStream } from './put
 import { ifMatchAccepts, ifNoneMatchMatches } from './etag.ts'
 import { openObjectCipher, type WriteEncryption, writeEncryption, writeEncryptionHeaders } from './sse-s3.ts'
 import { renderXml } from './xml.ts'
+import { checkWriteCondition, commitVersion, currentObject, parseWriteCondition, type WriteCondition } from './conditional.ts'
 
 const EMPTY = new Uint8Array(0)
 
@@ -159,11 +160,14 @@ export async function handleCopyObject(ctx: BucketCtx, destKey: string): Promise
     directive === 'REPLACE' ? { ...srcMeta, headers: extractMetadataHeaders(ctx.req.headers, ctx.contentEncoding) } : srcMeta
 
   const dest = await g.objectTable.get(ctx.bucketId, utf8(destKey))
+  // If-None-Match / If-Match on the destination: refused at once when false, checked again at commit.
+  const condition = parseWriteCondition(ctx.req.headers)
+  if (condition !== undefined) checkWriteCondition(condition, currentObject(dest))
   await checkQuotas(g, ctx.bucketId, ctx.bucketParams.quotas.v, dest, meta.size)
   if (srcCipher !== undefined || destEnc !== undefined) {
     // Each version has its own key: encrypted data is never shared, it is decrypted and
     // re-encrypted on its way through.
-    return copyThrough(ctx, source, srcCipher, meta, destKey, destEnc, dest)
+    return copyThrough(ctx, source, srcCipher, meta, destKey, destEnc, dest, condition)
   }
   const ts = nextTimestamp(dest === undefined ? undefined : Math.max(0, ...dest.versions.map((v) => v.ts)))
   const uuid = genUuid()
@@ -174,7 +178,7 @@ export async function handleCopyObject(ctx: BucketCtx, destKey: string): Promise
       ts,
       state: { t: 'complete', data: { t: 'inline', meta, bytes: srcData.bytes } },
     }
-    await g.objectTable.insert({ bucketId, key: destKey, versions: [version] })
+    await commitVersion(g, bucketId, destKey, condition, version)
   } else {
     const srcVersion = await g.versionTable.get(source.version.uuid, EMPTY)
     if (srcVersion === undefined || srcVersion.deleted) {
@@ -207,7 +211,7 @@ export async function handleCopyObject(ctx: BucketCtx, destKey: string): Promise
         ts,
         state: { t: 'complete', data: { t: 'firstBlock', meta, hash: srcData.hash } },
       }
-      await g.objectTable.insert({ bucketId, key: destKey, versions: [complete] })
+      await commitVersion(g, bucketId, destKey, condition, complete)
     } catch (err) {
       await g.objectTable.insert({ bucketId, key: destKey, versions: [{ uuid, ts, state: { t: 'aborted' } }] })
       throw err
@@ -258,6 +262,7 @@ async function copyThrough(
   destEnc: WriteEncryption | undefined,
   /** The destination's current row, already read by the caller. */
   dest: ObjectEntry | undefined,
+  condition: WriteCondition | undefined,
 ): Promise<ApiResponse> {
   const md5 = createHash('md5')
   const plaintext = sourcePlaintext(ctx, source, srcCipher)
@@ -285,6 +290,7 @@ async function copyThrough(
     quotas: ctx.bucketParams.quotas.v,
     encryption: destEnc,
     existing: Promise.resolve(dest),
+    condition,
   })
   const xml = renderXml('CopyObjectResult', { ETag: `"${saved.meta.etag}"`, LastModified: isoDate(saved.ts) })
   const out: Record<string, string> = {

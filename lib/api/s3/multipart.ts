@@ -44,6 +44,7 @@ import { Chunker, checkContentLength, checkKey, checkQuotas, extractMetadataHead
 import { completePartEtag } from './etag.ts'
 import { newObjectCipher, openObjectCipher, writeEncryption } from './sse-s3.ts'
 import { readXmlBody, renderXml, type XmlDocument, xmlChildren, xmlOnly, xmlRoot, xmlText } from './xml.ts'
+import { checkWriteCondition, commitVersion, currentObject, parseWriteCondition } from './conditional.ts'
 
 /** Part numbers go from 1 to this, as on AWS. */
 export const MAX_PART_NUMBER = 10_000
@@ -457,6 +458,9 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
   const g = ctx.garage
   const upload = await getUpload(g, ctx.bucketId, ep.key, uploadId)
   checkCompleteKey(ctx, upload)
+  // If-None-Match / If-Match: refused at once when already false, checked again at commit.
+  const condition = parseWriteCondition(ctx.req.headers)
+  if (condition !== undefined) checkWriteCondition(condition, currentObject(upload.object, uploadId))
   if (listed.length === 0) throw new ApiError('MalformedXML', 'You must specify at least one part')
   for (let i = 1; i < listed.length; i++) {
     if ((listed[i] as (typeof listed)[number]).partNumber <= (listed[i - 1] as (typeof listed)[number]).partNumber) {
@@ -571,10 +575,10 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
   const first = blocks[0]
   const data: ObjectData =
     first === undefined ? { t: 'inline', meta, bytes: new Uint8Array(0) } : { t: 'firstBlock', meta, hash: first.hash }
-  await g.objectTable.insert({
-    bucketId: ctx.bucketId,
-    key: ep.key,
-    versions: [{ uuid: uploadId, ts: upload.version.ts, state: { t: 'complete', data } }],
+  await commitVersion(g, ctx.bucketId, ep.key, condition, {
+    uuid: uploadId,
+    ts: upload.version.ts,
+    state: { t: 'complete', data },
   })
   // Deleting the upload deletes every part version; the final version holds its own references.
   await g.mpuTable.insert(deletedMpu(uploadId, upload.mpu.ts, ctx.bucketId, ep.key))

@@ -24,6 +24,7 @@ import { checkFieldValue } from '../common/validate.ts'
 import { checkS3ObjectKey } from './names.ts'
 import type { ObjectCipher } from './encryption.ts'
 import { newObjectCipher, type WriteEncryption, writeEncryption, writeEncryptionHeaders } from './sse-s3.ts'
+import { checkWriteCondition, commitVersion, currentObject, parseWriteCondition, type WriteCondition } from './conditional.ts'
 
 /** Blocks of one upload written concurrently (Garage's PUT_BLOCKS_MAX_PARALLEL). */
 export const PUT_BLOCKS_MAX_PARALLEL = 3
@@ -98,6 +99,9 @@ export async function handlePutObject(ctx: BucketCtx, key: string): Promise<ApiR
   // The key's current row, read once (at quorum) for the whole request: the quota checks count
   // the difference from it, and the new version's timestamp must be newer than its versions.
   const existing = ctx.garage.objectTable.get(ctx.bucketId, utf8(key))
+  // If-None-Match / If-Match: refused at once when already false (checked again at commit).
+  const condition = parseWriteCondition(ctx.req.headers)
+  if (condition !== undefined) checkWriteCondition(condition, currentObject(await existing))
   // Refuse before reading the body when its announced length is already too much.
   const declared = declaredLength(ctx.req.headers)
   if (declared !== undefined && hasQuotas(quotas)) {
@@ -108,6 +112,7 @@ export async function handlePutObject(ctx: BucketCtx, key: string): Promise<ApiR
     quotas,
     encryption,
     existing,
+    condition,
   })
   const out: Record<string, string> = { etag: `"${saved.meta.etag}"`, 'x-amz-version-id': toHex(saved.versionId) }
   Object.assign(out, writeEncryptionHeaders(encryption))
@@ -207,6 +212,8 @@ export async function saveStream(
      * otherwise it is read here, while the first block arrives.
      */
     existing?: Promise<ObjectEntry | undefined> | undefined
+    /** If-None-Match / If-Match: the version commits only if it holds then (conditional.ts). */
+    condition?: WriteCondition | undefined
   } = {},
 ): Promise<SavedObject> {
   const chunker = new Chunker(body, garage.blockSize)
@@ -231,7 +238,7 @@ export async function saveStream(
       ts,
       state: { t: 'complete', data: { t: 'inline', meta: stored, bytes: data } },
     }
-    await garage.objectTable.insert({ bucketId, key, versions: [version] })
+    await commitVersion(garage, bucketId, key, opts.condition, version)
     return { versionId, ts, meta }
   }
 
@@ -262,7 +269,7 @@ export async function saveStream(
       ts,
       state: { t: 'complete', data: { t: 'firstBlock', meta: stored, hash: firstHash } },
     }
-    await garage.objectTable.insert({ bucketId, key, versions: [complete] })
+    await commitVersion(garage, bucketId, key, opts.condition, complete)
     return { versionId, ts, meta }
   } catch (err) {
     body.destroy()

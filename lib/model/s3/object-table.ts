@@ -75,6 +75,12 @@ export type ObjectVersionState =
       checksumAlgorithm?: ChecksumAlgorithm
       /** Multipart uploads only: `x-amz-checksum-type`, set together with `checksumAlgorithm`. */
       checksumType?: 'FULL_OBJECT' | 'COMPOSITE'
+      /**
+       * A conditional write's claim on the key (docs/design/conditional-writes.md): a version with
+       * no data of its own, written just before the write commits and aborted with the commit.
+       * Absent in every other uploading version (and in rows written before conditional writes).
+       */
+      claim?: true
     }
   | { t: 'complete'; data: ObjectData }
   | { t: 'aborted' }
@@ -99,6 +105,9 @@ export const cmpVersion = (a: ObjectVersion, b: ObjectVersion): number => a.ts -
 
 export const isComplete = (v: ObjectVersion): boolean => v.state.t === 'complete'
 
+/** A conditional write's claim still in force (docs/design/conditional-writes.md). */
+export const isLiveClaim = (v: ObjectVersion): boolean => v.state.t === 'uploading' && v.state.claim === true
+
 /** A complete version with data (not a delete marker). */
 export const hasData = (v: ObjectVersion): boolean => v.state.t === 'complete' && v.state.data.t !== 'delete'
 
@@ -118,7 +127,9 @@ export function mergeVersionState(a: ObjectVersionState, b: ObjectVersionState):
   if (a.t === 'aborted' || b.t === 'aborted') return { t: 'aborted' }
   // The whole state of the larger encoding wins, so its encryption and checksum settings stay with it.
   const chosen = Buffer.compare(objectCodec.encode(wrap(a)), objectCodec.encode(wrap(b))) >= 0 ? a : b
-  return { ...chosen, multipart: a.multipart || b.multipart }
+  const merged = { ...chosen, multipart: a.multipart || b.multipart }
+  if (a.claim === true || b.claim === true) merged.claim = true
+  return merged
 }
 
 function wrap(state: ObjectVersionState): ObjectEntry {
@@ -177,6 +188,8 @@ export function objectTableSchema(deps: ObjectTableDeps): TableSchema<ObjectEntr
       if (previous === undefined || next === undefined) return
       for (const v of previous.versions) {
         const kept = next.versions.find((n) => cmpVersion(n, v) === 0)
+        // A conditional write's claim has no version row of its own.
+        if (v.state.t === 'uploading' && v.state.claim === true) continue
         if (kept === undefined || (kept.state.t === 'aborted' && v.state.t !== 'aborted')) {
           const backlink = { t: 'object' as const, bucketId: next.bucketId, key: next.key }
           deps.queueVersion(tx, deletedVersion(v.uuid, backlink))
