@@ -14,7 +14,7 @@ import { nextTimestamp } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
 import { ifMatchAccepts } from './etag.ts'
 
-/** The write condition of a request: `If-None-Match: *`, `If-Match: <etags>`, or both. */
+/** The write condition of a request: `If-None-Match: *` or `If-Match: <etags>`. */
 export interface WriteCondition {
   ifNoneMatch: boolean
   ifMatch?: string
@@ -43,7 +43,8 @@ export function parseWriteCondition(headers: IncomingHttpHeaders): WriteConditio
   const noneMatch = headerValue(headers, 'if-none-match')?.trim()
   const match = headerValue(headers, 'if-match')?.trim()
   if (noneMatch === undefined && match === undefined) return undefined
-  if (noneMatch !== undefined && noneMatch !== '*') {
+  // AWS accepts one condition per write: both headers together are refused like an entity tag.
+  if ((noneMatch !== undefined && noneMatch !== '*') || (noneMatch !== undefined && match !== undefined)) {
     throw new ApiError('NotImplemented', 'A header you provided implies functionality that is not implemented', {
       extra: { Header: 'If-None-Match' },
     })
@@ -137,23 +138,27 @@ export async function commitConditional(
       state: { t: 'uploading', multipart: false, headers: [], claim: true },
     }
     const aborted: ObjectVersion = { uuid: claim.uuid, ts: claim.ts, state: { t: 'aborted' } }
-    await garage.objectTable.insert({ bucketId, key, versions: [claim] })
-    let after: ObjectEntry | undefined
+    // A claim left by a crash is aborted at the node's next start, like an interrupted upload.
+    garage.uploads.begin(claim.uuid, bucketId, key, claim.ts)
+    let committed = false
+    let now: ObjectVersion | undefined
     try {
-      after = await garage.objectTable.get(bucketId, sortKey)
-    } catch (err) {
-      await garage.objectTable.insert({ bucketId, key, versions: [aborted] })
-      throw err
+      await garage.objectTable.insert({ bucketId, key, versions: [claim] })
+      const after = await garage.objectTable.get(bucketId, sortKey)
+      now = lastComplete(after, version.uuid)
+      const rivals = (after?.versions ?? []).filter(
+        (v) => isLiveClaim(v) && !bytesEqual(v.uuid, claim.uuid) && (now === undefined || cmpVersion(v, now) > 0),
+      )
+      if (sameVersion(now, base) && rivals.length === 0) {
+        // The version and the claim's end in one row write: no reader sees neither.
+        await garage.objectTable.insert({ bucketId, key, versions: [version, aborted] })
+        committed = true
+      }
+    } finally {
+      if (!committed) await garage.objectTable.insert({ bucketId, key, versions: [aborted] })
+      garage.uploads.end(claim.uuid)
     }
-    const now = lastComplete(after, version.uuid)
-    const rivals = (after?.versions ?? []).filter(
-      (v) => isLiveClaim(v) && !bytesEqual(v.uuid, claim.uuid) && (now === undefined || cmpVersion(v, now) > 0),
-    )
-    if (sameVersion(now, base) && rivals.length === 0) {
-      await garage.objectTable.insert({ bucketId, key, versions: [version, aborted] })
-      return
-    }
-    await garage.objectTable.insert({ bucketId, key, versions: [aborted] })
+    if (committed) return
     // The key changed: check the condition again at once. A rival claim: back off.
     if (sameVersion(now, base)) await sleep(Math.random() * BACKOFF_BASE_MS * 2 ** attempt)
   }

@@ -46,8 +46,9 @@ describe('PutObject with If-None-Match: *', () => {
     assert.equal((await getBytes(s3, node.bucket, 'c/big')).toString(), 'after delete')
   })
 
-  test('an entity tag in If-None-Match is 501 NotImplemented, as AWS answers', async () => {
+  test('an entity tag in If-None-Match, or both headers, is 501 NotImplemented, as AWS answers', async () => {
     await assert.rejects(put('c/etag', 'x', { IfNoneMatch: '"abc"' }), s3Error('NotImplemented', 501))
+    await assert.rejects(put('c/etag', 'x', { IfNoneMatch: '*', IfMatch: '"abc"' }), s3Error('NotImplemented', 501))
     const r = await rawRequest(node, { method: 'HEAD', path: `/${node.bucket}/c/etag` })
     assert.equal(r.status, 404, 'nothing was written')
   })
