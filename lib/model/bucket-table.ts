@@ -9,6 +9,7 @@ import {
   mergeDeletable,
   mergeLww,
   mergeLwwMap,
+  updateLww,
 } from '../util/crdt/crdt.ts'
 import type { Uuid } from '../util/data.ts'
 import { hashPartitionKey, type TableSchema } from '../table/schema.ts'
@@ -74,6 +75,26 @@ export interface BucketParams {
   quotas: Lww<BucketQuotas>
   /** Default encryption of new objects (absent from `GTbkt1` rows, migrated to null). */
   encryption: Lww<BucketEncryption | null>
+  /**
+   * The bucket policy (PutBucketPolicy), the JSON text as the client sent it (validated by the
+   * S3 API). Optional fields below are absent from rows written before they existed, which reads
+   * as unset: no codec version is needed for them.
+   */
+  policy?: Lww<string | null>
+  /** Canned ACL `public-read` (PutBucketAcl, `x-amz-acl`): anonymous reads of the bucket. */
+  publicRead?: Lww<boolean>
+  /** Bucket tags (PutBucketTagging), in the order given. */
+  tags?: Lww<Array<[string, string]> | null>
+}
+
+/** Merges two optional registers (absent = never set). */
+function mergeOptLww<T>(a: Lww<T> | undefined, b: Lww<T> | undefined): Lww<T> | undefined {
+  return a === undefined ? b : b === undefined ? a : mergeLww(a, b)
+}
+
+/** An optional register set to `v` (created when absent). */
+export function setOptLww<T>(old: Lww<T> | undefined, v: T, now: number): Lww<T> {
+  return old === undefined ? { ts: now, v } : updateLww(old, v, now)
 }
 
 export interface BucketEntry {
@@ -107,8 +128,15 @@ export function mergeBucketParams(a: BucketParams, b: BucketParams): BucketParam
     lifecycle: mergeLww(a.lifecycle, b.lifecycle),
     quotas: mergeLww(a.quotas, b.quotas),
     encryption: mergeLww(a.encryption, b.encryption),
+    ...optional('policy', mergeOptLww(a.policy, b.policy)),
+    ...optional('publicRead', mergeOptLww(a.publicRead, b.publicRead)),
+    ...optional('tags', mergeOptLww(a.tags, b.tags)),
   }
 }
+
+/** `{ [name]: v }`, or nothing when `v` is undefined (an absent field stays absent in the encoding). */
+const optional = <K extends string, V>(name: K, v: V | undefined): { [P in K]?: V } =>
+  (v === undefined ? {} : { [name]: v }) as { [P in K]?: V }
 
 export function newBucketParams(now: number): BucketParams {
   return {

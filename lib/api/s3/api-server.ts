@@ -30,7 +30,14 @@ import {
   handleGetBucketVersioning,
   handleListBuckets,
 } from './bucket.ts'
-import { handleGetBucketAcl } from './acl.ts'
+import {
+  handleGetBucketAcl,
+  handleGetBucketOwnershipControls,
+  handleGetObjectAcl,
+  handlePutBucketAcl,
+  handlePutObjectAcl,
+  parseCannedAcl,
+} from './acl.ts'
 import { handleGetObjectAttributes } from './attributes.ts'
 import type { BucketCtx, S3Settings } from './context.ts'
 import { handleDeleteBucketCors, handleGetBucketCors, handlePutBucketCors } from './cors.ts'
@@ -55,9 +62,23 @@ import { handlePostObject } from './post-object.ts'
 import { checkEndpointNames } from './names.ts'
 import { handlePutObject } from './put.ts'
 import { handleDeleteBucketEncryption, handleGetBucketEncryption, handlePutBucketEncryption } from './sse-s3.ts'
-import { authorizationType, type Endpoint, parseBucketAndKey, parseEndpoint } from './router.ts'
+import { authorizationType, type Endpoint, endpointKey, parseBucketAndKey, parseEndpoint } from './router.ts'
 import { handleDeleteBucketWebsite, handleGetBucketWebsite, handlePutBucketWebsite } from './website.ts'
 import { renderXml } from './xml.ts'
+import {
+  evaluatePolicy,
+  handleDeleteBucketPolicy,
+  handleGetBucketPolicy,
+  handleGetBucketPolicyStatus,
+  handlePutBucketPolicy,
+  POLICY_GRANTABLE,
+  PolicyCache,
+  type PolicyDecision,
+  type PolicyRequest,
+  policyAction,
+  PUBLIC_READ,
+} from './policy.ts'
+import type { Uuid } from '../../util/data.ts'
 
 export class S3ApiServer implements ApiHandler {
   readonly name = 's3'
@@ -66,6 +87,8 @@ export class S3ApiServer implements ApiHandler {
   /** SigV4 signing keys per (secret, date): four HMACs saved on every request after a client's first of the day. */
   readonly #signingKeys = new SigningKeyCache()
   readonly #log: Logger
+  /** Stored bucket policies, parsed once per text. */
+  readonly #policies = new PolicyCache()
   constructor(garage: Garage, settings: S3Settings, log: Logger) {
     this.#garage = garage
     this.#settings = settings
@@ -166,20 +189,25 @@ export class S3ApiServer implements ApiHandler {
       if (fetched === undefined) throw err
       auth = verify()
     }
-    if (auth === undefined) throw new ApiError('AccessDenied', 'Anonymous access is not supported')
-    request.accessKeyId = auth.accessKeyId
-    const apiKey = fetched?.id === auth.accessKeyId ? fetched : garage.access.localKey(auth.accessKeyId)
-    if (apiKey === undefined)
-      throw new ApiError('InvalidAccessKeyId', 'The access key ID you provided does not exist in our records.')
-    garage.access.checkKeyActive(apiKey)
+    // An anonymous request (no signature at all) goes on only to a bucket whose policy or
+    // public-read ACL lets anyone in for its operation (#authorize).
+    let apiKey: ExistingKey | undefined
+    if (auth !== undefined) {
+      request.accessKeyId = auth.accessKeyId
+      apiKey = fetched?.id === auth.accessKeyId ? fetched : garage.access.localKey(auth.accessKeyId)
+      if (apiKey === undefined)
+        throw new ApiError('InvalidAccessKeyId', 'The access key ID you provided does not exist in our records.')
+      garage.access.checkKeyActive(apiKey)
+    }
 
     // The checksum headers, parsed once for the request: the body stages check them, handlers
     // read them from `ctx.checksums`.
     const checksums = parseChecksumHeaders(req.headers)
     // A checksum asked for by name only (`x-amz-checksum-algorithm`) is computed, not checked.
     const requested = checksums.requestedAlgorithm
-    // V2 has no payload hash: its body is checked through Content-MD5 (and x-amz-checksum-*) only.
-    const stages = requestBodyStages(req.headers, v2 ? undefined : (auth as Authenticated), {
+    // V2 and anonymous requests have no payload hash: their body is checked through Content-MD5
+    // (and x-amz-checksum-*) only.
+    const stages = requestBodyStages(req.headers, v2 || auth === undefined ? undefined : (auth as Authenticated), {
       computeMd5: true,
       extraAlgorithms: requested === undefined ? [] : [requested],
       // On CompleteMultipartUpload, `x-amz-checksum-*` is the whole object's checksum (checked by
@@ -195,15 +223,21 @@ export class S3ApiServer implements ApiHandler {
             if (err) this.#log.debug(`request body failed: ${err.message}`)
           }) as Readable)
 
-    if (ep.kind === 'ListBuckets') return handleListBuckets(garage, apiKey)
-    if (ep.kind === 'CreateBucket') {
-      return handleCreateBucket(garage, this.#settings.region, apiKey, ep.bucket, body, stages.result)
+    if (ep.kind === 'ListBuckets' || ep.kind === 'CreateBucket') {
+      if (apiKey === undefined) throw anonymousDenied()
+      if (ep.kind === 'ListBuckets') return handleListBuckets(garage, apiKey)
+      // x-amz-acl: canned ACLs only (acl.ts), checked before anything is created.
+      const publicRead = parseCannedAcl(req.headers, 'bucket') === 'public-read'
+      return handleCreateBucket(garage, this.#settings.region, apiKey, ep.bucket, body, stages.result, publicRead)
     }
     const bucketName = ep.bucket
-    const bucket = await garage.access.resolveBucket(bucketName, apiKey)
+    // Anonymous requests name buckets by their global alias; an unknown one is AccessDenied
+    // (as a refused one is), so that anonymous clients cannot probe for names.
+    const bucket =
+      apiKey !== undefined ? await garage.access.resolveBucket(bucketName, apiKey) : await garage.access.findBucket(bucketName)
+    if (bucket === undefined) throw anonymousDenied()
     onBucket(bucket.params)
-    const needed = authorizationType(ep)
-    if (needed !== 'none') garage.access.checkBucketPermission(apiKey, bucket.id, needed)
+    this.#authorize(req, query, ep, apiKey, bucket)
 
     const ctx: BucketCtx = {
       garage,
@@ -223,6 +257,46 @@ export class S3ApiServer implements ApiHandler {
     // A body the client cut short is mapped (to IncompleteBody) by the server, for every API.
     const response = await this.#dispatch(ctx, ep, query)
     return withCorsHeaders(response, corsHeadersFor(ctx.bucketParams, method, req.headers))
+  }
+
+  /**
+   * Decides whether the request may go on: the bucket policy first (an explicit Deny refuses
+   * anything but an owner's policy management, AWS's lockout protection), then the key's
+   * permission on the bucket, else a policy Allow for a grantable operation; an anonymous request
+   * needs a policy Allow or, for reads, the bucket's public-read ACL.
+   * docs/design/policies.md describes the order.
+   */
+  #authorize(
+    req: IncomingMessage,
+    query: URLSearchParams,
+    ep: Exclude<Endpoint, { kind: 'Options' | 'ListBuckets' | 'CreateBucket' | 'PostObject' }>,
+    apiKey: ExistingKey | undefined,
+    bucket: { id: Uuid; params: BucketParams },
+  ): void {
+    const access = this.#garage.access
+    const needed = authorizationType(ep)
+    const policyText = bucket.params.policy?.v ?? null
+    let decision: PolicyDecision = 'none'
+    if (policyText !== null) {
+      const key = endpointKey(ep)
+      decision = evaluatePolicy(this.#policies.get(policyText), {
+        principal: apiKey?.id,
+        action: policyAction(ep),
+        resource: key === undefined ? '' : `/${key}`,
+        context: policyContext(req, query),
+      })
+    }
+    const isOwner = apiKey !== undefined && access.hasBucketPermission(apiKey, bucket.id, 'owner')
+    if (decision === 'deny' && !(isOwner && POLICY_ENDPOINTS.has(ep.kind))) throw new ApiError('AccessDenied', 'Access Denied')
+    if (apiKey !== undefined) {
+      if (needed === 'none' || access.hasBucketPermission(apiKey, bucket.id, needed)) return
+      if (decision === 'allow' && POLICY_GRANTABLE.has(ep.kind)) return
+      access.checkBucketPermission(apiKey, bucket.id, needed)
+      return
+    }
+    if (decision === 'allow' && POLICY_GRANTABLE.has(ep.kind)) return
+    if (bucket.params.publicRead?.v === true && PUBLIC_READ.has(ep.kind)) return
+    throw anonymousDenied()
   }
 
   #verifyV4(
@@ -257,18 +331,35 @@ export class S3ApiServer implements ApiHandler {
 
   async #dispatch(ctx: BucketCtx, ep: Endpoint, query: URLSearchParams): Promise<ApiResponse> {
     const g = ctx.garage
-    const owner = { id: ctx.apiKey.id, displayName: ctx.apiKey.state.value.name.v }
+    // Listings name an owner: the key's, or for anonymous requests none (an empty id).
+    const owner = { id: ctx.apiKey?.id ?? '', displayName: ctx.apiKey?.state.value.name.v ?? '' }
     switch (ep.kind) {
       case 'HeadBucket':
         return { status: 200, headers: { 'x-amz-bucket-region': this.#settings.region } }
       case 'DeleteBucket':
-        return handleDeleteBucket(g, ctx.apiKey, ctx.bucketId, ctx.bucketName)
+        return handleDeleteBucket(g, ctx.apiKey as ExistingKey, ctx.bucketId, ctx.bucketName)
       case 'GetBucketLocation':
         return handleGetBucketLocation(this.#settings.region)
       case 'GetBucketVersioning':
         return handleGetBucketVersioning()
       case 'GetBucketAcl':
         return handleGetBucketAcl(ctx)
+      case 'GetObjectAcl':
+        return handleGetObjectAcl(ctx, ep.key)
+      case 'PutBucketAcl':
+        return handlePutBucketAcl(ctx)
+      case 'PutObjectAcl':
+        return handlePutObjectAcl(ctx, ep.key)
+      case 'GetBucketOwnershipControls':
+        return handleGetBucketOwnershipControls()
+      case 'GetBucketPolicy':
+        return handleGetBucketPolicy(ctx)
+      case 'PutBucketPolicy':
+        return handlePutBucketPolicy(ctx)
+      case 'DeleteBucketPolicy':
+        return handleDeleteBucketPolicy(ctx)
+      case 'GetBucketPolicyStatus':
+        return handleGetBucketPolicyStatus(ctx, this.#policies)
       case 'GetBucketCors':
         return handleGetBucketCors(ctx)
       case 'PutBucketCors':
@@ -350,6 +441,37 @@ export class S3ApiServer implements ApiHandler {
     )
     return { status: err.status, headers: { 'content-type': 'application/xml', ...err.headers }, body: xml }
   }
+}
+
+/** The policy management endpoints an owner key keeps under a Deny (AWS's root-user exemption). */
+const POLICY_ENDPOINTS: ReadonlySet<Endpoint['kind']> = new Set<Endpoint['kind']>([
+  'GetBucketPolicy',
+  'PutBucketPolicy',
+  'DeleteBucketPolicy',
+])
+
+const anonymousDenied = (): ApiError => new ApiError('AccessDenied', 'Access Denied')
+
+/** The condition keys of a request (aws:SourceIp is the peer's address: a proxy's, behind one). */
+function policyContext(req: IncomingMessage, query: URLSearchParams): PolicyRequest['context'] {
+  const ctx: PolicyRequest['context'] = {
+    'aws:securetransport': String((req.socket as { encrypted?: boolean }).encrypted === true),
+  }
+  const ip = req.socket.remoteAddress
+  if (ip !== undefined) ctx['aws:sourceip'] = ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip
+  const ua = req.headers['user-agent']
+  if (ua !== undefined) ctx['aws:useragent'] = ua
+  const referer = req.headers.referer
+  if (referer !== undefined) ctx['aws:referer'] = referer
+  for (const [param, key] of [
+    ['prefix', 's3:prefix'],
+    ['delimiter', 's3:delimiter'],
+    ['max-keys', 's3:max-keys'],
+  ] as const) {
+    const v = query.get(param)
+    if (v !== null) ctx[key] = v
+  }
+  return ctx
 }
 
 function notImplemented(kind: string): ApiError {

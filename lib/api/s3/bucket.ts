@@ -1,4 +1,6 @@
 /** Bucket-level S3 operations (port of garage_api_s3::bucket). */
+import { setOptLww } from '../../model/bucket-table.ts'
+import { nowMsec } from '../../util/time.ts'
 import type { Readable } from 'node:stream'
 import type { Garage } from '../../model/garage.ts'
 import type { ExistingKey } from '../../model/helper/key.ts'
@@ -58,6 +60,8 @@ export async function handleCreateBucket(
   name: string,
   body: Readable,
   result: Promise<ChecksumResult>,
+  /** `x-amz-acl: public-read`: the bucket is created readable by anyone (acl.ts). */
+  publicRead = false,
 ): Promise<ApiResponse> {
   const doc = await readOptionalXmlBody(body, 64 * 1024)
   await result
@@ -92,6 +96,7 @@ export async function handleCreateBucket(
   const id = await garage.buckets.create()
   await garage.buckets.setPermissions(id, key.id, ALL_PERMISSIONS)
   await garage.buckets.setLocalAlias(id, key.id, name)
+  if (publicRead) await garage.buckets.updateParams(id, (p) => ({ ...p, publicRead: setOptLww(p.publicRead, true, nowMsec()) }))
   return { status: 200, headers: { location: `/${name}` } }
 }
 

@@ -24,7 +24,11 @@ export interface BucketCtx {
   req: IncomingMessage
   request: RequestContext
   log: Logger
-  apiKey: ExistingKey
+  /**
+   * The request's key; undefined for an anonymous request, which only reaches the operations a
+   * bucket policy or public-read ACL opens to anyone (policy.ts POLICY_GRANTABLE, PUBLIC_READ).
+   */
+  apiKey: ExistingKey | undefined
   bucketId: Uuid
   bucketName: string
   bucketParams: BucketParams

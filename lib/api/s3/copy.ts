@@ -33,6 +33,7 @@ import { checkKey, checkQuotas, extractMetadataHeaders, saveStream } from './put
 import { ifMatchAccepts, ifNoneMatchMatches } from './etag.ts'
 import { openObjectCipher, type WriteEncryption, writeEncryption, writeEncryptionHeaders } from './sse-s3.ts'
 import { renderXml } from './xml.ts'
+import { parseCannedAcl } from './acl.ts'
 import { checkWriteCondition, commitVersion, currentObject, parseWriteCondition, type WriteCondition } from './conditional.ts'
 
 const EMPTY = new Uint8Array(0)
@@ -89,6 +90,8 @@ async function getCopySource(ctx: BucketCtx): Promise<CopySource> {
     }
     throw err
   })
+  // Copies need a key (anonymous requests never reach them: policy.ts POLICY_GRANTABLE).
+  if (ctx.apiKey === undefined) throw new ApiError('AccessDenied', 'Access Denied')
   g.access.checkBucketPermission(ctx.apiKey, bucketId, 'read', `Reading from bucket ${bucket} is not allowed for this key`)
   const version = currentVersion(await g.objectTable.get(bucketId, utf8(key)))
   if (version === undefined) throw new ApiError('NoSuchKey', 'The specified key does not exist.', { extra: { Key: key } })
@@ -122,6 +125,7 @@ export function checkCopyPreconditions(headers: IncomingHttpHeaders, etag: strin
 
 export async function handleCopyObject(ctx: BucketCtx, destKey: string): Promise<ApiResponse> {
   checkKey(destKey)
+  parseCannedAcl(ctx.req.headers, 'object')
   const directive = (headerValue(ctx.req.headers, 'x-amz-metadata-directive') ?? 'COPY').trim().toUpperCase()
   if (directive !== 'COPY' && directive !== 'REPLACE') {
     throw new ApiError('InvalidArgument', 'Unknown metadata directive.', { extra: { ArgumentName: 'x-amz-metadata-directive' } })

@@ -44,6 +44,7 @@ import { Chunker, checkContentLength, checkKey, checkQuotas, extractMetadataHead
 import { completePartEtag } from './etag.ts'
 import { newObjectCipher, openObjectCipher, writeEncryption } from './sse-s3.ts'
 import { readXmlBody, renderXml, type XmlDocument, xmlChildren, xmlOnly, xmlRoot, xmlText } from './xml.ts'
+import { parseCannedAcl } from './acl.ts'
 import { checkWriteCondition, commitVersion, currentObject, parseWriteCondition } from './conditional.ts'
 
 /** Part numbers go from 1 to this, as on AWS. */
@@ -287,6 +288,7 @@ export function combinePartChecksums(c: UploadChecksum, parts: ReadonlyArray<{ c
 
 export async function handleCreateMultipartUpload(ctx: BucketCtx, key: string): Promise<ApiResponse> {
   checkKey(key)
+  parseCannedAcl(ctx.req.headers, 'object')
   const checksum = parseUploadChecksum(ctx.req.headers)
   const g = ctx.garage
   const headers = extractMetadataHeaders(ctx.req.headers, ctx.contentEncoding)

@@ -24,6 +24,7 @@ import { checkFieldValue } from '../common/validate.ts'
 import { checkS3ObjectKey } from './names.ts'
 import type { ObjectCipher } from './encryption.ts'
 import { newObjectCipher, type WriteEncryption, writeEncryption, writeEncryptionHeaders } from './sse-s3.ts'
+import { parseCannedAcl } from './acl.ts'
 import { checkWriteCondition, commitVersion, currentObject, parseWriteCondition, type WriteCondition } from './conditional.ts'
 
 /** Blocks of one upload written concurrently (Garage's PUT_BLOCKS_MAX_PARALLEL). */
@@ -90,6 +91,8 @@ export function checkContentLength(headers: IncomingHttpHeaders): void {
 export async function handlePutObject(ctx: BucketCtx, key: string): Promise<ApiResponse> {
   checkKey(key)
   checkContentLength(ctx.req.headers)
+  // x-amz-acl / x-amz-grant-*: ACLs are disabled on objects (acl.ts), only `private` is accepted.
+  parseCannedAcl(ctx.req.headers, 'object')
   const headers = extractMetadataHeaders(ctx.req.headers, ctx.contentEncoding)
   const encryption = writeEncryption(ctx.req.headers, {
     bucketDefault: ctx.bucketParams.encryption.v,

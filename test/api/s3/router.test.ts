@@ -529,7 +529,7 @@ describe('authorizationType', () => {
     ['GET', '/b?location', 'read'],
     ['GET', '/b?versioning', 'read'],
     ['GET', '/b?lifecycle', 'read'],
-    ['GET', '/b?policy', 'read'],
+    ['GET', '/b?policy', 'owner'],
     ['HEAD', '/b', 'read'],
     ['GET', '/b/k', 'read'],
     ['HEAD', '/b/k', 'read'],
@@ -569,10 +569,11 @@ describe('authorizationType', () => {
     })
   }
 
-  test('every Get/Head/List other than website and CORS needs read', () => {
+  test('every Get/Head/List other than website, CORS and policy needs read', () => {
     for (const kind of ENDPOINT_KINDS) {
       if (!/^(Get|Head|List)/.test(kind) || kind === 'ListBuckets') continue
-      const expected = kind === 'GetBucketWebsite' || kind === 'GetBucketCors' ? 'owner' : 'read'
+      // A policy may name keys: only owners read it (as AWS keeps it to the bucket owner's account).
+      const expected = kind === 'GetBucketWebsite' || kind === 'GetBucketCors' || kind === 'GetBucketPolicy' ? 'owner' : 'read'
       // authorizationType only looks at the kind, so a minimal object is enough here.
       assert.equal(authorizationType({ kind, bucket: 'b' } as Endpoint), expected, kind)
     }

@@ -1,5 +1,5 @@
 /**
- * GetBucketAcl (a read-only view of the key's permissions) and bucket quotas (maximum objects and
+ * GetBucketAcl (a view of the key's permissions; ACL writes in policy.test.ts) and bucket quotas (maximum objects and
  * bytes) enforced on PutObject, CopyObject and CompleteMultipartUpload.
  */
 import assert from 'node:assert/strict'
@@ -68,10 +68,11 @@ describe('GetBucketAcl', () => {
     }
   })
 
-  test('ACLs cannot be written', async () => {
+  test('ACL writes other than the canned private and public-read are AccessControlListNotSupported', async () => {
+    await s3.send(new PutBucketAclCommand({ Bucket: node.bucket, ACL: 'private' }))
     await assert.rejects(
-      s3.send(new PutBucketAclCommand({ Bucket: node.bucket, ACL: 'private' })),
-      s3Error('NotImplemented', 501),
+      s3.send(new PutBucketAclCommand({ Bucket: node.bucket, ACL: 'authenticated-read' })),
+      s3Error('AccessControlListNotSupported', 400),
     )
   })
 })

@@ -11,7 +11,7 @@ import {
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetBucketTaggingCommand,
-  GetObjectAclCommand,
+  GetBucketLoggingCommand,
   GetObjectCommand,
   HeadBucketCommand,
   ListObjectsV2Command,
@@ -150,11 +150,8 @@ describe('NotImplemented', () => {
     await assert.rejects(s3.send(new GetBucketTaggingCommand({ Bucket: node.bucket })), s3Error('NotImplemented', 501))
   })
 
-  test('GetObjectAcl is 501 NotImplemented', async () => {
-    await assert.rejects(
-      s3.send(new GetObjectAclCommand({ Bucket: node.bucket, Key: 'guarded' })),
-      s3Error('NotImplemented', 501),
-    )
+  test('GetBucketLogging is 501 NotImplemented', async () => {
+    await assert.rejects(s3.send(new GetBucketLoggingCommand({ Bucket: node.bucket })), s3Error('NotImplemented', 501))
   })
 
   test('the 501 answer is an S3 XML error document with a request id', async () => {
