@@ -25,6 +25,8 @@ export async function bucketInfoResponse(ctx: AdminContext, b: BucketInfo) {
     })),
     ...stats,
     quotas: b.quotas,
+    bucketPolicy: b.policy,
+    publicRead: b.publicRead,
   }
 }
 

@@ -280,6 +280,10 @@ const GetBucketInfoResponseSchema = named(
     unfinishedMultipartUploadParts: UInt(),
     unfinishedMultipartUploadBytes: UInt(),
     quotas: ApiBucketQuotasSchema,
+    /** Extension: whether a bucket policy is set (S3 PutBucketPolicy). */
+    bucketPolicy: Opt(Bool()),
+    /** Extension: whether the bucket's canned ACL is `public-read` (anonymous reads). */
+    publicRead: Opt(Bool()),
   }),
 )
 const CreateBucketLocalAliasSchema = named(

@@ -23,10 +23,10 @@ export interface WriteCondition {
 /**
  * Claim attempts before answering 409 ConditionalRequestConflict. Between attempts a writer
  * that met a competing claim waits a random time, doubling its window each time (Ethernet's
- * backoff): writers that collided spread out, and the first to commit makes the others' next
- * attempt a 412.
+ * backoff, from the duration of one attempt): writers that collided spread out, and the first to
+ * commit makes the others' next attempt a 412.
  */
-export const CLAIM_ATTEMPTS = 8
+export const CLAIM_ATTEMPTS = 10
 /** The first backoff window, in milliseconds. */
 const BACKOFF_BASE_MS = 10
 
@@ -140,8 +140,10 @@ export async function commitConditional(
     const aborted: ObjectVersion = { uuid: claim.uuid, ts: claim.ts, state: { t: 'aborted' } }
     // A claim left by a crash is aborted at the node's next start, like an interrupted upload.
     garage.uploads.begin(claim.uuid, bucketId, key, claim.ts)
+    const started = Date.now()
     let committed = false
     let now: ObjectVersion | undefined
+    let oldest = true
     try {
       await garage.objectTable.insert({ bucketId, key, versions: [claim] })
       const after = await garage.objectTable.get(bucketId, sortKey)
@@ -149,6 +151,7 @@ export async function commitConditional(
       const rivals = (after?.versions ?? []).filter(
         (v) => isLiveClaim(v) && !bytesEqual(v.uuid, claim.uuid) && (now === undefined || cmpVersion(v, now) > 0),
       )
+      oldest = rivals.every((v) => cmpVersion(v, claim) > 0)
       if (sameVersion(now, base) && rivals.length === 0) {
         // The version and the claim's end in one row write: no reader sees neither.
         await garage.objectTable.insert({ bucketId, key, versions: [version, aborted] })
@@ -159,8 +162,13 @@ export async function commitConditional(
       garage.uploads.end(claim.uuid)
     }
     if (committed) return
-    // The key changed: check the condition again at once. A rival claim: back off.
-    if (sameVersion(now, base)) await sleep(Math.random() * BACKOFF_BASE_MS * 2 ** attempt)
+    // The key changed: check the condition again at once. A rival claim: back off, in a window
+    // that doubles each time from what one attempt took (so it scales with the cluster's round
+    // trips); the writer with the oldest claim tries again first, the others later.
+    if (sameVersion(now, base)) {
+      const window = Math.max(BACKOFF_BASE_MS, Date.now() - started) * 2 ** Math.min(attempt, 6)
+      await sleep(oldest ? Math.random() * (window / 4) : window / 2 + Math.random() * (window / 2))
+    }
   }
   throw conflict()
 }

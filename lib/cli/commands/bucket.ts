@@ -41,6 +41,10 @@ export function renderBucketInfo(b: GetBucketInfoResponse): string {
       `  error document:\t${b.websiteConfig.errorDocument ?? '(not defined)'}`,
     )
   }
+  // Extensions of this port (absent from Garage's answers): the S3 policy and public-read ACL.
+  if (b.bucketPolicy !== undefined || b.publicRead !== undefined) {
+    info.push('', `Bucket policy:\t${b.bucketPolicy === true ? 'set' : 'none'}`, `Public read (ACL):\t${b.publicRead === true}`)
+  }
   const { maxSize, maxObjects } = b.quotas ?? {}
   if (maxSize != null || maxObjects != null) {
     info.push('', 'Quotas:\tenabled')

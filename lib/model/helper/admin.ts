@@ -45,6 +45,10 @@ export interface BucketInfo {
   websiteAccess: boolean
   /** Index and error documents when website access is enabled, else null. */
   websiteConfig: { indexDocument: string; errorDocument: string | null } | null
+  /** Whether a bucket policy (PutBucketPolicy) is set. */
+  policy: boolean
+  /** Whether the canned ACL `public-read` lets anyone read the bucket. */
+  publicRead: boolean
 }
 
 /** Changes to a bucket's settings; absent fields are left as they are. */
@@ -468,6 +472,8 @@ export class BucketsApi {
       websiteAccess: p.website.v !== null,
       websiteConfig:
         p.website.v === null ? null : { indexDocument: p.website.v.indexDocument, errorDocument: p.website.v.errorDocument },
+      policy: (p.policy?.v ?? null) !== null,
+      publicRead: p.publicRead?.v === true,
     }
   }
 }

@@ -1,13 +1,22 @@
 /**
- * Conditional writes across a cluster: three `garage server` processes (RF 3, consistent mode),
- * writers spread over the three nodes. Of 8 concurrent `If-None-Match: *` writers exactly one
- * gets 200 and its body is what every node serves; the others get 412 (or 409).
+ * Conditional writes and bucket policies across a cluster: three `garage server` processes (RF 3,
+ * consistent mode). Of 8 concurrent `If-None-Match: *` writers spread over the three nodes
+ * exactly one gets 200 and its body is what every node serves; the others get 412 (or 409). A
+ * policy put through one node opens anonymous reads, and its Deny is enforced, on the others.
  */
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { after, before, describe, test } from 'node:test'
-import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3'
-import { type ReplicatedCluster, startReplicatedCluster } from '../../helpers/cluster.ts'
+import {
+  DeleteBucketPolicyCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  PutBucketPolicyCommand,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3'
+import { adminOk, type ReplicatedCluster, startReplicatedCluster } from '../../helpers/cluster.ts'
+import { CLUSTER_WAIT, eventually } from '../../helpers/eventually.ts'
 
 const body = async (c: S3Client, bucket: string, key: string): Promise<Buffer> => {
   const r = await c.send(new GetObjectCommand({ Bucket: bucket, Key: key }))
@@ -63,4 +72,48 @@ describe('conditional writes through the 3 nodes of a cluster', { timeout: 180_0
       }
     })
   }
+
+  test('a policy put through node 1 opens anonymous reads and denies deletes through nodes 2 and 3', async () => {
+    const bucket = cluster.bucket
+    await cluster.client(0).send(new PutObjectCommand({ Bucket: bucket, Key: 'pub/doc', Body: 'public doc' }))
+    const anonGet = (n: number, key: string) => fetch(`${cluster.target(n).endpoint}/${bucket}/${key}`)
+    assert.equal((await anonGet(1, 'pub/doc')).status, 403, 'no policy yet: anonymous reads are refused')
+    await cluster.client(0).send(
+      new PutBucketPolicyCommand({
+        Bucket: bucket,
+        Policy: JSON.stringify({
+          Version: '2012-10-17',
+          Statement: [
+            { Effect: 'Allow', Principal: '*', Action: 's3:GetObject', Resource: `arn:aws:s3:::${bucket}/pub/*` },
+            { Effect: 'Deny', Principal: '*', Action: 's3:DeleteObject', Resource: `arn:aws:s3:::${bucket}/pub/*` },
+          ],
+        }),
+      }),
+    )
+    try {
+      for (const n of [1, 2]) {
+        await eventually(
+          `node ${n + 1} serves the anonymous read`,
+          async () => {
+            const r = await anonGet(n, 'pub/doc')
+            assert.equal(r.status, 200, `node ${n + 1} serves the anonymous read`)
+            assert.equal(await r.text(), 'public doc')
+          },
+          CLUSTER_WAIT,
+        )
+        await assert.rejects(
+          cluster.client(n).send(new DeleteObjectCommand({ Bucket: bucket, Key: 'pub/doc' })),
+          (e: unknown) => (e as { name?: string }).name === 'AccessDenied',
+        )
+        const info = await adminOk<{ bucketPolicy?: boolean }>(
+          cluster.nodes[n] as (typeof cluster.nodes)[number],
+          `GetBucketInfo?globalAlias=${bucket}`,
+        )
+        assert.equal(info.bucketPolicy, true, `node ${n + 1}'s admin API shows the policy`)
+      }
+      assert.equal((await anonGet(2, 'other/x')).status, 403, 'outside the policy resource')
+    } finally {
+      await cluster.client(0).send(new DeleteBucketPolicyCommand({ Bucket: bucket }))
+    }
+  })
 })
