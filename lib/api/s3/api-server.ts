@@ -79,6 +79,14 @@ import {
   PUBLIC_READ,
 } from './policy.ts'
 import type { Uuid } from '../../util/data.ts'
+import {
+  handleDeleteBucketTagging,
+  handleDeleteObjectTagging,
+  handleGetBucketTagging,
+  handleGetObjectTagging,
+  handlePutBucketTagging,
+  handlePutObjectTagging,
+} from './tagging.ts'
 
 export class S3ApiServer implements ApiHandler {
   readonly name = 's3'
@@ -352,6 +360,18 @@ export class S3ApiServer implements ApiHandler {
         return handlePutObjectAcl(ctx, ep.key)
       case 'GetBucketOwnershipControls':
         return handleGetBucketOwnershipControls()
+      case 'GetObjectTagging':
+        return handleGetObjectTagging(ctx, ep)
+      case 'PutObjectTagging':
+        return handlePutObjectTagging(ctx, ep)
+      case 'DeleteObjectTagging':
+        return handleDeleteObjectTagging(ctx, ep)
+      case 'GetBucketTagging':
+        return handleGetBucketTagging(ctx)
+      case 'PutBucketTagging':
+        return handlePutBucketTagging(ctx)
+      case 'DeleteBucketTagging':
+        return handleDeleteBucketTagging(ctx)
       case 'GetBucketPolicy':
         return handleGetBucketPolicy(ctx)
       case 'PutBucketPolicy':

@@ -34,6 +34,7 @@ import { ifMatchAccepts, ifNoneMatchMatches } from './etag.ts'
 import { openObjectCipher, type WriteEncryption, writeEncryption, writeEncryptionHeaders } from './sse-s3.ts'
 import { renderXml } from './xml.ts'
 import { parseCannedAcl } from './acl.ts'
+import { initialTagging, parseTaggingHeader, type Tags } from './tagging.ts'
 import { checkWriteCondition, commitVersion, currentObject, parseWriteCondition, type WriteCondition } from './conditional.ts'
 
 const EMPTY = new Uint8Array(0)
@@ -130,9 +131,16 @@ export async function handleCopyObject(ctx: BucketCtx, destKey: string): Promise
   if (directive !== 'COPY' && directive !== 'REPLACE') {
     throw new ApiError('InvalidArgument', 'Unknown metadata directive.', { extra: { ArgumentName: 'x-amz-metadata-directive' } })
   }
+  const tagDirective = (headerValue(ctx.req.headers, 'x-amz-tagging-directive') ?? 'COPY').trim().toUpperCase()
+  if (tagDirective !== 'COPY' && tagDirective !== 'REPLACE') {
+    throw new ApiError('InvalidArgument', 'Unknown tagging directive.', { extra: { ArgumentName: 'x-amz-tagging-directive' } })
+  }
+  const replacedTags = parseTaggingHeader(ctx.req.headers)
   const g = ctx.garage
   const source = await getCopySource(ctx)
   const srcData = source.version.state.data
+  // x-amz-tagging-directive: the source's tags (COPY, the default) or those of x-amz-tagging.
+  const tags = tagDirective === 'COPY' ? source.version.state.tagging?.tags : replacedTags
   // SSE-C: the source's key comes in x-amz-copy-source-server-side-encryption-customer-*, the
   // destination's in x-amz-server-side-encryption-customer-*. SSE-S3: the source is opened with
   // the node's master key; the destination is encrypted as its headers or, failing them, its
@@ -171,16 +179,18 @@ export async function handleCopyObject(ctx: BucketCtx, destKey: string): Promise
   if (srcCipher !== undefined || destEnc !== undefined) {
     // Each version has its own key: encrypted data is never shared, it is decrypted and
     // re-encrypted on its way through.
-    return copyThrough(ctx, source, srcCipher, meta, destKey, destEnc, dest, condition)
+    return copyThrough(ctx, source, srcCipher, meta, destKey, destEnc, dest, condition, tags)
   }
   const ts = nextTimestamp(dest === undefined ? undefined : Math.max(0, ...dest.versions.map((v) => v.ts)))
   const uuid = genUuid()
   const bucketId = ctx.bucketId
+  const tagging = initialTagging(tags, ts)
+  const tagged = tagging === undefined ? {} : { tagging }
   if (srcData.t === 'inline') {
     const version: ObjectVersion = {
       uuid,
       ts,
-      state: { t: 'complete', data: { t: 'inline', meta, bytes: srcData.bytes } },
+      state: { t: 'complete', data: { t: 'inline', meta, bytes: srcData.bytes }, ...tagged },
     }
     await commitVersion(g, bucketId, destKey, condition, version)
   } else {
@@ -213,7 +223,7 @@ export async function handleCopyObject(ctx: BucketCtx, destKey: string): Promise
       const complete: ObjectVersion = {
         uuid,
         ts,
-        state: { t: 'complete', data: { t: 'firstBlock', meta, hash: srcData.hash } },
+        state: { t: 'complete', data: { t: 'firstBlock', meta, hash: srcData.hash }, ...tagged },
       }
       await commitVersion(g, bucketId, destKey, condition, complete)
     } catch (err) {
@@ -267,6 +277,7 @@ async function copyThrough(
   /** The destination's current row, already read by the caller. */
   dest: ObjectEntry | undefined,
   condition: WriteCondition | undefined,
+  tags: Tags | undefined,
 ): Promise<ApiResponse> {
   const md5 = createHash('md5')
   const plaintext = sourcePlaintext(ctx, source, srcCipher)
@@ -295,6 +306,7 @@ async function copyThrough(
     encryption: destEnc,
     existing: Promise.resolve(dest),
     condition,
+    tags,
   })
   const xml = renderXml('CopyObjectResult', { ETag: `"${saved.meta.etag}"`, LastModified: isoDate(saved.ts) })
   const out: Record<string, string> = {

@@ -162,6 +162,9 @@ function objectHeaders(version: DataVersion, meta: ObjectMeta): Record<string, s
   out['last-modified'] = httpDate(version.ts)
   out['accept-ranges'] = 'bytes'
   out['x-amz-version-id'] = toHex(version.uuid)
+  // The number of the version's tags (tagging.ts), when it has any, as AWS sends it.
+  const tagCount = version.state.t === 'complete' ? (version.state.tagging?.tags.length ?? 0) : 0
+  if (tagCount > 0) out['x-amz-tagging-count'] = String(tagCount)
   return out
 }
 

@@ -2,7 +2,7 @@
  * GetBucketLifecycleConfiguration, PutBucketLifecycleConfiguration and DeleteBucketLifecycle
  * (port of garage_api_s3::lifecycle). The rules are applied by the lifecycle worker of the model
  * layer. Supported, as in Garage: `<Expiration>` with `<Days>` or `<Date>` (midnight),
- * `<AbortIncompleteMultipartUpload>`, and `<Filter>` on prefix and object size; beyond Garage,
+ * `<AbortIncompleteMultipartUpload>`, and `<Filter>` on prefix, object size and tags; beyond Garage,
  * the deprecated `<Prefix>` directly in `<Rule>` (rendered back in the same form, as AWS does).
  * `<Transition>` and `<NoncurrentVersionTransition>` are validated, stored and returned as AWS
  * does, and never applied: this store has one storage class, so there is nothing to move an
@@ -31,6 +31,7 @@ import {
   type XmlNode,
   xmlChildNames,
   xmlChildren,
+  xmlOnly,
   xmlRoot,
   xmlText,
 } from './xml.ts'
@@ -119,8 +120,9 @@ function renderFilter(f: LifecycleFilter): Record<string, unknown> | string {
     Prefix: f.prefix ?? undefined,
     ObjectSizeGreaterThan: f.sizeGt ?? undefined,
     ObjectSizeLessThan: f.sizeLt ?? undefined,
+    Tag: f.tags === undefined || f.tags.length === 0 ? undefined : f.tags.map(([Key, Value]) => ({ Key, Value })),
   }
-  const n = Object.values(parts).filter((v) => v !== undefined).length
+  const n = Object.values(parts).filter((v) => v !== undefined).length + Math.max(0, (f.tags?.length ?? 0) - 1)
   if (n === 0) return ''
   return n === 1 ? parts : { And: parts }
 }
@@ -198,6 +200,7 @@ function parseRule(rule: XmlNode): LifecycleRule {
     }
     const days = parseCount(a, 'DaysAfterInitiation', 1)
     if (days === undefined) throw malformed('<AbortIncompleteMultipartUpload> needs <DaysAfterInitiation>')
+    if ((filter.tags?.length ?? 0) > 0) throw invalid('AbortIncompleteMultipartUpload cannot be specified with Tags')
     if (filter.sizeGt !== null || filter.sizeLt !== null) {
       throw invalid('AbortIncompleteMultipartUpload cannot be combined with an object size filter')
     }
@@ -259,8 +262,7 @@ function emptyFilter(): LifecycleFilter {
 function parseFilter(node: XmlNode): LifecycleFilter {
   const names = xmlChildNames(node)
   for (const name of names) {
-    if (name === 'Tag') throw new ApiError('NotImplemented', 'Lifecycle filters on tags are not supported')
-    if (name !== 'And' && !FILTER_ELEMENTS.has(name)) throw malformed(`unexpected <${name}> in <Filter>`)
+    if (name !== 'And' && name !== 'Tag' && !FILTER_ELEMENTS.has(name)) throw malformed(`unexpected <${name}> in <Filter>`)
   }
   const conditions = names.filter((n) => n !== 'And')
   if (names.includes('And')) {
@@ -269,13 +271,14 @@ function parseFilter(node: XmlNode): LifecycleFilter {
     if (ands.length > 1) throw malformed('more than one <And> in <Filter>')
     const and = ands[0] as XmlNode
     for (const name of xmlChildNames(and)) {
-      if (name === 'Tag') throw new ApiError('NotImplemented', 'Lifecycle filters on tags are not supported')
       if (name === 'And') throw invalid('nested <And> elements')
-      if (!FILTER_ELEMENTS.has(name)) throw malformed(`unexpected <${name}> in <And>`)
+      if (name !== 'Tag' && !FILTER_ELEMENTS.has(name)) throw malformed(`unexpected <${name}> in <And>`)
     }
     return filterConditions(and)
   }
-  if (conditions.length > 1) throw invalid('multiple <Filter> conditions must be wrapped in an <And> element')
+  if (conditions.length > 1 || xmlChildren(node, 'Tag').length > 1) {
+    throw invalid('multiple <Filter> conditions must be wrapped in an <And> element')
+  }
   return filterConditions(node)
 }
 
@@ -284,6 +287,18 @@ function filterConditions(node: XmlNode): LifecycleFilter {
     prefix: xmlText(node, 'Prefix', true) ?? null,
     sizeGt: parseCount(node, 'ObjectSizeGreaterThan', 0) ?? null,
     sizeLt: parseCount(node, 'ObjectSizeLessThan', 1) ?? null,
+  }
+  const tags: Array<[string, string]> = xmlChildren(node, 'Tag').map((t) => {
+    xmlOnly(t, ['Key', 'Value'], 'Tag')
+    const key = xmlText(t, 'Key', true)
+    const value = xmlText(t, 'Value', true) ?? ''
+    if (key === undefined) throw malformed('<Tag> needs a <Key>')
+    return [key, value]
+  })
+  if (tags.length > 0) {
+    if (new Set(tags.map(([k]) => k)).size !== tags.length)
+      throw new ApiError('InvalidRequest', 'Duplicate Tag Keys are not allowed.')
+    f.tags = tags
   }
   if (f.sizeGt !== null && f.sizeLt !== null && f.sizeGt >= f.sizeLt) {
     throw new ApiError('InvalidArgument', 'ObjectSizeGreaterThan must be less than ObjectSizeLessThan')

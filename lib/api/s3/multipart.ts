@@ -45,6 +45,7 @@ import { completePartEtag } from './etag.ts'
 import { newObjectCipher, openObjectCipher, writeEncryption } from './sse-s3.ts'
 import { readXmlBody, renderXml, type XmlDocument, xmlChildren, xmlOnly, xmlRoot, xmlText } from './xml.ts'
 import { parseCannedAcl } from './acl.ts'
+import { initialTagging, parseTaggingHeader } from './tagging.ts'
 import { checkWriteCondition, commitVersion, currentObject, parseWriteCondition } from './conditional.ts'
 
 /** Part numbers go from 1 to this, as on AWS. */
@@ -289,6 +290,7 @@ export function combinePartChecksums(c: UploadChecksum, parts: ReadonlyArray<{ c
 export async function handleCreateMultipartUpload(ctx: BucketCtx, key: string): Promise<ApiResponse> {
   checkKey(key)
   parseCannedAcl(ctx.req.headers, 'object')
+  const tags = parseTaggingHeader(ctx.req.headers)
   const checksum = parseUploadChecksum(ctx.req.headers)
   const g = ctx.garage
   const headers = extractMetadataHeaders(ctx.req.headers, ctx.contentEncoding)
@@ -318,6 +320,7 @@ export async function handleCreateMultipartUpload(ctx: BucketCtx, key: string): 
             ? { t: 'uploading', multipart: true, headers }
             : { t: 'uploading', multipart: true, headers: clearHeaders, encryption }),
           ...(checksum === undefined ? {} : { checksumAlgorithm: checksum.algorithm, checksumType: checksum.type }),
+          ...(tags === undefined || tags.length === 0 ? {} : { tags }),
         },
       },
     ],
@@ -577,10 +580,11 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
   const first = blocks[0]
   const data: ObjectData =
     first === undefined ? { t: 'inline', meta, bytes: new Uint8Array(0) } : { t: 'firstBlock', meta, hash: first.hash }
+  const tagging = initialTagging(upload.version.state.tags, upload.version.ts)
   await commitVersion(g, ctx.bucketId, ep.key, condition, {
     uuid: uploadId,
     ts: upload.version.ts,
-    state: { t: 'complete', data },
+    state: tagging === undefined ? { t: 'complete', data } : { t: 'complete', data, tagging },
   })
   // Deleting the upload deletes every part version; the final version holds its own references.
   await g.mpuTable.insert(deletedMpu(uploadId, upload.mpu.ts, ctx.bucketId, ep.key))

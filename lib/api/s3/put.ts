@@ -25,6 +25,7 @@ import { checkS3ObjectKey } from './names.ts'
 import type { ObjectCipher } from './encryption.ts'
 import { newObjectCipher, type WriteEncryption, writeEncryption, writeEncryptionHeaders } from './sse-s3.ts'
 import { parseCannedAcl } from './acl.ts'
+import { initialTagging, parseTaggingHeader, type Tags } from './tagging.ts'
 import { checkWriteCondition, commitVersion, currentObject, parseWriteCondition, type WriteCondition } from './conditional.ts'
 
 /** Blocks of one upload written concurrently (Garage's PUT_BLOCKS_MAX_PARALLEL). */
@@ -93,6 +94,7 @@ export async function handlePutObject(ctx: BucketCtx, key: string): Promise<ApiR
   checkContentLength(ctx.req.headers)
   // x-amz-acl / x-amz-grant-*: ACLs are disabled on objects (acl.ts), only `private` is accepted.
   parseCannedAcl(ctx.req.headers, 'object')
+  const tags = parseTaggingHeader(ctx.req.headers)
   const headers = extractMetadataHeaders(ctx.req.headers, ctx.contentEncoding)
   const encryption = writeEncryption(ctx.req.headers, {
     bucketDefault: ctx.bucketParams.encryption.v,
@@ -116,6 +118,7 @@ export async function handlePutObject(ctx: BucketCtx, key: string): Promise<ApiR
     encryption,
     existing,
     condition,
+    tags,
   })
   const out: Record<string, string> = { etag: `"${saved.meta.etag}"`, 'x-amz-version-id': toHex(saved.versionId) }
   Object.assign(out, writeEncryptionHeaders(encryption))
@@ -217,12 +220,16 @@ export async function saveStream(
     existing?: Promise<ObjectEntry | undefined> | undefined
     /** If-None-Match / If-Match: the version commits only if it holds then (conditional.ts). */
     condition?: WriteCondition | undefined
+    /** The new version's tags (`x-amz-tagging`, tagging.ts). */
+    tags?: Tags | undefined
   } = {},
 ): Promise<SavedObject> {
   const chunker = new Chunker(body, garage.blockSize)
   const [first, existing] = await Promise.all([chunker.next(), opts.existing ?? garage.objectTable.get(bucketId, utf8(key))])
   const ts = nextTimestamp(maxTimestamp(existing))
   const versionId = genUuid()
+  const tagging = initialTagging(opts.tags, ts)
+  const tagged = tagging === undefined ? {} : { tagging }
   const cipher = opts.encryption === undefined ? undefined : newObjectCipher(opts.encryption, bucketId, versionId, key)
   // What is stored, and what the caller gets back (the headers and checksum in clear).
   const seal = (meta: ObjectMeta): { stored: ObjectMeta; meta: ObjectMeta } => {
@@ -239,7 +246,7 @@ export async function saveStream(
     const version: ObjectVersion = {
       uuid: versionId,
       ts,
-      state: { t: 'complete', data: { t: 'inline', meta: stored, bytes: data } },
+      state: { t: 'complete', data: { t: 'inline', meta: stored, bytes: data }, ...tagged },
     }
     await commitVersion(garage, bucketId, key, opts.condition, version)
     return { versionId, ts, meta }
@@ -270,7 +277,7 @@ export async function saveStream(
     const complete: ObjectVersion = {
       uuid: versionId,
       ts,
-      state: { t: 'complete', data: { t: 'firstBlock', meta: stored, hash: firstHash } },
+      state: { t: 'complete', data: { t: 'firstBlock', meta: stored, hash: firstHash }, ...tagged },
     }
     await commitVersion(garage, bucketId, key, opts.condition, complete)
     return { versionId, ts, meta }

@@ -25,6 +25,8 @@ export interface LifecycleFilter {
   sizeGt: number | null
   /** Objects strictly smaller than this many bytes. */
   sizeLt: number | null
+  /** Objects carrying every one of these tags (absent in rules stored before tag filters). */
+  tags?: Array<[key: string, value: string]>
 }
 
 /** Expire objects a number of days after their creation, or from a date (`YYYY-MM-DD`) on. */
@@ -250,6 +252,8 @@ export class LifecycleWorker implements Worker {
     const size = current.state.data.meta.size
     if (rule.filter.sizeGt !== null && !(size > rule.filter.sizeGt)) return
     if (rule.filter.sizeLt !== null && !(size < rule.filter.sizeLt)) return
+    const has = current.state.tagging?.tags ?? []
+    if (!(rule.filter.tags ?? []).every(([k, v]) => has.some(([hk, hv]) => hk === k && hv === v))) return
     const exp = rule.expiration as LifecycleExpiration
     // As on AWS: the age counts from the midnight following the object's creation.
     const expired =

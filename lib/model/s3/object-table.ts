@@ -81,9 +81,26 @@ export type ObjectVersionState =
        * Absent in every other uploading version (and in rows written before conditional writes).
        */
       claim?: true
+      /** Multipart uploads only: the tags of CreateMultipartUpload's `x-amz-tagging`, given to the object. */
+      tags?: Array<[key: string, value: string]>
     }
-  | { t: 'complete'; data: ObjectData }
+  | {
+      t: 'complete'
+      data: ObjectData
+      /**
+       * The version's tags (x-amz-tagging, PutObjectTagging), a register of their own: set at
+       * write time with the version's timestamp, replaced by PutObjectTagging with a newer one.
+       * Absent: no tags (and in every row written before tagging existed).
+       */
+      tagging?: ObjectTagging
+    }
   | { t: 'aborted' }
+
+/** An object version's tags, a last-writer-wins register. */
+export interface ObjectTagging {
+  ts: number
+  tags: Array<[key: string, value: string]>
+}
 
 export interface ObjectVersion {
   uuid: Uuid
@@ -120,7 +137,17 @@ export const hasData = (v: ObjectVersion): boolean => v.state.t === 'complete' &
  */
 export function mergeVersionState(a: ObjectVersionState, b: ObjectVersionState): ObjectVersionState {
   if (a.t === 'complete' && b.t === 'complete') {
-    return Buffer.compare(objectCodec.encode(wrap(a)), objectCodec.encode(wrap(b))) >= 0 ? a : b
+    // Two registers: the data (the larger encoding wins) and the tags (the newer wins; equal
+    // timestamps by encoding), each a join on its own, so the pair is one too.
+    const data =
+      Buffer.compare(
+        objectCodec.encode(wrap({ t: 'complete', data: a.data })),
+        objectCodec.encode(wrap({ t: 'complete', data: b.data })),
+      ) >= 0
+        ? a.data
+        : b.data
+    const tagging = mergeTagging(a.tagging, b.tagging)
+    return tagging === undefined ? { t: 'complete', data } : { t: 'complete', data, tagging }
   }
   if (a.t === 'complete') return a
   if (b.t === 'complete') return b
@@ -131,6 +158,14 @@ export function mergeVersionState(a: ObjectVersionState, b: ObjectVersionState):
   if (a.claim === true || b.claim === true) merged.claim = true
   return merged
 }
+
+function mergeTagging(a: ObjectTagging | undefined, b: ObjectTagging | undefined): ObjectTagging | undefined {
+  if (a === undefined || b === undefined) return a ?? b
+  if (a.ts !== b.ts) return a.ts > b.ts ? a : b
+  return Buffer.compare(tagCodec.encode(a), tagCodec.encode(b)) >= 0 ? a : b
+}
+
+const tagCodec = defineCodec<ObjectTagging>('GTtag1')
 
 function wrap(state: ObjectVersionState): ObjectEntry {
   return { bucketId: new Uint8Array(0), key: '', versions: [{ uuid: new Uint8Array(0), ts: 0, state }] }

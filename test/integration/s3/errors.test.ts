@@ -10,12 +10,10 @@ import { after, before, describe, test } from 'node:test'
 import {
   DeleteObjectCommand,
   DeleteObjectsCommand,
-  GetBucketTaggingCommand,
   GetBucketLoggingCommand,
   GetObjectCommand,
   HeadBucketCommand,
   ListObjectsV2Command,
-  PutBucketTaggingCommand,
   PutObjectCommand,
   type S3Client,
 } from '@aws-sdk/client-s3'
@@ -142,12 +140,16 @@ describe('missing things', () => {
 })
 
 describe('NotImplemented', () => {
-  test('PutBucketTagging is 501 NotImplemented and sets nothing', async () => {
-    await assert.rejects(
-      s3.send(new PutBucketTaggingCommand({ Bucket: node.bucket, Tagging: { TagSet: [{ Key: 'team', Value: 'storage' }] } })),
-      s3Error('NotImplemented', 501),
-    )
-    await assert.rejects(s3.send(new GetBucketTaggingCommand({ Bucket: node.bucket })), s3Error('NotImplemented', 501))
+  test('PutBucketReplication is 501 NotImplemented and sets nothing', async () => {
+    const r = await rawRequest(node, {
+      method: 'PUT',
+      path: `/${node.bucket}`,
+      query: { replication: '' },
+      body: '<ReplicationConfiguration><Role>r</Role></ReplicationConfiguration>',
+    })
+    assert.equal(r.status, 501)
+    const get = await rawRequest(node, { method: 'GET', path: `/${node.bucket}`, query: { replication: '' } })
+    assert.equal(get.status, 501)
   })
 
   test('GetBucketLogging is 501 NotImplemented', async () => {
@@ -155,7 +157,7 @@ describe('NotImplemented', () => {
   })
 
   test('the 501 answer is an S3 XML error document with a request id', async () => {
-    const r = await rawRequest(node, { method: 'GET', path: `/${node.bucket}/guarded`, query: { tagging: '' } })
+    const r = await rawRequest(node, { method: 'GET', path: `/${node.bucket}/guarded`, query: { torrent: '' } })
     assert.equal(r.status, 501)
     assert.equal(r.headers['content-type'], 'application/xml')
     assert.equal(xmlField(r.text, 'Code'), 'NotImplemented')

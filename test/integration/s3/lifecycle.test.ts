@@ -283,4 +283,51 @@ describe('lifecycle worker', () => {
     assert.equal(info?.objectsExpired, 3)
     assert.equal(info?.uploadsAborted, 1)
   })
+
+  test('filters on tags (Filter/Tag and Filter/And with Prefix and Tags) expire only the tagged objects', async () => {
+    const Bucket = 'lifecycle-tags'
+    await s3.send(new CreateBucketCommand({ Bucket }))
+    const put = (Key: string, Tagging?: string) =>
+      s3.send(new PutObjectCommand({ Bucket, Key, Body: 'x', ...(Tagging === undefined ? {} : { Tagging }) }))
+    await put('a/tmp', 'class=tmp')
+    await put('a/keep', 'class=keep')
+    await put('a/none')
+    await put('p/both', 'class=tmp&team=x')
+    await put('p/one', 'team=x')
+    await put('q/both', 'class=tmp&team=y')
+    await s3.send(
+      new PutBucketLifecycleConfigurationCommand({
+        Bucket,
+        LifecycleConfiguration: {
+          Rules: [
+            { ID: 'tag', Status: 'Enabled', Filter: { Tag: { Key: 'class', Value: 'tmp' } }, Expiration: { Days: 1 } },
+            {
+              ID: 'and',
+              Status: 'Enabled',
+              Filter: {
+                And: {
+                  Prefix: 'p/',
+                  Tags: [
+                    { Key: 'team', Value: 'x' },
+                    { Key: 'class', Value: 'tmp' },
+                  ],
+                },
+              },
+              Expiration: { Days: 1 },
+            },
+          ],
+        },
+      }),
+    )
+    const got = await s3.send(new GetBucketLifecycleConfigurationCommand({ Bucket }))
+    assert.deepEqual(got.Rules?.[0]?.Filter, { Tag: { Key: 'class', Value: 'tmp' } })
+    assert.equal(got.Rules?.[1]?.Filter?.And?.Tags?.length, 2)
+    await advanceTo(6)
+    assert.equal(await objectExists(s3, Bucket, 'a/tmp'), false, 'a/tmp carries class=tmp')
+    assert.equal(await objectExists(s3, Bucket, 'p/both'), false, 'p/both matches both rules')
+    assert.equal(await objectExists(s3, Bucket, 'q/both'), false, 'q/both carries class=tmp')
+    assert.ok(await objectExists(s3, Bucket, 'a/keep'), 'another value of the tag')
+    assert.ok(await objectExists(s3, Bucket, 'a/none'), 'no tags')
+    assert.ok(await objectExists(s3, Bucket, 'p/one'), 'only one of the And tags')
+  })
 })

@@ -61,8 +61,22 @@ const genObject = (r: () => number): ObjectEntry => {
     if (r() < 0.5) continue
     const state = pick(r, [
       { t: 'uploading' as const, multipart: false, headers: [] },
+      // A conditional write's claim (conditional.ts).
+      { t: 'uploading' as const, multipart: false, headers: [], claim: true as const },
       { t: 'aborted' as const },
       { t: 'complete' as const, data: { t: 'delete' as const } },
+      // Tagged versions: the tags are a register of their own (PutObjectTagging, tagging.ts).
+      {
+        t: 'complete' as const,
+        data: { t: 'delete' as const },
+        tagging: { ts: 5, tags: [['a', '1']] as Array<[string, string]> },
+      },
+      { t: 'complete' as const, data: { t: 'delete' as const }, tagging: { ts: 7, tags: [] as Array<[string, string]> } },
+      {
+        t: 'complete' as const,
+        data: { t: 'delete' as const },
+        tagging: { ts: 7, tags: [['b', '2']] as Array<[string, string]> },
+      },
     ])
     versions.push({ uuid: uuids[i] as Uint8Array, ts: 10 + i * 10, state })
   }
