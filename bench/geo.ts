@@ -91,15 +91,7 @@ async function freePort(): Promise<number> {
 
 /** Sets each proxy's delay; with jitter, a fresh random delay for every chunk (order is kept by the proxy). */
 function setDelay(proxies: readonly TcpProxy[], ms: number, jitter: number): void {
-  for (const p of proxies) {
-    p.setLatency(ms)
-    if (jitter > 0) {
-      p.setTamper((chunk) => {
-        p.setLatency(ms - jitter + Math.random() * 2 * jitter)
-        return chunk
-      })
-    }
-  }
+  for (const p of proxies) p.setLatency(ms, jitter)
 }
 
 /** Median and p99 RTT of a 1-byte TCP echo through a proxy with the bench's delay. */

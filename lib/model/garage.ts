@@ -285,8 +285,11 @@ export class Garage {
     const cluster = this.cluster
     if (cluster === undefined) return local
     const nodes = this.#sharded.readNodes(this.objectTable.schema.partitionHash(bucketId))
-    const answers = await this.#rpc.tryCallMany(nodes, this.#sharded.readQuorum(), (node, signal) =>
-      cluster.netApp.call(node, BUCKET_COUNTS, { bucket: bucketId }, { signal }),
+    const answers = await this.#rpc.tryCallMany(
+      nodes,
+      this.#sharded.readQuorum(),
+      (node, signal) => cluster.netApp.call(node, BUCKET_COUNTS, { bucket: bucketId }, { signal }),
+      { hedgeAfterMs: (node) => this.#sharded.hedgeDelayOf?.(node) },
     )
     const max = { objects: 0, bytes: 0, unfinishedUploads: 0 }
     for (const { value } of answers) {

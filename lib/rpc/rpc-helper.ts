@@ -1,6 +1,7 @@
 /**
  * Quorum calls (port of garage_rpc::rpc_helper): reads ask the closest nodes first and only as
- * many as the quorum needs, starting another for each failure; writes go to every node of every
+ * many as the quorum needs, starting another for each failure or, once a call is slower than its
+ * hedge delay, alongside it; writes go to every node of every
  * write set at once and succeed when each set has its quorum, failing as soon as one set no
  * longer can. Calls still running when the answer is known finish in the background.
  * @internal
@@ -16,6 +17,13 @@ export interface QuorumOptions {
   /** Give up (QuorumError) if the quorum is not reached within this many ms. */
   timeoutMs?: number
   signal?: AbortSignal
+  /**
+   * Reads only: how long a call to `node` may stay unanswered before the next node is asked as
+   * well (the slow call goes on, and counts if it answers first). `undefined`: never. A peer
+   * that is frozen or behind a black hole is still "up" until its pings time out (4 × the ping
+   * timeout); without this, every read that picks it would wait for the whole deadline.
+   */
+  hedgeAfterMs?: (node: string) => number | undefined
 }
 
 /** @internal */
@@ -36,7 +44,8 @@ export class RpcHelper {
 
   /**
    * Calls `nodes` in the given order (closest first), `quorum` at a time, starting the next one
-   * for each failure, until `quorum` answered. Resolves with those answers.
+   * for each failure (and, with `hedgeAfterMs`, for each call that is too slow), until `quorum`
+   * answered. Resolves with those answers.
    * @throws QuorumError when too many fail or the deadline passes.
    */
   tryCallMany<T>(
@@ -51,20 +60,39 @@ export class RpcHelper {
       const errors: unknown[] = []
       let next = 0
       let running = 0
+      /** Calls still running past their hedge delay: no longer counted as on their way. */
+      let slow = 0
       const launch = (): void => {
-        while (running < need - answers.length && next < nodes.length) {
+        while (running - slow < need - answers.length && next < nodes.length) {
           const node = nodes[next++] as string
           running++
+          let isSlow = false
+          const hedge = options.hedgeAfterMs?.(node)
+          const timer =
+            hedge === undefined
+              ? undefined
+              : setTimeout(() => {
+                  if (ctx.done) return
+                  isSlow = true
+                  slow++
+                  this.#log.debug(`no answer from ${node.slice(0, 16)} after ${hedge} ms: asking the next node too`)
+                  launch()
+                }, hedge)
+          const settle = (): void => {
+            running--
+            if (timer !== undefined) clearTimeout(timer)
+            if (isSlow) slow--
+          }
           invoke(call, node, ctx.signal).then(
             (value) => {
-              running--
+              settle()
               if (ctx.done) return
               answers.push({ node, value })
               if (answers.length >= need) ctx.resolve(answers)
               else launch()
             },
             (err: unknown) => {
-              running--
+              settle()
               if (ctx.done) return
               errors.push(err)
               this.#log.debug(`call to ${node.slice(0, 16)} failed: ${(err as Error).message}`)

@@ -45,6 +45,8 @@ export interface TableReplication {
   readonly antiEntropyIntervalMs: number
   /** Takes a write lock on the current layout version; returns its release (see LayoutHelper.lockWrite). */
   lockWrites?(): () => void
+  /** How long a read waits for `node` before asking the next node too (LayoutHelper.hedgeDelayOf). */
+  hedgeDelayOf?(node: NodeId): number | undefined
 }
 
 /** Every entry lives on this node only. */
@@ -99,6 +101,9 @@ export class ShardedReplication implements TableReplication {
   lockWrites(): () => void {
     return this.#layout.lockWrite()
   }
+  hedgeDelayOf(node: NodeId): number | undefined {
+    return this.#layout.hedgeDelayOf(node)
+  }
   readNodes(hash: Hash): NodeId[] {
     return this.#layout.orderByCloseness(this.#layout.readNodesOf(hash))
   }
@@ -142,6 +147,9 @@ export class FullCopyReplication implements TableReplication {
   }
   storageNodes(): NodeId[] {
     return this.#nodes()
+  }
+  hedgeDelayOf(node: NodeId): number | undefined {
+    return this.#layout.hedgeDelayOf(node)
   }
   readNodes(): NodeId[] {
     return this.#layout.orderByCloseness(this.#nodes())

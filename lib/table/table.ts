@@ -321,8 +321,11 @@ export class Table<E> {
     const nodes = this.#replication.readNodes(hash)
     // This node alone: its own error is the answer (no quorum to speak of).
     if (nodes.length === 1 && nodes[0] === this.#self) return [{ node: this.#self, value: this.handle(request) }]
-    const answers = await this.#rpc.tryCallMany(nodes, this.#replication.readQuorum(), (node, signal) =>
-      this.#call(node, request, signal),
+    const answers = await this.#rpc.tryCallMany(
+      nodes,
+      this.#replication.readQuorum(),
+      (node, signal) => this.#call(node, request, signal),
+      { hedgeAfterMs: (node) => this.#replication.hedgeDelayOf?.(node) },
     )
     return answers.map((a) => ({ node: a.node, value: a.value }))
   }

@@ -74,6 +74,8 @@ export interface ClusterNodeOptions {
   rpcPublicAddr?: string
   /** Modules the child imports after tsx (startServerProcess's `preload`). */
   preload?: string[]
+  /** How long the node may take to start listening (startServerProcess's `startTimeoutMs`). Default 30 s. */
+  startTimeoutMs?: number
 }
 
 export const newRpcSecret = (): string => randomBytes(32).toString('hex')
@@ -95,10 +97,11 @@ export async function startClusterNode(o: ClusterNodeOptions = {}): Promise<Clus
     ],
     env: { GARAGE_TS_TEST_RPC_INTERVAL_MSEC: String(RPC_INTERVAL_MS), ...o.env },
     ...(o.preload === undefined ? {} : { preload: o.preload }),
+    ...(o.startTimeoutMs === undefined ? {} : { startTimeoutMs: o.startTimeoutMs }),
     ...(o.reuse === undefined ? {} : { reuse: { dir: o.reuse.dir, credentials: o.reuse.credentials } }),
   })
   try {
-    const deadline = Date.now() + 10_000
+    const deadline = Date.now() + Math.max(10_000, o.startTimeoutMs ?? 0)
     for (;;) {
       const out = proc.output()
       const rpc = /RPC address of this node: ([0-9a-f]{64})@(\S+)/.exec(out)
@@ -379,10 +382,12 @@ export interface ReplicatedClusterOptions {
   /** Name of the shared bucket created through node 1's admin API. Default `shared`. */
   bucket?: string
   /**
-   * Per-node RPC addresses and preloads (e.g. `rpc_public_addr` pointing at a proxy in front of
-   * node `i`, as the geo bench does); kept for restarts of that node.
+   * Per-node RPC addresses, preloads and environment (e.g. `rpc_public_addr` pointing at a proxy
+   * in front of node `i`, as the geo bench does, or the chaos suite's per-link routes); kept for
+   * restarts of that node, and asked for the index of a node added with `addNode`. `env` comes
+   * on top of the cluster's.
    */
-  nodeOptions?: (i: number) => Pick<ClusterNodeOptions, 'rpcBindAddr' | 'rpcPublicAddr' | 'preload'>
+  nodeOptions?: (i: number) => Pick<ClusterNodeOptions, 'rpcBindAddr' | 'rpcPublicAddr' | 'preload' | 'env' | 'startTimeoutMs'>
 }
 
 /**
@@ -513,7 +518,7 @@ export class ReplicatedCluster {
       ...this.#nodeOptions(i),
       secret: this.secret,
       configLines: this.configLines,
-      env: this.env,
+      env: { ...this.env, ...this.#nodeOptions(i).env },
       reuse: old.proc,
       bootstrap,
     })
@@ -528,14 +533,21 @@ export class ReplicatedCluster {
    * Starts one more node (no role yet), bootstrapped from the running ones; returns its index.
    * Clients do not use it until `serve(i)`: it has no layout role, so no tables, yet.
    */
-  async addNode(zone: string): Promise<number> {
+  async addNode(zone: string, opts: { meshTimeoutMs?: number } = {}): Promise<number> {
     const bootstrap = this.upIndexes().map((j) => this.node(j).rpcAddress)
-    const n = await startClusterNode({ secret: this.secret, configLines: this.configLines, env: this.env, bootstrap })
+    const o = this.#nodeOptions(this.nodes.length)
+    const n = await startClusterNode({
+      ...o,
+      secret: this.secret,
+      configLines: this.configLines,
+      env: { ...this.env, ...o.env },
+      bootstrap,
+    })
     this.nodes.push(n)
     this.zones.push(zone)
     const i = this.nodes.length - 1
     this.retire(i)
-    await this.waitMesh()
+    await this.waitMesh(opts.meshTimeoutMs)
     return i
   }
 
@@ -578,7 +590,10 @@ export async function startReplicatedCluster(o: ReplicatedClusterOptions = {}): 
   // All at once (a start costs seconds on a busy machine), then node 1 is told the others'
   // addresses; status exchange completes the mesh.
   const started = await Promise.allSettled(
-    Array.from({ length: count }, (_, i) => startClusterNode({ ...o.nodeOptions?.(i), secret, configLines, env })),
+    Array.from({ length: count }, (_, i) => {
+      const own = o.nodeOptions?.(i)
+      return startClusterNode({ ...own, secret, configLines, env: { ...env, ...own?.env } })
+    }),
   )
   const nodes = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []))
   const failed = started.find((s): s is PromiseRejectedResult => s.status === 'rejected')

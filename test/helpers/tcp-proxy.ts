@@ -41,15 +41,24 @@ export interface TcpProxy {
   readonly addr: { host: string; port: number }
   /** Connections accepted so far. */
   readonly connections: number
-  /** Delay applied to every chunk in both directions (order is kept). */
-  setLatency(ms: number): void
+  /** Connections accepted and refused (reset at once) so far. */
+  readonly refused: number
+  /** Connections destroyed by `dropConnections`, `partition('refuse')` or `heal()` so far. */
+  readonly dropped: number
+  /**
+   * Delay applied to every chunk in both directions (order is kept). With `jitterMs`, each
+   * chunk's delay is drawn uniformly in `ms ± jitterMs` (never below 0), order still kept.
+   */
+  setLatency(ms: number, jitterMs?: number): void
   /** Destroys every live connection (both sides see a reset). */
   dropConnections(): void
   /**
    * Cuts the link. 'refuse': live connections are dropped and new ones reset at once.
    * 'blackhole': nothing is forwarded any more, sockets stay open (the peer sees timeouts).
+   * With `direction` ('up': client to target, 'down': target to client), a black hole eats only
+   * the bytes going that way (packets lost one way: requests arrive, answers never do).
    */
-  partition(mode?: 'refuse' | 'blackhole'): void
+  partition(mode?: 'refuse' | 'blackhole', direction?: Direction): void
   /** Ends a partition; black-holed connections are dropped, new ones are forwarded again. */
   heal(): void
   setTamper(fn: Tamper | undefined): void
@@ -72,7 +81,12 @@ interface Conn {
 
 export async function startTcpProxy(options: TcpProxyOptions): Promise<TcpProxy> {
   let latency = options.latencyMs ?? 0
+  let jitter = 0
   let mode: 'open' | 'refuse' | 'blackhole' = 'open'
+  /** With a black hole: the direction it eats, or both. */
+  let holeDirection: Direction | 'both' = 'both'
+  let refused = 0
+  let dropped = 0
   let tamper: Tamper | undefined
   let capturing = false
   let captured: CapturedConnection[] = []
@@ -90,8 +104,11 @@ export async function startTcpProxy(options: TcpProxyOptions): Promise<TcpProxy>
     live.delete(c)
   }
 
+  const eaten = (direction: Direction): boolean =>
+    mode === 'blackhole' && (holeDirection === 'both' || holeDirection === direction)
+
   const forward = (c: Conn, direction: Direction, chunk: Buffer): void => {
-    if (mode === 'blackhole') return
+    if (eaten(direction)) return
     const offset = c.offsets[direction]
     c.offsets[direction] += chunk.length
     const out = tamper?.(chunk, { direction, conn: c.id, offset })
@@ -99,21 +116,23 @@ export async function startTcpProxy(options: TcpProxyOptions): Promise<TcpProxy>
     const data = out ?? chunk
     c.capture?.[direction].push(Buffer.from(data))
     const to = direction === 'up' ? c.server : c.client
-    if (latency <= 0 && c.due[direction] <= Date.now()) {
+    const delay = jitter > 0 ? Math.max(0, latency - jitter + Math.random() * 2 * jitter) : latency
+    if (delay <= 0 && c.due[direction] <= Date.now()) {
       to.write(data)
       return
     }
-    const at = Math.max(Date.now() + latency, c.due[direction])
+    const at = Math.max(Date.now() + delay, c.due[direction])
     c.due[direction] = at
     const timer = setTimeout(() => {
       timers.delete(timer)
-      if (!to.destroyed && mode !== 'blackhole') to.write(data)
+      if (!to.destroyed && !eaten(direction)) to.write(data)
     }, at - Date.now())
     timers.add(timer)
   }
 
   const server: Server = createServer((client) => {
     if (mode === 'refuse') {
+      refused++
       client.resetAndDestroy()
       return
     }
@@ -153,19 +172,35 @@ export async function startTcpProxy(options: TcpProxyOptions): Promise<TcpProxy>
     get connections() {
       return nextId
     },
-    setLatency(ms) {
+    get refused() {
+      return refused
+    },
+    get dropped() {
+      return dropped
+    },
+    setLatency(ms, jitterMs = 0) {
       latency = ms
+      jitter = jitterMs
     },
     dropConnections() {
+      dropped += live.size
       for (const c of [...live]) drop(c)
     },
-    partition(m = 'refuse') {
+    partition(m = 'refuse', direction) {
       mode = m
-      if (m === 'refuse') for (const c of [...live]) drop(c)
+      holeDirection = m === 'blackhole' && direction !== undefined ? direction : 'both'
+      if (m === 'refuse') {
+        dropped += live.size
+        for (const c of [...live]) drop(c)
+      }
     },
     heal() {
-      if (mode === 'blackhole') for (const c of [...live]) drop(c)
+      if (mode === 'blackhole') {
+        dropped += live.size
+        for (const c of [...live]) drop(c)
+      }
       mode = 'open'
+      holeDirection = 'both'
     },
     setTamper(fn) {
       tamper = fn

@@ -69,11 +69,23 @@ export interface Listing {
   keys: string[]
 }
 
+/**
+ * A listing taken while the workload ran (Jepsen's set2 read): it must contain every key whose
+ * acknowledged PUT ended before it started and that no DELETE may have hidden since, and must
+ * lack every key an acknowledged DELETE hid for good before it started.
+ */
+export interface TimedListing extends Listing {
+  start: number
+  end: number
+}
+
 export interface History {
   writes: WriteRecord[]
   reads: ReadRecord[]
   finals?: FinalRead[]
   listings?: Listing[]
+  /** Listings taken during the run (the final ones are `listings`). */
+  liveListings?: TimedListing[]
 }
 
 export interface CheckOptions {
@@ -197,7 +209,33 @@ export function checkHistory(h: History, o: CheckOptions = {}): string[] {
     }
   }
 
+  for (const l of h.liveListings ?? []) out.push(...checkLiveListing(l, keys, opsOf, slack))
+
   if (o.requireAgreement === true) out.push(...disagreements(h.finals ?? [], h.listings ?? []))
+  return out
+}
+
+/**
+ * A listing taken during the run, against the writes of each key: a key is certainly present
+ * when an acknowledged PUT ended before the listing started and supersedes every DELETE that may
+ * have landed before the listing ended; certainly absent in the mirror case.
+ */
+function checkLiveListing(l: TimedListing, keys: Set<string>, opsOf: (key: string) => WriteRecord[], slack: number): string[] {
+  const out: string[] = []
+  const listed = new Set(l.keys)
+  const where = `listing on ${l.source} during [${l.start}, ${l.end}]`
+  for (const k of listed) if (!keys.has(k)) out.push(`${where} has ${k}, which was never written`)
+  for (const key of keys) {
+    const ops = opsOf(key)
+    const before = ops.filter((a) => a.acked && a.end < l.start)
+    const mayLand = (kind: 'put' | 'delete'): WriteRecord[] => ops.filter((x) => x.kind === kind && x.start <= l.end)
+    const present = before.find((a) => a.kind === 'put' && mayLand('delete').every((x) => supersedes(a, x, slack)))
+    const absent = before.find((a) => a.kind === 'delete' && mayLand('put').every((x) => supersedes(a, x, slack)))
+    if (present !== undefined && !listed.has(key))
+      out.push(`${where} lacks ${key}, although ${describe(present)} was acknowledged before it started`)
+    if (absent !== undefined && listed.has(key))
+      out.push(`${where} has ${key}, although ${describe(absent)} was acknowledged before it started`)
+  }
   return out
 }
 
@@ -238,10 +276,19 @@ export class ClientTimeoutError extends Error {
  * One signed request with a body written whole; resolves with the full response, rejects on
  * a connection error, a truncated body, or after `timeoutMs` without progress.
  */
-export function rawS3(target: S3Target, method: string, path: string, body?: Buffer, timeoutMs = 20_000): Promise<RawResponse> {
-  const headers = signV4(target, method, path, body === undefined ? {} : { 'content-length': String(body.length) })
+export function rawS3(
+  target: S3Target,
+  method: string,
+  path: string,
+  body?: Buffer,
+  timeoutMs = 20_000,
+  query: Record<string, string> = {},
+): Promise<RawResponse> {
+  const headers = signV4(target, method, path, body === undefined ? {} : { 'content-length': String(body.length) }, query)
+  const qs = new URLSearchParams(query).toString()
   return new Promise<RawResponse>((resolve, reject) => {
-    const req = httpRequest(`${target.endpoint}${path}`, { method, headers, agent: false }, (res) => {
+    const url = `${target.endpoint}${path}${qs === '' ? '' : `?${qs}`}`
+    const req = httpRequest(url, { method, headers, agent: false }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (c: Buffer) => chunks.push(c))
       res.once('error', reject)
@@ -300,6 +347,29 @@ export interface WorkloadOptions {
    * both `durationMs` has passed and this has resolved.
    */
   during?: () => Promise<void>
+  /** Tasks that take listings of the prefix during the run (checked like Jepsen's set2). Default 0. */
+  listers?: number
+  /**
+   * Multipart writers: each writes keys `<prefix>m00` … with CreateMultipartUpload, `parts`
+   * UploadParts and CompleteMultipartUpload (each step retried on another node), recorded as one
+   * write acknowledged by the Complete. Parts but the last must be 5 MiB (S3's minimum).
+   */
+  multipart?: { writers: number; keys: number; parts: number; lastPartSize: [number, number] }
+  /**
+   * More workloads run alongside (K2V items once the API exists): each gets `running()` and the
+   * request log to append to, and loops until `running()` turns false.
+   */
+  extra?: Array<(ctx: { running: () => boolean; log: (r: RequestLog) => void }) => Promise<void>>
+}
+
+/** One HTTP request of the workload: which node, when, and how it ended. */
+export interface RequestLog {
+  op: 'put' | 'delete' | 'get' | 'list' | 'mpu-create' | 'mpu-part' | 'mpu-complete' | (string & {})
+  node: number
+  start: number
+  end: number
+  /** HTTP status, or 'error' (connection failure), or 'timeout' (the client gave up). */
+  status: number | 'error' | 'timeout'
 }
 
 export interface WorkloadResult {
@@ -310,7 +380,20 @@ export interface WorkloadResult {
   events: string[]
   /** 4xx answers (other than a GET's 404): each one is a bug somewhere. */
   clientErrors: string[]
-  stats: { writes: number; acked: number; reads: number; failedReads: number; kills: number }
+  /** Every request sent, in the order they ended. */
+  requests: RequestLog[]
+  /** Every key the workload wrote or read (register keys, then multipart keys). */
+  keys: string[]
+  stats: {
+    writes: number
+    acked: number
+    reads: number
+    failedReads: number
+    kills: number
+    listings: number
+    failedListings: number
+    multipartAcked: number
+  }
 }
 
 const INLINE_LIMIT = 3072
@@ -325,8 +408,8 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 const between = (r: () => number, [a, b]: [number, number]): number => a + Math.floor(r() * (b - a + 1))
 
 /** The block hashes a PUT of `body` produces (none when it is stored inline). */
-export function putBlockHashes(body: Buffer, blockSize: number): string[] {
-  if (body.length < INLINE_LIMIT) return []
+export function putBlockHashes(body: Buffer, blockSize: number, inlineLimit = INLINE_LIMIT): string[] {
+  if (body.length < inlineLimit) return []
   const out: string[] = []
   for (let i = 0; i < body.length; i += blockSize) {
     out.push(
@@ -345,6 +428,11 @@ export async function runWorkload(o: WorkloadOptions): Promise<WorkloadResult> {
   const cluster = o.cluster
   const prefix = o.prefix ?? 'wl/'
   const keys = workloadKeys(prefix, o.keys ?? 6)
+  const mpuKeys = Array.from({ length: o.multipart?.keys ?? 0 }, (_, i) => `${prefix}m${String(i).padStart(2, '0')}`)
+  const readKeys = [...keys, ...mpuKeys]
+  const requests: RequestLog[] = []
+  const liveListings: TimedListing[] = []
+  let failedListings = 0
   const sizes = o.sizes ?? DEFAULT_SIZES
   const totalWeight = sizes.reduce((s, c) => s + c.weight, 0)
   const blockSize = o.blockSize ?? 1024 * 1024
@@ -364,6 +452,25 @@ export async function runWorkload(o: WorkloadOptions): Promise<WorkloadResult> {
   let kills = 0
   let nextId = 0
   const path = (key: string): string => `/${cluster.bucket}/${key}`
+  /** rawS3 on node `i`, logged in `requests`. */
+  const send = async (
+    op: RequestLog['op'],
+    i: number,
+    method: string,
+    p: string,
+    body?: Buffer,
+    query: Record<string, string> = {},
+  ): Promise<RawResponse> => {
+    const start = Date.now()
+    try {
+      const res = await rawS3(cluster.target(i), method, p, body, timeoutMs, query)
+      requests.push({ op, node: i, start, end: Date.now(), status: res.status })
+      return res
+    } catch (err) {
+      requests.push({ op, node: i, start, end: Date.now(), status: err instanceof ClientTimeoutError ? 'timeout' : 'error' })
+      throw err
+    }
+  }
 
   const sampleSize = (): number => {
     let x = r() * totalWeight
@@ -408,7 +515,7 @@ export async function runWorkload(o: WorkloadOptions): Promise<WorkloadResult> {
       for (let attempt = 0; attempt < maxAttempts && !w.acked; attempt++) {
         const i = order[attempt % order.length] as number
         try {
-          const res = await rawS3(cluster.target(i), isDelete ? 'DELETE' : 'PUT', path(key), body, timeoutMs)
+          const res = await send(isDelete ? 'delete' : 'put', i, isDelete ? 'DELETE' : 'PUT', path(key), body)
           w.attempts?.push(`node ${i}: ${res.status}`)
           if (res.status >= 200 && res.status < 300) {
             w.acked = true
@@ -430,12 +537,12 @@ export async function runWorkload(o: WorkloadOptions): Promise<WorkloadResult> {
 
   const reader = async (): Promise<void> => {
     while (running()) {
-      const key = pick(r, keys)
+      const key = pick(r, readKeys)
       const up = cluster.servingIndexes()
       const i = up.length === 0 ? 0 : pick(r, up)
       const start = Date.now()
       try {
-        const res = await rawS3(cluster.target(i), 'GET', path(key), undefined, timeoutMs)
+        const res = await send('get', i, 'GET', path(key))
         const end = Date.now()
         if (res.status === 200) {
           reads.push({ key, start, end, value: createHash('sha256').update(res.body).digest('hex'), source: `node ${i}` })
@@ -449,6 +556,99 @@ export async function runWorkload(o: WorkloadOptions): Promise<WorkloadResult> {
         failedReads++ // a node killed under the read: no observation, nothing to check
       }
       await sleep(20 + Math.floor(r() * 60))
+    }
+  }
+
+  const lister = async (): Promise<void> => {
+    while (running()) {
+      const up = cluster.servingIndexes()
+      const i = up.length === 0 ? 0 : pick(r, up)
+      const start = Date.now()
+      try {
+        const listed = await listKeys(cluster, i, prefix, timeoutMs)
+        const end = Date.now()
+        requests.push({ op: 'list', node: i, start, end, status: 200 })
+        liveListings.push({ source: `node ${i}`, start, end, keys: listed })
+      } catch (err) {
+        failedListings++ // no observation; a 4xx would be a bug, a 5xx or a timeout is availability
+        const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode
+        requests.push({ op: 'list', node: i, start, end: Date.now(), status: status ?? 'error' })
+        if (status !== undefined && status < 500)
+          clientErrors.push(`ListObjectsV2 on node ${i}: ${status} ${(err as Error).message}`)
+      }
+      await sleep(100 + Math.floor(r() * 200))
+    }
+  }
+
+  const multipartWriter = async (m: NonNullable<WorkloadOptions['multipart']>): Promise<void> => {
+    while (running()) {
+      const key = pick(r, mpuKeys)
+      const parts = Array.from({ length: m.parts }, (_, n) =>
+        randomBytes(n === m.parts - 1 ? between(r, m.lastPartSize) : 5 * 1024 * 1024),
+      )
+      const value = createHash('sha256').update(Buffer.concat(parts)).digest('hex')
+      blocksOf.set(
+        value,
+        parts.flatMap((b) => putBlockHashes(b, blockSize, 0)),
+      )
+      const w: WriteRecord = {
+        id: nextId++,
+        key,
+        kind: 'put',
+        value,
+        start: Date.now(),
+        end: Number.NaN,
+        acked: false,
+        attempts: [],
+      }
+      writes.push(w)
+      const order = nodeOrder()
+      let attempt = 0
+      let timedOut = false
+      /** One step, retried on the next node until it answers 2xx; undefined if it never does. */
+      const step = async (op: RequestLog['op'], method: string, query: Record<string, string>, body?: Buffer) => {
+        for (; attempt < maxAttempts * 2; attempt++) {
+          const i = order[attempt % order.length] as number
+          try {
+            const res = await send(op, i, method, path(key), body, query)
+            w.attempts?.push(`${op} node ${i}: ${res.status}`)
+            if (res.status >= 200 && res.status < 300) return res
+            if (res.status < 500) {
+              // A Complete retried after an attempt whose answer was lost finds the upload gone
+              // (NoSuchUpload): that earlier attempt may have completed it, so the write stays
+              // unacknowledged (it may or may not be there), and the 404 is no client error.
+              const retried = op === 'mpu-complete' && (w.attempts?.filter((a) => a.startsWith('mpu-complete')).length ?? 0) > 1
+              if (!(retried && res.status === 404))
+                clientErrors.push(`write #${w.id} ${op} ${key} on node ${i}: ${res.status} ${res.body.toString().slice(0, 200)}`)
+              return undefined
+            }
+          } catch (err) {
+            if (err instanceof ClientTimeoutError) timedOut = true
+            w.attempts?.push(`${op} node ${i}: ${(err as Error).message}`)
+          }
+          await sleep(50 + Math.floor(r() * 150))
+        }
+        return undefined
+      }
+      const created = await step('mpu-create', 'POST', { uploads: '' })
+      const uploadId = created === undefined ? undefined : /<UploadId>([^<]+)<\/UploadId>/.exec(created.body.toString())?.[1]
+      const etags: string[] = []
+      if (uploadId !== undefined) {
+        for (const [n, part] of parts.entries()) {
+          const res = await step('mpu-part', 'PUT', { partNumber: String(n + 1), uploadId }, part)
+          const etag = res?.headers.etag
+          if (typeof etag !== 'string') break
+          etags.push(etag)
+        }
+      }
+      if (uploadId !== undefined && etags.length === parts.length) {
+        const xml = `<CompleteMultipartUpload>${etags.map((e, n) => `<Part><PartNumber>${n + 1}</PartNumber><ETag>${e}</ETag></Part>`).join('')}</CompleteMultipartUpload>`
+        const done = await step('mpu-complete', 'POST', { uploadId }, Buffer.from(xml))
+        // A retried Complete after a lost answer finds the upload gone (NoSuchUpload): that is
+        // the first attempt's success, which the read checks then judge like any unacked write.
+        if (done !== undefined) w.acked = true
+      }
+      w.end = timedOut ? Number.POSITIVE_INFINITY : Date.now()
     }
   }
 
@@ -474,6 +674,10 @@ export async function runWorkload(o: WorkloadOptions): Promise<WorkloadResult> {
     ...Array.from({ length: o.readers ?? 2 }, () => reader()),
   ]
   if (o.chaos !== undefined) tasks.push(chaos(o.chaos))
+  for (let n = 0; n < (o.listers ?? 0); n++) tasks.push(lister())
+  const mpu = o.multipart
+  if (mpu !== undefined) for (let n = 0; n < mpu.writers; n++) tasks.push(multipartWriter(mpu))
+  for (const x of o.extra ?? []) tasks.push(x({ running, log: (q) => requests.push(q) }))
   if (o.during !== undefined) {
     tasks.push(
       o.during().finally(() => {
@@ -483,18 +687,32 @@ export async function runWorkload(o: WorkloadOptions): Promise<WorkloadResult> {
   }
   const settled = await Promise.allSettled(tasks)
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected')
-  if (failed !== undefined) throw new Error('a workload task failed (not an S3 error)', { cause: failed.reason })
+  if (failed !== undefined)
+    throw new Error(`a workload task failed (not an S3 error): ${(failed.reason as Error)?.stack ?? String(failed.reason)}`, {
+      cause: failed.reason,
+    })
   return {
-    history: { writes, reads },
+    history: { writes, reads, liveListings },
     blocksOf,
     events,
     clientErrors,
-    stats: { writes: writes.length, acked: writes.filter((w) => w.acked).length, reads: reads.length, failedReads, kills },
+    requests,
+    keys: readKeys,
+    stats: {
+      writes: writes.length,
+      acked: writes.filter((w) => w.acked).length,
+      reads: reads.length,
+      failedReads,
+      kills,
+      listings: liveListings.length,
+      failedListings,
+      multipartAcked: writes.filter((w) => w.acked && mpuKeys.includes(w.key)).length,
+    },
   }
 }
 
 /** Lists every key under `prefix` through node `i` (ListObjectsV2, all pages). */
-export async function listKeys(cluster: ReplicatedCluster, i: number, prefix: string): Promise<string[]> {
+export async function listKeys(cluster: ReplicatedCluster, i: number, prefix: string, timeoutMs?: number): Promise<string[]> {
   const out: string[] = []
   let token: string | undefined
   do {
@@ -504,6 +722,7 @@ export async function listKeys(cluster: ReplicatedCluster, i: number, prefix: st
         Prefix: prefix,
         ...(token === undefined ? {} : { ContinuationToken: token }),
       }),
+      timeoutMs === undefined ? {} : { abortSignal: AbortSignal.timeout(timeoutMs) },
     )
     for (const c of page.Contents ?? []) if (c.Key !== undefined) out.push(c.Key)
     token = page.IsTruncated === true ? page.NextContinuationToken : undefined
@@ -524,7 +743,12 @@ export async function observeFinal(
   const listings: Listing[] = []
   for (const i of cluster.servingIndexes()) {
     for (const key of keys) {
-      const res = await rawS3(cluster.target(i), 'GET', `/${cluster.bucket}/${key}`)
+      // A 503 (a quorum call that timed out on a loaded machine) is retried a few times.
+      let res = await rawS3(cluster.target(i), 'GET', `/${cluster.bucket}/${key}`)
+      for (let retry = 0; retry < 3 && res.status === 503; retry++) {
+        await sleep(1_000)
+        res = await rawS3(cluster.target(i), 'GET', `/${cluster.bucket}/${key}`)
+      }
       if (res.status !== 200 && res.status !== 404)
         throw new Error(`final GET ${key} on node ${i} answered ${res.status}: ${res.body}`)
       finals.push({

@@ -87,6 +87,32 @@ test('a read that does not reach its quorum in time fails with QuorumError and a
   assert.deepEqual(s.aborted, ['b'], 'the hanging call is aborted')
 })
 
+test('a read hedges: a node silent past its hedge delay no longer holds the read, the next node is asked too', async () => {
+  // The chaos suite's finding: with a peer behind a black hole (still "up" until its pings time
+  // out), every quorum read that picked it waited for the whole deadline and failed with 503.
+  const s = scripted({ a: { ok: 'A' }, b: 'hang', c: { ok: 'C' } })
+  const res = await helper(60_000).tryCallMany(['a', 'b', 'c'], 2, s.call, {
+    hedgeAfterMs: (n) => (n === 'a' ? undefined : 30),
+  })
+  assert.deepEqual(res.map((r) => r.node).sort(), ['a', 'c'], 'the quorum came from a and c')
+  assert.deepEqual(s.called, ['a', 'b', 'c'])
+  assert.deepEqual(s.aborted, [], 'the slow call is not aborted by the hedge (it still counts if it answers)')
+  // Without hedging, the same read waits for the deadline and fails.
+  const s2 = scripted({ a: { ok: 'A' }, b: 'hang', c: { ok: 'C' } })
+  await assert.rejects(helper(100).tryCallMany(['a', 'b', 'c'], 2, s2.call), isQuorumError)
+  assert.deepEqual(s2.called, ['a', 'b'], 'without a hedge delay the third node is never asked')
+})
+
+test('a slow node that answers first after the hedge still counts; fast answers ask nobody else', async () => {
+  const slowB = scripted({ a: { ok: 'A' }, b: { ok: 'B' }, c: 'hang' }, 60)
+  const res = await helper().tryCallMany(['a', 'b', 'c'], 2, slowB.call, { hedgeAfterMs: () => 20 })
+  assert.deepEqual(res.map((r) => r.node).sort(), ['a', 'b'], 'a and b answered after c was asked; c hangs')
+  assert.deepEqual(slowB.called, ['a', 'b', 'c'])
+  const fast = scripted({ a: { ok: 'A' }, b: { ok: 'B' }, c: { ok: 'C' } }, 5)
+  await helper().tryCallMany(['a', 'b', 'c'], 2, fast.call, { hedgeAfterMs: () => 1_000 })
+  assert.deepEqual(fast.called, ['a', 'b'], 'no hedge when the quorum answers in time')
+})
+
 test('a per-call deadline overrides the default one', async () => {
   const s = scripted({ a: 'hang' })
   const t0 = Date.now()

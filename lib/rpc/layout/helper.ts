@@ -25,6 +25,13 @@ import { NB_PARTITIONS } from './types.ts'
 import { nodesOfPartition, partitionOf } from './version.ts'
 
 /** What the helper needs from the layout manager. @internal */
+/** A read asks the next node too once one is this many average pings late. @internal */
+export const HEDGE_PING_FACTOR = 4
+/** Floor of the hedge delay (scheduling noise on a busy node must not double every read). @internal */
+export const HEDGE_MIN_MS = 500
+/** Hedge delay of a peer never pinged yet. @internal */
+export const HEDGE_UNKNOWN_MS = 1_000
+
 export interface LayoutSource {
   history(): LayoutHistory
   onChange(cb: (h: LayoutHistory) => void): void
@@ -219,6 +226,18 @@ export class LayoutHelper {
       .map((n) => ({ n, r: rank(n) }))
       .sort((a, b) => a.r[0] - b.r[0] || a.r[1] - b.r[1] || (a.n < b.n ? -1 : a.n > b.n ? 1 : 0))
       .map((x) => x.n)
+  }
+
+  /**
+   * How long a read waits for `nodeId` before asking the next node as well (RpcHelper's
+   * `hedgeAfterMs`): {@link HEDGE_PING_FACTOR} times its average ping, at least
+   * {@link HEDGE_MIN_MS}; {@link HEDGE_UNKNOWN_MS} before any ping; never for this node.
+   * Not in Garage, whose reads wait for the RPC timeout on a peer not yet known down.
+   */
+  hedgeDelayOf(nodeId: string): number | undefined {
+    if (nodeId === this.self) return undefined
+    const ping = this.#o.pingOf?.(nodeId)
+    return ping === undefined ? HEDGE_UNKNOWN_MS : Math.max(HEDGE_MIN_MS, Math.ceil(HEDGE_PING_FACTOR * ping))
   }
 
   /** Partitions of the ring with their write sets (for anti-entropy of sharded tables). */

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { LayoutError } from '../../../lib/rpc/layout/types.ts'
-import { LayoutHelper } from '../../../lib/rpc/layout/helper.ts'
+import { HEDGE_MIN_MS, HEDGE_UNKNOWN_MS, LayoutHelper } from '../../../lib/rpc/layout/helper.ts'
 import { trackerGet } from '../../../lib/rpc/layout/history.ts'
 import { CLUSTER_LAYOUT_FILE, LayoutManager } from '../../../lib/rpc/layout/manager.ts'
 import { silentLogger } from '../../../lib/util/logger.ts'
@@ -214,4 +214,21 @@ test('ack lock: a write in flight with version N holds this node ack at N until 
   assert.equal(ackOfA(), 2, 'version 2 acknowledged once the last write with version 1 is done')
   assert.equal(helper.ackLimit(), Number.POSITIVE_INFINITY, 'no write in flight, no limit')
   await m.flush()
+})
+
+test('hedge delay of a read: 4 average pings, at least 500 ms, 1 s before any ping, none for this node', async (t) => {
+  const m = manager(await tempDir(t), 3)
+  const pings: Record<string, number | undefined> = { b: 300, c: 20 }
+  const helper = new LayoutHelper({
+    source: m,
+    self: A,
+    consistencyMode: 'consistent',
+    replicationFactor: 3,
+    pingOf: (id) => pings[id],
+    log: silentLogger,
+  })
+  assert.equal(helper.hedgeDelayOf(A), undefined, 'a local read is never hedged')
+  assert.equal(helper.hedgeDelayOf('b'), 4 * 300)
+  assert.equal(helper.hedgeDelayOf('c'), HEDGE_MIN_MS, 'the floor applies to close peers')
+  assert.equal(helper.hedgeDelayOf('d'), HEDGE_UNKNOWN_MS, 'a peer never pinged')
 })

@@ -1,0 +1,341 @@
+/**
+ * The chaos suite's machinery: a replicated cluster of `garage server` processes whose every
+ * inter-node link goes through a fault-injecting proxy (test/helpers/links.ts), a workload
+ * recorded as a history (test/helpers/workload.ts: register overwrites through every node, live
+ * listings, multipart uploads), a schedule of faults run alongside, a watcher of what each node
+ * says about its peers, and the measures taken afterwards: violations of the history checker,
+ * availability per fault window, convergence time after healing.
+ *
+ * The test files (chaos.test.ts, …) say which cluster and which schedule; CHAOS_SECONDS stretches
+ * the workload (default: the bounded run of `npm test`).
+ */
+import { appendFileSync } from 'node:fs'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import {
+  blockFilesOf,
+  clusterStatus,
+  diffTables,
+  type ReplicatedCluster,
+  type ReplicatedClusterOptions,
+  readTableContents,
+  startReplicatedCluster,
+} from '../helpers/cluster.ts'
+import { type LinkMesh, startLinkMesh } from '../helpers/links.ts'
+import {
+  checkHistory,
+  type RequestLog,
+  runWorkload,
+  settleFinal,
+  type WorkloadOptions,
+  type WorkloadResult,
+} from '../helpers/workload.ts'
+
+/** Seconds of workload: CHAOS_SECONDS, or `fallback` (the bounded run of npm test). */
+export function chaosSeconds(fallback: number): number {
+  const raw = process.env.CHAOS_SECONDS
+  if (raw === undefined || raw === '') return fallback
+  const n = Number(raw)
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`CHAOS_SECONDS must be a positive number, got ${raw}`)
+  return n
+}
+
+/** A named span of the run during which a fault was active (times on the test's clock). */
+export interface FaultWindow {
+  name: string
+  start: number
+  end: number
+}
+
+/** A node's view of a peer changing (from GetClusterStatus, polled). */
+export interface PeerTransition {
+  at: number
+  observer: number
+  peer: number
+  up: boolean
+}
+
+export interface ChaosContext {
+  cluster: ReplicatedCluster
+  mesh: LinkMesh
+  /** Runs `fn` as the fault window `name` (recorded with its start and end). */
+  window<T>(name: string, fn: () => Promise<T>): Promise<T>
+  /** Notes a line for the report. */
+  note(line: string): void
+  t0: number
+}
+
+export interface ChaosOptions {
+  cluster: ReplicatedClusterOptions & { nodes: number; zones: string[] }
+  /** Node slots of the link mesh (more than `nodes` when the schedule adds nodes). */
+  slots?: number
+  rttMs: number
+  jitterMs: number
+  rpcTimeoutMs: number
+  blockSize: number
+  workload: Omit<WorkloadOptions, 'cluster' | 'during' | 'blockSize'>
+  /** The faults, run alongside the workload; the workload goes on until this resolves too. */
+  schedule: (ctx: ChaosContext) => Promise<void>
+  /** How long convergence may take after healing before the run fails. */
+  convergeTimeoutMs: number
+}
+
+export interface AvailabilityFigure {
+  window: string
+  nodes: number[]
+  requests: number
+  ok: number
+  /** ok / requests, in %. */
+  okPct: number
+  maxMs: number
+  medianMs: number
+  statuses: Record<string, number>
+}
+
+export interface ChaosReport {
+  result: WorkloadResult
+  violations: string[]
+  windows: FaultWindow[]
+  transitions: PeerTransition[]
+  notes: string[]
+  faults: ReturnType<LinkMesh['counts']> & { windows: number }
+  /** ms from the heal to: every node answering alike (keys, listings), tables byte-equal, live blocks everywhere. */
+  convergence: { answersMs: number; tablesMs: number; blocksMs: number; timeline: string[] }
+  availability: (window: string, nodes: number[], grace?: number) => AvailabilityFigure
+  /** One-line summaries for the test's diagnostics and docs/design/chaos.md. */
+  lines(): string[]
+}
+
+const isOk = (r: RequestLog): boolean =>
+  typeof r.status === 'number' && ((r.status >= 200 && r.status < 300) || (r.op === 'get' && r.status === 404))
+
+/**
+ * Starts the mesh and the cluster, sets the link delay, runs workload and schedule together,
+ * heals, measures convergence, checks the history, stops everything. Never asserts: the caller
+ * decides what to require of the report.
+ */
+export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
+  const logDir = process.env.CHAOS_LOG_DIR
+  const started = Date.now()
+  /** With CHAOS_LOG_DIR, a live trace of the run in `progress.log` (to see where a slow run is). */
+  const progress = (line: string): void => {
+    if (logDir !== undefined && logDir !== '')
+      appendFileSync(join(logDir, 'progress.log'), `${((Date.now() - started) / 1000).toFixed(1)} s: ${line}\n`)
+  }
+  if (logDir !== undefined && logDir !== '') await mkdir(logDir, { recursive: true })
+  const mesh = await startLinkMesh(o.slots ?? o.cluster.nodes)
+  let cluster: ReplicatedCluster | undefined
+  try {
+    cluster = await startReplicatedCluster({
+      ...o.cluster,
+      configLines: [`rpc_timeout_msec = ${o.rpcTimeoutMs}`, `block_size = ${o.blockSize}`, ...(o.cluster.configLines ?? [])],
+      nodeOptions: (i) => mesh.nodeOptions(i),
+    })
+    const c = cluster
+    progress('cluster up')
+    // Every peer of every node must be reached through its link (the route hook works).
+    await checkRouted(c, mesh)
+    mesh.setRtt(o.rttMs, o.jitterMs)
+
+    const t0 = Date.now()
+    const windows: FaultWindow[] = []
+    const notes: string[] = []
+    const transitions: PeerTransition[] = []
+    const ctx: ChaosContext = {
+      cluster: c,
+      mesh,
+      t0,
+      note: (line) => {
+        notes.push(`${((Date.now() - t0) / 1000).toFixed(1)} s: ${line}`)
+        progress(line)
+      },
+      async window(name, fn) {
+        const w: FaultWindow = { name, start: Date.now(), end: Number.NaN }
+        windows.push(w)
+        progress(`${name} starts`)
+        try {
+          return await fn()
+        } finally {
+          w.end = Date.now()
+          progress(`${name} ends`)
+        }
+      },
+    }
+    let watching = true
+    const watcher = watchPeers(c, transitions, () => watching)
+    let result: WorkloadResult
+    try {
+      result = await runWorkload({ ...o.workload, cluster: c, blockSize: o.blockSize, during: () => o.schedule(ctx) })
+    } finally {
+      watching = false
+      await watcher
+    }
+
+    // Heal everything and measure convergence.
+    progress(`workload done: ${JSON.stringify(result.stats)}`)
+    mesh.heal()
+    mesh.setRtt(o.rttMs, o.jitterMs)
+    const healedAt = Date.now()
+    const convergence = await measureConvergence(c, result, o, healedAt)
+    progress(`convergence: ${JSON.stringify(convergence)}`)
+    const final = await settleFinal(c, result.keys, o.workload.prefix ?? 'wl/', 10_000)
+    const violations = checkHistory({ ...result.history, ...final }, { requireAgreement: true })
+
+    const availability = (window: string, nodes: number[], grace = 0): AvailabilityFigure => {
+      const ws = windows.filter((w) => w.name === window)
+      const rs = result.requests.filter(
+        (r) => nodes.includes(r.node) && ws.some((w) => r.start >= w.start + grace && r.start <= w.end),
+      )
+      const ms = rs.map((r) => r.end - r.start).sort((a, b) => a - b)
+      const statuses: Record<string, number> = {}
+      for (const r of rs) statuses[String(r.status)] = (statuses[String(r.status)] ?? 0) + 1
+      const ok = rs.filter(isOk).length
+      return {
+        window,
+        nodes,
+        requests: rs.length,
+        ok,
+        okPct: rs.length === 0 ? 100 : Math.round((1000 * ok) / rs.length) / 10,
+        maxMs: ms[ms.length - 1] ?? 0,
+        medianMs: ms[Math.floor(ms.length / 2)] ?? 0,
+        statuses,
+      }
+    }
+    const faults = { ...mesh.counts(), windows: windows.length }
+    return {
+      result,
+      violations,
+      windows,
+      transitions,
+      notes,
+      faults,
+      convergence,
+      availability,
+      lines() {
+        const s = result.stats
+        const out = [
+          `workload: ${s.writes} writes (${s.acked} acked, ${s.multipartAcked} multipart), ${s.reads} reads (${s.failedReads} failed), ` +
+            `${s.listings} live listings (${s.failedListings} failed), ${result.requests.length} requests`,
+          `faults: ${JSON.stringify(faults)}`,
+          `violations: ${violations.length}`,
+          `convergence after heal: answers ${convergence.answersMs} ms, tables byte-equal ${convergence.tablesMs} ms, blocks ${convergence.blocksMs} ms`,
+          ...windows.map((w) => {
+            const failed = result.requests
+              .filter((r) => r.start >= w.start && r.start <= w.end && !isOk(r))
+              .map((r) => `${r.op}@${r.node} ${r.status} ${r.end - r.start} ms`)
+            return (
+              `window ${w.name}: ${((w.start - t0) / 1000).toFixed(1)}–${((w.end - t0) / 1000).toFixed(1)} s, ` +
+              `${failed.length} failed requests${failed.length === 0 ? '' : `: ${failed.slice(0, 12).join(', ')}`}`
+            )
+          }),
+          ...notes,
+          ...transitions.map(
+            (x) => `${((x.at - t0) / 1000).toFixed(1)} s: node ${x.observer} sees node ${x.peer} ${x.up ? 'up' : 'down'}`,
+          ),
+        ]
+        return out
+      },
+    }
+  } finally {
+    if (logDir !== undefined && logDir !== '' && cluster !== undefined) {
+      for (const [i, n] of cluster.nodes.entries()) await writeFile(join(logDir, `node-${i}.log`), n.proc.output())
+    }
+    await cluster?.stop()
+    await mesh.close()
+  }
+}
+
+/** Every node's peers are known at their advertised ports, and every link carried a connection. */
+async function checkRouted(c: ReplicatedCluster, mesh: LinkMesh): Promise<void> {
+  const n = c.nodes.length
+  for (let from = 0; from < n; from++) {
+    for (let to = 0; to < n; to++) {
+      if (from !== to && mesh.link(from, to).connections === 0)
+        throw new Error(`no connection went through link ${from} → ${to}: the route hook is not in effect`)
+    }
+  }
+}
+
+/** Polls each node's GetClusterStatus (admin API, not behind the links) and records changes. */
+async function watchPeers(c: ReplicatedCluster, out: PeerTransition[], go: () => boolean): Promise<void> {
+  const last = new Map<string, boolean>()
+  while (go()) {
+    for (const i of c.upIndexes()) {
+      let status: Awaited<ReturnType<typeof clusterStatus>>
+      try {
+        status = await clusterStatus(c.node(i))
+      } catch {
+        continue // the node is being killed or restarted: no observation this round
+      }
+      for (const s of status) {
+        const peer = c.nodes.findIndex((n) => n.id === s.id)
+        if (peer < 0 || peer === i) continue
+        const k = `${i}>${peer}`
+        if (last.get(k) !== s.isUp) {
+          if (last.has(k)) out.push({ at: Date.now(), observer: i, peer, up: s.isUp })
+          last.set(k, s.isUp)
+        }
+      }
+    }
+    await sleep(300)
+  }
+}
+
+/**
+ * After the heal: how long until every node answers alike for every key and listing, until the
+ * storage nodes' tables are byte-equal, and until every block of the values now visible is on
+ * every storage node (RF = number of storage nodes here).
+ */
+async function measureConvergence(
+  c: ReplicatedCluster,
+  result: WorkloadResult,
+  o: ChaosOptions,
+  healedAt: number,
+): Promise<ChaosReport['convergence']> {
+  const timeline: string[] = []
+  let answersMs = -1
+  let tablesMs = -1
+  let blocksMs = -1
+  const deadline = healedAt + o.convergeTimeoutMs
+  const storage = c.servingIndexes()
+  let lastProblems = ''
+  for (;;) {
+    const now = (): number => Date.now() - healedAt
+    const problems: string[] = []
+    if (answersMs < 0 || blocksMs < 0) {
+      let s: Awaited<ReturnType<typeof settleFinal>> | undefined
+      try {
+        s = await settleFinal(c, result.keys, o.workload.prefix ?? 'wl/', 0)
+      } catch (err) {
+        problems.push(`a node does not answer yet: ${(err as Error).message.slice(0, 120)}`)
+      }
+      if (s !== undefined && answersMs < 0) {
+        if (s.agreed) answersMs = now()
+        else problems.push('nodes answer differently')
+      }
+      if (s?.agreed && blocksMs < 0) {
+        const live = new Set(s.finals.flatMap((f) => (f.value === null ? [] : (result.blocksOf.get(f.value) ?? []))))
+        const sets = await Promise.all(storage.map(async (i) => (await blockFilesOf(c.node(i))).blocks))
+        const missing = sets.map((b) => [...live].filter((h) => !b.has(h)).length)
+        if (missing.every((m) => m === 0)) blocksMs = now()
+        else problems.push(`live blocks missing per node: ${missing.join(', ')} of ${live.size}`)
+      }
+    }
+    if (tablesMs < 0) {
+      const tables = await Promise.all(storage.map((i) => readTableContents(c.node(i))))
+      const diffs = tables
+        .slice(1)
+        .map((t) => diffTables(tables[0] as typeof t, t))
+        .filter((d) => d !== '')
+      if (diffs.length === 0) tablesMs = now()
+      else problems.push(`tables differ: ${diffs.join(' | ')}`)
+    }
+    if (answersMs >= 0 && tablesMs >= 0 && blocksMs >= 0) return { answersMs, tablesMs, blocksMs, timeline }
+    const p = problems.join('; ')
+    if (p !== lastProblems) timeline.push(`${now()} ms: ${p}`)
+    lastProblems = p
+    if (Date.now() > deadline) return { answersMs, tablesMs, blocksMs, timeline }
+    await sleep(500)
+  }
+}
