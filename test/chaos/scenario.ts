@@ -12,6 +12,7 @@
 import { appendFileSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
   blockFilesOf,
@@ -79,7 +80,11 @@ export interface ChaosOptions {
   schedule: (ctx: ChaosContext) => Promise<void>
   /** How long convergence may take after healing before the run fails. */
   convergeTimeoutMs: number
+  /** Clock skew of node slot `i` in ms (test/helpers/clock-skew-hook.ts); undefined or 0: none. */
+  clockSkewMs?: (i: number) => number | undefined
 }
+
+const SKEW_HOOK = fileURLToPath(new URL('../helpers/clock-skew-hook.ts', import.meta.url))
 
 export interface AvailabilityFigure {
   window: string
@@ -130,7 +135,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     cluster = await startReplicatedCluster({
       ...o.cluster,
       configLines: [`rpc_timeout_msec = ${o.rpcTimeoutMs}`, `block_size = ${o.blockSize}`, ...(o.cluster.configLines ?? [])],
-      nodeOptions: (i) => mesh.nodeOptions(i),
+      nodeOptions: (i) => {
+        const m = mesh.nodeOptions(i)
+        const skew = o.clockSkewMs?.(i)
+        if (skew === undefined || skew === 0) return m
+        return { ...m, preload: [...(m.preload ?? []), SKEW_HOOK], env: { ...m.env, CHAOS_CLOCK_SKEW_MSEC: String(skew) } }
+      },
     })
     const c = cluster
     progress('cluster up')

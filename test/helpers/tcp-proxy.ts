@@ -74,8 +74,8 @@ interface Conn {
   client: Socket
   server: Socket
   offsets: Record<Direction, number>
-  /** When the last delayed chunk is due, per direction, so order is kept. */
-  due: Record<Direction, number>
+  /** Delayed chunks, per direction, in order, with when each is due. */
+  queue: Record<Direction, Array<{ at: number; data: Buffer }>>
   capture: { up: Buffer[]; down: Buffer[] } | undefined
 }
 
@@ -117,16 +117,35 @@ export async function startTcpProxy(options: TcpProxyOptions): Promise<TcpProxy>
     c.capture?.[direction].push(Buffer.from(data))
     const to = direction === 'up' ? c.server : c.client
     const delay = jitter > 0 ? Math.max(0, latency - jitter + Math.random() * 2 * jitter) : latency
-    if (delay <= 0 && c.due[direction] <= Date.now()) {
+    const q = c.queue[direction]
+    if (delay <= 0 && q.length === 0) {
       to.write(data)
       return
     }
-    const at = Math.max(Date.now() + delay, c.due[direction])
-    c.due[direction] = at
+    const at = Math.max(Date.now() + delay, q[q.length - 1]?.at ?? 0)
+    q.push({ at, data })
+    if (q.length === 1) drain(c, direction)
+  }
+
+  /**
+   * Writes the chunks of one direction that are due, in order, then waits for the next one. One
+   * timer per direction: separate timers per chunk could fire out of order (a timer's start is
+   * the event loop's cached time, not Date.now()), which would reorder the stream's bytes.
+   */
+  const drain = (c: Conn, direction: Direction): void => {
+    const q = c.queue[direction]
+    const to = direction === 'up' ? c.server : c.client
+    const now = Date.now()
+    while (q.length > 0 && (q[0] as { at: number }).at <= now) {
+      const { data } = q.shift() as { data: Buffer }
+      if (!to.destroyed && !eaten(direction)) to.write(data)
+    }
+    const head = q[0]
+    if (head === undefined) return
     const timer = setTimeout(() => {
       timers.delete(timer)
-      if (!to.destroyed && !eaten(direction)) to.write(data)
-    }, at - Date.now())
+      drain(c, direction)
+    }, head.at - now)
     timers.add(timer)
   }
 
@@ -147,7 +166,7 @@ export async function startTcpProxy(options: TcpProxyOptions): Promise<TcpProxy>
       client,
       server: upstream,
       offsets: { up: 0, down: 0 },
-      due: { up: 0, down: 0 },
+      queue: { up: [], down: [] },
       capture: capturing ? { up: [], down: [] } : undefined,
     }
     live.add(c)

@@ -69,7 +69,44 @@ export interface GetOptions {
   keyring?: MasterKeyring | undefined
 }
 
+/**
+ * The version an object row named was deleted (or is not found) when its blocks were about to be
+ * read: an overwrite completed between the two reads. @internal
+ */
+export class VersionGoneError extends GarageError {
+  override name = 'VersionGoneError'
+  constructor(versionId: Uuid) {
+    super('GARAGE_ERR_INTERNAL', `version ${toHex(versionId)} is gone; the object was overwritten, retry`)
+  }
+}
+
+/** How many times a GET starts over when an overwrite races it (see VersionGoneError). */
+const GONE_RETRIES = 3
+
+/**
+ * GetObject / HeadObject. A GET that finds its version gone (an overwrite completed between the
+ * object row read and the version read) starts over from the object row, and serves the newer
+ * version: nothing was sent yet, and the newer version was written while this GET ran, so either
+ * answer is right. Found by the chaos suite, where such a GET answered 500. Garage answers 404
+ * (NoSuchKey) in this race, wrongly for a key that exists.
+ */
 export async function handleGetObject(
+  garage: Garage,
+  headers: IncomingHttpHeaders,
+  bucketId: Uuid,
+  key: string,
+  opts: GetOptions,
+): Promise<ApiResponse> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await getObjectOnce(garage, headers, bucketId, key, opts)
+    } catch (err) {
+      if (!(err instanceof VersionGoneError) || attempt >= GONE_RETRIES) throw err
+    }
+  }
+}
+
+async function getObjectOnce(
   garage: Garage,
   headers: IncomingHttpHeaders,
   bucketId: Uuid,
@@ -272,7 +309,7 @@ export async function* streamBlocks(
   early?.catch(() => {})
   const v = await readVersion(garage, versionId, objectSize)
   if (v === undefined || v.deleted) {
-    throw new GarageError('GARAGE_ERR_INTERNAL', `version ${toHex(versionId)} is gone; the object was overwritten, retry`)
+    throw new VersionGoneError(versionId)
   }
   const slices = blocksInRange(v.blocks, start, end)
   const head = slices[0]
