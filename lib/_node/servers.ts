@@ -80,7 +80,11 @@ export function startServers(o: StartServersOptions): Promise<Servers> {
       inCluster: c.rpcSecret !== undefined,
       log: s3Log,
     })
-    const s3Handler = new S3ApiServer(garage, { region: s3.s3Region, rootDomain: s3.rootDomain, sseKeyring }, s3Log)
+    const s3Handler = new S3ApiServer(
+      garage,
+      { region: s3.s3Region, rootDomain: s3.rootDomain, sseKeyring, minPartSize: s3.minPartSize },
+      s3Log,
+    )
     const s3Server = await startApiServer(bindOf(s3.apiBindAddr), s3Handler, s3Log, { observer: metrics?.observer('s3') })
     defer(() => s3Server.close())
     let webServer: ApiServer | undefined

@@ -2,11 +2,11 @@
  * The container of every table, the block manager and the helpers (port of
  * garage_model::garage). Building it does no I/O; `spawnWorkers` starts the background work.
  */
-import type { Db } from '../db/db.ts'
+import { type Db, prefixEnd } from '../db/db.ts'
 import { defineEndpoint } from '../net/endpoint.ts'
 import type { NetApp } from '../net/netapp.ts'
 import { RpcHelper } from '../rpc/rpc-helper.ts'
-import type { Uuid } from '../util/data.ts'
+import { concatBytes, type Uuid } from '../util/data.ts'
 import type { LayoutHelper } from '../rpc/layout/helper.ts'
 import type { BlockPaths } from '../block/layout.ts'
 import { BlockManager, type BlockSettings } from '../block/manager.ts'
@@ -182,7 +182,28 @@ export class Garage {
     const blockRefTable = this.blockRefTable
     this.versionTable = make(versionTableSchema({ queueBlockRef: (tx, e) => blockRefTable.queueInsert(tx, e) }), o.sharded)
     const versionTable = this.versionTable
-    this.mpuTable = make(mpuTableSchema({ queueVersion: (tx, e) => versionTable.queueInsert(tx, e) }), o.sharded)
+    // The upload's own rows, read in the hook's transaction (see mpu-table.ts).
+    const mpuRows = (): TableData<MpuEntry> => this.mpuTable.data
+    this.mpuTable = make(
+      mpuTableSchema({
+        queueVersion: (tx, e) => versionTable.queueInsert(tx, e),
+        queueMpu: (tx, e) => this.mpuTable.queueInsert(tx, e),
+        localUpload(tx, uploadId) {
+          const d = mpuRows()
+          const raw = tx.get(d.store, d.treeKey(uploadId, new Uint8Array(0)))
+          return raw === undefined ? undefined : d.schema.codec.decode(raw)
+        },
+        *localPartRows(tx, uploadId) {
+          const d = mpuRows()
+          const hash = d.schema.partitionHash(uploadId)
+          // Part rows sort after the upload row's empty sort key: start one byte past it.
+          for (const [, raw] of tx.range(d.store, { start: concatBytes(hash, new Uint8Array([0])), end: prefixEnd(hash) })) {
+            yield d.schema.codec.decode(raw)
+          }
+        },
+      }),
+      o.sharded,
+    )
     const mpuTable = this.mpuTable
     const objectCounter = new BucketObjectCounter(o.db)
     this.objectCounter = objectCounter

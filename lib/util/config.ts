@@ -40,6 +40,9 @@ export interface DataDirEntry {
 /** How quorums are computed. See {@link GarageConfig.consistency_mode}. */
 export type ConsistencyMode = 'consistent' | 'degraded' | 'dangerous'
 
+/** Default of `s3_api.min_part_size`: AWS's 5 MiB. */
+const DEFAULT_MIN_PART_SIZE = 5 * 1024 * 1024
+
 /** The `[s3_api]` section. */
 export interface S3ApiSection {
   /**
@@ -63,6 +66,12 @@ export interface S3ApiSection {
   sse_master_key?: string
   /** A file holding {@link S3ApiSection.sse_master_key} (mode 0600). Also `GARAGE_SSE_MASTER_KEY_FILE`. */
   sse_master_key_file?: string
+  /**
+   * Smallest size of every part but the last that CompleteMultipartUpload accepts. Default 5 MiB,
+   * AWS's limit (Garage has no such setting). Lower it only for tests and benchmarks that need many
+   * small parts.
+   */
+  min_part_size?: ByteSize
 }
 
 /** The `[s3_web]` section: static website serving from buckets. */
@@ -277,6 +286,8 @@ export interface ResolvedS3Api {
   rootDomain?: string
   /** SSE-S3 master keys (the first one is current), when configured. `key` is 64 hex characters. */
   sseMasterKeys?: ReadonlyArray<{ readonly id: string; readonly key: string }>
+  /** See {@link S3ApiSection.min_part_size}. */
+  minPartSize: number
 }
 
 /** The `[s3_web]` section, resolved. */
@@ -1016,6 +1027,9 @@ export function resolveConfig(input: GarageConfig, opts: ResolveConfigOptions = 
       s3Table?.get('api_bind_addr') ?? DEFAULT_S3_API_BIND_ADDR,
     ),
     s3Region: s3Table?.string('s3_region', { nonEmpty: true }) ?? DEFAULT_S3_REGION,
+    minPartSize: s3Table?.has('min_part_size')
+      ? parseByteSize('s3_api.min_part_size', s3Table.get('min_part_size'))
+      : DEFAULT_MIN_PART_SIZE,
   }
   const s3RootDomain = s3Table?.string('root_domain', { nonEmpty: true })
   if (s3RootDomain !== undefined) s3Api.rootDomain = s3RootDomain

@@ -15,6 +15,8 @@ export interface S3Settings {
   rootDomain?: string
   /** SSE-S3 master keys (sse-s3.ts); undefined: SSE-S3 objects can be neither written nor read. */
   sseKeyring?: MasterKeyring | undefined
+  /** Smallest size of every part but the last (`s3_api.min_part_size`); default 5 MiB. */
+  minPartSize?: number
 }
 
 /** A request authenticated and resolved to a bucket the key may use. */

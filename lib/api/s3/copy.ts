@@ -349,7 +349,7 @@ export async function handleUploadPartCopy(
   checkPartNumber(ep.partNumber)
   const uploadId = parseUploadId(ep.uploadId)
   const g = ctx.garage
-  const [source, upload] = await Promise.all([getCopySource(ctx), getUpload(g, ctx.bucketId, ep.key, uploadId)])
+  const [source, upload] = await Promise.all([getCopySource(ctx), getUpload(g, ctx.bucketId, ep.key, uploadId, ep.partNumber)])
   const srcData = source.version.state.data
   // Encryption on either side: nothing is re-used, every byte is decrypted and/or encrypted again.
   const srcCipher = sourceCipher(ctx, source)

@@ -16,7 +16,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import { pipeline, type Readable, Transform } from 'node:stream'
 import { prefixEnd } from '../../db/db.ts'
 import type { Garage } from '../../model/garage.ts'
-import { deletedMpu, type MpuEntry, type MpuPart } from '../../model/s3/mpu-table.ts'
+import { deletedMpu, foldMpuRows, type MpuEntry, type MpuPart, mpuPartRow, mpuPartSortKey } from '../../model/s3/mpu-table.ts'
 import { isSseS3, type ObjectData, type ObjectEntry, type ObjectMeta, type ObjectVersion } from '../../model/s3/object-table.ts'
 import { deletedVersion, type VersionBlock, versionBlock } from '../../model/s3/version-table.ts'
 import { batchItem } from '../../table/batch.ts'
@@ -61,7 +61,10 @@ const EMPTY = new Uint8Array(0)
 
 export { noSuchUpload, parseUploadId }
 
-/** An upload that may receive parts: its object version and its MPU row. */
+/**
+ * An upload that may receive parts: its object version and its upload row (which holds no parts,
+ * unless written before parts had rows of their own: see mpu-table.ts).
+ */
 export interface Upload {
   uploadId: Uuid
   bucketId: Uuid
@@ -69,6 +72,8 @@ export interface Upload {
   object: ObjectEntry
   version: ObjectVersion & { state: { t: 'uploading' } }
   mpu: MpuEntry
+  /** With `partNumber` given to {@link getUpload}: the latest timestamp of that part number's rows. */
+  lastPartTs?: number | undefined
 }
 
 /** Part numbers are integers from 1 to 10,000. */
@@ -78,13 +83,93 @@ export function checkPartNumber(n: number): void {
   }
 }
 
-/** The upload `uploadId` of `key`, if it is still in progress (NoSuchUpload otherwise). */
-export async function getUpload(garage: Garage, bucketId: Uuid, key: string, uploadId: Uuid): Promise<Upload> {
-  const [object, mpu] = await Promise.all([garage.objectTable.get(bucketId, utf8(key)), garage.mpuTable.get(uploadId, EMPTY)])
+/**
+ * The upload `uploadId` of `key`, if it is still in progress (NoSuchUpload otherwise). Reads the
+ * object row and the upload row, never the part rows; with `partNumber`, also (in parallel) the
+ * latest row of that part number, for {@link beginPart}.
+ */
+export async function getUpload(
+  garage: Garage,
+  bucketId: Uuid,
+  key: string,
+  uploadId: Uuid,
+  partNumber?: number,
+): Promise<Upload> {
+  const [object, mpu, lastPartTs] = await Promise.all([
+    garage.objectTable.get(bucketId, utf8(key)),
+    garage.mpuTable.get(uploadId, EMPTY),
+    partNumber === undefined ? undefined : lastPartTimestamp(garage, uploadId, partNumber),
+  ])
   if (object === undefined || mpu === undefined || mpu.deleted) throw noSuchUpload()
   const version = object.versions.find((v) => bytesEqual(v.uuid, uploadId) && v.state.t === 'uploading' && v.state.multipart)
   if (version === undefined) throw noSuchUpload()
-  return { uploadId, bucketId, key, object, version: version as Upload['version'], mpu }
+  return { uploadId, bucketId, key, object, version: version as Upload['version'], mpu, lastPartTs }
+}
+
+/**
+ * The latest timestamp among the part rows of `partNumber`: the last row before the part
+ * number's successor, one entry read backwards.
+ */
+async function lastPartTimestamp(garage: Garage, uploadId: Uuid, partNumber: number): Promise<number | undefined> {
+  const [row] = await garage.mpuTable.getRange(uploadId, {
+    start: mpuPartSortKey({ partNumber: partNumber + 1, ts: 0 }),
+    limit: 1,
+    reverse: true,
+  })
+  return row?.partRow?.partNumber === partNumber ? row.partRow.ts : undefined
+}
+
+/**
+ * Every part of the upload: the upload row and all its part rows, folded. O(parts): for
+ * CompleteMultipartUpload and the admin's statistics, never for UploadPart.
+ */
+export async function readUploadParts(garage: Garage, upload: Upload): Promise<MpuEntry> {
+  const rows = await garage.mpuTable.getRange(upload.uploadId, { limit: Number.MAX_SAFE_INTEGER })
+  const mpu = foldMpuRows(rows)
+  if (mpu === undefined || mpu.deleted) throw noSuchUpload()
+  return mpu
+}
+
+/**
+ * One page of the finished parts with a number above `after`, newest upload of each number, by
+ * number; reads part rows from `after + 1` on, in pages, until the page and the fact that more
+ * follow are known.
+ */
+async function listFinishedParts(
+  garage: Garage,
+  upload: Upload,
+  after: number,
+  max: number,
+): Promise<{ parts: Array<MpuPart & { etag: string; size: number }>; truncated: boolean }> {
+  const found = new Map<number, MpuPart & { etag: string; size: number }>()
+  const consider = (p: MpuPart): void => {
+    if (p.partNumber <= after || p.etag === null || p.size === null) return
+    const cur = found.get(p.partNumber)
+    if (cur === undefined || p.ts > cur.ts) found.set(p.partNumber, p as MpuPart & { etag: string; size: number })
+  }
+  // An upload row written before part rows existed holds its parts itself.
+  for (const p of upload.mpu.parts) consider(p)
+  let start = mpuPartSortKey({ partNumber: after + 1, ts: 0 })
+  for (;;) {
+    const rows = await garage.mpuTable.getRange(upload.uploadId, { start, limit: MAX_LIST })
+    let lastNumber = 0
+    for (const r of rows) {
+      if (r.partRow === undefined) continue
+      lastNumber = r.partRow.partNumber
+      if (!r.deleted) for (const p of r.parts) consider(p)
+    }
+    const last = rows[rows.length - 1]
+    if (rows.length < MAX_LIST || last?.partRow === undefined) break
+    // Every row of a number below the last one seen has been read: stop once those fill the page.
+    let complete = 0
+    for (const n of found.keys()) if (n < lastNumber) complete++
+    if (complete > max) break
+    const key = mpuPartSortKey(last.partRow)
+    start = new Uint8Array(key.length + 1)
+    start.set(key)
+  }
+  const parts = [...found.values()].sort((a, b) => a.partNumber - b.partNumber)
+  return { parts: parts.slice(0, max), truncated: parts.length > max }
 }
 
 /** The newest finished upload of each part number, by part number. */
@@ -98,23 +183,12 @@ export function finishedParts(mpu: MpuEntry): Map<number, MpuPart & { etag: stri
   return out
 }
 
-function mpuUpdate(upload: Upload, part: MpuPart): MpuEntry {
-  return {
-    uploadId: upload.uploadId,
-    deleted: false,
-    parts: [part],
-    ts: upload.mpu.ts,
-    bucketId: upload.bucketId,
-    key: upload.key,
-  }
-}
-
 /**
  * Starts writing a part: lists a new part version in the upload (without ETag yet), then creates
  * that version, so its block references always have a version the upload's deletion reaches.
  */
 export async function beginPart(garage: Garage, upload: Upload, partNumber: number): Promise<MpuPart> {
-  let previous: number | undefined
+  let previous = upload.lastPartTs ?? (await lastPartTimestamp(garage, upload.uploadId, partNumber))
   for (const p of upload.mpu.parts) if (p.partNumber === partNumber) previous = Math.max(previous ?? p.ts, p.ts)
   const part: MpuPart = {
     partNumber,
@@ -126,7 +200,7 @@ export async function beginPart(garage: Garage, upload: Upload, partNumber: numb
   }
   // One round trip, the upload row before the version on every node (TableBatch.insertInOrder).
   await garage.tableBatch.insertInOrder([
-    batchItem(garage.mpuTable, [mpuUpdate(upload, part)]),
+    batchItem(garage.mpuTable, [mpuPartRow(upload.mpu, part)]),
     batchItem(garage.versionTable, [
       { uuid: part.version, deleted: false, blocks: [], partsEtags: [], backlink: { t: 'mpu', uploadId: upload.uploadId } },
     ]),
@@ -141,7 +215,7 @@ export async function beginPart(garage: Garage, upload: Upload, partNumber: numb
  * part succeeded, which is what AWS answers in the same race too.
  */
 export async function finishPart(garage: Garage, upload: Upload, part: MpuPart, log: Logger): Promise<void> {
-  await garage.mpuTable.insert(mpuUpdate(upload, part))
+  await garage.mpuTable.insert(mpuPartRow(upload.mpu, part))
   void releaseIfUploadGone(garage, upload, part).catch((err: unknown) => {
     // Only a leak: the version stays until the versions repair finds its upload deleted.
     log.warn(`cannot check the upload of part ${part.partNumber} after writing it: ${(err as Error).message}`)
@@ -362,7 +436,7 @@ export async function handleUploadPart(
   const uploadId = parseUploadId(ep.uploadId)
   checkContentLength(ctx.req.headers)
   const g = ctx.garage
-  const upload = await getUpload(g, ctx.bucketId, ep.key, uploadId)
+  const upload = await getUpload(g, ctx.bucketId, ep.key, uploadId, ep.partNumber)
   const cipher = uploadCipher(ctx, upload)
   // An upload created with a checksum algorithm has every part checked or summed with it.
   const algorithm = uploadChecksum(upload)?.algorithm
@@ -475,7 +549,7 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
       )
     }
   }
-  const have = finishedParts(upload.mpu)
+  const have = finishedParts(await readUploadParts(g, upload))
   const chosen = listed.map((l) => {
     const p = have.get(l.partNumber)
     if (p === undefined || p.etag !== l.etag) {
@@ -522,14 +596,15 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
       throw new ApiError('BadDigest', `The ${checksumSettings.algorithm} you specified did not match the calculated checksum.`)
     }
   }
+  const minPartSize = ctx.settings.minPartSize ?? MIN_PART_SIZE
   for (let i = 0; i < chosen.length - 1; i++) {
     const p = chosen[i] as (typeof chosen)[number]
-    if (p.size < MIN_PART_SIZE) {
+    if (p.size < minPartSize) {
       throw new ApiError(
         'EntityTooSmall',
         `Your proposed upload is smaller than the minimum allowed size (part ${p.partNumber})`,
         {
-          extra: { ProposedSize: String(p.size), MinSizeAllowed: String(MIN_PART_SIZE), PartNumber: String(p.partNumber) },
+          extra: { ProposedSize: String(p.size), MinSizeAllowed: String(minPartSize), PartNumber: String(p.partNumber) },
         },
       )
     }
@@ -652,11 +727,7 @@ export async function handleListParts(
   const maxParts = clampList(ep.maxParts)
   const upload = await getUpload(ctx.garage, ctx.bucketId, ep.key, uploadId)
   const settings = uploadChecksum(upload)
-  const parts = [...finishedParts(upload.mpu).values()]
-    .filter((p) => p.partNumber > marker)
-    .sort((a, b) => a.partNumber - b.partNumber)
-  const page = parts.slice(0, maxParts)
-  const truncated = parts.length > page.length
+  const { parts: page, truncated } = await listFinishedParts(ctx.garage, upload, marker, maxParts)
   const last = page[page.length - 1]
   const person = { ID: owner.id, DisplayName: owner.displayName }
   const xml = renderXml('ListPartsResult', {

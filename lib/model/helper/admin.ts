@@ -10,7 +10,7 @@ import { updateLww } from '../../util/crdt/crdt.ts'
 import { nowMsec } from '../../util/time.ts'
 import type { BucketEntry, BucketParams, BucketQuotas } from '../bucket-table.ts'
 import type { Garage } from '../garage.ts'
-import { deletedMpu } from '../s3/mpu-table.ts'
+import { deletedMpu, foldMpuRows } from '../s3/mpu-table.ts'
 import type { ObjectVersion } from '../s3/object-table.ts'
 import type { ExistingKey } from './key.ts'
 
@@ -331,7 +331,8 @@ export class BucketsApi {
           s.unfinishedUploads++
           if (v.state.multipart) {
             s.unfinishedMultipartUploads++
-            const mpu = await this.#g.mpuTable.get(v.uuid, new Uint8Array(0))
+            // The upload row and its part rows (mpu-table.ts).
+            const mpu = foldMpuRows(await this.#g.mpuTable.getRange(v.uuid, { limit: Number.MAX_SAFE_INTEGER }))
             if (mpu !== undefined && !mpu.deleted) {
               s.unfinishedMultipartUploadParts += mpu.parts.length
               for (const part of mpu.parts) s.unfinishedMultipartUploadBytes += part.size ?? 0
