@@ -10,7 +10,8 @@
  * in the same bucket (each with 10 parts).
  *
  * Prints one JSON line per figure on stdout. Environment: MPU_PARTS (default 10000), MPU_PART_SIZE
- * in bytes (default 1024), MPU_INFLIGHT (default 1000; 0 skips the second scenario).
+ * in bytes (default 1024), MPU_INFLIGHT (default 1000; 0 skips the second scenario), MPU_PROFILE
+ * (a directory: CPU profile of each CompleteMultipartUpload).
  */
 import {
   CompleteMultipartUploadCommand,
@@ -20,6 +21,9 @@ import {
   S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3'
+import { writeFile } from 'node:fs/promises'
+import { Session } from 'node:inspector'
+import { join } from 'node:path'
 import { startTestNode } from '../lib/testing.ts'
 
 const PARTS = Number(process.env.MPU_PARTS ?? 10_000)
@@ -32,6 +36,23 @@ const emit = (o: Record<string, unknown>): void => {
 }
 const mean = (xs: number[]): number => xs.reduce((s, x) => s + x, 0) / Math.max(1, xs.length)
 const round = (x: number, d = 2): number => Math.round(x * 10 ** d) / 10 ** d
+
+/** MPU_PROFILE=<dir>: a CPU profile of CompleteMultipartUpload alone (node and client share the process). */
+async function startProfile(): Promise<((name: string) => Promise<void>) | undefined> {
+  const dir = process.env.MPU_PROFILE
+  if (dir === undefined) return undefined
+  const session = new Session()
+  session.connect()
+  const post = (method: string): Promise<unknown> =>
+    new Promise((resolve, reject) => session.post(method, (err, res) => (err === null ? resolve(res) : reject(err))))
+  await post('Profiler.enable')
+  await post('Profiler.start')
+  return async (name) => {
+    const { profile } = (await post('Profiler.stop')) as { profile: unknown }
+    await writeFile(join(dir, `${name}.cpuprofile`), JSON.stringify(profile))
+    session.disconnect()
+  }
+}
 
 async function bigUpload(s3: S3Client, bucket: string, key: string, scenario: string): Promise<void> {
   const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }))
@@ -72,6 +93,7 @@ async function bigUpload(s3: S3Client, bucket: string, key: string, scenario: st
   }
   emit({ scenario, figure: 'list_parts', parts: listed, pages, ms: round(performance.now() - tl) })
 
+  const profile = await startProfile()
   const tc = performance.now()
   await s3.send(
     new CompleteMultipartUploadCommand({
@@ -82,6 +104,7 @@ async function bigUpload(s3: S3Client, bucket: string, key: string, scenario: st
     }),
   )
   emit({ scenario, figure: 'complete_ms', parts: PARTS, ms: round(performance.now() - tc) })
+  await profile?.(`${scenario}-complete`)
 
   const tg = performance.now()
   const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }))

@@ -222,7 +222,16 @@ async function request(
   path: string,
   opts: { body?: Buffer; query?: Record<string, string>; headers?: Record<string, string> } = {},
 ): Promise<Buffer> {
-  const res = await sendSigned(t, method, path, { agent, ...opts })
+  let res: import('node:http').IncomingMessage
+  for (let attempt = 1; ; attempt++) {
+    try {
+      res = await sendSigned(t, method, path, { agent, ...opts })
+      break
+    } catch (err) {
+      // A keep-alive socket the server closed as it was reused: every request here is idempotent.
+      if ((err as { code?: string }).code !== 'ECONNRESET' || attempt >= 3) throw err
+    }
+  }
   const body = await readBody(res)
   if ((res.statusCode ?? 0) >= 300) throw new Error(`${method} ${path}: ${res.statusCode} ${body.toString().slice(0, 300)}`)
   return body

@@ -193,12 +193,12 @@ export class Garage {
           const raw = tx.get(d.store, d.treeKey(uploadId, new Uint8Array(0)))
           return raw === undefined ? undefined : d.schema.codec.decode(raw)
         },
-        *localPartRows(tx, uploadId) {
+        *localPartKeys(tx, uploadId) {
           const d = mpuRows()
           const hash = d.schema.partitionHash(uploadId)
           // Part rows sort after the upload row's empty sort key: start one byte past it.
-          for (const [, raw] of tx.range(d.store, { start: concatBytes(hash, new Uint8Array([0])), end: prefixEnd(hash) })) {
-            yield d.schema.codec.decode(raw)
+          for (const [k] of tx.range(d.store, { start: concatBytes(hash, new Uint8Array([0])), end: prefixEnd(hash) })) {
+            yield k.subarray(hash.length)
           }
         },
       }),

@@ -79,14 +79,21 @@ export function mpuPartSortKey(k: MpuPartKey): Uint8Array {
   return out
 }
 
+/** The part of a part row's sort key (undefined if it is not one). */
+export function parseMpuPartSortKey(k: Uint8Array): MpuPartKey | undefined {
+  if (k.length !== 10) return undefined
+  const view = new DataView(k.buffer, k.byteOffset, k.byteLength)
+  return { partNumber: view.getUint16(0), ts: Number(view.getBigUint64(2)) }
+}
+
 export interface MpuTableDeps {
   queueVersion(tx: Transaction, entry: VersionEntry): void
   /** Queues an insert into this table (the tombstone of a part row). */
   queueMpu(tx: Transaction, entry: MpuEntry): void
   /** The upload row of `uploadId` as stored on this node, in the transaction. */
   localUpload(tx: Transaction, uploadId: Uuid): MpuEntry | undefined
-  /** The part rows of `uploadId` stored on this node, in the transaction. */
-  localPartRows(tx: Transaction, uploadId: Uuid): Iterable<MpuEntry>
+  /** The sort keys of the part rows of `uploadId` stored on this node, in the transaction. */
+  localPartKeys(tx: Transaction, uploadId: Uuid): Iterable<Uint8Array>
 }
 
 export function mpuTableSchema(deps: MpuTableDeps): TableSchema<MpuEntry> {
@@ -114,8 +121,13 @@ export function mpuTableSchema(deps: MpuTableDeps): TableSchema<MpuEntry> {
         deps.queueVersion(tx, deletedVersion(p.version, { t: 'mpu', uploadId: next.uploadId }))
       }
       if (next.partRow === undefined) {
-        for (const row of deps.localPartRows(tx, next.uploadId)) {
-          if (!row.deleted) deps.queueMpu(tx, { ...row, deleted: true, parts: [] })
+        // Built from the sort keys alone (no row decoded: CompleteMultipartUpload of 10,000 parts
+        // pays this in its transaction); a row already deleted merges to itself, a no-op.
+        for (const sortKey of deps.localPartKeys(tx, next.uploadId)) {
+          const partRow = parseMpuPartSortKey(sortKey)
+          if (partRow === undefined) continue
+          const { uploadId, ts, bucketId, key } = next
+          deps.queueMpu(tx, { uploadId, deleted: true, parts: [], ts, bucketId, key, partRow })
         }
       }
     },

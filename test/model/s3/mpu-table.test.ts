@@ -15,6 +15,7 @@ import {
   mpuCodec,
   mpuPartRow,
   mpuPartSortKey,
+  parseMpuPartSortKey,
 } from '../../../lib/model/s3/mpu-table.ts'
 import { genUuid } from '../../../lib/util/data.ts'
 import { eventually } from '../../helpers/eventually.ts'
