@@ -343,7 +343,7 @@ async function measure(s: State, step: number): Promise<Record<string, unknown>>
 }
 
 async function main(): Promise<void> {
-  const first = await startServerProcess({ bucket: MAIN })
+  const first = await startServerProcess({ bucket: MAIN, startTimeoutMs: 600_000 })
   const s: State = { dir: first.dir, credentials: first.credentials, main: 0, spread: 0, putKeys: [] }
   try {
     const t: S3Target = { endpoint: first.endpoint, region: first.region, credentials: first.credentials }

