@@ -13,7 +13,7 @@ import { type ReplicatedCluster, readCurrentLayout, startReplicatedCluster } fro
 
 const ZONES = ['z1', 'z2', 'z3', 'z1', 'z2', 'z3', 'z1']
 
-describe('7 nodes in 3 zones (RF 3)', { timeout: 300_000 }, () => {
+describe('7 nodes in 3 zones (RF 3)', { timeout: 600_000 }, () => {
   let cluster: ReplicatedCluster
   before(async () => {
     cluster = await startReplicatedCluster({
