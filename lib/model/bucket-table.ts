@@ -60,6 +60,17 @@ export interface BucketEncryption {
   bucketKeyEnabled: boolean
 }
 
+/** A bucket's versioning state (PutBucketVersioning); never set on a bucket never versioned. */
+export type BucketVersioning = 'Enabled' | 'Suspended'
+
+/** Object lock of a bucket (CreateBucket with object lock, PutObjectLockConfiguration). */
+export interface BucketObjectLock {
+  /** Object lock is enabled (it cannot be disabled again, as on AWS). */
+  enabled: true
+  /** Default retention of new versions; null: none. */
+  rule: { mode: 'GOVERNANCE' | 'COMPLIANCE'; days: number | null; years: number | null } | null
+}
+
 export interface BucketParams {
   created: number
   /** Key id → permissions on this bucket. */
@@ -85,6 +96,10 @@ export interface BucketParams {
   publicRead?: Lww<boolean>
   /** Bucket tags (PutBucketTagging), in the order given. */
   tags?: Lww<Array<[string, string]> | null>
+  /** Versioning state (PutBucketVersioning); absent: never versioned. */
+  versioning?: Lww<BucketVersioning | null>
+  /** Object lock configuration (absent: never enabled). */
+  objectLock?: Lww<BucketObjectLock | null>
 }
 
 /** Merges two optional registers (absent = never set). */
@@ -131,6 +146,8 @@ export function mergeBucketParams(a: BucketParams, b: BucketParams): BucketParam
     ...optional('policy', mergeOptLww(a.policy, b.policy)),
     ...optional('publicRead', mergeOptLww(a.publicRead, b.publicRead)),
     ...optional('tags', mergeOptLww(a.tags, b.tags)),
+    ...optional('versioning', mergeOptLww(a.versioning, b.versioning)),
+    ...optional('objectLock', mergeOptLww(a.objectLock, b.objectLock)),
   }
 }
 

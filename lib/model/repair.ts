@@ -212,7 +212,7 @@ async function repairVersion(g: Garage, v: VersionEntry): Promise<boolean> {
   if (v.backlink.t === 'object') {
     const key = utf8(v.backlink.key)
     const refers = (o: ObjectEntry | undefined): boolean =>
-      o?.versions.some((x) => compareBytes(x.uuid, v.uuid) === 0 && x.state.t !== 'aborted') ?? false
+      o?.versions.some((x) => compareBytes(x.uuid, v.uuid) === 0 && x.state.t !== 'aborted' && x.state.t !== 'purged') ?? false
     if (refers(g.objectTable.data.read(v.backlink.bucketId, key))) return false
     if (refers(await g.objectTable.get(v.backlink.bucketId, key))) return false
   } else {

@@ -23,13 +23,7 @@ import { type AuthenticatedV2, isSignatureV2, verifyRequestV2 } from '../common/
 import { type Authenticated, parseQuery, SigningKeyCache, verifyRequest } from '../common/signature/sigv4.ts'
 import { authorityToHost, hostToBucket } from '../common/host.ts'
 import { checkQueryEncoding } from '../common/validate.ts'
-import {
-  handleCreateBucket,
-  handleDeleteBucket,
-  handleGetBucketLocation,
-  handleGetBucketVersioning,
-  handleListBuckets,
-} from './bucket.ts'
+import { handleCreateBucket, handleDeleteBucket, handleGetBucketLocation, handleListBuckets } from './bucket.ts'
 import {
   handleGetBucketAcl,
   handleGetBucketOwnershipControls,
@@ -38,6 +32,17 @@ import {
   handlePutObjectAcl,
   parseCannedAcl,
 } from './acl.ts'
+import {
+  canBypass,
+  handleGetObjectLegalHold,
+  handleGetObjectLockConfiguration,
+  handleGetObjectRetention,
+  handlePutObjectLegalHold,
+  handlePutObjectLockConfiguration,
+  handlePutObjectRetention,
+  wantsBypass,
+} from './object-lock.ts'
+import { handleGetBucketVersioning, handleListObjectVersions, handlePutBucketVersioning } from './versioning.ts'
 import { handleGetObjectAttributes } from './attributes.ts'
 import type { BucketCtx, S3Settings } from './context.ts'
 import { handleDeleteBucketCors, handleGetBucketCors, handlePutBucketCors } from './cors.ts'
@@ -236,7 +241,9 @@ export class S3ApiServer implements ApiHandler {
       if (ep.kind === 'ListBuckets') return handleListBuckets(garage, apiKey)
       // x-amz-acl: canned ACLs only (acl.ts), checked before anything is created.
       const publicRead = parseCannedAcl(req.headers, 'bucket') === 'public-read'
-      return handleCreateBucket(garage, this.#settings.region, apiKey, ep.bucket, body, stages.result, publicRead)
+      const lock = req.headers['x-amz-bucket-object-lock-enabled']
+      const objectLock = typeof lock === 'string' && lock.trim().toLowerCase() === 'true'
+      return handleCreateBucket(garage, this.#settings.region, apiKey, ep.bucket, body, stages.result, publicRead, objectLock)
     }
     const bucketName = ep.bucket
     // Anonymous requests name buckets by their global alias; an unknown one is AccessDenied
@@ -349,7 +356,23 @@ export class S3ApiServer implements ApiHandler {
       case 'GetBucketLocation':
         return handleGetBucketLocation(this.#settings.region)
       case 'GetBucketVersioning':
-        return handleGetBucketVersioning()
+        return handleGetBucketVersioning(ctx)
+      case 'PutBucketVersioning':
+        return handlePutBucketVersioning(ctx)
+      case 'ListObjectVersions':
+        return handleListObjectVersions(ctx, ep, owner)
+      case 'GetObjectLockConfiguration':
+        return handleGetObjectLockConfiguration(ctx)
+      case 'PutObjectLockConfiguration':
+        return handlePutObjectLockConfiguration(ctx)
+      case 'GetObjectRetention':
+        return handleGetObjectRetention(ctx, ep.key, ep.versionId)
+      case 'PutObjectRetention':
+        return handlePutObjectRetention(ctx, ep.key, ep.versionId)
+      case 'GetObjectLegalHold':
+        return handleGetObjectLegalHold(ctx, ep.key, ep.versionId)
+      case 'PutObjectLegalHold':
+        return handlePutObjectLegalHold(ctx, ep.key, ep.versionId)
       case 'GetBucketAcl':
         return handleGetBucketAcl(ctx)
       case 'GetObjectAcl':
@@ -405,13 +428,20 @@ export class S3ApiServer implements ApiHandler {
           query,
           partNumber: ep.partNumber,
           keyring: ctx.settings.sseKeyring,
+          versionId: ep.versionId,
+          bucketParams: ctx.bucketParams,
         })
       case 'GetObjectAttributes':
         return handleGetObjectAttributes(ctx, ep)
       case 'DeleteObject':
-        return handleDeleteObject(g, ctx.bucketId, ep.key)
+        return handleDeleteObject(g, ctx.bucketId, ctx.bucketParams, ep.key, {
+          versionId: ep.versionId,
+          bypassGovernance: wantsBypass(ctx.req.headers) && canBypass(ctx),
+        })
       case 'DeleteObjects':
-        return handleDeleteObjects(g, ctx.bucketId, ctx.body, ctx.bodyResult)
+        return handleDeleteObjects(g, ctx.bucketId, ctx.bucketParams, ctx.body, ctx.bodyResult, {
+          bypassGovernance: wantsBypass(ctx.req.headers) && canBypass(ctx),
+        })
       case 'CopyObject':
         return handleCopyObject(ctx, ep.key)
       case 'CreateMultipartUpload':

@@ -11,7 +11,8 @@ import { httpDate } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
 import type { BucketCtx } from './context.ts'
-import { currentVersion, type DataVersion } from './get.ts'
+import type { DataVersion } from './get.ts'
+import { readableVersion } from './versioning.ts'
 import { openObjectCipher, refuseSseHeaderOnRead } from './sse-s3.ts'
 import { renderXml } from './xml.ts'
 
@@ -63,18 +64,8 @@ export async function handleGetObjectAttributes(ctx: BucketCtx, ep: { key: strin
   const marker = intHeader(headers, 'x-amz-part-number-marker', 0, 10000)
 
   const object = await garage.objectTable.get(bucketId, utf8(ep.key))
-  let version: DataVersion | undefined
-  const versionId = ep.versionId
-  if (versionId === undefined || versionId === 'null') {
-    version = currentVersion(object)
-  } else {
-    const v = object?.versions.find((x) => toHex(x.uuid) === versionId.toLowerCase())
-    if (v === undefined || v.state.t !== 'complete' || v.state.data.t === 'delete') {
-      throw new ApiError('NoSuchVersion', 'The specified version does not exist.', { extra: { VersionId: versionId } })
-    }
-    version = v as DataVersion
-  }
-  if (version === undefined) throw new ApiError('NoSuchKey', 'The specified key does not exist.')
+  // The version named (versionId) or the latest, with GET's errors (versioning.ts).
+  const version = readableVersion(object, ep.versionId, ctx.bucketParams) as DataVersion
   // SSE-C: the key must come with the request, as for HEAD; SSE-S3: the node's master key.
   const at = { bucketId, versionId: version.uuid, key: ep.key }
   const cipher = openObjectCipher(headers, version.state.data.meta.encryption, at, ctx.settings.sseKeyring)

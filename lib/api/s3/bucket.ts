@@ -1,6 +1,7 @@
 /** Bucket-level S3 operations (port of garage_api_s3::bucket). */
 import { setOptLww } from '../../model/bucket-table.ts'
 import { nowMsec } from '../../util/time.ts'
+import { withObjectLockEnabled } from './object-lock.ts'
 import type { Readable } from 'node:stream'
 import type { Garage } from '../../model/garage.ts'
 import type { ExistingKey } from '../../model/helper/key.ts'
@@ -62,6 +63,7 @@ export async function handleCreateBucket(
   result: Promise<ChecksumResult>,
   /** `x-amz-acl: public-read`: the bucket is created readable by anyone (acl.ts). */
   publicRead = false,
+  objectLock = false,
 ): Promise<ApiResponse> {
   const doc = await readOptionalXmlBody(body, 64 * 1024)
   await result
@@ -95,6 +97,8 @@ export async function handleCreateBucket(
   }
   const id = await garage.buckets.create()
   await garage.buckets.setPermissions(id, key.id, ALL_PERMISSIONS)
+  // `x-amz-bucket-object-lock-enabled: true` enables object lock, and so versioning.
+  if (objectLock) await garage.buckets.updateParams(id, (p) => withObjectLockEnabled(p, Date.now()))
   await garage.buckets.setLocalAlias(id, key.id, name)
   if (publicRead) await garage.buckets.updateParams(id, (p) => ({ ...p, publicRead: setOptLww(p.publicRead, true, nowMsec()) }))
   return { status: 200, headers: { location: `/${name}` } }
@@ -128,8 +132,4 @@ export function handleGetBucketLocation(region: string): ApiResponse {
   // LocationConstraint's text is the region itself.
   const xml = `<?xml version="1.0" encoding="UTF-8"?><LocationConstraint xmlns="http://s3.amazonaws.com/doc/2006-03-01/">${region}</LocationConstraint>`
   return { status: 200, headers: XML, body: xml }
-}
-
-export function handleGetBucketVersioning(): ApiResponse {
-  return { status: 200, headers: XML, body: renderXml('VersioningConfiguration', {}) }
 }

@@ -17,7 +17,7 @@ import type { ApiResponse } from '../common/server.ts'
 import { Checksummer, checksumHeaderName } from '../common/signature/checksum.ts'
 import type { BucketCtx } from './context.ts'
 import { type ObjectCipher, randomEtag, SSE_HEADER } from './encryption.ts'
-import { blocksInRange, currentVersion, readAhead, streamBlocks } from './get.ts'
+import { blocksInRange, type currentVersion, readAhead, streamBlocks } from './get.ts'
 import {
   beginPart,
   checkPartNumber,
@@ -29,7 +29,8 @@ import {
   writePart,
 } from './multipart.ts'
 import { checkS3BucketName, checkS3ObjectKey } from './names.ts'
-import { checkKey, checkQuotas, extractMetadataHeaders, saveStream } from './put.ts'
+import { checkKey, checkQuotas, extractMetadataHeaders, newVersionStamp, saveStream } from './put.ts'
+import { readableVersion, versionIdOf, versioningOf } from './versioning.ts'
 import { ifMatchAccepts, ifNoneMatchMatches } from './etag.ts'
 import { openObjectCipher, type WriteEncryption, writeEncryption, writeEncryptionHeaders } from './sse-s3.ts'
 import { renderXml } from './xml.ts'
@@ -45,6 +46,10 @@ interface CopySource {
   bucketId: Uuid
   key: string
   version: SourceVersion
+  /** The source version's id, as `x-amz-copy-source-version-id` gives it. */
+  versionId: string
+  /** The copy source named its version (`?versionId=`). */
+  explicitVersion: boolean
 }
 
 function headerValue(headers: IncomingHttpHeaders, name: string): string | undefined {
@@ -54,13 +59,14 @@ function headerValue(headers: IncomingHttpHeaders, name: string): string | undef
 
 /**
  * Splits `x-amz-copy-source` (`bucket/key` or `/bucket/key`, URL-encoded, with an optional
- * `?versionId=`, which is ignored: Garage keeps no old versions) into bucket and key.
+ * `?versionId=`, the source version) into bucket, key and version id.
  * @throws {ApiError} `InvalidArgument` for a malformed value, `InvalidBucketName` or
  *   `KeyTooLongError` for names no object can have.
  */
-export function parseCopySource(raw: string): { bucket: string; key: string } {
+export function parseCopySource(raw: string): { bucket: string; key: string; versionId?: string } {
   const q = raw.indexOf('?')
   const path = (q < 0 ? raw : raw.slice(0, q)).replace(/^\/+/, '')
+  const versionId = q < 0 ? undefined : (new URLSearchParams(raw.slice(q + 1)).get('versionId') ?? undefined)
   let decoded: string
   try {
     decoded = decodeURIComponent(path)
@@ -75,17 +81,17 @@ export function parseCopySource(raw: string): { bucket: string; key: string } {
   // Checked before the source is looked up, as the request's own bucket and key are.
   checkS3BucketName(source.bucket)
   checkS3ObjectKey(source.key, 'Copy source key')
-  return source
+  return versionId === undefined ? source : { ...source, versionId }
 }
 
 /** Resolves the copy source for the request's key, which must be allowed to read its bucket. */
 async function getCopySource(ctx: BucketCtx): Promise<CopySource> {
   const raw = headerValue(ctx.req.headers, 'x-amz-copy-source')
   if (raw === undefined) throw new ApiError('InvalidArgument', 'Missing x-amz-copy-source')
-  const { bucket, key } = parseCopySource(raw)
+  const { bucket, key, versionId } = parseCopySource(raw)
   const g = ctx.garage
   // The same resolution and permission check as the request's own bucket (model/helper/access.ts).
-  const { id: bucketId } = await g.access.resolveBucket(bucket, ctx.apiKey).catch((err: unknown) => {
+  const { id: bucketId, params } = await g.access.resolveBucket(bucket, ctx.apiKey).catch((err: unknown) => {
     if (err instanceof ModelError && err.modelCode === 'NoSuchBucket') {
       throw new ApiError('NoSuchBucket', err.message, { cause: err, extra: { BucketName: bucket } })
     }
@@ -94,9 +100,26 @@ async function getCopySource(ctx: BucketCtx): Promise<CopySource> {
   // Copies need a key (anonymous requests never reach them: policy.ts POLICY_GRANTABLE).
   if (ctx.apiKey === undefined) throw new ApiError('AccessDenied', 'Access Denied')
   g.access.checkBucketPermission(ctx.apiKey, bucketId, 'read', `Reading from bucket ${bucket} is not allowed for this key`)
-  const version = currentVersion(await g.objectTable.get(bucketId, utf8(key)))
-  if (version === undefined) throw new ApiError('NoSuchKey', 'The specified key does not exist.', { extra: { Key: key } })
-  return { bucketId, key, version }
+  const row = await g.objectTable.get(bucketId, utf8(key))
+  let version: SourceVersion
+  try {
+    version = readableVersion(row, versionId, params) as SourceVersion
+  } catch (err) {
+    if (err instanceof ApiError && err.code === 'NoSuchKey') {
+      throw new ApiError('NoSuchKey', 'The specified key does not exist.', { cause: err, extra: { Key: key } })
+    }
+    if (err instanceof ApiError && err.code === 'MethodNotAllowed') {
+      throw new ApiError(
+        'InvalidRequest',
+        'The source of a copy request may not specifically refer to a delete marker by version id.',
+        {
+          cause: err,
+        },
+      )
+    }
+    throw err
+  }
+  return { bucketId, key, version, versionId: versionIdOf(version, params), explicitVersion: versionId !== undefined }
 }
 
 function parseDate(v: string | undefined): number | undefined {
@@ -162,7 +185,15 @@ export async function handleCopyObject(ctx: BucketCtx, destKey: string): Promise
       : srcCipher.kind.t === 'sse-c'
         ? destEnc?.t === 'sse-c' && destEnc.customer.keyMd5.equals(srcCipher.kind.keyMd5)
         : destEnc?.t === 'sse-s3' && headerValue(ctx.req.headers, SSE_HEADER) === undefined
-  if (directive === 'COPY' && sameEncryption && Buffer.compare(source.bucketId, ctx.bucketId) === 0 && source.key === destKey) {
+  // Restoring an older version onto its own key, in a versioned bucket, is a copy AWS allows.
+  const restoring = source.explicitVersion && versioningOf(ctx.bucketParams) === 'Enabled'
+  if (
+    directive === 'COPY' &&
+    sameEncryption &&
+    !restoring &&
+    Buffer.compare(source.bucketId, ctx.bucketId) === 0 &&
+    source.key === destKey
+  ) {
     throw new ApiError(
       'InvalidRequest',
       "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
@@ -186,11 +217,13 @@ export async function handleCopyObject(ctx: BucketCtx, destKey: string): Promise
   const bucketId = ctx.bucketId
   const tagging = initialTagging(tags, ts)
   const tagged = tagging === undefined ? {} : { tagging }
+  const stamp = newVersionStamp(ctx, undefined)
   if (srcData.t === 'inline') {
     const version: ObjectVersion = {
       uuid,
       ts,
       state: { t: 'complete', data: { t: 'inline', meta, bytes: srcData.bytes }, ...tagged },
+      ...stamp.fields,
     }
     await commitVersion(g, bucketId, destKey, condition, version)
   } else {
@@ -202,7 +235,12 @@ export async function handleCopyObject(ctx: BucketCtx, destKey: string): Promise
     // completing it last matters when copying onto itself, as that drops the source version.
     g.uploads.begin(uuid, bucketId, destKey, ts)
     try {
-      const uploading: ObjectVersion = { uuid, ts, state: { t: 'uploading', multipart: false, headers: meta.headers } }
+      const uploading: ObjectVersion = {
+        uuid,
+        ts,
+        state: { t: 'uploading', multipart: false, headers: meta.headers },
+        ...stamp.fields,
+      }
       await g.objectTable.insert({ bucketId, key: destKey, versions: [uploading] })
       await g.versionTable.insert({
         uuid,
@@ -224,10 +262,11 @@ export async function handleCopyObject(ctx: BucketCtx, destKey: string): Promise
         uuid,
         ts,
         state: { t: 'complete', data: { t: 'firstBlock', meta, hash: srcData.hash }, ...tagged },
+        ...stamp.fields,
       }
       await commitVersion(g, bucketId, destKey, condition, complete)
     } catch (err) {
-      await g.objectTable.insert({ bucketId, key: destKey, versions: [{ uuid, ts, state: { t: 'aborted' } }] })
+      await g.objectTable.insert({ bucketId, key: destKey, versions: [{ uuid, ts, state: { t: 'aborted' }, ...stamp.fields }] })
       throw err
     } finally {
       g.uploads.end(uuid)
@@ -238,8 +277,8 @@ export async function handleCopyObject(ctx: BucketCtx, destKey: string): Promise
     status: 200,
     headers: {
       'content-type': 'application/xml',
-      'x-amz-version-id': toHex(uuid),
-      'x-amz-copy-source-version-id': toHex(source.version.uuid),
+      'x-amz-version-id': versionIdOf({ uuid, ts, state: { t: 'aborted' }, ...stamp.fields }, ctx.bucketParams),
+      'x-amz-copy-source-version-id': source.versionId,
     },
     body: xml,
   }
@@ -307,12 +346,13 @@ async function copyThrough(
     existing: Promise.resolve(dest),
     condition,
     tags,
+    stamp: newVersionStamp(ctx, undefined),
   })
   const xml = renderXml('CopyObjectResult', { ETag: `"${saved.meta.etag}"`, LastModified: isoDate(saved.ts) })
   const out: Record<string, string> = {
     'content-type': 'application/xml',
-    'x-amz-version-id': toHex(saved.versionId),
-    'x-amz-copy-source-version-id': toHex(source.version.uuid),
+    'x-amz-version-id': saved.versionIdText ?? toHex(saved.versionId),
+    'x-amz-copy-source-version-id': source.versionId,
   }
   Object.assign(out, writeEncryptionHeaders(destEnc))
   return { status: 200, headers: out, body: xml }
@@ -421,7 +461,7 @@ export async function handleUploadPartCopy(
   })
   const out: Record<string, string> = {
     'content-type': 'application/xml',
-    'x-amz-copy-source-version-id': toHex(source.version.uuid),
+    'x-amz-copy-source-version-id': source.versionId,
   }
   if (destCipher !== undefined) Object.assign(out, destCipher.responseHeaders())
   if (partChecksum !== undefined) out[checksumHeaderName(partChecksum.algorithm)] = partChecksum.value

@@ -2,35 +2,34 @@
 import type { Readable } from 'node:stream'
 import type { Garage } from '../../model/garage.ts'
 import type { ChecksumResult } from '../common/signature/body.ts'
-import { genUuid, toHex, type Uuid, utf8 } from '../../util/data.ts'
-import { nextTimestamp } from '../../util/time.ts'
+import type { Uuid } from '../../util/data.ts'
 import { ApiError, toApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
-import { currentVersion } from './get.ts'
-import { checkS3ObjectKey } from './names.ts'
+import type { BucketParams } from '../../model/bucket-table.ts'
+import { type DeleteOptions, type DeleteOutcome, deleteHeaders, deleteObjectVersion } from './versioning.ts'
 import { readXmlBody, renderXml, type XmlDocument, xmlChildren, xmlOnly, xmlRoot, xmlText } from './xml.ts'
 
 /**
- * Writes a delete marker over the current version. Returns the marker's version id, or
- * undefined when there was nothing to delete (S3 answers 204 either way).
+ * Deletes `key` of a bucket never versioned: a delete marker over its visible version. Returns
+ * the marker's version id, or undefined when there was nothing to delete.
  */
-export async function deleteObject(garage: Garage, bucketId: Uuid, key: string): Promise<Uuid | undefined> {
-  // DeleteObjects' keys come from its XML body: each is checked here, before any read.
-  checkS3ObjectKey(key)
-  const o = await garage.objectTable.get(bucketId, utf8(key))
-  // Nothing visible: nothing to write (an upload in progress belongs to its uploader).
-  if (o === undefined || currentVersion(o) === undefined) return undefined
-  const ts = nextTimestamp(Math.max(...o.versions.map((v) => v.ts)))
-  const uuid = genUuid()
-  await garage.objectTable.insert({ bucketId, key, versions: [{ uuid, ts, state: { t: 'complete', data: { t: 'delete' } } }] })
-  return uuid
+export async function deleteObject(garage: Garage, bucketId: Uuid, key: string): Promise<string | undefined> {
+  return (await deleteObjectVersion(garage, bucketId, {}, key, { bypassGovernance: false })).versionId
 }
 
-export async function handleDeleteObject(garage: Garage, bucketId: Uuid, key: string): Promise<ApiResponse> {
-  const marker = await deleteObject(garage, bucketId, key)
-  const headers: Record<string, string> = {}
-  if (marker !== undefined) headers['x-amz-version-id'] = toHex(marker)
-  return { status: 204, headers }
+/**
+ * DeleteObject: a delete marker, or the deletion of one version (versioning.ts
+ * `deleteObjectVersion`, which follows the bucket's versioning state and object lock).
+ */
+export async function handleDeleteObject(
+  garage: Garage,
+  bucketId: Uuid,
+  params: BucketParams,
+  key: string,
+  opts: DeleteOptions,
+): Promise<ApiResponse> {
+  const r = await deleteObjectVersion(garage, bucketId, params, key, opts)
+  return { status: 204, headers: deleteHeaders(r) }
 }
 
 /** At most this many keys per DeleteObjects request, as on AWS. */
@@ -44,6 +43,8 @@ const XS_BOOLEAN: Record<string, boolean | undefined> = { true: true, '1': true,
 export interface DeleteRequest {
   quiet: boolean
   keys: string[]
+  /** The `<VersionId>` of each key (undefined where absent); absent when no key has one. */
+  versionIds?: Array<string | undefined>
 }
 
 /**
@@ -61,37 +62,52 @@ export function parseDeleteBody(doc: XmlDocument): DeleteRequest {
   const objects = xmlChildren(root, 'Object')
   if (objects.length === 0) throw new ApiError('MalformedXML', 'at least one <Object> is required')
   if (objects.length > MAX_DELETE_KEYS) throw new ApiError('MalformedXML', `at most ${MAX_DELETE_KEYS} keys per request`)
+  const versionIds: Array<string | undefined> = []
   const keys = objects.map((o) => {
     xmlOnly(o, ['Key', 'VersionId', 'ETag', 'LastModifiedTime', 'Size'], 'Object')
     const k = xmlText(o, 'Key', true)
     if (k === undefined) throw new ApiError('MalformedXML', 'each <Object> needs a <Key>')
+    versionIds.push(xmlText(o, 'VersionId'))
     return k
   })
-  return { quiet, keys }
+  return versionIds.some((v) => v !== undefined) ? { quiet, keys, versionIds } : { quiet, keys }
 }
 
 export async function handleDeleteObjects(
   garage: Garage,
   bucketId: Uuid,
+  params: BucketParams,
   body: Readable,
   result: Promise<ChecksumResult>,
+  opts: { bypassGovernance: boolean },
 ): Promise<ApiResponse> {
   const doc = await readXmlBody(body, MAX_DELETE_BODY)
   await result
-  const { quiet, keys } = parseDeleteBody(doc)
+  const { quiet, keys, versionIds } = parseDeleteBody(doc)
   const deleted: Array<Record<string, unknown>> = []
   const errors: Array<Record<string, unknown>> = []
-  for (const key of keys) {
+  for (const [i, key] of keys.entries()) {
+    const versionId = versionIds?.[i]
     try {
-      const marker = await deleteObject(garage, bucketId, key)
-      if (!quiet) {
-        deleted.push(marker === undefined ? { Key: key } : { Key: key, DeleteMarker: true, DeleteMarkerVersionId: toHex(marker) })
-      }
+      const r = await deleteObjectVersion(garage, bucketId, params, key, { versionId, bypassGovernance: opts.bypassGovernance })
+      if (!quiet) deleted.push(deletedEntry(key, versionId, r))
     } catch (err) {
       const e = toApiError(err)
-      errors.push({ Key: key, Code: e.code, Message: e.message })
+      errors.push({ Key: key, ...(versionId !== undefined ? { VersionId: versionId } : {}), Code: e.code, Message: e.message })
     }
   }
   const xml = renderXml('DeleteResult', { Deleted: deleted, Error: errors })
   return { status: 200, headers: { 'content-type': 'application/xml' }, body: xml }
+}
+
+/**
+ * One `<Deleted>` entry, as AWS writes it: the version deleted by id (with `DeleteMarker` when
+ * it was one), or the delete marker written.
+ */
+function deletedEntry(key: string, versionId: string | undefined, r: DeleteOutcome): Record<string, unknown> {
+  if (versionId !== undefined) {
+    return { Key: key, VersionId: versionId, ...(r.deleteMarker ? { DeleteMarker: true, DeleteMarkerVersionId: versionId } : {}) }
+  }
+  if (r.versionId === undefined) return { Key: key }
+  return { Key: key, DeleteMarker: true, DeleteMarkerVersionId: r.versionId }
 }

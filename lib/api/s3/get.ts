@@ -16,6 +16,8 @@ import { checksumHeaderName } from '../common/signature/checksum.ts'
 import type { ObjectCipher } from './encryption.ts'
 import { type MasterKeyring, openObjectCipher, refuseSseHeaderOnRead } from './sse-s3.ts'
 import { ifMatchAccepts, ifNoneMatchMatches } from './etag.ts'
+import { lockHeaders } from './object-lock.ts'
+import { readableVersion, type VersioningParams, versionIdOf } from './versioning.ts'
 
 const RESPONSE_OVERRIDES: Array<[query: string, header: string]> = [
   ['response-content-type', 'content-type'],
@@ -67,6 +69,10 @@ export interface GetOptions {
   partNumber?: number
   /** The node's SSE-S3 master keys, to open SSE-S3 objects. */
   keyring?: MasterKeyring | undefined
+  /** `?versionId=`: read that version instead of the latest. */
+  versionId?: string | undefined
+  /** The bucket's parameters (its versioning state names versions; absent: never versioned). */
+  bucketParams?: VersioningParams | undefined
 }
 
 /**
@@ -115,7 +121,8 @@ async function getObjectOnce(
 ): Promise<ApiResponse> {
   const overrides = responseOverrides(opts.query)
   refuseSseHeaderOnRead(headers)
-  const version = await getCurrentVersion(garage, bucketId, key)
+  const row = await garage.objectTable.get(bucketId, utf8(key))
+  const version = readableVersion(row, opts.versionId, opts.bucketParams) as DataVersion
   // SSE-C: the right key must come with the request; it opens the headers and the data.
   // SSE-S3: the node's master key unwraps the version's data key.
   const at = { bucketId, versionId: version.uuid, key }
@@ -123,6 +130,8 @@ async function getObjectOnce(
   const meta = cipher === undefined ? version.state.data.meta : cipher.openObjectMeta(version.state.data.meta)
   const notModified = checkPreconditions(headers, meta.etag, version.ts)
   const out = objectHeaders(version, meta)
+  out['x-amz-version-id'] = versionIdOf(version, opts.bucketParams)
+  Object.assign(out, lockHeaders(version))
   if (cipher !== undefined) Object.assign(out, cipher.responseHeaders())
   if (notModified) return { status: 304, headers: notModifiedHeaders(out) }
   for (const [h, v] of overrides) out[h] = v

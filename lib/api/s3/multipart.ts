@@ -40,7 +40,16 @@ import { type ObjectCipher, parseCustomerKey, randomEtag, sseCResponseHeaders, s
 import type { Owner } from './list.ts'
 import { uriEncode } from './list.ts'
 import { noSuchUpload, parseUploadId } from './names.ts'
-import { Chunker, checkContentLength, checkKey, checkQuotas, extractMetadataHeaders, writeBlocks } from './put.ts'
+import {
+  Chunker,
+  checkContentLength,
+  checkKey,
+  checkQuotas,
+  extractMetadataHeaders,
+  newVersionStamp,
+  writeBlocks,
+} from './put.ts'
+import { versionIdOf } from './versioning.ts'
 import { completePartEtag } from './etag.ts'
 import { newObjectCipher, openObjectCipher, writeEncryption } from './sse-s3.ts'
 import { readXmlBody, renderXml, type XmlDocument, xmlChildren, xmlOnly, xmlRoot, xmlText } from './xml.ts'
@@ -382,6 +391,8 @@ export async function handleCreateMultipartUpload(ctx: BucketCtx, key: string): 
   const cipher = enc === undefined ? undefined : newObjectCipher(enc, ctx.bucketId, uploadId, key)
   const encryption = cipher?.sealMeta(headers)
   const clearHeaders = cipher?.sealsMetadata === true ? [] : headers
+  // Versioning and object lock are decided now, as the encryption is.
+  const stamp = newVersionStamp(ctx, undefined)
   const uploading: ObjectEntry = {
     bucketId: ctx.bucketId,
     key,
@@ -389,6 +400,7 @@ export async function handleCreateMultipartUpload(ctx: BucketCtx, key: string): 
       {
         uuid: uploadId,
         ts,
+        ...stamp.fields,
         state: {
           ...(encryption === undefined
             ? { t: 'uploading', multipart: true, headers }
@@ -660,6 +672,7 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
     uuid: uploadId,
     ts: upload.version.ts,
     state: tagging === undefined ? { t: 'complete', data } : { t: 'complete', data, tagging },
+    ...stampOf(upload.version),
   })
   // Deleting the upload deletes every part version; the final version holds its own references.
   await g.mpuTable.insert(deletedMpu(uploadId, upload.mpu.ts, ctx.bucketId, ep.key))
@@ -677,7 +690,10 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
       ? {}
       : { [`Checksum${objectChecksum.algorithm}`]: objectChecksum.value, ChecksumType: objectChecksum.type }),
   })
-  const out: Record<string, string> = { 'content-type': 'application/xml', 'x-amz-version-id': toHex(uploadId) }
+  const out: Record<string, string> = {
+    'content-type': 'application/xml',
+    'x-amz-version-id': versionIdOf(upload.version, ctx.bucketParams),
+  }
   if (encryption !== undefined) {
     Object.assign(out, isSseS3(encryption) ? sseS3ResponseHeaders() : sseCResponseHeaders(encryption.keyMd5))
   }
@@ -688,6 +704,14 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
 function checkCompleteKey(ctx: BucketCtx, upload: Upload): void {
   if (parseCustomerKey(ctx.req.headers) === undefined) return
   uploadCipher(ctx, upload)
+}
+
+/** The versioning flag and lock an upload's version was created with, carried by every later write of it. */
+function stampOf(v: ObjectVersion): Pick<ObjectVersion, 'keep' | 'lock'> {
+  const out: Pick<ObjectVersion, 'keep' | 'lock'> = {}
+  if (v.keep === true) out.keep = true
+  if (v.lock !== undefined) out.lock = v.lock
+  return out
 }
 
 function uniqueHashes(blocks: VersionBlock[]): Hash[] {
@@ -703,7 +727,7 @@ export async function handleAbortMultipartUpload(ctx: BucketCtx, ep: { key: stri
   await g.objectTable.insert({
     bucketId: ctx.bucketId,
     key: ep.key,
-    versions: [{ uuid: uploadId, ts: upload.version.ts, state: { t: 'aborted' } }],
+    versions: [{ uuid: uploadId, ts: upload.version.ts, state: { t: 'aborted' }, ...stampOf(upload.version) }],
   })
   // The object table's hook deletes the upload too; doing it here does not wait for its queue.
   await g.mpuTable.insert(deletedMpu(uploadId, upload.mpu.ts, ctx.bucketId, ep.key))

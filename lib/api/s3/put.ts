@@ -22,6 +22,8 @@ import { type ChecksumAlgorithm, checksumHeaderName, type RequestChecksums } fro
 import type { BucketCtx } from './context.ts'
 import { checkFieldValue } from '../common/validate.ts'
 import { checkS3ObjectKey } from './names.ts'
+import { writeLock } from './object-lock.ts'
+import { newVersionKeep, type VersioningParams, versionIdOf } from './versioning.ts'
 import type { ObjectCipher } from './encryption.ts'
 import { newObjectCipher, type WriteEncryption, writeEncryption, writeEncryptionHeaders } from './sse-s3.ts'
 import { parseCannedAcl } from './acl.ts'
@@ -119,8 +121,12 @@ export async function handlePutObject(ctx: BucketCtx, key: string): Promise<ApiR
     existing,
     condition,
     tags,
+    stamp: newVersionStamp(ctx),
   })
-  const out: Record<string, string> = { etag: `"${saved.meta.etag}"`, 'x-amz-version-id': toHex(saved.versionId) }
+  const out: Record<string, string> = {
+    etag: `"${saved.meta.etag}"`,
+    'x-amz-version-id': saved.versionIdText ?? toHex(saved.versionId),
+  }
   Object.assign(out, writeEncryptionHeaders(encryption))
   if (saved.meta.checksum !== undefined) {
     out[checksumHeaderName(saved.meta.checksum.algorithm)] = saved.meta.checksum.value
@@ -131,6 +137,8 @@ export async function handlePutObject(ctx: BucketCtx, key: string): Promise<ApiR
 
 export interface SavedObject {
   versionId: Uuid
+  /** The version id clients see (`null` for a null version of a versioned bucket), when stamped. */
+  versionIdText?: string
   ts: number
   meta: ObjectMeta
 }
@@ -222,8 +230,11 @@ export async function saveStream(
     condition?: WriteCondition | undefined
     /** The new version's tags (`x-amz-tagging`, tagging.ts). */
     tags?: Tags | undefined
+    /** Versioning flag and object lock of the new version (versioning.ts, object-lock.ts). */
+    stamp?: VersionStamp | undefined
   } = {},
 ): Promise<SavedObject> {
+  const stamp = opts.stamp?.fields ?? {}
   const chunker = new Chunker(body, garage.blockSize)
   const [first, existing] = await Promise.all([chunker.next(), opts.existing ?? garage.objectTable.get(bucketId, utf8(key))])
   const ts = nextTimestamp(maxTimestamp(existing))
@@ -247,9 +258,10 @@ export async function saveStream(
       uuid: versionId,
       ts,
       state: { t: 'complete', data: { t: 'inline', meta: stored, bytes: data }, ...tagged },
+      ...stamp,
     }
     await commitVersion(garage, bucketId, key, opts.condition, version)
-    return { versionId, ts, meta }
+    return { versionId, ts, meta, ...stampedId(opts.stamp, version) }
   }
 
   // Large object: announce the upload, then stream blocks.
@@ -257,6 +269,7 @@ export async function saveStream(
     uuid: versionId,
     ts,
     state: { t: 'uploading', multipart: false, headers: cipher?.sealsMetadata === true ? [] : headers },
+    ...stamp,
   }
   garage.uploads.begin(versionId, bucketId, key, ts)
   try {
@@ -278,16 +291,38 @@ export async function saveStream(
       uuid: versionId,
       ts,
       state: { t: 'complete', data: { t: 'firstBlock', meta: stored, hash: firstHash }, ...tagged },
+      ...stamp,
     }
     await commitVersion(garage, bucketId, key, opts.condition, complete)
-    return { versionId, ts, meta }
+    return { versionId, ts, meta, ...stampedId(opts.stamp, complete) }
   } catch (err) {
     body.destroy()
-    await garage.objectTable.insert({ bucketId, key, versions: [{ uuid: versionId, ts, state: { t: 'aborted' } }] })
+    await garage.objectTable.insert({ bucketId, key, versions: [{ uuid: versionId, ts, state: { t: 'aborted' }, ...stamp }] })
     throw err
   } finally {
     garage.uploads.end(versionId)
   }
+}
+
+/**
+ * What a write stamps on its new version: the `keep` flag of the bucket's versioning state and
+ * the object lock of the request (or the bucket's default retention), with how to name it.
+ */
+export interface VersionStamp {
+  fields: Pick<ObjectVersion, 'keep' | 'lock'>
+  params: VersioningParams
+}
+
+/** The stamp of a version written by this request (PUT, copy, CreateMultipartUpload). */
+export function newVersionStamp(ctx: BucketCtx, checksums: BucketCtx['checksums'] | undefined = ctx.checksums): VersionStamp {
+  const fields: Pick<ObjectVersion, 'keep' | 'lock'> = { ...newVersionKeep(ctx.bucketParams) }
+  const lock = writeLock(ctx.req.headers, ctx.bucketParams, checksums, Date.now())
+  if (lock !== undefined) fields.lock = lock
+  return { fields, params: ctx.bucketParams }
+}
+
+function stampedId(stamp: VersionStamp | undefined, v: ObjectVersion): { versionIdText?: string } {
+  return stamp === undefined ? {} : { versionIdText: versionIdOf(v, stamp.params) }
 }
 
 /** The payload length a request announces (the decoded one for aws-chunked bodies). */

@@ -26,6 +26,14 @@ export function renderXml(root: string, content: Record<string, unknown>, xmlns:
 }
 
 /**
+ * One element without declaration or namespace, to place among others in document order (a list
+ * mixing two element names, as ListObjectVersions' `<Version>` and `<DeleteMarker>`).
+ */
+export function renderXmlFragment(tag: string, content: Record<string, unknown>): string {
+  return builder.build({ [tag]: content }) as string
+}
+
+/**
  * A parsed element: its text when it has no child element (`''` when empty), else its children
  * by local name (one node, or an array when the name repeats; objects have no prototype).
  */

@@ -1,11 +1,14 @@
 /**
  * Objects: one row per (bucket, key) holding its recent versions (port of
- * garage_model::s3::object_table). Merging keeps every version from the last complete one on;
- * versions dropped by a merge, or aborted, have their version rows deleted through the queue.
+ * garage_model::s3::object_table). Merging keeps every version from the last complete "null"
+ * version on, plus every version written while the bucket's versioning was enabled (`keep`) until
+ * it is purged (a delete by version id); versions dropped by a merge, aborted or purged have their
+ * version rows deleted through the queue. See docs/design/versioning.md.
  */
 import type { Transaction } from '../../db/db.ts'
 import { identityPartitionKey, type TableSchema } from '../../table/schema.ts'
 import { defineCodec } from '../../util/codec.ts'
+import { type Lww, mergeLww } from '../../util/crdt/crdt.ts'
 import { compareBytes, type Hash, type Uuid, utf8 } from '../../util/data.ts'
 import { deletedMpu, type MpuEntry } from './mpu-table.ts'
 import { deletedVersion, type VersionEntry } from './version-table.ts'
@@ -95,6 +98,21 @@ export type ObjectVersionState =
       tagging?: ObjectTagging
     }
   | { t: 'aborted' }
+  /** Deleted by version id (DELETE ?versionId=, lifecycle noncurrent expiry): a tombstone without data. */
+  | { t: 'purged' }
+
+/** Object lock retention of one version (PutObjectRetention, x-amz-object-lock-mode/-retain-until-date). */
+export interface ObjectRetention {
+  mode: 'GOVERNANCE' | 'COMPLIANCE'
+  /** Retain until this instant, milliseconds. */
+  until: number
+}
+
+/** Object lock settings of one version: two last-writer-wins registers. */
+export interface ObjectVersionLock {
+  retention?: Lww<ObjectRetention | null>
+  legalHold?: Lww<boolean>
+}
 
 /** An object version's tags, a last-writer-wins register. */
 export interface ObjectTagging {
@@ -107,6 +125,15 @@ export interface ObjectVersion {
   /** Milliseconds; versions are ordered by (timestamp, uuid). */
   ts: number
   state: ObjectVersionState
+  /**
+   * Written while the bucket's versioning was enabled: the version has an id of its own and stays
+   * when newer versions complete, until purged. Absent: a "null" version, replaced by the next
+   * complete null version (Garage's only kind). Fixed when the version is created: every copy of
+   * a version carries the same flag.
+   */
+  keep?: true
+  /** Object lock retention and legal hold (absent: none). */
+  lock?: ObjectVersionLock
 }
 
 export interface ObjectEntry {
@@ -116,7 +143,11 @@ export interface ObjectEntry {
   versions: ObjectVersion[]
 }
 
-export const objectCodec = defineCodec<ObjectEntry>('GTobj1')
+/**
+ * `GTobj2` added `keep`, `lock` and the `purged` state; `GTobj1` rows decode unchanged (all their
+ * versions are null versions). Upgrade every node before writing through the new code.
+ */
+export const objectCodec = defineCodec<ObjectEntry>('GTobj2', [{ marker: 'GTobj1', migrate: (v) => v }])
 
 export const cmpVersion = (a: ObjectVersion, b: ObjectVersion): number => a.ts - b.ts || compareBytes(a.uuid, b.uuid)
 
@@ -124,6 +155,11 @@ export const isComplete = (v: ObjectVersion): boolean => v.state.t === 'complete
 
 /** A conditional write's claim still in force (docs/design/conditional-writes.md). */
 export const isLiveClaim = (v: ObjectVersion): boolean => v.state.t === 'uploading' && v.state.claim === true
+/**
+ * A version that replaces every older null version: a complete or purged null version. Both
+ * states are final (nothing merges them back), so dropping by this rule is stable under merges.
+ */
+export const supersedes = (v: ObjectVersion): boolean => v.keep !== true && (v.state.t === 'complete' || v.state.t === 'purged')
 
 /** A complete version with data (not a delete marker). */
 export const hasData = (v: ObjectVersion): boolean => v.state.t === 'complete' && v.state.data.t !== 'delete'
@@ -136,6 +172,8 @@ export const hasData = (v: ObjectVersion): boolean => v.state.t === 'complete' &
  * anywhere stays complete: its blocks were all written before it could complete.
  */
 export function mergeVersionState(a: ObjectVersionState, b: ObjectVersionState): ObjectVersionState {
+  // A purge is final: a version deleted by id never comes back.
+  if (a.t === 'purged' || b.t === 'purged') return { t: 'purged' }
   if (a.t === 'complete' && b.t === 'complete') {
     // Two registers: the data (the larger encoding wins) and the tags (the newer wins; equal
     // timestamps by encoding), each a join on its own, so the pair is one too.
@@ -172,8 +210,9 @@ function wrap(state: ObjectVersionState): ObjectEntry {
 }
 
 export function mergeObjects(a: ObjectEntry, b: ObjectEntry): ObjectEntry {
-  const versions = [...a.versions]
-  for (const v of b.versions) {
+  const versions = a.versions.map(canonicalVersion)
+  for (const bv of b.versions) {
+    const v = canonicalVersion(bv)
     let lo = 0
     let hi = versions.length
     while (lo < hi) {
@@ -182,18 +221,69 @@ export function mergeObjects(a: ObjectEntry, b: ObjectEntry): ObjectEntry {
       else hi = mid
     }
     const at = versions[lo]
-    if (at !== undefined && cmpVersion(at, v) === 0) versions[lo] = { ...at, state: mergeVersionState(at.state, v.state) }
+    if (at !== undefined && cmpVersion(at, v) === 0) versions[lo] = mergeVersion(at, v)
     else versions.splice(lo, 0, v)
   }
-  // Drop every version older than the last complete one.
+  // Drop every null version older than the last complete (or purged) null version; kept versions
+  // stay until purged. Without kept versions this is Garage's rule.
   let last = -1
   for (let i = versions.length - 1; i >= 0; i--) {
-    if (isComplete(versions[i] as ObjectVersion)) {
+    if (supersedes(versions[i] as ObjectVersion)) {
       last = i
       break
     }
   }
-  return { bucketId: a.bucketId, key: a.key, versions: last > 0 ? versions.slice(last) : versions }
+  if (last <= 0) return { bucketId: a.bucketId, key: a.key, versions }
+  const kept = versions.filter((v, i) => i >= last || v.keep === true)
+  return { bucketId: a.bucketId, key: a.key, versions: kept }
+}
+
+/**
+ * A version with its fields in one order (uuid, ts, state, keep, lock), whatever order its writer
+ * used: equal versions then encode equally, which merges and Merkle hashes rely on.
+ */
+function canonicalVersion(v: ObjectVersion): ObjectVersion {
+  const out: ObjectVersion = { uuid: v.uuid, ts: v.ts, state: v.state }
+  if (v.keep === true) out.keep = true
+  const lock = mergeLock(v.lock, {})
+  if (lock !== undefined && (lock.retention !== undefined || lock.legalHold !== undefined)) out.lock = lock
+  return out
+}
+
+/** Two copies of one version: states joined, lock registers merged (last writer wins). */
+function mergeVersion(a: ObjectVersion, b: ObjectVersion): ObjectVersion {
+  const out: ObjectVersion = { uuid: a.uuid, ts: a.ts, state: mergeVersionState(a.state, b.state) }
+  if (a.keep === true || b.keep === true) out.keep = true
+  const lock = mergeLock(a.lock, b.lock)
+  if (lock !== undefined) out.lock = lock
+  return out
+}
+
+function mergeLock(a: ObjectVersionLock | undefined, b: ObjectVersionLock | undefined): ObjectVersionLock | undefined {
+  if (a === undefined) return b
+  if (b === undefined) return a
+  const out: ObjectVersionLock = {}
+  const retention =
+    a.retention === undefined ? b.retention : b.retention === undefined ? a.retention : mergeLww(a.retention, b.retention)
+  if (retention !== undefined) out.retention = retention
+  const legalHold =
+    a.legalHold === undefined ? b.legalHold : b.legalHold === undefined ? a.legalHold : mergeLww(a.legalHold, b.legalHold)
+  if (legalHold !== undefined) out.legalHold = legalHold
+  return out
+}
+
+/**
+ * A row that holds nothing to protect: every version is purged, a kept aborted upload, or a null
+ * delete marker. The table's tombstone GC removes it once every holder has this same row.
+ */
+export function isObjectTombstone(e: ObjectEntry): boolean {
+  if (e.versions.length === 0) return false
+  return e.versions.every(
+    (v) =>
+      v.state.t === 'purged' ||
+      (v.state.t === 'aborted' && v.keep === true) ||
+      (v.state.t === 'complete' && v.state.data.t === 'delete' && v.keep !== true),
+  )
 }
 
 export interface ObjectTableDeps {
@@ -212,10 +302,7 @@ export function objectTableSchema(deps: ObjectTableDeps): TableSchema<ObjectEntr
     sortKey: (e) => utf8(e.key),
     partitionHash: identityPartitionKey,
     merge: mergeObjects,
-    isTombstone: (e) => {
-      const only = e.versions[0]
-      return e.versions.length === 1 && only !== undefined && only.state.t === 'complete' && only.state.data.t === 'delete'
-    },
+    isTombstone: isObjectTombstone,
     updated(tx, previous, next) {
       deps.countObject?.(tx, previous, next)
       // A row deleted locally (handed over, or a collected tombstone) only leaves the counters:
@@ -225,7 +312,9 @@ export function objectTableSchema(deps: ObjectTableDeps): TableSchema<ObjectEntr
         const kept = next.versions.find((n) => cmpVersion(n, v) === 0)
         // A conditional write's claim has no version row of its own.
         if (v.state.t === 'uploading' && v.state.claim === true) continue
-        if (kept === undefined || (kept.state.t === 'aborted' && v.state.t !== 'aborted')) {
+        // Dropped, aborted or purged here: its version row (and so its blocks) goes.
+        const ended = (s: ObjectVersionState) => s.t === 'aborted' || s.t === 'purged'
+        if (kept === undefined || (ended(kept.state) && !ended(v.state))) {
           const backlink = { t: 'object' as const, bucketId: next.bucketId, key: next.key }
           deps.queueVersion(tx, deletedVersion(v.uuid, backlink))
           if (v.state.t === 'uploading' && v.state.multipart) {

@@ -194,7 +194,7 @@ describe('DeleteObjects as each SDK writes it', () => {
 
   test('VersionId and ETag of an <Object> are accepted; Quiet is optional', () => {
     const body = `<Delete><Object><Key>k</Key><VersionId>v1</VersionId><ETag>"x"</ETag></Object></Delete>`
-    assert.deepEqual(parseDeleteBody(parseXml(body)), { quiet: false, keys: ['k'] })
+    assert.deepEqual(parseDeleteBody(parseXml(body)), { quiet: false, keys: ['k'], versionIds: ['v1'] })
   })
 })
 

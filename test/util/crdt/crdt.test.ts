@@ -91,7 +91,41 @@ const genObject = (r: () => number): ObjectEntry => {
   )
 }
 
+/**
+ * Versioned rows: versions 1 and 3 are kept (their flag is fixed per version, as every write of a
+ * version carries it), states include purges, and versions carry lock registers.
+ */
+const genVersionedObject = (r: () => number): ObjectEntry => {
+  const versions: ObjectVersion[] = []
+  for (let i = 0; i < 5; i++) {
+    if (r() < 0.4) continue
+    const state = pick(r, [
+      { t: 'uploading' as const, multipart: false, headers: [] },
+      { t: 'aborted' as const },
+      { t: 'complete' as const, data: { t: 'delete' as const } },
+      {
+        t: 'complete' as const,
+        data: { t: 'inline' as const, meta: { size: 1, etag: 'e', headers: [] }, bytes: new Uint8Array([i]) },
+      },
+      { t: 'purged' as const },
+    ])
+    const v: ObjectVersion = { uuid: new Uint8Array(32).fill(i + 1), ts: 10 + i * 10, state }
+    if (i % 2 === 1) v.keep = true
+    // Fields in the order the code writes them (retention, then legal hold).
+    const lock: NonNullable<ObjectVersion['lock']> = {}
+    if (r() < 0.3) lock.retention = { ts: int(r, 3), v: r() < 0.3 ? null : { mode: 'GOVERNANCE', until: int(r, 3) } }
+    if (r() < 0.3) lock.legalHold = { ts: int(r, 3), v: r() < 0.5 }
+    if (lock.retention !== undefined || lock.legalHold !== undefined) v.lock = lock
+    versions.push(v)
+  }
+  return mergeObjects(
+    { bucketId: uuids[0] as Uint8Array, key: 'k', versions: [] },
+    { bucketId: uuids[0] as Uint8Array, key: 'k', versions },
+  )
+}
+
 describe('CRDT laws', () => {
+  checkCrdtLaws('Object (versioned: kept, purged, locked versions)', genVersionedObject, mergeObjects, 1000)
   checkCrdtLaws('Lww', genLww, (a, b) => mergeLww(a, b))
   checkCrdtLaws('LwwMap', genLwwMap, (a, b) => mergeLwwMap(a, b))
   checkCrdtLaws('CrdtMap<BucketKeyPerm>', genCrdtMap, (a, b) => mergeCrdtMap(a, b, mergePerm))
@@ -142,6 +176,27 @@ describe('CRDT behaviour', () => {
     )
     assert.equal(o.versions.length, 1)
     assert.equal(o.versions[0]?.ts, 2)
+  })
+  test('Object merge keeps kept versions under a newer one, and drops a purged one only as a tombstone', () => {
+    const at = (i: number, state: ObjectVersion['state'], keep: boolean): ObjectEntry => ({
+      bucketId: uuids[0] as Uint8Array,
+      key: 'k',
+      versions: [{ uuid: uuids[i] as Uint8Array, ts: i, state, ...(keep ? { keep: true as const } : {}) }],
+    })
+    const data = {
+      t: 'complete' as const,
+      data: { t: 'inline' as const, meta: { size: 0, etag: '', headers: [] }, bytes: new Uint8Array() },
+    }
+    // Null version 0, kept version 1, null version 2: version 0 is replaced, version 1 stays.
+    let o = mergeObjects(mergeObjects(at(0, data, false), at(1, data, true)), at(2, data, false))
+    assert.deepEqual(
+      o.versions.map((v) => v.ts),
+      [1, 2],
+    )
+    // Purging version 1 keeps its tombstone: a stale copy of it cannot come back.
+    o = mergeObjects(o, at(1, { t: 'purged' }, true))
+    o = mergeObjects(o, at(1, data, true))
+    assert.equal(o.versions[0]?.state.t, 'purged')
   })
   test('Object merge: an aborted state wins over uploading for the same version', () => {
     const v = (state: ObjectVersion['state']): ObjectEntry => ({
