@@ -6,8 +6,9 @@
  * the deprecated `<Prefix>` directly in `<Rule>` (rendered back in the same form, as AWS does).
  * `<Transition>` and `<NoncurrentVersionTransition>` are validated, stored and returned as AWS
  * does, and never applied: this store has one storage class, so there is nothing to move an
- * object to. Noncurrent-version expiration and expired delete markers are refused with
- * NotImplemented, so that no rule is stored that the worker would not apply.
+ * object to. For versioned buckets, `<NoncurrentVersionExpiration>` (`<NoncurrentDays>`,
+ * `<NewerNoncurrentVersions>`) and `<Expiration><ExpiredObjectDeleteMarker>` are applied by the
+ * worker (docs/design/versioning.md).
  */
 import {
   type LifecycleExpiration,
@@ -50,8 +51,9 @@ const RULE_ELEMENTS = new Set([
   'AbortIncompleteMultipartUpload',
   'Transition',
   'NoncurrentVersionTransition',
+  'NoncurrentVersionExpiration',
 ])
-const UNSUPPORTED_RULE_ELEMENTS = new Set(['NoncurrentVersionExpiration'])
+const UNSUPPORTED_RULE_ELEMENTS = new Set<string>()
 /** The storage classes a transition may name (S3 API reference, `Transition`). */
 const TRANSITION_STORAGE_CLASSES = new Set([
   'GLACIER',
@@ -98,13 +100,25 @@ export function renderLifecycleConfiguration(rules: readonly LifecycleRule[]): s
       Prefix: r.legacyPrefix === true ? (r.filter.prefix ?? '') : undefined,
       Filter: r.legacyPrefix === true ? undefined : renderFilter(r.filter),
       Status: r.enabled ? 'Enabled' : 'Disabled',
-      Expiration: r.expiration === null ? undefined : renderWhen(r.expiration),
+      Expiration:
+        r.expiration !== null
+          ? renderWhen(r.expiration)
+          : r.expiredObjectDeleteMarker === true
+            ? { ExpiredObjectDeleteMarker: true }
+            : undefined,
       Transition: r.transitions?.map((t) => ({ ...renderWhen(t.when), StorageClass: t.storageClass })),
       NoncurrentVersionTransition: r.noncurrentTransitions?.map((t) => ({
         NoncurrentDays: t.noncurrentDays,
         NewerNoncurrentVersions: t.newerNoncurrentVersions ?? undefined,
         StorageClass: t.storageClass,
       })),
+      NoncurrentVersionExpiration:
+        r.noncurrentExpiration === undefined || r.noncurrentExpiration === null
+          ? undefined
+          : {
+              NoncurrentDays: r.noncurrentExpiration.days,
+              NewerNoncurrentVersions: r.noncurrentExpiration.newer ?? undefined,
+            },
       AbortIncompleteMultipartUpload:
         r.abortIncompleteMpuDays === null ? undefined : { DaysAfterInitiation: r.abortIncompleteMpuDays },
     })),
@@ -188,7 +202,26 @@ function parseRule(rule: XmlNode): LifecycleRule {
 
   const expirations = xmlChildren(rule, 'Expiration')
   if (expirations.length > 1) throw malformed('more than one <Expiration> in <Rule>')
-  const expiration = expirations.length === 0 ? null : parseExpiration(expirations[0] as XmlNode)
+  const parsedExpiration = expirations.length === 0 ? null : parseExpiration(expirations[0] as XmlNode)
+  const expiration = parsedExpiration === 'expiredObjectDeleteMarker' ? null : parsedExpiration
+  const expiredObjectDeleteMarker = parsedExpiration === 'expiredObjectDeleteMarker'
+
+  const noncurrents = xmlChildren(rule, 'NoncurrentVersionExpiration')
+  if (noncurrents.length > 1) throw malformed('more than one <NoncurrentVersionExpiration> in <Rule>')
+  let noncurrentExpiration: { days: number; newer: number | null } | null = null
+  if (noncurrents.length === 1) {
+    const n = noncurrents[0] as XmlNode
+    for (const name of xmlChildNames(n)) {
+      if (name !== 'NoncurrentDays' && name !== 'NewerNoncurrentVersions') {
+        throw malformed(`unexpected <${name}> in <NoncurrentVersionExpiration>`)
+      }
+    }
+    const days = parseCount(n, 'NoncurrentDays', 1)
+    if (days === undefined) throw malformed('<NoncurrentVersionExpiration> needs <NoncurrentDays>')
+    const newer = parseCount(n, 'NewerNoncurrentVersions', 1) ?? null
+    if (newer !== null && newer > 100) throw new ApiError('InvalidArgument', 'NewerNoncurrentVersions must be at most 100')
+    noncurrentExpiration = { days, newer }
+  }
 
   const aborts = xmlChildren(rule, 'AbortIncompleteMultipartUpload')
   if (aborts.length > 1) throw malformed('more than one <AbortIncompleteMultipartUpload> in <Rule>')
@@ -208,10 +241,19 @@ function parseRule(rule: XmlNode): LifecycleRule {
   }
   const transitions = xmlChildren(rule, 'Transition').map(parseTransition)
   const noncurrentTransitions = xmlChildren(rule, 'NoncurrentVersionTransition').map(parseNoncurrentTransition)
-  if (expiration === null && abortIncompleteMpuDays === null && transitions.length === 0 && noncurrentTransitions.length === 0) {
+  if (
+    expiration === null &&
+    abortIncompleteMpuDays === null &&
+    transitions.length === 0 &&
+    noncurrentTransitions.length === 0 &&
+    noncurrentExpiration === null &&
+    !expiredObjectDeleteMarker
+  ) {
     throw invalid('At least one action needs to be specified in a rule')
   }
   const out: LifecycleRule = { id, enabled: status === 'Enabled', filter, expiration, abortIncompleteMpuDays }
+  if (noncurrentExpiration !== null) out.noncurrentExpiration = noncurrentExpiration
+  if (expiredObjectDeleteMarker) out.expiredObjectDeleteMarker = true
   if (legacyPrefix) out.legacyPrefix = true
   if (transitions.length > 0) out.transitions = transitions
   if (noncurrentTransitions.length > 0) out.noncurrentTransitions = noncurrentTransitions
@@ -306,15 +348,24 @@ function filterConditions(node: XmlNode): LifecycleFilter {
   return f
 }
 
-function parseExpiration(node: XmlNode): LifecycleExpiration {
+/** `<Expiration>`: days, a date, or (alone) `<ExpiredObjectDeleteMarker>true`. */
+function parseExpiration(node: XmlNode): LifecycleExpiration | 'expiredObjectDeleteMarker' {
   for (const name of xmlChildNames(node)) {
-    if (name === 'ExpiredObjectDeleteMarker') {
-      throw new ApiError('NotImplemented', 'Lifecycle <ExpiredObjectDeleteMarker> is not supported')
+    if (name !== 'Days' && name !== 'Date' && name !== 'ExpiredObjectDeleteMarker') {
+      throw malformed(`unexpected <${name}> in <Expiration>`)
     }
-    if (name !== 'Days' && name !== 'Date') throw malformed(`unexpected <${name}> in <Expiration>`)
   }
   const days = parseCount(node, 'Days', 1)
   const date = xmlText(node, 'Date')
+  const marker = xmlText(node, 'ExpiredObjectDeleteMarker')
+  if (marker !== undefined) {
+    if (marker !== 'true' && marker !== 'false') throw malformed('<ExpiredObjectDeleteMarker> must be true or false')
+    if (days !== undefined || date !== undefined) {
+      throw invalid('ExpiredObjectDeleteMarker cannot be specified with Days or Date in a Lifecycle Expiration Policy.')
+    }
+    if (marker === 'true') return 'expiredObjectDeleteMarker'
+    throw invalid('<Expiration> with <ExpiredObjectDeleteMarker>false</ExpiredObjectDeleteMarker> has no action')
+  }
   if (days !== undefined && date !== undefined) throw invalid('cannot have both <Days> and <Date> in <Expiration>')
   if (days !== undefined) return { t: 'days', days }
   if (date === undefined) throw invalid('<Expiration> must contain either <Days> or <Date>')

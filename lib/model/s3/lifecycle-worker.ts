@@ -59,6 +59,13 @@ export interface LifecycleRule {
   legacyPrefix?: boolean
   transitions?: LifecycleTransition[]
   noncurrentTransitions?: LifecycleNoncurrentTransition[]
+  /**
+   * `<NoncurrentVersionExpiration>`: purge versions noncurrent for `days` days, beyond the
+   * `newer` newest noncurrent ones (absent from rules stored before versioning).
+   */
+  noncurrentExpiration?: { days: number; newer: number | null } | null
+  /** `<Expiration><ExpiredObjectDeleteMarker>true`: purge a delete marker left alone. */
+  expiredObjectDeleteMarker?: boolean
 }
 
 /**
@@ -143,7 +150,9 @@ interface Pass {
   examined: number
   expired: number
   aborted: number
-  bucket?: { id: Uuid; rules: LifecycleRule[] }
+  /** Versions purged by noncurrent expiry, and delete markers left alone. */
+  purged: number
+  bucket?: { id: Uuid; rules: LifecycleRule[]; versioning: 'Enabled' | 'Suspended' | null }
 }
 
 export class LifecycleWorker implements Worker {
@@ -153,7 +162,7 @@ export class LifecycleWorker implements Worker {
   readonly #tree: Tree
   #lastCompleted: number | undefined
   #pass: Pass | undefined
-  #totals = { expired: 0, aborted: 0 }
+  #totals = { expired: 0, aborted: 0, purged: 0 }
 
   constructor(deps: LifecycleWorkerDeps) {
     this.#d = deps
@@ -173,7 +182,7 @@ export class LifecycleWorker implements Worker {
     if (this.#pass === undefined) {
       const today = this.#days.day(this.#d.clock())
       if (this.#lastCompleted !== undefined && this.#lastCompleted >= today) return 'idle'
-      this.#pass = { day: today, pos: new Uint8Array(0), examined: 0, expired: 0, aborted: 0 }
+      this.#pass = { day: today, pos: new Uint8Array(0), examined: 0, expired: 0, aborted: 0, purged: 0 }
     }
     const pass = this.#pass
     const store = this.#d.objects.data.store
@@ -209,6 +218,7 @@ export class LifecycleWorker implements Worker {
       'lifecycle-last-completed': this.lastCompleted,
       objectsExpired: this.#totals.expired,
       uploadsAborted: this.#totals.aborted,
+      versionsPurged: this.#totals.purged,
     }
     if (this.#pass !== undefined) {
       out.running = dayString(this.#pass.day)
@@ -224,7 +234,10 @@ export class LifecycleWorker implements Worker {
     this.#pass = undefined
     this.#totals.expired += pass.expired
     this.#totals.aborted += pass.aborted
-    this.#d.log.info(`lifecycle pass of ${date} done: ${pass.expired} object(s) expired, ${pass.aborted} upload(s) aborted`)
+    this.#totals.purged += pass.purged
+    this.#d.log.info(
+      `lifecycle pass of ${date} done: ${pass.expired} object(s) expired, ${pass.aborted} upload(s) aborted, ${pass.purged} version(s) purged`,
+    )
   }
 
   /** Applies the rules of the object's bucket; true when the bucket has none (skip it). */
@@ -233,20 +246,62 @@ export class LifecycleWorker implements Worker {
     if (bucket === undefined || !bytesEqual(bucket.id, object.bucketId)) {
       const entry = this.#d.buckets.data.read(new Uint8Array(0), object.bucketId)
       const rules = entry === undefined || entry.state.deleted ? [] : storedLifecycleRules(entry.state.value.lifecycle.v)
-      bucket = { id: object.bucketId, rules: rules.filter((r) => r.enabled) }
+      const versioning = entry === undefined || entry.state.deleted ? null : (entry.state.value.versioning?.v ?? null)
+      bucket = { id: object.bucketId, rules: rules.filter((r) => r.enabled), versioning }
       pass.bucket = bucket
     }
     if (bucket.rules.length === 0) return true
 
     for (const rule of bucket.rules) {
       if (rule.filter.prefix !== null && !object.key.startsWith(rule.filter.prefix)) continue
-      if (rule.expiration !== null) await this.#expire(pass, object, rule)
+      if (rule.expiration !== null) await this.#expire(pass, object, rule, bucket.versioning === 'Enabled')
       if (rule.abortIncompleteMpuDays !== null) await this.#abortUploads(pass, object, rule.abortIncompleteMpuDays)
+      const noncurrent = rule.noncurrentExpiration ?? null
+      if (noncurrent !== null) await this.#expireNoncurrent(pass, object, rule, noncurrent)
+      if (rule.expiredObjectDeleteMarker === true) await this.#purgeLoneMarker(pass, object)
     }
     return false
   }
 
-  async #expire(pass: Pass, object: ObjectEntry, rule: LifecycleRule): Promise<void> {
+  /**
+   * Purges the versions noncurrent for `days` days (counted from the midnight after a newer
+   * version replaced them), keeping the `newer` newest noncurrent ones and any version object
+   * lock protects, as AWS does.
+   */
+  async #expireNoncurrent(
+    pass: Pass,
+    object: ObjectEntry,
+    rule: LifecycleRule,
+    n: { days: number; newer: number | null },
+  ): Promise<void> {
+    const complete = object.versions.filter((v) => v.state.t === 'complete').reverse()
+    const now = this.#d.clock()
+    const purge: ObjectVersion[] = []
+    for (let i = 1; i < complete.length; i++) {
+      const v = complete[i] as ObjectVersion
+      const since = (complete[i - 1] as ObjectVersion).ts
+      if (n.newer !== null && i <= n.newer) continue
+      if (pass.day - (this.#days.day(since) + 1) < n.days) continue
+      if (!sizeMatches(rule.filter, v)) continue
+      if (isLocked(v, now)) continue
+      purge.push(purged(v))
+    }
+    if (purge.length === 0) return
+    await this.#d.objects.insert({ bucketId: object.bucketId, key: object.key, versions: purge })
+    pass.purged += purge.length
+  }
+
+  /** Purges a kept delete marker that is the only version left (AWS's expired object delete marker). */
+  async #purgeLoneMarker(pass: Pass, object: ObjectEntry): Promise<void> {
+    const complete = object.versions.filter((v) => v.state.t === 'complete')
+    const only = complete[0]
+    if (complete.length !== 1 || only === undefined || only.keep !== true) return
+    if (only.state.t !== 'complete' || only.state.data.t !== 'delete') return
+    await this.#d.objects.insert({ bucketId: object.bucketId, key: object.key, versions: [purged(only)] })
+    pass.purged++
+  }
+
+  async #expire(pass: Pass, object: ObjectEntry, rule: LifecycleRule, versioned: boolean): Promise<void> {
     const current = lastDataVersion(object)
     if (current === undefined || current.state.t !== 'complete' || current.state.data.t === 'delete') return
     const size = current.state.data.meta.size
@@ -264,6 +319,8 @@ export class LifecycleWorker implements Worker {
       ts: Math.max(Date.now(), current.ts + 1),
       state: { t: 'complete', data: { t: 'delete' } },
     }
+    // In a versioned bucket the marker is a version of its own; the expired data stays noncurrent.
+    if (versioned) marker.keep = true
     // A newer version written meanwhile wins over the marker (its timestamp is higher).
     await this.#d.objects.insert({ bucketId: object.bucketId, key: object.key, versions: [marker] })
     pass.expired++
@@ -294,6 +351,30 @@ function lastDataVersion(o: ObjectEntry): ObjectVersion | undefined {
     if (v.state.t === 'complete') return v
   }
   return undefined
+}
+
+/** The size conditions of a rule's filter, on a version with data (delete markers have no size). */
+function sizeMatches(f: LifecycleFilter, v: ObjectVersion): boolean {
+  if (f.sizeGt === null && f.sizeLt === null) return true
+  if (v.state.t !== 'complete' || v.state.data.t === 'delete') return false
+  const size = v.state.data.meta.size
+  if (f.sizeGt !== null && !(size > f.sizeGt)) return false
+  if (f.sizeLt !== null && !(size < f.sizeLt)) return false
+  return true
+}
+
+/** Object lock keeps a version from lifecycle deletion, as from any other. */
+function isLocked(v: ObjectVersion, now: number): boolean {
+  if (v.lock?.legalHold?.v === true) return true
+  const r = v.lock?.retention?.v ?? null
+  return r !== null && r.until > now
+}
+
+/** The purge of a version (a delete by version id). */
+function purged(v: ObjectVersion): ObjectVersion {
+  const out: ObjectVersion = { uuid: v.uuid, ts: v.ts, state: { t: 'purged' } }
+  if (v.keep === true) out.keep = true
+  return out
 }
 
 function successor(key: Uint8Array): Uint8Array {

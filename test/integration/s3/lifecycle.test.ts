@@ -10,6 +10,10 @@ import {
   CreateBucketCommand,
   CreateMultipartUploadCommand,
   DeleteBucketLifecycleCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  ListObjectVersionsCommand,
+  PutBucketVersioningCommand,
   GetBucketLifecycleConfigurationCommand,
   ListMultipartUploadsCommand,
   PutBucketLifecycleConfigurationCommand,
@@ -159,20 +163,28 @@ describe('lifecycle configuration', () => {
         'MalformedXML',
       ],
       [
-        'NoncurrentVersionExpiration',
+        'NoncurrentVersionTransition',
         rule(
-          '<Status>Enabled</Status><Filter></Filter><NoncurrentVersionExpiration><NoncurrentDays>1</NoncurrentDays></NoncurrentVersionExpiration>',
+          '<Status>Enabled</Status><Filter></Filter><NoncurrentVersionTransition><NoncurrentDays>1</NoncurrentDays><StorageClass>GLACIER</StorageClass></NoncurrentVersionTransition>',
         ),
         501,
         'NotImplemented',
       ],
       [
-        'ExpiredObjectDeleteMarker',
+        'NoncurrentVersionExpiration without NoncurrentDays',
         rule(
-          '<Status>Enabled</Status><Filter></Filter><Expiration><ExpiredObjectDeleteMarker>true</ExpiredObjectDeleteMarker></Expiration>',
+          '<Status>Enabled</Status><Filter></Filter><NoncurrentVersionExpiration><NewerNoncurrentVersions>1</NewerNoncurrentVersions></NoncurrentVersionExpiration>',
         ),
-        501,
-        'NotImplemented',
+        400,
+        'MalformedXML',
+      ],
+      [
+        'ExpiredObjectDeleteMarker with Days',
+        rule(
+          '<Status>Enabled</Status><Filter></Filter><Expiration><Days>1</Days><ExpiredObjectDeleteMarker>true</ExpiredObjectDeleteMarker></Expiration>',
+        ),
+        400,
+        'InvalidRequest',
       ],
       ['bad Status', rule('<Status>On</Status><Expiration><Days>1</Days></Expiration>'), 400, 'MalformedXML'],
       [
@@ -329,5 +341,46 @@ describe('lifecycle worker', () => {
     assert.ok(await objectExists(s3, Bucket, 'a/keep'), 'another value of the tag')
     assert.ok(await objectExists(s3, Bucket, 'a/none'), 'no tags')
     assert.ok(await objectExists(s3, Bucket, 'p/one'), 'only one of the And tags')
+  })
+
+  test('versioned bucket: noncurrent versions expire beyond the newest kept; a lone delete marker goes', async () => {
+    const Bucket = 'lifecycle-versions'
+    await s3.send(new CreateBucketCommand({ Bucket }))
+    await s3.send(new PutBucketVersioningCommand({ Bucket, VersioningConfiguration: { Status: 'Enabled' } }))
+    const put = async (Key: string, body: string) => (await s3.send(new PutObjectCommand({ Bucket, Key, Body: body }))).VersionId
+    const v1 = await put('nc/k', 'one')
+    const v2 = await put('nc/k', 'two')
+    const v3 = await put('nc/k', 'three')
+    const other = await put('other/k', 'a')
+    await put('other/k', 'b')
+    const d1 = await put('dm/k', 'x')
+    const marker = (await s3.send(new DeleteObjectCommand({ Bucket, Key: 'dm/k' }))).VersionId
+    await s3.send(new DeleteObjectCommand({ Bucket, Key: 'dm/k', VersionId: d1 }))
+    const rules = [
+      '<Rule><ID>nc</ID><Filter><Prefix>nc/</Prefix></Filter><Status>Enabled</Status>',
+      '<NoncurrentVersionExpiration><NoncurrentDays>1</NoncurrentDays><NewerNoncurrentVersions>1</NewerNoncurrentVersions></NoncurrentVersionExpiration></Rule>',
+      '<Rule><ID>dm</ID><Filter><Prefix>dm/</Prefix></Filter><Status>Enabled</Status>',
+      '<Expiration><ExpiredObjectDeleteMarker>true</ExpiredObjectDeleteMarker></Expiration></Rule>',
+    ]
+    const r = await putLifecycleXml(Bucket, `<LifecycleConfiguration>${rules.join('')}</LifecycleConfiguration>`)
+    assert.equal(r.status, 200, r.text)
+    const got = await s3.send(new GetBucketLifecycleConfigurationCommand({ Bucket }))
+    assert.deepEqual(got.Rules?.[0]?.NoncurrentVersionExpiration, { NoncurrentDays: 1, NewerNoncurrentVersions: 1 })
+    assert.equal(got.Rules?.[1]?.Expiration?.ExpiredObjectDeleteMarker, true)
+
+    const ids = async (Prefix: string) => {
+      const l = await s3.send(new ListObjectVersionsCommand({ Bucket, Prefix }))
+      return [...(l.Versions ?? []), ...(l.DeleteMarkers ?? [])].map((v) => v.VersionId)
+    }
+    assert.deepEqual(await ids('nc/'), [v3, v2, v1])
+    assert.deepEqual(await ids('dm/'), [marker])
+    // The other tests moved the clock 6 days ahead; the versions became noncurrent today.
+    await advanceTo(8)
+    assert.deepEqual(await ids('nc/'), [v3, v2], 'v1 expired; v2 is the one newer noncurrent version kept')
+    assert.deepEqual(await ids('dm/'), [], `the lone delete marker ${marker} was purged`)
+    assert.equal((await ids('other/')).includes(other), true, 'no rule for other/')
+    await assert.rejects(s3.send(new GetObjectCommand({ Bucket, Key: 'nc/k', VersionId: v1 })), s3Error('NoSuchVersion', 404))
+    const info = node.node.status().workers.find((x) => x.name === 'object lifecycle worker')?.info
+    assert.equal(info?.versionsPurged, 2)
   })
 })
