@@ -27,6 +27,8 @@ export async function bucketInfoResponse(ctx: AdminContext, b: BucketInfo) {
     quotas: b.quotas,
     bucketPolicy: b.policy,
     publicRead: b.publicRead,
+    ...(b.versioning !== undefined ? { versioning: b.versioning } : {}),
+    ...(b.objectLockEnabled ? { objectLockEnabled: true } : {}),
   }
 }
 

@@ -284,6 +284,10 @@ const GetBucketInfoResponseSchema = named(
     bucketPolicy: Opt(Bool()),
     /** Extension: whether the bucket's canned ACL is `public-read` (anonymous reads). */
     publicRead: Opt(Bool()),
+    /** S3 versioning state, `Enabled` or `Suspended`; absent for a bucket never versioned (beyond Garage). */
+    versioning: Opt(Str()),
+    /** True when S3 Object Lock is enabled on the bucket; absent otherwise (beyond Garage). */
+    objectLockEnabled: Opt(Bool()),
   }),
 )
 const CreateBucketLocalAliasSchema = named(

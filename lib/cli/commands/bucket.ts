@@ -45,6 +45,8 @@ export function renderBucketInfo(b: GetBucketInfoResponse): string {
   if (b.bucketPolicy !== undefined || b.publicRead !== undefined) {
     info.push('', `Bucket policy:\t${b.bucketPolicy === true ? 'set' : 'none'}`, `Public read (ACL):\t${b.publicRead === true}`)
   }
+  if (b.versioning != null) info.push('', `Versioning:\t${b.versioning}`)
+  if (b.objectLockEnabled === true) info.push(`Object lock:\tenabled`)
   const { maxSize, maxObjects } = b.quotas ?? {}
   if (maxSize != null || maxObjects != null) {
     info.push('', 'Quotas:\tenabled')

@@ -49,6 +49,10 @@ export interface BucketInfo {
   policy: boolean
   /** Whether the canned ACL `public-read` lets anyone read the bucket. */
   publicRead: boolean
+  /** S3 versioning state; undefined for a bucket never versioned. */
+  versioning?: 'Enabled' | 'Suspended'
+  /** S3 Object Lock is enabled. */
+  objectLockEnabled: boolean
 }
 
 /** Changes to a bucket's settings; absent fields are left as they are. */
@@ -475,6 +479,8 @@ export class BucketsApi {
         p.website.v === null ? null : { indexDocument: p.website.v.indexDocument, errorDocument: p.website.v.errorDocument },
       policy: (p.policy?.v ?? null) !== null,
       publicRead: p.publicRead?.v === true,
+      ...(p.versioning?.v != null ? { versioning: p.versioning.v } : {}),
+      objectLockEnabled: p.objectLock?.v?.enabled === true,
     }
   }
 }
