@@ -26,6 +26,7 @@ import type { S3Settings } from './context.ts'
 import { type PostForm, readPostForm } from './form-data.ts'
 import { checkKey, extractMetadataHeaders, saveStream } from './put.ts'
 import { writeEncryption, writeEncryptionHeaders } from './sse-s3.ts'
+import { newVersionKeep } from './versioning.ts'
 import { renderXml } from './xml.ts'
 
 /** Largest file a form may upload (as a single PutObject). */
@@ -330,6 +331,8 @@ async function storePostedFile(
   const saved = await saveStream(garage, bucketId, key, headers, body, result, {
     quotas: bucketParams.quotas.v,
     encryption,
+    // A versioned bucket keeps the version (object lock fields of forms are not read here).
+    stamp: { fields: newVersionKeep(bucketParams), params: bucketParams },
   })
   // The fields after the file are not used, but reading them lets the connection be reused.
   await form.drain(MAX_TRAILING_BYTES)
@@ -347,7 +350,7 @@ async function storePostedFile(
   const proto = req.headers['x-forwarded-proto']?.toString().split(',')[0]?.trim() || 'http'
   const base = r.rawPath.endsWith('/') ? r.rawPath : `${r.rawPath}/`
   const location = `${proto}://${host}${base}${key.split('/').map(encodeURIComponent).join('/')}`
-  const out: Record<string, string> = { location, etag, 'x-amz-version-id': toHex(saved.versionId) }
+  const out: Record<string, string> = { location, etag, 'x-amz-version-id': saved.versionIdText ?? toHex(saved.versionId) }
   Object.assign(out, writeEncryptionHeaders(encryption))
   switch (fields.get('success_action_status')) {
     case '200':

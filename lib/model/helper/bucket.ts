@@ -168,11 +168,15 @@ export class BucketHelper {
     await this.#putParams(id, { ...params, authorizedKeys: crdtMapPut(params.authorizedKeys, keyId, p, mergePerm) })
   }
 
-  /** True when the bucket holds no object, no multipart upload in progress and no K2V item. */
+  /**
+   * True when the bucket holds no object, no version (a noncurrent one or a delete marker of a
+   * versioned bucket, as AWS counts them), no multipart upload in progress and no K2V item.
+   */
   async isEmpty(id: Uuid): Promise<boolean> {
     const objects = await this.#t.object.getRange(id, {
       limit: 1,
-      filter: (o) => o.versions.some((v) => hasData(v) || v.state.t === 'uploading'),
+      filter: (o) =>
+        o.versions.some((v) => hasData(v) || v.state.t === 'uploading' || (v.keep === true && v.state.t === 'complete')),
     })
     if (objects.length > 0) return false
     const k2v = this.#t.k2vIndex
