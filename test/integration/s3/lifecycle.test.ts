@@ -163,14 +163,6 @@ describe('lifecycle configuration', () => {
         'MalformedXML',
       ],
       [
-        'NoncurrentVersionTransition',
-        rule(
-          '<Status>Enabled</Status><Filter></Filter><NoncurrentVersionTransition><NoncurrentDays>1</NoncurrentDays><StorageClass>GLACIER</StorageClass></NoncurrentVersionTransition>',
-        ),
-        501,
-        'NotImplemented',
-      ],
-      [
         'NoncurrentVersionExpiration without NoncurrentDays',
         rule(
           '<Status>Enabled</Status><Filter></Filter><NoncurrentVersionExpiration><NewerNoncurrentVersions>1</NewerNoncurrentVersions></NoncurrentVersionExpiration>',
