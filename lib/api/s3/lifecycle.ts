@@ -53,7 +53,6 @@ const RULE_ELEMENTS = new Set([
   'NoncurrentVersionTransition',
   'NoncurrentVersionExpiration',
 ])
-const UNSUPPORTED_RULE_ELEMENTS = new Set<string>()
 /** The storage classes a transition may name (S3 API reference, `Transition`). */
 const TRANSITION_STORAGE_CLASSES = new Set([
   'GLACIER',
@@ -176,7 +175,6 @@ export function parseLifecycleConfiguration(body: XmlDocument | string | Uint8Ar
 
 function parseRule(rule: XmlNode): LifecycleRule {
   for (const name of xmlChildNames(rule)) {
-    if (UNSUPPORTED_RULE_ELEMENTS.has(name)) throw new ApiError('NotImplemented', `Lifecycle <${name}> is not supported`)
     if (!RULE_ELEMENTS.has(name)) throw malformed(`unexpected <${name}> in <Rule>`)
   }
   const id = xmlText(rule, 'ID', true) ?? null
