@@ -32,7 +32,7 @@ const ADMIN_TOKEN = 'fuzz-admin-token'
 const METRICS_TOKEN = 'fuzz-metrics-token'
 
 /** The features of a sent request, reported with a failure. */
-export interface Sent {
+interface Sent {
   family: string
   method: string
   /** The decoded object key (bytes), when the target names one. */

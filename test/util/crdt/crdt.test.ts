@@ -22,7 +22,7 @@ import { type BucketKeyPerm, mergePerm } from '../../../lib/model/permission.ts'
 import { int, pick, rng } from '../../helpers/random.ts'
 
 /** Checks commutativity, associativity and idempotence of `merge` on random triples. */
-export function checkCrdtLaws<T>(name: string, gen: (r: () => number) => T, merge: Merge<T>, runs = 300): void {
+function checkCrdtLaws<T>(name: string, gen: (r: () => number) => T, merge: Merge<T>, runs = 300): void {
   test(`${name}: merge is commutative, associative and idempotent`, () => {
     const r = rng(0xc0ffee ^ name.length)
     const same = (a: T, b: T, what: string) =>
