@@ -60,7 +60,11 @@ describe('resolveConfig: the embedded default', () => {
     assert.equal(config.metadataFsync, false)
     assert.equal(config.dataFsync, false)
     assert.equal(config.dbEngine, 'lmdb')
-    assert.deepEqual(config.s3Api, { apiBindAddr: { host: '127.0.0.1', port: 3900 }, s3Region: 'garage' })
+    assert.deepEqual(config.s3Api, {
+      apiBindAddr: { host: '127.0.0.1', port: 3900 },
+      s3Region: 'garage',
+      minPartSize: 5 * 1024 * 1024,
+    })
     assert.deepEqual(config.rpcBindAddr, { host: '::', port: 3901 })
     assert.equal(config.rpcSecret, undefined)
     assert.equal(config.s3Web, undefined)
@@ -101,6 +105,7 @@ describe('resolveConfig: the embedded default', () => {
       apiBindAddr: { host: '::1', port: 0 },
       s3Region: 'eu-west-1',
       rootDomain: '.s3.example.com',
+      minPartSize: 5 * 1024 * 1024,
     })
   })
 
@@ -708,6 +713,7 @@ describe('parseConfigToml and readConfigFile', () => {
       apiBindAddr: { host: '::', port: 3900 },
       s3Region: 'garage',
       rootDomain: '.s3.garage',
+      minPartSize: 5 * 1024 * 1024,
     })
     assert.equal(config.admin.adminToken, 'UkLeGWEvHnXBqnueR3ISEMWpOnm40jH2tM2HnnL/0F4=')
     assert.equal(config.bootstrapPeers.length, 4)
