@@ -211,6 +211,8 @@ describe('garage server: running a node', () => {
   })
 
   test('the embedded default creates a key once and shows it again on restart', async (t) => {
+    // The embedded default binds its fixed ports (S3 3900, admin 3903): on a machine where another
+    // program holds one, the test cannot run there and says so (CI's machine has them free: it ran).
     if (!(await portIsFree(3900)) || !(await portIsFree(3903))) {
       t.skip('port 3900 or 3903 is in use')
       return
