@@ -138,7 +138,7 @@ export function startServers(o: StartServersOptions): Promise<Servers> {
           },
           node: adminNode,
           // The web console (/ui/), which reaches this node's S3 API through /ui/s3/.
-          console: { assets: findConsoleAssets(), s3: s3Handler, region: s3.s3Region },
+          ...(c.admin.console ? { console: { assets: findConsoleAssets(), s3: s3Handler, region: s3.s3Region } } : {}),
         },
         adminLog,
       )

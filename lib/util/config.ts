@@ -112,6 +112,11 @@ export interface AdminSection {
   metrics_require_token?: boolean
   /** OpenTelemetry collector to send traces to, e.g. `"http://localhost:4317"`. */
   trace_sink?: string
+  /**
+   * Serve the web console under `/ui/` on the admin port. Default true; `false` answers those
+   * paths as any unknown admin path (404).
+   */
+  console?: boolean
 }
 
 /** The `[consul_discovery]` section: find peers through Consul. */
@@ -310,6 +315,8 @@ export interface ResolvedAdmin {
   metricsToken?: string
   metricsRequireToken: boolean
   traceSink?: string
+  /** Serve the web console under `/ui/` (default true). */
+  console: boolean
 }
 
 /** The `[consul_discovery]` section, resolved. */
@@ -1292,7 +1299,10 @@ function resolveKubernetes(t: Table | undefined, warnings: string[]): ResolvedKu
 }
 
 function resolveAdmin(t: Table | undefined, ctx: SecretContext, warnings: string[]): ResolvedAdmin {
-  const admin: ResolvedAdmin = { metricsRequireToken: t?.bool('metrics_require_token') ?? false }
+  const admin: ResolvedAdmin = {
+    metricsRequireToken: t?.bool('metrics_require_token') ?? false,
+    console: t?.bool('console') ?? true,
+  }
   if (t?.has('api_bind_addr') === true) admin.apiBindAddr = parseBindAddr(t.key('api_bind_addr'), t.get('api_bind_addr'))
   const traceSink = t?.string('trace_sink', { nonEmpty: true })
   if (traceSink !== undefined) admin.traceSink = traceSink

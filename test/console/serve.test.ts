@@ -178,3 +178,23 @@ describe('console admin client', () => {
     await assert.rejects(new AdminClient('wrong', admin.origin).call('ListKeys'), { code: 'AccessDenied', status: 403 })
   })
 })
+
+describe('[admin] console = false', () => {
+  test('turns the console off: /ui/ is an unknown admin path, the admin API is unchanged', async () => {
+    const off = await startTestNode({ admin: { api_bind_addr: '127.0.0.1:0', admin_token: TOKEN, console: false } })
+    try {
+      const base = new URL(off.adminEndpoint as string)
+      for (const path of ['/ui/', '/ui/app.js', '/ui/config.json', '/ui/s3/']) {
+        const r = await fetch(new URL(path, base))
+        assert.equal(r.status, 404, path)
+        assert.doesNotMatch(await r.text(), /<script/, path)
+      }
+      const health = await fetch(new URL('/health', base))
+      assert.equal(health.status, 200)
+      // The node that serves it answers the same paths with the console.
+      assert.equal((await rawGet('/ui/')).status, 200)
+    } finally {
+      await off.close()
+    }
+  })
+})

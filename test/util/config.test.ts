@@ -69,7 +69,7 @@ describe('resolveConfig: the embedded default', () => {
     assert.equal(config.rpcSecret, undefined)
     assert.equal(config.s3Web, undefined)
     assert.equal(config.k2vApi, undefined)
-    assert.deepEqual(config.admin, { metricsRequireToken: false })
+    assert.deepEqual(config.admin, { metricsRequireToken: false, console: true })
   })
 
   test('relative paths resolve against process.cwd() without baseDir', () => {
@@ -227,6 +227,7 @@ describe('resolveConfig: invalid values name their key', () => {
       /only one of/,
     ],
     ['admin.metrics_require_token a string', { admin: { metrics_require_token: 'yes' } }, 'admin.metrics_require_token'],
+    ['admin.console a string', { admin: { console: 'no' } }, 'admin.console'],
     [
       'consul_discovery missing service_name',
       { consul_discovery: { consul_http_addr: 'http://c:8500' } },
