@@ -152,3 +152,46 @@ export function SecretOnce({ label, value, onDone }: { label: string; value: str
     </div>
   )
 }
+
+/** A scrollable table with a header row of `columns`; `children` are its body rows. */
+export function DataTable({
+  columns,
+  testId,
+  children,
+}: {
+  columns: readonly string[]
+  testId?: string
+  children: ComponentChildren
+}) {
+  return (
+    <div class="table-wrap">
+      <table data-testid={testId}>
+        <thead>
+          <tr>
+            {columns.map((c) => (
+              <th key={c} scope="col">
+                {c}
+              </th>
+            ))}
+          </tr>
+        </thead>
+        <tbody>{children}</tbody>
+      </table>
+    </div>
+  )
+}
+
+/** A one-row form whose submit runs `onSubmit` instead of navigating. */
+export function RowForm({ onSubmit, children }: { onSubmit(): void; children: ComponentChildren }) {
+  return (
+    <form
+      class="row"
+      onSubmit={(e) => {
+        e.preventDefault()
+        onSubmit()
+      }}
+    >
+      {children}
+    </form>
+  )
+}

@@ -2,7 +2,7 @@
 import { useState } from 'preact/hooks'
 import type { ApiBucketKeyPerm, GetBucketInfoResponse } from '../../../lib/api/admin/contract.ts'
 import { formatBytes, formatDate, parseBytes, shortId } from '../format.ts'
-import { ErrorBox, Section, useAction, useApp, useLoad } from '../ui.tsx'
+import { DataTable, ErrorBox, RowForm, Section, useAction, useApp, useLoad } from '../ui.tsx'
 
 export const bucketLabel = (b: { globalAliases: string[]; id: string }): string => b.globalAliases[0] ?? shortId(b.id)
 
@@ -15,10 +15,8 @@ export function BucketsPage() {
     <>
       <h1>Buckets</h1>
       <Section title="Create a bucket">
-        <form
-          class="row"
-          onSubmit={(e) => {
-            e.preventDefault()
+        <RowForm
+          onSubmit={() => {
             void create.run(async () => {
               const b = await api.call('CreateBucket', { body: { globalAlias: name.trim() } })
               setName('')
@@ -31,38 +29,26 @@ export function BucketsPage() {
           <button type="submit" disabled={create.busy}>
             Create bucket
           </button>
-        </form>
+        </RowForm>
         <ErrorBox error={create.error} />
       </Section>
       <Section title="All buckets">
         <ErrorBox error={list.error} />
-        <div class="table-wrap">
-          <table data-testid="buckets">
-            <thead>
-              <tr>
-                <th scope="col">Bucket</th>
-                <th scope="col">Local aliases</th>
-                <th scope="col">Created</th>
-                <th scope="col">Id</th>
-              </tr>
-            </thead>
-            <tbody>
-              {(list.data ?? []).map((b) => (
-                <tr key={b.id}>
-                  <th scope="row">
-                    <a href={`#/buckets/${b.id}`}>{bucketLabel(b)}</a>
-                    {b.globalAliases.length > 1 && <div class="sub">also {b.globalAliases.slice(1).join(', ')}</div>}
-                  </th>
-                  <td>{b.localAliases.map((l) => `${l.alias} (${shortId(l.accessKeyId, 8)})`).join(', ') || '—'}</td>
-                  <td>{formatDate(b.created)}</td>
-                  <td>
-                    <code>{shortId(b.id)}</code>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable testId="buckets" columns={['Bucket', 'Local aliases', 'Created', 'Id']}>
+          {(list.data ?? []).map((b) => (
+            <tr key={b.id}>
+              <th scope="row">
+                <a href={`#/buckets/${b.id}`}>{bucketLabel(b)}</a>
+                {b.globalAliases.length > 1 && <div class="sub">also {b.globalAliases.slice(1).join(', ')}</div>}
+              </th>
+              <td>{b.localAliases.map((l) => `${l.alias} (${shortId(l.accessKeyId, 8)})`).join(', ') || '—'}</td>
+              <td>{formatDate(b.created)}</td>
+              <td>
+                <code>{shortId(b.id)}</code>
+              </td>
+            </tr>
+          ))}
+        </DataTable>
         {list.data?.length === 0 && <p>No buckets yet.</p>}
       </Section>
     </>
@@ -199,10 +185,8 @@ export function BucketPage({ id }: { id: string }) {
                 )),
               )}
             </ul>
-            <form
-              class="row"
-              onSubmit={(e) => {
-                e.preventDefault()
+            <RowForm
+              onSubmit={() => {
                 void apply(async () => {
                   const r = await api.call('AddBucketAlias', { body: { bucketId: b.id, globalAlias: alias.trim() } })
                   setAlias('')
@@ -215,7 +199,7 @@ export function BucketPage({ id }: { id: string }) {
               <button type="submit" disabled={act.busy}>
                 Add alias
               </button>
-            </form>
+            </RowForm>
           </Section>
           <QuotasForm
             b={b}
@@ -226,39 +210,27 @@ export function BucketPage({ id }: { id: string }) {
             onSave={(websiteAccess) => apply(() => api.call('UpdateBucket', { query: { id: b.id }, body: { websiteAccess } }))}
           />
           <Section title="Key permissions">
-            <div class="table-wrap">
-              <table data-testid="bucket-keys">
-                <thead>
-                  <tr>
-                    <th scope="col">Key</th>
-                    <th scope="col">Permissions</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {b.keys.map((k) => (
-                    <tr key={k.accessKeyId}>
-                      <th scope="row">
-                        <a href={`#/keys/${k.accessKeyId}`}>{k.name || k.accessKeyId}</a>
-                        <div class="sub">
-                          <code>{k.accessKeyId}</code>
-                        </div>
-                      </th>
-                      <td>
-                        <PermBoxes
-                          label={k.name || k.accessKeyId}
-                          perm={k.permissions}
-                          onChange={(p) => void setPerm(k.accessKeyId, k.permissions, p)}
-                        />
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
-            <form
-              class="row"
-              onSubmit={(e) => {
-                e.preventDefault()
+            <DataTable testId="bucket-keys" columns={['Key', 'Permissions']}>
+              {b.keys.map((k) => (
+                <tr key={k.accessKeyId}>
+                  <th scope="row">
+                    <a href={`#/keys/${k.accessKeyId}`}>{k.name || k.accessKeyId}</a>
+                    <div class="sub">
+                      <code>{k.accessKeyId}</code>
+                    </div>
+                  </th>
+                  <td>
+                    <PermBoxes
+                      label={k.name || k.accessKeyId}
+                      perm={k.permissions}
+                      onChange={(p) => void setPerm(k.accessKeyId, k.permissions, p)}
+                    />
+                  </td>
+                </tr>
+              ))}
+            </DataTable>
+            <RowForm
+              onSubmit={() => {
                 void apply(() =>
                   api.call('AllowBucketKey', {
                     body: { bucketId: b.id, accessKeyId: grantKey, permissions: { read: true, write: true, owner: false } },
@@ -280,7 +252,7 @@ export function BucketPage({ id }: { id: string }) {
               <button type="submit" disabled={act.busy || grantKey === ''}>
                 Allow
               </button>
-            </form>
+            </RowForm>
           </Section>
         </>
       )}
@@ -304,10 +276,8 @@ function QuotasForm({
         Now: {b.quotas.maxSize === null ? 'no size limit' : `at most ${formatBytes(b.quotas.maxSize)}`},{' '}
         {b.quotas.maxObjects === null ? 'no object limit' : `at most ${b.quotas.maxObjects} objects`}.
       </p>
-      <form
-        class="row"
-        onSubmit={(e) => {
-          e.preventDefault()
+      <RowForm
+        onSubmit={() => {
           const maxSize = size.trim() === '' ? null : parseBytes(size)
           const maxObjects = objects.trim() === '' ? null : Number(objects)
           if (maxSize === undefined) return setInvalid('Maximum size: a size such as 10G, 500MiB or 1000000')
@@ -327,7 +297,7 @@ function QuotasForm({
           onInput={(e) => setObjects(e.currentTarget.value)}
         />
         <button type="submit">Save quotas</button>
-      </form>
+      </RowForm>
       {invalid !== undefined && (
         <p class="error" role="alert">
           {invalid}
@@ -349,10 +319,8 @@ function WebsiteForm({
   const [error, setError] = useState(b.websiteConfig?.errorDocument ?? '')
   return (
     <Section title="Website">
-      <form
-        class="row"
-        onSubmit={(e) => {
-          e.preventDefault()
+      <RowForm
+        onSubmit={() => {
           void onSave(
             enabled
               ? { enabled, indexDocument: index, ...(error.trim() === '' ? {} : { errorDocument: error.trim() }) }
@@ -374,7 +342,7 @@ function WebsiteForm({
           onInput={(e) => setError(e.currentTarget.value)}
         />
         <button type="submit">Save website</button>
-      </form>
+      </RowForm>
     </Section>
   )
 }

@@ -2,7 +2,7 @@
 import { useState } from 'preact/hooks'
 import type { GetKeyInfoResponse } from '../../../lib/api/admin/contract.ts'
 import { formatDate, shortId } from '../format.ts'
-import { Badge, ErrorBox, SecretOnce, Section, useAction, useApp, useLoad } from '../ui.tsx'
+import { Badge, DataTable, ErrorBox, RowForm, SecretOnce, Section, useAction, useApp, useLoad } from '../ui.tsx'
 
 export function KeysPage() {
   const { api } = useApp()
@@ -14,10 +14,8 @@ export function KeysPage() {
     <>
       <h1>Access keys</h1>
       <Section title="Create a key">
-        <form
-          class="row"
-          onSubmit={(e) => {
-            e.preventDefault()
+        <RowForm
+          onSubmit={() => {
             void create.run(async () => {
               setCreated(await api.call('CreateKey', { body: { name: name.trim() } }))
               setName('')
@@ -30,7 +28,7 @@ export function KeysPage() {
           <button type="submit" disabled={create.busy}>
             Create key
           </button>
-        </form>
+        </RowForm>
         <ErrorBox error={create.error} />
         {created !== undefined && created.secretAccessKey !== null && (
           <div data-testid="created-key">
@@ -44,34 +42,22 @@ export function KeysPage() {
       </Section>
       <Section title="All keys">
         <ErrorBox error={list.error} />
-        <div class="table-wrap">
-          <table data-testid="keys">
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Access key id</th>
-                <th scope="col">Created</th>
-                <th scope="col">Expires</th>
-              </tr>
-            </thead>
-            <tbody>
-              {(list.data ?? []).map((k) => (
-                <tr key={k.id}>
-                  <th scope="row">
-                    <a href={`#/keys/${k.id}`}>{k.name || '(no name)'}</a>
-                  </th>
-                  <td>
-                    <code>{k.id}</code>
-                  </td>
-                  <td>{formatDate(k.created)}</td>
-                  <td>
-                    {k.expired ? <Badge ok={false}>expired</Badge> : k.expiration === null ? 'never' : formatDate(k.expiration)}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable testId="keys" columns={['Name', 'Access key id', 'Created', 'Expires']}>
+          {(list.data ?? []).map((k) => (
+            <tr key={k.id}>
+              <th scope="row">
+                <a href={`#/keys/${k.id}`}>{k.name || '(no name)'}</a>
+              </th>
+              <td>
+                <code>{k.id}</code>
+              </td>
+              <td>{formatDate(k.created)}</td>
+              <td>
+                {k.expired ? <Badge ok={false}>expired</Badge> : k.expiration === null ? 'never' : formatDate(k.expiration)}
+              </td>
+            </tr>
+          ))}
+        </DataTable>
       </Section>
     </>
   )
@@ -125,21 +111,17 @@ export function KeyPage({ id }: { id: string }) {
                 <dd>shown only when the key is created</dd>
               </div>
             </dl>
-            <form
-              class="row"
-              onSubmit={(e) => {
-                e.preventDefault()
+            <RowForm
+              onSubmit={() => {
                 void update(() => api.call('UpdateKey', { query: { id }, body: { name: (name ?? k.name).trim() } }))
               }}
             >
               <label for="k-name">Name</label>
               <input id="k-name" value={name ?? k.name} onInput={(e) => setName(e.currentTarget.value)} />
               <button type="submit">Rename</button>
-            </form>
-            <form
-              class="row"
-              onSubmit={(e) => {
-                e.preventDefault()
+            </RowForm>
+            <RowForm
+              onSubmit={() => {
                 const v = expiry ?? toLocalInput(k.expiration)
                 void update(() =>
                   api.call('UpdateKey', {
@@ -157,7 +139,7 @@ export function KeyPage({ id }: { id: string }) {
                 onInput={(e) => setExpiry(e.currentTarget.value)}
               />
               <button type="submit">Set expiry</button>
-            </form>
+            </RowForm>
             <label class="row">
               <input
                 type="checkbox"
@@ -176,48 +158,34 @@ export function KeyPage({ id }: { id: string }) {
             </label>
           </Section>
           <Section title="Buckets">
-            <div class="table-wrap">
-              <table>
-                <thead>
-                  <tr>
-                    <th scope="col">Bucket</th>
-                    <th scope="col">Read</th>
-                    <th scope="col">Write</th>
-                    <th scope="col">Owner</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {k.buckets.map((b) => (
-                    <tr key={b.id}>
-                      <th scope="row">
-                        <a href={`#/buckets/${b.id}`}>{b.globalAliases[0] ?? b.localAliases[0] ?? shortId(b.id)}</a>
-                      </th>
-                      {(['read', 'write', 'owner'] as const).map((p) => (
-                        <td key={p}>
-                          <input
-                            type="checkbox"
-                            aria-label={`${p} on ${b.globalAliases[0] ?? b.id}`}
-                            checked={b.permissions[p]}
-                            onChange={(e) => {
-                              const on = e.currentTarget.checked
-                              void update(() =>
-                                api.call(on ? 'AllowBucketKey' : 'DenyBucketKey', {
-                                  body: { bucketId: b.id, accessKeyId: id, permissions: { [p]: true } },
-                                }),
-                              )
-                            }}
-                          />
-                        </td>
-                      ))}
-                    </tr>
+            <DataTable columns={['Bucket', 'Read', 'Write', 'Owner']}>
+              {k.buckets.map((b) => (
+                <tr key={b.id}>
+                  <th scope="row">
+                    <a href={`#/buckets/${b.id}`}>{b.globalAliases[0] ?? b.localAliases[0] ?? shortId(b.id)}</a>
+                  </th>
+                  {(['read', 'write', 'owner'] as const).map((p) => (
+                    <td key={p}>
+                      <input
+                        type="checkbox"
+                        aria-label={`${p} on ${b.globalAliases[0] ?? b.id}`}
+                        checked={b.permissions[p]}
+                        onChange={(e) => {
+                          const on = e.currentTarget.checked
+                          void update(() =>
+                            api.call(on ? 'AllowBucketKey' : 'DenyBucketKey', {
+                              body: { bucketId: b.id, accessKeyId: id, permissions: { [p]: true } },
+                            }),
+                          )
+                        }}
+                      />
+                    </td>
                   ))}
-                </tbody>
-              </table>
-            </div>
-            <form
-              class="row"
-              onSubmit={(e) => {
-                e.preventDefault()
+                </tr>
+              ))}
+            </DataTable>
+            <RowForm
+              onSubmit={() => {
                 void update(() =>
                   api.call('AllowBucketKey', {
                     body: { bucketId: grant, accessKeyId: id, permissions: { read: true, write: true } },
@@ -239,7 +207,7 @@ export function KeyPage({ id }: { id: string }) {
               <button type="submit" disabled={grant === ''}>
                 Allow
               </button>
-            </form>
+            </RowForm>
           </Section>
           <button
             type="button"

@@ -6,7 +6,7 @@ import { useState } from 'preact/hooks'
 import type { GetClusterLayoutResponse, NodeRoleChangeRequest } from '../../../lib/api/admin/contract.ts'
 import { formatBytes, parseBytes, shortId } from '../format.ts'
 import { layoutMoves } from '../layout-model.ts'
-import { ErrorBox, Section, useAction, useApp, useLoad } from '../ui.tsx'
+import { DataTable, ErrorBox, RowForm, Section, useAction, useApp, useLoad } from '../ui.tsx'
 import { LayoutPicture } from './overview.tsx'
 
 export function LayoutPage() {
@@ -56,50 +56,34 @@ export function LayoutPage() {
         <>
           <Section title={`Current layout (version ${d.layout.version})`}>
             <LayoutPicture layout={d.layout} />
-            <div class="table-wrap">
-              <table data-testid="roles">
-                <thead>
-                  <tr>
-                    <th scope="col">Node</th>
-                    <th scope="col">Zone</th>
-                    <th scope="col">Capacity</th>
-                    <th scope="col">Partitions</th>
-                    <th scope="col">Usable</th>
-                    <th scope="col">Actions</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {d.layout.roles.map((r) => (
-                    <tr key={r.id}>
-                      <th scope="row">
-                        <code title={r.id}>{shortId(r.id)}</code>
-                      </th>
-                      <td>{r.zone}</td>
-                      <td>{r.capacity === null ? 'gateway' : formatBytes(r.capacity)}</td>
-                      <td>{r.storedPartitions ?? '—'}</td>
-                      <td>{formatBytes(r.usableCapacity)}</td>
-                      <td class="actions">
-                        <button type="button" onClick={() => edit(r.id)} aria-label={`Change role of ${shortId(r.id)}`}>
-                          Change
-                        </button>
-                        <button
-                          type="button"
-                          class="danger"
-                          aria-label={`Remove ${shortId(r.id)} from the layout`}
-                          onClick={() => void stage([{ id: r.id, remove: true }])}
-                        >
-                          Remove
-                        </button>
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
-            <form
-              class="row"
-              onSubmit={(e) => {
-                e.preventDefault()
+            <DataTable testId="roles" columns={['Node', 'Zone', 'Capacity', 'Partitions', 'Usable', 'Actions']}>
+              {d.layout.roles.map((r) => (
+                <tr key={r.id}>
+                  <th scope="row">
+                    <code title={r.id}>{shortId(r.id)}</code>
+                  </th>
+                  <td>{r.zone}</td>
+                  <td>{r.capacity === null ? 'gateway' : formatBytes(r.capacity)}</td>
+                  <td>{r.storedPartitions ?? '—'}</td>
+                  <td>{formatBytes(r.usableCapacity)}</td>
+                  <td class="actions">
+                    <button type="button" onClick={() => edit(r.id)} aria-label={`Change role of ${shortId(r.id)}`}>
+                      Change
+                    </button>
+                    <button
+                      type="button"
+                      class="danger"
+                      aria-label={`Remove ${shortId(r.id)} from the layout`}
+                      onClick={() => void stage([{ id: r.id, remove: true }])}
+                    >
+                      Remove
+                    </button>
+                  </td>
+                </tr>
+              ))}
+            </DataTable>
+            <RowForm
+              onSubmit={() => {
                 const v = redundancy ?? ''
                 const atLeast = Number(v)
                 if (v !== 'maximum' && !(Number.isSafeInteger(atLeast) && atLeast >= 1)) {
@@ -135,13 +119,11 @@ export function LayoutPage() {
               <button type="submit" disabled={redundancy === undefined || act.busy}>
                 Stage redundancy
               </button>
-            </form>
+            </RowForm>
           </Section>
           <Section title="Assign or change a role">
-            <form
-              class="row"
-              onSubmit={(e) => {
-                e.preventDefault()
+            <RowForm
+              onSubmit={() => {
                 const cap = gateway ? null : parseBytes(capacity)
                 if (cap === undefined) return setInvalid('Capacity: a size such as 100G or 1T')
                 if (zone.trim() === '') return setInvalid('Zone: required')
@@ -181,7 +163,7 @@ export function LayoutPage() {
               <button type="submit" disabled={nodeId === '' || act.busy}>
                 Stage role
               </button>
-            </form>
+            </RowForm>
             {invalid !== undefined && (
               <p class="error" role="alert">
                 {invalid}
@@ -264,28 +246,16 @@ export function LayoutPage() {
             <p>
               Current version {d.history.currentVersion}; every node has acknowledged version {d.history.minAck} or later.
             </p>
-            <div class="table-wrap">
-              <table>
-                <thead>
-                  <tr>
-                    <th scope="col">Version</th>
-                    <th scope="col">Status</th>
-                    <th scope="col">Storage nodes</th>
-                    <th scope="col">Gateways</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {d.history.versions.map((v) => (
-                    <tr key={v.version}>
-                      <th scope="row">{v.version}</th>
-                      <td>{v.status}</td>
-                      <td>{v.storageNodes}</td>
-                      <td>{v.gatewayNodes}</td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
+            <DataTable columns={['Version', 'Status', 'Storage nodes', 'Gateways']}>
+              {d.history.versions.map((v) => (
+                <tr key={v.version}>
+                  <th scope="row">{v.version}</th>
+                  <td>{v.status}</td>
+                  <td>{v.storageNodes}</td>
+                  <td>{v.gatewayNodes}</td>
+                </tr>
+              ))}
+            </DataTable>
           </Section>
         </>
       )}
@@ -310,36 +280,25 @@ function Preview({
         {formatBytes(preview.newLayout.partitionSize)} of capacity, so up to {formatBytes(moves.bytesMoved)} of data moves (what
         the partitions actually hold, usually less).
       </p>
-      <div class="table-wrap">
-        <table>
-          <thead>
-            <tr>
-              <th scope="col">Node</th>
-              <th scope="col">Partitions now</th>
-              <th scope="col">After</th>
-            </tr>
-          </thead>
-          <tbody>
-            {moves.nodes.map((n) => (
-              <tr key={n.id}>
-                <th scope="row">
-                  <code>{shortId(n.id)}</code>
-                </th>
-                <td>{n.before}</td>
-                <td>
-                  {n.after}{' '}
-                  {n.after !== n.before && (
-                    <span class="sub">
-                      ({n.after > n.before ? '+' : ''}
-                      {n.after - n.before})
-                    </span>
-                  )}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <DataTable columns={['Node', 'Partitions now', 'After']}>
+        {moves.nodes.map((n) => (
+          <tr key={n.id}>
+            <th scope="row">
+              <code>{shortId(n.id)}</code>
+            </th>
+            <td>{n.before}</td>
+            <td>
+              {n.after}{' '}
+              {n.after !== n.before && (
+                <span class="sub">
+                  ({n.after > n.before ? '+' : ''}
+                  {n.after - n.before})
+                </span>
+              )}
+            </td>
+          </tr>
+        ))}
+      </DataTable>
       <details>
         <summary>Details of the computation</summary>
         <pre>{preview.message.join('\n')}</pre>

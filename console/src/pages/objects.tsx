@@ -6,7 +6,7 @@
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks'
 import { formatBytes, formatDate } from '../format.ts'
 import { ConsoleS3, type ObjectEntry, type VersionEntry } from '../s3.ts'
-import { ErrorBox, Section, useAction, useApp, useLoad } from '../ui.tsx'
+import { DataTable, ErrorBox, RowForm, Section, useAction, useApp, useLoad } from '../ui.tsx'
 import { bucketLabel } from './buckets.tsx'
 
 interface Upload {
@@ -167,63 +167,51 @@ function Browser({ s3, bucket, bucketId, prefix }: { s3: ConsoleS3; bucket: stri
         <ErrorBox error={listing.error} />
         <ErrorBox error={versioning.error} />
         <ErrorBox error={act.error} />
-        <div class="table-wrap">
-          <table data-testid="objects">
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Size</th>
-                <th scope="col">Modified</th>
-                <th scope="col">Actions</th>
-              </tr>
-            </thead>
-            <tbody>
-              {l?.prefixes.map((p) => (
-                <tr key={p}>
-                  <th scope="row">
-                    <button type="button" class="link" onClick={() => go(p)}>
-                      📁 {p.slice(prefix.length)}
-                    </button>
-                  </th>
-                  <td>—</td>
-                  <td>—</td>
-                  <td />
-                </tr>
-              ))}
-              {l?.objects.map((o) => (
-                <tr key={o.key} data-key={o.key}>
-                  <th scope="row">{o.key.slice(prefix.length)}</th>
-                  <td>{formatBytes(o.size)}</td>
-                  <td>{formatDate(o.lastModified)}</td>
-                  <td class="actions">
-                    <button type="button" onClick={() => void download(o)} aria-label={`Download ${o.key}`}>
-                      Download
-                    </button>
-                    <button type="button" onClick={() => setSelected(o.key)} aria-label={`Details of ${o.key}`}>
-                      Details
-                    </button>
-                    <button
-                      type="button"
-                      class="danger"
-                      aria-label={`Delete ${o.key}`}
-                      onClick={() => {
-                        if (confirm(`Delete ${o.key}?`)) {
-                          void act.run(async () => {
-                            await s3.delete(bucket, o.key)
-                            if (selected === o.key) setSelected(undefined)
-                            listing.reload()
-                          })
-                        }
-                      }}
-                    >
-                      Delete
-                    </button>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable testId="objects" columns={['Name', 'Size', 'Modified', 'Actions']}>
+          {l?.prefixes.map((p) => (
+            <tr key={p}>
+              <th scope="row">
+                <button type="button" class="link" onClick={() => go(p)}>
+                  📁 {p.slice(prefix.length)}
+                </button>
+              </th>
+              <td>—</td>
+              <td>—</td>
+              <td />
+            </tr>
+          ))}
+          {l?.objects.map((o) => (
+            <tr key={o.key} data-key={o.key}>
+              <th scope="row">{o.key.slice(prefix.length)}</th>
+              <td>{formatBytes(o.size)}</td>
+              <td>{formatDate(o.lastModified)}</td>
+              <td class="actions">
+                <button type="button" onClick={() => void download(o)} aria-label={`Download ${o.key}`}>
+                  Download
+                </button>
+                <button type="button" onClick={() => setSelected(o.key)} aria-label={`Details of ${o.key}`}>
+                  Details
+                </button>
+                <button
+                  type="button"
+                  class="danger"
+                  aria-label={`Delete ${o.key}`}
+                  onClick={() => {
+                    if (confirm(`Delete ${o.key}?`)) {
+                      void act.run(async () => {
+                        await s3.delete(bucket, o.key)
+                        if (selected === o.key) setSelected(undefined)
+                        listing.reload()
+                      })
+                    }
+                  }}
+                >
+                  Delete
+                </button>
+              </td>
+            </tr>
+          ))}
+        </DataTable>
         {l !== undefined && l.prefixes.length === 0 && l.objects.length === 0 && <p>Nothing here.</p>}
         <div class="row">
           {pages.length > 0 && (
@@ -293,10 +281,8 @@ function ObjectDetails({
         ))}
       </dl>
       <h3>Presigned link</h3>
-      <form
-        class="row"
-        onSubmit={(e) => {
-          e.preventDefault()
+      <RowForm
+        onSubmit={() => {
           void act.run(async () => setLink(await s3.presign(bucket, objectKey, { expiresSecs: Number(expires) })))
         }}
       >
@@ -308,7 +294,7 @@ function ObjectDetails({
           <option value="604800">7 days</option>
         </select>
         <button type="submit">Create link</button>
-      </form>
+      </RowForm>
       <ErrorBox error={act.error} />
       {link !== undefined && (
         <p>
@@ -320,60 +306,48 @@ function ObjectDetails({
         <>
           <h3>Versions</h3>
           <ErrorBox error={versions.error} />
-          <div class="table-wrap">
-            <table data-testid="versions">
-              <thead>
-                <tr>
-                  <th scope="col">Version</th>
-                  <th scope="col">Size</th>
-                  <th scope="col">Modified</th>
-                  <th scope="col">Actions</th>
-                </tr>
-              </thead>
-              <tbody>
-                {(versions.data ?? []).map((v) => (
-                  <tr key={v.versionId}>
-                    <th scope="row">
-                      <code>{v.versionId}</code> {v.isLatest && <span class="badge ok">latest</span>}
-                      {v.deleteMarker && <span class="badge warn">delete marker</span>}
-                    </th>
-                    <td>{v.deleteMarker ? '—' : formatBytes(v.size)}</td>
-                    <td>{formatDate(v.lastModified)}</td>
-                    <td class="actions">
-                      {!v.deleteMarker && (
-                        <button
-                          type="button"
-                          onClick={() =>
-                            void act.run(async () => {
-                              location.href = await s3.presign(bucket, objectKey, {
-                                expiresSecs: 300,
-                                versionId: v.versionId,
-                                download: objectKey.slice(objectKey.lastIndexOf('/') + 1),
-                              })
-                            })
-                          }
-                        >
-                          Download
-                        </button>
-                      )}
-                      <button
-                        type="button"
-                        class="danger"
-                        onClick={() =>
-                          void act.run(async () => {
-                            await s3.delete(bucket, objectKey, v.versionId)
-                            versions.reload()
+          <DataTable testId="versions" columns={['Version', 'Size', 'Modified', 'Actions']}>
+            {(versions.data ?? []).map((v) => (
+              <tr key={v.versionId}>
+                <th scope="row">
+                  <code>{v.versionId}</code> {v.isLatest && <span class="badge ok">latest</span>}
+                  {v.deleteMarker && <span class="badge warn">delete marker</span>}
+                </th>
+                <td>{v.deleteMarker ? '—' : formatBytes(v.size)}</td>
+                <td>{formatDate(v.lastModified)}</td>
+                <td class="actions">
+                  {!v.deleteMarker && (
+                    <button
+                      type="button"
+                      onClick={() =>
+                        void act.run(async () => {
+                          location.href = await s3.presign(bucket, objectKey, {
+                            expiresSecs: 300,
+                            versionId: v.versionId,
+                            download: objectKey.slice(objectKey.lastIndexOf('/') + 1),
                           })
-                        }
-                      >
-                        Delete version
-                      </button>
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+                        })
+                      }
+                    >
+                      Download
+                    </button>
+                  )}
+                  <button
+                    type="button"
+                    class="danger"
+                    onClick={() =>
+                      void act.run(async () => {
+                        await s3.delete(bucket, objectKey, v.versionId)
+                        versions.reload()
+                      })
+                    }
+                  >
+                    Delete version
+                  </button>
+                </td>
+              </tr>
+            ))}
+          </DataTable>
         </>
       )}
     </Section>

@@ -2,7 +2,7 @@
 import type { GetClusterLayoutResponse, NodeResp } from '../../../lib/api/admin/contract.ts'
 import { formatAgo, formatBytes, shortId } from '../format.ts'
 import { zonesOf } from '../layout-model.ts'
-import { Badge, ErrorBox, Meter, Section, useApp, useLoad } from '../ui.tsx'
+import { Badge, DataTable, ErrorBox, Meter, Section, useApp, useLoad } from '../ui.tsx'
 
 function Disk({ label, part }: { label: string; part: NodeResp['dataPartition'] }) {
   if (part === null) return <span>—</span>
@@ -121,51 +121,36 @@ export function OverviewPage() {
             </dl>
           </Section>
           <Section title="Nodes">
-            <div class="table-wrap">
-              <table data-testid="nodes">
-                <thead>
-                  <tr>
-                    <th scope="col">Node</th>
-                    <th scope="col">State</th>
-                    <th scope="col">Zone</th>
-                    <th scope="col">Capacity</th>
-                    <th scope="col">Address</th>
-                    <th scope="col">Data disk</th>
-                    <th scope="col">Metadata disk</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {d.status.nodes.map((n) => (
-                    <tr key={n.id} data-node={n.id}>
-                      <th scope="row">
-                        <code title={n.id}>{shortId(n.id)}</code>
-                        <div class="sub">{n.hostname ?? ''}</div>
-                      </th>
-                      <td>
-                        {n.isUp ? (
-                          <Badge ok={true}>up</Badge>
-                        ) : (
-                          <>
-                            <Badge ok={false}>down</Badge>
-                            <div class="sub">seen {formatAgo(n.lastSeenSecsAgo)} ago</div>
-                          </>
-                        )}
-                        {n.draining && <Badge ok="warn">draining</Badge>}
-                      </td>
-                      <td>{n.role?.zone ?? '—'}</td>
-                      <td>{n.role === null ? 'no role' : n.role.capacity === null ? 'gateway' : formatBytes(n.role.capacity)}</td>
-                      <td>{n.addr ?? '—'}</td>
-                      <td>
-                        <Disk label={`data disk of ${shortId(n.id)}`} part={n.dataPartition} />
-                      </td>
-                      <td>
-                        <Disk label={`metadata disk of ${shortId(n.id)}`} part={n.metadataPartition} />
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
+            <DataTable testId="nodes" columns={['Node', 'State', 'Zone', 'Capacity', 'Address', 'Data disk', 'Metadata disk']}>
+              {d.status.nodes.map((n) => (
+                <tr key={n.id} data-node={n.id}>
+                  <th scope="row">
+                    <code title={n.id}>{shortId(n.id)}</code>
+                    <div class="sub">{n.hostname ?? ''}</div>
+                  </th>
+                  <td>
+                    {n.isUp ? (
+                      <Badge ok={true}>up</Badge>
+                    ) : (
+                      <>
+                        <Badge ok={false}>down</Badge>
+                        <div class="sub">seen {formatAgo(n.lastSeenSecsAgo)} ago</div>
+                      </>
+                    )}
+                    {n.draining && <Badge ok="warn">draining</Badge>}
+                  </td>
+                  <td>{n.role?.zone ?? '—'}</td>
+                  <td>{n.role === null ? 'no role' : n.role.capacity === null ? 'gateway' : formatBytes(n.role.capacity)}</td>
+                  <td>{n.addr ?? '—'}</td>
+                  <td>
+                    <Disk label={`data disk of ${shortId(n.id)}`} part={n.dataPartition} />
+                  </td>
+                  <td>
+                    <Disk label={`metadata disk of ${shortId(n.id)}`} part={n.metadataPartition} />
+                  </td>
+                </tr>
+              ))}
+            </DataTable>
           </Section>
           <Section title="Layout by zone and capacity">
             <LayoutPicture layout={d.layout} up={new Map(d.status.nodes.map((n) => [n.id, n.isUp]))} />

@@ -2,7 +2,7 @@
 import { useState } from 'preact/hooks'
 import type { CreateAdminTokenResponse } from '../../../lib/api/admin/contract.ts'
 import { formatDate } from '../format.ts'
-import { Badge, ErrorBox, SecretOnce, Section, useAction, useApp, useLoad } from '../ui.tsx'
+import { Badge, DataTable, ErrorBox, RowForm, SecretOnce, Section, useAction, useApp, useLoad } from '../ui.tsx'
 
 export function TokensPage() {
   const { api } = useApp()
@@ -23,10 +23,8 @@ export function TokensPage() {
         </p>
       )}
       <Section title="Create a token">
-        <form
-          class="row"
-          onSubmit={(e) => {
-            e.preventDefault()
+        <RowForm
+          onSubmit={() => {
             void act.run(async () => {
               const n = Number(days)
               const expiration = days.trim() === '' ? undefined : new Date(Date.now() + n * 86_400_000).toISOString()
@@ -56,7 +54,7 @@ export function TokensPage() {
           <button type="submit" disabled={act.busy}>
             Create token
           </button>
-        </form>
+        </RowForm>
         <ErrorBox error={act.error} />
         {created !== undefined && (
           <SecretOnce label="Admin token" value={created.secretToken} onDone={() => setCreated(undefined)} />
@@ -64,50 +62,37 @@ export function TokensPage() {
       </Section>
       <Section title="Tokens">
         <ErrorBox error={list.error} />
-        <div class="table-wrap">
-          <table data-testid="tokens">
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Scope</th>
-                <th scope="col">Created</th>
-                <th scope="col">Expires</th>
-                <th scope="col">Actions</th>
-              </tr>
-            </thead>
-            <tbody>
-              {(list.data ?? []).map((t) => (
-                <tr key={t.id ?? t.name}>
-                  <th scope="row">{t.name}</th>
-                  <td>{t.scope.join(', ')}</td>
-                  <td>{formatDate(t.created)}</td>
-                  <td>
-                    {t.expired ? <Badge ok={false}>expired</Badge> : t.expiration === null ? 'never' : formatDate(t.expiration)}
-                  </td>
-                  <td>
-                    {t.id !== null && (
-                      <button
-                        type="button"
-                        class="danger"
-                        aria-label={`Delete token ${t.name}`}
-                        onClick={() => {
-                          if (confirm(`Delete token ${t.name}?`)) {
-                            void act.run(async () => {
-                              await api.call('DeleteAdminToken', { query: { id: t.id as string } })
-                              list.reload()
-                            })
-                          }
-                        }}
-                      >
-                        Delete
-                      </button>
-                    )}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable testId="tokens" columns={['Name', 'Scope', 'Created', 'Expires', 'Actions']}>
+          {(list.data ?? []).map((t) => (
+            <tr key={t.id ?? t.name}>
+              <th scope="row">{t.name}</th>
+              <td>{t.scope.join(', ')}</td>
+              <td>{formatDate(t.created)}</td>
+              <td>
+                {t.expired ? <Badge ok={false}>expired</Badge> : t.expiration === null ? 'never' : formatDate(t.expiration)}
+              </td>
+              <td>
+                {t.id !== null && (
+                  <button
+                    type="button"
+                    class="danger"
+                    aria-label={`Delete token ${t.name}`}
+                    onClick={() => {
+                      if (confirm(`Delete token ${t.name}?`)) {
+                        void act.run(async () => {
+                          await api.call('DeleteAdminToken', { query: { id: t.id as string } })
+                          list.reload()
+                        })
+                      }
+                    }}
+                  >
+                    Delete
+                  </button>
+                )}
+              </td>
+            </tr>
+          ))}
+        </DataTable>
       </Section>
     </>
   )

@@ -2,7 +2,7 @@
 import { useState } from 'preact/hooks'
 import type { ApiRepairType, WorkerInfoResp } from '../../../lib/api/admin/contract.ts'
 import { formatAgo, shortId } from '../format.ts'
-import { Badge, ErrorBox, Section, useAction, useApp, useLoad } from '../ui.tsx'
+import { Badge, DataTable, ErrorBox, Section, useAction, useApp, useLoad } from '../ui.tsx'
 
 const REPAIRS: ReadonlyArray<readonly [string, ApiRepairType]> = [
   ['Start scrub', { scrub: 'start' }],
@@ -74,78 +74,50 @@ export function WorkersPage() {
             {nodeName(n)}: {m}
           </p>
         ))}
-        <div class="table-wrap">
-          <table data-testid="workers">
-            <thead>
-              <tr>
-                <th scope="col">Node</th>
-                <th scope="col">Worker</th>
-                <th scope="col">State</th>
-                <th scope="col">Progress</th>
-                <th scope="col">Queue</th>
-                <th scope="col">Errors</th>
-                <th scope="col">Last error</th>
+        <DataTable testId="workers" columns={['Node', 'Worker', 'State', 'Progress', 'Queue', 'Errors', 'Last error']}>
+          {Object.entries(workers.data?.success ?? {}).flatMap(([n, list]) =>
+            list.map((w) => (
+              <tr key={`${n}/${w.id}`}>
+                <td>
+                  <code>{nodeName(n)}</code>
+                </td>
+                <th scope="row">{w.name}</th>
+                <td>
+                  <Badge ok={w.state === 'busy' ? 'warn' : w.errors === 0 || w.consecutiveErrors === 0}>
+                    {stateText(w.state)}
+                  </Badge>
+                </td>
+                <td>{w.progress ?? ''}</td>
+                <td>{w.queueLength ?? ''}</td>
+                <td>
+                  {w.errors}
+                  {w.consecutiveErrors > 0 && ` (${w.consecutiveErrors} in a row)`}
+                </td>
+                <td>{w.lastError === null ? '' : `${w.lastError.message} (${formatAgo(w.lastError.secsAgo)} ago)`}</td>
               </tr>
-            </thead>
-            <tbody>
-              {Object.entries(workers.data?.success ?? {}).flatMap(([n, list]) =>
-                list.map((w) => (
-                  <tr key={`${n}/${w.id}`}>
-                    <td>
-                      <code>{nodeName(n)}</code>
-                    </td>
-                    <th scope="row">{w.name}</th>
-                    <td>
-                      <Badge ok={w.state === 'busy' ? 'warn' : w.errors === 0 || w.consecutiveErrors === 0}>
-                        {stateText(w.state)}
-                      </Badge>
-                    </td>
-                    <td>{w.progress ?? ''}</td>
-                    <td>{w.queueLength ?? ''}</td>
-                    <td>
-                      {w.errors}
-                      {w.consecutiveErrors > 0 && ` (${w.consecutiveErrors} in a row)`}
-                    </td>
-                    <td>{w.lastError === null ? '' : `${w.lastError.message} (${formatAgo(w.lastError.secsAgo)} ago)`}</td>
-                  </tr>
-                )),
-              )}
-            </tbody>
-          </table>
-        </div>
+            )),
+          )}
+        </DataTable>
       </Section>
       <Section title="Block errors">
         <ErrorBox error={errors.error} />
-        <div class="table-wrap">
-          <table data-testid="block-errors">
-            <thead>
-              <tr>
-                <th scope="col">Node</th>
-                <th scope="col">Block</th>
-                <th scope="col">References</th>
-                <th scope="col">Failures</th>
-                <th scope="col">Next try</th>
+        <DataTable testId="block-errors" columns={['Node', 'Block', 'References', 'Failures', 'Next try']}>
+          {Object.entries(errors.data?.success ?? {}).flatMap(([n, list]) =>
+            list.map((b) => (
+              <tr key={`${n}/${b.blockHash}`}>
+                <td>
+                  <code>{nodeName(n)}</code>
+                </td>
+                <th scope="row">
+                  <code>{shortId(b.blockHash, 24)}</code>
+                </th>
+                <td>{b.refcount}</td>
+                <td>{b.errorCount}</td>
+                <td>in {formatAgo(b.nextTryInSecs)}</td>
               </tr>
-            </thead>
-            <tbody>
-              {Object.entries(errors.data?.success ?? {}).flatMap(([n, list]) =>
-                list.map((b) => (
-                  <tr key={`${n}/${b.blockHash}`}>
-                    <td>
-                      <code>{nodeName(n)}</code>
-                    </td>
-                    <th scope="row">
-                      <code>{shortId(b.blockHash, 24)}</code>
-                    </th>
-                    <td>{b.refcount}</td>
-                    <td>{b.errorCount}</td>
-                    <td>in {formatAgo(b.nextTryInSecs)}</td>
-                  </tr>
-                )),
-              )}
-            </tbody>
-          </table>
-        </div>
+            )),
+          )}
+        </DataTable>
         {Object.values(errors.data?.success ?? {}).every((l) => l.length === 0) && <p>No block errors.</p>}
         <button
           type="button"
