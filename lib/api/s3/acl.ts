@@ -16,13 +16,12 @@
  * - GetBucketOwnershipControls: BucketOwnerEnforced.
  */
 import type { IncomingHttpHeaders } from 'node:http'
-import { setOptLww } from '../../model/bucket-table.ts'
 import type { BucketKeyPerm } from '../../model/permission.ts'
 import { crdtMapGet } from '../../util/crdt/crdt.ts'
 import { toHex, utf8 } from '../../util/data.ts'
-import { nowMsec } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
+import { setBucketSetting } from './bucket-settings.ts'
 import type { BucketCtx } from './context.ts'
 import { currentObject } from './conditional.ts'
 import { readOptionalXmlBody, renderXml, xmlChildren, xmlRoot, xmlText } from './xml.ts'
@@ -158,10 +157,7 @@ export async function handlePutBucketAcl(ctx: BucketCtx): Promise<ApiResponse> {
   }
   const publicRead = doc === undefined ? canned === 'public-read' : parseAclBody(doc)
   if ((ctx.bucketParams.publicRead?.v ?? false) !== publicRead) {
-    await ctx.garage.buckets.updateParams(ctx.bucketId, (p) => ({
-      ...p,
-      publicRead: setOptLww(p.publicRead, publicRead, nowMsec()),
-    }))
+    await setBucketSetting(ctx, 'publicRead', publicRead)
   }
   return { status: 200 }
 }

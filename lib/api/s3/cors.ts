@@ -3,22 +3,11 @@
  * applied by api/common/cors.ts, to S3 answers and to website answers.
  */
 import type { CorsRule } from '../../model/bucket-table.ts'
-import { updateLww } from '../../util/crdt/crdt.ts'
-import { nowMsec } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
+import { readSettingXml, setBucketSetting, storedBucketSetting, xmlAnswer } from './bucket-settings.ts'
 import type { BucketCtx } from './context.ts'
-import {
-  asXmlDocument,
-  readXmlBody,
-  renderXml,
-  type XmlDocument,
-  type XmlNode,
-  xmlChildren,
-  xmlOnly,
-  xmlRoot,
-  xmlText,
-} from './xml.ts'
+import { asXmlDocument, renderXml, type XmlDocument, type XmlNode, xmlChildren, xmlOnly, xmlRoot, xmlText } from './xml.ts'
 
 /** AWS's limits: 100 rules per bucket, 64 KiB of configuration. */
 const MAX_RULES = 100
@@ -29,25 +18,20 @@ const CORS_METHODS = new Set(['GET', 'PUT', 'HEAD', 'POST', 'DELETE', '*'])
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 
 export async function handleGetBucketCors(ctx: BucketCtx): Promise<ApiResponse> {
-  const rules = ctx.bucketParams.cors.v
-  if (rules === null) {
-    throw new ApiError('NoSuchCORSConfiguration', 'The CORS configuration does not exist', {
-      extra: { BucketName: ctx.bucketName },
-    })
-  }
-  return { status: 200, headers: { 'content-type': 'application/xml' }, body: renderCorsConfiguration(rules) }
+  const rules = storedBucketSetting(ctx, 'cors', {
+    code: 'NoSuchCORSConfiguration',
+    message: 'The CORS configuration does not exist',
+  })
+  return xmlAnswer(renderCorsConfiguration(rules))
 }
 
 export async function handlePutBucketCors(ctx: BucketCtx): Promise<ApiResponse> {
-  const doc = await readXmlBody(ctx.body, MAX_BODY)
-  await ctx.bodyResult
-  const rules = parseCorsConfiguration(doc)
-  await ctx.garage.buckets.updateParams(ctx.bucketId, (p) => ({ ...p, cors: updateLww(p.cors, rules, nowMsec()) }))
+  await setBucketSetting(ctx, 'cors', parseCorsConfiguration(await readSettingXml(ctx, MAX_BODY)))
   return { status: 200 }
 }
 
 export async function handleDeleteBucketCors(ctx: BucketCtx): Promise<ApiResponse> {
-  await ctx.garage.buckets.updateParams(ctx.bucketId, (p) => ({ ...p, cors: updateLww(p.cors, null, nowMsec()) }))
+  await setBucketSetting(ctx, 'cors', null)
   return { status: 204 }
 }
 

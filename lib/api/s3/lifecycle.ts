@@ -19,14 +19,12 @@ import {
   parseLifecycleDate,
   storedLifecycleRules,
 } from '../../model/s3/lifecycle-worker.ts'
-import { updateLww } from '../../util/crdt/crdt.ts'
-import { nowMsec } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
+import { readSettingXml, setBucketSetting, storedBucketSetting, xmlAnswer } from './bucket-settings.ts'
 import type { BucketCtx } from './context.ts'
 import {
   asXmlDocument,
-  readXmlBody,
   renderXml,
   type XmlDocument,
   type XmlNode,
@@ -65,29 +63,21 @@ const TRANSITION_STORAGE_CLASSES = new Set([
 const FILTER_ELEMENTS = new Set(['Prefix', 'ObjectSizeGreaterThan', 'ObjectSizeLessThan'])
 
 export async function handleGetBucketLifecycleConfiguration(ctx: BucketCtx): Promise<ApiResponse> {
-  const stored = ctx.bucketParams.lifecycle.v
-  if (stored === null) {
-    throw new ApiError('NoSuchLifecycleConfiguration', 'The lifecycle configuration does not exist', {
-      extra: { BucketName: ctx.bucketName },
-    })
-  }
-  const body = renderLifecycleConfiguration(storedLifecycleRules(stored))
-  return { status: 200, headers: { 'content-type': 'application/xml' }, body }
+  const stored = storedBucketSetting(ctx, 'lifecycle', {
+    code: 'NoSuchLifecycleConfiguration',
+    message: 'The lifecycle configuration does not exist',
+  })
+  return xmlAnswer(renderLifecycleConfiguration(storedLifecycleRules(stored)))
 }
 
 export async function handlePutBucketLifecycleConfiguration(ctx: BucketCtx): Promise<ApiResponse> {
-  const doc = await readXmlBody(ctx.body, MAX_BODY)
-  await ctx.bodyResult
-  const rules = parseLifecycleConfiguration(doc)
-  await ctx.garage.buckets.updateParams(ctx.bucketId, (p) => ({
-    ...p,
-    lifecycle: updateLww(p.lifecycle, rules as unknown[], nowMsec()),
-  }))
+  const rules = parseLifecycleConfiguration(await readSettingXml(ctx, MAX_BODY))
+  await setBucketSetting(ctx, 'lifecycle', rules as unknown[])
   return { status: 200 }
 }
 
 export async function handleDeleteBucketLifecycle(ctx: BucketCtx): Promise<ApiResponse> {
-  await ctx.garage.buckets.updateParams(ctx.bucketId, (p) => ({ ...p, lifecycle: updateLww(p.lifecycle, null, nowMsec()) }))
+  await setBucketSetting(ctx, 'lifecycle', null)
   return { status: 204 }
 }
 

@@ -6,10 +6,9 @@
  * requests included), and no matching statement leaves the decision to the key's permissions.
  */
 import { BlockList, isIPv4, isIPv6 } from 'node:net'
-import { setOptLww } from '../../model/bucket-table.ts'
-import { nowMsec } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
+import { setBucketSetting, storedBucketSetting } from './bucket-settings.ts'
 import type { BucketCtx } from './context.ts'
 import type { Endpoint } from './router.ts'
 import { renderXml } from './xml.ts'
@@ -479,21 +478,21 @@ export async function handlePutBucketPolicy(ctx: BucketCtx): Promise<ApiResponse
   const text = await readBody(ctx, MAX_POLICY_BYTES)
   if (text.trim() === '') throw new ApiError('MalformedPolicy', "Policies must be valid JSON and the first byte must be '{'")
   parseBucketPolicy(text, ctx.bucketName)
-  await ctx.garage.buckets.updateParams(ctx.bucketId, (p) => ({ ...p, policy: setOptLww(p.policy, text, nowMsec()) }))
+  await setBucketSetting(ctx, 'policy', text)
   return { status: 204 }
 }
 
 export function handleGetBucketPolicy(ctx: BucketCtx): ApiResponse {
-  const text = ctx.bucketParams.policy?.v ?? null
-  if (text === null) {
-    throw new ApiError('NoSuchBucketPolicy', 'The bucket policy does not exist', { extra: { BucketName: ctx.bucketName } })
-  }
+  const text = storedBucketSetting(ctx, 'policy', {
+    code: 'NoSuchBucketPolicy',
+    message: 'The bucket policy does not exist',
+  })
   return { status: 200, headers: { 'content-type': 'application/json' }, body: text }
 }
 
 export async function handleDeleteBucketPolicy(ctx: BucketCtx): Promise<ApiResponse> {
   if ((ctx.bucketParams.policy?.v ?? null) !== null) {
-    await ctx.garage.buckets.updateParams(ctx.bucketId, (p) => ({ ...p, policy: setOptLww(p.policy, null, nowMsec()) }))
+    await setBucketSetting(ctx, 'policy', null)
   }
   return { status: 204 }
 }

@@ -35,12 +35,11 @@ import type { BucketEncryption } from '../../model/bucket-table.ts'
 import type { ObjectEncryption, SseS3Encryption } from '../../model/s3/object-table.ts'
 import { isSseS3 } from '../../model/s3/object-table.ts'
 import { parseSseMasterKeys } from '../../util/config.ts'
-import { updateLww } from '../../util/crdt/crdt.ts'
 import { utf8 } from '../../util/data.ts'
 import type { Logger } from '../../util/logger.ts'
-import { nowMsec } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
+import { readSettingXml, setBucketSetting, storedBucketSetting, xmlAnswer } from './bucket-settings.ts'
 import type { BucketCtx } from './context.ts'
 import {
   type CustomerKey,
@@ -52,7 +51,7 @@ import {
   sseCResponseHeaders,
   sseS3ResponseHeaders,
 } from './encryption.ts'
-import { readXmlBody, renderXml, type XmlDocument, xmlChildren, xmlOnly, xmlRoot, xmlText } from './xml.ts'
+import { renderXml, type XmlDocument, xmlChildren, xmlOnly, xmlRoot, xmlText } from './xml.ts'
 
 export const SSE_S3_ALGORITHM = 'AES256'
 /** The file of a master key generated for a node outside a cluster, in `metadata_dir`. */
@@ -403,30 +402,22 @@ export function renderBucketEncryption(e: BucketEncryption): string {
 }
 
 export function handleGetBucketEncryption(ctx: BucketCtx): ApiResponse {
-  const e = ctx.bucketParams.encryption.v
-  if (e === null) {
-    throw new ApiError(
-      'ServerSideEncryptionConfigurationNotFoundError',
-      'The server side encryption configuration was not found',
-      {
-        extra: { BucketName: ctx.bucketName },
-      },
-    )
-  }
-  return { status: 200, headers: { 'content-type': 'application/xml' }, body: renderBucketEncryption(e) }
+  const e = storedBucketSetting(ctx, 'encryption', {
+    code: 'ServerSideEncryptionConfigurationNotFoundError',
+    message: 'The server side encryption configuration was not found',
+  })
+  return xmlAnswer(renderBucketEncryption(e))
 }
 
 export async function handlePutBucketEncryption(ctx: BucketCtx): Promise<ApiResponse> {
-  const doc = await readXmlBody(ctx.body, MAX_BODY)
-  await ctx.bodyResult
-  const config = parseBucketEncryption(doc)
+  const config = parseBucketEncryption(await readSettingXml(ctx, MAX_BODY))
   // A default this node cannot apply would refuse every later write: refused now instead.
   writableKeyring(ctx.settings.sseKeyring)
-  await ctx.garage.buckets.updateParams(ctx.bucketId, (p) => ({ ...p, encryption: updateLww(p.encryption, config, nowMsec()) }))
+  await setBucketSetting(ctx, 'encryption', config)
   return { status: 200 }
 }
 
 export async function handleDeleteBucketEncryption(ctx: BucketCtx): Promise<ApiResponse> {
-  await ctx.garage.buckets.updateParams(ctx.bucketId, (p) => ({ ...p, encryption: updateLww(p.encryption, null, nowMsec()) }))
+  await setBucketSetting(ctx, 'encryption', null)
   return { status: 204 }
 }

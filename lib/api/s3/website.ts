@@ -5,22 +5,11 @@
  * 200 and 404, and a redirect without code is a 302 (AWS: 301, cached forever by browsers).
  */
 import type { RoutingRule, WebsiteConfig } from '../../model/bucket-table.ts'
-import { updateLww } from '../../util/crdt/crdt.ts'
-import { nowMsec } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
+import { readSettingXml, setBucketSetting, storedBucketSetting, xmlAnswer } from './bucket-settings.ts'
 import type { BucketCtx } from './context.ts'
-import {
-  asXmlDocument,
-  readXmlBody,
-  renderXml,
-  type XmlDocument,
-  type XmlNode,
-  xmlChildren,
-  xmlOnly,
-  xmlRoot,
-  xmlText,
-} from './xml.ts'
+import { asXmlDocument, renderXml, type XmlDocument, type XmlNode, xmlChildren, xmlOnly, xmlRoot, xmlText } from './xml.ts'
 
 /** Object metadata header that turns an object into a redirect on the website endpoint. */
 export const WEBSITE_REDIRECT_LOCATION = 'x-amz-website-redirect-location'
@@ -32,25 +21,20 @@ const REDIRECT_CODES = new Set([301, 302, 303, 307, 308])
 const REWRITE_CODES = new Set([200, 404])
 
 export async function handleGetBucketWebsite(ctx: BucketCtx): Promise<ApiResponse> {
-  const w = ctx.bucketParams.website.v
-  if (w === null) {
-    throw new ApiError('NoSuchWebsiteConfiguration', 'The specified bucket does not have a website configuration', {
-      extra: { BucketName: ctx.bucketName },
-    })
-  }
-  return { status: 200, headers: { 'content-type': 'application/xml' }, body: renderWebsiteConfiguration(w) }
+  const w = storedBucketSetting(ctx, 'website', {
+    code: 'NoSuchWebsiteConfiguration',
+    message: 'The specified bucket does not have a website configuration',
+  })
+  return xmlAnswer(renderWebsiteConfiguration(w))
 }
 
 export async function handlePutBucketWebsite(ctx: BucketCtx): Promise<ApiResponse> {
-  const doc = await readXmlBody(ctx.body, MAX_BODY)
-  await ctx.bodyResult
-  const config = parseWebsiteConfiguration(doc)
-  await ctx.garage.buckets.updateParams(ctx.bucketId, (p) => ({ ...p, website: updateLww(p.website, config, nowMsec()) }))
+  await setBucketSetting(ctx, 'website', parseWebsiteConfiguration(await readSettingXml(ctx, MAX_BODY)))
   return { status: 200 }
 }
 
 export async function handleDeleteBucketWebsite(ctx: BucketCtx): Promise<ApiResponse> {
-  await ctx.garage.buckets.updateParams(ctx.bucketId, (p) => ({ ...p, website: updateLww(p.website, null, nowMsec()) }))
+  await setBucketSetting(ctx, 'website', null)
   return { status: 204 }
 }
 
