@@ -22,7 +22,7 @@ import { STATUS_CODES } from 'node:http'
 import { corsHeadersFor, handleOptionsForBucket, withCorsError, withCorsHeaders } from '../api/common/cors.ts'
 import { ApiError, toApiError } from '../api/common/errors.ts'
 import { authorityToHost, hostToBucket } from '../api/common/host.ts'
-import type { ApiHandler, ApiResponse, RequestContext } from '../api/common/server.ts'
+import { type ApiHandler, type ApiResponse, type RequestContext, rawTarget } from '../api/common/server.ts'
 import { currentVersion, handleGetObject } from '../api/s3/get.ts'
 import type { MasterKeyring } from '../api/s3/sse-s3.ts'
 import { WEBSITE_REDIRECT_LOCATION } from '../api/s3/website.ts'
@@ -186,9 +186,7 @@ export class WebServer implements ApiHandler {
   }
 
   async #serve(req: IncomingMessage, head: boolean, bucketId: Uuid, website: WebsiteConfig): Promise<ApiResponse> {
-    const rawUrl = req.url ?? '/'
-    const q = rawUrl.indexOf('?')
-    const rawPath = q < 0 ? rawUrl : rawUrl.slice(0, q)
+    const { rawPath } = rawTarget(req)
     const forwarded = req.headers['x-forwarded-proto']
     const protocol = (Array.isArray(forwarded) ? forwarded[0] : forwarded)?.split(',')[0]?.trim() || 'http'
     const route = routeWebRequest(rawPath, website, protocol)

@@ -13,7 +13,7 @@ import type { LayoutApi } from '../../rpc/layout/api.ts'
 import { unreachable } from '../../util/errors.ts'
 import type { Logger } from '../../util/logger.ts'
 import { type ApiError, incompleteBody, isClientAbort } from '../common/errors.ts'
-import type { ApiHandler, ApiResponse, RequestContext } from '../common/server.ts'
+import { type ApiHandler, type ApiResponse, type RequestContext, rawTarget } from '../common/server.ts'
 import * as bucket from './bucket.ts'
 import * as cluster from './cluster.ts'
 import { type ConsoleOptions, handleConsole, isConsolePath } from './console.ts'
@@ -92,10 +92,8 @@ export class AdminApiServer implements ApiHandler {
   }
 
   async #handle(req: IncomingMessage, rctx: RequestContext): Promise<ApiResponse> {
-    const method = (req.method ?? 'GET').toUpperCase()
+    const { method, rawPath: path } = rawTarget(req)
     const rawUrl = req.url ?? '/'
-    const q = rawUrl.indexOf('?')
-    const path = q < 0 ? rawUrl : rawUrl.slice(0, q)
     if (this.#d.console !== undefined && isConsolePath(path)) return await handleConsole(this.#d.console, req, rctx, path)
     const route = parseAdminRoute(method, rawUrl)
     rctx.endpoint = route.name

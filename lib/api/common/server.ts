@@ -280,12 +280,10 @@ async function serve(
   const bytesReceived = now.read - before.read
   const bytesSent = now.written - before.written
   const endpoint = ctx.endpoint ?? observer?.endpointName?.(req) ?? 'Unknown'
-  const url = req.url ?? '/'
-  const q = url.indexOf('?')
   const entry: AccessLogEntry = {
     api: handler.name,
     method,
-    path: q < 0 ? url : url.slice(0, q),
+    path: rawTarget(req).rawPath,
     endpoint,
     bucket: ctx.bucket,
     key: ctx.key,
@@ -380,4 +378,21 @@ async function closeServer(server: Server): Promise<void> {
     // Requests still running get a short grace period before their sockets are cut.
     setTimeout(() => server.closeAllConnections(), 2_000).unref()
   })
+}
+
+/** The parts of a request's target as they came on the wire (nothing decoded). */
+export interface RawTarget {
+  method: string
+  rawPath: string
+  rawQuery: string
+}
+
+export function rawTarget(req: { url?: string | undefined; method?: string | undefined }): RawTarget {
+  const rawUrl = req.url ?? '/'
+  const q = rawUrl.indexOf('?')
+  return {
+    method: (req.method ?? 'GET').toUpperCase(),
+    rawPath: q < 0 ? rawUrl : rawUrl.slice(0, q),
+    rawQuery: q < 0 ? '' : rawUrl.slice(q + 1),
+  }
 }

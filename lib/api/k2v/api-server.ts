@@ -8,11 +8,11 @@
 import type { IncomingMessage } from 'node:http'
 import { type PassThrough, pipeline, type Readable } from 'node:stream'
 import type { Garage } from '../../model/garage.ts'
-import type { ExistingKey } from '../../model/helper/key.ts'
 import type { Logger } from '../../util/logger.ts'
 import { corsHeadersFor, handleOptionsForBucket, handleOptionsPermissive, withCorsHeaders } from '../common/cors.ts'
+import { authenticate } from '../common/authenticate.ts'
 import { ApiError } from '../common/errors.ts'
-import type { ApiHandler, ApiResponse, RequestContext } from '../common/server.ts'
+import { type ApiHandler, type ApiResponse, type RequestContext, rawTarget } from '../common/server.ts'
 import { requestBodyStages } from '../common/signature/body.ts'
 import { SigningKeyCache, verifyRequest } from '../common/signature/sigv4.ts'
 import { handleDeleteBatch, handleInsertBatch, handlePollRange, handleReadBatch } from './batch.ts'
@@ -45,11 +45,7 @@ export class K2vApiServer implements ApiHandler {
   }
 
   async handle(req: IncomingMessage, request: RequestContext): Promise<ApiResponse> {
-    const rawUrl = req.url ?? '/'
-    const q = rawUrl.indexOf('?')
-    const rawPath = q < 0 ? rawUrl : rawUrl.slice(0, q)
-    const rawQuery = q < 0 ? '' : rawUrl.slice(q + 1)
-    const method = (req.method ?? 'GET').toUpperCase()
+    const { method, rawPath, rawQuery } = rawTarget(req)
     const ep = parseK2vEndpoint(method, rawPath, rawQuery)
     request.endpoint = ep.kind
     const garage = this.#garage
@@ -58,32 +54,14 @@ export class K2vApiServer implements ApiHandler {
       return params === undefined ? handleOptionsPermissive(true, req.headers) : handleOptionsForBucket(req.headers, params)
     }
 
-    let fetched: ExistingKey | undefined
-    let missing: string | undefined
-    const lookupSecret = (id: string): string | undefined => {
-      const k = fetched?.id === id ? fetched : garage.access.localKey(id)
-      if (k === undefined) missing = id
-      return k?.state.value.secret
-    }
-    const verify = () =>
+    const { auth, key: apiKey } = await authenticate(garage.access, request, (lookupSecret) =>
       verifyRequest(
         { method, rawPath, rawQuery, headers: req.headers },
         { region: this.#settings.region, service: 'k2v', lookupSecret, signingKeys: this.#signingKeys },
-      )
-    let auth: ReturnType<typeof verify>
-    try {
-      auth = verify()
-    } catch (err) {
-      if (missing === undefined) throw err
-      fetched = await garage.access.resolveKey(missing)
-      if (fetched === undefined) throw err
-      auth = verify()
-    }
-    if (auth === undefined) throw new ApiError('AccessDenied', 'Forbidden: Garage does not support anonymous access yet')
-    const apiKey = fetched?.id === auth.accessKeyId ? fetched : garage.access.localKey(auth.accessKeyId)
-    if (apiKey === undefined)
-      throw new ApiError('InvalidAccessKeyId', 'The access key ID you provided does not exist in our records.')
-    garage.access.checkKeyActive(apiKey)
+      ),
+    )
+    if (auth === undefined || apiKey === undefined)
+      throw new ApiError('AccessDenied', 'Forbidden: Garage does not support anonymous access yet')
 
     const bucket = await garage.access.resolveBucket(ep.bucket, apiKey)
     garage.access.checkBucketPermission(apiKey, bucket.id, k2vAuthorization(ep))

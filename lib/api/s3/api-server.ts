@@ -16,8 +16,9 @@ import {
   withCorsError,
   withCorsHeaders,
 } from '../common/cors.ts'
+import { authenticate } from '../common/authenticate.ts'
 import { ApiError } from '../common/errors.ts'
-import type { ApiHandler, ApiResponse, RequestContext } from '../common/server.ts'
+import { type ApiHandler, type ApiResponse, type RequestContext, rawTarget } from '../common/server.ts'
 import { parseChecksumHeaders, requestBodyStages } from '../common/signature/body.ts'
 import { type AuthenticatedV2, isSignatureV2, verifyRequestV2 } from '../common/signature/sigv2.ts'
 import { type Authenticated, parseQuery, SigningKeyCache, verifyRequest } from '../common/signature/sigv4.ts'
@@ -109,11 +110,7 @@ export class S3ApiServer implements ApiHandler {
   }
 
   async handle(req: IncomingMessage, request: RequestContext): Promise<ApiResponse> {
-    const rawUrl = req.url ?? '/'
-    const q = rawUrl.indexOf('?')
-    const rawPath = q < 0 ? rawUrl : rawUrl.slice(0, q)
-    const rawQuery = q < 0 ? '' : rawUrl.slice(q + 1)
-    const method = (req.method ?? 'GET').toUpperCase()
+    const { method, rawPath, rawQuery } = rawTarget(req)
     const { bucket, key } = parseBucketAndKey({ host: req.headers.host, rawPath, rootDomain: this.#settings.rootDomain })
     request.bucket = bucket
     request.key = key
@@ -178,40 +175,15 @@ export class S3ApiServer implements ApiHandler {
       return withCorsHeaders(response, corsHeadersFor(params, method, req.headers))
     }
 
-    // The signature check is synchronous: it first runs on the local copy of the key table (the
-    // hot path); a key missing there is resolved with the model's policy (`garage.access`:
-    // quorum on a local miss in a cluster, unknown ids cached), and the check runs again.
-    let fetched: ExistingKey | undefined
-    let missing: string | undefined
-    const lookupSecret = (id: string): string | undefined => {
-      const k = fetched?.id === id ? fetched : garage.access.localKey(id)
-      if (k === undefined) missing = id
-      return k?.state.value.secret
-    }
     // Signature V2 (`Authorization: AWS …` or `AWSAccessKeyId`/`Signature` in the query) or V4.
-    const v2 = isSignatureV2(req.headers, parseQuery(rawQuery))
-    const verify = v2
-      ? () => this.#verifyV2(req, method, rawPath, rawQuery, lookupSecret)
-      : () => this.#verifyV4(req, method, rawPath, rawQuery, lookupSecret)
-    let auth: { accessKeyId: string } | undefined
-    try {
-      auth = verify()
-    } catch (err) {
-      if (missing === undefined) throw err
-      fetched = await garage.access.resolveKey(missing)
-      if (fetched === undefined) throw err
-      auth = verify()
-    }
     // An anonymous request (no signature at all) goes on only to a bucket whose policy or
     // public-read ACL lets anyone in for its operation (#authorize).
-    let apiKey: ExistingKey | undefined
-    if (auth !== undefined) {
-      request.accessKeyId = auth.accessKeyId
-      apiKey = fetched?.id === auth.accessKeyId ? fetched : garage.access.localKey(auth.accessKeyId)
-      if (apiKey === undefined)
-        throw new ApiError('InvalidAccessKeyId', 'The access key ID you provided does not exist in our records.')
-      garage.access.checkKeyActive(apiKey)
-    }
+    const v2 = isSignatureV2(req.headers, parseQuery(rawQuery))
+    const { auth, key: apiKey } = await authenticate<{ accessKeyId: string }>(garage.access, request, (lookupSecret) =>
+      v2
+        ? this.#verifyV2(req, method, rawPath, rawQuery, lookupSecret)
+        : this.#verifyV4(req, method, rawPath, rawQuery, lookupSecret),
+    )
 
     // The checksum headers, parsed once for the request: the body stages check them, handlers
     // read them from `ctx.checksums`.
