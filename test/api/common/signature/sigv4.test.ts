@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict'
-import { createHash, createHmac } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
 import { describe, test } from 'node:test'
 import { SignatureV4 } from '@smithy/signature-v4'
+import { Sha256 } from '../../../helpers/smithy-sha256.ts'
 import { ApiError } from '../../../../lib/api/common/errors.ts'
 import {
   awsUriEncode,
@@ -213,35 +214,6 @@ describe('AWS documented examples (sig-v4-header-based-auth)', () => {
 
 // ---------------------------------------------------------------------------------------------
 // Requests signed by the AWS SDK's own signer
-
-type SourceData = string | ArrayBuffer | ArrayBufferView
-
-function toBytes(d: SourceData): string | Uint8Array {
-  if (typeof d === 'string') return d
-  return ArrayBuffer.isView(d) ? new Uint8Array(d.buffer, d.byteOffset, d.byteLength) : new Uint8Array(d)
-}
-
-/** The SHA-256 / HMAC constructor the smithy signer expects, over node:crypto. */
-class Sha256 {
-  #secret: string | Uint8Array | undefined
-  #h: ReturnType<typeof createHash> | ReturnType<typeof createHmac>
-  constructor(secret?: SourceData) {
-    this.#secret = secret === undefined ? undefined : toBytes(secret)
-    this.#h = this.#fresh()
-  }
-  #fresh(): ReturnType<typeof createHash> | ReturnType<typeof createHmac> {
-    return this.#secret === undefined ? createHash('sha256') : createHmac('sha256', this.#secret)
-  }
-  update(data: SourceData): void {
-    this.#h.update(toBytes(data))
-  }
-  async digest(): Promise<Uint8Array> {
-    return this.#h.digest()
-  }
-  reset(): void {
-    this.#h = this.#fresh()
-  }
-}
 
 const KEY_ID = 'GK31c2f218a2e44f485b94239e'
 const SECRET = 'b892c0665f0ada8a4755dae98baa3b133590e11dae3bcc1f9d3bf8a2a6c05d89'
