@@ -10,6 +10,7 @@
  * - frame.ts, message.ts: sealed framing and the plaintext message shapes
  */
 import { channel } from 'node:diagnostics_channel'
+import { setMaxListeners } from 'node:events'
 import { performance } from 'node:perf_hooks'
 import { Readable } from 'node:stream'
 import type { TcpAddr } from '../util/config.ts'
@@ -130,6 +131,9 @@ export class NetApp implements AsyncDisposable {
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_RPC_TIMEOUT_MS
     this.#pingTimeoutMs = options.pingTimeoutMs ?? DEFAULT_PING_TIMEOUT_MS
     const closing = this.#closing.signal
+    // Every call in flight, sent or served, listens on it until it ends (linkSignals): hundreds
+    // at once are normal, not a leak, so Node's warning past 10 listeners would be noise.
+    setMaxListeners(0, closing)
     this.#handlers = new Handlers(this.id)
     this.#handshakes = new HandshakeServer(me, this.#peers, log, options.maxSessions ?? 4096)
     this.#client = new RpcClient({
