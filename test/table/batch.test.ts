@@ -14,7 +14,7 @@ import { openLmdb } from '../../lib/db/lmdb.ts'
 import type { NetCallEvent } from '../../lib/net/netapp.ts'
 import { batchItem, TableBatch } from '../../lib/table/batch.ts'
 import { TableData } from '../../lib/table/data.ts'
-import type { NodeId, SyncPartitions, TableReplication } from '../../lib/table/replication.ts'
+import type { NodeId } from '../../lib/table/replication.ts'
 import {
   NetAppTableTransport,
   parseTableBatchRequest,
@@ -29,6 +29,7 @@ import { GarageError, QuorumError } from '../../lib/util/errors.ts'
 import { silentLogger } from '../../lib/util/logger.ts'
 import { eventually } from '../helpers/eventually.ts'
 import { newSecret, startNode } from '../net/net-fixtures.ts'
+import { onNodes } from './replication-fixtures.ts'
 
 interface Row {
   pk: string
@@ -49,36 +50,6 @@ const schemaOf = (tableName: string): TableSchema<Row> => ({
     if (next?.n === 666) throw new Error('the hook refuses 666')
   },
 })
-
-/** Entries on `nodes` (one write set), self first, quorums of two. */
-class FixedReplication implements TableReplication {
-  readonly antiEntropyIntervalMs = Number.POSITIVE_INFINITY
-  readonly #nodes: NodeId[]
-  constructor(self: NodeId, nodes: NodeId[]) {
-    this.#nodes = nodes.includes(self) ? [self, ...nodes.filter((n) => n !== self)] : nodes
-  }
-  storageNodes(): NodeId[] {
-    return this.#nodes
-  }
-  readNodes(): NodeId[] {
-    return this.#nodes
-  }
-  readQuorum(): number {
-    return 2
-  }
-  writeSets(): NodeId[][] {
-    return [this.#nodes]
-  }
-  writeQuorum(): number {
-    return 2
-  }
-  partitionOf(): number {
-    return 0
-  }
-  syncPartitions(): SyncPartitions {
-    return { layoutVersion: 0, partitions: [] }
-  }
-}
 
 interface BatchNode {
   id: NodeId
@@ -109,7 +80,7 @@ async function threeNodes(t: TestContext, o: { bOnLastTwo?: boolean; silent?: nu
       const table = new Table<Row>({
         schema,
         data: new TableData(schema, db),
-        replication: new FixedReplication(key.id, nodes),
+        replication: onNodes(key.id, nodes),
         self: key.id,
         log: silentLogger,
         transport,

@@ -13,7 +13,7 @@ import { openLmdb } from '../../lib/db/lmdb.ts'
 import type { NetApp } from '../../lib/net/netapp.ts'
 import { TableData } from '../../lib/table/data.ts'
 import { InsertQueueWorker } from '../../lib/table/queue.ts'
-import type { NodeId, SyncPartitions, TableReplication } from '../../lib/table/replication.ts'
+import type { NodeId } from '../../lib/table/replication.ts'
 import { NetAppTableTransport, parseTableRequest, registerTableHandler, tableEndpoint } from '../../lib/table/rpc.ts'
 import { hashPartitionKey, type TableSchema } from '../../lib/table/schema.ts'
 import { Table } from '../../lib/table/table.ts'
@@ -23,6 +23,7 @@ import { QuorumError } from '../../lib/util/errors.ts'
 import { silentLogger } from '../../lib/util/logger.ts'
 import { eventually } from '../helpers/eventually.ts'
 import { newSecret, startNode } from '../net/net-fixtures.ts'
+import { onNodes } from './replication-fixtures.ts'
 
 /** A grow-only counter per (pk, sk): merge = max. */
 interface Counter {
@@ -39,36 +40,6 @@ const schema: TableSchema<Counter> = {
   partitionHash: hashPartitionKey,
   merge: (a, b) => ({ ...a, n: Math.max(a.n, b.n) }),
   isTombstone: () => false,
-}
-
-/** Every entry on every node, read closest (self) first, quorums of two. */
-class EverywhereReplication implements TableReplication {
-  readonly antiEntropyIntervalMs = Number.POSITIVE_INFINITY
-  readonly #nodes: NodeId[]
-  constructor(self: NodeId, all: NodeId[]) {
-    this.#nodes = [self, ...all.filter((n) => n !== self)]
-  }
-  storageNodes(): NodeId[] {
-    return this.#nodes
-  }
-  readNodes(): NodeId[] {
-    return this.#nodes
-  }
-  readQuorum(): number {
-    return 2
-  }
-  writeSets(): NodeId[][] {
-    return [this.#nodes]
-  }
-  writeQuorum(): number {
-    return 2
-  }
-  partitionOf(): number {
-    return 0
-  }
-  syncPartitions(): SyncPartitions {
-    return { layoutVersion: 0, partitions: [] }
-  }
 }
 
 interface ClusterNode {
@@ -96,7 +67,7 @@ async function threeNodes(t: TestContext, o: { timeoutMs?: number; hang?: number
     const table = new Table<Counter>({
       schema,
       data: new TableData(schema, db),
-      replication: new EverywhereReplication(key.id, ids),
+      replication: onNodes(key.id, ids),
       self: key.id,
       log: silentLogger,
       transport: new NetAppTableTransport(net),

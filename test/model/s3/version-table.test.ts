@@ -17,7 +17,7 @@ import {
   versionTableSchema,
 } from '../../../lib/model/s3/version-table.ts'
 import { TableData } from '../../../lib/table/data.ts'
-import type { NodeId, SyncPartitions, TableReplication } from '../../../lib/table/replication.ts'
+import type { TableReplication } from '../../../lib/table/replication.ts'
 import { NetAppTableTransport, registerTableHandler } from '../../../lib/table/rpc.ts'
 import type { TableSchema } from '../../../lib/table/schema.ts'
 import { Table } from '../../../lib/table/table.ts'
@@ -27,6 +27,7 @@ import { silentLogger } from '../../../lib/util/logger.ts'
 import { eventually } from '../../helpers/eventually.ts'
 import { startModel } from '../../helpers/model.ts'
 import { newSecret, startNode } from '../../net/net-fixtures.ts'
+import { FixedReplication } from '../../table/replication-fixtures.ts'
 
 const EMPTY = new Uint8Array(0)
 
@@ -143,36 +144,6 @@ test('an old-format row in lmdb is read, merged, rewritten and its deletion stil
     async () => (await garage.blockRefTable.get(h('c'), other))?.deleted === true,
   )
 })
-
-/** Fixed placement: where this node reads from and writes to. */
-class FixedReplication implements TableReplication {
-  readonly antiEntropyIntervalMs = Number.POSITIVE_INFINITY
-  readonly #o: { read: NodeId[]; write: NodeId[] }
-  constructor(o: { read: NodeId[]; write: NodeId[] }) {
-    this.#o = o
-  }
-  storageNodes(): NodeId[] {
-    return this.#o.write
-  }
-  readNodes(): NodeId[] {
-    return this.#o.read
-  }
-  readQuorum(): number {
-    return this.#o.read.length
-  }
-  writeSets(): NodeId[][] {
-    return [this.#o.write]
-  }
-  writeQuorum(): number {
-    return this.#o.write.length
-  }
-  partitionOf(): number {
-    return 0
-  }
-  syncPartitions(): SyncPartitions {
-    return { layoutVersion: 0, partitions: [] }
-  }
-}
 
 async function tableOn<E>(
   t: TestContext,
