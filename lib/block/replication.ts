@@ -172,17 +172,13 @@ export class BlockReplication {
    * node returned it.
    */
   async get(hash: Hash, priority: RpcPriority): Promise<Buffer> {
-    const path = await this.#store.find(hash)
-    if (path !== undefined) {
-      try {
-        const data = await this.#store.readVerified(hash, path)
-        if (data !== undefined) return data
-      } catch (err) {
-        if (!(err instanceof CorruptDataError) || this.#cluster === undefined) throw err
-        this.#o.log.warn(`${err.message}; reading it from another node`)
-      }
-    } else {
+    try {
+      const data = await this.#store.readFirst(hash)
+      if (data !== undefined) return data
       this.#o.events.missed(hash)
+    } catch (err) {
+      if (!(err instanceof CorruptDataError) || this.#cluster === undefined) throw err
+      this.#o.log.warn(`${err.message}; reading it from another node`)
     }
     if (this.#cluster === undefined) {
       throw new GarageError('GARAGE_ERR_INTERNAL', `block ${toHex(hash)} is not stored on this node`)

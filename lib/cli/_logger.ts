@@ -8,6 +8,7 @@
 
 import { formatWithOptions } from 'node:util'
 import { type ConsolaInstance, type ConsolaReporter, createConsola, type LogObject } from 'consola'
+import { colors } from 'consola/utils'
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from '../index.ts'
 import { CliError } from './_errors.ts'
 
@@ -73,14 +74,39 @@ export function jsonReporter(write: (line: string) => void): ConsolaReporter {
 }
 
 /**
+ * Whether an access line may be written as is: where consola's reporter would write it plain
+ * (`[tag] ℹ line`: not a terminal, no colours, a terminal that shows `ℹ`), which costs it
+ * ≈ 130 µs of CPU per line (string width measures and format passes), ≈ 10 % of a small GET.
+ * Written directly it is the same line, except that consola's markdown-like pass would also have
+ * removed the underscores around a `_word_` of an object key.
+ */
+function plainAccessLines(stream: NodeJS.WriteStream | undefined): boolean {
+  return (
+    stream !== undefined &&
+    stream.isTTY !== true &&
+    colors.gray('x') === 'x' &&
+    process.platform !== 'win32' &&
+    process.env.TERM !== 'linux'
+  )
+}
+
+/**
  * A text reporter that leaves out the trailing fields object of an access log entry (the line
  * already says it all) and hands everything else to consola's reporter.
  */
 function textReporter(inner: ConsolaReporter): ConsolaReporter {
+  let plain: boolean | undefined
   return {
     log(obj, ctx) {
       const last = obj.args[obj.args.length - 1]
       if (obj.args.length > 1 && obj.tag.endsWith('access') && isPlainObject(last)) {
+        const line = obj.args[0]
+        const out = ctx.options.stdout
+        plain ??= plainAccessLines(out)
+        if (plain && obj.args.length === 2 && typeof line === 'string' && obj.level > 1) {
+          ;(out as NodeJS.WriteStream).write(`[${obj.tag}] ℹ ${line}\n`)
+          return
+        }
         inner.log({ ...obj, args: obj.args.slice(0, -1) }, ctx)
       } else inner.log(obj, ctx)
     },
@@ -88,14 +114,25 @@ function textReporter(inner: ConsolaReporter): ConsolaReporter {
 }
 
 /** The CLI's logger for `level` and `format`. */
-export function createCliLogger(opts: { level: LogLevel; format: LogFormat }): ConsolaInstance {
+export function createCliLogger(opts: {
+  level: LogLevel
+  format: LogFormat
+  /** Where records go (default: process.stdout, and process.stderr for errors and warnings). */
+  stdout?: NodeJS.WriteStream
+  stderr?: NodeJS.WriteStream
+}): ConsolaInstance {
   const level = CONSOLA_LEVEL[opts.level]
+  const streams = {
+    ...(opts.stdout === undefined ? {} : { stdout: opts.stdout }),
+    ...(opts.stderr === undefined ? {} : { stderr: opts.stderr }),
+  }
   if (opts.format === 'json') {
+    const out = opts.stdout ?? process.stdout
     return createConsola({
       level,
-      reporters: [jsonReporter((line) => process.stdout.write(line))],
+      reporters: [jsonReporter((line) => out.write(line))],
     })
   }
   const base = createConsola({ level })
-  return createConsola({ level, reporters: base.options.reporters.map(textReporter) })
+  return createConsola({ level, ...streams, reporters: base.options.reporters.map(textReporter) })
 }

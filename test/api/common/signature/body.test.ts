@@ -301,7 +301,11 @@ describe('body checks', () => {
 
   test('requestBodyStages: x-amz-content-sha256 hash and header checksums', async () => {
     const data = Buffer.from('payload')
-    const headers: IncomingHttpHeaders = { 'x-amz-content-sha256': sha256hex(data), 'x-amz-checksum-crc32c': crc32cB64(data) }
+    const headers: IncomingHttpHeaders = {
+      'content-length': String(data.length),
+      'x-amz-content-sha256': sha256hex(data),
+      'x-amz-checksum-crc32c': crc32cB64(data),
+    }
     const good = requestBodyStages(headers, testAuth(sha256hex(data)))
     assert.deepEqual(await run([data], good.stages), data)
     assert.equal((await good.result).checksums.CRC32C, crc32cB64(data))
@@ -311,13 +315,37 @@ describe('body checks', () => {
 
   test('requestBodyStages checks the checksums its caller parsed, without parsing the headers again', async () => {
     const data = Buffer.from('payload')
-    const headers: IncomingHttpHeaders = { 'x-amz-content-sha256': sha256hex(data), 'x-amz-checksum-crc32c': 'AAAAAA==' }
+    const headers: IncomingHttpHeaders = {
+      'content-length': String(data.length),
+      'x-amz-content-sha256': sha256hex(data),
+      'x-amz-checksum-crc32c': 'AAAAAA==',
+    }
     // The caller dropped the header's value (CompleteMultipartUpload does): nothing is checked.
     const parsed = requestBodyStages(headers, testAuth(sha256hex(data)), { checksums: { expected: {} } })
     assert.deepEqual(await run([data], parsed.stages), data)
-    const given = requestBodyStages({}, testAuth(sha256hex(data)), { checksums: { expected: { CRC32C: crc32cB64(data) } } })
+    const given = requestBodyStages({ 'transfer-encoding': 'chunked' }, testAuth(sha256hex(data)), {
+      checksums: { expected: { CRC32C: crc32cB64(data) } },
+    })
     assert.deepEqual(await run([data], given.stages), data)
     assert.equal((await given.result).checksums.CRC32C, crc32cB64(data))
+  })
+
+  test('requestBodyStages: a request without a body gets no stage, and the checks of an empty body', async () => {
+    const md5Empty = createHash('md5').digest()
+    for (const length of [{}, { 'content-length': '0' }]) {
+      const none = requestBodyStages({ ...length, 'x-amz-content-sha256': EMPTY }, testAuth(EMPTY), { computeMd5: true })
+      assert.equal(none.stages.length, 0)
+      assert.deepEqual((await none.result).md5, md5Empty)
+      // The same checks as the stream would make at its end: a hash that is not the empty one fails.
+      const wrongSha = requestBodyStages({ ...length }, testAuth(sha256hex('x')))
+      assert.equal(wrongSha.stages.length, 0)
+      await assert.rejects(wrongSha.result, isApiError('XAmzContentSHA256Mismatch'))
+      const wrongMd5 = requestBodyStages({ ...length, 'content-md5': createHash('md5').update('x').digest('base64') }, undefined)
+      await assert.rejects(wrongMd5.result, isApiError('BadDigest'))
+    }
+    // A length or a chunked transfer: a body to stream through the checks.
+    assert.equal(requestBodyStages({ 'content-length': '1' }, undefined).stages.length, 1)
+    assert.equal(requestBodyStages({ 'transfer-encoding': 'chunked' }, undefined).stages.length, 1)
   })
 
   test('requestBodyStages: trailer checksum right and wrong (unsigned trailer, as the JS SDK sends)', async () => {
