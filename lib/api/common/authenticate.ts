@@ -33,9 +33,12 @@ export async function authenticate<A extends { accessKeyId: string }>(
 ): Promise<Authentication<A>> {
   let fetched: ExistingKey | undefined
   let missing: string | undefined
+  // The key the signature was checked with, kept so that its row is read and decoded once.
+  let looked: ExistingKey | undefined
   const lookupSecret: SecretLookup = (id) => {
     const k = fetched?.id === id ? fetched : access.localKey(id)
     if (k === undefined) missing = id
+    looked = k
     return k?.state.value.secret
   }
   let auth: A | undefined
@@ -49,7 +52,12 @@ export async function authenticate<A extends { accessKeyId: string }>(
   }
   if (auth === undefined) return { auth, key: undefined }
   request.accessKeyId = auth.accessKeyId
-  const key = fetched?.id === auth.accessKeyId ? fetched : access.localKey(auth.accessKeyId)
+  const key =
+    fetched?.id === auth.accessKeyId
+      ? fetched
+      : looked?.id === auth.accessKeyId
+        ? looked
+        : access.localKey(auth.accessKeyId)
   if (key === undefined) throw new ApiError('InvalidAccessKeyId', 'The access key ID you provided does not exist in our records.')
   access.checkKeyActive(key)
   return { auth, key }
