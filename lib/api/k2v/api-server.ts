@@ -6,14 +6,14 @@
  * @internal
  */
 import type { IncomingMessage } from 'node:http'
-import { type PassThrough, pipeline, type Readable } from 'node:stream'
+import type { Readable } from 'node:stream'
 import type { Garage } from '../../model/garage.ts'
 import type { Logger } from '../../util/logger.ts'
 import { corsHeadersFor, handleOptionsForBucket, handleOptionsPermissive, withCorsHeaders } from '../common/cors.ts'
 import { authenticate } from '../common/authenticate.ts'
 import { ApiError } from '../common/errors.ts'
 import { type ApiHandler, type ApiResponse, type RequestContext, rawTarget } from '../common/server.ts'
-import { requestBodyStages } from '../common/signature/body.ts'
+import { pipeBody, requestBodyStages } from '../common/signature/body.ts'
 import { SigningKeyCache, verifyRequest } from '../common/signature/sigv4.ts'
 import { handleDeleteBatch, handleInsertBatch, handlePollRange, handleReadBatch } from './batch.ts'
 import type { K2vCtx } from './context.ts'
@@ -69,12 +69,7 @@ export class K2vApiServer implements ApiHandler {
     const stages = requestBodyStages(req.headers, auth)
     // Consumers await `result`; this only keeps an early failure from going unhandled.
     stages.result.catch(() => {})
-    const body: Readable =
-      stages.stages.length === 0
-        ? req
-        : (pipeline(req, ...(stages.stages as [PassThrough]), (err) => {
-            if (err) this.#log.debug(`request body failed: ${err.message}`)
-          }) as Readable)
+    const body: Readable = pipeBody(req, stages.stages, (err) => this.#log.debug(`request body failed: ${err.message}`))
     // Polls end when the client goes away.
     const gone = new AbortController()
     const onClose = (): void => gone.abort()

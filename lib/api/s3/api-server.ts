@@ -4,7 +4,7 @@
  * handler of its area. Errors are rendered as S3 XML.
  */
 import type { IncomingMessage } from 'node:http'
-import { type PassThrough, pipeline, type Readable } from 'node:stream'
+import type { Readable } from 'node:stream'
 import type { Garage } from '../../model/garage.ts'
 import type { ExistingKey } from '../../model/helper/key.ts'
 import type { Logger } from '../../util/logger.ts'
@@ -19,7 +19,7 @@ import {
 import { authenticate } from '../common/authenticate.ts'
 import { ApiError } from '../common/errors.ts'
 import { type ApiHandler, type ApiResponse, type RequestContext, rawTarget } from '../common/server.ts'
-import { parseChecksumHeaders, requestBodyStages } from '../common/signature/body.ts'
+import { parseChecksumHeaders, pipeBody, requestBodyStages } from '../common/signature/body.ts'
 import { type AuthenticatedV2, isSignatureV2, verifyRequestV2 } from '../common/signature/sigv2.ts'
 import { type Authenticated, parseQuery, SigningKeyCache, verifyRequest } from '../common/signature/sigv4.ts'
 import { authorityToHost, hostToBucket } from '../common/host.ts'
@@ -201,12 +201,7 @@ export class S3ApiServer implements ApiHandler {
     })
     // Consumers await `result`; this handler only keeps an early failure from going unhandled.
     stages.result.catch(() => {})
-    const body: Readable =
-      stages.stages.length === 0
-        ? req
-        : (pipeline(req, ...(stages.stages as [PassThrough]), (err) => {
-            if (err) this.#log.debug(`request body failed: ${err.message}`)
-          }) as Readable)
+    const body: Readable = pipeBody(req, stages.stages, (err) => this.#log.debug(`request body failed: ${err.message}`))
 
     if (ep.kind === 'ListBuckets' || ep.kind === 'CreateBucket') {
       if (apiKey === undefined) throw anonymousDenied()

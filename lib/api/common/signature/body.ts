@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
-import { Transform, type TransformCallback } from 'node:stream'
+import { finished, type Readable, Transform, type TransformCallback } from 'node:stream'
 import { ApiError } from '../errors.ts'
 import {
   type ChecksumAlgorithm,
@@ -314,4 +314,46 @@ export function requestBodyStages(
   const check = checksumCheck(checkOptions)
   stages.push(check)
   return { stages, result: check.result, contentEncoding }
+}
+
+/**
+ * Pipes a request body through its stages and returns the last one (or the body itself when
+ * there is none), with `stream.pipeline`'s error handling: the first error of any stream (a
+ * failed check, a client that went away, a consumer that destroyed the end) destroys every stream
+ * not finished yet and is reported once to `onError`. Unlike `pipeline` it builds no
+ * AbortController, whose abort at the end of every body built a DOMException with its stack
+ * (≈ 40–80 µs of CPU per request body).
+ * @internal
+ */
+export function pipeBody(body: Readable, stages: readonly Transform[], onError: (err: Error) => void): Readable {
+  if (stages.length === 0) return body
+  const all: Readable[] = [body, ...stages]
+  const ended = new Set<Readable>()
+  let failed = false
+  for (const s of all) {
+    finished(s, (err) => {
+      if (err === undefined || err === null) {
+        ended.add(s)
+        return
+      }
+      if (failed) return
+      failed = true
+      for (const other of all) if (!ended.has(other) && !other.destroyed) destroyStream(other, err)
+      onError(err)
+    })
+  }
+  let prev = body
+  for (const stage of stages) prev = prev.pipe(stage)
+  return prev
+}
+
+/**
+ * Destroys a stream as `pipeline` does: a server request is first detached from its socket, so
+ * that the connection survives to carry the error answer (the server closes it afterwards, the
+ * request being incomplete).
+ */
+function destroyStream(s: Readable, err: Error): void {
+  const req = s as Readable & { _dump?: unknown; _consuming?: unknown; socket?: unknown }
+  if (typeof req._dump === 'function' && typeof req._consuming === 'boolean') req.socket = null
+  s.destroy(err)
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { createHash, createHmac } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
-import { Readable, type Transform, Writable } from 'node:stream'
+import { PassThrough, Readable, type Transform, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { describe, test } from 'node:test'
 import { ApiError } from '../../../../lib/api/common/errors.ts'
@@ -9,6 +9,7 @@ import {
   type AwsChunkedMode,
   awsChunkedDecoder,
   checksumCheck,
+  pipeBody,
   requestBodyStages,
   sha256Check,
 } from '../../../../lib/api/common/signature/body.ts'
@@ -406,5 +407,58 @@ describe('body checks', () => {
       isApiError('InvalidRequest'),
     )
     assert.throws(() => requestBodyStages({ 'content-md5': 'nope' }, undefined), isApiError('InvalidDigest'))
+  })
+})
+
+describe('pipeBody', () => {
+  test('passes the body through every stage, with no stage the body itself', async () => {
+    const src = Readable.from([Buffer.from('ab'), Buffer.from('cd')])
+    assert.equal(
+      pipeBody(src, [], () => assert.fail('no error')),
+      src,
+    )
+    const check = checksumCheck({ computeMd5: true })
+    const out = pipeBody(Readable.from([Buffer.from('ab'), Buffer.from('cd')]), [new PassThrough(), check], () =>
+      assert.fail('no error'),
+    )
+    const got: Buffer[] = []
+    for await (const c of out) got.push(c as Buffer)
+    assert.equal(Buffer.concat(got).toString(), 'abcd')
+    assert.deepEqual((await check.result).md5, createHash('md5').update('abcd').digest())
+  })
+
+  test('a failing check destroys the body and is reported once; a body cut short fails the last stage', async () => {
+    const errors: Error[] = []
+    const src = new PassThrough()
+    const out = pipeBody(src, [checksumCheck({ md5: createHash('md5').update('x').digest('base64') })], (e) => errors.push(e))
+    src.end('y')
+    await assert.rejects(
+      (async () => {
+        for await (const _ of out);
+      })(),
+      isApiError('BadDigest'),
+    )
+    assert.equal(errors.length, 1)
+    assert.ok(errors[0] instanceof ApiError)
+
+    const cut = new PassThrough()
+    const reported: Error[] = []
+    const last = pipeBody(cut, [new PassThrough()], (e) => reported.push(e))
+    cut.write('partial')
+    cut.destroy()
+    await assert.rejects(
+      (async () => {
+        for await (const _ of last);
+      })(),
+      { code: 'ERR_STREAM_PREMATURE_CLOSE' },
+    )
+    assert.equal(reported.length, 1)
+
+    // The consumer giving up destroys the body too.
+    const body = new PassThrough()
+    const end = pipeBody(body, [new PassThrough()], () => {})
+    end.destroy()
+    await new Promise((r) => setImmediate(r))
+    assert.equal(body.destroyed, true)
   })
 })
