@@ -53,11 +53,7 @@ export async function authenticate<A extends { accessKeyId: string }>(
   if (auth === undefined) return { auth, key: undefined }
   request.accessKeyId = auth.accessKeyId
   const key =
-    fetched?.id === auth.accessKeyId
-      ? fetched
-      : looked?.id === auth.accessKeyId
-        ? looked
-        : access.localKey(auth.accessKeyId)
+    fetched?.id === auth.accessKeyId ? fetched : looked?.id === auth.accessKeyId ? looked : access.localKey(auth.accessKeyId)
   if (key === undefined) throw new ApiError('InvalidAccessKeyId', 'The access key ID you provided does not exist in our records.')
   access.checkKeyActive(key)
   return { auth, key }
