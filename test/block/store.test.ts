@@ -110,3 +110,43 @@ test('the local store writes missing markers and sweeps old temporary files', as
   const left = await readdir(join(dir, toHex(hash).slice(0, 2), toHex(hash).slice(2, 4)))
   assert.deepEqual(left, [toHex(hash)])
 })
+
+test('readFirst reads the first directory that holds the block, without looking it up first', async (t) => {
+  const a = await mkdtemp(join(tmpdir(), 'garage-block-a-'))
+  const b = await mkdtemp(join(tmpdir(), 'garage-block-b-'))
+  t.after(() => Promise.all([rm(a, { recursive: true, force: true }), rm(b, { recursive: true, force: true })]))
+  const inA = new SingleDirPaths(a)
+  const inB = new SingleDirPaths(b)
+  const corrupt: string[] = []
+  const s = new LocalBlockStore({
+    // Two directories: new copies go to the first, an older layout left some in the second.
+    paths: {
+      dirs: [a, b],
+      primaryPath: (h) => inA.primaryPath(h),
+      candidatePaths: (h) => [inA.primaryPath(h), inB.primaryPath(h)],
+    },
+    fsync: false,
+    log: recordingLogger(),
+    metrics: new BlockMetrics(),
+    touchExisting: () => false,
+    onCorrupt: (h) => corrupt.push(toHex(h)),
+  })
+  const data = Buffer.from('a block an older layout left in the second directory')
+  const hash = blake2sum(data)
+  assert.equal(await s.readFirst(hash), undefined)
+  const second = new LocalBlockStore({
+    paths: inB,
+    fsync: false,
+    log: recordingLogger(),
+    metrics: new BlockMetrics(),
+    touchExisting: () => false,
+    onCorrupt: () => {},
+  })
+  await second.write(hash, data)
+  assert.deepEqual(await s.readFirst(hash), data)
+  // A corrupt copy in the first directory is reported, not skipped.
+  await s.write(hash, data)
+  await writeFile(inA.primaryPath(hash), 'garbage')
+  await assert.rejects(s.readFirst(hash), CorruptDataError)
+  assert.deepEqual(corrupt, [toHex(hash)])
+})
