@@ -3,7 +3,9 @@
  * workers that walk this node's copy of a table and fix what an interrupted cascade or a bug left
  * inconsistent, plus the launchers of the table sync, block resync, scrub and rebalance.
  *
- * - versions: a version no object or upload references any more → tombstone.
+ * - versions: a version no object or upload references any more → tombstone, once it is still
+ *   unreferenced {@link VERSION_REPAIR_GRACE_MS} after it was first seen so (a small PUT writes
+ *   its version row before the object row that references it, one round trip later).
  * - multipartUploads: an upload whose object version is no longer uploading → tombstone.
  * - blockRefs: a block reference whose version is deleted or gone → tombstone.
  * - blockRc: local reference counts recomputed from the local block_ref rows.
@@ -24,7 +26,7 @@ import type { Garage } from './garage.ts'
 import type { BlockRefEntry } from './s3/block-ref-table.ts'
 import type { MpuEntry } from './s3/mpu-table.ts'
 import type { ObjectEntry } from './s3/object-table.ts'
-import { deletedVersion, type VersionEntry } from './s3/version-table.ts'
+import { deletedVersion, VERSION_REPAIR_GRACE_MS, type VersionEntry } from './s3/version-table.ts'
 
 /** The scrub worker's commands (`garage repair scrub <cmd>`). */
 export type ScrubCommand = 'start' | 'pause' | 'resume' | 'cancel'
@@ -73,6 +75,11 @@ export interface RepairContext {
   /** fsync block files moved between drives (`data_fsync`). */
   fsync?: boolean
   log: Logger
+  /**
+   * How long a version must stay unreferenced before the `versions` repair tombstones it
+   * (default {@link VERSION_REPAIR_GRACE_MS}; tests set 0).
+   */
+  versionGraceMs?: number
 }
 
 /** A repair this node cannot run (the part it needs is not there). */
@@ -111,7 +118,12 @@ export async function launchRepair(ctx: RepairContext, op: RepairType): Promise<
       return
     case 'versions':
       log.info('repairing the versions table')
-      ctx.spawn(new TableRepairWorker(g.versionTable, (v) => repairVersion(g, v), log))
+      ctx.spawn(
+        new TableRepairWorker(g.versionTable, (v) => suspectVersion(g, v), log, {
+          graceMs: ctx.versionGraceMs ?? VERSION_REPAIR_GRACE_MS,
+          recheck: (v) => repairVersion(g, v),
+        }),
+      )
       return
     case 'multipartUploads':
       log.info('repairing the multipart uploads table')
@@ -148,11 +160,21 @@ export async function launchRepair(ctx: RepairContext, op: RepairType): Promise<
   }
 }
 
-/** Returns true when it wrote a fix. */
-type RepairStep<E> = (entry: E) => Promise<boolean>
+/**
+ * Returns true when it wrote a fix; `'later'` when the entry must be looked at again after the
+ * worker's grace (then `recheck` decides).
+ */
+type RepairStep<E> = (entry: E) => Promise<boolean | 'later'>
 
 /** Entries handled per step of a table repair worker. */
 const TABLE_BATCH = 32
+
+/** Second looks of a table repair: entries suspected in the walk, checked again after a grace. */
+export interface RepairRecheck<E> {
+  graceMs: number
+  /** Returns true when it wrote a fix. */
+  recheck(entry: E): Promise<boolean>
+}
 
 /** Walks this node's copy of a table in key order, applying `step` to each entry. */
 export class TableRepairWorker<E> implements Worker {
@@ -160,18 +182,24 @@ export class TableRepairWorker<E> implements Worker {
   readonly #table: Table<E>
   readonly #step: RepairStep<E>
   readonly #log: Logger
+  readonly #later: RepairRecheck<E> | undefined
+  /** Suspects, in the order they were met (so by due time). */
+  readonly #suspects: Array<{ entry: E; due: number }> = []
   #pos: Uint8Array | undefined
+  #walked = false
   #counter = 0
   #repairs = 0
 
-  constructor(table: Table<E>, step: RepairStep<E>, log: Logger) {
+  constructor(table: Table<E>, step: RepairStep<E>, log: Logger, later?: RepairRecheck<E>) {
     this.name = `${table.name} repair worker`
     this.#table = table
     this.#step = step
     this.#log = log
+    this.#later = later
   }
 
   async work(): Promise<WorkerState> {
+    if (this.#walked) return this.#recheckDue()
     const store: Tree = this.#table.data.store
     const batch: Array<[Uint8Array, Uint8Array]> = []
     for (const [k, v] of store.range({ ...(this.#pos === undefined ? {} : { start: this.#pos }), limit: TABLE_BATCH + 1 })) {
@@ -180,31 +208,65 @@ export class TableRepairWorker<E> implements Worker {
       if (batch.length >= TABLE_BATCH) break
     }
     if (batch.length === 0) {
-      this.#log.info(`${this.name}: finished, done ${this.#counter}, fixed ${this.#repairs}`)
-      return 'done'
+      this.#walked = true
+      return this.#recheckDue()
     }
     for (const [k, v] of batch) {
       const entry = this.#table.schema.codec.decode(v)
-      if (await this.#step(entry)) this.#repairs++
+      const r = await this.#step(entry)
+      if (r === 'later' && this.#later !== undefined) {
+        this.#suspects.push({ entry, due: Date.now() + this.#later.graceMs })
+      } else if (r === true) this.#repairs++
       this.#counter++
       this.#pos = k
     }
     return 'busy'
   }
 
-  waitForWork(): Promise<void> {
-    return Promise.resolve()
+  async #recheckDue(): Promise<WorkerState> {
+    const next = this.#suspects[0]
+    if (next === undefined || this.#later === undefined) {
+      this.#log.info(`${this.name}: finished, done ${this.#counter}, fixed ${this.#repairs}`)
+      return 'done'
+    }
+    if (next.due > Date.now()) return 'idle'
+    for (let i = 0; i < TABLE_BATCH; i++) {
+      const s = this.#suspects[0]
+      if (s === undefined || s.due > Date.now()) break
+      this.#suspects.shift()
+      if (await this.#later.recheck(s.entry)) this.#repairs++
+    }
+    return 'busy'
+  }
+
+  async waitForWork(signal: AbortSignal): Promise<void> {
+    const next = this.#suspects[0]
+    if (next === undefined || signal.aborted) return
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer)
+        signal.removeEventListener('abort', done)
+        resolve()
+      }
+      const timer = setTimeout(done, Math.max(0, next.due - Date.now()))
+      signal.addEventListener('abort', done, { once: true })
+    })
   }
 
   info(): Record<string, string | number> {
-    return { progress: `${this.#counter} (${this.#repairs})`, done: this.#counter, fixed: this.#repairs }
+    return {
+      progress: `${this.#counter} (${this.#repairs})`,
+      done: this.#counter,
+      fixed: this.#repairs,
+      waiting: this.#suspects.length,
+    }
   }
 }
 
 const EMPTY = new Uint8Array(0)
 
-async function repairVersion(g: Garage, v: VersionEntry): Promise<boolean> {
-  if (v.deleted) return false
+/** True when no row references `v` (looked for locally, then at quorum). */
+async function unreferenced(g: Garage, v: VersionEntry): Promise<boolean> {
   // The local copy first: a write that sends an object row (or an upload) and the version it
   // announces together (TableBatch.insertInOrder) merges both in one transaction on every node
   // that stores the version, so this node may hold them before the quorum does. Only a
@@ -220,6 +282,20 @@ async function repairVersion(g: Garage, v: VersionEntry): Promise<boolean> {
     if (live(g.mpuTable.data.read(v.backlink.uploadId, EMPTY))) return false
     if (live(await g.mpuTable.get(v.backlink.uploadId, EMPTY))) return false
   }
+  return true
+}
+
+/** First look of the `versions` repair: an unreferenced live version is looked at again later. */
+async function suspectVersion(g: Garage, v: VersionEntry): Promise<boolean | 'later'> {
+  if (v.deleted) return false
+  return (await unreferenced(g, v)) ? 'later' : false
+}
+
+/** Second look, after the grace: a version still unreferenced is tombstoned. */
+async function repairVersion(g: Garage, seen: VersionEntry): Promise<boolean> {
+  const v = g.versionTable.data.read(seen.uuid, EMPTY)
+  if (v === undefined || v.deleted) return false
+  if (!(await unreferenced(g, v))) return false
   await g.versionTable.insert(deletedVersion(v.uuid, v.backlink))
   return true
 }

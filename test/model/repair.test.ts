@@ -27,7 +27,8 @@ function runner(t: TestContext): BackgroundRunner {
 
 async function repair(t: TestContext, garage: Garage, op: RepairType): Promise<void> {
   const r = runner(t)
-  await launchRepair({ garage, spawn: (w) => r.spawn(w), log: silentLogger }, op)
+  // No grace: an unreferenced version is looked at again as soon as the walk ends.
+  await launchRepair({ garage, spawn: (w) => r.spawn(w), log: silentLogger, versionGraceMs: 0 }, op)
   await eventually(`repair ${JSON.stringify(op)} done`, () => r.list().every((w) => w.state === 'done'))
   await drained(garage)
 }
@@ -83,6 +84,52 @@ test('versions: a version no object references is tombstoned, with its block ref
   assert.equal(ref?.deleted, true, 'its block reference is deleted by the cascade')
   assert.equal(garage.blockManager.rc.get(orphanBlock), 0, 'its block is no longer referenced')
   assert.equal(garage.blockManager.rc.get(liveBlock), 1, 'the live block still is')
+})
+
+test('versions: a version unreferenced for less than the grace is kept (its object row may still be on its way)', async (t) => {
+  const { garage } = await startModel(t)
+  const bucket = genUuid()
+  const hash = blake2sum('young')
+  // What a small PUT leaves between its data round and its commit (put.ts saveOneBlock).
+  const young = version(bucket, 'young', hash)
+  await garage.versionTable.insert(young)
+  await garage.blockRefTable.insert({ block: hash, version: young.uuid, deleted: false })
+  const r = runner(t)
+  await launchRepair({ garage, spawn: (w) => r.spawn(w), log: silentLogger, versionGraceMs: 3_600_000 }, 'versions')
+  // The walk is over and the version waits for its second look.
+  await eventually('walk done', () => r.list().some((w) => w.state === 'idle' && w.info.waiting === 1 && w.info.done === 1))
+  await drained(garage)
+  assert.equal((await garage.versionTable.get(young.uuid, EMPTY))?.deleted, false, 'the young version is kept')
+  assert.equal(garage.blockManager.rc.get(hash), 1, 'its block is still referenced')
+  assert.equal(
+    r.list().every((w) => w.state !== 'done'),
+    true,
+    'the repair is not over while a version waits',
+  )
+})
+
+test('versions: a version referenced by the time of the second look is kept', async (t) => {
+  const { garage } = await startModel(t)
+  const bucket = genUuid()
+  const late = version(bucket, 'late', blake2sum('late'))
+  await garage.versionTable.insert(late)
+  const r = runner(t)
+  await launchRepair({ garage, spawn: (w) => r.spawn(w), log: silentLogger, versionGraceMs: 3_600_000 }, 'versions')
+  await eventually('walk done', () => r.list().some((w) => w.state === 'idle' && w.info.waiting === 1))
+  // The commit lands; the second look (made here at once by a worker with no grace) finds it.
+  await garage.objectTable.insert({
+    bucketId: bucket,
+    key: 'late',
+    versions: [
+      {
+        uuid: late.uuid,
+        ts: Date.now(),
+        state: { t: 'complete', data: { t: 'firstBlock', meta: { size: 10, etag: 'e', headers: [] }, hash: blake2sum('late') } },
+      },
+    ],
+  })
+  await repair(t, garage, 'versions')
+  assert.equal((await garage.versionTable.get(late.uuid, EMPTY))?.deleted, false, 'the committed version is kept')
 })
 
 test('multipartUploads: an upload whose object version is not uploading is tombstoned', async (t) => {

@@ -11,7 +11,7 @@ import type { BucketQuotas } from '../../model/bucket-table.ts'
 import type { Garage } from '../../model/garage.ts'
 import { countObject } from '../../model/index-counter.ts'
 import type { ObjectEntry, ObjectMeta, ObjectVersion } from '../../model/s3/object-table.ts'
-import { type VersionBacklink, versionBlock } from '../../model/s3/version-table.ts'
+import { deletedVersion, VERSION_COMMIT_DEADLINE_MS, type VersionBacklink, versionBlock } from '../../model/s3/version-table.ts'
 import { batchItem } from '../../table/batch.ts'
 import { blake2sum, genUuid, type Hash, toHex, type Uuid, utf8 } from '../../util/data.ts'
 import { nextTimestamp } from '../../util/time.ts'
@@ -178,6 +178,18 @@ export class Chunker {
   get ended(): boolean {
     return this.#ended && this.#pendingLen === 0
   }
+  /** True when nothing is left: waits for the next bytes of the body or its end, takes nothing. */
+  async atEnd(): Promise<boolean> {
+    while (!this.#ended && this.#pendingLen === 0) {
+      const r = await this.#it.next()
+      if (r.done === true) this.#ended = true
+      else if (r.value.length > 0) {
+        this.#pending.push(r.value)
+        this.#pendingLen += r.value.length
+      }
+    }
+    return this.ended
+  }
 }
 
 /**
@@ -205,6 +217,25 @@ function objectMetaFrom(
   return meta
 }
 
+/** Options of {@link saveStream}. */
+export interface SaveOptions {
+  checksumAlgorithm?: ChecksumAlgorithm | undefined
+  quotas?: BucketQuotas | undefined
+  /** Encrypt with a customer key (SSE-C) or a data key of the version's own (SSE-S3). */
+  encryption?: WriteEncryption | undefined
+  /**
+   * The key's current row when the caller already reads it (a quorum read started or done);
+   * otherwise it is read here, while the first block arrives.
+   */
+  existing?: Promise<ObjectEntry | undefined> | undefined
+  /** If-None-Match / If-Match: the version commits only if it holds then (conditional.ts). */
+  condition?: WriteCondition | undefined
+  /** The new version's tags (`x-amz-tagging`, tagging.ts). */
+  tags?: Tags | undefined
+  /** Versioning flag and object lock of the new version (versioning.ts, object-lock.ts). */
+  stamp?: VersionStamp | undefined
+}
+
 /**
  * Saves a body as a new version of `key`. `result` settles once the body has been fully read and
  * verified; nothing becomes visible before that, and a failure leaves the previous version.
@@ -216,31 +247,15 @@ export async function saveStream(
   headers: Array<[string, string]>,
   body: Readable,
   result: Promise<ChecksumResult>,
-  opts: {
-    checksumAlgorithm?: ChecksumAlgorithm | undefined
-    quotas?: BucketQuotas | undefined
-    /** Encrypt with a customer key (SSE-C) or a data key of the version's own (SSE-S3). */
-    encryption?: WriteEncryption | undefined
-    /**
-     * The key's current row when the caller already reads it (a quorum read started or done);
-     * otherwise it is read here, while the first block arrives.
-     */
-    existing?: Promise<ObjectEntry | undefined> | undefined
-    /** If-None-Match / If-Match: the version commits only if it holds then (conditional.ts). */
-    condition?: WriteCondition | undefined
-    /** The new version's tags (`x-amz-tagging`, tagging.ts). */
-    tags?: Tags | undefined
-    /** Versioning flag and object lock of the new version (versioning.ts, object-lock.ts). */
-    stamp?: VersionStamp | undefined
-  } = {},
+  opts: SaveOptions = {},
 ): Promise<SavedObject> {
   const stamp = opts.stamp?.fields ?? {}
   const chunker = new Chunker(body, garage.blockSize)
-  const [first, existing] = await Promise.all([chunker.next(), opts.existing ?? garage.objectTable.get(bucketId, utf8(key))])
-  const ts = nextTimestamp(maxTimestamp(existing))
+  const existingRead = opts.existing ?? garage.objectTable.get(bucketId, utf8(key))
+  // Not awaited yet: a body of one block is written while the key's row is read.
+  existingRead.catch(() => undefined)
+  const first = await chunker.next()
   const versionId = genUuid()
-  const tagging = initialTagging(opts.tags, ts)
-  const tagged = tagging === undefined ? {} : { tagging }
   const cipher = opts.encryption === undefined ? undefined : newObjectCipher(opts.encryption, bucketId, versionId, key)
   // What is stored, and what the caller gets back (the headers and checksum in clear).
   const seal = (meta: ObjectMeta): { stored: ObjectMeta; meta: ObjectMeta } => {
@@ -249,7 +264,22 @@ export async function saveStream(
     return { stored, meta: { ...meta, etag: stored.etag } }
   }
 
-  if (first === undefined || (first.length < INLINE_THRESHOLD && (await chunker.next()) === undefined)) {
+  if (first !== undefined && first.length >= INLINE_THRESHOLD && (await chunker.atEnd())) {
+    return saveOneBlock(garage, bucketId, key, headers, body, result, opts, {
+      versionId,
+      first,
+      chunker,
+      cipher,
+      seal,
+      existingRead,
+    })
+  }
+  const existing = await existingRead
+  const ts = nextTimestamp(maxTimestamp(existing))
+  const tagging = initialTagging(opts.tags, ts)
+  const tagged = tagging === undefined ? {} : { tagging }
+
+  if (first === undefined || (first.length < INLINE_THRESHOLD && (await chunker.atEnd()))) {
     const bytes = first ?? Buffer.alloc(0)
     const { stored, meta } = seal(objectMetaFrom(await result, bytes.length, headers, opts.checksumAlgorithm))
     await checkQuotas(garage, bucketId, opts.quotas, existing, bytes.length)
@@ -298,6 +328,88 @@ export async function saveStream(
   } catch (err) {
     body.destroy()
     await garage.objectTable.insert({ bucketId, key, versions: [{ uuid: versionId, ts, state: { t: 'aborted' }, ...stamp }] })
+    throw err
+  } finally {
+    garage.uploads.end(versionId)
+  }
+}
+
+/**
+ * A body of one block, fully received (put.ts's fast path, docs/design/round-trips.md): its data
+ * round (the version row with the block, the block_ref, the block) runs while the key's row is
+ * read, then the `complete` row is written. Two round trips, without the `uploading` row that a
+ * larger body writes first. A crash between the two leaves a version row that no object row
+ * references: the upload guard deletes it at the node's next start, and the `versions` repair
+ * after its grace if the node never comes back (repair.ts, VERSION_REPAIR_GRACE_MS).
+ */
+async function saveOneBlock(
+  garage: Garage,
+  bucketId: Uuid,
+  key: string,
+  headers: Array<[string, string]>,
+  body: Readable,
+  result: Promise<ChecksumResult>,
+  opts: SaveOptions,
+  s: {
+    versionId: Uuid
+    first: Buffer
+    chunker: Chunker
+    cipher: ObjectCipher | undefined
+    seal: (meta: ObjectMeta) => { stored: ObjectMeta; meta: ObjectMeta }
+    existingRead: Promise<ObjectEntry | undefined>
+  },
+): Promise<SavedObject> {
+  const { versionId, cipher } = s
+  const stamp = opts.stamp?.fields ?? {}
+  const backlink = { t: 'object' as const, bucketId, key }
+  // No timestamp yet (it comes from the read): at a restart, the guard looks the version up.
+  garage.uploads.begin(versionId, bucketId, key)
+  const written = performance.now()
+  let committedAt: number | undefined
+  try {
+    // Both settled before anything else: a failure deletes the version, which must not overtake
+    // a version entry or a reference still in flight (see writeBlocks).
+    const [data, read] = await Promise.allSettled([
+      writeBlocks(garage, versionId, backlink, 1, s.first, s.chunker, cipher),
+      s.existingRead,
+    ])
+    if (data.status === 'rejected') throw data.reason
+    if (read.status === 'rejected') throw read.reason
+    const existing = read.value
+    const ts = nextTimestamp(maxTimestamp(existing))
+    const tagging = initialTagging(opts.tags, ts)
+    const { stored, meta } = s.seal(objectMetaFrom(await result, data.value.size, headers, opts.checksumAlgorithm))
+    await checkQuotas(garage, bucketId, opts.quotas, existing, data.value.size)
+    // The `versions` repair may take a version unreferenced for its grace for an orphan.
+    if (performance.now() - written > VERSION_COMMIT_DEADLINE_MS) {
+      throw new ApiError('ServiceUnavailable', 'Service unavailable, please retry (the write took too long)')
+    }
+    const complete: ObjectVersion = {
+      uuid: versionId,
+      ts,
+      state: {
+        t: 'complete',
+        data: { t: 'firstBlock', meta: stored, hash: data.value.firstHash },
+        ...(tagging === undefined ? {} : { tagging }),
+      },
+      ...stamp,
+    }
+    committedAt = ts
+    await commitVersion(garage, bucketId, key, opts.condition, complete)
+    return { versionId, ts, meta, ...stampedId(opts.stamp, complete) }
+  } catch (err) {
+    body.destroy()
+    // A commit that failed may have reached some nodes: abort it there, as a larger body does.
+    if (committedAt !== undefined) {
+      await garage.objectTable.insert({
+        bucketId,
+        key,
+        versions: [{ uuid: versionId, ts: committedAt, state: { t: 'aborted' }, ...stamp }],
+      })
+    }
+    // No object row lists the version otherwise, so no hook deletes it: delete it here (its
+    // block references, then its blocks, follow).
+    await garage.versionTable.insert(deletedVersion(versionId, backlink))
     throw err
   } finally {
     garage.uploads.end(versionId)

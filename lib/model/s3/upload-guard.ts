@@ -6,13 +6,21 @@
 import type { Db, Tree } from '../../db/db.ts'
 import type { Table } from '../../table/table.ts'
 import { defineCodec } from '../../util/codec.ts'
-import type { Uuid } from '../../util/data.ts'
+import { bytesEqual, type Uuid, utf8 } from '../../util/data.ts'
 import type { ObjectEntry } from './object-table.ts'
+import { deletedVersion, type VersionEntry } from './version-table.ts'
 
 interface InProgress {
   bucketId: Uuid
   key: string
-  ts: number
+  /**
+   * The timestamp of the version's `uploading` row in the object table, when one was written
+   * before the data (large PUT, copy, conditional claims). Absent for a small PUT, whose version
+   * row is written before the key's row is read (put.ts): its object row is only ever `complete`.
+   */
+  ts?: number
+  /** False for a conditional write's claim, which has no version row. Absent: true. */
+  versionRow?: false
 }
 
 const codec = defineCodec<InProgress>('GTup1')
@@ -25,23 +33,48 @@ export class UploadGuard {
     this.#tree = db.openTree('s3_uploads_in_progress')
   }
 
-  begin(versionId: Uuid, bucketId: Uuid, key: string, ts: number): void {
-    this.#db.transaction((tx) => tx.insert(this.#tree, versionId, codec.encode({ bucketId, key, ts })))
+  /**
+   * Records an upload of version `versionId` of `key` before anything of it is written. `ts`: the
+   * timestamp of its `uploading` object row, if it writes one; `versionRow: false` for a write
+   * that has no version row (a conditional write's claim).
+   */
+  begin(versionId: Uuid, bucketId: Uuid, key: string, ts?: number, versionRow = true): void {
+    const rec: InProgress = { bucketId, key }
+    if (ts !== undefined) rec.ts = ts
+    if (!versionRow) rec.versionRow = false
+    this.#db.transaction((tx) => tx.insert(this.#tree, versionId, codec.encode(rec)))
   }
 
   end(versionId: Uuid): void {
     this.#db.transaction((tx) => tx.remove(this.#tree, versionId))
   }
 
-  /** Marks every upload left over by a previous run as aborted. Returns how many there were. */
-  async abortLeftovers(objects: Table<ObjectEntry>): Promise<number> {
+  /**
+   * Aborts every upload left over by a previous run: its `uploading` row (if it wrote one) is
+   * marked aborted, and its version row is deleted, which releases its blocks, unless the version
+   * completed (the crash came after the commit). Returns how many there were.
+   */
+  async abortLeftovers(objects: Table<ObjectEntry>, versions: Table<VersionEntry>): Promise<number> {
     const left = [...this.#tree.range()].map(([k, v]) => ({ versionId: k, ...codec.decode(v) }))
     for (const u of left) {
-      await objects.insert({
-        bucketId: u.bucketId,
-        key: u.key,
-        versions: [{ uuid: u.versionId, ts: u.ts, state: { t: 'aborted' } }],
-      })
+      if (u.ts !== undefined) {
+        await objects.insert({
+          bucketId: u.bucketId,
+          key: u.key,
+          versions: [{ uuid: u.versionId, ts: u.ts, state: { t: 'aborted' } }],
+        })
+      }
+      if (u.versionRow !== false) {
+        // The object hook deletes the version of an `uploading` row it sees aborted, but not one
+        // the row never listed (a small PUT's, or one whose row was dropped meanwhile): delete it
+        // here, unless the version is complete at quorum (merged with the abort just written,
+        // complete wins: the crash came after the commit).
+        const row = await objects.get(u.bucketId, utf8(u.key))
+        const v = row?.versions.find((x) => bytesEqual(x.uuid, u.versionId))
+        if (v?.state.t !== 'complete') {
+          await versions.insert(deletedVersion(u.versionId, { t: 'object', bucketId: u.bucketId, key: u.key }))
+        }
+      }
       this.end(u.versionId)
     }
     return left.length

@@ -8,6 +8,19 @@ import { defineCodec, type PreviousFormat, type VersionedCodec } from '../../uti
 import type { Hash, Uuid } from '../../util/data.ts'
 import type { BlockRefEntry } from './block-ref-table.ts'
 
+/**
+ * The `versions` repair tombstones a version only when no row references it at two looks at
+ * least this far apart. A PutObject of one block (put.ts) and an UploadPart write the version row
+ * with its blocks before, or while, they read what they need to write the row that references it
+ * (object row, part row); a version met in that window looks like an orphan. The writer gives up
+ * (and deletes the version itself) when its commit would come later than
+ * {@link VERSION_COMMIT_DEADLINE_MS} after the version was written, well inside this grace.
+ */
+export const VERSION_REPAIR_GRACE_MS = 10 * 60_000
+
+/** See {@link VERSION_REPAIR_GRACE_MS}: the latest a writer commits after its version row. */
+export const VERSION_COMMIT_DEADLINE_MS = 5 * 60_000
+
 /** Where a block sits in its version (Garage's `VersionBlockKey`): sorted by part, then offset. */
 export interface VersionBlockKey {
   /** The multipart part the block belongs to; 1 for a plain PUT. */
