@@ -18,8 +18,8 @@ import { prefixEnd } from '../../db/db.ts'
 import type { Garage } from '../../model/garage.ts'
 import { deletedMpu, foldMpuRows, type MpuEntry, type MpuPart, mpuPartRow, mpuPartSortKey } from '../../model/s3/mpu-table.ts'
 import { isSseS3, type ObjectData, type ObjectEntry, type ObjectMeta, type ObjectVersion } from '../../model/s3/object-table.ts'
-import { deletedVersion, type VersionBlock, versionBlock } from '../../model/s3/version-table.ts'
-import { batchItem } from '../../table/batch.ts'
+import { deletedVersion, type VersionBlock, type VersionEntry, versionBlock } from '../../model/s3/version-table.ts'
+import { type BatchItem, batchItem } from '../../table/batch.ts'
 import { bytesEqual, genUuid, type Hash, toHex, type Uuid, utf8 } from '../../util/data.ts'
 import type { Logger } from '../../util/logger.ts'
 import { isoDate, nextTimestamp } from '../../util/time.ts'
@@ -81,8 +81,11 @@ export interface Upload {
   object: ObjectEntry
   version: ObjectVersion & { state: { t: 'uploading' } }
   mpu: MpuEntry
-  /** With `partNumber` given to {@link getUpload}: the latest timestamp of that part number's rows. */
-  lastPartTs?: number | undefined
+  /**
+   * With `partNumber` given to {@link getUpload}: the latest timestamp of that part number's rows
+   * (null: it has none). Undefined: not read.
+   */
+  lastPartTs?: number | null | undefined
 }
 
 /** Part numbers are integers from 1 to 10,000. */
@@ -119,13 +122,13 @@ export async function getUpload(
  * The latest timestamp among the part rows of `partNumber`: the last row before the part
  * number's successor, one entry read backwards.
  */
-async function lastPartTimestamp(garage: Garage, uploadId: Uuid, partNumber: number): Promise<number | undefined> {
+async function lastPartTimestamp(garage: Garage, uploadId: Uuid, partNumber: number): Promise<number | null> {
   const [row] = await garage.mpuTable.getRange(uploadId, {
     start: mpuPartSortKey({ partNumber: partNumber + 1, ts: 0 }),
     limit: 1,
     reverse: true,
   })
-  return row?.partRow?.partNumber === partNumber ? row.partRow.ts : undefined
+  return row?.partRow?.partNumber === partNumber ? row.partRow.ts : null
 }
 
 /**
@@ -133,7 +136,16 @@ async function lastPartTimestamp(garage: Garage, uploadId: Uuid, partNumber: num
  * CompleteMultipartUpload and the admin's statistics, never for UploadPart.
  */
 export async function readUploadParts(garage: Garage, upload: Upload): Promise<MpuEntry> {
-  const rows = await garage.mpuTable.getRange(upload.uploadId, { limit: Number.MAX_SAFE_INTEGER })
+  return uploadParts(await readPartRows(garage, upload.uploadId))
+}
+
+/** Every row of an upload (the upload row and its part rows), at quorum. */
+function readPartRows(garage: Garage, uploadId: Uuid): Promise<MpuEntry[]> {
+  return garage.mpuTable.getRange(uploadId, { limit: Number.MAX_SAFE_INTEGER })
+}
+
+/** The rows of {@link readPartRows} folded into the upload with all its parts. */
+function uploadParts(rows: MpuEntry[]): MpuEntry {
   const mpu = foldMpuRows(rows)
   if (mpu === undefined || mpu.deleted) throw noSuchUpload()
   return mpu
@@ -193,28 +205,51 @@ export function finishedParts(mpu: MpuEntry): Map<number, MpuPart & { etag: stri
 }
 
 /**
- * Starts writing a part: lists a new part version in the upload (without ETag yet), then creates
- * that version, so its block references always have a version the upload's deletion reaches.
+ * A new part of `partNumber`: its row's timestamp is newer than every row of that number read
+ * (so the newest upload of a number wins), its version id fresh. Nothing is written.
  */
-export async function beginPart(garage: Garage, upload: Upload, partNumber: number): Promise<MpuPart> {
-  let previous = upload.lastPartTs ?? (await lastPartTimestamp(garage, upload.uploadId, partNumber))
+export async function newPart(garage: Garage, upload: Upload, partNumber: number): Promise<MpuPart> {
+  let previous =
+    upload.lastPartTs === undefined ? await lastPartTimestamp(garage, upload.uploadId, partNumber) : upload.lastPartTs
   for (const p of upload.mpu.parts) if (p.partNumber === partNumber) previous = Math.max(previous ?? p.ts, p.ts)
-  const part: MpuPart = {
+  return {
     partNumber,
-    ts: nextTimestamp(previous),
+    ts: nextTimestamp(previous ?? undefined),
     version: genUuid(),
     etag: null,
     size: null,
     checksum: null,
   }
-  // One round trip, the upload row before the version on every node (TableBatch.insertInOrder).
+}
+
+/** The part row that lists `part` in its upload (without ETag yet), for a batch. */
+export function partListing(garage: Garage, upload: Upload, part: MpuPart): BatchItem {
+  return batchItem(garage.mpuTable, [mpuPartRow(upload.mpu, part)])
+}
+
+/**
+ * Starts writing a part with no blocks: lists a new part version in the upload (without ETag
+ * yet) and creates that version, the listing first on every node. A part with blocks sends the
+ * listing with its first block instead (handleUploadPart), so that the upload's deletion always
+ * reaches a version that has block references.
+ */
+export async function beginPart(garage: Garage, upload: Upload, partNumber: number): Promise<MpuPart> {
+  const part = await newPart(garage, upload, partNumber)
+  await beginPartRows(garage, upload, part)
+  return part
+}
+
+/**
+ * The listing and the empty version of a part, in one round trip, the listing first on every node
+ * (TableBatch.insertInOrder).
+ */
+async function beginPartRows(garage: Garage, upload: Upload, part: MpuPart): Promise<void> {
   await garage.tableBatch.insertInOrder([
-    batchItem(garage.mpuTable, [mpuPartRow(upload.mpu, part)]),
+    partListing(garage, upload, part),
     batchItem(garage.versionTable, [
       { uuid: part.version, deleted: false, blocks: [], partsEtags: [], backlink: { t: 'mpu', uploadId: upload.uploadId } },
     ]),
   ])
-  return part
 }
 
 /**
@@ -461,14 +496,19 @@ export async function handleUploadPart(
     algorithm !== undefined && sentAlgorithm === undefined && sent.requestedAlgorithm !== algorithm
       ? checksumTap(ctx.body, algorithm)
       : undefined
-  const part = await beginPart(g, upload, ep.partNumber)
+  const part = await newPart(g, upload, ep.partNumber)
   const done = await writePart(ctx, upload, part, async () => {
     try {
       const chunker = new Chunker(tap?.body ?? ctx.body, g.blockSize)
       const first = await chunker.next()
       let size = 0
-      if (first !== undefined) {
-        size = (await writeBlocks(g, part.version, { t: 'mpu', uploadId }, ep.partNumber, first, chunker, cipher)).size
+      if (first === undefined) {
+        await beginPartRows(g, upload, part)
+      } else {
+        // The part's listing travels with its first block, before it on every node: the data
+        // round is also the one that lists the part (docs/design/round-trips.md).
+        const lead = [partListing(g, upload, part)]
+        size = (await writeBlocks(g, part.version, { t: 'mpu', uploadId }, ep.partNumber, first, chunker, cipher, lead)).size
       }
       const result = await ctx.bodyResult
       // The MD5 of an SSE-C part would tell something about its content; SSE-S3 parts keep it.
@@ -547,6 +587,9 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
   await ctx.bodyResult
   const listed = parseCompleteBody(doc)
   const g = ctx.garage
+  // The part rows are read with the upload (same round trip): they only need its id.
+  const partRows = readPartRows(g, uploadId)
+  partRows.catch(() => undefined)
   const upload = await getUpload(g, ctx.bucketId, ep.key, uploadId)
   checkCompleteKey(ctx, upload)
   // If-None-Match / If-Match: refused at once when already false, checked again at commit.
@@ -561,7 +604,7 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
       )
     }
   }
-  const have = finishedParts(await readUploadParts(g, upload))
+  const have = finishedParts(uploadParts(await partRows))
   const chosen = listed.map((l) => {
     const p = have.get(l.partNumber)
     if (p === undefined || p.etag !== l.etag) {
@@ -632,7 +675,7 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
   )
 
   // The final version: the blocks of the chosen part versions, renumbered 1..N.
-  const partVersions = await Promise.all(chosen.map((p) => g.versionTable.get(p.version, EMPTY)))
+  const partVersions = await Promise.all(chosen.map((p) => readPartVersion(g, p)))
   const blocks: VersionBlock[] = []
   partVersions.forEach((v, i) => {
     if (v === undefined || v.deleted) throw new ApiError('InvalidPart', `Part ${(chosen[i] as MpuPart).partNumber} is gone`)
@@ -674,8 +717,9 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
     state: tagging === undefined ? { t: 'complete', data } : { t: 'complete', data, tagging },
     ...stampOf(upload.version),
   })
-  // Deleting the upload deletes every part version; the final version holds its own references.
-  await g.mpuTable.insert(deletedMpu(uploadId, upload.mpu.ts, ctx.bucketId, ep.key))
+  // The upload row is deleted by the object table's hook, on every replica, now that the upload's
+  // version is complete (as Garage does); that deletes every part version, and the final version
+  // holds its own references. Not awaited here: one round trip less.
 
   // The object's URL as the client addressed it (path-style or virtual-hosted), as AWS gives it;
   // some clients (minio-js) require the element.
@@ -698,6 +742,17 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
     Object.assign(out, isSseS3(encryption) ? sseS3ResponseHeaders() : sseCResponseHeaders(encryption.keyMd5))
   }
   return { status: 200, headers: out, body: xml }
+}
+
+/**
+ * A finished part's version: the local copy when it accounts for every byte of the part (a
+ * version's block list only grows, so it is then the row a quorum read would return, as GET's
+ * readVersion), otherwise read at quorum.
+ */
+async function readPartVersion(garage: Garage, part: MpuPart & { size: number }): Promise<VersionEntry | undefined> {
+  const local = garage.versionTable.data.read(part.version, EMPTY)
+  if (local !== undefined && !local.deleted && local.blocks.reduce((n, b) => n + b.size, 0) === part.size) return local
+  return garage.versionTable.get(part.version, EMPTY)
 }
 
 /** A key given to CompleteMultipartUpload must be the upload's (AWS does not require one). */

@@ -12,7 +12,7 @@ import type { Garage } from '../../model/garage.ts'
 import { countObject } from '../../model/index-counter.ts'
 import type { ObjectEntry, ObjectMeta, ObjectVersion } from '../../model/s3/object-table.ts'
 import { deletedVersion, VERSION_COMMIT_DEADLINE_MS, type VersionBacklink, versionBlock } from '../../model/s3/version-table.ts'
-import { batchItem } from '../../table/batch.ts'
+import { type BatchItem, batchItem } from '../../table/batch.ts'
 import { blake2sum, genUuid, type Hash, toHex, type Uuid, utf8 } from '../../util/data.ts'
 import { nextTimestamp } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
@@ -302,18 +302,15 @@ export async function saveStream(
     ...stamp,
   }
   garage.uploads.begin(versionId, bucketId, key, ts)
+  const backlink = { t: 'object' as const, bucketId, key }
   try {
-    // The `uploading` row and the empty version row in one round trip (Garage: two), in one
-    // transaction on each node that stores both, so that no node holds the version without the
-    // row that announces it (see TableBatch.insertInOrder and docs/design/round-trips.md).
-    await garage.tableBatch.insertInOrder([
+    // The `uploading` row goes with the first block's entries, before them on every node that
+    // stores both (TableBatch.insertInOrder and docs/design/round-trips.md): no round trip of its
+    // own. Later blocks may reach a node before it; the `versions` repair waits a grace before
+    // taking such a version for an orphan, and a failure deletes the version itself (below).
+    const { size, firstHash } = await writeBlocks(garage, versionId, backlink, 1, first, chunker, cipher, [
       batchItem(garage.objectTable, [{ bucketId, key, versions: [uploading] }]),
-      batchItem(garage.versionTable, [
-        { uuid: versionId, deleted: false, blocks: [], partsEtags: [], backlink: { t: 'object', bucketId, key } },
-      ]),
     ])
-    const backlink = { t: 'object' as const, bucketId, key }
-    const { size, firstHash } = await writeBlocks(garage, versionId, backlink, 1, first, chunker, cipher)
     const { stored, meta } = seal(objectMetaFrom(await result, size, headers, opts.checksumAlgorithm))
     // The blocks written are unreferenced by the abort below and collected.
     await checkQuotas(garage, bucketId, opts.quotas, existing, size)
@@ -328,6 +325,8 @@ export async function saveStream(
   } catch (err) {
     body.destroy()
     await garage.objectTable.insert({ bucketId, key, versions: [{ uuid: versionId, ts, state: { t: 'aborted' }, ...stamp }] })
+    // The abort reaches the version through the object hook only where the row listed it.
+    await garage.versionTable.insert(deletedVersion(versionId, backlink))
     throw err
   } finally {
     garage.uploads.end(versionId)
@@ -481,6 +480,8 @@ export async function checkQuotas(
 /**
  * Writes the blocks of one part (or of a whole object, as part 1) of version `versionId`:
  * the version row lists each block and a block_ref references it before its data is written.
+ * `lead`: rows sent with the first block's entries and before them on every node (the object's
+ * `uploading` row, an upload's part row), so that announcing the version costs no round trip.
  * With a `cipher` (SSE-C or SSE-S3), each block is encrypted first and named by the hash of its
  * ciphertext; the version row keeps its plaintext size, so offsets and ranges stay in clear.
  */
@@ -492,6 +493,7 @@ export async function writeBlocks(
   first: Buffer,
   chunker: Chunker,
   cipher?: ObjectCipher,
+  lead: readonly BatchItem[] = [],
 ): Promise<{ size: number; firstHash: Hash }> {
   const inflight = new Set<Promise<void>>()
   let failure: unknown
@@ -515,15 +517,17 @@ export async function writeBlocks(
     // and that deletion must not overtake a version entry or reference still in flight (a late
     // entry would be dropped by the deleted row's merge and leave its block referenced forever).
     // The version entry and the reference travel in one request per node (TableBatch).
-    const task = Promise.allSettled([
-      garage.tableBatch.insert([
-        batchItem(garage.versionTable, [
-          { uuid: versionId, deleted: false, blocks: [versionBlock(partNumber, at, hash, plainSize)], partsEtags: [], backlink },
-        ]),
-        batchItem(garage.blockRefTable, [{ block: hash, version: versionId, deleted: false }]),
+    const entries = [
+      batchItem(garage.versionTable, [
+        { uuid: versionId, deleted: false, blocks: [versionBlock(partNumber, at, hash, plainSize)], partsEtags: [], backlink },
       ]),
-      garage.blockManager.putBlock(hash, data),
-    ]).then((results) => {
+      batchItem(garage.blockRefTable, [{ block: hash, version: versionId, deleted: false }]),
+    ]
+    // `lead` (the row that announces the version) goes with the first block, before its entries
+    // on every node (TableBatch.insertInOrder): no round trip of its own.
+    const meta =
+      at === 0 && lead.length > 0 ? garage.tableBatch.insertInOrder([...lead, ...entries]) : garage.tableBatch.insert(entries)
+    const task = Promise.allSettled([meta, garage.blockManager.putBlock(hash, data)]).then((results) => {
       for (const r of results) if (r.status === 'rejected') failure ??= r.reason
     })
     inflight.add(task)

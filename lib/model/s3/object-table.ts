@@ -288,7 +288,7 @@ export function isObjectTombstone(e: ObjectEntry): boolean {
 
 export interface ObjectTableDeps {
   queueVersion(tx: Transaction, entry: VersionEntry): void
-  /** Deletes the multipart upload of a dropped or aborted `uploading{multipart}` version. */
+  /** Deletes the multipart upload of a dropped, aborted or completed `uploading{multipart}` version. */
   queueMpu(tx: Transaction, entry: MpuEntry): void
   /** Keeps the bucket counters (index-counter.ts) in step with every change of a row. */
   countObject?(tx: Transaction, previous: ObjectEntry | undefined, next: ObjectEntry | undefined): void
@@ -314,6 +314,13 @@ export function objectTableSchema(deps: ObjectTableDeps): TableSchema<ObjectEntr
         if (v.state.t === 'uploading' && v.state.claim === true) continue
         // Dropped, aborted or purged here: its version row (and so its blocks) goes.
         const ended = (s: ObjectVersionState) => s.t === 'aborted' || s.t === 'purged'
+        // A multipart upload completed here: the upload row goes (its parts' versions with it;
+        // the final version holds its own references), as in Garage, so that
+        // CompleteMultipartUpload need not wait for that write.
+        if (kept?.state.t === 'complete' && v.state.t === 'uploading' && v.state.multipart) {
+          deps.queueMpu(tx, deletedMpu(v.uuid, v.ts, next.bucketId, next.key))
+          continue
+        }
         if (kept === undefined || (ended(kept.state) && !ended(v.state))) {
           const backlink = { t: 'object' as const, bucketId: next.bucketId, key: next.key }
           deps.queueVersion(tx, deletedVersion(v.uuid, backlink))

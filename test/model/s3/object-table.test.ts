@@ -9,6 +9,7 @@ import {
   type ObjectVersion,
   objectTableSchema,
 } from '../../../lib/model/s3/object-table.ts'
+import type { MpuEntry } from '../../../lib/model/s3/mpu-table.ts'
 import type { VersionEntry } from '../../../lib/model/s3/version-table.ts'
 import type { Transaction } from '../../../lib/db/db.ts'
 
@@ -77,5 +78,28 @@ describe('object row (versioning)', () => {
     const n2 = schema.merge(n1, row([{ uuid: id(4), ts: 4, state: data }]))
     schema.updated?.(tx, n1, n2)
     assert.deepEqual(deleted, ['01', '03'])
+  })
+
+  test('the update hook deletes the upload of a multipart version that completes, not its version row', () => {
+    const versions: string[] = []
+    const uploads: string[] = []
+    const schema = objectTableSchema({
+      queueVersion: (_tx: Transaction, e: VersionEntry) => {
+        if (e.deleted) versions.push(Buffer.from(e.uuid).toString('hex').slice(0, 2))
+      },
+      queueMpu: (_tx: Transaction, e: MpuEntry) => {
+        if (e.deleted) uploads.push(Buffer.from(e.uploadId).toString('hex').slice(0, 2))
+      },
+    })
+    const tx = {} as Transaction
+    const uploading = row([{ uuid: id(5), ts: 5, state: { t: 'uploading', multipart: true, headers: [] } }])
+    const complete = schema.merge(uploading, row([{ uuid: id(5), ts: 5, state: data }]))
+    schema.updated?.(tx, uploading, complete)
+    assert.deepEqual(uploads, ['05'], 'CompleteMultipartUpload need not delete the upload itself')
+    assert.deepEqual(versions, [], 'the final version (the upload id) stays')
+    // A single-part PUT completing deletes nothing.
+    const put = row([{ uuid: id(6), ts: 6, state: { t: 'uploading', multipart: false, headers: [] } }])
+    schema.updated?.(tx, put, schema.merge(put, row([{ uuid: id(6), ts: 6, state: data }])))
+    assert.deepEqual([uploads, versions], [['05'], []])
   })
 })
