@@ -55,7 +55,7 @@ export async function buildModel(o: BuildModelOptions): Promise<Garage> {
   if (garage.objectCounter.initialize(objectData.store, (raw) => objectData.schema.codec.decode(raw))) {
     log.debug('computed the bucket object counters from the stored objects')
   }
-  const aborted = await garage.uploads.abortLeftovers(garage.objectTable, garage.versionTable)
+  const aborted = await garage.uploads.abortLeftovers(garage.objectTable, garage.versionTable, garage.mpuTable)
   if (aborted > 0) log.warn(`aborted ${aborted} upload(s) interrupted by the previous stop`)
   return garage
 }

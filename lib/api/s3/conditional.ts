@@ -139,7 +139,7 @@ export async function commitConditional(
     }
     const aborted: ObjectVersion = { uuid: claim.uuid, ts: claim.ts, state: { t: 'aborted' } }
     // A claim left by a crash is aborted at the node's next start, like an interrupted upload.
-    garage.uploads.begin(claim.uuid, bucketId, key, claim.ts, false)
+    garage.uploads.begin(claim.uuid, bucketId, key, { ts: claim.ts, versionRow: false })
     const started = Date.now()
     let committed = false
     let now: ObjectVersion | undefined

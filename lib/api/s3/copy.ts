@@ -233,7 +233,7 @@ export async function handleCopyObject(ctx: BucketCtx, destKey: string): Promise
     }
     // Announce the copy, list the blocks and reference them before the version becomes visible;
     // completing it last matters when copying onto itself, as that drops the source version.
-    g.uploads.begin(uuid, bucketId, destKey, ts)
+    g.uploads.begin(uuid, bucketId, destKey, { ts })
     try {
       const uploading: ObjectVersion = {
         uuid,

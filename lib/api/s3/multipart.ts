@@ -497,6 +497,9 @@ export async function handleUploadPart(
       ? checksumTap(ctx.body, algorithm)
       : undefined
   const part = await newPart(g, upload, ep.partNumber)
+  // A crash before the part is finished: its version is deleted at the next start (its blocks
+  // after the first may have reached a node before the listing that travels with the first).
+  g.uploads.begin(part.version, ctx.bucketId, ep.key, { part: { uploadId, partNumber: part.partNumber, ts: part.ts } })
   const done = await writePart(ctx, upload, part, async () => {
     try {
       const chunker = new Chunker(tap?.body ?? ctx.body, g.blockSize)
@@ -523,7 +526,7 @@ export async function handleUploadPart(
       ctx.body.destroy()
       throw err
     }
-  })
+  }).finally(() => g.uploads.end(part.version))
   const out: Record<string, string> = { etag: `"${done.etag}"` }
   if (cipher !== undefined) Object.assign(out, cipher.responseHeaders())
   const checksum = parsePartChecksum(done.checksum)

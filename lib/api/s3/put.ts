@@ -301,7 +301,7 @@ export async function saveStream(
     state: { t: 'uploading', multipart: false, headers: cipher?.sealsMetadata === true ? [] : headers },
     ...stamp,
   }
-  garage.uploads.begin(versionId, bucketId, key, ts)
+  garage.uploads.begin(versionId, bucketId, key, { ts })
   const backlink = { t: 'object' as const, bucketId, key }
   try {
     // The `uploading` row goes with the first block's entries, before them on every node that

@@ -7,6 +7,7 @@ import type { Db, Tree } from '../../db/db.ts'
 import type { Table } from '../../table/table.ts'
 import { defineCodec } from '../../util/codec.ts'
 import { bytesEqual, type Uuid, utf8 } from '../../util/data.ts'
+import { type MpuEntry, type MpuPartKey, mpuPartSortKey } from './mpu-table.ts'
 import type { ObjectEntry } from './object-table.ts'
 import { deletedVersion, type VersionEntry } from './version-table.ts'
 
@@ -21,6 +22,18 @@ interface InProgress {
   ts?: number
   /** False for a conditional write's claim, which has no version row. Absent: true. */
   versionRow?: false
+  /** An UploadPart's part (its version is the record's key): its part row, once finished, keeps it. */
+  part?: MpuPartKey & { uploadId: Uuid }
+}
+
+/** What {@link UploadGuard.begin} records besides the version, bucket and key. */
+export interface UploadGuardOptions {
+  /** The timestamp of the `uploading` object row the write announced itself with, if any. */
+  ts?: number
+  /** False for a write that has no version row (a conditional write's claim). */
+  versionRow?: boolean
+  /** For an UploadPart: the part's row. */
+  part?: MpuPartKey & { uploadId: Uuid }
 }
 
 const codec = defineCodec<InProgress>('GTup1')
@@ -33,15 +46,12 @@ export class UploadGuard {
     this.#tree = db.openTree('s3_uploads_in_progress')
   }
 
-  /**
-   * Records an upload of version `versionId` of `key` before anything of it is written. `ts`: the
-   * timestamp of its `uploading` object row, if it writes one; `versionRow: false` for a write
-   * that has no version row (a conditional write's claim).
-   */
-  begin(versionId: Uuid, bucketId: Uuid, key: string, ts?: number, versionRow = true): void {
+  /** Records an upload of version `versionId` of `key` before anything of it is written. */
+  begin(versionId: Uuid, bucketId: Uuid, key: string, o: UploadGuardOptions = {}): void {
     const rec: InProgress = { bucketId, key }
-    if (ts !== undefined) rec.ts = ts
-    if (!versionRow) rec.versionRow = false
+    if (o.ts !== undefined) rec.ts = o.ts
+    if (o.versionRow === false) rec.versionRow = false
+    if (o.part !== undefined) rec.part = { uploadId: o.part.uploadId, partNumber: o.part.partNumber, ts: o.part.ts }
     this.#db.transaction((tx) => tx.insert(this.#tree, versionId, codec.encode(rec)))
   }
 
@@ -54,9 +64,18 @@ export class UploadGuard {
    * marked aborted, and its version row is deleted, which releases its blocks, unless the version
    * completed (the crash came after the commit). Returns how many there were.
    */
-  async abortLeftovers(objects: Table<ObjectEntry>, versions: Table<VersionEntry>): Promise<number> {
+  async abortLeftovers(objects: Table<ObjectEntry>, versions: Table<VersionEntry>, mpus: Table<MpuEntry>): Promise<number> {
     const left = [...this.#tree.range()].map(([k, v]) => ({ versionId: k, ...codec.decode(v) }))
     for (const u of left) {
+      if (u.part !== undefined) {
+        // A part: kept if its row was finished (ETag recorded) before the crash, else deleted
+        // (its listing, if written, stays without ETag: Complete never picks it).
+        const row = await mpus.get(u.part.uploadId, mpuPartSortKey(u.part))
+        const finished = row?.deleted === false && row.parts.some((p) => bytesEqual(p.version, u.versionId) && p.etag !== null)
+        if (!finished) await versions.insert(deletedVersion(u.versionId, { t: 'mpu', uploadId: u.part.uploadId }))
+        this.end(u.versionId)
+        continue
+      }
       if (u.ts !== undefined) {
         await objects.insert({
           bucketId: u.bucketId,

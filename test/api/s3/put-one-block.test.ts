@@ -66,7 +66,11 @@ test('a body of one block: its version row, then its complete row, and no upload
   assert.deepEqual(row?.versions[0]?.uuid, saved.versionId)
   await drained(garage)
   assert.equal(garage.blockManager.rc.get(v?.blocks[0]?.hash as Uint8Array), 1)
-  assert.equal(await garage.uploads.abortLeftovers(garage.objectTable, garage.versionTable), 0, 'the guard was released')
+  assert.equal(
+    await garage.uploads.abortLeftovers(garage.objectTable, garage.versionTable, garage.mpuTable),
+    0,
+    'the guard was released',
+  )
 })
 
 test('a body of two blocks still announces itself first and keeps every byte', async (t) => {
@@ -102,7 +106,11 @@ test('a one-block body that fails verification leaves no version and releases it
   const refs = [...garage.blockRefTable.data.store.range()]
   assert.equal(refs.length, 1)
   await eventually('the block is released', () => garage.blockManager.rc.get(blockHashOf(garage)) === 0)
-  assert.equal(await garage.uploads.abortLeftovers(garage.objectTable, garage.versionTable), 0, 'the guard was released')
+  assert.equal(
+    await garage.uploads.abortLeftovers(garage.objectTable, garage.versionTable, garage.mpuTable),
+    0,
+    'the guard was released',
+  )
 })
 
 function blockHashOf(garage: Garage): Uint8Array {

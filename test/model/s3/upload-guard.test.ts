@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import type { Garage } from '../../../lib/model/garage.ts'
+import { mpuPartRow } from '../../../lib/model/s3/mpu-table.ts'
 import { versionBlock } from '../../../lib/model/s3/version-table.ts'
 import { blake2sum, genUuid, type Uuid } from '../../../lib/util/data.ts'
 import { eventually } from '../../helpers/eventually.ts'
@@ -46,12 +47,16 @@ test('a version written before a crash and never committed is deleted at the nex
   await drained(garage)
   assert.equal(garage.blockManager.rc.get(a.hash), 1)
 
-  assert.equal(await garage.uploads.abortLeftovers(garage.objectTable, garage.versionTable), 1)
+  assert.equal(await garage.uploads.abortLeftovers(garage.objectTable, garage.versionTable, garage.mpuTable), 1)
   await drained(garage)
   assert.equal((await garage.versionTable.get(a.version, EMPTY))?.deleted, true, 'the version is deleted')
   assert.equal((await garage.blockRefTable.get(a.hash, a.version))?.deleted, true, 'its block reference too')
   assert.equal(garage.blockManager.rc.get(a.hash), 0, 'its block is no longer referenced')
-  assert.equal(await garage.uploads.abortLeftovers(garage.objectTable, garage.versionTable), 0, 'the record is gone')
+  assert.equal(
+    await garage.uploads.abortLeftovers(garage.objectTable, garage.versionTable, garage.mpuTable),
+    0,
+    'the record is gone',
+  )
   assert.equal(await garage.objectTable.get(bucketId, Buffer.from('crashed')), undefined, 'no object row was written')
 })
 
@@ -71,7 +76,7 @@ test('a version whose commit landed before the crash is kept', async (t) => {
       },
     ],
   })
-  assert.equal(await garage.uploads.abortLeftovers(garage.objectTable, garage.versionTable), 1)
+  assert.equal(await garage.uploads.abortLeftovers(garage.objectTable, garage.versionTable, garage.mpuTable), 1)
   await drained(garage)
   assert.equal((await garage.versionTable.get(a.version, EMPTY))?.deleted, false, 'the version is kept')
   assert.equal(garage.blockManager.rc.get(a.hash), 1, 'its block is still referenced')
@@ -89,20 +94,60 @@ test('an upload that announced itself is aborted in its row and its version dele
     key: 'large',
     versions: [{ uuid: a.version, ts, state: { t: 'uploading', multipart: false, headers: [] } }],
   })
-  garage.uploads.begin(a.version, bucketId, 'large', ts)
+  garage.uploads.begin(a.version, bucketId, 'large', { ts })
   const claim = genUuid()
   await garage.objectTable.insert({
     bucketId,
     key: 'claimed',
     versions: [{ uuid: claim, ts, state: { t: 'uploading', multipart: false, headers: [], claim: true } }],
   })
-  garage.uploads.begin(claim, bucketId, 'claimed', ts, false)
+  garage.uploads.begin(claim, bucketId, 'claimed', { ts, versionRow: false })
 
-  assert.equal(await garage.uploads.abortLeftovers(garage.objectTable, garage.versionTable), 2)
+  assert.equal(await garage.uploads.abortLeftovers(garage.objectTable, garage.versionTable, garage.mpuTable), 2)
   await drained(garage)
   assert.equal((await garage.objectTable.get(bucketId, Buffer.from('large')))?.versions[0]?.state.t, 'aborted')
   assert.equal((await garage.versionTable.get(a.version, EMPTY))?.deleted, true)
   assert.equal(garage.blockManager.rc.get(a.hash), 0)
   assert.equal((await garage.objectTable.get(bucketId, Buffer.from('claimed')))?.versions[0]?.state.t, 'aborted')
   assert.equal(await garage.versionTable.get(claim, EMPTY), undefined, 'a claim has no version row to delete')
+})
+
+test('a part interrupted before its row was finished is deleted at the next start; a finished one is kept', async (t) => {
+  const { garage } = await startModel(t)
+  const bucketId = genUuid()
+  const uploadId = genUuid()
+  const upload = { uploadId, deleted: false, parts: [], ts: 1, bucketId, key: 'mpu' }
+  await garage.mpuTable.insert(upload)
+  const write = async (partNumber: number, finished: boolean) => {
+    const body = `part ${partNumber}`
+    const version = genUuid()
+    const hash = blake2sum(body)
+    const part = {
+      partNumber,
+      ts: 10 + partNumber,
+      version,
+      etag: finished ? 'e' : null,
+      size: finished ? body.length : null,
+      checksum: null,
+    }
+    await garage.mpuTable.insert(mpuPartRow(upload, part))
+    await garage.versionTable.insert({
+      uuid: version,
+      deleted: false,
+      blocks: [versionBlock(partNumber, 0, hash, body.length)],
+      partsEtags: [],
+      backlink: { t: 'mpu', uploadId },
+    })
+    await garage.blockRefTable.insert({ block: hash, version, deleted: false })
+    garage.uploads.begin(version, bucketId, 'mpu', { part: { uploadId, partNumber, ts: part.ts } })
+    return { version, hash }
+  }
+  const cut = await write(1, false)
+  const done = await write(2, true)
+  assert.equal(await garage.uploads.abortLeftovers(garage.objectTable, garage.versionTable, garage.mpuTable), 2)
+  await drained(garage)
+  assert.equal((await garage.versionTable.get(cut.version, EMPTY))?.deleted, true, 'the unfinished part is deleted')
+  assert.equal(garage.blockManager.rc.get(cut.hash), 0)
+  assert.equal((await garage.versionTable.get(done.version, EMPTY))?.deleted, false, 'the finished part is kept')
+  assert.equal(garage.blockManager.rc.get(done.hash), 1)
 })
