@@ -3,7 +3,7 @@ import { test } from 'node:test'
 import type { Db } from '../../lib/db/db.ts'
 import { TableData } from '../../lib/table/data.ts'
 import { decodeMerkleNode, EMPTY_NODE_HASH, MerkleUpdater, merkleNodeKey, partitionOfMerkleKey } from '../../lib/table/merkle.ts'
-import { LocalReplication, ShardedReplication } from '../../lib/table/replication.ts'
+import { LocalReplication, ShardedReplication, type TableReplication } from '../../lib/table/replication.ts'
 import { blake2sum, bytesEqual } from '../../lib/util/data.ts'
 import { silentLogger } from '../../lib/util/logger.ts'
 import { dump, FixedLayout, helperOf, layoutOf, openDb, type Reg, reg, regSchema } from './ae-fixtures.ts'
@@ -155,3 +155,69 @@ test('a tree built with another partitioning (a node that ran alone) is rebuilt 
   }
   assert.equal(await s.merkle.checkPartitioning(), false, 'no second rebuild')
 })
+
+/** Deterministic pseudo-random integers in [0, n) (a 31-bit LCG). */
+function rng(seed: number): (n: number) => number {
+  let s = seed
+  return (n) => {
+    s = (s * 1103515245 + 12345) % 2 ** 31
+    return Math.floor((s / 2 ** 31) * n)
+  }
+}
+
+for (const [name, replicationOf] of [
+  ['256 partitions', (): TableReplication => new ShardedReplication(helperOf(new FixedLayout(layoutOf([SELF], 1)), SELF))],
+  ['one partition', (): TableReplication => new LocalReplication(SELF)],
+] as const) {
+  test(`the batched fold builds the same tree as the per-item fold over random writes and deletions (${name})`, async (t) => {
+    const open = async (fold: 'batched' | 'per-item'): Promise<{ data: TableData<Reg>; merkle: MerkleUpdater<Reg> }> => {
+      const replication = replicationOf()
+      const data = new TableData(regSchema('t'), await openDb(t), { replication, self: SELF })
+      return { data, merkle: new MerkleUpdater({ data, replication, log: silentLogger, fold }) }
+    }
+    for (const seed of [1, 2, 3]) {
+      const batched = await open('batched')
+      const perItem = await open('per-item')
+      const rand = rng(seed)
+      const live = new Map<string, Reg>()
+      let next = 0
+      for (let round = 0; round < 12; round++) {
+        const ops = 1 + rand(400)
+        for (let i = 0; i < ops; i++) {
+          const op = rand(10)
+          const keys = [...live.keys()]
+          if (op < 5 || keys.length === 0) {
+            // Few partition keys: items share partitions and deep prefixes of the tree.
+            const e = reg(`p${rand(5)}`, `s${next++}`, 1)
+            live.set(`${e.pk}/${e.sk}`, e)
+            for (const s of [batched, perItem]) s.data.update(e)
+          } else if (op < 8) {
+            const id = keys[rand(keys.length)] as string
+            const e = { ...(live.get(id) as Reg), v: (live.get(id) as Reg).v + 1 }
+            live.set(id, e)
+            for (const s of [batched, perItem]) s.data.update(e)
+          } else {
+            const id = keys[rand(keys.length)] as string
+            live.delete(id)
+            for (const s of [batched, perItem]) {
+              const key = s.data.entryKey(reg(id.split('/')[0] as string, id.split('/')[1] as string, 0))
+              assert.ok(s.data.deleteIfEqual(key, s.data.store.get(key) as Uint8Array), 'deleted')
+            }
+          }
+          // Partial folds of different sizes between writes: items are folded in other groupings.
+          if (rand(50) === 0) batched.merkle.updateBatch(1 + rand(300))
+          if (rand(50) === 0) perItem.merkle.updateBatch(1 + rand(300))
+        }
+        batched.merkle.updateAll(1 + rand(2000))
+        perItem.merkle.updateAll()
+        assert.equal(batched.merkle.todoLength(), 0, 'the todo is folded')
+        assert.deepEqual(dump(batched.data.merkleTree), dump(perItem.data.merkleTree), `seed ${seed}, round ${round}: same tree`)
+      }
+      let total = 0
+      const partitions = new Set<number>()
+      for (const [k] of batched.data.merkleTree.range()) if (k.length >= 2) partitions.add(partitionOfMerkleKey(k))
+      for (const p of partitions) total += checkShape(batched.merkle, merkleNodeKey(p))
+      assert.equal(total, live.size, `seed ${seed}: every live item has exactly one leaf`)
+    }
+  })
+}
