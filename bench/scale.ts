@@ -24,14 +24,16 @@
 import { createHash } from 'node:crypto'
 import { readFile, rm, stat } from 'node:fs/promises'
 import { Agent } from 'node:http'
+import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import { openLmdb } from '../lib/db/lmdb.ts'
 import { Garage } from '../lib/model/garage.ts'
 import type { ObjectEntry } from '../lib/model/s3/object-table.ts'
 import { MerkleUpdater } from '../lib/table/merkle.ts'
 import { TableGc } from '../lib/table/gc.ts'
-import { LocalReplication } from '../lib/table/replication.ts'
-import { genUuid, utf8 } from '../lib/util/data.ts'
+import { BucketsApi } from '../lib/model/helper/admin.ts'
+import { LocalReplication, type TableReplication } from '../lib/table/replication.ts'
+import { genUuid, type Hash } from '../lib/util/data.ts'
 import { silentLogger } from '../lib/util/logger.ts'
 import {
   type Credentials,
@@ -59,6 +61,15 @@ const mainKey = (i: number): string => `${String(Math.floor(i / 1000)).padStart(
 const spreadBucket = (i: number): string => `scale-b${String(i % BUCKETS).padStart(3, '0')}`
 const spreadKey = (i: number): string =>
   `logs/2026/12/${String(1 + (Math.floor(i / BUCKETS) % 28)).padStart(2, '0')}/host-${String(Math.floor(i / (BUCKETS * 28)) % 16).padStart(2, '0')}/${String(i).padStart(9, '0')}`
+
+/**
+ * The loader's view of the node's placement: one node holding everything, with the object
+ * table's items assigned to Merkle partitions as the node's sharded tables assign them (first
+ * byte of the partition hash), so the trees the loader folds are the ones the node keeps.
+ */
+function loaderReplication(): TableReplication {
+  return Object.assign(new LocalReplication('loader'), { partitionOf: (hash: Hash): number => hash[0] ?? 0 })
+}
 
 interface State {
   dir: string
@@ -165,7 +176,8 @@ async function load(
     }
     if (batch.length > 0) flush()
     const loadS = (performance.now() - t0) / 1000
-    const merkle = new MerkleUpdater({ data: g.objectTable.data, replication: new LocalReplication('loader'), log: silentLogger })
+    const fold = process.env.SCALE_FOLD === 'per-item' ? 'per-item' : 'batched'
+    const merkle = new MerkleUpdater({ data: g.objectTable.data, replication: loaderReplication(), log: silentLogger, fold })
     const todo = merkle.todoLength()
     const m0 = performance.now()
     merkle.updateAll()
@@ -206,6 +218,19 @@ async function gcDeletions(s: State, count: number): Promise<{ deleteS: number; 
     while (gc.todoLength() > 0) await gc.work(stop.signal)
     const gcS = (performance.now() - g0) / 1000
     return { deleteS, gcS, perS: count / Math.max(gcS, 1e-9) }
+  })
+}
+
+/** Full Merkle rebuild of the object table (tree cleared, every row queued and folded again). */
+async function merkleRebuild(s: State): Promise<{ queueS: number; foldS: number; rows: number }> {
+  return withModel(s.dir, async (g) => {
+    const merkle = new MerkleUpdater({ data: g.objectTable.data, replication: loaderReplication(), log: silentLogger })
+    const t0 = performance.now()
+    await merkle.rebuild()
+    const rows = merkle.todoLength()
+    const t1 = performance.now()
+    merkle.updateAll()
+    return { queueS: (t1 - t0) / 1000, foldS: (performance.now() - t1) / 1000, rows }
   })
 }
 
@@ -277,7 +302,13 @@ async function listRate(t: S3Target, agent: Agent, bucket: string, q: Record<str
 }
 
 async function measure(s: State, step: number): Promise<Record<string, unknown>> {
-  const proc = await startServerProcess({ reuse: { dir: s.dir, credentials: s.credentials }, startTimeoutMs: 600_000 })
+  // SCALE_SERVER_PROF=<dir>: a CPU profile of the node per step (written when it stops).
+  const prof = process.env.SCALE_SERVER_PROF
+  const proc = await startServerProcess({
+    reuse: { dir: s.dir, credentials: s.credentials },
+    startTimeoutMs: 600_000,
+    ...(prof === undefined ? {} : { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${prof}`] }),
+  })
   const t: S3Target = { endpoint: proc.endpoint, region: proc.region, credentials: s.credentials }
   const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY })
   try {
@@ -347,21 +378,17 @@ async function main(): Promise<void> {
   const first = await startServerProcess({ bucket: MAIN, startTimeoutMs: 600_000 })
   const s: State = { dir: first.dir, credentials: first.credentials, main: 0, spread: 0, putKeys: [] }
   try {
-    const t: S3Target = { endpoint: first.endpoint, region: first.region, credentials: first.credentials }
-    const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY })
-    log(`creating ${BUCKETS} buckets`)
-    for (let i = 0; i < BUCKETS; i += CONCURRENCY) {
-      await Promise.all(
-        Array.from({ length: Math.min(CONCURRENCY, BUCKETS - i) }, (_, j) =>
-          // A retried CreateBucket may find the bucket made: 409 BucketAlreadyOwnedByYou.
-          request(t, agent, 'PUT', `/${spreadBucket(i + j)}`).catch((err: Error) => {
-            if (!/ 409 /.test(err.message)) throw err
-          }),
-        ),
-      )
-    }
-    agent.destroy()
     await first.stop(30_000, { keepDir: true })
+    log(`creating ${BUCKETS} buckets`)
+    // Through the model layer (as the admin API does): over S3 this took more than 10 minutes at
+    // the machine's load.
+    await withModel(s.dir, async (g) => {
+      const api = new BucketsApi(g)
+      for (let i = 0; i < BUCKETS; i++) {
+        await api.create(spreadBucket(i))
+        await api.allowKey(spreadBucket(i), s.credentials.accessKeyId, { read: true, write: true, owner: true })
+      }
+    })
     for (const [index, target] of [0, ...STEPS].entries()) {
       let loaded: Record<string, unknown> = {}
       if (target > 0) {
@@ -385,6 +412,7 @@ async function main(): Promise<void> {
         ...m,
         ...loaded,
         lmdb_mb: round(size / 1024 / 1024),
+        load_avg_1m: round(loadavg()[0] ?? 0),
         meta_bytes_per_object: objects === 0 ? null : Math.round(size / objects),
       }
       process.stdout.write(`${JSON.stringify(out)}\n`)
@@ -393,7 +421,14 @@ async function main(): Promise<void> {
       log(`deleting ${GC_COUNT} objects and collecting their tombstones`)
       const gc = await gcDeletions(s, GC_COUNT)
       process.stdout.write(
-        `${JSON.stringify({ bench: 'scale', objects: s.main + s.spread, gc_deletions: Math.min(GC_COUNT, s.spread), delete_s: round(gc.deleteS), gc_s: round(gc.gcS), gc_per_s: round(gc.perS) })}\n`,
+        `${JSON.stringify({ bench: 'scale', objects: s.main + s.spread, gc_deletions: Math.min(GC_COUNT, s.spread), delete_s: round(gc.deleteS), gc_s: round(gc.gcS), gc_per_s: round(gc.perS), load_avg_1m: round(loadavg()[0] ?? 0) })}\n`,
+      )
+    }
+    if (process.env.SCALE_REBUILD !== '0') {
+      log("rebuilding the object table's Merkle tree")
+      const r = await merkleRebuild(s)
+      process.stdout.write(
+        `${JSON.stringify({ bench: 'scale', objects: r.rows, merkle_rebuild_queue_s: round(r.queueS), merkle_rebuild_fold_s: round(r.foldS), merkle_rebuild_rows_s: round(r.rows / Math.max(r.foldS, 1e-9)), load_avg_1m: round(loadavg()[0] ?? 0) })}\n`,
       )
     }
   } finally {

@@ -102,7 +102,7 @@ export class TableGc<E> implements Worker {
         this.#o.data.updateManyRaw(req.items)
         return { ok: true }
       case 'delete':
-        for (const [key, hash] of req.items) this.#o.data.deleteIfEqualHash(key, hash)
+        this.#o.data.deleteManyIfEqualHash(req.items)
         return { ok: true }
       default:
         throw unreachable(req)
@@ -186,7 +186,7 @@ export class TableGc<E> implements Worker {
       await this.#callAll(nodes, remove, signal)
     }
     await this.#tellFormer(former, remove, signal)
-    for (const c of items) if (this.#o.data.deleteIfEqualHash(c.key, c.hash)) this.#collected++
+    this.#collected += this.#o.data.deleteManyIfEqualHash(items.map((c) => [c.key, c.hash] as const))
     this.#removeTodo(items.map((c) => [c.todoKey, c.hash]))
   }
 
