@@ -193,10 +193,12 @@ async function gcDeletions(s: State, count: number): Promise<{ deleteS: number; 
     const ts = Date.now() + 1000
     const t0 = performance.now()
     let batch: ObjectEntry[] = []
-    for (let i = 0; i < count && i < s.spread; i++) {
+    // The spread buckets' objects first, then the main bucket's from its start.
+    for (let i = 0; i < count && i < s.spread + s.main; i++) {
+      const spread = i < s.spread
       batch.push({
-        bucketId: ids.get(spreadBucket(i)) as Uint8Array,
-        key: spreadKey(i),
+        bucketId: spread ? (ids.get(spreadBucket(i)) as Uint8Array) : (ids.get(MAIN) as Uint8Array),
+        key: spread ? spreadKey(i) : mainKey(i - s.spread),
         versions: [{ uuid: genUuid(), ts, state: { t: 'complete', data: { t: 'delete' } } }],
       })
       if (batch.length >= BATCH) {
@@ -417,18 +419,18 @@ async function main(): Promise<void> {
       }
       process.stdout.write(`${JSON.stringify(out)}\n`)
     }
-    if (GC_COUNT > 0) {
-      log(`deleting ${GC_COUNT} objects and collecting their tombstones`)
-      const gc = await gcDeletions(s, GC_COUNT)
-      process.stdout.write(
-        `${JSON.stringify({ bench: 'scale', objects: s.main + s.spread, gc_deletions: Math.min(GC_COUNT, s.spread), delete_s: round(gc.deleteS), gc_s: round(gc.gcS), gc_per_s: round(gc.perS), load_avg_1m: round(loadavg()[0] ?? 0) })}\n`,
-      )
-    }
     if (process.env.SCALE_REBUILD !== '0') {
       log("rebuilding the object table's Merkle tree")
       const r = await merkleRebuild(s)
       process.stdout.write(
         `${JSON.stringify({ bench: 'scale', objects: r.rows, merkle_rebuild_queue_s: round(r.queueS), merkle_rebuild_fold_s: round(r.foldS), merkle_rebuild_rows_s: round(r.rows / Math.max(r.foldS, 1e-9)), load_avg_1m: round(loadavg()[0] ?? 0) })}\n`,
+      )
+    }
+    if (GC_COUNT > 0) {
+      log(`deleting ${GC_COUNT} objects and collecting their tombstones`)
+      const gc = await gcDeletions(s, GC_COUNT)
+      process.stdout.write(
+        `${JSON.stringify({ bench: 'scale', objects: s.main + s.spread, gc_deletions: Math.min(GC_COUNT, s.spread + s.main), delete_s: round(gc.deleteS), gc_s: round(gc.gcS), gc_per_s: round(gc.perS), load_avg_1m: round(loadavg()[0] ?? 0) })}\n`,
       )
     }
   } finally {

@@ -5,7 +5,7 @@ import type { LayoutHistory } from '../../lib/rpc/layout/history.ts'
 import { TableData } from '../../lib/table/data.ts'
 import { TableGc } from '../../lib/table/gc.ts'
 import { LocalReplication, ShardedReplication } from '../../lib/table/replication.ts'
-import { genUuid, utf8 } from '../../lib/util/data.ts'
+import { blake2sum, genUuid, utf8 } from '../../lib/util/data.ts'
 import { silentLogger } from '../../lib/util/logger.ts'
 import { startModel } from '../helpers/model.ts'
 import { FixedLayout, helperOf, layoutOf, openDb, type Reg, type RegHooks, reg, regSchema, startMesh } from './ae-fixtures.ts'
@@ -200,4 +200,27 @@ test('a former holder still holding a stale live copy gets the tombstone, so its
   clock.now += DELAY + 1
   assert.equal(await formerGc.work(signal), 'busy', 'the GC step is busy')
   assert.equal(has(a, e2), undefined, 'collected on the holder even with the former holder away')
+})
+
+test('deleting a batch of tombstones in one transaction deletes only those whose value is unchanged', async (t) => {
+  const hooks: RegHooks = { deletedLocally: [] }
+  const data = new TableData(regSchema('reg', hooks), await openDb(t), { replication: new LocalReplication('n'), self: 'n' })
+  const tombstones = Array.from({ length: 20 }, (_, i) => reg('p', `k${i}`, 1, true))
+  for (const e of tombstones) data.update(e)
+  const items = tombstones.map((e) => {
+    const key = data.entryKey(e)
+    return [key, blake2sum(data.store.get(key) as Uint8Array)] as const
+  })
+  // Two rows change after their hash was taken: a newer write must survive the GC.
+  data.update(reg('p', 'k3', 2))
+  data.update(reg('p', 'k7', 2, true))
+  assert.equal(data.deleteManyIfEqualHash(items), 18, 'the 18 unchanged tombstones are deleted')
+  assert.equal(data.store.count(), 2, 'the two rewritten rows remain')
+  assert.equal(data.read(utf8('p'), utf8('k3'))?.v, 2, 'the newer value of k3 is kept')
+  assert.equal(hooks.deletedLocally.length, 18, 'the hook saw each deletion')
+  for (const [key] of items) {
+    const todo = data.merkleTodo.get(key)
+    const kept = data.store.get(key) !== undefined
+    assert.ok(todo !== undefined && (kept ? todo.length > 0 : todo.length === 0), 'each deletion is queued for the Merkle tree')
+  }
 })

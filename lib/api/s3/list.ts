@@ -41,7 +41,31 @@ export interface ListResult {
 
 const PAGE = 1000
 
-const cmp = (a: string, b: string): number => Buffer.compare(utf8(a), utf8(b))
+/**
+ * Rows read after a jump past a common prefix. Each read decodes every row it returns, and after
+ * a jump most of a page often lies under the next common prefix and is thrown away: reading
+ * 1,000 rows per common prefix made a delimited listing ~1,000 times slower than a flat one. The
+ * page doubles again (up to PAGE) while no jump happens.
+ */
+const PAGE_AFTER_JUMP = 16
+
+/**
+ * Compares two keys in the order of their UTF-8 bytes (the order of the store). Code units below
+ * U+D800 order as their UTF-8 bytes do, so the usual case needs no encoding; a difference at a
+ * surrogate or above falls back to comparing the bytes.
+ */
+export function cmpKeys(a: string, b: string): number {
+  const n = Math.min(a.length, b.length)
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i)
+    const y = b.charCodeAt(i)
+    if (x === y) continue
+    if (x < 0xd800 && y < 0xd800) return x - y
+    return Buffer.compare(utf8(a), utf8(b))
+  }
+  return a.length - b.length
+}
+const cmp = cmpKeys
 
 /** Walks the bucket's objects and groups them by delimiter. */
 export async function listObjects(garage: Garage, bucketId: Uuid, q: ListQuery): Promise<ListResult> {
@@ -52,14 +76,16 @@ export async function listObjects(garage: Garage, bucketId: Uuid, q: ListQuery):
   const limit = q.maxKeys
   let lastReturned: string | undefined
   if (limit === 0) return { objects, commonPrefixes, truncated: false }
+  let pageSize = PAGE
   for (;;) {
     const page = await garage.objectTable.getRange(bucketId, {
       start: cursor,
-      limit: PAGE,
+      limit: pageSize,
       filter: (o) => currentVersion(o) !== undefined,
     })
     if (page.length === 0) return { objects, commonPrefixes, truncated: false, lastReturned }
     let jumped = false
+    let last: string | undefined
     for (const o of page) {
       const key = o.key
       if (!key.startsWith(q.prefix)) {
@@ -96,9 +122,11 @@ export async function listObjects(garage: Garage, bucketId: Uuid, q: ListQuery):
         jumped = true
         break
       }
-      cursor = keySuccessor(key)
+      last = key
     }
-    if (!jumped && page.length < PAGE) return { objects, commonPrefixes, truncated: false, lastReturned }
+    if (!jumped && page.length < pageSize) return { objects, commonPrefixes, truncated: false, lastReturned }
+    if (!jumped && last !== undefined) cursor = keySuccessor(last)
+    pageSize = jumped ? PAGE_AFTER_JUMP : Math.min(PAGE, pageSize * 2)
   }
 }
 

@@ -4,7 +4,7 @@ import { Readable } from 'node:stream'
 import { test } from 'node:test'
 import type { ChecksumResult } from '../../../lib/api/common/signature/body.ts'
 import { deleteObject } from '../../../lib/api/s3/delete.ts'
-import { listObjects, uriEncode } from '../../../lib/api/s3/list.ts'
+import { cmpKeys, listObjects, uriEncode } from '../../../lib/api/s3/list.ts'
 import { saveStream } from '../../../lib/api/s3/put.ts'
 import type { Garage } from '../../../lib/model/garage.ts'
 import { genUuid, type Uuid, utf8 } from '../../../lib/util/data.ts'
@@ -110,4 +110,59 @@ test('deleted objects and maxKeys 0 list nothing', async (t) => {
 test('URL encoding of listed names keeps slashes and encodes everything AWS does', () => {
   assert.equal(uriEncode('a b/c+d&e%f'), 'a%20b/c%2Bd%26e%25f')
   assert.equal(uriEncode("é*'()!~"), '%C3%A9%2A%27%28%29%21~')
+})
+
+test('keys compare in the order of their UTF-8 bytes', () => {
+  const chars = [
+    'a',
+    'z',
+    '/',
+    '\u00e9',
+    '\u07ff',
+    '\u0800',
+    '\ud7ff',
+    '\ue000',
+    '\uffff',
+    '\u{10000}',
+    '\u{1F600}',
+    '\u{10FFFF}',
+  ]
+  let s = 12345
+  const rand = (n: number): number => {
+    s = (s * 1103515245 + 12345) % 2 ** 31
+    return s % n
+  }
+  const word = (): string => Array.from({ length: rand(4) }, () => chars[rand(chars.length)]).join('')
+  for (let i = 0; i < 3000; i++) {
+    const [a, b] = [word(), word()]
+    assert.equal(
+      Math.sign(cmpKeys(a, b)),
+      Math.sign(Buffer.compare(utf8(a), utf8(b))),
+      `${JSON.stringify(a)} vs ${JSON.stringify(b)}`,
+    )
+  }
+})
+
+test('a delimited listing over many prefixes, each holding more keys than a page after a jump, lists each once', async (t) => {
+  const { garage } = await startModel(t)
+  const bucket = genUuid()
+  // Prefixes of 1 to 60 keys, with top-level keys between them: pages after a jump (16 rows)
+  // end inside a prefix, at its end, and across top-level keys.
+  const keys: string[] = []
+  for (let d = 0; d < 40; d++) {
+    const dir = `d${String(d).padStart(2, '0')}`
+    for (let i = 0; i < 1 + ((d * 7) % 60); i++) keys.push(`${dir}/${String(i).padStart(3, '0')}`)
+    if (d % 3 === 0) keys.push(`${dir}-top`)
+  }
+  await put(garage, bucket, keys)
+  const sorted = [...keys].sort((x, y) => Buffer.compare(utf8(x), utf8(y)))
+  const topKeys = sorted.filter((k) => !k.includes('/'))
+  const prefixes = [...new Set(sorted.filter((k) => k.includes('/')).map((k) => k.slice(0, k.indexOf('/') + 1)))]
+  for (const maxKeys of [7, 1000]) {
+    const grouped = await listAll(garage, bucket, '', '/', maxKeys)
+    assert.deepEqual(grouped.keys, topKeys, `top-level keys, maxKeys=${maxKeys}`)
+    assert.deepEqual(grouped.prefixes, prefixes, `each common prefix once, maxKeys=${maxKeys}`)
+    const flat = await listAll(garage, bucket, '', undefined, maxKeys)
+    assert.deepEqual(flat.keys, sorted, `flat listing, maxKeys=${maxKeys}`)
+  }
 })
