@@ -39,8 +39,8 @@ export type SyncRequest =
 export type SyncResponse = { different: boolean } | { node: Uint8Array | null } | { ok: true }
 
 /** The sync endpoint of a table. Never renamed once shipped. @internal */
-/** Merkle todo batches folded before each partition's comparison (256 items each). */
-const MERKLE_FOLD_BATCHES_PER_STEP = 64
+/** Merkle todo batches folded before each partition's comparison (1,000 items each). */
+const MERKLE_FOLD_BATCHES_PER_STEP = 16
 
 export const tableSyncEndpoint = (table: string): RpcEndpoint<SyncRequest, SyncResponse> =>
   defineEndpoint<SyncRequest, SyncResponse>(`table-sync/${table}`)
