@@ -376,6 +376,40 @@ async function measure(s: State, step: number): Promise<Record<string, unknown>>
   }
 }
 
+/**
+ * `SCALE_REUSE=<dir>:<objects>`: runs only the GC (then the rebuild) on the store a stopped run
+ * left in `<dir>` after loading `<objects>` (half main, half spread).
+ */
+async function reuse(spec: string): Promise<void> {
+  const [dir, count] = spec.split(':') as [string, string]
+  const n = Number(count)
+  const s: State = {
+    dir,
+    credentials: { accessKeyId: '', secretAccessKey: '' },
+    main: Math.ceil(n / 2),
+    spread: n - Math.ceil(n / 2),
+    putKeys: [],
+  }
+  await finalSteps(s)
+}
+
+async function finalSteps(s: State): Promise<void> {
+  if (GC_COUNT > 0) {
+    log(`deleting ${GC_COUNT} objects and collecting their tombstones`)
+    const gc = await gcDeletions(s, GC_COUNT)
+    process.stdout.write(
+      `${JSON.stringify({ bench: 'scale', objects: s.main + s.spread, gc_deletions: Math.min(GC_COUNT, s.spread + s.main), delete_s: round(gc.deleteS), gc_s: round(gc.gcS), gc_per_s: round(gc.perS), load_avg_1m: round(loadavg()[0] ?? 0) })}\n`,
+    )
+  }
+  if (process.env.SCALE_REBUILD !== '0') {
+    log("rebuilding the object table's Merkle tree")
+    const r = await merkleRebuild(s)
+    process.stdout.write(
+      `${JSON.stringify({ bench: 'scale', objects: r.rows, merkle_rebuild_queue_s: round(r.queueS), merkle_rebuild_fold_s: round(r.foldS), merkle_rebuild_rows_s: round(r.rows / Math.max(r.foldS, 1e-9)), load_avg_1m: round(loadavg()[0] ?? 0) })}\n`,
+    )
+  }
+}
+
 async function main(): Promise<void> {
   const first = await startServerProcess({ bucket: MAIN, startTimeoutMs: 600_000 })
   const s: State = { dir: first.dir, credentials: first.credentials, main: 0, spread: 0, putKeys: [] }
@@ -419,24 +453,12 @@ async function main(): Promise<void> {
       }
       process.stdout.write(`${JSON.stringify(out)}\n`)
     }
-    if (process.env.SCALE_REBUILD !== '0') {
-      log("rebuilding the object table's Merkle tree")
-      const r = await merkleRebuild(s)
-      process.stdout.write(
-        `${JSON.stringify({ bench: 'scale', objects: r.rows, merkle_rebuild_queue_s: round(r.queueS), merkle_rebuild_fold_s: round(r.foldS), merkle_rebuild_rows_s: round(r.rows / Math.max(r.foldS, 1e-9)), load_avg_1m: round(loadavg()[0] ?? 0) })}\n`,
-      )
-    }
-    if (GC_COUNT > 0) {
-      log(`deleting ${GC_COUNT} objects and collecting their tombstones`)
-      const gc = await gcDeletions(s, GC_COUNT)
-      process.stdout.write(
-        `${JSON.stringify({ bench: 'scale', objects: s.main + s.spread, gc_deletions: Math.min(GC_COUNT, s.spread + s.main), delete_s: round(gc.deleteS), gc_s: round(gc.gcS), gc_per_s: round(gc.perS), load_avg_1m: round(loadavg()[0] ?? 0) })}\n`,
-      )
-    }
+    await finalSteps(s)
   } finally {
     await first.stop()
     await rm(s.dir, { recursive: true, force: true })
   }
 }
 
-await main()
+if (process.env.SCALE_REUSE !== undefined) await reuse(process.env.SCALE_REUSE)
+else await main()
