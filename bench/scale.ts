@@ -353,6 +353,9 @@ async function measure(s: State, step: number): Promise<Record<string, unknown>>
     s.putKeys.splice(base, victims.length)
     const status = await readFile(`/proc/${proc.pid}/status`, 'utf8')
     const rssMb = round(Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024)
+    // lmdb is memory-mapped: the pages it touched count in VmRSS as file-backed memory.
+    const rssAnonMb = round(Number(/RssAnon:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024)
+    const rssFileMb = round(Number(/RssFile:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024)
     const peakMb = round((await readPeakRss(proc.pid)) / 1024 / 1024)
     return {
       put_ops: put.ops,
@@ -368,6 +371,8 @@ async function measure(s: State, step: number): Promise<Record<string, unknown>>
       list_spread_delimiter_prefixes_s: listSpreadDelimiter,
       delete_objects_1000_ms: deleteMs,
       rss_mb: rssMb,
+      rss_anon_mb: rssAnonMb,
+      rss_file_mb: rssFileMb,
       peak_rss_mb: peakMb,
     }
   } finally {
