@@ -106,6 +106,16 @@ export function parseTableRequest(v: unknown): TableRequest {
       return { op: 'get', partitionKey: r.partitionKey, sortKey: r.sortKey }
     }
     if (
+      r.op === 'getMany' &&
+      Array.isArray(r.partitionKeys) &&
+      Array.isArray(r.sortKeys) &&
+      r.partitionKeys.length === r.sortKeys.length &&
+      r.partitionKeys.every(bytes) &&
+      r.sortKeys.every(bytes)
+    ) {
+      return { op: 'getMany', partitionKeys: r.partitionKeys, sortKeys: r.sortKeys }
+    }
+    if (
       r.op === 'range' &&
       bytes(r.partitionKey) &&
       (r.start === undefined || r.start === null || bytes(r.start)) &&

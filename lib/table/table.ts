@@ -9,6 +9,7 @@
 import type { Transaction } from '../db/db.ts'
 import { RpcHelper } from '../rpc/rpc-helper.ts'
 import { bytesEqual, compareBytes } from '../util/data.ts'
+import { GarageError } from '../util/errors.ts'
 import type { Logger } from '../util/logger.ts'
 import { checkSortKey, type LocalRangeOptions, type TableData } from './data.ts'
 import type { NodeId, TableReplication } from './replication.ts'
@@ -18,6 +19,8 @@ import type { TableSchema } from './schema.ts'
 export type TableRequest =
   | { op: 'update'; entries: Uint8Array[] }
   | { op: 'get'; partitionKey: Uint8Array; sortKey: Uint8Array }
+  /** Several entries at once: the answer has one item per key, empty where the node has none. */
+  | { op: 'getMany'; partitionKeys: Uint8Array[]; sortKeys: Uint8Array[] }
   | { op: 'range'; partitionKey: Uint8Array; start?: Uint8Array; limit: number; reverse: boolean }
 
 /** Options of one transport call. */
@@ -65,6 +68,8 @@ export interface RangeQuery<E> {
 
 /** Most entries one range call asks each node for (a getRange may take several rounds). */
 const RANGE_PAGE = 1000
+/** Most keys one getMany call asks a node for (a getMany sends its calls at once). */
+const GET_MANY_PAGE = 2000
 
 /** Where the entries of one insert go (see {@link Table.planInsert}). @internal */
 export interface InsertPlan {
@@ -76,6 +81,8 @@ export interface InsertPlan {
   sets: Map<string, NodeId[]>
   quorum: number
 }
+
+const EMPTY = new Uint8Array(0)
 
 interface Answer {
   node: NodeId
@@ -214,6 +221,77 @@ export class Table<E> {
   }
 
   /**
+   * Reads many entries at the read quorum in a few calls: keys whose partitions have the same
+   * read nodes go together, up to {@link GET_MANY_PAGE} keys per call, and each such group is one
+   * quorum call (with 3 nodes and RF 3, every partition has the same nodes: ⌈n / page⌉ calls per
+   * node instead of n). Each entry is merged and repaired as {@link get} does it; the answer has
+   * one item per key, in order. Every group must reach its quorum.
+   * @throws QuorumError when too few replicas answer in time for some group.
+   */
+  async getMany(keys: ReadonlyArray<{ partitionKey: Uint8Array; sortKey: Uint8Array }>): Promise<Array<E | undefined>> {
+    for (const k of keys) checkSortKey(this.name, k.sortKey)
+    const out = new Array<E | undefined>(keys.length).fill(undefined)
+    const groups = new Map<string, { hash: Uint8Array; indexes: number[] }>()
+    for (let i = 0; i < keys.length; i++) {
+      const hash = this.schema.partitionHash((keys[i] as (typeof keys)[number]).partitionKey)
+      const set = this.#replication.readNodes(hash).slice().sort().join(',')
+      let g = groups.get(set)
+      if (g === undefined || g.indexes.length >= GET_MANY_PAGE) {
+        // A full group goes out as is; the next keys of these nodes start another call.
+        if (g !== undefined) groups.set(`${set}#${i}`, g)
+        g = { hash, indexes: [] }
+        groups.set(set, g)
+      }
+      g.indexes.push(i)
+    }
+    const repairs = new Map<NodeId, Uint8Array[]>()
+    await Promise.all(
+      [...groups.values()].map(async ({ hash, indexes }) => {
+        const request: TableRequest = {
+          op: 'getMany',
+          partitionKeys: indexes.map((i) => (keys[i] as (typeof keys)[number]).partitionKey),
+          sortKeys: indexes.map((i) => (keys[i] as (typeof keys)[number]).sortKey),
+        }
+        const answers = await this.#readQuorum(hash, request)
+        for (const a of answers) {
+          if (a.value.length !== indexes.length) {
+            throw new GarageError(
+              'GARAGE_ERR_REMOTE',
+              `node ${a.node.slice(0, 16)} answered ${a.value.length} of ${indexes.length} ${this.name} entries`,
+            )
+          }
+        }
+        indexes.forEach((index, j) => {
+          const copies = answers.map((a) => ((a.value[j] as Uint8Array).length === 0 ? undefined : a.value[j]))
+          const first = copies[0]
+          if (first !== undefined && copies.every((c) => c !== undefined && bytesEqual(c, first))) {
+            out[index] = this.schema.codec.decode(first)
+            return
+          }
+          let merged: E | undefined
+          for (const raw of copies) {
+            if (raw === undefined) continue
+            const e = this.schema.codec.decode(raw)
+            merged = merged === undefined ? e : this.schema.merge(merged, e)
+          }
+          if (merged === undefined) return
+          out[index] = merged
+          const mergedRaw = this.schema.codec.encode(merged)
+          for (const a of answers) {
+            const c = a.value[j] as Uint8Array
+            if (c.length !== 0 && bytesEqual(c, mergedRaw)) continue
+            const l = repairs.get(a.node)
+            if (l === undefined) repairs.set(a.node, [mergedRaw])
+            else l.push(mergedRaw)
+          }
+        })
+      }),
+    )
+    for (const [node, raws] of repairs) this.#repair([node], raws)
+    return out
+  }
+
+  /**
    * Entries of one partition from `start` (inclusive), in sort key order (descending with
    * `reverse`), at most `limit` of those `filter` keeps. Across nodes: each round asks the read
    * quorum for a page, merges it per sort key, keeps the part every answer covers, repairs the
@@ -299,6 +377,10 @@ export class Table<E> {
         const raw = this.data.store.get(this.data.treeKey(request.partitionKey, request.sortKey))
         return raw === undefined ? [] : [raw]
       }
+      case 'getMany':
+        return request.partitionKeys.map(
+          (pk, i) => this.data.store.get(this.data.treeKey(pk, request.sortKeys[i] as Uint8Array)) ?? EMPTY,
+        )
       case 'range': {
         const opts: LocalRangeOptions<E> = { start: request.start, limit: request.limit, reverse: request.reverse }
         return this.data.readRange(request.partitionKey, opts).map((e) => this.schema.codec.encode(e))

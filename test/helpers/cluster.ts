@@ -61,6 +61,8 @@ export interface ClusterNodeOptions {
   reuse?: ServerProcess
   /** Extra top-level toml lines. */
   configLines?: string[]
+  /** Extra lines of the `[s3_api]` section. */
+  s3ApiLines?: string[]
   /** Extra environment for the child (after the default `GARAGE_TS_TEST_RPC_INTERVAL_MSEC=1000`). */
   env?: Record<string, string>
   /**
@@ -96,6 +98,7 @@ export async function startClusterNode(o: ClusterNodeOptions = {}): Promise<Clus
       `admin_token = "${ADMIN_TOKEN}"`,
     ],
     env: { GARAGE_TS_TEST_RPC_INTERVAL_MSEC: String(RPC_INTERVAL_MS), ...o.env },
+    ...(o.s3ApiLines === undefined ? {} : { s3ApiLines: o.s3ApiLines }),
     ...(o.preload === undefined ? {} : { preload: o.preload }),
     ...(o.startTimeoutMs === undefined ? {} : { startTimeoutMs: o.startTimeoutMs }),
     ...(o.reuse === undefined ? {} : { reuse: { dir: o.reuse.dir, credentials: o.reuse.credentials } }),
@@ -387,7 +390,9 @@ export interface ReplicatedClusterOptions {
    * restarts of that node, and asked for the index of a node added with `addNode`. `env` comes
    * on top of the cluster's.
    */
-  nodeOptions?: (i: number) => Pick<ClusterNodeOptions, 'rpcBindAddr' | 'rpcPublicAddr' | 'preload' | 'env' | 'startTimeoutMs'>
+  nodeOptions?: (
+    i: number,
+  ) => Pick<ClusterNodeOptions, 'rpcBindAddr' | 'rpcPublicAddr' | 'preload' | 'env' | 'startTimeoutMs' | 's3ApiLines'>
 }
 
 /**

@@ -32,6 +32,8 @@ export interface ServerProcessOptions {
   region?: string
   /** Extra top-level lines for garage.toml (e.g. `block_size = "4M"`). */
   configLines?: string[]
+  /** Extra lines of the `[s3_api]` section (e.g. `min_part_size = 0`). */
+  s3ApiLines?: string[]
   /** Extra flags for the child's `node` (e.g. `--cpu-prof`), placed before the script. */
   nodeArgs?: string[]
   /** Modules the child imports (`--import`) after tsx and before the CLI: `.ts` files work. */
@@ -90,6 +92,7 @@ export async function startServerProcess(options: ServerProcessOptions = {}): Pr
       '[s3_api]',
       'api_bind_addr = "127.0.0.1:0"',
       `s3_region = "${region}"`,
+      ...(options.s3ApiLines ?? []),
     ]
     const adminToken = options.admin === true ? randomBytes(16).toString('hex') : undefined
     if (adminToken !== undefined) toml.push('[admin]', 'api_bind_addr = "127.0.0.1:0"', `admin_token = "${adminToken}"`)

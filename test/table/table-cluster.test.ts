@@ -4,13 +4,14 @@
  * quorum writes and reads, read repair, ranges merged across replicas, and failures.
  */
 import assert from 'node:assert/strict'
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { type TestContext, test } from 'node:test'
 import { isUnavailable, toApiError } from '../../lib/api/common/errors.ts'
 import { openLmdb } from '../../lib/db/lmdb.ts'
-import type { NetApp } from '../../lib/net/netapp.ts'
+import type { NetApp, NetCallEvent } from '../../lib/net/netapp.ts'
 import { TableData } from '../../lib/table/data.ts'
 import { InsertQueueWorker } from '../../lib/table/queue.ts'
 import type { NodeId } from '../../lib/table/replication.ts'
@@ -127,6 +128,60 @@ test('a read merges the copies it got and repairs the replicas that were behind'
   assert.equal(a.local('y'), 2, 'the missing copy was repaired')
 })
 
+/** The paths of the RPCs made while `fn` runs, and its result. */
+async function callsDuring<T>(fn: () => Promise<T>): Promise<{ paths: string[]; value: T }> {
+  const paths: string[] = []
+  const onCall = (m: unknown): void => {
+    paths.push((m as NetCallEvent).path)
+  }
+  subscribe('garage:net:call', onCall)
+  try {
+    const value = await fn()
+    return { paths, value }
+  } finally {
+    unsubscribe('garage:net:call', onCall)
+  }
+}
+
+test('getMany reads 300 entries of 300 partitions in one call per node, equal to one get each', async (t) => {
+  const nodes = (await threeNodes(t)) as [ClusterNode, ClusterNode, ClusterNode]
+  const [a, b] = nodes
+  const rows = Array.from({ length: 300 }, (_, i) => ({ pk: `p${i}`, sk: 's', n: i + 1 }))
+  await a.table.insertMany(rows)
+  await eventually('every replica', async () => nodes.every((x) => rows.every((r) => x.local('s', r.pk) === r.n)), {
+    timeoutMs: 5000,
+  })
+  // Keys in a shuffled order, with absent ones among them.
+  const keys = [...rows.map((r) => r.pk), 'absent1', 'absent2']
+    .sort()
+    .map((pk) => ({ partitionKey: utf8(pk), sortKey: utf8('s') }))
+  const batched = await callsDuring(() => b.table.getMany(keys))
+  const oneByOne = await callsDuring(() => Promise.all(keys.map((k) => b.table.get(k.partitionKey, k.sortKey))))
+  assert.deepEqual(batched.value, oneByOne.value, 'the same entries, in the order of the keys')
+  assert.equal(batched.value.filter((e) => e === undefined).length, 2, 'absent keys read as undefined')
+  assert.ok(batched.paths.length >= 1 && batched.paths.length <= 2, `one call per remote node: ${batched.paths.length}`)
+  assert.ok(oneByOne.paths.length >= keys.length, `one call per key the other way: ${oneByOne.paths.length}`)
+  assert.deepEqual(await b.table.getMany([]), [])
+})
+
+test('getMany merges divergent copies and repairs the replicas that were behind, as get does', async (t) => {
+  const [a, b, c] = (await threeNodes(t)) as [ClusterNode, ClusterNode, ClusterNode]
+  a.table.data.update({ pk: 'p', sk: 'x', n: 1 })
+  b.table.data.update({ pk: 'p', sk: 'x', n: 5 })
+  b.table.data.update({ pk: 'p', sk: 'y', n: 2 })
+  c.table.data.update({ pk: 'p', sk: 'x', n: 9 })
+  // A asks itself and B (closest first, quorum 2).
+  const got = await a.table.getMany(['x', 'y', 'z'].map((sk) => ({ partitionKey: utf8('p'), sortKey: utf8(sk) })))
+  assert.deepEqual(
+    got.map((e) => e?.n),
+    [5, 2, undefined],
+  )
+  await a.table.settled()
+  assert.equal(a.local('x'), 5, 'A repaired')
+  assert.equal(a.local('y'), 2, 'the copy A missed was written back')
+  assert.equal(c.local('x'), 9, 'C was not asked')
+})
+
 test('ranges merge the replicas per sort key, in order, and repair what each replica missed', async (t) => {
   const [a, b] = (await threeNodes(t)) as [ClusterNode, ClusterNode, ClusterNode]
   for (let i = 0; i < 10; i++) a.table.data.update({ pk: 'p', sk: `k0${i}`, n: i })
@@ -229,10 +284,17 @@ test('the table endpoint refuses malformed requests', () => {
     limit: 3,
     reverse: false,
   })
+  assert.deepEqual(parseTableRequest({ op: 'getMany', partitionKeys: [utf8('p')], sortKeys: [utf8('s')] }), {
+    op: 'getMany',
+    partitionKeys: [utf8('p')],
+    sortKeys: [utf8('s')],
+  })
   for (const bad of [
     null,
     'x',
     { op: 'get' },
+    { op: 'getMany', partitionKeys: [utf8('p')], sortKeys: [] },
+    { op: 'getMany', partitionKeys: ['p'], sortKeys: [utf8('s')] },
     { op: 'update', entries: ['x'] },
     { op: 'range', partitionKey: utf8('p'), limit: -1, reverse: false },
     { op: 'drop' },

@@ -299,7 +299,8 @@ async function partRange(
 }
 
 /**
- * Streams bytes `start..end` (inclusive) of a version's blocks, reading one block ahead. With a
+ * Streams bytes `start..end` (inclusive) of a version's blocks, reading ahead one block, or up to
+ * {@link READ_AHEAD_BLOCKS} small ones within {@link READ_AHEAD_BYTES}. With a
  * `cipher` (SSE-C or SSE-S3), only the encrypted chunks holding the wanted bytes are decrypted.
  */
 export async function* streamBlocks(
@@ -322,10 +323,14 @@ export async function* streamBlocks(
   }
   const slices = blocksInRange(v.blocks, start, end)
   const head = slices[0]
-  for await (const [w, data] of readAhead(slices, (w) =>
-    early !== undefined && w === head && firstBlock !== undefined && Buffer.from(w.block.hash).equals(firstBlock)
-      ? early
-      : garage.blockManager.getBlock(w.block.hash),
+  const window: ReadAheadWindow<BlockSlice> = { size: (w) => w.block.size, bytes: READ_AHEAD_BYTES, items: READ_AHEAD_BLOCKS }
+  for await (const [w, data] of readAhead(
+    slices,
+    (w) =>
+      early !== undefined && w === head && firstBlock !== undefined && Buffer.from(w.block.hash).equals(firstBlock)
+        ? early
+        : garage.blockManager.getBlock(w.block.hash),
+    window,
   )) {
     if (cipher !== undefined) yield cipher.decryptBlock(data, w.block.size, w.from, w.to)
     else yield w.from === 0 && w.to === data.length ? data : data.subarray(w.from, w.to)
@@ -370,15 +375,50 @@ export function blocksInRange(blocks: readonly VersionBlock[], start: number, en
   return out
 }
 
-/** Yields `[item, await read(item)]` in order, reading the next item while the current one is used. */
-export async function* readAhead<T, R>(items: readonly T[], read: (item: T) => Promise<R>): AsyncGenerator<[T, R]> {
-  let next = items[0] === undefined ? undefined : read(items[0])
+/** Bytes of blocks a GET reads ahead of the one it sends: two 1 MiB blocks, or many small ones. */
+export const READ_AHEAD_BYTES = 2 * 1024 * 1024
+/** Most blocks a GET reads at once (small parts make small blocks: their latency, not size, counts). */
+export const READ_AHEAD_BLOCKS = 32
+
+/** How far {@link readAhead} reads beyond the next item. */
+export interface ReadAheadWindow<T> {
+  size(item: T): number
+  /** More items start while those read and not yet consumed stay within this many bytes. */
+  bytes: number
+  /** And within this many items. */
+  items: number
+}
+
+/**
+ * Yields `[item, await read(item)]` in order, reading the next item while the current one is used;
+ * with a `window`, also further items while their sizes fit it (memory stays bounded by the window
+ * plus one item).
+ */
+export async function* readAhead<T, R>(
+  items: readonly T[],
+  read: (item: T) => Promise<R>,
+  window?: ReadAheadWindow<T>,
+): AsyncGenerator<[T, R]> {
+  const pending: Array<Promise<R>> = []
+  let started = 0
+  let bytes = 0
+  const more = (i: number): boolean => {
+    if (started >= items.length) return false
+    if (started <= i + 1) return true
+    return window !== undefined && started - i < window.items && bytes + window.size(items[started] as T) <= window.bytes
+  }
   for (let i = 0; i < items.length; i++) {
-    const current = next as Promise<R>
-    const following = items[i + 1]
-    next = following === undefined ? undefined : read(following)
-    // A read-ahead that fails is reported when its turn comes, not as an unhandled rejection.
-    next?.catch(() => {})
-    yield [items[i] as T, await current]
+    while (more(i)) {
+      const item = items[started] as T
+      const p = read(item)
+      // A read-ahead that fails is reported when its turn comes, not as an unhandled rejection.
+      p.catch(() => {})
+      pending.push(p)
+      if (window !== undefined) bytes += window.size(item)
+      started++
+    }
+    const current = items[i] as T
+    yield [current, await (pending.shift() as Promise<R>)]
+    if (window !== undefined) bytes -= window.size(current)
   }
 }

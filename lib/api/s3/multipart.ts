@@ -677,16 +677,18 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
     chosen.reduce((s, p) => s + p.size, 0),
   )
 
-  // The final version: the blocks of the chosen part versions, renumbered 1..N.
-  const partVersions = await Promise.all(chosen.map((p) => readPartVersion(g, p)))
+  // The final version: the blocks of the chosen part versions, renumbered 1..N. Each from the
+  // local copy when it covers the whole part, the others in one batched quorum read (a few calls
+  // per node), not one read per part.
+  const partVersions = await readPartVersions(g, chosen)
   const blocks: VersionBlock[] = []
   partVersions.forEach((v, i) => {
     if (v === undefined || v.deleted) throw new ApiError('InvalidPart', `Part ${(chosen[i] as MpuPart).partNumber} is gone`)
     for (const b of v.blocks) blocks.push(versionBlock(i + 1, b.offset, b.hash, b.size))
   })
   const refs = uniqueHashes(blocks).map((block) => ({ block, version: uploadId, deleted: false }))
-  // The final version with its first 1000 references in one round trip, the version first on
-  // every node (TableBatch.insertInOrder); any further references 1000 at a time.
+  // The final version with all its references in one round trip (one request per node, merged
+  // there in one transaction), the version first on every node (TableBatch.insertInOrder).
   await g.tableBatch.insertInOrder([
     batchItem(g.versionTable, [
       {
@@ -697,9 +699,8 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
         backlink: { t: 'object', bucketId: ctx.bucketId, key: ep.key },
       },
     ]),
-    batchItem(g.blockRefTable, refs.slice(0, 1000)),
+    batchItem(g.blockRefTable, refs),
   ])
-  for (let i = 1000; i < refs.length; i += 1000) await g.blockRefTable.insertMany(refs.slice(i, i + 1000))
 
   const md5 = createHash('md5')
   for (const p of chosen) md5.update(Buffer.from(p.etag, 'hex'))
@@ -752,10 +753,24 @@ export async function handleCompleteMultipartUpload(ctx: BucketCtx, ep: { key: s
  * version's block list only grows, so it is then the row a quorum read would return, as GET's
  * readVersion), otherwise read at quorum.
  */
-async function readPartVersion(garage: Garage, part: MpuPart & { size: number }): Promise<VersionEntry | undefined> {
-  const local = garage.versionTable.data.read(part.version, EMPTY)
-  if (local !== undefined && !local.deleted && local.blocks.reduce((n, b) => n + b.size, 0) === part.size) return local
-  return garage.versionTable.get(part.version, EMPTY)
+async function readPartVersions(
+  garage: Garage,
+  parts: readonly (MpuPart & { size: number })[],
+): Promise<(VersionEntry | undefined)[]> {
+  const out: (VersionEntry | undefined)[] = parts.map((part) => {
+    const local = garage.versionTable.data.read(part.version, EMPTY)
+    const whole = local !== undefined && !local.deleted && local.blocks.reduce((n, b) => n + b.size, 0) === part.size
+    return whole ? local : undefined
+  })
+  const missing = out.flatMap((v, i) => (v === undefined ? [i] : []))
+  if (missing.length === 0) return out
+  const read = await garage.versionTable.getMany(
+    missing.map((i) => ({ partitionKey: (parts[i] as MpuPart).version, sortKey: EMPTY })),
+  )
+  missing.forEach((i, n) => {
+    out[i] = read[n]
+  })
+  return out
 }
 
 /** A key given to CompleteMultipartUpload must be the upload's (AWS does not require one). */

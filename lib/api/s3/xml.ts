@@ -111,8 +111,21 @@ function isXmlChar(cp: number): boolean {
   )
 }
 
+/**
+ * Printable ASCII, tab and LF only, without '&', ']' or CR: text that needs no check or decoding
+ * (the whitespace between elements and most values), tested without a regular expression.
+ */
+function isPlainText(raw: string): boolean {
+  for (let k = 0; k < raw.length; k++) {
+    const c = raw.charCodeAt(k)
+    if (c > 0x7e || (c < 0x20 && c !== 0x09 && c !== 0x0a) || c === 0x26 || c === 0x5d) return false
+  }
+  return true
+}
+
 /** Literal text: line ends normalised (XML 1.0 §2.11), references decoded. */
 function decodeText(raw: string): string {
+  if (isPlainText(raw)) return raw
   if (FORBIDDEN_CHAR.test(raw)) throw malformed('a character XML does not allow')
   if (raw.includes(']]>')) throw malformed("']]>' outside a CDATA section")
   const text = raw.replace(/\r\n?/g, '\n')
@@ -168,6 +181,26 @@ export function parseXml(input: string | Uint8Array): XmlDocument {
     while (i < n && (s[i] === ' ' || s[i] === '\t' || s[i] === '\n' || s[i] === '\r')) i++
   }
   const readName = (): string => {
+    // ASCII names (all the S3 schema's) without the regular expression; others go through it.
+    let j = i
+    let c = s.charCodeAt(j)
+    if ((c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || c === 0x5f) {
+      do c = s.charCodeAt(++j)
+      while (
+        (c >= 0x61 && c <= 0x7a) ||
+        (c >= 0x41 && c <= 0x5a) ||
+        (c >= 0x30 && c <= 0x39) ||
+        c === 0x5f ||
+        c === 0x2d ||
+        c === 0x2e ||
+        c === 0x3a
+      )
+      if (!(c >= 0x80)) {
+        const name = s.slice(i, j)
+        i = j
+        return name
+      }
+    }
     NAME.lastIndex = i
     const m = NAME.exec(s)
     if (m === null) throw malformed(`a name was expected at offset ${i}`)
@@ -250,7 +283,7 @@ export function parseXml(input: string | Uint8Array): XmlDocument {
       if (stack.length >= MAX_DEPTH) throw malformed(`elements nested deeper than ${MAX_DEPTH}`)
       i += 1
       const qname = readName()
-      const attrs = new Map<string, string>()
+      let attrs: Map<string, string> | undefined
       for (;;) {
         const before = i
         skipSpace()
@@ -265,11 +298,12 @@ export function parseXml(input: string | Uint8Array): XmlDocument {
         i += 1
         const v = skipUntil(q, 'attribute value')
         if (v.includes('<')) throw malformed("'<' in an attribute value")
+        attrs ??= new Map()
         if (attrs.has(an)) throw malformed(`attribute ${an.slice(0, 64)} given twice`)
         attrs.set(an, decodeText(v))
       }
       let ns: Map<string, string> | undefined
-      for (const [an, v] of attrs) {
+      for (const [an, v] of attrs ?? []) {
         const prefix = an === 'xmlns' ? '' : an.startsWith('xmlns:') ? an.slice(6) : undefined
         if (prefix === undefined) continue
         ns ??= new Map()

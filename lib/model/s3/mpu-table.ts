@@ -57,6 +57,8 @@ const cmpPart = (a: MpuPartKey, b: MpuPartKey): number => a.partNumber - b.partN
 
 function mergeParts(a: MpuPart[], b: MpuPart[]): MpuPart[] {
   if (b.length === 0) return a
+  // The upload row of this version holds no parts: the part rows' (sorted, distinct) parts as is.
+  if (a.length === 0) return b
   const byKey = new Map<string, MpuPart>()
   for (const p of a) byKey.set(`${p.partNumber}:${p.ts}`, p)
   for (const p of b) {
