@@ -12,7 +12,7 @@
  *
  * Prints one JSON line per figure on stdout. Environment: MPU_PARTS (default 10000), MPU_PART_SIZE
  * in bytes (default 1024), MPU_INFLIGHT (default 1000; 0 skips the second scenario), MPU_PROFILE
- * (a directory: CPU profile of each CompleteMultipartUpload, in-process target only),
+ * (a directory: CPU profiles of each CompleteMultipartUpload and GET, in-process target only),
  * MPU_CONCURRENCY (parts uploaded at once, default 1: the flat-cost ratio wants 1; more only
  * shortens the set-up of a Complete measurement), MPU_TARGET: `inproc` (default: the node in this
  * process), `node` (one `garage server` child process) or `cluster3` (three child processes,
@@ -156,6 +156,7 @@ async function bigUpload(target: Target, key: string, scenario: string): Promise
   await profile?.(`${scenario}-complete`)
 
   await target.resetPeak()
+  const getProfile = TARGET === 'inproc' ? await startProfile() : undefined
   let peakHere = 0
   const sampler = setInterval(() => {
     peakHere = Math.max(peakHere, process.memoryUsage().rss)
@@ -166,6 +167,7 @@ async function bigUpload(target: Target, key: string, scenario: string): Promise
   for await (const chunk of got.Body as AsyncIterable<Uint8Array>) bytes += chunk.length
   const gs = (performance.now() - tg) / 1000
   clearInterval(sampler)
+  await getProfile?.(`${scenario}-get`)
   if (bytes !== PARTS * PART_SIZE) throw new Error(`GET returned ${bytes} bytes, expected ${PARTS * PART_SIZE}`)
   const peak = (await target.peak()) ?? peakHere
   emit({

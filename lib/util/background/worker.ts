@@ -81,7 +81,9 @@ export class BackgroundRunner {
         info.consecutiveErrors = 0
         if (state === 'done') return
         if (state === 'idle') await worker.waitForWork(signal)
-        else await new Promise<void>((resolve) => setImmediate(resolve))
+        // Also after a wake-up: a write wakes workers from inside its request (a microtask), and
+        // that request answers first (CompleteMultipartUpload queues 10,000 tombstones at once).
+        await new Promise<void>((resolve) => setImmediate(resolve))
       } catch (err) {
         if (signal.aborted) return
         info.state = 'error'
