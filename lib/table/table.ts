@@ -68,8 +68,11 @@ export interface RangeQuery<E> {
 
 /** Most entries one range call asks each node for (a getRange may take several rounds). */
 const RANGE_PAGE = 1000
-/** Most keys one getMany call asks a node for (a getMany sends its calls at once). */
-const GET_MANY_PAGE = 2000
+/**
+ * Most keys one getMany call asks a node for (a getMany sends its calls at once): 256 small rows
+ * (a one-block part version is ~200 bytes) keep an answer within one 64 KiB RPC frame.
+ */
+const GET_MANY_PAGE = 256
 
 /** Where the entries of one insert go (see {@link Table.planInsert}). @internal */
 export interface InsertPlan {
@@ -223,7 +226,7 @@ export class Table<E> {
   /**
    * Reads many entries at the read quorum in a few calls: keys whose partitions have the same
    * read nodes go together, up to {@link GET_MANY_PAGE} keys per call, and each such group is one
-   * quorum call (with 3 nodes and RF 3, every partition has the same nodes: ⌈n / page⌉ calls per
+   * quorum call (with 3 nodes and RF 3, every partition has the same nodes: ⌈n / 256⌉ calls per
    * node instead of n). Each entry is merged and repaired as {@link get} does it; the answer has
    * one item per key, in order. Every group must reach its quorum.
    * @throws QuorumError when too few replicas answer in time for some group.

@@ -143,7 +143,7 @@ async function callsDuring<T>(fn: () => Promise<T>): Promise<{ paths: string[]; 
   }
 }
 
-test('getMany reads 300 entries of 300 partitions in one call per node, equal to one get each', async (t) => {
+test('getMany reads 300 entries of 300 partitions in a few calls per node, equal to one get each', async (t) => {
   const nodes = (await threeNodes(t)) as [ClusterNode, ClusterNode, ClusterNode]
   const [a, b] = nodes
   const rows = Array.from({ length: 300 }, (_, i) => ({ pk: `p${i}`, sk: 's', n: i + 1 }))
@@ -159,7 +159,8 @@ test('getMany reads 300 entries of 300 partitions in one call per node, equal to
   const oneByOne = await callsDuring(() => Promise.all(keys.map((k) => b.table.get(k.partitionKey, k.sortKey))))
   assert.deepEqual(batched.value, oneByOne.value, 'the same entries, in the order of the keys')
   assert.equal(batched.value.filter((e) => e === undefined).length, 2, 'absent keys read as undefined')
-  assert.ok(batched.paths.length >= 1 && batched.paths.length <= 2, `one call per remote node: ${batched.paths.length}`)
+  // 302 keys: two calls (256 keys per call), each answered by this node and one or two others.
+  assert.ok(batched.paths.length >= 2 && batched.paths.length <= 4, `two calls per remote node at most: ${batched.paths.length}`)
   assert.ok(oneByOne.paths.length >= keys.length, `one call per key the other way: ${oneByOne.paths.length}`)
   assert.deepEqual(await b.table.getMany([]), [])
 })

@@ -1,5 +1,5 @@
 /**
- * CompleteMultipartUpload of 300 small parts on a three-node cluster (in-process nodes, RF 3,
+ * CompleteMultipartUpload of 150 small parts on a three-node cluster (in-process nodes, RF 3,
  * the AWS SDK): the part versions are read in one batched quorum read (the version table's
  * `getMany`, one call per remote node asked) instead of one quorum read per part, and the object
  * reads back byte for byte through another node.
@@ -18,11 +18,11 @@ import type { NetCallEvent } from '../../../lib/net/netapp.ts'
 import { startTestCluster } from '../../../lib/testing.ts'
 import type { TableRequest } from '../../../lib/table/table.ts'
 
-const PARTS = 300
+const PARTS = 150
 
 const body = (n: number): Buffer => Buffer.alloc(20 + (n % 50), `${n};`)
 
-test('a cluster Complete of 300 parts reads their versions in one call per node, not one per part', async (t) => {
+test('a cluster Complete of 150 parts reads their versions in one call per node, not one per part', async (t) => {
   const cluster = await startTestCluster({ nodes: 3, nodeOptions: { s3_api: { min_part_size: 0 } } })
   t.after(() => cluster.stop())
   const [n0, n1] = cluster.nodes as [(typeof cluster.nodes)[0], (typeof cluster.nodes)[0]]
