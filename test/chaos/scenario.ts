@@ -15,17 +15,18 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
-  blockFilesOf,
   clusterStatus,
-  diffTables,
   type ReplicatedCluster,
   type ReplicatedClusterOptions,
-  readTableContents,
   startReplicatedCluster,
 } from '../helpers/cluster.ts'
 import { type LinkMesh, startLinkMesh } from '../helpers/links.ts'
+import { diffReplicaTables, missingBlocks } from './replicas.ts'
+import { readQuorumOf, writeQuorumOf } from '../../lib/rpc/layout/helper.ts'
+import type { ConsistencyMode } from '../../lib/util/config.ts'
 import {
-  checkHistory,
+  type CheckOptions,
+  classifyHistory,
   type RequestLog,
   runWorkload,
   settleFinal,
@@ -82,6 +83,11 @@ export interface ChaosOptions {
   convergeTimeoutMs: number
   /** Clock skew of node slot `i` in ms (test/helpers/clock-skew-hook.ts); undefined or 0: none. */
   clockSkewMs?: (i: number) => number | undefined
+  /**
+   * `consistency_mode` of every node (default consistent). The checker then applies the mode's
+   * quorums: in degraded and dangerous modes stale reads are `allowed`, not violations.
+   */
+  consistencyMode?: ConsistencyMode
 }
 
 const SKEW_HOOK = fileURLToPath(new URL('../helpers/clock-skew-hook.ts', import.meta.url))
@@ -101,6 +107,11 @@ export interface AvailabilityFigure {
 export interface ChaosReport {
   result: WorkloadResult
   violations: string[]
+  /**
+   * Stale reads and stale live listings the consistency mode permits (classifyHistory's
+   * `allowed`; always empty in consistent mode, where they are violations).
+   */
+  allowed: string[]
   windows: FaultWindow[]
   transitions: PeerTransition[]
   notes: string[]
@@ -130,11 +141,22 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   }
   if (logDir !== undefined && logDir !== '') await mkdir(logDir, { recursive: true })
   const mesh = await startLinkMesh(o.slots ?? o.cluster.nodes)
+  const mode = o.consistencyMode ?? 'consistent'
+  const rf = o.cluster.replicationFactor ?? 3
+  const checkOptions: CheckOptions = {
+    requireAgreement: true,
+    quorums: { read: readQuorumOf(rf, mode), write: writeQuorumOf(rf, mode), replicas: rf },
+  }
   let cluster: ReplicatedCluster | undefined
   try {
     cluster = await startReplicatedCluster({
       ...o.cluster,
-      configLines: [`rpc_timeout_msec = ${o.rpcTimeoutMs}`, `block_size = ${o.blockSize}`, ...(o.cluster.configLines ?? [])],
+      configLines: [
+        `rpc_timeout_msec = ${o.rpcTimeoutMs}`,
+        `block_size = ${o.blockSize}`,
+        `consistency_mode = "${mode}"`,
+        ...(o.cluster.configLines ?? []),
+      ],
       nodeOptions: (i) => {
         const m = mesh.nodeOptions(i)
         const skew = o.clockSkewMs?.(i)
@@ -190,7 +212,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     const convergence = await measureConvergence(c, result, o, healedAt)
     progress(`convergence: ${JSON.stringify(convergence)}`)
     const final = await settleFinal(c, result.keys, o.workload.prefix ?? 'wl/', 10_000)
-    const violations = checkHistory({ ...result.history, ...final }, { requireAgreement: true })
+    const { violations, allowed } = classifyHistory({ ...result.history, ...final }, checkOptions)
 
     const availability = (window: string, nodes: number[], grace = 0): AvailabilityFigure => {
       const ws = windows.filter((w) => w.name === window)
@@ -216,6 +238,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     return {
       result,
       violations,
+      allowed,
       windows,
       transitions,
       notes,
@@ -228,7 +251,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
           `workload: ${s.writes} writes (${s.acked} acked, ${s.multipartAcked} multipart), ${s.reads} reads (${s.failedReads} failed), ` +
             `${s.listings} live listings (${s.failedListings} failed), ${result.requests.length} requests`,
           `faults: ${JSON.stringify(faults)}`,
-          `violations: ${violations.length}`,
+          `violations: ${violations.length}; allowed by consistency_mode ${mode}: ${allowed.length}` +
+            ` (${allowed.filter((a) => a.startsWith('stale read')).length} stale reads)`,
           `convergence after heal: answers ${convergence.answersMs} ms, tables byte-equal ${convergence.tablesMs} ms, blocks ${convergence.blocksMs} ms`,
           ...windows.map((w) => {
             const failed = result.requests
@@ -294,8 +318,8 @@ async function watchPeers(c: ReplicatedCluster, out: PeerTransition[], go: () =>
 
 /**
  * After the heal: how long until every node answers alike for every key and listing, until the
- * storage nodes' tables are byte-equal, and until every block of the values now visible is on
- * every storage node (RF = number of storage nodes here).
+ * storage nodes' tables are byte-equal (on the holders of each partition), and until every block
+ * of the values now visible is on each of its storage nodes.
  */
 async function measureConvergence(
   c: ReplicatedCluster,
@@ -326,20 +350,17 @@ async function measureConvergence(
       }
       if (s?.agreed && blocksMs < 0) {
         const live = new Set(s.finals.flatMap((f) => (f.value === null ? [] : (result.blocksOf.get(f.value) ?? []))))
-        const sets = await Promise.all(storage.map(async (i) => (await blockFilesOf(c.node(i))).blocks))
-        const missing = sets.map((b) => [...live].filter((h) => !b.has(h)).length)
+        // Each block on its storage nodes (all of them with RF = number of storage nodes).
+        const { missing, expected } = await missingBlocks(c, storage, live)
         if (missing.every((m) => m === 0)) blocksMs = now()
-        else problems.push(`live blocks missing per node: ${missing.join(', ')} of ${live.size}`)
+        else problems.push(`live blocks missing per node: ${missing.map((m, k) => `${m} of ${expected[k]}`).join(', ')}`)
       }
     }
     if (tablesMs < 0) {
-      const tables = await Promise.all(storage.map((i) => readTableContents(c.node(i))))
-      const diffs = tables
-        .slice(1)
-        .map((t) => diffTables(tables[0] as typeof t, t))
-        .filter((d) => d !== '')
-      if (diffs.length === 0) tablesMs = now()
-      else problems.push(`tables differ: ${diffs.join(' | ')}`)
+      // Byte-equal on the holders of each partition (every storage node with RF = their number).
+      const diff = await diffReplicaTables(c, storage)
+      if (diff === '') tablesMs = now()
+      else problems.push(`tables differ: ${diff}`)
     }
     if (answersMs >= 0 && tablesMs >= 0 && blocksMs >= 0) return { answersMs, tablesMs, blocksMs, timeline }
     const p = problems.join('; ')
@@ -348,4 +369,21 @@ async function measureConvergence(
     if (Date.now() > deadline) return { answersMs, tablesMs, blocksMs, timeline }
     await sleep(500)
   }
+}
+
+/** Flaps node `i`'s links (down `downMs`) every `periodMs` until `untilMs` has passed. */
+export async function flapFor(ctx: ChaosContext, i: number, periodMs: number, downMs: number, untilMs: number): Promise<void> {
+  const end = Date.now() + untilMs
+  while (Date.now() + downMs < end) {
+    await ctx.mesh.flap(i, downMs)
+    await sleep(periodMs - downMs)
+  }
+}
+
+/** Requests of `ops` through `nodes` that started during the windows named `window`. */
+export function requestsIn(report: ChaosReport, window: string, nodes: number[], ops: string[]): RequestLog[] {
+  const ws = report.windows.filter((w) => w.name === window)
+  return report.result.requests.filter(
+    (r) => nodes.includes(r.node) && ops.includes(r.op) && ws.some((w) => r.start >= w.start && r.start <= w.end),
+  )
 }

@@ -636,8 +636,27 @@ export async function startReplicatedCluster(o: ReplicatedClusterOptions = {}): 
 
 /** Creates an access key and a bucket (global alias `bucket`) allowed to it, through `n`'s admin API. */
 export async function createKeyAndBucket(n: ClusterNodeProcess, bucket: string): Promise<Credentials> {
-  const key = await adminOk<{ accessKeyId: string; secretAccessKey: string }>(n, 'CreateKey', { name: `${bucket}-key` })
-  const b = await adminOk<{ id: string }>(n, 'CreateBucket', { globalAlias: bucket })
+  // A 503 (a quorum write that timed out on a loaded machine, e.g. 5 nodes just started) is
+  // retried, as a client would; a CreateBucket whose lost attempt did create the bucket then
+  // answers 409, and the bucket is looked up by its alias.
+  const retried = async <T>(name: string, body: unknown): Promise<{ status: number; data: T }> => {
+    let r = await adminV2<T>(n, name, body)
+    for (let attempt = 0; attempt < 4 && r.status === 503; attempt++) {
+      await sleep(2_000)
+      r = await adminV2<T>(n, name, body)
+    }
+    return r
+  }
+  const k = await retried<{ accessKeyId: string; secretAccessKey: string }>('CreateKey', { name: `${bucket}-key` })
+  if (k.status !== 200) throw new Error(`CreateKey on ${n.id.slice(0, 8)} answered ${k.status}: ${JSON.stringify(k.data)}`)
+  const key = k.data
+  const created = await retried<{ id: string }>('CreateBucket', { globalAlias: bucket })
+  if (created.status !== 200 && created.status !== 409)
+    throw new Error(`CreateBucket on ${n.id.slice(0, 8)} answered ${created.status}: ${JSON.stringify(created.data)}`)
+  const b =
+    created.status === 409
+      ? await adminOk<{ id: string }>(n, `GetBucketInfo?globalAlias=${encodeURIComponent(bucket)}`)
+      : created.data
   await adminOk(n, 'AllowBucketKey', {
     bucketId: b.id,
     accessKeyId: key.accessKeyId,

@@ -97,6 +97,24 @@ export interface CheckOptions {
   slackMs?: number
   /** Also require every source to answer the same for every key, and equal listings. */
   requireAgreement?: boolean
+  /**
+   * The quorums the cluster ran with (`consistency_mode`): default consistent RF 3 (read 2,
+   * write 2 of 3). When `read + write <= replicas` (degraded: read 1; dangerous: read 1, write
+   * 1) a read may be served by replicas that all missed a write acknowledged by a quorum that
+   * did not include them: Garage's documented relaxation. Then a read older than a write
+   * acknowledged before it started, and a live listing lacking (or still showing) such a write,
+   * are not violations but `allowed` (classifyHistory), counted separately; and a DELETE that
+   * wrote no marker hides nothing (its read may have missed what was acknowledged before it).
+   * Everything else stays strict: values no write produced, values written only after the read,
+   * lost writes, final disagreement.
+   */
+  quorums?: { read: number; write: number; replicas: number }
+}
+
+/** Whether every read quorum meets every write quorum (no stale read possible). */
+const overlapping = (o: CheckOptions): boolean => {
+  const q = o.quorums
+  return q === undefined || q.read + q.write > q.replicas
 }
 
 const INIT_ID = -1
@@ -118,10 +136,12 @@ const initOf = (key: string): WriteRecord => ({
  * started after `x` ended, and `a` wrote something (a PUT, a DELETE that wrote a marker), or `x`
  * was itself acknowledged (then a later DELETE saw `x` or something newer, and hid it).
  */
-function supersedes(a: WriteRecord, x: WriteRecord, slackMs: number): boolean {
+function supersedes(a: WriteRecord, x: WriteRecord, slackMs: number, quorumReads = true): boolean {
   if (!a.acked || a === x) return false
   if (!(a.start > x.end + slackMs)) return false
-  return a.kind === 'put' || a.marker === true || x.acked
+  // A DELETE without a marker saw nothing visible: with quorum reads, x (acknowledged before
+  // it started) was hidden already; with single-node reads it may simply have missed x.
+  return a.kind === 'put' || a.marker === true || (x.acked && quorumReads)
 }
 
 const show = (v: string | null): string => (v === null ? 'absent' : v.slice(0, 12))
@@ -133,9 +153,10 @@ const describe = (w: WriteRecord): string =>
 /** The values `key` may hold once every write has ended. */
 export function finalCandidates(h: History, key: string, o: CheckOptions = {}): Array<string | null> {
   const slack = o.slackMs ?? 10
+  const q = overlapping(o)
   const ops = [initOf(key), ...h.writes.filter((w) => w.key === key)]
   const acked = ops.filter((w) => w.acked)
-  return ops.filter((x) => !acked.some((a) => supersedes(a, x, slack))).map((x) => x.value)
+  return ops.filter((x) => !acked.some((a) => supersedes(a, x, slack, q))).map((x) => x.value)
 }
 
 /**
@@ -148,8 +169,21 @@ export function finalCandidates(h: History, key: string, o: CheckOptions = {}): 
  * - Every listing contains each key that must exist, and no key that must be absent.
  */
 export function checkHistory(h: History, o: CheckOptions = {}): string[] {
+  return classifyHistory(h, o).violations
+}
+
+/**
+ * checkHistory's verdicts, split: `violations` break the consistency mode's guarantees;
+ * `allowed` are the stale reads and stale live listings that `o.quorums` permits (always empty
+ * with overlapping quorums, where they are violations).
+ */
+export function classifyHistory(h: History, o: CheckOptions = {}): { violations: string[]; allowed: string[] } {
   const slack = o.slackMs ?? 10
+  const q = overlapping(o)
   const out: string[] = []
+  const allowed: string[] = []
+  /** Where staleness goes: a violation with overlapping quorums, allowed otherwise. */
+  const stale = q ? out : allowed
   const byKey = new Map<string, WriteRecord[]>()
   for (const w of h.writes) {
     const l = byKey.get(w.key)
@@ -172,11 +206,11 @@ export function checkHistory(h: History, o: CheckOptions = {}): string[] {
       continue
     }
     const ackedBefore = ops.filter((a) => a.acked && a.end < r.start)
-    const fresh = started.some((x) => !ackedBefore.some((a) => supersedes(a, x, slack)))
+    const fresh = started.some((x) => !ackedBefore.some((a) => supersedes(a, x, slack, q)))
     if (!fresh) {
       const x = started[started.length - 1] as WriteRecord
-      const a = ackedBefore.find((b) => supersedes(b, x, slack)) as WriteRecord
-      out.push(`stale read: ${where}, from ${describe(x)}, but ${describe(a)} was acknowledged before the read started`)
+      const a = ackedBefore.find((b) => supersedes(b, x, slack, q)) as WriteRecord
+      stale.push(`stale read: ${where}, from ${describe(x)}, but ${describe(a)} was acknowledged before the read started`)
     }
   }
 
@@ -209,10 +243,14 @@ export function checkHistory(h: History, o: CheckOptions = {}): string[] {
     }
   }
 
-  for (const l of h.liveListings ?? []) out.push(...checkLiveListing(l, keys, opsOf, slack))
+  for (const l of h.liveListings ?? []) {
+    const v = checkLiveListing(l, keys, opsOf, slack, q)
+    out.push(...v.never)
+    stale.push(...v.stale)
+  }
 
   if (o.requireAgreement === true) out.push(...disagreements(h.finals ?? [], h.listings ?? []))
-  return out
+  return { violations: out, allowed }
 }
 
 /**
@@ -220,23 +258,30 @@ export function checkHistory(h: History, o: CheckOptions = {}): string[] {
  * when an acknowledged PUT ended before the listing started and supersedes every DELETE that may
  * have landed before the listing ended; certainly absent in the mirror case.
  */
-function checkLiveListing(l: TimedListing, keys: Set<string>, opsOf: (key: string) => WriteRecord[], slack: number): string[] {
-  const out: string[] = []
+function checkLiveListing(
+  l: TimedListing,
+  keys: Set<string>,
+  opsOf: (key: string) => WriteRecord[],
+  slack: number,
+  quorumReads: boolean,
+): { never: string[]; stale: string[] } {
+  const never: string[] = []
+  const stale: string[] = []
   const listed = new Set(l.keys)
   const where = `listing on ${l.source} during [${l.start}, ${l.end}]`
-  for (const k of listed) if (!keys.has(k)) out.push(`${where} has ${k}, which was never written`)
+  for (const k of listed) if (!keys.has(k)) never.push(`${where} has ${k}, which was never written`)
   for (const key of keys) {
     const ops = opsOf(key)
     const before = ops.filter((a) => a.acked && a.end < l.start)
     const mayLand = (kind: 'put' | 'delete'): WriteRecord[] => ops.filter((x) => x.kind === kind && x.start <= l.end)
-    const present = before.find((a) => a.kind === 'put' && mayLand('delete').every((x) => supersedes(a, x, slack)))
-    const absent = before.find((a) => a.kind === 'delete' && mayLand('put').every((x) => supersedes(a, x, slack)))
+    const present = before.find((a) => a.kind === 'put' && mayLand('delete').every((x) => supersedes(a, x, slack, quorumReads)))
+    const absent = before.find((a) => a.kind === 'delete' && mayLand('put').every((x) => supersedes(a, x, slack, quorumReads)))
     if (present !== undefined && !listed.has(key))
-      out.push(`${where} lacks ${key}, although ${describe(present)} was acknowledged before it started`)
+      stale.push(`${where} lacks ${key}, although ${describe(present)} was acknowledged before it started`)
     if (absent !== undefined && listed.has(key))
-      out.push(`${where} has ${key}, although ${describe(absent)} was acknowledged before it started`)
+      stale.push(`${where} has ${key}, although ${describe(absent)} was acknowledged before it started`)
   }
-  return out
+  return { never, stale }
 }
 
 /** Where the sources disagree: a key answered differently, or listings that differ. */
