@@ -48,7 +48,7 @@ async function scheduleRelaxed(ctx: ChaosContext, totalMs: number): Promise<void
 }
 
 for (const mode of ['degraded', 'dangerous'] as const satisfies readonly ConsistencyMode[]) {
-  describe(`chaos: consistency_mode = "${mode}", 3 zones, RF 3`, { timeout: (3 * SECONDS + 300) * 1000 }, () => {
+  describe(`chaos: consistency_mode = "${mode}", 3 zones, RF 3`, { timeout: (6 * SECONDS + 900) * 1000 }, () => {
     test('stale reads counted apart as the mode allows; no lost write after convergence; the cut-off node still serves', async (t) => {
       const report = await runChaos({
         cluster: { nodes: 3, zones: ['z1', 'z2', 'z3'], configLines: ['block_gc_delay_msec = 2000'] },
