@@ -24,7 +24,7 @@ import { QuorumError } from '../../lib/util/errors.ts'
 import { silentLogger } from '../../lib/util/logger.ts'
 import { eventually } from '../helpers/eventually.ts'
 import { newSecret, startNode } from '../net/net-fixtures.ts'
-import { onNodes } from './replication-fixtures.ts'
+import { FixedReplication, onNodes } from './replication-fixtures.ts'
 
 /** A grow-only counter per (pk, sk): merge = max. */
 interface Counter {
@@ -55,7 +55,16 @@ interface ClusterNode {
  * Three nodes; node i's table is registered on its NetApp unless `hang` names it, in which case
  * its handler never answers (until the caller gives up).
  */
-async function threeNodes(t: TestContext, o: { timeoutMs?: number; hang?: number } = {}): Promise<ClusterNode[]> {
+/** `r` with other quorums (the consistency modes' read and write quorums). */
+function withQuorums(r: FixedReplication, q: { read: number; write: number } | undefined): FixedReplication {
+  if (q === undefined) return r
+  return new FixedReplication({ read: r.readNodes(), write: r.storageNodes(), readQuorum: q.read, writeQuorum: q.write })
+}
+
+async function threeNodes(
+  t: TestContext,
+  o: { timeoutMs?: number; hang?: number; quorums?: { read: number; write: number } } = {},
+): Promise<ClusterNode[]> {
   const secret = newSecret()
   const nets = await Promise.all([0, 1, 2].map(() => startNode(t, secret)))
   for (const a of nets) for (const b of nets) if (a !== b) await a.net.connect(b.key.id, b.addr)
@@ -68,7 +77,7 @@ async function threeNodes(t: TestContext, o: { timeoutMs?: number; hang?: number
     const table = new Table<Counter>({
       schema,
       data: new TableData(schema, db),
-      replication: onNodes(key.id, ids),
+      replication: withQuorums(onNodes(key.id, ids), o.quorums),
       self: key.id,
       log: silentLogger,
       transport: new NetAppTableTransport(net),
@@ -302,4 +311,25 @@ test('the table endpoint refuses malformed requests', () => {
   ]) {
     assert.throws(() => parseTableRequest(bad), /malformed table request/, JSON.stringify(bad))
   }
+})
+
+test('dangerous-mode quorums (read 1, write 1): a read asks itself; seeEveryWrite asks every replica and finds the newer copy', async (t) => {
+  const [a, b, c] = (await threeNodes(t, { quorums: { read: 1, write: 1 } })) as [ClusterNode, ClusterNode, ClusterNode]
+  // A write acknowledged by B alone; A and C hold an older copy.
+  a.table.data.update({ pk: 'p', sk: 'x', n: 1 })
+  c.table.data.update({ pk: 'p', sk: 'x', n: 1 })
+  b.table.data.update({ pk: 'p', sk: 'x', n: 9 })
+  assert.equal((await a.table.get(utf8('p'), utf8('x')))?.n, 1, 'read quorum 1: its own stale copy')
+  // The GET that found its version gone retries this way (lib/api/s3/get.ts): n - W + 1 = 3.
+  assert.equal((await a.table.get(utf8('p'), utf8('x'), { seeEveryWrite: true }))?.n, 9, 'every replica: the newer copy')
+  await a.table.settled()
+  assert.equal(a.local('x'), 9, 'and A is repaired')
+})
+
+test('consistent quorums: seeEveryWrite asks the read quorum only (n - W + 1 = 2), so it still works with a replica down', async (t) => {
+  const [a, b, c] = (await threeNodes(t, { hang: 2, timeoutMs: 500 })) as [ClusterNode, ClusterNode, ClusterNode]
+  a.table.data.update({ pk: 'p', sk: 'x', n: 1 })
+  b.table.data.update({ pk: 'p', sk: 'x', n: 4 })
+  c.table.data.update({ pk: 'p', sk: 'x', n: 7 })
+  assert.equal((await a.table.get(utf8('p'), utf8('x'), { seeEveryWrite: true }))?.n, 4, 'A and B answer; C hangs')
 })

@@ -105,7 +105,7 @@ export async function handleGetObject(
 ): Promise<ApiResponse> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await getObjectOnce(garage, headers, bucketId, key, opts)
+      return await getObjectOnce(garage, headers, bucketId, key, opts, attempt > 1)
     } catch (err) {
       if (!(err instanceof VersionGoneError) || attempt >= GONE_RETRIES) throw err
     }
@@ -118,10 +118,15 @@ async function getObjectOnce(
   bucketId: Uuid,
   key: string,
   opts: GetOptions,
+  seeEveryWrite: boolean,
 ): Promise<ApiResponse> {
   const overrides = responseOverrides(opts.query)
   refuseSseHeaderOnRead(headers)
-  const row = await garage.objectTable.get(bucketId, utf8(key))
+  // After a VersionGoneError the object row read was stale: with single-replica reads (degraded
+  // and dangerous modes) the same replica answers the same row every time, so the retry reads
+  // enough replicas to meet the overwrite's write quorum (all of them in dangerous mode), and
+  // the version row likewise.
+  const row = await garage.objectTable.get(bucketId, utf8(key), { seeEveryWrite })
   const version = readableVersion(row, opts.versionId, opts.bucketParams) as DataVersion
   // SSE-C: the right key must come with the request; it opens the headers and the data.
   // SSE-S3: the node's master key unwraps the version's data key.
@@ -172,7 +177,16 @@ async function getObjectOnce(
     status,
     headers: out,
     body: await primed(
-      streamBlocks(garage, version.uuid, start, end, cipher, data.t === 'firstBlock' ? data.hash : undefined, meta.size),
+      streamBlocks(
+        garage,
+        version.uuid,
+        start,
+        end,
+        cipher,
+        data.t === 'firstBlock' ? data.hash : undefined,
+        meta.size,
+        seeEveryWrite,
+      ),
     ),
   }
 }
@@ -311,13 +325,14 @@ export async function* streamBlocks(
   cipher?: ObjectCipher,
   firstBlock?: Hash,
   objectSize?: number,
+  seeEveryWrite = false,
 ): AsyncGenerator<Uint8Array> {
   // The object row names its first block: when the range starts there, that block is fetched
   // while the version row is read (as Garage's GET does), so a one-block object costs one round
   // trip after the object row instead of two. A failed early fetch is reported only if used.
   const early = start === 0 && firstBlock !== undefined ? garage.blockManager.getBlock(firstBlock) : undefined
   early?.catch(() => {})
-  const v = await readVersion(garage, versionId, objectSize)
+  const v = await readVersion(garage, versionId, objectSize, seeEveryWrite)
   if (v === undefined || v.deleted) {
     throw new VersionGoneError(versionId)
   }
@@ -346,12 +361,17 @@ const EMPTY = new Uint8Array(0)
  * only grows), so a local copy that accounts for every byte is the same row a quorum read would
  * return: this saves GET's second round trip across zones on every node holding the partition.
  */
-async function readVersion(garage: Garage, versionId: Uuid, objectSize: number | undefined): Promise<VersionEntry | undefined> {
+async function readVersion(
+  garage: Garage,
+  versionId: Uuid,
+  objectSize: number | undefined,
+  seeEveryWrite: boolean,
+): Promise<VersionEntry | undefined> {
   if (objectSize !== undefined) {
     const local = garage.versionTable.data.read(versionId, EMPTY)
     if (local !== undefined && !local.deleted && local.blocks.reduce((n, b) => n + b.size, 0) === objectSize) return local
   }
-  return garage.versionTable.get(versionId, EMPTY)
+  return garage.versionTable.get(versionId, EMPTY, { seeEveryWrite })
 }
 
 /** The part of one block that a byte range covers: bytes `from` (inclusive) to `to` (exclusive). */
