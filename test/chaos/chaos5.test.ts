@@ -112,7 +112,9 @@ async function schedule5(ctx: ChaosContext, totalMs: number, fig: MembershipFigu
       while (Date.now() < deadline) {
         const ups = peerEventsSince(cluster, mark2).filter((e) => e.kind === 'up')
         const pairs = new Set(ups.map((e) => `${e.observer}>${e.peer}`))
-        if (others.filter((j) => j !== OUTAGE).every((j) => pairs.has(`${j}>${OUTAGE}`) && pairs.has(`${OUTAGE}>${j}`))) {
+        if (
+          [0, 1, 2, 3, 4].filter((j) => j !== OUTAGE).every((j) => pairs.has(`${j}>${OUTAGE}`) && pairs.has(`${OUTAGE}>${j}`))
+        ) {
           f.outageUpAfterMs = Date.now() - healedAt
           break
         }
