@@ -17,9 +17,10 @@
  * or µs per operation): the figures least disturbed by other load on the machine.
  *
  * Environment: BENCH_CPU_PROF=<dir> runs the garage child with `--cpu-prof` into that directory
- * (written when it stops); BENCH_QUICK=1 shortens every scenario (smoke test). The `cluster3_*`
+ * (written when it stops), and each cluster node into `<dir>/cluster-node<i>`; BENCH_QUICK=1 shortens every scenario (smoke test). The `cluster3_*`
  * scenarios repeat the 1 MiB and 4 KiB ones through node 1 of a 3-node, RF 3 cluster on this
- * machine (BENCH_CLUSTER=0 skips them). The `geo_*` scenarios (bench/geo.ts) measure request
+ * machine (BENCH_CLUSTER=0 skips them); their lines also give `cpu_total` (the three nodes'
+ * CPU per unit), `cpu_nodes` and `peak_rss_mb_nodes` (per node, node 1 first). The `geo_*` scenarios (bench/geo.ts) measure request
  * latency in RTTs on a 3-node cluster with 100 ms between nodes (BENCH_GEO=0 skips them).
  * BENCH_ONLY=<list> runs only the named groups, comma-separated: `single` (garage vs bare),
  * `cluster`, `geo` (e.g. `BENCH_ONLY=geo npm run bench`).
@@ -57,7 +58,10 @@ const runs = (group: (typeof GROUPS)[number]): boolean =>
 
 interface Target extends S3Target {
   name: 'garage' | 'bare' | 'cluster3'
+  /** The process the client talks to (node 1 of the cluster). */
   pid: number
+  /** Every process doing the work (the cluster's nodes, node 1 first); measured one by one. */
+  pids: number[]
   bucket: string
   agent: Agent
 }
@@ -77,6 +81,7 @@ async function startGarage(): Promise<{ target: Target; server: ServerProcess }>
     region: server.region,
     credentials: server.credentials,
     pid: server.pid,
+    pids: [server.pid],
     bucket: server.bucket,
     agent: new Agent({ keepAlive: true, maxSockets: CONCURRENCY }),
   }
@@ -90,7 +95,16 @@ async function startGarage(): Promise<{ target: Target; server: ServerProcess }>
  * during the measurement.
  */
 async function startCluster3(): Promise<{ target: Target; cluster: ReplicatedCluster }> {
+  const prof = process.env.BENCH_CPU_PROF
   const cluster = await startReplicatedCluster({
+    // Starting three nodes at once takes long on a loaded machine. With BENCH_CPU_PROF, one
+    // profile directory per node: <dir>/cluster-node1, -node2, -node3.
+    nodeOptions: (i: number) => ({
+      startTimeoutMs: 120_000,
+      ...(prof === undefined || prof === ''
+        ? {}
+        : { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${join(prof, `cluster-node${i + 1}`)}`] }),
+    }),
     nodes: 3,
     bucket: 'bench',
     env: {
@@ -107,6 +121,7 @@ async function startCluster3(): Promise<{ target: Target; cluster: ReplicatedClu
     name: 'cluster3',
     ...cluster.target(0),
     pid: node.proc.pid,
+    pids: cluster.nodes.map((n) => n.proc.pid),
     bucket: cluster.bucket,
     agent: new Agent({ keepAlive: true, maxSockets: CONCURRENCY }),
   }
@@ -141,6 +156,7 @@ async function startBare(): Promise<{ target: Target; stop: () => Promise<void> 
       region: 'garage',
       credentials: { accessKeyId: 'GK000000000000000000000000', secretAccessKey: 'bare' },
       pid: child.pid as number,
+      pids: [child.pid as number],
       bucket: 'bench',
       agent: new Agent({ keepAlive: true, maxSockets: CONCURRENCY }),
     }
@@ -258,9 +274,10 @@ async function getSmall(t: Target, count: number): Promise<Run> {
 // Driver
 
 interface Measured extends Run {
-  peakRssMb: number
-  /** CPU seconds (user + system, all threads) the server used during the scenario. */
-  cpuS: number
+  /** Peak RSS of each process of the target (`pids` order). */
+  peakRssMb: number[]
+  /** CPU seconds (user + system, all threads) each process of the target used during the scenario. */
+  cpuS: number[]
 }
 
 /** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
@@ -271,10 +288,12 @@ async function cpuSeconds(pid: number): Promise<number> {
 }
 
 async function measure(t: Target, run: () => Promise<Run>): Promise<Measured> {
-  await resetPeakRss(t.pid)
-  const cpu0 = await cpuSeconds(t.pid)
+  for (const pid of t.pids) await resetPeakRss(pid)
+  const cpu0 = await Promise.all(t.pids.map(cpuSeconds))
   const r = await run()
-  return { ...r, peakRssMb: (await readPeakRss(t.pid)) / MiB, cpuS: (await cpuSeconds(t.pid)) - cpu0 }
+  const cpu1 = await Promise.all(t.pids.map(cpuSeconds))
+  const rss = await Promise.all(t.pids.map(readPeakRss))
+  return { ...r, peakRssMb: rss.map((b) => b / MiB), cpuS: cpu1.map((c, i) => c - (cpu0[i] as number)) }
 }
 
 const round = (x: number, digits = 1): number => Number(x.toFixed(digits))
@@ -289,18 +308,29 @@ async function scenario(
 ): Promise<[Measured, Measured]> {
   const [g, b] = [await measure(targets[0], () => run(targets[0])), await measure(targets[1], () => run(targets[1]))]
   // CPU per unit of work: the figure least disturbed by other load on the machine.
-  const perUnit = (m: Measured): number => (unit === 'MB/s' ? (m.cpuS * 1e3) / m.work : (m.cpuS * 1e6) / m.work)
+  const perUnit = (m: Measured, cpuS: number): number => (unit === 'MB/s' ? (cpuS * 1e3) / m.work : (cpuS * 1e6) / m.work)
+  const sum = (xs: number[]): number => xs.reduce((a, x) => a + x, 0)
+  // A cluster also reports every node: `cpu` and `peak_rss_mb` stay node 1's (comparable with
+  // earlier runs), `cpu_total` is the whole cluster's CPU per unit of work.
+  const nodes = targets[0].pids.length > 1
   const line = {
     scenario: name,
     unit,
     value: round(g.value),
     bare: round(b.value),
     ratio: round(g.value / b.value, 3),
-    peak_rss_mb: round(g.peakRssMb),
-    bare_peak_rss_mb: round(b.peakRssMb),
+    peak_rss_mb: round(g.peakRssMb[0] as number),
+    bare_peak_rss_mb: round(b.peakRssMb[0] as number),
     cpu_unit: unit === 'MB/s' ? 'ms/MB' : 'us/op',
-    cpu: round(perUnit(g), 2),
-    bare_cpu: round(perUnit(b), 2),
+    cpu: round(perUnit(g, g.cpuS[0] as number), 2),
+    bare_cpu: round(perUnit(b, b.cpuS[0] as number), 2),
+    ...(nodes
+      ? {
+          cpu_total: round(perUnit(g, sum(g.cpuS)), 2),
+          cpu_nodes: g.cpuS.map((c) => round(perUnit(g, c), 2)),
+          peak_rss_mb_nodes: g.peakRssMb.map((r) => round(r)),
+        }
+      : {}),
     ...extra,
   }
   process.stdout.write(`${JSON.stringify(line)}\n`)

@@ -9,7 +9,7 @@ import type { Readable } from 'node:stream'
 import { defineEndpoint, type RpcPriority, withStream } from '../net/endpoint.ts'
 import type { NetApp } from '../net/netapp.ts'
 import { blake2sum, bytesEqual, type Hash, toHex } from '../util/data.ts'
-import { CorruptDataError, GarageError } from '../util/errors.ts'
+import { CorruptDataError, GarageError, TimeoutError } from '../util/errors.ts'
 
 /** @internal */
 export interface BlockHashReq {
@@ -78,32 +78,44 @@ export class BlockRpcClient {
   }
 
   async put(node: string, hash: Hash, data: Uint8Array, o: BlockCallOptions): Promise<void> {
+    // The answer comes after the handler stored the block, so the call's own deadline covers
+    // the whole transfer: no timer or linked signal of our own per block.
     const { stream } = await this.#net.callStreaming(
       node,
       BLOCK_PUT_ENDPOINT,
       { h: hash },
-      { priority: o.priority, timeoutMs: o.timeoutMs, signal: deadline(o), stream: data },
+      { priority: o.priority, timeoutMs: o.timeoutMs, stream: data, ...(o.signal === undefined ? {} : { signal: o.signal }) },
     )
     stream?.destroy()
   }
 
   /** Fetches a block from `node` and verifies it. */
   async get(node: string, hash: Hash, o: BlockCallOptions): Promise<Buffer> {
-    const signal = deadline(o)
+    const started = performance.now()
     const { res, stream } = await this.#net.callStreaming(
       node,
       BLOCK_GET_ENDPOINT,
       { h: hash },
-      {
-        priority: o.priority,
-        timeoutMs: o.timeoutMs,
-        signal,
-      },
+      { priority: o.priority, timeoutMs: o.timeoutMs, ...(o.signal === undefined ? {} : { signal: o.signal }) },
     )
     if (stream === undefined) throw new GarageError('GARAGE_ERR_INTERNAL', `node ${node.slice(0, 16)} sent no block data`)
-    const data = await readAll(stream, Math.min(res.len, MAX_BLOCK_TRANSFER_BYTES))
-    verify(hash, data, `received from node ${node.slice(0, 16)}`)
-    return data
+    // The call's deadline ends with the response message; the rest of it bounds reading the
+    // attached block (the caller's signal still cancels the stream, see NetApp.callStreaming).
+    const left = Math.max(0, o.timeoutMs - (performance.now() - started))
+    const timer = setTimeout(
+      () =>
+        stream.destroy(
+          new TimeoutError(`block ${toHex(hash)} from node ${node.slice(0, 16)}: timed out after ${o.timeoutMs} ms`),
+        ),
+      left,
+    )
+    try {
+      const data = await readAll(stream, Math.min(res.len, MAX_BLOCK_TRANSFER_BYTES))
+      verify(hash, data, `received from node ${node.slice(0, 16)}`)
+      return data
+    } finally {
+      clearTimeout(timer)
+    }
   }
 
   need(node: string, hash: Hash, o: BlockCallOptions): Promise<BlockNeedRes> {
@@ -111,18 +123,9 @@ export class BlockRpcClient {
       node,
       BLOCK_NEED_ENDPOINT,
       { h: hash },
-      {
-        priority: o.priority,
-        timeoutMs: o.timeoutMs,
-        signal: deadline(o),
-      },
+      { priority: o.priority, timeoutMs: o.timeoutMs, ...(o.signal === undefined ? {} : { signal: o.signal }) },
     )
   }
-}
-
-function deadline(o: BlockCallOptions): AbortSignal {
-  const t = AbortSignal.timeout(o.timeoutMs)
-  return o.signal === undefined ? t : AbortSignal.any([o.signal, t])
 }
 
 function checkHash(req: BlockHashReq): Hash {

@@ -14,7 +14,15 @@ import type { Logger } from '../util/logger.ts'
 import { macEqual, unknownSessionProof } from './crypto.ts'
 import { RPC_PRIORITIES, type RpcBody, type RpcPriority, type StreamingResponse } from './endpoint.ts'
 import { NetError, RemoteError } from './errors.ts'
-import { type FrameContext, MessageReader, sealMessage } from './frame.ts'
+import {
+  type FrameContext,
+  MessageReader,
+  openWholeMessage,
+  sealMessage,
+  sealWholeMessage,
+  WHOLE_MESSAGE_MAX,
+  wholeStream,
+} from './frame.ts'
 import { clientHandshake, type HandshakeIdentity } from './handshake.ts'
 import { HEADER_SEQ, HEADER_SESSION, RPC_ROUTE, type RequestHead, type ResponseHead } from './message.ts'
 import type { ClientSession, Peer } from './peering.ts'
@@ -160,6 +168,9 @@ export class RpcClient {
     const sid = session.keys.id
     const out: FrameContext = { key: session.keys.c2s, sessionId: sid, seq }
     const head = encodeMsgpack({ p: path, m: msg, s: body !== undefined } satisfies RequestHead)
+    // A body in memory (every table call, a block) goes as one sealed buffer with a
+    // content-length: one write, no stream per call. Only async-iterable bodies are streamed.
+    const whole = body === undefined || body instanceof Uint8Array ? sealWholeMessage(out, head, body) : undefined
     let r: Awaited<ReturnType<Agent['request']>>
     try {
       r = await this.#agents[priority].request({
@@ -167,7 +178,7 @@ export class RpcClient {
         path: RPC_ROUTE.CALL,
         method: 'POST',
         headers: { [HEADER_SESSION]: sid.toString('hex'), [HEADER_SEQ]: String(seq), 'content-type': 'application/octet-stream' },
-        body: Readable.from(sealMessage(out, head, body), { objectMode: false }),
+        body: whole ?? Readable.from(sealMessage(out, head, body), { objectMode: false }),
         signal,
       })
     } catch (err) {
@@ -189,7 +200,16 @@ export class RpcClient {
         })
       }
       const inbound: FrameContext = { key: session.keys.s2c, sessionId: sid, seq }
-      const reader = new MessageReader(inbound, r.body, (n, m) => new RemoteError(peer.id, n, m))
+      const remoteError = (n: string, m: string): Error => new RemoteError(peer.id, n, m)
+      const length = Number(r.headers['content-length'] ?? Number.NaN)
+      if (Number.isSafeInteger(length) && length <= WHOLE_MESSAGE_MAX) {
+        // Sent whole (see server.ts): read it in one piece and open it synchronously.
+        const m = openWholeMessage(inbound, Buffer.from(await r.body.arrayBuffer()), remoteError)
+        const h = m.head as ResponseHead
+        if (!h.ok) throw new RemoteError(peer.id, String(h.n), String(h.e), h.c)
+        return { res: h.m, stream: m.data === undefined ? undefined : Readable.from(wholeStream(m), { objectMode: false }) }
+      }
+      const reader = new MessageReader(inbound, r.body, remoteError)
       const h = (await reader.head()) as ResponseHead
       if (!h.ok) {
         await reader.cancel()

@@ -23,7 +23,11 @@ import {
 } from 'node:crypto'
 import type { NodeKey } from './node-key.ts'
 
-export const PROTOCOL_VERSION = 1
+/**
+ * Version byte of the client hello. 2: a message without an attached stream is its HEAD frame
+ * alone (v1 sent an END frame after it); nodes of different versions refuse each other.
+ */
+export const PROTOCOL_VERSION = 2
 const LABEL = 'garage-ts rpc v1'
 const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')
 const X25519_SPKI_PREFIX = Buffer.from('302a300506032b656e032100', 'hex')
@@ -255,13 +259,38 @@ export function sealFrame(
   kind: FrameKind,
   payload: Uint8Array,
 ): Buffer {
+  const out = Buffer.allocUnsafe(sealedFrameLength(payload.length))
+  sealFrameInto(out, 0, key, sessionId, seq, index, kind, payload)
+  return out
+}
+
+/** Bytes on the wire of a frame carrying `payloadLength` bytes (length prefix included). */
+export const sealedFrameLength = (payloadLength: number): number => 4 + 1 + payloadLength + TAG_LEN
+
+const KIND_BYTES: readonly Buffer[] = [Buffer.of(0), Buffer.of(1), Buffer.of(2), Buffer.of(3)]
+
+/**
+ * {@link sealFrame} into `out` at `offset` (which must have {@link sealedFrameLength} bytes
+ * free); returns the offset after the frame. Lets a whole message be sealed into one buffer.
+ */
+export function sealFrameInto(
+  out: Buffer,
+  offset: number,
+  key: Uint8Array,
+  sessionId: Uint8Array,
+  seq: number,
+  index: number,
+  kind: FrameKind,
+  payload: Uint8Array,
+): number {
   const cipher = createCipheriv('aes-256-gcm', key, frameNonce(seq, index))
   cipher.setAAD(sessionId)
-  const len = 1 + payload.length + TAG_LEN
-  const head = Buffer.allocUnsafe(4)
-  head.writeUInt32BE(len)
-  const parts = [head, cipher.update(Buffer.of(kind)), cipher.update(payload), cipher.final(), cipher.getAuthTag()]
-  return Buffer.concat(parts, 4 + len)
+  let o = out.writeUInt32BE(1 + payload.length + TAG_LEN, offset)
+  o += cipher.update(KIND_BYTES[kind] as Buffer).copy(out, o)
+  if (payload.length > 0) o += cipher.update(payload).copy(out, o)
+  o += cipher.final().copy(out, o)
+  o += cipher.getAuthTag().copy(out, o)
+  return o
 }
 
 /** Opens one frame body (without its length prefix); undefined when it does not authenticate. */
@@ -278,7 +307,9 @@ export function openFrame(
   decipher.setAuthTag(sealed.subarray(sealed.length - TAG_LEN))
   let plain: Buffer
   try {
-    plain = Buffer.concat([decipher.update(sealed.subarray(0, sealed.length - TAG_LEN)), decipher.final()])
+    plain = decipher.update(sealed.subarray(0, sealed.length - TAG_LEN))
+    // GCM is a stream mode: final() only checks the tag and returns no bytes.
+    decipher.final()
   } catch {
     // GCM tag mismatch: the frame was tampered with, replayed elsewhere, or sealed with another key.
     return undefined

@@ -1,13 +1,16 @@
 /**
- * Sealed message streams: a message is a HEAD frame (msgpack), then DATA frames carrying the
- * attached byte stream, then END (or ERR if the sender's stream failed). Each frame is sealed
- * on its own (crypto.ts), so a multi-MiB block is encrypted and checked 64 KiB at a time and
- * never held whole. Port of the framing ideas of garage_net::send and garage_net::recv.
+ * Sealed message streams: a message is a HEAD frame (msgpack), then, if the HEAD says a stream
+ * is attached, DATA frames carrying it and END (or ERR if the sender's stream failed). A message
+ * without a stream is its HEAD frame alone. Each frame is sealed on its own (crypto.ts), so a
+ * multi-MiB stream is encrypted and checked 64 KiB at a time and never held whole. Messages
+ * whose body is already in memory (every table call, a block) are sealed into one buffer and
+ * opened from one ({@link sealWholeMessage}, {@link openWholeMessage}): one HTTP write, no
+ * stream machinery per frame. Port of the framing ideas of garage_net::send and garage_net::recv.
  *
  * @internal
  */
 import { decodeMsgpack, encodeMsgpack } from '../util/codec.ts'
-import { FRAME, FRAME_PAYLOAD_MAX, FRAME_WIRE_MAX, openFrame, sealFrame } from './crypto.ts'
+import { FRAME, FRAME_PAYLOAD_MAX, FRAME_WIRE_MAX, openFrame, sealedFrameLength, sealFrame, sealFrameInto } from './crypto.ts'
 import type { RpcBody } from './endpoint.ts'
 import { NetError } from './errors.ts'
 
@@ -18,26 +21,132 @@ export interface FrameContext {
   seq: number
 }
 
-/** Yields the sealed frames of one message. Chunks larger than a frame are split without copying. */
+/**
+ * Largest message sent or read whole (in one buffer): bodies up to 4 MiB (a block at the default
+ * and usual block sizes) plus the HEAD. Larger ones are sealed and opened frame by frame.
+ */
+export const WHOLE_MESSAGE_MAX = 4 * 1024 * 1024 + 64 * 1024
+
+/** Bytes of the whole message sealing `head` and `body`. */
+function wholeLength(head: Uint8Array, body: Uint8Array | undefined): number {
+  let n = sealedFrameLength(head.length)
+  if (body === undefined) return n
+  for (let o = 0; o < body.length; o += FRAME_PAYLOAD_MAX) n += sealedFrameLength(Math.min(FRAME_PAYLOAD_MAX, body.length - o))
+  return n + sealedFrameLength(0)
+}
+
+/**
+ * Seals a message whose body is in memory (or absent) into one buffer, or returns undefined when
+ * it would exceed {@link WHOLE_MESSAGE_MAX} (then use {@link sealMessage}). Same frames as
+ * sealMessage.
+ */
+export function sealWholeMessage(ctx: FrameContext, head: Uint8Array, body: Uint8Array | undefined): Buffer | undefined {
+  const total = wholeLength(head, body)
+  if (total > WHOLE_MESSAGE_MAX) return undefined
+  const out = Buffer.allocUnsafe(total)
+  let index = 0
+  let o = sealFrameInto(out, 0, ctx.key, ctx.sessionId, ctx.seq, index++, FRAME.HEAD, head)
+  if (body !== undefined) {
+    for (let at = 0; at < body.length; at += FRAME_PAYLOAD_MAX)
+      o = sealFrameInto(out, o, ctx.key, ctx.sessionId, ctx.seq, index++, FRAME.DATA, body.subarray(at, at + FRAME_PAYLOAD_MAX))
+    sealFrameInto(out, o, ctx.key, ctx.sessionId, ctx.seq, index, FRAME.END, EMPTY)
+  }
+  return out
+}
+
+const EMPTY = new Uint8Array(0)
+
+/** A message opened from one buffer: its HEAD, and the attached stream's payloads if any. */
+export interface WholeMessage {
+  head: unknown
+  /** DATA payloads, in order; undefined when the message has no stream. */
+  data: Buffer[] | undefined
+  /** The sender's stream failed (an ERR frame): reading the stream must fail with this. */
+  error: Error | undefined
+}
+
+/**
+ * Opens a message held in one buffer, every frame checked before anything is returned. A stream
+ * follows the HEAD if and only if the HEAD's `s` is true.
+ * @throws NetError on tampering, truncation, bad order or trailing data.
+ */
+export function openWholeMessage(
+  ctx: FrameContext,
+  buf: Buffer,
+  remoteError: (name: string, message: string) => Error,
+): WholeMessage {
+  let o = 0
+  let index = 0
+  const next = (): { kind: number; payload: Buffer } | undefined => {
+    if (o === buf.length) return undefined
+    if (buf.length - o < 4) throw new NetError('protocol', 'message truncated inside a frame header')
+    const len = buf.readUInt32BE(o)
+    if (len + 4 > FRAME_WIRE_MAX) throw new NetError('protocol', `frame of ${len} bytes exceeds the limit`)
+    if (buf.length - o - 4 < len) throw new NetError('protocol', 'message truncated inside a frame')
+    const frame = openFrame(ctx.key, ctx.sessionId, ctx.seq, index++, buf.subarray(o + 4, o + 4 + len))
+    if (frame === undefined) throw new NetError('protocol', 'a frame failed authentication (tampered, replayed or wrong key)')
+    o += 4 + len
+    return frame
+  }
+  const first = next()
+  if (first === undefined) throw new NetError('protocol', 'message truncated (no HEAD frame)')
+  if (first.kind !== FRAME.HEAD) throw new NetError('protocol', 'message does not start with a HEAD frame')
+  let head: unknown
+  try {
+    head = decodeMsgpack(first.payload)
+  } catch (err) {
+    throw new NetError('protocol', 'undecodable message', { cause: err })
+  }
+  // Both request and response HEADs say in `s` whether a stream follows.
+  if ((head as { s?: unknown } | null)?.s !== true) {
+    if (o !== buf.length) throw new NetError('protocol', 'data after the end of a message')
+    return { head, data: undefined, error: undefined }
+  }
+  let f = next()
+  const data: Buffer[] = []
+  let error: Error | undefined
+  for (; ; f = next()) {
+    if (f === undefined) throw new NetError('protocol', 'message truncated (no END frame)')
+    if (f.kind === FRAME.DATA) data.push(f.payload)
+    else if (f.kind === FRAME.END) break
+    else if (f.kind === FRAME.ERR) {
+      const e = decodeMsgpack(f.payload) as { n?: unknown; m?: unknown }
+      error = remoteError(String(e.n), String(e.m))
+      break
+    } else throw new NetError('protocol', 'unexpected HEAD frame inside a stream')
+  }
+  if (o !== buf.length) throw new NetError('protocol', 'data after the end of a message')
+  return { head, data, error }
+}
+
+/** The attached stream of a {@link WholeMessage}: its payloads, then its error if it had one. */
+export async function* wholeStream(m: WholeMessage): AsyncGenerator<Buffer> {
+  for (const d of m.data ?? []) yield d
+  if (m.error !== undefined) throw m.error
+}
+
+/**
+ * Yields the sealed frames of one message: HEAD, then DATA* and END (or ERR) if `body` is given.
+ * Chunks larger than a frame are split without copying.
+ */
 export async function* sealMessage(ctx: FrameContext, head: Uint8Array, body: RpcBody | undefined): AsyncGenerator<Buffer> {
   let index = 0
   const seal = (kind: (typeof FRAME)[keyof typeof FRAME], payload: Uint8Array): Buffer =>
     sealFrame(ctx.key, ctx.sessionId, ctx.seq, index++, kind, payload)
   yield seal(FRAME.HEAD, head)
-  if (body !== undefined) {
-    try {
-      for await (const chunk of body instanceof Uint8Array ? [body] : body) {
-        for (let o = 0; o < chunk.length; o += FRAME_PAYLOAD_MAX) yield seal(FRAME.DATA, chunk.subarray(o, o + FRAME_PAYLOAD_MAX))
-      }
-    } catch (err) {
-      // The attached stream failed at its source: the receiver gets the error as an ERR frame,
-      // which makes its copy of the stream fail in turn.
-      const e = err instanceof Error ? err : new Error(String(err))
-      yield seal(FRAME.ERR, encodeMsgpack({ n: e.name, m: e.message }))
-      return
+  if (body === undefined) return
+  try {
+    for await (const chunk of body instanceof Uint8Array ? [body] : body) {
+      for (let o = 0; o < chunk.length; o += FRAME_PAYLOAD_MAX) yield seal(FRAME.DATA, chunk.subarray(o, o + FRAME_PAYLOAD_MAX))
     }
+  } catch (err) {
+    // The attached stream failed at its source: the receiver gets the error as an ERR frame,
+    // which makes its copy of the stream fail in turn.
+    const e = err instanceof Error ? err : new Error(String(err))
+    yield seal(FRAME.ERR, encodeMsgpack({ n: e.name, m: e.message }))
+    return
   }
-  yield seal(FRAME.END, new Uint8Array(0))
+  yield seal(FRAME.END, EMPTY)
 }
 
 /** Splits a byte source into length-prefixed frames (without the prefix). */
@@ -147,9 +256,13 @@ export class MessageReader {
     }
   }
 
-  /** Reads the END frame of a message without an attached stream. */
+  /** Checks that a message without an attached stream ends after its HEAD. */
   async end(): Promise<void> {
-    for await (const _ of this.stream()) throw new NetError('protocol', 'unexpected stream data')
+    try {
+      await this.#frames.expectEnd()
+    } finally {
+      await this.#frames.return()
+    }
   }
 
   /** Stops reading (releases the source). */

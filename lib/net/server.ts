@@ -16,7 +16,15 @@ import type { Logger } from '../util/logger.ts'
 import { SESSION_ID_LEN } from './crypto.ts'
 import { isWithStream, type RpcBody, type StreamingResponse } from './endpoint.ts'
 import { NetError, RemoteError } from './errors.ts'
-import { type FrameContext, MessageReader, sealMessage } from './frame.ts'
+import {
+  type FrameContext,
+  MessageReader,
+  openWholeMessage,
+  sealMessage,
+  sealWholeMessage,
+  WHOLE_MESSAGE_MAX,
+  wholeStream,
+} from './frame.ts'
 import type { HandshakeServer, HttpReply } from './handshake.ts'
 import {
   type AnyHandler,
@@ -50,6 +58,37 @@ function drained(res: ServerResponse, signal: AbortSignal): Promise<void> {
     res.on('drain', done)
     res.on('close', done)
     signal.addEventListener('abort', done, { once: true })
+  })
+}
+
+/** Reads a request body of `length` bytes (its content-length) into one buffer. */
+function readBody(req: IncomingMessage, length: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let n = 0
+    const cleanup = (): void => {
+      req.off('data', onData)
+      req.off('end', onEnd)
+      req.off('error', onGone)
+      req.off('close', onGone)
+    }
+    const onData = (c: Buffer): void => {
+      chunks.push(c)
+      n += c.length
+    }
+    const onEnd = (): void => {
+      cleanup()
+      if (n !== length) reject(new NetError('protocol', `message of ${n} bytes, ${length} announced`))
+      else resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, n))
+    }
+    const onGone = (): void => {
+      cleanup()
+      reject(new NetError('connection', 'the caller went away while sending its message'))
+    }
+    req.on('data', onData)
+    req.on('end', onEnd)
+    req.on('error', onGone)
+    req.on('close', onGone)
   })
 }
 
@@ -253,14 +292,23 @@ export class RpcServer {
     const { session } = found
 
     const inbound: FrameContext = { key: session.keys.c2s, sessionId: session.keys.id, seq }
-    const reader = new MessageReader(
-      inbound,
-      req.iterator({ destroyOnReturn: false }) as AsyncIterable<Uint8Array>,
-      (n, m) => new RemoteError(session.clientId, n, m),
-    )
+    const remoteError = (n: string, m: string): Error => new RemoteError(session.clientId, n, m)
+    // A message sent whole (with a content-length, see client.ts) is read and opened in one
+    // piece, every frame checked before the handler runs; a streamed one frame by frame.
+    const length = Number(req.headers['content-length'] ?? Number.NaN)
+    const whole = Number.isSafeInteger(length) && length <= WHOLE_MESSAGE_MAX ? await readBody(req, length) : undefined
     let head: RequestHead
+    let reader: MessageReader | undefined
+    let reqStream: Readable | undefined
     try {
-      head = (await reader.head()) as RequestHead
+      if (whole !== undefined) {
+        const m = openWholeMessage(inbound, whole, remoteError)
+        head = m.head as RequestHead
+        if (m.data !== undefined) reqStream = Readable.from(wholeStream(m), { objectMode: false })
+      } else {
+        reader = new MessageReader(inbound, req.iterator({ destroyOnReturn: false }) as AsyncIterable<Uint8Array>, remoteError)
+        head = (await reader.head()) as RequestHead
+      }
     } catch (err) {
       this.#log.warn(`dropped an RPC call from node ${shortId(session.clientId)}: ${(err as Error).message}`)
       return reply(res, { status: 400, body: 'message failed authentication' })
@@ -282,9 +330,9 @@ export class RpcServer {
     let answer: ResponseHead
     let stream: RpcBody | undefined
     const handler = typeof head.p === 'string' ? this.#handlers.get(head.p) : undefined
-    const reqStream = head.s === true ? Readable.from(reader.stream(), { objectMode: false }) : undefined
+    if (reader !== undefined && head.s === true) reqStream = Readable.from(reader.stream(), { objectMode: false })
     try {
-      if (head.s !== true) await reader.end()
+      if (reader !== undefined && head.s !== true) await reader.end()
       if (handler === undefined) throw new RemoteError(this.#self, 'NoHandler', `no handler for ${String(head.p)}`)
       const r = await handler(head.m, session.clientId, { signal, stream: reqStream })
       if (isWithStream(r)) {
@@ -304,8 +352,16 @@ export class RpcServer {
     if (stream !== reqStream) discard()
     try {
       if (signal.aborted) return void res.destroy()
+      const headBytes = encodeMsgpack(answer)
+      // An answer in memory goes whole, with a content-length: one write (headers included).
+      const sealed = stream === undefined || stream instanceof Uint8Array ? sealWholeMessage(out, headBytes, stream) : undefined
+      if (sealed !== undefined) {
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': sealed.length })
+        res.end(sealed)
+        return
+      }
       res.writeHead(200, { 'content-type': 'application/octet-stream' })
-      for await (const frame of sealMessage(out, encodeMsgpack(answer), stream)) {
+      for await (const frame of sealMessage(out, headBytes, stream)) {
         if (signal.aborted) return void res.destroy()
         if (!res.write(frame)) await drained(res, signal)
       }

@@ -78,6 +78,8 @@ export interface ClusterNodeOptions {
   preload?: string[]
   /** How long the node may take to start listening (startServerProcess's `startTimeoutMs`). Default 30 s. */
   startTimeoutMs?: number
+  /** Node.js flags before the script (startServerProcess's `nodeArgs`, e.g. `--cpu-prof`). */
+  nodeArgs?: string[]
 }
 
 export const newRpcSecret = (): string => randomBytes(32).toString('hex')
@@ -101,6 +103,7 @@ export async function startClusterNode(o: ClusterNodeOptions = {}): Promise<Clus
     ...(o.s3ApiLines === undefined ? {} : { s3ApiLines: o.s3ApiLines }),
     ...(o.preload === undefined ? {} : { preload: o.preload }),
     ...(o.startTimeoutMs === undefined ? {} : { startTimeoutMs: o.startTimeoutMs }),
+    ...(o.nodeArgs === undefined ? {} : { nodeArgs: o.nodeArgs }),
     ...(o.reuse === undefined ? {} : { reuse: { dir: o.reuse.dir, credentials: o.reuse.credentials } }),
   })
   try {
@@ -392,7 +395,10 @@ export interface ReplicatedClusterOptions {
    */
   nodeOptions?: (
     i: number,
-  ) => Pick<ClusterNodeOptions, 'rpcBindAddr' | 'rpcPublicAddr' | 'preload' | 'env' | 'startTimeoutMs' | 's3ApiLines'>
+  ) => Pick<
+    ClusterNodeOptions,
+    'rpcBindAddr' | 'rpcPublicAddr' | 'preload' | 'env' | 'startTimeoutMs' | 's3ApiLines' | 'nodeArgs'
+  >
 }
 
 /**

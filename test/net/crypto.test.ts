@@ -3,7 +3,14 @@ import { randomBytes } from 'node:crypto'
 import { test } from 'node:test'
 import { FRAME, FRAME_PAYLOAD_MAX, openFrame, ReplayWindow, sealFrame } from '../../lib/net/crypto.ts'
 import { NetError } from '../../lib/net/errors.ts'
-import { type FrameContext, MessageReader, sealMessage } from '../../lib/net/frame.ts'
+import {
+  type FrameContext,
+  MessageReader,
+  openWholeMessage,
+  sealMessage,
+  sealWholeMessage,
+  WHOLE_MESSAGE_MAX,
+} from '../../lib/net/frame.ts'
 import { encodeMsgpack } from '../../lib/util/codec.ts'
 
 const key = randomBytes(32)
@@ -97,4 +104,77 @@ test('an oversized frame length is refused before buffering it', async () => {
   huge.writeUInt32BE(1 << 30)
   const reader = new MessageReader(ctx, from([huge]), (_n, m) => new Error(m))
   await assert.rejects(reader.head(), /exceeds the limit/)
+})
+
+test('a message sealed whole is the same frames as one sealed as a stream, and opens either way', async () => {
+  const ctx: FrameContext = { key, sessionId: sid, seq: 9 }
+  const body = randomBytes(FRAME_PAYLOAD_MAX * 2 + 10)
+  const head = encodeMsgpack({ hi: 2, s: true })
+  const whole = sealWholeMessage(ctx, head, body) as Buffer
+  assert.deepEqual(whole, Buffer.concat(await collect(sealMessage(ctx, head, body))), 'identical bytes')
+  const m = openWholeMessage(ctx, whole, (_n, msg) => new Error(msg))
+  assert.deepEqual(m.head, { hi: 2, s: true })
+  assert.deepEqual(Buffer.concat(m.data ?? []), body)
+  assert.equal(m.error, undefined)
+  const reader = new MessageReader(ctx, from([whole]), (_n, msg) => new Error(msg))
+  assert.deepEqual(await reader.head(), { hi: 2, s: true })
+  assert.deepEqual(Buffer.concat(await collect(reader.stream())), body)
+  // An empty attached stream is HEAD then END, not HEAD alone.
+  assert.deepEqual(
+    openWholeMessage(ctx, sealWholeMessage(ctx, head, new Uint8Array(0)) as Buffer, (_n, msg) => new Error(msg)).data,
+    [],
+  )
+  // Too large to seal whole: the caller streams it instead.
+  assert.equal(sealWholeMessage(ctx, head, new Uint8Array(WHOLE_MESSAGE_MAX)), undefined)
+})
+
+test('a message without a stream is its HEAD frame alone; anything after it is refused', async () => {
+  const ctx: FrameContext = { key, sessionId: sid, seq: 10 }
+  const frames = await collect(sealMessage(ctx, encodeMsgpack({ q: 1 }), undefined))
+  assert.equal(frames.length, 1, 'HEAD only')
+  const whole = sealWholeMessage(ctx, encodeMsgpack({ q: 1 }), undefined) as Buffer
+  assert.deepEqual(whole, frames[0])
+  const m = openWholeMessage(ctx, whole, (_n, msg) => new Error(msg))
+  assert.deepEqual(m, { head: { q: 1 }, data: undefined, error: undefined })
+  const reader = new MessageReader(ctx, from([whole]), (_n, msg) => new Error(msg))
+  assert.deepEqual(await reader.head(), { q: 1 })
+  await reader.end()
+  // A frame of the right session appended (sealed at index 1): refused by both readers, and a
+  // HEAD saying a stream follows with nothing after it is a truncation.
+  const extra = sealFrame(key, sid, 10, 1, FRAME.END, Buffer.alloc(0))
+  const streamed = new MessageReader(ctx, from([whole, extra]), (_n, msg) => new Error(msg))
+  await streamed.head()
+  await assert.rejects(streamed.end(), /data after the end/)
+  assert.throws(
+    () => openWholeMessage(ctx, Buffer.concat([whole, extra]), (_n, msg) => new Error(msg)),
+    (e: unknown) => e instanceof NetError && e.reason === 'protocol',
+  )
+  assert.throws(
+    () =>
+      openWholeMessage(ctx, sealWholeMessage(ctx, encodeMsgpack({ s: true }), undefined) as Buffer, (_n, msg) => new Error(msg)),
+    /no END/,
+  )
+})
+
+test('tampered, truncated or reordered whole messages are refused', () => {
+  const ctx: FrameContext = { key, sessionId: sid, seq: 11 }
+  const whole = sealWholeMessage(ctx, encodeMsgpack({ s: true }), randomBytes(FRAME_PAYLOAD_MAX + 5)) as Buffer
+  const flipped = Buffer.from(whole)
+  flipped[40] = (flipped[40] as number) ^ 1
+  const firstLen = 4 + whole.readUInt32BE(0)
+  const variants: [string, Buffer][] = [
+    ['a flipped bit', flipped],
+    ['cut inside a frame', whole.subarray(0, -3)],
+    ['no END', whole.subarray(0, whole.length - (4 + 1 + 16))],
+    ['HEAD dropped', whole.subarray(firstLen)],
+    ['another message number', Buffer.from(whole)],
+  ]
+  for (const [what, buf] of variants) {
+    const c = what === 'another message number' ? { ...ctx, seq: 12 } : ctx
+    assert.throws(
+      () => openWholeMessage(c, buf, (_n, msg) => new Error(msg)),
+      (e: unknown) => e instanceof NetError && e.reason === 'protocol',
+      what,
+    )
+  }
 })
