@@ -90,6 +90,9 @@ export class RpcClient {
    * callers, so it runs under close() and its own deadline only; `signal` just stops waiting.
    */
   session(peer: Peer, signal: AbortSignal): Promise<ClientSession> {
+    // The usual case, once per call: no listener, no promise chain.
+    const current = peer.session
+    if (current !== undefined) return signal.aborted ? Promise.reject(signal.reason) : Promise.resolve(current)
     const hs = peer.establish(async () => {
       const own = linkSignals([this.#closing, AbortSignal.timeout(this.#handshakeTimeoutMs)])
       try {

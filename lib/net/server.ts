@@ -14,7 +14,7 @@ import { decodeMsgpack, encodeMsgpack } from '../util/codec.ts'
 import type { TcpAddr } from '../util/config.ts'
 import type { Logger } from '../util/logger.ts'
 import { SESSION_ID_LEN } from './crypto.ts'
-import { isWithStream, type RpcBody, type StreamingResponse } from './endpoint.ts'
+import { type HandlerContext, isWithStream, type RpcBody, type StreamingResponse } from './endpoint.ts'
 import { NetError, RemoteError } from './errors.ts'
 import {
   type FrameContext,
@@ -320,21 +320,37 @@ export class RpcServer {
     this.#peers.getOrCreate(session.clientId).seen()
 
     const out: FrameContext = { key: session.keys.s2c, sessionId: session.keys.id, seq }
-    // One controller per call: a caller that goes away aborts the linked signal directly.
-    const linked = linkSignals([this.#closing])
+    if (reader !== undefined && head.s === true) reqStream = Readable.from(reader.stream(), { objectMode: false })
+    // The handler's signal is built only if the handler reads it (table handlers do not): an
+    // AbortController and its listeners cost ≈ 10 µs per call on Node 20. A caller that goes
+    // away aborts it directly.
+    const closing = this.#closing
+    let gone: NetError | undefined
+    let linked: ReturnType<typeof linkSignals> | undefined
     res.on('close', () => {
-      if (!res.writableFinished) linked.abort(new NetError('connection', 'the caller went away'))
+      if (res.writableFinished) return
+      gone = new NetError('connection', 'the caller went away')
+      linked?.abort(gone)
     })
-    const signal = linked.signal
+    const ctx: HandlerContext = {
+      get signal(): AbortSignal {
+        if (linked === undefined) {
+          linked = linkSignals([closing])
+          if (gone !== undefined) linked.abort(gone)
+        }
+        return linked.signal
+      },
+      stream: reqStream,
+    }
+    const aborted = (): boolean => gone !== undefined || closing.aborted
 
     let answer: ResponseHead
     let stream: RpcBody | undefined
     const handler = typeof head.p === 'string' ? this.#handlers.get(head.p) : undefined
-    if (reader !== undefined && head.s === true) reqStream = Readable.from(reader.stream(), { objectMode: false })
     try {
       if (reader !== undefined && head.s !== true) await reader.end()
       if (handler === undefined) throw new RemoteError(this.#self, 'NoHandler', `no handler for ${String(head.p)}`)
-      const r = await handler(head.m, session.clientId, { signal, stream: reqStream })
+      const r = await handler(head.m, session.clientId, ctx)
       if (isWithStream(r)) {
         answer = { ok: true, m: r.res, s: true }
         stream = r.stream
@@ -351,7 +367,7 @@ export class RpcServer {
     }
     if (stream !== reqStream) discard()
     try {
-      if (signal.aborted) return void res.destroy()
+      if (aborted()) return void res.destroy()
       const headBytes = encodeMsgpack(answer)
       // An answer in memory goes whole, with a content-length: one write (headers included).
       const sealed = stream === undefined || stream instanceof Uint8Array ? sealWholeMessage(out, headBytes, stream) : undefined
@@ -362,13 +378,13 @@ export class RpcServer {
       }
       res.writeHead(200, { 'content-type': 'application/octet-stream' })
       for await (const frame of sealMessage(out, headBytes, stream)) {
-        if (signal.aborted) return void res.destroy()
-        if (!res.write(frame)) await drained(res, signal)
+        if (aborted()) return void res.destroy()
+        if (!res.write(frame)) await drained(res, ctx.signal)
       }
       res.end()
     } finally {
       discard()
-      linked.dispose()
+      linked?.dispose()
     }
   }
 }
