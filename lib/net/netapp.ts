@@ -133,8 +133,9 @@ export class NetApp implements AsyncDisposable {
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_RPC_TIMEOUT_MS
     this.#pingTimeoutMs = options.pingTimeoutMs ?? DEFAULT_PING_TIMEOUT_MS
     const closing = this.#closing.signal
-    // Every call in flight, sent or served, listens on it until it ends (linkSignals): hundreds
-    // at once are normal, not a leak, so Node's warning past 10 listeners would be noise.
+    // Handshakes and served calls whose handler reads its signal listen on it until they end
+    // (linkSignals): hundreds at once are normal, not a leak, so Node's warning past 10
+    // listeners would be noise. (Sent calls are reached through #inFlight instead.)
     setMaxListeners(0, closing)
     this.#handlers = new Handlers(this.id)
     this.#handshakes = new HandshakeServer(me, this.#peers, log, options.maxSessions ?? 4096)
