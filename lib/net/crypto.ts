@@ -235,7 +235,11 @@ function u64(n: number): Buffer {
 // ---- sealed frames ---------------------------------------------------------------------------
 
 /** Frame kinds (first plaintext byte). A message is HEAD DATA* (END | ERR). */
-export const FRAME = { HEAD: 0, DATA: 1, END: 2, ERR: 3 } as const
+/**
+ * Frame kinds. A HEAD larger than one frame is sent as HEAD_PART frames carrying its first bytes,
+ * in order, then a HEAD frame with the rest: a message is `HEAD_PART* HEAD (DATA* (END|ERR))?`.
+ */
+export const FRAME = { HEAD: 0, DATA: 1, END: 2, ERR: 3, HEAD_PART: 4 } as const
 export type FrameKind = (typeof FRAME)[keyof typeof FRAME]
 
 function frameNonce(seq: number, index: number): Buffer {
@@ -267,7 +271,7 @@ export function sealFrame(
 /** Bytes on the wire of a frame carrying `payloadLength` bytes (length prefix included). */
 export const sealedFrameLength = (payloadLength: number): number => 4 + 1 + payloadLength + TAG_LEN
 
-const KIND_BYTES: readonly Buffer[] = [Buffer.of(0), Buffer.of(1), Buffer.of(2), Buffer.of(3)]
+const KIND_BYTES: readonly Buffer[] = Object.values(FRAME).map((k) => Buffer.of(k))
 
 /**
  * {@link sealFrame} into `out` at `offset` (which must have {@link sealedFrameLength} bytes
@@ -315,8 +319,8 @@ export function openFrame(
     return undefined
   }
   const kind = plain[0]
-  if (kind !== FRAME.HEAD && kind !== FRAME.DATA && kind !== FRAME.END && kind !== FRAME.ERR) return undefined
-  return { kind, payload: plain.subarray(1) }
+  if (kind === undefined || kind > FRAME.HEAD_PART) return undefined
+  return { kind: kind as FrameKind, payload: plain.subarray(1) }
 }
 
 /**

@@ -27,9 +27,26 @@ export interface FrameContext {
  */
 export const WHOLE_MESSAGE_MAX = 4 * 1024 * 1024 + 64 * 1024
 
+/**
+ * Largest message HEAD (the msgpack of a call or an answer: a table page, a version row of a
+ * 10,000-part upload, a batch of rows). Larger than one frame, it spans several (HEAD_PART*,
+ * HEAD); this bounds what a peer can make the receiver buffer before the HEAD is decoded.
+ */
+export const HEAD_MAX = 64 * 1024 * 1024
+
+/** The frames of a HEAD: every payload but the last goes in a HEAD_PART frame. */
+function headPayloads(head: Uint8Array): Uint8Array[] {
+  if (head.length > HEAD_MAX) throw new NetError('protocol', `message head of ${head.length} bytes exceeds the limit`)
+  if (head.length <= FRAME_PAYLOAD_MAX) return [head]
+  const out: Uint8Array[] = []
+  for (let o = 0; o < head.length; o += FRAME_PAYLOAD_MAX) out.push(head.subarray(o, o + FRAME_PAYLOAD_MAX))
+  return out
+}
+
 /** Bytes of the whole message sealing `head` and `body`. */
 function wholeLength(head: Uint8Array, body: Uint8Array | undefined): number {
-  let n = sealedFrameLength(head.length)
+  let n = 0
+  for (const p of headPayloads(head)) n += sealedFrameLength(p.length)
   if (body === undefined) return n
   for (let o = 0; o < body.length; o += FRAME_PAYLOAD_MAX) n += sealedFrameLength(Math.min(FRAME_PAYLOAD_MAX, body.length - o))
   return n + sealedFrameLength(0)
@@ -45,7 +62,10 @@ export function sealWholeMessage(ctx: FrameContext, head: Uint8Array, body: Uint
   if (total > WHOLE_MESSAGE_MAX) return undefined
   const out = Buffer.allocUnsafe(total)
   let index = 0
-  let o = sealFrameInto(out, 0, ctx.key, ctx.sessionId, ctx.seq, index++, FRAME.HEAD, head)
+  const heads = headPayloads(head)
+  let o = 0
+  for (const [i, p] of heads.entries())
+    o = sealFrameInto(out, o, ctx.key, ctx.sessionId, ctx.seq, index++, i === heads.length - 1 ? FRAME.HEAD : FRAME.HEAD_PART, p)
   if (body !== undefined) {
     for (let at = 0; at < body.length; at += FRAME_PAYLOAD_MAX)
       o = sealFrameInto(out, o, ctx.key, ctx.sessionId, ctx.seq, index++, FRAME.DATA, body.subarray(at, at + FRAME_PAYLOAD_MAX))
@@ -55,6 +75,30 @@ export function sealWholeMessage(ctx: FrameContext, head: Uint8Array, body: Uint
 }
 
 const EMPTY = new Uint8Array(0)
+
+/** Collects the frames of a message's HEAD; {@link add} says when the HEAD is complete. */
+class HeadParts {
+  readonly #parts: Buffer[] = []
+  #length = 0
+
+  /** Takes the next frame of the message; true once it was the HEAD frame (the last one). */
+  add(f: { kind: number; payload: Buffer }): boolean {
+    if (f.kind !== FRAME.HEAD && f.kind !== FRAME.HEAD_PART)
+      throw new NetError('protocol', 'message does not start with a HEAD frame')
+    this.#length += f.payload.length
+    if (this.#length > HEAD_MAX) throw new NetError('protocol', `message head over ${HEAD_MAX} bytes`)
+    this.#parts.push(f.payload)
+    return f.kind === FRAME.HEAD
+  }
+
+  decode(): unknown {
+    try {
+      return decodeMsgpack(this.#parts.length === 1 ? (this.#parts[0] as Buffer) : Buffer.concat(this.#parts, this.#length))
+    } catch (err) {
+      throw new NetError('protocol', 'undecodable message', { cause: err })
+    }
+  }
+}
 
 /** A message opened from one buffer: its HEAD, and the attached stream's payloads if any. */
 export interface WholeMessage {
@@ -88,15 +132,13 @@ export function openWholeMessage(
     o += 4 + len
     return frame
   }
-  const first = next()
-  if (first === undefined) throw new NetError('protocol', 'message truncated (no HEAD frame)')
-  if (first.kind !== FRAME.HEAD) throw new NetError('protocol', 'message does not start with a HEAD frame')
-  let head: unknown
-  try {
-    head = decodeMsgpack(first.payload)
-  } catch (err) {
-    throw new NetError('protocol', 'undecodable message', { cause: err })
+  const parts = new HeadParts()
+  for (;;) {
+    const f = next()
+    if (f === undefined) throw new NetError('protocol', 'message truncated (no HEAD frame)')
+    if (parts.add(f)) break
   }
+  const head = parts.decode()
   // Both request and response HEADs say in `s` whether a stream follows.
   if ((head as { s?: unknown } | null)?.s !== true) {
     if (o !== buf.length) throw new NetError('protocol', 'data after the end of a message')
@@ -133,7 +175,8 @@ export async function* sealMessage(ctx: FrameContext, head: Uint8Array, body: Rp
   let index = 0
   const seal = (kind: (typeof FRAME)[keyof typeof FRAME], payload: Uint8Array): Buffer =>
     sealFrame(ctx.key, ctx.sessionId, ctx.seq, index++, kind, payload)
-  yield seal(FRAME.HEAD, head)
+  const heads = headPayloads(head)
+  for (const [i, p] of heads.entries()) yield seal(i === heads.length - 1 ? FRAME.HEAD : FRAME.HEAD_PART, p)
   if (body === undefined) return
   try {
     for await (const chunk of body instanceof Uint8Array ? [body] : body) {
@@ -226,15 +269,11 @@ export class MessageReader {
     return frame
   }
 
-  /** The HEAD frame's payload, decoded. */
+  /** The HEAD (its HEAD_PART frames and HEAD frame), decoded. */
   async head(): Promise<unknown> {
-    const f = await this.#next()
-    if (f.kind !== FRAME.HEAD) throw new NetError('protocol', 'message does not start with a HEAD frame')
-    try {
-      return decodeMsgpack(f.payload)
-    } catch (err) {
-      throw new NetError('protocol', 'undecodable message', { cause: err })
-    }
+    const parts = new HeadParts()
+    while (!parts.add(await this.#next()));
+    return parts.decode()
   }
 
   /** The attached stream: DATA payloads until END. Throws on ERR or tampering. */

@@ -178,3 +178,32 @@ test('tampered, truncated or reordered whole messages are refused', () => {
     )
   }
 })
+
+test('a HEAD larger than a frame spans HEAD_PART frames and opens whole or streamed', async () => {
+  const ctx: FrameContext = { key, sessionId: sid, seq: 12 }
+  // A 10,000-entry row list, as a version row of a 10,000-part upload: ~600 KB of msgpack.
+  const rows = Array.from({ length: 10_000 }, (_, i) => ({ n: i, h: randomBytes(32), s: 1024 + i }))
+  const head = encodeMsgpack({ rows, s: true })
+  assert.ok(head.length > 4 * FRAME_PAYLOAD_MAX)
+  const body = randomBytes(FRAME_PAYLOAD_MAX + 5)
+  const frames = await collect(sealMessage(ctx, head, body))
+  assert.equal(frames.length, Math.ceil(head.length / FRAME_PAYLOAD_MAX) + 3, 'head frames, 2 DATA, END')
+  const whole = sealWholeMessage(ctx, head, body) as Buffer
+  assert.deepEqual(whole, Buffer.concat(frames))
+  const m = openWholeMessage(ctx, whole, (_n, msg) => new Error(msg))
+  assert.deepEqual((m.head as { rows: unknown[] }).rows.length, 10_000)
+  assert.deepEqual((m.head as { rows: { h: Uint8Array }[] }).rows[9_999]?.h, rows[9_999]?.h)
+  assert.deepEqual(Buffer.concat(m.data ?? []), body)
+  const reader = new MessageReader(ctx, from(frames), (_n, msg) => new Error(msg))
+  assert.deepEqual(await reader.head(), m.head)
+  assert.deepEqual(Buffer.concat(await collect(reader.stream())), body)
+  // A HEAD_PART frame dropped, or the message cut after one: refused by both readers.
+  const dropped = [frames[0] as Buffer, ...frames.slice(2)]
+  assert.throws(() => openWholeMessage(ctx, Buffer.concat(dropped), (_n, msg) => new Error(msg)), NetError)
+  await assert.rejects(new MessageReader(ctx, from(dropped), (_n, msg) => new Error(msg)).head(), NetError)
+  assert.throws(() => openWholeMessage(ctx, frames[0] as Buffer, (_n, msg) => new Error(msg)), /no HEAD frame/)
+  // HEAD_PART after the HEAD (inside the stream) is refused.
+  const late = sealFrame(key, sid, 12, 1, FRAME.HEAD_PART, Buffer.alloc(3))
+  const small = sealFrame(key, sid, 12, 0, FRAME.HEAD, encodeMsgpack({ s: true }))
+  assert.throws(() => openWholeMessage(ctx, Buffer.concat([small, late]), (_n, msg) => new Error(msg)), /HEAD frame inside/)
+})

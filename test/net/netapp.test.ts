@@ -12,6 +12,7 @@ const FAIL = defineEndpoint<{ why: string }, never>('test/fail')
 const HASH = defineEndpoint<{ label: string }, { label: string; size: number; sha256: string }>('test/hash')
 const PRODUCE = defineEndpoint<{ size: number }, { size: number }>('test/produce')
 const ECHO_STREAM = defineEndpoint<null, null>('test/echo-stream')
+const SUM_ALL = defineEndpoint<{ xs: number[] }, { sum: number; echo: number[] }>('test/sum-all')
 
 async function digest(source: AsyncIterable<Uint8Array>): Promise<{ size: number; sha256: string }> {
   const h = createHash('sha256')
@@ -37,6 +38,7 @@ async function threeNodes(t: Parameters<typeof startNode>[0]) {
     })
     net.handle(PRODUCE, (req) => withStream({ size: req.size }, pattern(req.size)))
     net.handle(ECHO_STREAM, (_req, _from, ctx) => withStream(null, ctx.stream ?? new Uint8Array(0)))
+    net.handle(SUM_ALL, (req) => ({ sum: req.xs.reduce((s, x) => s + x, 0), echo: req.xs }))
   }
   for (const a of nodes) for (const b of nodes) if (a !== b) await a.net.connect(b.key.id, b.addr)
   return nodes
@@ -162,4 +164,16 @@ test('parsePeerAddr reads <id>@<host>:<port>', () => {
   assert.deepEqual(parsePeerAddr(`${id}@[::1]:3901`).addr, { host: '::1', port: 3901 })
   assert.throws(() => parsePeerAddr('nope@1.2.3.4:1'), NetError)
   assert.throws(() => parsePeerAddr(`${id}@host`), NetError)
+})
+
+test('calls and answers larger than one frame (a 10,000-part version row) travel intact', async (t) => {
+  const [a, b] = await threeNodes(t)
+  const big = Array.from({ length: 20_000 }, (_, i) => i * 7919)
+  const r = await a.net.call(b.key.id, SUM_ALL, { xs: big })
+  assert.equal(
+    r.sum,
+    big.reduce((s, x) => s + x, 0),
+  )
+  assert.equal(r.echo.length, big.length, 'the answer is larger than a frame too')
+  assert.deepEqual(r.echo, big)
 })

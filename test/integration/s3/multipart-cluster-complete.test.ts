@@ -1,5 +1,5 @@
 /**
- * CompleteMultipartUpload of 150 small parts on a three-node cluster (in-process nodes, RF 3,
+ * CompleteMultipartUpload of 400 small parts (more than one 64 KiB RPC frame of part rows) on a three-node cluster (in-process nodes, RF 3,
  * the AWS SDK): the part versions are never read one quorum read per part: each comes from the
  * local copy when that copy covers the whole part (here, right after the uploads, all of them), the
  * others from one batched quorum read (the version table's `getMany`, one call per remote node
@@ -20,11 +20,11 @@ import type { NetCallEvent } from '../../../lib/net/netapp.ts'
 import { startTestCluster } from '../../../lib/testing.ts'
 import type { TableRequest } from '../../../lib/table/table.ts'
 
-const PARTS = 150
+const PARTS = 400
 
 const body = (n: number): Buffer => Buffer.alloc(20 + (n % 50), `${n};`)
 
-test('a cluster Complete of 150 parts reads no part version on its own, at most one batch per node', async (t) => {
+test('a cluster Complete of 400 parts reads no part version on its own, at most one batch per node', async (t) => {
   const cluster = await startTestCluster({ nodes: 3, nodeOptions: { s3_api: { min_part_size: 0 } } })
   t.after(() => cluster.stop())
   const [n0, n1] = cluster.nodes as [(typeof cluster.nodes)[0], (typeof cluster.nodes)[0]]
