@@ -337,7 +337,10 @@ export class System {
   async #reconnect(p: Peer): Promise<void> {
     if (p.addr === undefined) throw new Error(`no address known for node ${shortId(p.id)}`)
     try {
-      await this.#net.connect(p.id, p.addr, { signal: this.#stop.signal, timeoutMs: this.#timing.retryMaxMs })
+      // Bounded by the transport's handshake timeout (the ping timeout, 10 s by default), not by
+      // the reconnection delay: with short test periods (1.5 s) a handshake on a loaded machine
+      // was cut off before it could finish, and ConnectClusterNodes failed.
+      await this.#net.connect(p.id, p.addr, { signal: this.#stop.signal })
       await this.#net.ping(p.id, { signal: this.#stop.signal })
     } catch (err) {
       if (this.#stop.signal.aborted) throw err

@@ -251,23 +251,33 @@ export class TableSyncer<E> implements Worker {
     const r = await this.#call(who, { op: 'root', partition, hash: merkleNodeHash(rootRaw) }, signal)
     if (!('different' in r)) throw badAnswer('root', who)
     if (!r.different) return
-    const queue: Uint8Array[] = [rootKey]
+    // `missing`: their tree has nothing under this prefix (their parent node lacks the child), so
+    // the whole subtree is pushed without asking for their nodes: a joining node costs one
+    // round trip per pushed page instead of one per intermediate node of ours.
+    // Depth first (a stack): what is pending stays within depth × 256 keys, where a breadth-first
+    // queue would hold a level of the tree (up to every leaf of a partition of millions of items,
+    // e.g. one bucket's object rows) and shift() would make the walk quadratic.
+    const stack: Array<{ key: Uint8Array; missing: boolean }> = [{ key: rootKey, missing: false }]
     let items: Uint8Array[] = []
-    while (queue.length > 0 && !signal.aborted) {
-      const key = queue.shift() as Uint8Array
+    while (stack.length > 0 && !signal.aborted) {
+      const { key, missing } = stack.pop() as { key: Uint8Array; missing: boolean }
       const node = merkle.readNode(key)
       if (node.t === 'leaf') {
         const raw = this.#o.data.store.get(node.key)
         // Absent: the item was deleted since (the Merkle tree lags behind); nothing to push.
         if (raw !== undefined) items.push(raw)
       } else if (node.t === 'intermediate') {
-        const a = await this.#call(who, { op: 'node', key }, signal)
-        if (!('node' in a)) throw badAnswer('node', who)
-        const theirs = decodeMerkleNode(a.node ?? undefined)
-        const theirChildren = new Map<number, Uint8Array>(theirs.t === 'intermediate' ? theirs.children : [])
+        let theirChildren: Map<number, Uint8Array> | undefined
+        if (!missing) {
+          const a = await this.#call(who, { op: 'node', key }, signal)
+          if (!('node' in a)) throw badAnswer('node', who)
+          const theirs = decodeMerkleNode(a.node ?? undefined)
+          theirChildren = new Map<number, Uint8Array>(theirs.t === 'intermediate' ? theirs.children : [])
+        }
         for (const [b, h] of node.children) {
-          const t = theirChildren.get(b)
-          if (t === undefined || !bytesEqual(t, h)) queue.push(concatBytes(key, new Uint8Array([b])))
+          const t = theirChildren?.get(b)
+          if (t === undefined || !bytesEqual(t, h))
+            stack.push({ key: concatBytes(key, new Uint8Array([b])), missing: t === undefined })
         }
       }
       if (items.length >= PUSH_BATCH) {

@@ -102,8 +102,8 @@ export async function startClusterNode(o: ClusterNodeOptions = {}): Promise<Clus
     env: { GARAGE_TS_TEST_RPC_INTERVAL_MSEC: String(RPC_INTERVAL_MS), ...o.env },
     ...(o.s3ApiLines === undefined ? {} : { s3ApiLines: o.s3ApiLines }),
     ...(o.preload === undefined ? {} : { preload: o.preload }),
-    ...(o.startTimeoutMs === undefined ? {} : { startTimeoutMs: o.startTimeoutMs }),
     ...(o.nodeArgs === undefined ? {} : { nodeArgs: o.nodeArgs }),
+    ...(o.startTimeoutMs === undefined ? {} : { startTimeoutMs: o.startTimeoutMs }),
     ...(o.reuse === undefined ? {} : { reuse: { dir: o.reuse.dir, credentials: o.reuse.credentials } }),
   })
   try {
@@ -168,7 +168,8 @@ export async function adminV2<T>(node: ClusterNodeProcess, name: string, body?: 
     method: body === undefined ? 'GET' : 'POST',
     headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    signal: AbortSignal.timeout(30_000),
+    // Generous: on a loaded machine a node's first admin requests take tens of seconds.
+    signal: AbortSignal.timeout(120_000),
   })
   const text = await res.text()
   let data: T
@@ -226,6 +227,7 @@ export async function applyLayout(
   via: ClusterNodeProcess,
   change: { roles?: LayoutRole[]; remove?: string[] },
   reach: ClusterNodeProcess[] = [via],
+  waitMs = CLUSTER_WAIT.timeoutMs,
 ): Promise<number> {
   const roles = [
     ...(change.roles ?? []).map((r) => ({ id: r.id, zone: r.zone, capacity: r.capacity ?? 1_000_000_000, tags: [] })),
@@ -234,13 +236,16 @@ export async function applyLayout(
   await adminOk(via, 'UpdateClusterLayout', { roles })
   const version = (await layoutVersionOf(via)) + 1
   await adminOk(via, 'ApplyClusterLayout', { version })
-  for (const n of reach) {
-    await eventually(
-      `node ${n.id.slice(0, 8)} to have layout version ${version}`,
-      async () => (await layoutVersionOf(n)) >= version,
-      CLUSTER_WAIT,
-    )
-  }
+  // In parallel: on a loaded machine each node's first admin request alone can take seconds.
+  await Promise.all(
+    reach.map((n) =>
+      eventually(
+        `node ${n.id.slice(0, 8)} to have layout version ${version}`,
+        async () => (await layoutVersionOf(n)) >= version,
+        { ...CLUSTER_WAIT, timeoutMs: waitMs },
+      ),
+    ),
+  )
   return version
 }
 
@@ -399,6 +404,15 @@ export interface ReplicatedClusterOptions {
     ClusterNodeOptions,
     'rpcBindAddr' | 'rpcPublicAddr' | 'preload' | 'env' | 'startTimeoutMs' | 's3ApiLines' | 'nodeArgs'
   >
+  /**
+   * How long each step of the start (mesh, layout on every node, bucket usable through every
+   * node) may take. Default 30 s for the mesh, 20 s for the others: raise it for many nodes.
+   */
+  startStepTimeoutMs?: number
+  /** Timeout of each request of `client(i)`. Default 30 s. */
+  requestTimeoutMs?: number
+  /** Called after each step of the start with its name and duration (for tests that report timings). */
+  onStartStep?: (step: string, ms: number) => void
 }
 
 /**
@@ -418,6 +432,7 @@ export class ReplicatedCluster {
   readonly #retired = new Set<number>()
   readonly #clients = new Map<string, S3Client>()
   readonly #nodeOptions: NonNullable<ReplicatedClusterOptions['nodeOptions']>
+  readonly #requestTimeoutMs: number
 
   constructor(o: {
     secret: string
@@ -427,8 +442,10 @@ export class ReplicatedCluster {
     zones: string[]
     bucket: string
     nodeOptions?: ReplicatedClusterOptions['nodeOptions']
+    requestTimeoutMs?: number
   }) {
     this.#nodeOptions = o.nodeOptions ?? (() => ({}))
+    this.#requestTimeoutMs = o.requestTimeoutMs ?? 30_000
     this.secret = o.secret
     this.configLines = o.configLines
     this.env = o.env
@@ -491,7 +508,7 @@ export class ReplicatedCluster {
         credentials: this.credentials,
         forcePathStyle: true,
         maxAttempts: 1,
-        requestHandler: { connectionTimeout: 3_000, requestTimeout: 30_000 },
+        requestHandler: { connectionTimeout: 3_000, requestTimeout: this.#requestTimeoutMs },
       })
       this.#clients.set(endpoint, c)
     }
@@ -566,16 +583,18 @@ export class ReplicatedCluster {
   async waitMesh(timeoutMs = 30_000): Promise<void> {
     const up = this.upIndexes().map((i) => this.node(i))
     const ids = up.map((n) => n.id)
-    for (const n of up) {
-      await eventually(
-        `node ${n.id.slice(0, 8)} to see ${ids.length} nodes up`,
-        async () => {
-          const seen = await upIds(n)
-          return ids.every((id) => seen.includes(id))
-        },
-        { ...CLUSTER_WAIT, timeoutMs },
-      )
-    }
+    await Promise.all(
+      up.map((n) =>
+        eventually(
+          `node ${n.id.slice(0, 8)} to see ${ids.length} nodes up`,
+          async () => {
+            const seen = await upIds(n)
+            return ids.every((id) => seen.includes(id))
+          },
+          { ...CLUSTER_WAIT, timeoutMs },
+        ),
+      ),
+    )
   }
 
   /** Stops every node and removes every directory. */
@@ -600,6 +619,12 @@ export async function startReplicatedCluster(o: ReplicatedClusterOptions = {}): 
   const secret = newRpcSecret()
   // All at once (a start costs seconds on a busy machine), then node 1 is told the others'
   // addresses; status exchange completes the mesh.
+  let last = Date.now()
+  const step = (name: string): void => {
+    const now = Date.now()
+    o.onStartStep?.(name, now - last)
+    last = now
+  }
   const started = await Promise.allSettled(
     Array.from({ length: count }, (_, i) => {
       const own = o.nodeOptions?.(i)
@@ -612,6 +637,7 @@ export async function startReplicatedCluster(o: ReplicatedClusterOptions = {}): 
     await Promise.all(nodes.map((x) => x.proc.kill()))
     throw failed.reason
   }
+  step(`${count} processes started`)
   const cluster = new ReplicatedCluster({
     secret,
     configLines,
@@ -620,19 +646,38 @@ export async function startReplicatedCluster(o: ReplicatedClusterOptions = {}): 
     zones: [...zones],
     bucket: o.bucket ?? 'shared',
     ...(o.nodeOptions === undefined ? {} : { nodeOptions: o.nodeOptions }),
+    ...(o.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: o.requestTimeoutMs }),
   })
   try {
     const first = cluster.node(0)
-    const connected = await adminOk<Array<{ success: boolean; error: string | null }>>(
+    // Retried for the peers not reached yet: on a loaded machine a handshake can time out.
+    let pending = nodes.slice(1).map((n) => n.rpcAddress)
+    let failures = ''
+    await eventually(
+      'ConnectClusterNodes to reach every node',
+      async () => {
+        const r = await adminOk<Array<{ success: boolean; error: string | null }>>(first, 'ConnectClusterNodes', pending)
+        failures = JSON.stringify(r.filter((x) => !x.success))
+        pending = pending.filter((_, i) => r[i]?.success !== true)
+        return pending.length === 0
+      },
+      { ...CLUSTER_WAIT, timeoutMs: o.startStepTimeoutMs ?? CLUSTER_WAIT.timeoutMs },
+    ).catch((err: unknown) => {
+      throw new Error(`ConnectClusterNodes failed: ${failures}`, { cause: err })
+    })
+    step('ConnectClusterNodes')
+    await cluster.waitMesh(o.startStepTimeoutMs)
+    step('mesh complete')
+    await applyLayout(
       first,
-      'ConnectClusterNodes',
-      nodes.slice(1).map((n) => n.rpcAddress),
+      { roles: nodes.map((n, i) => ({ id: n.id, zone: zones[i] as string })) },
+      nodes,
+      o.startStepTimeoutMs,
     )
-    if (!connected.every((r) => r.success)) throw new Error(`ConnectClusterNodes failed: ${JSON.stringify(connected)}`)
-    await cluster.waitMesh()
-    await applyLayout(first, { roles: nodes.map((n, i) => ({ id: n.id, zone: zones[i] as string })) }, nodes)
+    step('layout on every node')
     cluster.credentials = await createKeyAndBucket(first, cluster.bucket)
-    await waitBucketUsable(cluster)
+    await waitBucketUsable(cluster, o.startStepTimeoutMs)
+    step('key and bucket usable through every node')
     return cluster
   } catch (err) {
     await cluster.stop()
@@ -677,16 +722,18 @@ export async function waitBucketUsable(
   timeoutMs = 20_000,
   indexes: number[] = cluster.servingIndexes(),
 ): Promise<void> {
-  for (const i of indexes) {
-    await eventually(
-      `the shared key and bucket to be usable through node ${i}`,
-      async () => {
-        await cluster.client(i).send(new ListObjectsV2Command({ Bucket: cluster.bucket, MaxKeys: 1 }))
-        return true
-      },
-      { ...CLUSTER_WAIT, timeoutMs },
-    )
-  }
+  await Promise.all(
+    indexes.map((i) =>
+      eventually(
+        `the shared key and bucket to be usable through node ${i}`,
+        async () => {
+          await cluster.client(i).send(new ListObjectsV2Command({ Bucket: cluster.bucket, MaxKeys: 1 }))
+          return true
+        },
+        { ...CLUSTER_WAIT, timeoutMs },
+      ),
+    ),
+  )
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))

@@ -1,0 +1,330 @@
+/**
+ * `npm run bench:join`: a fresh node joins a 3-node cluster (RF 3, 3 zones) that holds many
+ * objects (issue 21). How long until it is in sync, at what rate, with how much memory.
+ *
+ * 1. A 3-node cluster of `garage server` processes (test/helpers/cluster.ts) gets
+ *    JOIN_BLOCK_OBJECTS objects of 2.5 blocks through S3 (so that blocks have to move too).
+ * 2. The nodes are stopped and JOIN_OBJECTS inline objects are loaded into each node's lmdb
+ *    through the model layer (bench/model-loader.ts: same rows on the 3 nodes, spread over
+ *    JOIN_BUCKETS buckets so that they fall in every partition — the object table is partitioned
+ *    by bucket), the Merkle trees folded, and the nodes restarted.
+ * 3. A 4th node (zone z4) starts and a layout change gives it a role: it now holds 3/4 of the
+ *    partitions. Until it is in sync, every second: its object rows (rows/s received), and the
+ *    end conditions — for every partition it holds, each sharded table's Merkle root equal to an
+ *    old holder's with nothing left to fold on either side (tables equal), every block of those
+ *    partitions in its data directory (blocks present).
+ *
+ * One JSON line on stdout: load figures, time to tables equal and to blocks present, rows/s,
+ * the joiner's RSS and peak RSS (and the senders' peaks), the load average before and after.
+ * Environment: JOIN_OBJECTS (default 100000), JOIN_BUCKETS (default 1000), JOIN_BLOCK_OBJECTS
+ * (default 20), JOIN_TIMEOUT_S (default 3600).
+ */
+import { createHash } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
+import { loadavg } from 'node:os'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { PutObjectCommand } from '@aws-sdk/client-s3'
+import { open as openLmdbEnv } from 'lmdb'
+import type { LayoutVersion } from '../lib/rpc/layout/history.ts'
+import { nodesOfPartition, partitionOf } from '../lib/rpc/layout/version.ts'
+import { merkleNodeKey } from '../lib/table/merkle.ts'
+import {
+  applyLayout,
+  blockFilesOf,
+  type ClusterNodeProcess,
+  type ReplicatedCluster,
+  readCurrentLayout,
+  readTableContents,
+  startReplicatedCluster,
+} from '../test/helpers/cluster.ts'
+import { foldObjectMerkle, inlineObjectRow, loadObjectRows, withModels } from './model-loader.ts'
+
+const BLOCK = 16 * 1024
+/** Sharded tables whose Merkle roots must agree. */
+export const SHARDED_TABLES = ['object', 'version', 'block_ref', 'multipart_upload'] as const
+
+const round = (x: number, d = 1): number => Math.round(x * 10 ** d) / 10 ** d
+const sha = (s: string): Buffer => createHash('sha256').update(s).digest()
+
+export interface LoadedCluster {
+  cluster: ReplicatedCluster
+  /** Object rows per partition (the same on the 3 nodes). */
+  rowsPerPartition: number[]
+  /** Hex hashes of the blocks written through S3. */
+  blocks: string[]
+  loadS: number
+  merkleS: number
+}
+
+/**
+ * Starts 3 nodes, writes `blockObjects` objects through S3, stops the nodes, loads `objects`
+ * inline objects over `buckets` bucket ids into each, folds their Merkle trees and restarts them.
+ */
+export async function startLoadedCluster(o: {
+  objects: number
+  buckets: number
+  blockObjects: number
+  log?: (s: string) => void
+  /** Modules preloaded into the joining node (the 4th), e.g. test/helpers/sync-batch-hook.ts. */
+  joinerPreload?: string[]
+}): Promise<LoadedCluster> {
+  const log = o.log ?? (() => {})
+  const cluster = await startReplicatedCluster({
+    nodes: 3,
+    configLines: [`block_size = ${BLOCK}`],
+    nodeOptions: (i) => ({
+      startTimeoutMs: 300_000,
+      ...(i === 3 && o.joinerPreload !== undefined ? { preload: o.joinerPreload } : {}),
+    }),
+    startStepTimeoutMs: 300_000,
+    requestTimeoutMs: 300_000,
+  })
+  try {
+    const bodies = Array.from({ length: o.blockObjects }, (_, i) =>
+      Buffer.concat([sha(`body ${i}`), Buffer.alloc(2 * BLOCK + BLOCK / 2 - 32, i)]),
+    )
+    for (let i = 0; i < bodies.length; i += 4) {
+      await Promise.all(
+        bodies
+          .slice(i, i + 4)
+          .map((body, j) =>
+            cluster
+              .client((i + j) % 3)
+              .send(new PutObjectCommand({ Bucket: cluster.bucket, Key: `blocks/${i + j}`, Body: body })),
+          ),
+      )
+    }
+    // Settled (queued inserts applied, block references written everywhere) before stopping.
+    const blocks = await settledBlocks(cluster)
+    log(`${o.blockObjects} objects through S3: ${blocks.length} blocks`)
+    for (const i of [0, 1, 2]) await cluster.kill(i)
+    const ts = Date.now()
+    const bucketIds = Array.from({ length: o.buckets }, (_, j) => sha(`join bucket ${j}`))
+    function* rows(): Generator<ReturnType<typeof inlineObjectRow>> {
+      for (let i = 0; i < o.objects; i++) {
+        const key = `${String(Math.floor(i / o.buckets) % 1000).padStart(3, '0')}/${String(i).padStart(9, '0')}`
+        yield inlineObjectRow(bucketIds[i % o.buckets] as Uint8Array, key, sha(`v ${i}`).subarray(0, 16), ts)
+      }
+    }
+    const dirs = cluster.nodes.map((n) => n.proc.dir)
+    const { loadS, merkleS, rowsPerPartition } = await withModels(dirs, async (gs) => {
+      const t0 = performance.now()
+      loadObjectRows(gs, rows(), { progress: (done) => done % 100_000 === 0 && log(`loaded ${done} / ${o.objects}`) })
+      const loadS = (performance.now() - t0) / 1000
+      const m0 = performance.now()
+      for (const g of gs) await foldObjectMerkle(g)
+      const merkleS = (performance.now() - m0) / 1000
+      const rowsPerPartition = new Array<number>(256).fill(0)
+      for (const [k] of (gs[0] as (typeof gs)[number]).objectTable.data.store.range()) {
+        const p = partitionOf(k.subarray(0, 32))
+        rowsPerPartition[p] = (rowsPerPartition[p] as number) + 1
+      }
+      return { loadS, merkleS, rowsPerPartition }
+    })
+    log(`loaded ${o.objects} rows into 3 nodes in ${round(loadS)} s, Merkle folded in ${round(merkleS)} s`)
+    for (const i of [0, 1, 2]) await cluster.restart(i, { waitMesh: false })
+    await cluster.waitMesh(300_000)
+    return { cluster, rowsPerPartition, blocks, loadS, merkleS }
+  } catch (err) {
+    await cluster.stop()
+    throw err
+  }
+}
+
+/** Waits until the 3 nodes' tables are equal; returns the block hashes they reference. */
+async function settledBlocks(cluster: ReplicatedCluster): Promise<string[]> {
+  const deadline = Date.now() + 300_000
+  for (;;) {
+    const contents = await Promise.all(cluster.nodes.map((n) => readTableContents(n)))
+    const dump = (c: Map<string, Map<string, string>>): string =>
+      JSON.stringify(SHARDED_TABLES.map((t) => [...(c.get(t) ?? new Map<string, string>())].sort()))
+    const first = dump(contents[0] as Map<string, Map<string, string>>)
+    if (contents.every((c) => dump(c) === first)) {
+      // block_ref keys: partition hash = the block hash.
+      return [...(contents[0]?.get('block_ref')?.keys() ?? [])].map((k) => k.slice(0, 64))
+    }
+    if (Date.now() > deadline) throw new Error('the 3 nodes did not agree on their tables within 300 s')
+    await new Promise((r) => setTimeout(r, 500))
+  }
+}
+
+export interface JoinState {
+  /** Object rows the joiner stores. */
+  rows: number
+  /** Sharded tables with partitions whose roots still differ (or fold pending), e.g. `object: 3`. */
+  differing: string[]
+  /** Blocks of the joiner's partitions it does not have yet. */
+  missingBlocks: number
+}
+
+/** Opens a node's lmdb read-only for `fn`. */
+async function withEnv<T>(n: ClusterNodeProcess, fn: (env: ReturnType<typeof openLmdbEnv>) => T): Promise<T> {
+  const env = openLmdbEnv({ path: join(n.proc.dir, 'meta', 'db.lmdb'), readOnly: true, maxDbs: 64, compression: false })
+  try {
+    return fn(env)
+  } finally {
+    await env.close()
+  }
+}
+
+type Env = ReturnType<typeof openLmdbEnv>
+const tree = (env: Env, name: string): ReturnType<Env['openDB']> | undefined => {
+  try {
+    return env.openDB({ name, encoding: 'binary', keyEncoding: 'binary' })
+  } catch {
+    return undefined // not created (yet) on this node
+  }
+}
+
+/** Where the joiner stands: its rows, the partitions of each table not equal yet, its missing blocks. */
+export async function joinState(
+  joiner: ClusterNodeProcess,
+  holder: ClusterNodeProcess,
+  layout: LayoutVersion,
+  blocks: readonly string[],
+): Promise<JoinState> {
+  const mine = Array.from({ length: 256 }, (_, p) => p).filter((p) => nodesOfPartition(layout, p).includes(joiner.id))
+  const roots = (env: Env, table: string): { roots: Array<string | undefined>; todo: boolean } => {
+    const t = tree(env, `${table}:merkle_tree`)
+    const todo = tree(env, `${table}:merkle_todo`)
+    return {
+      roots: mine.map((p) => {
+        const v = t?.getBinary(merkleNodeKey(p))
+        return v === undefined ? undefined : Buffer.from(v).toString('hex')
+      }),
+      todo: todo !== undefined && [...todo.getKeys({ limit: 1 })].length > 0,
+    }
+  }
+  const a = await withEnv(joiner, (env) => ({
+    rows: tree(env, 'object:table')?.getKeysCount() ?? 0,
+    tables: SHARDED_TABLES.map((t) => roots(env, t)),
+  }))
+  const b = await withEnv(holder, (env) => SHARDED_TABLES.map((t) => roots(env, t)))
+  const differing: string[] = []
+  for (const [i, table] of SHARDED_TABLES.entries()) {
+    const x = a.tables[i] as { roots: Array<string | undefined>; todo: boolean }
+    const y = b[i] as { roots: Array<string | undefined>; todo: boolean }
+    const n = mine.filter((_, j) => x.roots[j] !== y.roots[j]).length
+    if (n > 0 || x.todo || y.todo) differing.push(`${table}: ${n} partitions${x.todo || y.todo ? ', fold pending' : ''}`)
+  }
+  const have = (await blockFilesOf(joiner)).blocks
+  const missingBlocks = blocks.filter((h) => mine.includes(partitionOf(Buffer.from(h, 'hex'))) && !have.has(h)).length
+  return { rows: a.rows, differing, missingBlocks }
+}
+
+const rssMb = async (pid: number): Promise<{ rss: number; peak: number }> => {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8')
+  const kb = (f: string): number => Number(new RegExp(`^${f}:\\s+(\\d+) kB$`, 'm').exec(status)?.[1] ?? 0)
+  return { rss: round(kb('VmRSS') / 1024), peak: round(kb('VmHWM') / 1024) }
+}
+
+export interface JoinResult {
+  joiner: number
+  layout: LayoutVersion
+  expectedRows: number
+  tablesEqualS: number
+  blocksPresentS: number
+  samples: Array<{ s: number; rows: number }>
+}
+
+/** Adds a 4th node in zone z4 with a layout change and waits until it is in sync. */
+export async function joinAndWait(
+  l: LoadedCluster,
+  o: {
+    timeoutMs: number
+    log?: (s: string) => void
+    onSample?: (s: { s: number; rows: number; state: JoinState }) => Promise<void> | void
+  },
+): Promise<JoinResult> {
+  const { cluster } = l
+  const log = o.log ?? (() => {})
+  const joiner = await cluster.addNode('z4', { meshTimeoutMs: 300_000 })
+  const t0 = performance.now()
+  await applyLayout(cluster.node(0), { roles: [{ id: cluster.node(joiner).id, zone: 'z4' }] }, cluster.nodes, 300_000)
+  const layout = await readCurrentLayout(cluster.node(0))
+  const expectedRows = l.rowsPerPartition
+    .filter((_, p) => nodesOfPartition(layout, p).includes(cluster.node(joiner).id))
+    .reduce((a, b) => a + b, 0)
+  log(`layout v${layout.version} applied; the joiner should receive ${expectedRows} object rows`)
+  const samples: Array<{ s: number; rows: number }> = []
+  let tablesEqualS: number | undefined
+  let blocksPresentS: number | undefined
+  for (;;) {
+    const s = (performance.now() - t0) / 1000
+    const state = await joinState(cluster.node(joiner), cluster.node(0), layout, l.blocks)
+    samples.push({ s: round(s, 2), rows: state.rows })
+    await o.onSample?.({ s, rows: state.rows, state })
+    if (tablesEqualS === undefined && state.differing.length === 0) tablesEqualS = s
+    if (blocksPresentS === undefined && state.missingBlocks === 0) blocksPresentS = s
+    if (tablesEqualS !== undefined && blocksPresentS !== undefined) break
+    if (samples.length % 10 === 0)
+      log(
+        `${round(s)} s: ${state.rows} rows, ${state.differing.join('; ') || 'tables equal'}, ${state.missingBlocks} blocks missing`,
+      )
+    if (s * 1000 > o.timeoutMs) {
+      throw new Error(
+        `the joiner is not in sync after ${round(s)} s: ${state.rows}/${expectedRows} rows, ${state.differing.join('; ')}, ${state.missingBlocks} blocks missing`,
+      )
+    }
+    await new Promise((r) => setTimeout(r, 1_000))
+  }
+  return { joiner, layout, expectedRows, tablesEqualS, blocksPresentS, samples }
+}
+
+async function main(): Promise<void> {
+  const objects = Number(process.env.JOIN_OBJECTS ?? 100_000)
+  const buckets = Number(process.env.JOIN_BUCKETS ?? 1000)
+  const blockObjects = Number(process.env.JOIN_BLOCK_OBJECTS ?? 20)
+  const timeoutMs = Number(process.env.JOIN_TIMEOUT_S ?? 3600) * 1000
+  const log = (s: string): void => {
+    process.stderr.write(`[join ${new Date().toISOString().slice(11, 19)}] ${s}\n`)
+  }
+  const loadBefore = loadavg().map((x) => round(x))
+  const l = await startLoadedCluster({ objects, buckets, blockObjects, log })
+  try {
+    const senders = l.cluster.nodes.map((n) => n.proc.child.pid as number)
+    await Promise.all(l.cluster.nodes.map((n) => n.proc.resetPeakRss()))
+    let peakJoiner = 0
+    const r = await joinAndWait(l, {
+      timeoutMs,
+      log,
+      onSample: async () => {
+        const pid = l.cluster.nodes[3]?.proc.child.pid
+        if (pid !== undefined) peakJoiner = Math.max(peakJoiner, (await rssMb(pid)).peak)
+      },
+    })
+    const joinerMem = await rssMb(l.cluster.node(r.joiner).proc.child.pid as number)
+    const senderPeaks = await Promise.all(senders.map(async (pid) => (await rssMb(pid)).peak))
+    // Rows/s over the stretch where rows arrived (first to last change).
+    const moving = r.samples.filter((s, i) => i === 0 || s.rows !== r.samples[i - 1]?.rows)
+    const first = r.samples.find((s) => s.rows > 0)
+    const last = moving[moving.length - 1]
+    const rowsS =
+      first !== undefined && last !== undefined && last.s > first.s ? (last.rows - first.rows) / (last.s - first.s) : null
+    const out = {
+      bench: 'join',
+      objects,
+      buckets,
+      block_objects: blockObjects,
+      blocks: l.blocks.length,
+      load_s: round(l.loadS),
+      merkle_fold_s: round(l.merkleS),
+      joiner_rows: r.expectedRows,
+      first_row_s: first?.s ?? null,
+      tables_equal_s: round(r.tablesEqualS),
+      blocks_present_s: round(r.blocksPresentS),
+      rows_per_s: rowsS === null ? null : Math.round(rowsS),
+      joiner_rss_mb: joinerMem.rss,
+      joiner_peak_rss_mb: Math.max(peakJoiner, joinerMem.peak),
+      sender_peak_rss_mb: senderPeaks,
+      loadavg_before: loadBefore,
+      loadavg_after: loadavg().map((x) => round(x)),
+    }
+    process.stdout.write(`${JSON.stringify(out)}\n`)
+  } finally {
+    await l.cluster.stop()
+  }
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) await main()
