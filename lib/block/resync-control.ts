@@ -145,6 +145,10 @@ export class ResyncControl implements ResyncTarget {
 
   // ---- what to do with one block -----------------------------------------------------------------
 
+  isReferenced(hash: Hash): boolean {
+    return this.#rc.state(hash).kind === 'present'
+  }
+
   /**
    * Brings the local state of a block in line with its references and the layout (Garage's
    * `resync_block`): an unreferenced block past its delay is handed to the storage nodes that

@@ -1,8 +1,10 @@
 /**
  * The resync queue and its workers (port of garage_block::resync). Blocks to check are queued by
- * due time; a worker takes the first due one and lets the block manager bring it in line with
- * what the node should hold (fetch, offload, delete). A failure is counted in
- * `block_resync_errors` and retried with exponential backoff.
+ * due time, one entry per block (the earliest requested time wins, as in Garage 2.x); a worker
+ * takes the first due one and lets the block manager bring it in line with what the node should
+ * hold (fetch, offload, delete). A failure is counted in `block_resync_errors` and retried with
+ * exponential backoff; a new request for the block (a reference arriving, a missed read) brings
+ * the retry forward.
  * @internal
  */
 import type { Db, Transaction, Tree } from '../db/db.ts'
@@ -50,7 +52,15 @@ export interface BlockResyncErrorInfo {
 export interface ResyncTarget {
   /** Brings the local state of `hash` in line with the layout; throws to retry later. */
   resyncBlock(hash: Hash): Promise<void>
+  /**
+   * Whether this node references `hash` (a cheap, synchronous check). Among due entries, referenced
+   * blocks (which may have to be fetched) go before unreferenced ones (garbage to collect).
+   */
+  isReferenced?(hash: Hash): boolean
 }
+
+/** How many due entries a worker looks at to find a referenced block before the others. */
+const PICK_WINDOW = 64
 
 /** @internal */
 export interface BlockResyncOptions {
@@ -64,6 +74,8 @@ export interface BlockResyncOptions {
 export class BlockResync {
   /** Key: due time (u64 big-endian ms) then hash; value empty. */
   readonly queue: Tree
+  /** Key: hash; value: due time (u64 big-endian) of its one entry in `queue`. */
+  readonly #due: Tree
   /** Key: hash; value: error counter. */
   readonly errors: Tree
   readonly notify = new Notify()
@@ -72,6 +84,8 @@ export class BlockResync {
   readonly #config: Tree
   readonly #log: Logger
   readonly #busy = new Set<string>()
+  /** Hex hash → earliest time requested while a worker was processing that block. */
+  readonly #requeue = new Map<string, number>()
   #settings: ResyncConfig
 
   constructor(o: BlockResyncOptions) {
@@ -79,6 +93,7 @@ export class BlockResync {
     this.#log = o.log
     this.retryDelayMs = o.retryDelayMs ?? RESYNC_RETRY_DELAY_MS
     this.queue = o.db.openTree('block_local_resync_queue')
+    this.#due = o.db.openTree('block_local_resync_due')
     this.errors = o.db.openTree('block_resync_errors')
     this.#config = o.db.openTree('block_local_config')
     const raw = this.#config.get(CONFIG_KEY)
@@ -110,10 +125,40 @@ export class BlockResync {
     this.notify.notify()
   }
 
-  /** Queues a check of `hash` at `at` inside a transaction. */
+  /**
+   * Queues a check of `hash` at `at` inside a transaction. A block has one entry: when it is
+   * queued already, the earlier time is kept (Garage 2.x's `put_to_resync_at`). While a worker
+   * processes the block, the request is kept aside and queued when it is done, so a reference
+   * that arrives during a check is never folded into the entry the check is about to remove.
+   */
   schedule(tx: Transaction, hash: Hash, at: number): void {
-    tx.insert(this.queue, queueKey(at, hash), new Uint8Array(0))
+    const hex = toHex(hash)
+    if (this.#busy.has(hex)) {
+      const pending = this.#requeue.get(hex)
+      if (pending === undefined || at < pending) this.#requeue.set(hex, at)
+      return
+    }
+    this.#insert(tx, hash, at)
+  }
+
+  #insert(tx: Transaction, hash: Hash, at: number): void {
+    const t = Math.max(0, Math.floor(at))
+    const cur = tx.get(this.#due, hash)
+    if (cur !== undefined) {
+      const curAt = readU64(cur)
+      if (curAt <= t) return
+      tx.remove(this.queue, queueKey(curAt, hash))
+    }
+    tx.insert(this.queue, queueKey(t, hash), new Uint8Array(0))
+    tx.insert(this.#due, hash, u64(t))
     queueMicrotask(() => this.notify.notify())
+  }
+
+  /** Removes the queue entry `key` of `hash` (and its index if it points there). */
+  #remove(tx: Transaction, key: Uint8Array, hash: Hash): void {
+    tx.remove(this.queue, key)
+    const cur = tx.get(this.#due, hash)
+    if (cur !== undefined && readU64(cur) === readU64(key)) tx.remove(this.#due, hash)
   }
 
   /** Queues a check of `hash` at `at` (its own transaction). */
@@ -196,7 +241,11 @@ export class BlockResync {
     const now = Date.now()
     let picked: { key: Uint8Array; hash: Hash } | undefined
     let anyDue = false
-    for (const [k] of this.queue.range({ limit: 2 * MAX_RESYNC_WORKERS })) {
+    // A backlog (a node back from a crash or a long partition) holds both blocks to fetch and
+    // garbage to collect, each check a round trip or more followed by the tranquility pause: the
+    // blocks this node references, which may be missing here, are checked first, so a node
+    // holds its live data again before it has sorted out its garbage.
+    for (const [k] of this.queue.range({ limit: PICK_WINDOW })) {
       const at = readU64(k)
       if (at > now) {
         if (!anyDue) return { idleUntil: at }
@@ -205,27 +254,26 @@ export class BlockResync {
       anyDue = true
       const hash = Uint8Array.from(k.subarray(8))
       if (this.#busy.has(toHex(hash))) continue
-      picked = { key: Uint8Array.from(k), hash }
-      break
+      if (target.isReferenced === undefined || target.isReferenced(hash)) {
+        picked = { key: Uint8Array.from(k), hash }
+        break
+      }
+      picked ??= { key: Uint8Array.from(k), hash }
     }
     if (picked === undefined) return { idleUntil: anyDue ? now + 100 : Number.POSITIVE_INFINITY }
     const { key, hash } = picked
+    // The entry's time is the retry time after a failure (set below), unless a newer request
+    // brought it forward: a block_ref that arrives, a read that missed, `retry-now`.
     const err = this.errorOf(hash)
-    if (err !== undefined && err.nextTry > now) {
-      // Still backing off: move the entry to the retry time (insert first, so a crash keeps it).
-      this.#db.transaction((tx) => {
-        this.schedule(tx, hash, err.nextTry)
-        tx.remove(this.queue, key)
-      })
-      return 'did'
-    }
     const hex = toHex(hash)
     this.#busy.add(hex)
+    const started = Date.now()
     try {
       await target.resyncBlock(hash)
+      this.#log.debug(`resync of block ${hex} done in ${Date.now() - started} ms (due ${now - readU64(key)} ms ago)`)
       this.#db.transaction((tx) => {
         tx.remove(this.errors, hash)
-        tx.remove(this.queue, key)
+        this.#remove(tx, key, hash)
       })
     } catch (e) {
       // Counted and retried with backoff; the error stays visible in `listErrors()`.
@@ -233,11 +281,16 @@ export class BlockResync {
       this.#log.warn(`resync of block ${hex} failed (${n} time(s) in a row): ${(e as Error).message}`)
       this.#db.transaction((tx) => {
         tx.insert(this.errors, hash, errorCodec.encode({ n, last: now }))
-        this.schedule(tx, hash, this.nextTry(n, now))
-        tx.remove(this.queue, key)
+        this.#remove(tx, key, hash)
+        this.#insert(tx, hash, this.nextTry(n, now))
       })
     } finally {
       this.#busy.delete(hex)
+      const again = this.#requeue.get(hex)
+      if (again !== undefined) {
+        this.#requeue.delete(hex)
+        this.#db.transaction((tx) => this.#insert(tx, hash, again))
+      }
     }
     return 'did'
   }
@@ -306,6 +359,12 @@ function queueKey(at: number, hash: Hash): Uint8Array {
   const b = Buffer.alloc(8)
   b.writeBigUInt64BE(BigInt(Math.max(0, Math.floor(at))))
   return concatBytes(new Uint8Array(b), hash)
+}
+
+function u64(n: number): Uint8Array {
+  const b = Buffer.alloc(8)
+  b.writeBigUInt64BE(BigInt(n))
+  return new Uint8Array(b)
 }
 
 function readU64(b: Uint8Array): number {

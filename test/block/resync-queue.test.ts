@@ -1,0 +1,108 @@
+/**
+ * The resync queue on its own (lmdb on disk, a recording target): one entry per block with the
+ * earliest requested time, requests made while the block is being checked kept for after the
+ * check, a new request bringing a failed block's retry forward, and referenced blocks checked
+ * before unreferenced ones in a backlog.
+ */
+import assert from 'node:assert/strict'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import { BlockResync, type ResyncTarget } from '../../lib/block/resync.ts'
+import type { Db } from '../../lib/db/db.ts'
+import { openLmdb } from '../../lib/db/lmdb.ts'
+import { blake2sum, toHex } from '../../lib/util/data.ts'
+import { silentLogger } from '../../lib/util/logger.ts'
+
+async function queue(t: { after(fn: () => Promise<void>): void }, retryDelayMs = 60_000): Promise<{ q: BlockResync; db: Db }> {
+  const dir = await mkdtemp(join(tmpdir(), 'garage-resync-queue-'))
+  const db = await openLmdb(join(dir, 'meta'), { fsync: false })
+  t.after(async () => {
+    await db.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+  return { q: new BlockResync({ db, log: silentLogger, retryDelayMs }), db }
+}
+
+const hashOf = (s: string): Uint8Array => blake2sum(Buffer.from(s))
+
+/** Runs steps until nothing is due; returns the hashes checked, in order. */
+async function drain(q: BlockResync, target: ResyncTarget, max = 100): Promise<string[]> {
+  const seen: string[] = []
+  const recording: ResyncTarget = {
+    resyncBlock: async (h) => {
+      seen.push(toHex(h))
+      await target.resyncBlock(h)
+    },
+    ...(target.isReferenced === undefined ? {} : { isReferenced: (h) => target.isReferenced?.(h) === true }),
+  }
+  for (let i = 0; i < max; i++) if ((await q.step(recording)) !== 'did') break
+  return seen
+}
+
+test('a block is queued once, at the earliest time asked', async (t) => {
+  const { q } = await queue(t)
+  const h = hashOf('a')
+  const now = Date.now()
+  q.put(h, now + 60_000)
+  q.put(h, now - 10)
+  q.put(h, now + 5_000)
+  assert.equal(q.length(), 1, 'one entry per block')
+  const seen = await drain(q, { resyncBlock: async () => {} })
+  assert.deepEqual(seen, [toHex(h)], 'checked once, now (the earliest time asked)')
+  assert.equal(q.length(), 0)
+})
+
+test('a request made while the block is checked is kept for after the check', async (t) => {
+  const { q } = await queue(t)
+  const h = hashOf('b')
+  q.put(h, Date.now() - 1)
+  let calls = 0
+  const target: ResyncTarget = {
+    resyncBlock: async (x) => {
+      calls++
+      // A block_ref arrives during the check (the check may already have looked at the count).
+      if (calls === 1) q.put(x, Date.now() - 1)
+    },
+  }
+  const seen = await drain(q, target)
+  assert.deepEqual(seen, [toHex(h), toHex(h)], 'checked again after the request made during the first check')
+  assert.equal(q.length(), 0)
+})
+
+test('a new request brings a failed block forward; a failure alone waits out its backoff', async (t) => {
+  const { q } = await queue(t, 60_000)
+  const h = hashOf('c')
+  q.put(h, Date.now() - 1)
+  const failing: ResyncTarget = {
+    resyncBlock: async () => {
+      throw new Error('no peer has it')
+    },
+  }
+  assert.deepEqual(await drain(q, failing), [toHex(h)], 'one try, then the backoff')
+  const [e] = q.listErrors()
+  assert.equal(e?.errors, 1)
+  assert.ok((e?.nextTry ?? 0) > Date.now() + 50_000, 'retried in a minute')
+  assert.equal(q.length(), 1, 'still queued (at the retry time)')
+  // A new reference (or a read that missed) asks again: the block is checked now.
+  q.put(h, Date.now() - 1)
+  assert.equal(q.length(), 1)
+  assert.deepEqual(await drain(q, { resyncBlock: async () => {} }), [toHex(h)])
+  assert.equal(q.listErrors().length, 0, 'the success clears the error')
+  assert.equal(q.length(), 0)
+})
+
+test('in a backlog, referenced blocks are checked before unreferenced ones', async (t) => {
+  const { q } = await queue(t)
+  const now = Date.now()
+  const garbage = Array.from({ length: 5 }, (_, i) => hashOf(`garbage-${i}`))
+  const live = Array.from({ length: 3 }, (_, i) => hashOf(`live-${i}`))
+  // The garbage checks came due first (older entries), the live ones after.
+  for (const [i, h] of garbage.entries()) q.put(h, now - 10_000 + i)
+  for (const [i, h] of live.entries()) q.put(h, now - 5_000 + i)
+  const liveHex = new Set(live.map(toHex))
+  const seen = await drain(q, { resyncBlock: async () => {}, isReferenced: (h) => liveHex.has(toHex(h)) })
+  assert.deepEqual(seen.slice(0, 3), live.map(toHex), 'the referenced blocks first, in due order')
+  assert.deepEqual(seen.slice(3), garbage.map(toHex), 'then the rest, in due order')
+})
