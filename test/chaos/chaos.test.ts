@@ -2,12 +2,14 @@
  * The chaos suite, bounded run (CHAOS_SECONDS=600 for a long one): a 3-zone, RF 3 cluster of
  * `garage server` processes whose every inter-node link goes through a fault-injecting proxy
  * with 100–200 ms RTT (150 ± 50 ms), under a workload of register overwrites through every node,
- * live listings and multipart uploads, while the schedule flaps a node's links every 5 s, cuts
+ * live listings, multipart uploads and K2V inserts with causality tokens (an added node's clock 2
+ * minutes ahead; node 1's 2 minutes behind with CHAOS_CLOCK_BEHIND=1), while the schedule flaps a node's links every 5 s, cuts
  * one direction of a link, partitions two nodes from each other, cuts a whole zone off, pauses a
  * node (SIGSTOP) and kills one (SIGKILL).
  *
  * Required strictly: no acknowledged write lost, no stale read, no listing missing an
- * acknowledged object, no 4xx, convergence after the heal. Availability is required with
+ * acknowledged object, no acknowledged K2V insert lost, no 4xx, convergence after the heal
+ * (answers, tables, and every live block on every node). Availability is required with
  * margins that hold on a loaded 2-core machine; the exact figures are printed (and recorded in
  * docs/design/chaos.md).
  */
@@ -15,6 +17,7 @@ import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, test } from 'node:test'
 import { applyLayout, waitBucketUsable } from '../helpers/cluster.ts'
+import { checkK2v, k2vWorkload } from '../helpers/k2v-workload.ts'
 import { type ChaosContext, chaosSeconds, runChaos } from './scenario.ts'
 
 const RPC_TIMEOUT_MS = 5_000
@@ -25,6 +28,7 @@ const MARGIN_MS = 3_000
 
 const SECONDS = chaosSeconds(60)
 const CLOCK_SKEW_MS = 120_000
+const CLOCK_BEHIND = process.env.CHAOS_CLOCK_BEHIND === '1'
 
 /** Flaps node `i`'s links (down `downMs`) every `periodMs` until `untilMs` has passed. */
 async function flapFor(ctx: ChaosContext, i: number, periodMs: number, downMs: number, untilMs: number): Promise<void> {
@@ -104,8 +108,13 @@ async function schedule3(ctx: ChaosContext, totalMs: number): Promise<void> {
 
 describe('chaos: 3 zones, RF 3, every link through a faulty proxy', { timeout: (3 * SECONDS + 300) * 1000 }, () => {
   test('no acknowledged write lost, no stale read, listings complete; availability and convergence figures', async (t) => {
+    const k2v = k2vWorkload({ items: 3, writers: 2, readers: 1, seed: 12, requestTimeoutMs: 30_000 })
     const report = await runChaos({
-      cluster: { nodes: 3, zones: ['z1', 'z2', 'z3'], configLines: ['block_gc_delay_msec = 2000'] },
+      cluster: {
+        nodes: 3,
+        zones: ['z1', 'z2', 'z3'],
+        configLines: ['block_gc_delay_msec = 2000', '[k2v_api]', 'api_bind_addr = "127.0.0.1:0"'],
+      },
       slots: 4,
       rttMs: RTT_MS,
       jitterMs: JITTER_MS,
@@ -126,19 +135,44 @@ describe('chaos: 3 zones, RF 3, every link through a faulty proxy', { timeout: (
         ],
         seed: 12,
         requestTimeoutMs: 30_000,
+        // K2V items with causality tokens through every node (test/helpers/k2v-workload.ts).
+        extra: [k2v.task],
       },
       schedule: (ctx) => schedule3(ctx, SECONDS * 1000),
       // The node added by the layout change runs 2 minutes ahead: writes through it carry
-      // timestamps from the future, and later writes through the others must still win.
-      clockSkewMs: (i) => (i === 3 ? CLOCK_SKEW_MS : undefined),
+      // timestamps from the future, and later writes through the others must still win. With
+      // CHAOS_CLOCK_BEHIND=1, node 1 runs 2 minutes behind for the whole run: its writes carry
+      // timestamps from the past, and must still win over the writes acknowledged before them.
+      // CHAOS_CLOCK_BEHIND=1 also runs node 1 2 minutes behind: one of two runs with it lost an
+      // acknowledged DELETE (open item in docs/design/chaos.md), so it is not in the default run.
+      clockSkewMs: (i) => (i === 3 ? CLOCK_SKEW_MS : i === 1 && CLOCK_BEHIND ? -CLOCK_SKEW_MS : undefined),
       convergeTimeoutMs: 60_000,
+      onCluster: (c) => k2v.bind(c),
+      afterHeal: async (c) => {
+        await k2v.final(c)
+        return checkK2v(k2v.history)
+      },
     })
     for (const line of report.lines()) t.diagnostic(line)
-    const zoneCutOk = report.availability('zone-cut', [0, 1])
+    const k2vAcked = k2v.history.inserts.filter((w) => w.acked).length
+    t.diagnostic(
+      `k2v: ${k2v.history.inserts.length} inserts (${k2vAcked} acked), ${k2v.history.reads.length} reads, ${k2v.history.finals.length} final reads`,
+    )
+    const s3 = (r: { op: string }): boolean => !r.op.startsWith('k2v-')
+    const k2vOps = (r: { op: string }): boolean => r.op.startsWith('k2v-')
+    const zoneCutOk = report.availability('zone-cut', [0, 1], 0, s3)
+    const zoneCutK2v = report.availability('zone-cut', [0, 1], 0, k2vOps)
     const zoneCutCutOff = report.availability('zone-cut', [2])
     const flapping = report.availability('flapping', [1])
     const others = report.availability('flapping', [0, 2])
-    for (const f of [zoneCutOk, zoneCutCutOff, flapping, others]) t.diagnostic(`availability ${JSON.stringify(f)}`)
+    for (const f of [zoneCutOk, zoneCutK2v, zoneCutCutOff, flapping, others]) t.diagnostic(`availability ${JSON.stringify(f)}`)
+    const zoneCut = report.windows.find((w) => w.name === 'zone-cut')
+    const slowest = report.result.requests
+      .filter((r) => zoneCut !== undefined && r.start >= zoneCut.start && r.start <= zoneCut.end)
+      .sort((a, b) => b.end - b.start - (a.end - a.start))
+      .slice(0, 5)
+      .map((r) => `${r.op}@${r.node} ${r.status} ${r.end - r.start} ms`)
+    t.diagnostic(`zone-cut: slowest requests ${slowest.join(', ')}`)
     for (const line of report.convergence.timeline) t.diagnostic(`convergence ${line}`)
 
     const { result, violations } = report
@@ -148,23 +182,30 @@ describe('chaos: 3 zones, RF 3, every link through a faulty proxy', { timeout: (
     assert.ok(s.reads >= 50, `enough reads (${s.reads})`)
     assert.ok(s.listings >= 10, `enough live listings (${s.listings})`)
     assert.ok(s.multipartAcked >= 2, `multipart uploads completed (${s.multipartAcked})`)
+    assert.ok(
+      k2vAcked >= 20 && k2v.history.reads.length >= 10,
+      `enough K2V inserts and reads (${k2vAcked}, ${k2v.history.reads.length})`,
+    )
     assert.ok(report.faults.flaps >= 2 && report.faults.cuts >= 4, `faults were injected: ${JSON.stringify(report.faults)}`)
 
     // Correctness, strictly.
     assert.deepEqual(result.clientErrors, [], 'no request was refused with a 4xx')
-    assert.deepEqual(violations, [], 'no lost write, no stale read, no listing missing an acknowledged object')
+    assert.deepEqual(
+      violations,
+      [],
+      'no lost write, no stale read, no listing missing an acknowledged object, no lost K2V insert',
+    )
     // Failures are 503 (retry), never 500: a GET that raced an overwrite answered 500 before
     // handleGetObject started over on a vanished version.
     const internal = result.requests.filter((r) => r.status === 500)
     assert.deepEqual(internal, [], 'no request answered 500 InternalError')
+    // Every node answers alike, stores the same table entries and holds every live block within
+    // the wait (the restarted node's resync used to leave live blocks behind a backlog of garbage
+    // checks: docs/design/chaos.md, "live blocks on a restarted node after the heal").
     assert.ok(
-      report.convergence.answersMs >= 0 && report.convergence.tablesMs >= 0,
-      `every node answers alike and stores the same table entries after the heal: ${report.convergence.timeline.join('\n')}`,
+      report.convergence.answersMs >= 0 && report.convergence.tablesMs >= 0 && report.convergence.blocksMs >= 0,
+      `every node answers alike, stores the same table entries and every live block after the heal: ${report.convergence.timeline.join('\n')}`,
     )
-    // Live blocks on every node: reported, not required yet. In the recorded runs the node that
-    // was cut off then SIGKILLed lacked 1–3 live blocks a minute after the heal (open item in
-    // docs/design/chaos.md, not root-caused).
-    if (report.convergence.blocksMs < 0) t.diagnostic('OPEN: live blocks still missing on some node at the end of the wait')
 
     // Availability, with margins for a loaded machine.
     assert.ok(zoneCutOk.requests >= 20, `requests through the connected zones during the cut (${zoneCutOk.requests})`)
@@ -173,6 +214,10 @@ describe('chaos: 3 zones, RF 3, every link through a faulty proxy', { timeout: (
       zoneCutOk.maxMs <= RPC_TIMEOUT_MS + RTT_MS + JITTER_MS + MARGIN_MS,
       `no request through the connected zones waits past rpc_timeout_msec + 1 RTT: ${JSON.stringify(zoneCutOk)}`,
     )
+    // K2V availability is reported, not required: an insert goes to the first storage node of the
+    // item by id (quorum 1, no hedging), and behind a cut-off first node it answered 503 after
+    // the RPC timeout instead of trying the next node (open item in docs/design/chaos.md).
+    if (zoneCutK2v.okPct < 95) t.diagnostic(`OPEN: K2V through the connected zones during the cut: ${JSON.stringify(zoneCutK2v)}`)
     assert.equal(
       zoneCutCutOff.statuses.timeout,
       undefined,

@@ -88,6 +88,10 @@ export interface ChaosOptions {
    * quorums: in degraded and dangerous modes stale reads are `allowed`, not violations.
    */
   consistencyMode?: ConsistencyMode
+  /** Called once the cluster runs, before the workload (workloads of `workload.extra` bind to it here). */
+  onCluster?: (cluster: ReplicatedCluster) => void
+  /** Called after convergence was measured, with every node up: final reads of more checks; returns their violations. */
+  afterHeal?: (cluster: ReplicatedCluster) => Promise<string[]>
 }
 
 const SKEW_HOOK = fileURLToPath(new URL('../helpers/clock-skew-hook.ts', import.meta.url))
@@ -118,7 +122,8 @@ export interface ChaosReport {
   faults: ReturnType<LinkMesh['counts']> & { windows: number }
   /** ms from the heal to: every node answering alike (keys, listings), tables byte-equal, live blocks everywhere. */
   convergence: { answersMs: number; tablesMs: number; blocksMs: number; timeline: string[] }
-  availability: (window: string, nodes: number[], grace?: number) => AvailabilityFigure
+  /** Requests started in the window through `nodes` (those `which` keeps, default all). */
+  availability: (window: string, nodes: number[], grace?: number, which?: (r: RequestLog) => boolean) => AvailabilityFigure
   /** One-line summaries for the test's diagnostics and docs/design/chaos.md. */
   lines(): string[]
 }
@@ -169,6 +174,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     // Every peer of every node must be reached through its link (the route hook works).
     await checkRouted(c, mesh)
     mesh.setRtt(o.rttMs, o.jitterMs)
+    o.onCluster?.(c)
 
     const t0 = Date.now()
     const windows: FaultWindow[] = []
@@ -213,11 +219,17 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     progress(`convergence: ${JSON.stringify(convergence)}`)
     const final = await settleFinal(c, result.keys, o.workload.prefix ?? 'wl/', 10_000)
     const { violations, allowed } = classifyHistory({ ...result.history, ...final }, checkOptions)
+    if (o.afterHeal !== undefined) violations.push(...(await o.afterHeal(c)))
 
-    const availability = (window: string, nodes: number[], grace = 0): AvailabilityFigure => {
+    const availability = (
+      window: string,
+      nodes: number[],
+      grace = 0,
+      which: (r: RequestLog) => boolean = () => true,
+    ): AvailabilityFigure => {
       const ws = windows.filter((w) => w.name === window)
       const rs = result.requests.filter(
-        (r) => nodes.includes(r.node) && ws.some((w) => r.start >= w.start + grace && r.start <= w.end),
+        (r) => nodes.includes(r.node) && which(r) && ws.some((w) => r.start >= w.start + grace && r.start <= w.end),
       )
       const ms = rs.map((r) => r.end - r.start).sort((a, b) => a - b)
       const statuses: Record<string, number> = {}
