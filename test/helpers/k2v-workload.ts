@@ -165,7 +165,7 @@ export function k2vWorkload(o: K2vWorkloadOptions = {}): {
         },
       )
       if (ok === undefined) rec.acked = false
-      await sleep(50 + Math.floor(r() * 150))
+      await sleep(200 + Math.floor(r() * 300))
     }
   }
 
@@ -184,7 +184,7 @@ export function k2vWorkload(o: K2vWorkloadOptions = {}): {
         },
       )
       if (got !== undefined) history.reads.push({ item, node, start, end: Date.now(), values: got.values })
-      await sleep(100 + Math.floor(r() * 200))
+      await sleep(300 + Math.floor(r() * 300))
     }
   }
 
