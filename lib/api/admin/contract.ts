@@ -484,16 +484,28 @@ export interface EndpointContract {
 
 const Null = Type.Null()
 
-/** Every v2 endpoint (port of garage_api_admin::router_v2's table and api.rs's types). @internal */
+/**
+ * Every v2 endpoint (port of garage_api_admin::router_v2's table and api.rs's types). Each
+ * `X as typeof X` keeps the schema's name in the emitted .d.ts, where its inferred type would be
+ * spelled out again in full (about 60 kB of the package). @internal
+ */
 export const ADMIN_API = {
   // Cluster
-  GetClusterStatus: { method: 'GET', tag: 'Cluster', response: GetClusterStatusResponseSchema },
-  GetClusterHealth: { method: 'GET', tag: 'Cluster', response: GetClusterHealthResponseSchema },
-  GetClusterStatistics: { method: 'GET', tag: 'Cluster', response: FreeformResponseSchema },
+  GetClusterStatus: {
+    method: 'GET',
+    tag: 'Cluster',
+    response: GetClusterStatusResponseSchema as typeof GetClusterStatusResponseSchema,
+  },
+  GetClusterHealth: {
+    method: 'GET',
+    tag: 'Cluster',
+    response: GetClusterHealthResponseSchema as typeof GetClusterHealthResponseSchema,
+  },
+  GetClusterStatistics: { method: 'GET', tag: 'Cluster', response: FreeformResponseSchema as typeof FreeformResponseSchema },
   ConnectClusterNodes: {
     method: 'POST',
     tag: 'Cluster',
-    body: ConnectClusterNodesRequestSchema,
+    body: ConnectClusterNodesRequestSchema as typeof ConnectClusterNodesRequestSchema,
     response: Type.Array(ConnectNodeResponseSchema),
   },
   // Admin API tokens
@@ -502,45 +514,65 @@ export const ADMIN_API = {
     method: 'GET',
     tag: 'Admin API token',
     query: Type.Object({ id: Type.Optional(Q()), search: Type.Optional(Q()) }),
-    response: GetAdminTokenInfoResponseSchema,
+    response: GetAdminTokenInfoResponseSchema as typeof GetAdminTokenInfoResponseSchema,
   },
-  GetCurrentAdminTokenInfo: { method: 'GET', tag: 'Admin API token', response: GetAdminTokenInfoResponseSchema },
+  GetCurrentAdminTokenInfo: {
+    method: 'GET',
+    tag: 'Admin API token',
+    response: GetAdminTokenInfoResponseSchema as typeof GetAdminTokenInfoResponseSchema,
+  },
   CreateAdminToken: {
     method: 'POST',
     tag: 'Admin API token',
-    body: UpdateAdminTokenRequestBodySchema,
-    response: CreateAdminTokenResponseSchema,
+    body: UpdateAdminTokenRequestBodySchema as typeof UpdateAdminTokenRequestBodySchema,
+    response: CreateAdminTokenResponseSchema as typeof CreateAdminTokenResponseSchema,
   },
   UpdateAdminToken: {
     method: 'POST',
     tag: 'Admin API token',
     query: IdQuery,
-    body: UpdateAdminTokenRequestBodySchema,
-    response: GetAdminTokenInfoResponseSchema,
+    body: UpdateAdminTokenRequestBodySchema as typeof UpdateAdminTokenRequestBodySchema,
+    response: GetAdminTokenInfoResponseSchema as typeof GetAdminTokenInfoResponseSchema,
   },
   DeleteAdminToken: { method: 'POST', tag: 'Admin API token', query: IdQuery, response: Null },
   // Layout
-  GetClusterLayout: { method: 'GET', tag: 'Cluster layout', response: GetClusterLayoutResponseSchema },
-  GetClusterLayoutHistory: { method: 'GET', tag: 'Cluster layout', response: GetClusterLayoutHistoryResponseSchema },
+  GetClusterLayout: {
+    method: 'GET',
+    tag: 'Cluster layout',
+    response: GetClusterLayoutResponseSchema as typeof GetClusterLayoutResponseSchema,
+  },
+  GetClusterLayoutHistory: {
+    method: 'GET',
+    tag: 'Cluster layout',
+    response: GetClusterLayoutHistoryResponseSchema as typeof GetClusterLayoutHistoryResponseSchema,
+  },
   UpdateClusterLayout: {
     method: 'POST',
     tag: 'Cluster layout',
-    body: UpdateClusterLayoutRequestSchema,
-    response: GetClusterLayoutResponseSchema,
+    body: UpdateClusterLayoutRequestSchema as typeof UpdateClusterLayoutRequestSchema,
+    response: GetClusterLayoutResponseSchema as typeof GetClusterLayoutResponseSchema,
   },
-  PreviewClusterLayoutChanges: { method: 'POST', tag: 'Cluster layout', response: PreviewClusterLayoutChangesResponseSchema },
+  PreviewClusterLayoutChanges: {
+    method: 'POST',
+    tag: 'Cluster layout',
+    response: PreviewClusterLayoutChangesResponseSchema as typeof PreviewClusterLayoutChangesResponseSchema,
+  },
   ApplyClusterLayout: {
     method: 'POST',
     tag: 'Cluster layout',
-    body: ApplyClusterLayoutRequestSchema,
-    response: ApplyClusterLayoutResponseSchema,
+    body: ApplyClusterLayoutRequestSchema as typeof ApplyClusterLayoutRequestSchema,
+    response: ApplyClusterLayoutResponseSchema as typeof ApplyClusterLayoutResponseSchema,
   },
-  RevertClusterLayout: { method: 'POST', tag: 'Cluster layout', response: GetClusterLayoutResponseSchema },
+  RevertClusterLayout: {
+    method: 'POST',
+    tag: 'Cluster layout',
+    response: GetClusterLayoutResponseSchema as typeof GetClusterLayoutResponseSchema,
+  },
   ClusterLayoutSkipDeadNodes: {
     method: 'POST',
     tag: 'Cluster layout',
-    body: ClusterLayoutSkipDeadNodesRequestSchema,
-    response: ClusterLayoutSkipDeadNodesResponseSchema,
+    body: ClusterLayoutSkipDeadNodesRequestSchema as typeof ClusterLayoutSkipDeadNodesRequestSchema,
+    response: ClusterLayoutSkipDeadNodesResponseSchema as typeof ClusterLayoutSkipDeadNodesResponseSchema,
   },
   // Access keys
   ListKeys: { method: 'GET', tag: 'Access key', response: Type.Array(ListKeysResponseItemSchema) },
@@ -548,16 +580,26 @@ export const ADMIN_API = {
     method: 'GET',
     tag: 'Access key',
     query: Type.Object({ id: Type.Optional(Q()), search: Type.Optional(Q()), showSecretKey: Type.Optional(BoolQuery) }),
-    response: GetKeyInfoResponseSchema,
+    response: GetKeyInfoResponseSchema as typeof GetKeyInfoResponseSchema,
   },
-  CreateKey: { method: 'POST', tag: 'Access key', body: UpdateKeyRequestBodySchema, response: GetKeyInfoResponseSchema },
-  ImportKey: { method: 'POST', tag: 'Access key', body: ImportKeyRequestSchema, response: GetKeyInfoResponseSchema },
+  CreateKey: {
+    method: 'POST',
+    tag: 'Access key',
+    body: UpdateKeyRequestBodySchema as typeof UpdateKeyRequestBodySchema,
+    response: GetKeyInfoResponseSchema as typeof GetKeyInfoResponseSchema,
+  },
+  ImportKey: {
+    method: 'POST',
+    tag: 'Access key',
+    body: ImportKeyRequestSchema as typeof ImportKeyRequestSchema,
+    response: GetKeyInfoResponseSchema as typeof GetKeyInfoResponseSchema,
+  },
   UpdateKey: {
     method: 'POST',
     tag: 'Access key',
     query: IdQuery,
-    body: UpdateKeyRequestBodySchema,
-    response: GetKeyInfoResponseSchema,
+    body: UpdateKeyRequestBodySchema as typeof UpdateKeyRequestBodySchema,
+    response: GetKeyInfoResponseSchema as typeof GetKeyInfoResponseSchema,
   },
   DeleteKey: { method: 'POST', tag: 'Access key', query: IdQuery, response: Null },
   // Buckets
@@ -566,48 +608,58 @@ export const ADMIN_API = {
     method: 'GET',
     tag: 'Bucket',
     query: Type.Object({ id: Type.Optional(Q()), globalAlias: Type.Optional(Q()), search: Type.Optional(Q()) }),
-    response: GetBucketInfoResponseSchema,
+    response: GetBucketInfoResponseSchema as typeof GetBucketInfoResponseSchema,
   },
-  CreateBucket: { method: 'POST', tag: 'Bucket', body: CreateBucketRequestSchema, response: GetBucketInfoResponseSchema },
+  CreateBucket: {
+    method: 'POST',
+    tag: 'Bucket',
+    body: CreateBucketRequestSchema as typeof CreateBucketRequestSchema,
+    response: GetBucketInfoResponseSchema as typeof GetBucketInfoResponseSchema,
+  },
   UpdateBucket: {
     method: 'POST',
     tag: 'Bucket',
     query: IdQuery,
-    body: UpdateBucketRequestBodySchema,
-    response: GetBucketInfoResponseSchema,
+    body: UpdateBucketRequestBodySchema as typeof UpdateBucketRequestBodySchema,
+    response: GetBucketInfoResponseSchema as typeof GetBucketInfoResponseSchema,
   },
   DeleteBucket: { method: 'POST', tag: 'Bucket', query: IdQuery, response: Null },
   CleanupIncompleteUploads: {
     method: 'POST',
     tag: 'Bucket',
-    body: CleanupIncompleteUploadsRequestSchema,
-    response: CleanupIncompleteUploadsResponseSchema,
+    body: CleanupIncompleteUploadsRequestSchema as typeof CleanupIncompleteUploadsRequestSchema,
+    response: CleanupIncompleteUploadsResponseSchema as typeof CleanupIncompleteUploadsResponseSchema,
   },
   InspectObject: {
     method: 'GET',
     tag: 'Bucket',
     query: Type.Object({ bucketId: Q(), key: Q() }),
-    response: InspectObjectResponseSchema,
+    response: InspectObjectResponseSchema as typeof InspectObjectResponseSchema,
   },
   // Permissions and aliases
   AllowBucketKey: {
     method: 'POST',
     tag: 'Permission',
-    body: BucketKeyPermChangeRequestSchema,
-    response: GetBucketInfoResponseSchema,
+    body: BucketKeyPermChangeRequestSchema as typeof BucketKeyPermChangeRequestSchema,
+    response: GetBucketInfoResponseSchema as typeof GetBucketInfoResponseSchema,
   },
   DenyBucketKey: {
     method: 'POST',
     tag: 'Permission',
-    body: BucketKeyPermChangeRequestSchema,
-    response: GetBucketInfoResponseSchema,
+    body: BucketKeyPermChangeRequestSchema as typeof BucketKeyPermChangeRequestSchema,
+    response: GetBucketInfoResponseSchema as typeof GetBucketInfoResponseSchema,
   },
-  AddBucketAlias: { method: 'POST', tag: 'Bucket alias', body: BucketAliasRequestSchema, response: GetBucketInfoResponseSchema },
+  AddBucketAlias: {
+    method: 'POST',
+    tag: 'Bucket alias',
+    body: BucketAliasRequestSchema as typeof BucketAliasRequestSchema,
+    response: GetBucketInfoResponseSchema as typeof GetBucketInfoResponseSchema,
+  },
   RemoveBucketAlias: {
     method: 'POST',
     tag: 'Bucket alias',
-    body: BucketAliasRequestSchema,
-    response: GetBucketInfoResponseSchema,
+    body: BucketAliasRequestSchema as typeof BucketAliasRequestSchema,
+    response: GetBucketInfoResponseSchema as typeof GetBucketInfoResponseSchema,
   },
   // Nodes
   GetNodeInfo: { method: 'GET', tag: 'Node', perNode: true, query: NodeQuery, response: Multi(LocalGetNodeInfoResponseSchema) },
@@ -625,7 +677,7 @@ export const ADMIN_API = {
     tag: 'Node',
     perNode: true,
     query: NodeQuery,
-    body: LaunchRepairOperationRequestSchema,
+    body: LaunchRepairOperationRequestSchema as typeof LaunchRepairOperationRequestSchema,
     response: Multi(Null),
   },
   // Workers
@@ -634,7 +686,7 @@ export const ADMIN_API = {
     tag: 'Worker',
     perNode: true,
     query: NodeQuery,
-    body: ListWorkersRequestSchema,
+    body: ListWorkersRequestSchema as typeof ListWorkersRequestSchema,
     response: Multi(Type.Array(WorkerInfoRespSchema)),
   },
   GetWorkerInfo: {
@@ -642,7 +694,7 @@ export const ADMIN_API = {
     tag: 'Worker',
     perNode: true,
     query: NodeQuery,
-    body: GetWorkerInfoRequestSchema,
+    body: GetWorkerInfoRequestSchema as typeof GetWorkerInfoRequestSchema,
     response: Multi(WorkerInfoRespSchema),
   },
   GetWorkerVariable: {
@@ -650,7 +702,7 @@ export const ADMIN_API = {
     tag: 'Worker',
     perNode: true,
     query: NodeQuery,
-    body: GetWorkerVariableRequestSchema,
+    body: GetWorkerVariableRequestSchema as typeof GetWorkerVariableRequestSchema,
     response: Multi(Type.Record(Type.String(), Type.String())),
   },
   SetWorkerVariable: {
@@ -658,7 +710,7 @@ export const ADMIN_API = {
     tag: 'Worker',
     perNode: true,
     query: NodeQuery,
-    body: SetWorkerVariableRequestSchema,
+    body: SetWorkerVariableRequestSchema as typeof SetWorkerVariableRequestSchema,
     response: Multi(SetWorkerVariableResponseSchema),
   },
   // Blocks
@@ -674,7 +726,7 @@ export const ADMIN_API = {
     tag: 'Block',
     perNode: true,
     query: NodeQuery,
-    body: GetBlockInfoRequestSchema,
+    body: GetBlockInfoRequestSchema as typeof GetBlockInfoRequestSchema,
     response: Multi(GetBlockInfoResponseSchema),
   },
   RetryBlockResync: {
@@ -682,7 +734,7 @@ export const ADMIN_API = {
     tag: 'Block',
     perNode: true,
     query: NodeQuery,
-    body: RetryBlockResyncRequestSchema,
+    body: RetryBlockResyncRequestSchema as typeof RetryBlockResyncRequestSchema,
     response: Multi(RetryBlockResyncResponseSchema),
   },
   PurgeBlocks: {
@@ -690,7 +742,7 @@ export const ADMIN_API = {
     tag: 'Block',
     perNode: true,
     query: NodeQuery,
-    body: PurgeBlocksRequestSchema,
+    body: PurgeBlocksRequestSchema as typeof PurgeBlocksRequestSchema,
     response: Multi(PurgeBlocksResponseSchema),
   },
 } as const satisfies Record<string, EndpointContract>
