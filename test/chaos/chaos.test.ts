@@ -18,7 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, test } from 'node:test'
 import { applyLayout, waitBucketUsable } from '../helpers/cluster.ts'
 import { checkK2v, k2vWorkload } from '../helpers/k2v-workload.ts'
-import { type ChaosContext, chaosSeconds, runChaos } from './scenario.ts'
+import { type ChaosContext, chaosSeconds, runChaos, standardWorkload } from './scenario.ts'
 
 const RPC_TIMEOUT_MS = 5_000
 const RTT_MS = 150
@@ -121,20 +121,7 @@ describe('chaos: 3 zones, RF 3, every link through a faulty proxy', { timeout: (
       rpcTimeoutMs: RPC_TIMEOUT_MS,
       blockSize: 64 * 1024,
       workload: {
-        prefix: 'chaos/',
-        keys: 6,
-        writers: 3,
-        readers: 2,
-        listers: 1,
-        multipart: { writers: 1, keys: 2, parts: 1, lastPartSize: [1_000, 150_000] },
-        durationMs: SECONDS * 1000,
-        sizes: [
-          { weight: 5, min: 16, max: 2_000 },
-          { weight: 3, min: 10_000, max: 100_000 },
-          { weight: 1, min: 150_000, max: 300_000 },
-        ],
-        seed: 12,
-        requestTimeoutMs: 30_000,
+        ...standardWorkload({ prefix: 'chaos/', seed: 12, durationMs: SECONDS * 1000 }),
         // K2V items with causality tokens through every node (test/helpers/k2v-workload.ts).
         extra: [k2v.task],
       },

@@ -20,7 +20,7 @@ import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, test } from 'node:test'
 import { countEvents, markOutputs, type PeerEvent, peerEventsSince } from './membership.ts'
-import { type ChaosContext, chaosSeconds, runChaos } from './scenario.ts'
+import { type ChaosContext, chaosSeconds, runChaos, standardWorkload } from './scenario.ts'
 
 const RPC_TIMEOUT_MS = 5_000
 const RTT_MS = 150
@@ -166,22 +166,7 @@ describe('chaos: 5 nodes in zones 2 + 2 + 1, RF 3, every link through a faulty p
       jitterMs: JITTER_MS,
       rpcTimeoutMs: RPC_TIMEOUT_MS,
       blockSize: 64 * 1024,
-      workload: {
-        prefix: 'chaos5/',
-        keys: 6,
-        writers: 3,
-        readers: 2,
-        listers: 1,
-        multipart: { writers: 1, keys: 2, parts: 1, lastPartSize: [1_000, 150_000] },
-        durationMs: SECONDS * 1000,
-        sizes: [
-          { weight: 5, min: 16, max: 2_000 },
-          { weight: 3, min: 10_000, max: 100_000 },
-          { weight: 1, min: 150_000, max: 300_000 },
-        ],
-        seed: 55,
-        requestTimeoutMs: 30_000,
-      },
+      workload: standardWorkload({ prefix: 'chaos5/', seed: 55, durationMs: SECONDS * 1000 }),
       schedule: (ctx) => schedule5(ctx, SECONDS * 1000, fig),
       convergeTimeoutMs: 60_000,
     })

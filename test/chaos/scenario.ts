@@ -34,6 +34,29 @@ import {
   type WorkloadResult,
 } from '../helpers/workload.ts'
 
+/**
+ * The S3 workload of the 3- and 5-node runs: overwrites of 6 keys by 3 writers (small, medium and
+ * multi-block bodies), 2 readers, 1 lister and a multipart writer, through every node.
+ */
+export function standardWorkload(o: { prefix: string; seed: number; durationMs: number }): ChaosOptions['workload'] {
+  return {
+    prefix: o.prefix,
+    keys: 6,
+    writers: 3,
+    readers: 2,
+    listers: 1,
+    multipart: { writers: 1, keys: 2, parts: 1, lastPartSize: [1_000, 150_000] },
+    durationMs: o.durationMs,
+    sizes: [
+      { weight: 5, min: 16, max: 2_000 },
+      { weight: 3, min: 10_000, max: 100_000 },
+      { weight: 1, min: 150_000, max: 300_000 },
+    ],
+    seed: o.seed,
+    requestTimeoutMs: 30_000,
+  }
+}
+
 /** Seconds of workload: CHAOS_SECONDS, or `fallback` (the bounded run of npm test). */
 export function chaosSeconds(fallback: number): number {
   const raw = process.env.CHAOS_SECONDS
