@@ -131,6 +131,11 @@ export class Garage {
   readonly #sharded: TableReplication
   readonly #rpc: RpcHelper
 
+  /** The node's logger (silent when embedded without one). */
+  get log(): Logger {
+    return this.#log
+  }
+
   constructor(o: GarageModelOptions) {
     this.db = o.db
     this.blockSize = o.blockSize

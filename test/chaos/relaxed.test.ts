@@ -95,8 +95,17 @@ for (const mode of ['degraded', 'dangerous'] as const satisfies readonly Consist
       assert.ok(s.reads >= 20, `enough reads (${s.reads})`)
       assert.ok(report.faults.cuts >= 4 && report.faults.flaps >= 1, `faults were injected: ${JSON.stringify(report.faults)}`)
 
-      // What the relaxation does not explain stays strict.
-      assert.deepEqual(result.clientErrors, [], 'no request was refused with a 4xx')
+      // What the relaxation does not explain stays strict. It explains one 4xx: a part of an
+      // upload whose creation was acknowledged by nodes that did not include the one asked (read
+      // and write quorums need not overlap in these modes) finds no upload there: NoSuchUpload.
+      const unseenUpload = (e: string): boolean => / mpu-(part|complete) .*: 404 .*<Code>NoSuchUpload<\/Code>/.test(e)
+      const allowed4xx = result.clientErrors.filter(unseenUpload)
+      if (allowed4xx.length > 0) t.diagnostic(`allowed by ${mode}: ${allowed4xx.length} × NoSuchUpload on a node not yet told`)
+      assert.deepEqual(
+        result.clientErrors.filter((e) => !unseenUpload(e)),
+        [],
+        'no request was refused with a 4xx but the mode allows',
+      )
       assert.deepEqual(violations, [], 'no value from nowhere, no lost write after convergence, every node agrees')
       assert.deepEqual(
         result.requests.filter((r) => r.status === 500),

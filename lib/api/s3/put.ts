@@ -302,6 +302,7 @@ export async function saveStream(
     ...stamp,
   }
   garage.uploads.begin(versionId, bucketId, key, { ts })
+  let saved: SavedObject
   const backlink = { t: 'object' as const, bucketId, key }
   try {
     // The `uploading` row goes with the first block's entries, before them on every node that
@@ -321,16 +322,35 @@ export async function saveStream(
       ...stamp,
     }
     await commitVersion(garage, bucketId, key, opts.condition, complete)
-    return { versionId, ts, meta, ...stampedId(opts.stamp, complete) }
+    saved = { versionId, ts, meta, ...stampedId(opts.stamp, complete) }
   } catch (err) {
     body.destroy()
-    await garage.objectTable.insert({ bucketId, key, versions: [{ uuid: versionId, ts, state: { t: 'aborted' }, ...stamp }] })
-    // The abort reaches the version through the object hook only where the row listed it.
-    await garage.versionTable.insert(deletedVersion(versionId, backlink))
+    undoInBackground(garage, versionId, async () => {
+      await garage.objectTable.insert({ bucketId, key, versions: [{ uuid: versionId, ts, state: { t: 'aborted' }, ...stamp }] })
+      // The abort reaches the version through the object hook only where the row listed it.
+      await garage.versionTable.insert(deletedVersion(versionId, backlink))
+    })
     throw err
-  } finally {
-    garage.uploads.end(versionId)
   }
+  garage.uploads.end(versionId)
+  return saved
+}
+
+/**
+ * Undoes a write that failed after its rows went out, without making the client wait: each step
+ * is a quorum write, which on a node cut off from its peers waits for the RPC timeout, so an
+ * awaited undo doubled (or tripled) the time to the 503. The upload guard keeps the version's
+ * record until the undo is done; if the undo fails, the node's next start (the guard) or the
+ * `versions` repair does it.
+ */
+function undoInBackground(garage: Garage, versionId: Uuid, undo: () => Promise<void>): void {
+  undo().then(
+    () => garage.uploads.end(versionId),
+    (err: unknown) =>
+      garage.log.warn(
+        `could not undo the failed write of version ${toHex(versionId)} (${(err as Error).message}): left to the upload guard and the versions repair`,
+      ),
+  )
 }
 
 /**
@@ -364,6 +384,7 @@ async function saveOneBlock(
   // No timestamp yet (it comes from the read): at a restart, the guard looks the version up.
   garage.uploads.begin(versionId, bucketId, key)
   const written = performance.now()
+  let saved: SavedObject
   let committedAt: number | undefined
   try {
     // Both settled before anything else: a failure deletes the version, which must not overtake
@@ -395,24 +416,27 @@ async function saveOneBlock(
     }
     committedAt = ts
     await commitVersion(garage, bucketId, key, opts.condition, complete)
-    return { versionId, ts, meta, ...stampedId(opts.stamp, complete) }
+    saved = { versionId, ts, meta, ...stampedId(opts.stamp, complete) }
   } catch (err) {
     body.destroy()
-    // A commit that failed may have reached some nodes: abort it there, as a larger body does.
-    if (committedAt !== undefined) {
-      await garage.objectTable.insert({
-        bucketId,
-        key,
-        versions: [{ uuid: versionId, ts: committedAt, state: { t: 'aborted' }, ...stamp }],
-      })
-    }
-    // No object row lists the version otherwise, so no hook deletes it: delete it here (its
-    // block references, then its blocks, follow).
-    await garage.versionTable.insert(deletedVersion(versionId, backlink))
+    const abortAt = committedAt
+    undoInBackground(garage, versionId, async () => {
+      // A commit that failed may have reached some nodes: abort it there, as a larger body does.
+      if (abortAt !== undefined) {
+        await garage.objectTable.insert({
+          bucketId,
+          key,
+          versions: [{ uuid: versionId, ts: abortAt, state: { t: 'aborted' }, ...stamp }],
+        })
+      }
+      // No object row lists the version otherwise, so no hook deletes it: delete it here (its
+      // block references, then its blocks, follow).
+      await garage.versionTable.insert(deletedVersion(versionId, backlink))
+    })
     throw err
-  } finally {
-    garage.uploads.end(versionId)
   }
+  garage.uploads.end(versionId)
+  return saved
 }
 
 /**
