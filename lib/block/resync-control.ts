@@ -176,6 +176,14 @@ export class ResyncControl implements ResyncTarget {
       await this.#deleteIf(hash, (s) => isDeletableState(s, now))
       return
     }
+    if (path !== undefined && rc.kind === 'deletable') {
+      // Deletable later: checked again then. The queue keeps one entry per block, the earliest
+      // (resync.ts), so the entry the count's drop asked for at that time may have been folded
+      // into this earlier one (a layout change queues every block at once): without this, the
+      // block would stay forever on a node that no longer needs it.
+      this.#resync.put(hash, rc.at + 1)
+      return
+    }
     if (path !== undefined && rc.kind === 'present' && !this.#repl.isStorageNode(hash)) {
       await this.#offload(hash, path, 'absent')
       // Keep our copy until every current holder has the block and references it: until the

@@ -88,13 +88,10 @@ describe('7 nodes in 3 zones (RF 3)', { timeout: 1_200_000 }, () => {
     assert.equal(z1, 256)
   })
 
-  // Skipped after the merges of 5 Dec 2026: it passed on its branch (61 s at load 6-13), then
-  // after the later merges (whole RPC messages, HEAD_PART, the resync queue, the PUT's background
-  // undo) the removed node keeps 7 of its blocks past a 5-minute wait (its resync never offloads
-  // them). Open item in docs/design/scale.md; `GARAGE_TEST_SEVEN_NODES=1` runs it.
-  test('objects written through each node are read through every node, before and after a node leaves', {
-    skip: process.env.GARAGE_TEST_SEVEN_NODES === '1' ? false : 'hangs after the merges of 5 Dec 2026 (docs/design/scale.md)',
-  }, async (t) => {
+  // Regression test of the block offload too: the resync queue's one-entry-per-block rule once
+  // folded the "delete when deletable" entry into an earlier one, and the removed node kept its
+  // blocks forever (lib/block/resync-control.ts).
+  test('objects written through each node are read through every node, before and after a node leaves', async (t) => {
     if (startError !== undefined) throw startError
     const phase = (() => {
       let last = Date.now()
