@@ -42,6 +42,7 @@ import {
 } from '../test/helpers/cluster.ts'
 import { CLUSTER_WAIT, eventually } from '../test/helpers/eventually.ts'
 import { type S3Target, sendSigned } from '../test/helpers/server-process.ts'
+import { freePort } from '../test/helpers/links.ts'
 import { startTcpProxy, type TcpProxy } from '../test/helpers/tcp-proxy.ts'
 
 const KiB = 1024
@@ -78,16 +79,6 @@ function median(xs: readonly number[]): number {
 
 // ---------------------------------------------------------------------------------------------
 // The link: proxies with delay, and its bare RTT
-
-/** A port free right now (bound then released; the node binds it a moment later). */
-async function freePort(): Promise<number> {
-  const srv = createServer()
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
-  const addr = srv.address()
-  await new Promise<void>((resolve) => srv.close(() => resolve()))
-  if (addr === null || typeof addr === 'string') throw new Error('no TCP port')
-  return addr.port
-}
 
 /** Sets each proxy's delay; with jitter, a fresh random delay for every chunk (order is kept by the proxy). */
 function setDelay(proxies: readonly TcpProxy[], ms: number, jitter: number): void {

@@ -18,6 +18,7 @@
  * mesh.heal()
  * ```
  */
+import { readFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import type { ClusterNodeOptions } from './cluster.ts'
@@ -65,14 +66,30 @@ export interface LinkMesh {
   close(): Promise<void>
 }
 
-/** A port free right now (bound then released; the node binds it a moment later). */
-async function freePort(): Promise<number> {
-  const srv = createServer()
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
-  const addr = srv.address()
-  await new Promise<void>((resolve) => srv.close(() => resolve()))
-  if (addr === null || typeof addr === 'string') throw new Error('no TCP port')
-  return addr.port
+/**
+ * A port free right now (bound then released; the node binds it a moment later), below the
+ * kernel's ephemeral range: a node killed and restarted binds the same port again, and a port in
+ * the ephemeral range can meanwhile become the local end of some outgoing connection (the proxies
+ * open thousands), which made a restart fail with EADDRINUSE.
+ */
+export async function freePort(): Promise<number> {
+  const ephemeralStart = await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
+    .then((s) => Number(s.trim().split(/\s+/)[0]))
+    .catch(() => 32_768)
+  const low = 10_000
+  const high = Number.isInteger(ephemeralStart) && ephemeralStart > low + 1_000 ? ephemeralStart : 32_768
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = low + Math.floor(Math.random() * (high - low))
+    const srv = createServer()
+    const bound = await new Promise<boolean>((resolve) => {
+      srv.once('error', () => resolve(false))
+      srv.listen(port, '127.0.0.1', () => resolve(true))
+    })
+    if (!bound) continue
+    await new Promise<void>((resolve) => srv.close(() => resolve()))
+    return port
+  }
+  throw new Error(`no free TCP port in ${low}-${high - 1}`)
 }
 
 /** Starts the proxies for `slots` nodes (every ordered pair). */
