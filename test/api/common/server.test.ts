@@ -109,12 +109,17 @@ test('a request body the client aborts is IncompleteBody, logged at debug level 
   const seen = new Promise<unknown>((resolve) => {
     failed = resolve
   })
+  let reading: () => void = () => {}
+  const started = new Promise<void>((resolve) => {
+    reading = resolve
+  })
   const url = await serve(
     t,
     handler(async (req) => {
       try {
         for await (const _ of req) {
           // Reading until the client goes away.
+          reading()
         }
       } catch (err) {
         failed(err)
@@ -127,7 +132,10 @@ test('a request body the client aborts is IncompleteBody, logged at debug level 
   const req = httpRequest(`${url}/upload`, { method: 'PUT', agent: false, headers: { 'content-length': '100000' } })
   req.on('error', () => {})
   req.write(Buffer.alloc(1000))
-  setTimeout(() => req.destroy(), 100)
+  // Gone once the handler reads the body (a fixed delay raced a loaded machine: destroyed before
+  // the handler ran, the request never reached it and the test waited forever).
+  await started
+  req.destroy()
   await seen
   await new Promise((r) => setTimeout(r, 100))
   const listening = lines.filter((l) => l.text.includes('listening')).length
