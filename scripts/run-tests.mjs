@@ -13,7 +13,8 @@
  * measured availability and convergence against timeouts; the lanes keep the same two-wide
  * parallelism with at most one cluster file at a time.
  *
- * Each lane is Node's own runner with the spec reporter; its lines are prefixed with the lane's
+ * Each lane is Node's own runner with the spec reporter and a 15-minute default timeout per test
+ * (a test that hangs fails instead of holding its lane until CI's own limit); its lines are prefixed with the lane's
  * name. At the end the failing tests of both lanes are printed again, with the totals.
  * `npm test -- FILE...` runs only those files (in the same lanes).
  */
@@ -43,7 +44,7 @@ function isClusterFile(file) {
 /** Runs `files` one at a time under Node's test runner; resolves with the exit code and output. */
 function lane(name, files) {
   if (files.length === 0) return Promise.resolve({ name, code: 0, output: '' })
-  const args = ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec', ...files]
+  const args = ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec', '--test-timeout=900000', ...files]
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
   let partial = ''
