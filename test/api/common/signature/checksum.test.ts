@@ -67,21 +67,6 @@ describe('CRCs', () => {
       assert.equal(digestOf(Crc64Nvme, ...pieces), await sdkDigest(new Crc64NvmeJs(), data), `crc64nvme len ${len}`)
     }
   })
-
-  test('throughput (64 MiB in 64 KiB pieces)', (t) => {
-    const piece = randomBytes(64 * 1024)
-    for (const C of [Crc32, Crc32c, Crc64Nvme]) {
-      const c = new C()
-      for (let i = 0; i < 16; i++) new C().update(piece) // warm the JIT up
-      const start = performance.now()
-      for (let i = 0; i < 1024; i++) c.update(piece)
-      const mibPerS = 64 / ((performance.now() - start) / 1000)
-      t.diagnostic(`${C.name}: ${mibPerS.toFixed(0)} MiB/s`)
-      // Measured ~1100 MiB/s (CRC32C) and ~600 MiB/s (CRC64NVME); the bound only catches regressions
-      // such as a fall back to BigInt, with room for slow CI machines.
-      assert.ok(mibPerS > 40, `${C.name} too slow: ${mibPerS.toFixed(0)} MiB/s`)
-    }
-  })
 })
 
 describe('Checksummer', () => {
