@@ -189,7 +189,7 @@ test('a lone node scrub moves a corrupt block aside, counts it and lists it as a
   assert.equal(n.bm.scrubStatus()?.checked, 3)
   await stat(`${n.bm.blockPath(bad)}.corrupted`)
   assert.equal(await n.bm.hasBlock(bad), false, 'the corrupt file is no longer served')
-  await eventually('the resync error', () => n.bm.listErrors().length === 1, { timeoutMs: 3000 })
+  await eventually('the resync error', () => n.bm.listErrors().length === 1, { timeoutMs: 20_000 })
   for (const b of [blocks[0], blocks[2]] as Buffer[]) assert.deepEqual(await n.bm.getBlock(blake2sum(b)), b)
 })
 
