@@ -38,7 +38,7 @@ export interface ServerProcessOptions {
   nodeArgs?: string[]
   /** Modules the child imports (`--import`) after tsx and before the CLI: `.ts` files work. */
   preload?: string[]
-  /** How long to wait for the S3 endpoint to answer. Default 30 s. */
+  /** How long to wait for the S3 endpoint to answer. Default 60 s (a start compiles the sources with tsx: seconds on a loaded machine). */
   startTimeoutMs?: number
   /** Restart on the directory of an earlier process (kept with `kill({ keepDir: true })`). */
   reuse?: { dir: string; credentials: Credentials }
@@ -124,7 +124,7 @@ export async function startServerProcess(options: ServerProcessOptions = {}): Pr
     const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)))
     const alive = (): boolean => proc.exitCode === null && proc.signalCode === null
 
-    const timeoutMs = options.startTimeoutMs ?? 30_000
+    const timeoutMs = options.startTimeoutMs ?? 60_000
     const deadline = Date.now() + timeoutMs
     let endpoint: string | undefined
     while (endpoint === undefined) {
