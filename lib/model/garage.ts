@@ -12,6 +12,7 @@ import type { BlockPaths } from '../block/layout.ts'
 import { BlockManager, type BlockSettings } from '../block/manager.ts'
 import type { BackgroundRunner } from '../util/background/worker.ts'
 import type { Logger } from '../util/logger.ts'
+import { nextTimestamp, nowMsec } from '../util/time.ts'
 import { TableData } from '../table/data.ts'
 import { InsertQueueWorker } from '../table/queue.ts'
 import { TableAntiEntropy } from '../table/sync.ts'
@@ -134,6 +135,15 @@ export class Garage {
   /** The node's logger (silent when embedded without one). */
   get log(): Logger {
     return this.#log
+  }
+
+  /**
+   * The timestamp of a new object version after `previous` (the newest the write read):
+   * Garage's next_timestamp on the cluster's clock (lib/net/clock.ts), which is this node's
+   * own clock unless a peer's runs ahead of it.
+   */
+  nextTimestamp(previous: number | undefined): number {
+    return nextTimestamp(previous, this.cluster?.netApp.clock.now() ?? nowMsec())
   }
 
   constructor(o: GarageModelOptions) {

@@ -26,6 +26,7 @@ import {
   type StreamingCallOptions,
   type StreamingResponse,
 } from './endpoint.ts'
+import { ClusterClock } from './clock.ts'
 import { NetError } from './errors.ts'
 import { HandshakeServer } from './handshake.ts'
 import type { AnyHandler } from './message.ts'
@@ -38,7 +39,11 @@ export type { PeerInfo } from './peering.ts'
 export { parsePeerAddr } from './util.ts'
 
 /** The built-in endpoint measuring round-trip time. */
-export const PING_ENDPOINT: RpcEndpoint<{ t: number }, { t: number }> = defineEndpoint('net/ping')
+/**
+ * Pings. The answer echoes `t` and, since the cluster clock (clock.ts), carries the answering
+ * node's cluster time in `now` (absent in answers of older nodes).
+ */
+export const PING_ENDPOINT: RpcEndpoint<{ t: number }, { t: number; now?: number }> = defineEndpoint('net/ping')
 
 /**
  * What `garage:net:call` publishes once a call has answered or failed (for a stream, once its
@@ -106,6 +111,8 @@ export interface NetAppOptions {
 export class NetApp implements AsyncDisposable {
   /** Our node id (hex public key). */
   readonly id: string
+  /** The cluster's clock, fed by ping answers (version timestamps use it). */
+  readonly clock: ClusterClock
   readonly #bindAddr: TcpAddr | undefined
   readonly #timeoutMs: number
   readonly #pingTimeoutMs: number
@@ -154,7 +161,8 @@ export class NetApp implements AsyncDisposable {
       closing,
       log,
     })
-    this.#handlers.register(PING_ENDPOINT.path, (req) => req)
+    this.clock = new ClusterClock(log.withTag('clock'))
+    this.#handlers.register(PING_ENDPOINT.path, (req) => ({ t: (req as { t: number }).t, now: this.clock.now() }))
     this.#externalSignal = options.signal
     if (options.signal?.aborted === true) void this.close()
     else options.signal?.addEventListener('abort', this.#onExternalAbort, { once: true })
@@ -248,7 +256,13 @@ export class NetApp implements AsyncDisposable {
     const peer = this.#peers.getOrCreate(nodeId.toLowerCase())
     const t0 = performance.now()
     try {
-      await this.call(nodeId, PING_ENDPOINT, { t: Date.now() }, { priority: 'high', timeoutMs: this.#pingTimeoutMs, ...options })
+      const res = await this.call(
+        nodeId,
+        PING_ENDPOINT,
+        { t: Date.now() },
+        { priority: 'high', timeoutMs: this.#pingTimeoutMs, ...options },
+      )
+      if (typeof res.now === 'number') this.clock.observe(nodeId.toLowerCase(), res.now)
     } catch (err) {
       peer.pingFailed()
       throw err

@@ -3,9 +3,12 @@
 /** Milliseconds since the epoch. */
 export const nowMsec = (): number => Date.now()
 
-/** A timestamp strictly greater than `previous` and not older than now (Garage's next_timestamp). */
-export function nextTimestamp(previous: number | undefined): number {
-  const now = nowMsec()
+/**
+ * A timestamp strictly greater than `previous` and not older than `now` (Garage's
+ * next_timestamp); `now` defaults to this node's clock (a node in a cluster passes the cluster's,
+ * lib/net/clock.ts).
+ */
+export function nextTimestamp(previous: number | undefined, now: number = nowMsec()): number {
   return previous === undefined ? now : Math.max(now, previous + 1)
 }
 

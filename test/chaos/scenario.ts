@@ -242,6 +242,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     progress(`convergence: ${JSON.stringify(convergence)}`)
     const final = await settleFinal(c, result.keys, o.workload.prefix ?? 'wl/', 10_000)
     const { violations, allowed } = classifyHistory({ ...result.history, ...final }, checkOptions)
+    if (logDir !== undefined && logDir !== '') {
+      // Every write with its attempts (node and outcome), on the test's clock: to read a
+      // violation against the nodes' logs.
+      const writes = result.history.writes.map((w) => ({ ...w, start: w.start - t0, end: w.end - t0 }))
+      await writeFile(join(logDir, 'writes.json'), JSON.stringify({ t0, writes }, null, 1))
+    }
     if (o.afterHeal !== undefined) violations.push(...(await o.afterHeal(c)))
 
     const availability = (
@@ -308,7 +314,11 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     }
   } finally {
     if (logDir !== undefined && logDir !== '' && cluster !== undefined) {
-      for (const [i, n] of cluster.nodes.entries()) await writeFile(join(logDir, `node-${i}.log`), n.proc.output())
+      for (const [i, n] of cluster.nodes.entries()) {
+        // A killed node's earlier processes first: their log would die with them otherwise.
+        for (const [k, out] of cluster.killedOutputs(i).entries()) await writeFile(join(logDir, `node-${i}-killed-${k}.log`), out)
+        await writeFile(join(logDir, `node-${i}.log`), n.proc.output())
+      }
     }
     await cluster?.stop()
     await mesh.close()

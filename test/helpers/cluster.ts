@@ -430,6 +430,8 @@ export class ReplicatedCluster {
   readonly #down = new Set<number>()
   readonly #frozen = new Set<number>()
   readonly #retired = new Set<number>()
+  /** The output of each node's killed processes, oldest first (a restart starts a new one). */
+  readonly #killedOutputs = new Map<number, string[]>()
   readonly #clients = new Map<string, S3Client>()
   readonly #nodeOptions: NonNullable<ReplicatedClusterOptions['nodeOptions']>
   readonly #requestTimeoutMs: number
@@ -518,7 +520,16 @@ export class ReplicatedCluster {
   /** SIGKILL node `i`, keeping its directory for a restart. */
   async kill(i: number): Promise<void> {
     this.#down.add(i)
-    await this.node(i).proc.kill({ keepDir: true })
+    const proc = this.node(i).proc
+    await proc.kill({ keepDir: true })
+    const l = this.#killedOutputs.get(i)
+    if (l === undefined) this.#killedOutputs.set(i, [proc.output()])
+    else l.push(proc.output())
+  }
+
+  /** What node `i`'s killed processes printed, oldest first (its current process: `proc.output()`). */
+  killedOutputs(i: number): string[] {
+    return this.#killedOutputs.get(i) ?? []
   }
 
   /** SIGSTOP node `i`: its sockets stay open but nothing answers (a black hole). */

@@ -139,6 +139,16 @@ test('ping measures the round trip and peers() reports it', async (t) => {
   assert.equal(info.handshakes, 1)
 })
 
+test('a ping answer carries the cluster time: the pinging node follows a peer ahead of it', async (t) => {
+  const [a, b] = await threeNodes(t)
+  // b's clock runs ahead: its cluster clock has seen a time 2 minutes ahead of the machine's.
+  b.net.clock.observe(a.key.id, Date.now() + 120_000)
+  assert.ok(a.net.clock.aheadMs() < 1_000, 'a follows its own clock before pinging b')
+  await a.net.ping(b.key.id)
+  const ahead = a.net.clock.aheadMs()
+  assert.ok(ahead > 119_000 && ahead <= 120_000 + 1_000, `a runs ${ahead} ms ahead after pinging b`)
+})
+
 test('a node that called us becomes a peer we can call back on its advertised address', async (t) => {
   const secret = newSecret()
   const b = await startNode(t, secret)

@@ -10,7 +10,6 @@ import type { IncomingHttpHeaders } from 'node:http'
 import type { Garage } from '../../model/garage.ts'
 import { cmpVersion, isComplete, isLiveClaim, type ObjectEntry, type ObjectVersion } from '../../model/s3/object-table.ts'
 import { bytesEqual, genUuid, type Uuid, utf8 } from '../../util/data.ts'
-import { nextTimestamp } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
 import { ifMatchAccepts } from './etag.ts'
 
@@ -134,7 +133,7 @@ export async function commitConditional(
     if (base !== undefined && cmpVersion(base, version) > 0) throw conflict()
     const claim: ObjectVersion = {
       uuid: genUuid(),
-      ts: nextTimestamp(Math.max(version.ts, ...(row?.versions.map((v) => v.ts) ?? []))),
+      ts: garage.nextTimestamp(Math.max(version.ts, ...(row?.versions.map((v) => v.ts) ?? []))),
       state: { t: 'uploading', multipart: false, headers: [], claim: true },
     }
     const aborted: ObjectVersion = { uuid: claim.uuid, ts: claim.ts, state: { t: 'aborted' } }

@@ -11,7 +11,7 @@ import type { ObjectEntry, ObjectMeta, ObjectVersion } from '../../model/s3/obje
 import { versionBlock } from '../../model/s3/version-table.ts'
 import { blake2sum, genUuid, type Hash, toHex, type Uuid, utf8 } from '../../util/data.ts'
 import { GarageError, ModelError } from '../../util/errors.ts'
-import { isoDate, nextTimestamp } from '../../util/time.ts'
+import { isoDate } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
 import { Checksummer, checksumHeaderName } from '../common/signature/checksum.ts'
@@ -212,7 +212,7 @@ export async function handleCopyObject(ctx: BucketCtx, destKey: string): Promise
     // re-encrypted on its way through.
     return copyThrough(ctx, source, srcCipher, meta, destKey, destEnc, dest, condition, tags)
   }
-  const ts = nextTimestamp(dest === undefined ? undefined : Math.max(0, ...dest.versions.map((v) => v.ts)))
+  const ts = g.nextTimestamp(dest === undefined ? undefined : Math.max(0, ...dest.versions.map((v) => v.ts)))
   const uuid = genUuid()
   const bucketId = ctx.bucketId
   const tagging = initialTagging(tags, ts)

@@ -22,7 +22,7 @@ import { deletedVersion, type VersionBlock, type VersionEntry, versionBlock } fr
 import { type BatchItem, batchItem } from '../../table/batch.ts'
 import { bytesEqual, genUuid, type Hash, toHex, type Uuid, utf8 } from '../../util/data.ts'
 import type { Logger } from '../../util/logger.ts'
-import { isoDate, nextTimestamp } from '../../util/time.ts'
+import { isoDate } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
 import {
@@ -214,7 +214,7 @@ export async function newPart(garage: Garage, upload: Upload, partNumber: number
   for (const p of upload.mpu.parts) if (p.partNumber === partNumber) previous = Math.max(previous ?? p.ts, p.ts)
   return {
     partNumber,
-    ts: nextTimestamp(previous ?? undefined),
+    ts: garage.nextTimestamp(previous ?? undefined),
     version: genUuid(),
     etag: null,
     size: null,
@@ -419,7 +419,7 @@ export async function handleCreateMultipartUpload(ctx: BucketCtx, key: string): 
     keyring: ctx.settings.sseKeyring,
   })
   const existing = await g.objectTable.get(ctx.bucketId, utf8(key))
-  const ts = nextTimestamp(existing === undefined ? undefined : Math.max(0, ...existing.versions.map((v) => v.ts)))
+  const ts = g.nextTimestamp(existing === undefined ? undefined : Math.max(0, ...existing.versions.map((v) => v.ts)))
   const uploadId = genUuid()
   // The key of the version the upload will complete into: SSE-C seals the headers with it; SSE-S3
   // stores its data key, wrapped.

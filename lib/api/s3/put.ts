@@ -14,7 +14,6 @@ import type { ObjectEntry, ObjectMeta, ObjectVersion } from '../../model/s3/obje
 import { deletedVersion, VERSION_COMMIT_DEADLINE_MS, type VersionBacklink, versionBlock } from '../../model/s3/version-table.ts'
 import { type BatchItem, batchItem } from '../../table/batch.ts'
 import { blake2sum, genUuid, type Hash, toHex, type Uuid, utf8 } from '../../util/data.ts'
-import { nextTimestamp } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
 import type { ChecksumResult } from '../common/signature/body.ts'
@@ -275,7 +274,7 @@ export async function saveStream(
     })
   }
   const existing = await existingRead
-  const ts = nextTimestamp(maxTimestamp(existing))
+  const ts = garage.nextTimestamp(maxTimestamp(existing))
   const tagging = initialTagging(opts.tags, ts)
   const tagged = tagging === undefined ? {} : { tagging }
 
@@ -396,7 +395,7 @@ async function saveOneBlock(
     if (data.status === 'rejected') throw data.reason
     if (read.status === 'rejected') throw read.reason
     const existing = read.value
-    const ts = nextTimestamp(maxTimestamp(existing))
+    const ts = garage.nextTimestamp(maxTimestamp(existing))
     const tagging = initialTagging(opts.tags, ts)
     const { stored, meta } = s.seal(objectMetaFrom(await result, data.value.size, headers, opts.checksumAlgorithm))
     await checkQuotas(garage, bucketId, opts.quotas, existing, data.value.size)

@@ -126,7 +126,7 @@ async function taggedVersion(ctx: BucketCtx, key: string, versionId: string | un
 
 async function setObjectTags(ctx: BucketCtx, key: string, v: ObjectVersion, tags: Tags): Promise<void> {
   if (v.state.t !== 'complete') return
-  const ts = Math.max(nowMsec(), (v.state.tagging?.ts ?? v.ts) + 1)
+  const ts = ctx.garage.nextTimestamp(v.state.tagging?.ts ?? v.ts)
   const state = { t: 'complete' as const, data: v.state.data, tagging: { ts, tags } }
   await ctx.garage.objectTable.insert({ bucketId: ctx.bucketId, key, versions: [{ uuid: v.uuid, ts: v.ts, state }] })
 }

@@ -12,7 +12,7 @@ import type { ObjectEntry, ObjectVersion } from '../../model/s3/object-table.ts'
 import { supersedes } from '../../model/s3/object-table.ts'
 import { updateLww } from '../../util/crdt/crdt.ts'
 import { bytesEqual, fromHex, genUuid, toHex, type Uuid, utf8 } from '../../util/data.ts'
-import { httpDate, isoDate, nextTimestamp } from '../../util/time.ts'
+import { httpDate, isoDate } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
 import type { BucketCtx } from './context.ts'
@@ -207,7 +207,9 @@ export async function deleteObjectVersion(
   checkS3ObjectKey(key)
   const ref = opts.versionId === undefined ? undefined : parseVersionId(opts.versionId)
   const o = await garage.objectTable.get(bucketId, utf8(key))
-  const ts = nextTimestamp(o === undefined || o.versions.length === 0 ? undefined : Math.max(...o.versions.map((v) => v.ts)))
+  const ts = garage.nextTimestamp(
+    o === undefined || o.versions.length === 0 ? undefined : Math.max(...o.versions.map((v) => v.ts)),
+  )
   if (ref === undefined) {
     const status = versioningOf(params)
     // Nothing visible in a bucket never versioned: nothing to write.
