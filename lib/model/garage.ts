@@ -301,6 +301,7 @@ export class Garage {
       mpus: this.mpuTable,
       buckets: this.bucketTable,
       clock: o.clock ?? Date.now,
+      timestamp: (previous) => this.nextTimestamp(previous),
       useLocalTz: o.useLocalTz ?? false,
       log: o.log.withTag('lifecycle'),
     })

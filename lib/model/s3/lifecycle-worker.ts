@@ -139,6 +139,11 @@ export interface LifecycleWorkerDeps {
   buckets: Table<BucketEntry>
   /** Current time in ms (`Date.now` unless a test drives it). */
   clock: () => number
+  /**
+   * The timestamp of a delete marker over a version stamped `previous` (Garage#nextTimestamp:
+   * the cluster's clock). Default `max(Date.now(), previous + 1)`.
+   */
+  timestamp?: (previous: number) => number
   useLocalTz: boolean
   log: Logger
 }
@@ -316,7 +321,7 @@ export class LifecycleWorker implements Worker {
     if (!expired) return
     const marker: ObjectVersion = {
       uuid: genUuid(),
-      ts: Math.max(Date.now(), current.ts + 1),
+      ts: this.#d.timestamp?.(current.ts) ?? Math.max(Date.now(), current.ts + 1),
       state: { t: 'complete', data: { t: 'delete' } },
     }
     // In a versioned bucket the marker is a version of its own; the expired data stays noncurrent.
