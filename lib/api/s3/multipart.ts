@@ -47,6 +47,7 @@ import {
   checkQuotas,
   extractMetadataHeaders,
   newVersionStamp,
+  undoInBackground,
   writeBlocks,
 } from './put.ts'
 import { versionIdOf } from './versioning.ts'
@@ -86,6 +87,23 @@ export interface Upload {
    * (null: it has none). Undefined: not read.
    */
   lastPartTs?: number | null | undefined
+}
+
+/**
+ * What a part needs to know of its upload before its data is written: the upload's encryption
+ * and checksum settings, fixed at CreateMultipartUpload for the life of the upload.
+ */
+export type UploadSettings = Pick<Upload, 'uploadId' | 'bucketId' | 'key' | 'version'>
+
+/**
+ * The settings of upload `uploadId` from this node's copy of the key's row, if that copy holds the
+ * upload in progress (undefined otherwise: the caller reads at quorum). Whether the upload is
+ * still in progress is only known from the quorum read; its settings do not change meanwhile.
+ */
+export function localUploadSettings(garage: Garage, bucketId: Uuid, key: string, uploadId: Uuid): UploadSettings | undefined {
+  const object = garage.objectTable.data.read(bucketId, utf8(key))
+  const version = object?.versions.find((v) => bytesEqual(v.uuid, uploadId) && v.state.t === 'uploading' && v.state.multipart)
+  return version === undefined ? undefined : { uploadId, bucketId, key, version: version as Upload['version'] }
 }
 
 /** Part numbers are integers from 1 to 10,000. */
@@ -208,14 +226,14 @@ export function finishedParts(mpu: MpuEntry): Map<number, MpuPart & { etag: stri
  * A new part of `partNumber`: its row's timestamp is newer than every row of that number read
  * (so the newest upload of a number wins), its version id fresh. Nothing is written.
  */
-export async function newPart(garage: Garage, upload: Upload, partNumber: number): Promise<MpuPart> {
+export async function newPart(garage: Garage, upload: Upload, partNumber: number, version = genUuid()): Promise<MpuPart> {
   let previous =
     upload.lastPartTs === undefined ? await lastPartTimestamp(garage, upload.uploadId, partNumber) : upload.lastPartTs
   for (const p of upload.mpu.parts) if (p.partNumber === partNumber) previous = Math.max(previous ?? p.ts, p.ts)
   return {
     partNumber,
     ts: garage.nextTimestamp(previous ?? undefined),
-    version: genUuid(),
+    version,
     etag: null,
     size: null,
     checksum: null,
@@ -312,7 +330,7 @@ export async function writePart(
  * data key chosen at creation, unwrapped. Undefined for a plaintext upload, which must not be
  * given an SSE-C key.
  */
-export function uploadCipher(ctx: BucketCtx, upload: Upload): ObjectCipher | undefined {
+export function uploadCipher(ctx: BucketCtx, upload: UploadSettings): ObjectCipher | undefined {
   const at = { bucketId: upload.bucketId, versionId: upload.uploadId, key: upload.key }
   return openObjectCipher(ctx.req.headers, upload.version.state.encryption, at, ctx.settings.sseKeyring)
 }
@@ -371,7 +389,7 @@ export function parseUploadChecksum(headers: IncomingHttpHeaders): UploadChecksu
 }
 
 /** The checksum settings an upload was created with, if any. */
-export function uploadChecksum(upload: Upload): UploadChecksum | undefined {
+export function uploadChecksum(upload: UploadSettings): UploadChecksum | undefined {
   const { checksumAlgorithm, checksumType } = upload.version.state
   if (checksumAlgorithm === undefined) return undefined
   return { algorithm: checksumAlgorithm, type: checksumType ?? ALLOWED_TYPES[checksumAlgorithm][0] ?? 'COMPOSITE' }
@@ -483,10 +501,16 @@ export async function handleUploadPart(
   const uploadId = parseUploadId(ep.uploadId)
   checkContentLength(ctx.req.headers)
   const g = ctx.garage
-  const upload = await getUpload(g, ctx.bucketId, ep.key, uploadId, ep.partNumber)
-  const cipher = uploadCipher(ctx, upload)
+  const uploadRead = getUpload(g, ctx.bucketId, ep.key, uploadId, ep.partNumber)
+  // With the upload's settings from the local copy, a part of one block is written while the
+  // upload is read (docs/design/round-trips.md): the read is awaited later, or not at all if the
+  // request fails first.
+  const local = localUploadSettings(g, ctx.bucketId, ep.key, uploadId)
+  if (local !== undefined) uploadRead.catch(() => undefined)
+  const settings = local ?? (await uploadRead)
+  const cipher = uploadCipher(ctx, settings)
   // An upload created with a checksum algorithm has every part checked or summed with it.
-  const algorithm = uploadChecksum(upload)?.algorithm
+  const algorithm = uploadChecksum(settings)?.algorithm
   const sent = ctx.checksums
   const sentAlgorithm = (Object.keys(sent.expected)[0] as ChecksumAlgorithm | undefined) ?? sent.trailerAlgorithm
   if (algorithm !== undefined && sentAlgorithm !== undefined && sentAlgorithm !== algorithm) {
@@ -496,14 +520,62 @@ export async function handleUploadPart(
     algorithm !== undefined && sentAlgorithm === undefined && sent.requestedAlgorithm !== algorithm
       ? checksumTap(ctx.body, algorithm)
       : undefined
-  const part = await newPart(g, upload, ep.partNumber)
+  const chunker = new Chunker(tap?.body ?? ctx.body, g.blockSize)
+  let first: Buffer | undefined
+  let oneBlock = false
+  try {
+    first = await chunker.next()
+    oneBlock = local !== undefined && first !== undefined && (await chunker.atEnd())
+  } catch (err) {
+    ctx.body.destroy()
+    throw err
+  }
+  /** The part's ETag, size and checksum, once its body has been received and verified. */
+  const written = async (size: number): Promise<{ etag: string; size: number; checksum: string | null }> => {
+    const result = await ctx.bodyResult
+    // The MD5 of an SSE-C part would tell something about its content; SSE-S3 parts keep it.
+    const etag = cipher?.sealsMetadata === true ? randomEtag() : (result.md5 ?? createHash('md5').digest()).toString('hex')
+    if (algorithm !== undefined) {
+      const value = result.checksums[algorithm] ?? (tap as { value: () => string }).value()
+      return { etag, size, checksum: `${algorithm}:${value}` }
+    }
+    const [alg, value] = (Object.entries(result.checksums)[0] ?? []) as [string | undefined, string | undefined]
+    return { etag, size, checksum: alg !== undefined && value !== undefined ? `${alg}:${value}` : null }
+  }
+  const done =
+    oneBlock && first !== undefined
+      ? await uploadOneBlockPart(ctx, settings, uploadRead, ep.partNumber, first, chunker, cipher, written)
+      : await uploadPartAfterRead(ctx, await uploadRead, ep.partNumber, first, chunker, cipher, written)
+  const out: Record<string, string> = { etag: `"${done.etag}"` }
+  if (cipher !== undefined) Object.assign(out, cipher.responseHeaders())
+  const checksum = parsePartChecksum(done.checksum)
+  if (checksum !== undefined) out[checksumHeaderName(checksum.algorithm)] = checksum.value
+  return { status: 200, headers: out }
+}
+
+type PartWritten = (size: number) => Promise<{ etag: string; size: number; checksum: string | null }>
+
+/**
+ * A part written after its upload was read (3 round trips for one block): the upload read; the
+ * part's listing (without ETag) with its first block, before it on every node; the finished part
+ * row. For a part with several blocks, an empty part, or an upload this node has no copy of.
+ */
+async function uploadPartAfterRead(
+  ctx: BucketCtx,
+  upload: Upload,
+  partNumber: number,
+  first: Buffer | undefined,
+  chunker: Chunker,
+  cipher: ObjectCipher | undefined,
+  written: PartWritten,
+): Promise<MpuPart & { etag: string; size: number }> {
+  const g = ctx.garage
+  const part = await newPart(g, upload, partNumber)
   // A crash before the part is finished: its version is deleted at the next start (its blocks
   // after the first may have reached a node before the listing that travels with the first).
-  g.uploads.begin(part.version, ctx.bucketId, ep.key, { part: { uploadId, partNumber: part.partNumber, ts: part.ts } })
-  const done = await writePart(ctx, upload, part, async () => {
+  g.uploads.begin(part.version, ctx.bucketId, upload.key, { part: { uploadId: upload.uploadId, partNumber, ts: part.ts } })
+  return writePart(ctx, upload, part, async () => {
     try {
-      const chunker = new Chunker(tap?.body ?? ctx.body, g.blockSize)
-      const first = await chunker.next()
       let size = 0
       if (first === undefined) {
         await beginPartRows(g, upload, part)
@@ -511,27 +583,72 @@ export async function handleUploadPart(
         // The part's listing travels with its first block, before it on every node: the data
         // round is also the one that lists the part (docs/design/round-trips.md).
         const lead = [partListing(g, upload, part)]
-        size = (await writeBlocks(g, part.version, { t: 'mpu', uploadId }, ep.partNumber, first, chunker, cipher, lead)).size
+        const backlink = { t: 'mpu' as const, uploadId: upload.uploadId }
+        size = (await writeBlocks(g, part.version, backlink, partNumber, first, chunker, cipher, lead)).size
       }
-      const result = await ctx.bodyResult
-      // The MD5 of an SSE-C part would tell something about its content; SSE-S3 parts keep it.
-      const etag = cipher?.sealsMetadata === true ? randomEtag() : (result.md5 ?? createHash('md5').digest()).toString('hex')
-      if (algorithm !== undefined) {
-        const value = result.checksums[algorithm] ?? (tap as { value: () => string }).value()
-        return { etag, size, checksum: `${algorithm}:${value}` }
-      }
-      const [alg, value] = (Object.entries(result.checksums)[0] ?? []) as [string | undefined, string | undefined]
-      return { etag, size, checksum: alg !== undefined && value !== undefined ? `${alg}:${value}` : null }
+      return await written(size)
     } catch (err) {
       ctx.body.destroy()
       throw err
     }
   }).finally(() => g.uploads.end(part.version))
-  const out: Record<string, string> = { etag: `"${done.etag}"` }
-  if (cipher !== undefined) Object.assign(out, cipher.responseHeaders())
-  const checksum = parsePartChecksum(done.checksum)
-  if (checksum !== undefined) out[checksumHeaderName(checksum.algorithm)] = checksum.value
-  return { status: 200, headers: out }
+}
+
+/**
+ * A part of one block, fully received, of an upload this node holds a copy of: 2 round trips, as
+ * a small PutObject (docs/design/round-trips.md). Round 1: the part's data (its version row with
+ * the block, the block_ref, the block) while the upload and the part number's latest row are read
+ * at quorum. Round 2: the finished part row (ETag, size), whose timestamp comes from the read.
+ * Until round 2 no row lists the part version: a crash in between is undone by the upload guard
+ * at the next start (the part is not finished in its rows: its version is deleted); an upload
+ * completed or aborted meanwhile is caught by the read-back after the answer (finishPart); any
+ * failure deletes the version; and the `versions` repair deletes it once its upload is gone.
+ */
+async function uploadOneBlockPart(
+  ctx: BucketCtx,
+  settings: UploadSettings,
+  uploadRead: Promise<Upload>,
+  partNumber: number,
+  first: Buffer,
+  chunker: Chunker,
+  cipher: ObjectCipher | undefined,
+  written: PartWritten,
+): Promise<MpuPart & { etag: string; size: number }> {
+  const g = ctx.garage
+  const { uploadId } = settings
+  const versionId = genUuid()
+  const backlink = { t: 'mpu' as const, uploadId }
+  // No timestamp yet (it comes from the read): at a restart, the guard reads the part number's rows.
+  g.uploads.begin(versionId, ctx.bucketId, settings.key, { part: { uploadId, partNumber } })
+  let finishing: { upload: Upload; part: MpuPart } | undefined
+  let done: MpuPart & { etag: string; size: number }
+  try {
+    // Both settled before anything else: a failure deletes the version, which must not overtake a
+    // version entry or a reference still in flight (see writeBlocks).
+    const [data, read] = await Promise.allSettled([
+      writeBlocks(g, versionId, backlink, partNumber, first, chunker, cipher),
+      uploadRead,
+    ])
+    if (data.status === 'rejected') throw data.reason
+    if (read.status === 'rejected') throw read.reason
+    const upload = read.value
+    const part = await newPart(g, upload, partNumber, versionId)
+    done = { ...part, ...(await written(data.value.size)) }
+    finishing = { upload, part: done }
+    await finishPart(g, upload, done, ctx.log)
+  } catch (err) {
+    ctx.body.destroy()
+    const f = finishing
+    undoInBackground(g, versionId, async () => {
+      // A finished row that failed may have reached some nodes: tombstone it there (its hook
+      // deletes the version there too); no row lists the version otherwise, so delete it here.
+      if (f !== undefined) await g.mpuTable.insert({ ...mpuPartRow(f.upload.mpu, f.part), deleted: true, parts: [] })
+      await g.versionTable.insert(deletedVersion(versionId, backlink))
+    })
+    throw err
+  }
+  g.uploads.end(versionId)
+  return done
 }
 
 export function parsePartChecksum(s: string | null): { algorithm: ChecksumAlgorithm; value: string } | undefined {

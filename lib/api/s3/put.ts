@@ -342,7 +342,7 @@ export async function saveStream(
  * record until the undo is done; if the undo fails, the node's next start (the guard) or the
  * `versions` repair does it.
  */
-function undoInBackground(garage: Garage, versionId: Uuid, undo: () => Promise<void>): void {
+export function undoInBackground(garage: Garage, versionId: Uuid, undo: () => Promise<void>): void {
   undo().then(
     () => garage.uploads.end(versionId),
     (err: unknown) =>

@@ -22,9 +22,16 @@ interface InProgress {
   ts?: number
   /** False for a conditional write's claim, which has no version row. Absent: true. */
   versionRow?: false
-  /** An UploadPart's part (its version is the record's key): its part row, once finished, keeps it. */
-  part?: MpuPartKey & { uploadId: Uuid }
+  /**
+   * An UploadPart's part (its version is the record's key): its part row, once finished, keeps it.
+   * Without `ts` (a part of one block, written before its upload is read: multipart.ts), every row
+   * of the part number is looked at.
+   */
+  part?: PartRecord
 }
+
+/** The part an UploadPart writes: its upload, number and (once known) its row's timestamp. */
+type PartRecord = Omit<MpuPartKey, 'ts'> & { ts?: number; uploadId: Uuid }
 
 /** What {@link UploadGuard.begin} records besides the version, bucket and key. */
 export interface UploadGuardOptions {
@@ -32,8 +39,8 @@ export interface UploadGuardOptions {
   ts?: number
   /** False for a write that has no version row (a conditional write's claim). */
   versionRow?: boolean
-  /** For an UploadPart: the part's row. */
-  part?: MpuPartKey & { uploadId: Uuid }
+  /** For an UploadPart: the part's row (its timestamp, if known before the data is written). */
+  part?: PartRecord
 }
 
 const codec = defineCodec<InProgress>('GTup1')
@@ -51,7 +58,10 @@ export class UploadGuard {
     const rec: InProgress = { bucketId, key }
     if (o.ts !== undefined) rec.ts = o.ts
     if (o.versionRow === false) rec.versionRow = false
-    if (o.part !== undefined) rec.part = { uploadId: o.part.uploadId, partNumber: o.part.partNumber, ts: o.part.ts }
+    if (o.part !== undefined) {
+      rec.part = { uploadId: o.part.uploadId, partNumber: o.part.partNumber }
+      if (o.part.ts !== undefined) rec.part.ts = o.part.ts
+    }
     this.#db.transaction((tx) => tx.insert(this.#tree, versionId, codec.encode(rec)))
   }
 
@@ -70,8 +80,17 @@ export class UploadGuard {
       if (u.part !== undefined) {
         // A part: kept if its row was finished (ETag recorded) before the crash, else deleted
         // (its listing, if written, stays without ETag: Complete never picks it).
-        const row = await mpus.get(u.part.uploadId, mpuPartSortKey(u.part))
-        const finished = row?.deleted === false && row.parts.some((p) => bytesEqual(p.version, u.versionId) && p.etag !== null)
+        const { uploadId, partNumber, ts } = u.part
+        const rows =
+          ts !== undefined
+            ? [await mpus.get(uploadId, mpuPartSortKey({ partNumber, ts }))]
+            : // The number's rows (one per upload of it: a handful) come first from its first key on.
+              (await mpus.getRange(uploadId, { start: mpuPartSortKey({ partNumber, ts: 0 }), limit: 1000 })).filter(
+                (row) => row.partRow?.partNumber === partNumber,
+              )
+        const finished = rows.some(
+          (row) => row?.deleted === false && row.parts.some((p) => bytesEqual(p.version, u.versionId) && p.etag !== null),
+        )
         if (!finished) await versions.insert(deletedVersion(u.versionId, { t: 'mpu', uploadId: u.part.uploadId }))
         this.end(u.versionId)
         continue
