@@ -253,6 +253,8 @@ export async function benchGeo(): Promise<void> {
         rpcBindAddr: `127.0.0.1:${ports[i]}`,
         rpcPublicAddr: `127.0.0.1:${proxies[i]?.port}`,
         preload: [HOOK],
+        // Three nodes starting at once on a loaded machine can take more than the default 30 s.
+        startTimeoutMs: 120_000,
       }),
     })
     const c = cluster

@@ -17,7 +17,8 @@
  * or µs per operation): the figures least disturbed by other load on the machine.
  *
  * Environment: BENCH_CPU_PROF=<dir> runs the garage child with `--cpu-prof` into that directory
- * (written when it stops), and each cluster node into `<dir>/cluster-node<i>`; BENCH_QUICK=1 shortens every scenario (smoke test). The `cluster3_*`
+ * (written when it stops), and each cluster node into `<dir>/cluster-node<i>`; BENCH_QUICK=1 shortens every scenario (smoke test),
+ * BENCH_SMALL_SECONDS=<s> lengthens the 4 KiB ones (3 s), so that a profile is mostly about them. The `cluster3_*`
  * scenarios repeat the 1 MiB and 4 KiB ones through node 1 of a 3-node, RF 3 cluster on this
  * machine (BENCH_CLUSTER=0 skips them); their lines also give `cpu_total` (the three nodes'
  * CPU per unit), `cpu_nodes` and `peak_rss_mb_nodes` (per node, node 1 first). The `geo_*` scenarios (bench/geo.ts) measure request
@@ -46,7 +47,7 @@ import { benchGeo } from './geo.ts'
 const MiB = 1024 * 1024
 const QUICK = process.env.BENCH_QUICK === '1'
 const CONCURRENCY = 16
-const SMALL_SECONDS = QUICK ? 0.5 : 3
+const SMALL_SECONDS = QUICK ? 0.5 : Number(process.env.BENCH_SMALL_SECONDS ?? 3)
 const GROUPS = ['single', 'cluster', 'geo'] as const
 const ONLY = (process.env.BENCH_ONLY ?? '').split(',').filter((g) => g !== '')
 for (const g of ONLY)

@@ -51,6 +51,17 @@ function connectionError(err: unknown, peer: Peer): Error {
   return new NetError('connection', `cannot reach node ${shortId(peer.id)}${where}: ${msg}`, { cause: err, nodeId: peer.id })
 }
 
+/** A session id in hex (the session header), computed once per session rather than per call. */
+const hexIds = new WeakMap<Buffer, string>()
+function sessionHex(id: Buffer): string {
+  let hex = hexIds.get(id)
+  if (hex === undefined) {
+    hex = id.toString('hex')
+    hexIds.set(id, hex)
+  }
+  return hex
+}
+
 function originOf(peer: Peer): string {
   const origin = peer.origin
   if (origin === undefined)
@@ -180,7 +191,8 @@ export class RpcClient {
         origin: originOf(peer),
         path: RPC_ROUTE.CALL,
         method: 'POST',
-        headers: { [HEADER_SESSION]: sid.toString('hex'), [HEADER_SEQ]: String(seq), 'content-type': 'application/octet-stream' },
+        // No content-type: neither end reads it, and each header line is parsed on both ends.
+        headers: { [HEADER_SESSION]: sessionHex(sid), [HEADER_SEQ]: String(seq) },
         body: whole ?? Readable.from(sealMessage(out, head, body), { objectMode: false }),
         signal,
       })

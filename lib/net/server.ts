@@ -225,18 +225,19 @@ export class RpcServer {
   }
 
   #onRequest(req: IncomingMessage, res: ServerResponse): void {
-    // Read now: `req.socket` is null once the connection is destroyed (a client gone, a body
-    // refused midway), and a failure handler reading it would throw out of the process.
-    const from = req.socket.remoteAddress
+    // The socket is taken now: `req.socket` is null once the connection is destroyed (a client
+    // gone, a body refused midway), and a failure handler reading it would throw out of the
+    // process. Its address is read only when used (a getpeername system call per read).
+    const socket = req.socket
     const route =
       req.method !== 'POST'
         ? undefined
         : req.url === RPC_ROUTE.CALL
           ? this.#serveCall(req, res)
           : req.url === RPC_ROUTE.HELLO
-            ? this.#serveHandshake(req, res, from, (body, remote) => this.#handshakes.hello(body, remote))
+            ? this.#serveHandshake(req, res, socket.remoteAddress, (body, remote) => this.#handshakes.hello(body, remote))
             : req.url === RPC_ROUTE.FINISH
-              ? this.#serveHandshake(req, res, from, (body, remote) => this.#handshakes.finish(body, remote))
+              ? this.#serveHandshake(req, res, socket.remoteAddress, (body, remote) => this.#handshakes.finish(body, remote))
               : undefined
     if (route === undefined) {
       reply(res, { status: 404, body: 'not found' })
@@ -245,7 +246,7 @@ export class RpcServer {
     route.catch((err: unknown) => {
       // The exchange is lost (the client went away or sent garbage); the client sees the
       // closed connection or the status, and nothing was changed on our side.
-      this.#log.debug(`RPC request ${req.url} from ${from ?? 'unknown'} failed`, err)
+      this.#log.debug(`RPC request ${req.url} from ${socket.remoteAddress ?? 'unknown'} failed`, err)
       if (!res.headersSent) reply(res, { status: 400, body: err instanceof NetError ? err.message : 'bad request' })
       else res.destroy()
     })
@@ -372,11 +373,12 @@ export class RpcServer {
       // An answer in memory goes whole, with a content-length: one write (headers included).
       const sealed = stream === undefined || stream instanceof Uint8Array ? sealWholeMessage(out, headBytes, stream) : undefined
       if (sealed !== undefined) {
-        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': sealed.length })
+        // No content-type (nothing reads it): one header line less to write and to parse.
+        res.writeHead(200, { 'content-length': sealed.length })
         res.end(sealed)
         return
       }
-      res.writeHead(200, { 'content-type': 'application/octet-stream' })
+      res.writeHead(200)
       for await (const frame of sealMessage(out, headBytes, stream)) {
         if (aborted()) return void res.destroy()
         if (!res.write(frame)) await drained(res, ctx.signal)

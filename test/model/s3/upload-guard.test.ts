@@ -151,3 +151,44 @@ test('a part interrupted before its row was finished is deleted at the next star
   assert.equal((await garage.versionTable.get(done.version, EMPTY))?.deleted, false, 'the finished part is kept')
   assert.equal(garage.blockManager.rc.get(done.hash), 1)
 })
+
+test('a one-block part recorded before its timestamp was known: kept if a row of its number lists it finished, else deleted', async (t) => {
+  const { garage } = await startModel(t)
+  const bucketId = genUuid()
+  const uploadId = genUuid()
+  const upload = { uploadId, deleted: false, parts: [], ts: 1, bucketId, key: 'mpu' }
+  await garage.mpuTable.insert(upload)
+  /** A part's data round (multipart.ts, uploadOneBlockPart); `row`: its finished row, if written. */
+  const write = async (partNumber: number, row: 'none' | 'finished') => {
+    const body = `part ${partNumber}`
+    const version = genUuid()
+    const hash = blake2sum(body)
+    garage.uploads.begin(version, bucketId, 'mpu', { part: { uploadId, partNumber } })
+    await garage.versionTable.insert({
+      uuid: version,
+      deleted: false,
+      blocks: [versionBlock(partNumber, 0, hash, body.length)],
+      partsEtags: [],
+      backlink: { t: 'mpu', uploadId },
+    })
+    await garage.blockRefTable.insert({ block: hash, version, deleted: false })
+    if (row === 'finished') {
+      const part = { partNumber, ts: 20, version, etag: 'e', size: body.length, checksum: null }
+      await garage.mpuTable.insert(mpuPartRow(upload, part))
+    }
+    return { version, hash }
+  }
+  // Part 3 has an earlier finished upload of its own number (another version), which must not keep
+  // the interrupted one; part 4 was finished (its row is not the number's first one).
+  const earlier = { partNumber: 3, ts: 5, version: genUuid(), etag: 'old', size: 1, checksum: null }
+  await garage.mpuTable.insert(mpuPartRow(upload, earlier))
+  await garage.mpuTable.insert(mpuPartRow(upload, { ...earlier, partNumber: 4, version: genUuid() }))
+  const cut = await write(3, 'none')
+  const done = await write(4, 'finished')
+  assert.equal(await garage.uploads.abortLeftovers(garage.objectTable, garage.versionTable, garage.mpuTable), 2)
+  await drained(garage)
+  assert.equal((await garage.versionTable.get(cut.version, EMPTY))?.deleted, true, 'the unfinished part is deleted')
+  assert.equal(garage.blockManager.rc.get(cut.hash), 0)
+  assert.equal((await garage.versionTable.get(done.version, EMPTY))?.deleted, false, 'the finished part is kept')
+  assert.equal(garage.blockManager.rc.get(done.hash), 1)
+})
