@@ -335,7 +335,7 @@ export async function benchGeo(): Promise<void> {
       process.stderr.write(
         `${scenario}: RPCs of the median request (${med.ms.toFixed(0)} ms, from the S3 request's start):\n${describe(calls, names, med.t0, med.t1, med.marks).join('\n')}\n`,
       )
-      return samples
+      return { samples, calls }
     }
 
     const small = (i: number): string => `small-${i}`
@@ -355,7 +355,7 @@ export async function benchGeo(): Promise<void> {
 
     // Multipart: create, two 5 MiB parts (the minimum for all but the last), a 1 MiB part, complete.
     const steps = { create: [] as number[], part5: [] as number[], part1: [] as number[], complete: [] as number[] }
-    await measure(
+    const mpu = await measure(
       'geo_mpu_3_parts',
       MPU_ITERATIONS,
       async (i, mark) => {
@@ -389,7 +389,22 @@ export async function benchGeo(): Promise<void> {
       },
       { parts: '5 MiB, 5 MiB, 1 MiB' },
     )
+    /** Round trips of each request of a step, between its `starts` and `answered` marks. */
+    const labels: Record<keyof typeof steps, string[]> = {
+      create: ['CreateMultipartUpload'],
+      part5: ['UploadPart 1', 'UploadPart 2'],
+      part1: ['UploadPart 3'],
+      complete: ['CompleteMultipartUpload'],
+    }
+    const stepRounds = (name: keyof typeof steps): number[] =>
+      mpu.samples.flatMap((s) =>
+        labels[name].map((label) => {
+          const at = (what: string): number => s.marks.find((m) => m.label === `${label} ${what}`)?.atMs ?? Number.NaN
+          return rounds(mpu.calls, node1, at('starts'), at('answered'))
+        }),
+      )
     for (const [name, xs] of Object.entries(steps)) {
+      const counts = stepRounds(name as keyof typeof steps)
       process.stdout.write(
         `${JSON.stringify({
           scenario: `geo_mpu_${name === 'part5' ? 'part_5mib' : name === 'part1' ? 'part_1mib' : name}`,
@@ -398,6 +413,8 @@ export async function benchGeo(): Promise<void> {
           p99: round(percentile(xs, 99)),
           median_rtt: round(median(xs) / rtt, 2),
           p99_rtt: round(percentile(xs, 99) / rtt, 2),
+          rpc_rounds: median(counts),
+          rpc_rounds_max: Math.max(...counts),
           iterations: xs.length,
           rtt_ms: round(rtt),
           load_avg: round(loadavg()[0] as number, 2),

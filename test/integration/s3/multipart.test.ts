@@ -495,6 +495,24 @@ describe('no orphan blocks', () => {
       s3Error('NoSuchUpload', 404),
     )
 
+    // A one-block part refused for a wrong Content-MD5 leaves no block behind.
+    const k6 = 'orphans/bad-digest-part'
+    const id6 = await create(c, n.bucket, k6)
+    const wrongMd5 = createHash('md5').update('not the part').digest('base64')
+    await assert.rejects(
+      c.send(
+        new UploadPartCommand({
+          Bucket: n.bucket,
+          Key: k6,
+          UploadId: id6,
+          PartNumber: 1,
+          Body: randomBytes(64 * 1024),
+          ContentMD5: wrongMd5,
+        }),
+      ),
+      s3Error('BadDigest', 400),
+    )
+
     await expectBlocks(n, live)
     assert.equal(n.node.status().blocks.referenced, new Set(live).size)
     const whole = await getBytes(c, n.bucket, k1)
