@@ -9,6 +9,7 @@
  */
 import type { RpcPriority } from '../net/endpoint.ts'
 import type { NetApp } from '../net/netapp.ts'
+import { SharedBodySeal } from '../net/frame.ts'
 import { RpcHelper } from '../rpc/rpc-helper.ts'
 import { type Hash, toHex } from '../util/data.ts'
 import { CorruptDataError, GarageError, QuorumError } from '../util/errors.ts'
@@ -148,11 +149,13 @@ export class BlockReplication {
       if (--pending === 0) release()
     }
     const rpc = this.#rpc as BlockRpcClient
+    // Encrypted once for all the other replicas instead of once per replica (lib/net/frame.ts).
+    const sharedSeal = new SharedBodySeal(data)
     const call = async (node: string, signal: AbortSignal): Promise<void> => {
       started++
       try {
         if (node === self) await this.#store.write(hash, data)
-        else await rpc.put(node, hash, data, { priority: 'normal', timeoutMs: this.#o.rpcTimeoutMs, signal })
+        else await rpc.put(node, hash, data, { priority: 'normal', timeoutMs: this.#o.rpcTimeoutMs, signal, sharedSeal })
       } finally {
         settled()
       }

@@ -8,6 +8,7 @@
 import type { Readable } from 'node:stream'
 import { defineEndpoint, type RpcPriority, withStream } from '../net/endpoint.ts'
 import type { NetApp } from '../net/netapp.ts'
+import type { SharedBodySeal } from '../net/frame.ts'
 import { blake2sum, bytesEqual, type Hash, toHex } from '../util/data.ts'
 import { CorruptDataError, GarageError, TimeoutError } from '../util/errors.ts'
 
@@ -68,6 +69,8 @@ export interface BlockCallOptions {
   /** Deadline of the whole call, stream included. */
   timeoutMs: number
   signal?: AbortSignal
+  /** The block sealed once for every replica it is sent to (the same object for each call). */
+  sharedSeal?: SharedBodySeal
 }
 
 /** Calls the block endpoints of other nodes. @internal */
@@ -84,7 +87,13 @@ export class BlockRpcClient {
       node,
       BLOCK_PUT_ENDPOINT,
       { h: hash },
-      { priority: o.priority, timeoutMs: o.timeoutMs, stream: data, ...(o.signal === undefined ? {} : { signal: o.signal }) },
+      {
+        priority: o.priority,
+        timeoutMs: o.timeoutMs,
+        stream: data,
+        ...(o.signal === undefined ? {} : { signal: o.signal }),
+        ...(o.sharedSeal === undefined ? {} : { sharedSeal: o.sharedSeal }),
+      },
     )
     stream?.destroy()
   }

@@ -18,6 +18,7 @@ import {
   type FrameContext,
   MessageReader,
   openWholeMessage,
+  type SharedBodySeal,
   sealMessage,
   sealWholeMessage,
   WHOLE_MESSAGE_MAX,
@@ -133,12 +134,13 @@ export class RpcClient {
     body: RpcBody | undefined,
     priority: RpcPriority,
     signal: AbortSignal,
+    shared?: SharedBodySeal,
   ): Promise<StreamingResponse<unknown>> {
     const replayable = body === undefined || body instanceof Uint8Array
     for (let attempt = 0; ; attempt++) {
       const session = await this.session(peer, signal)
       try {
-        const r = await this.#callOnce(peer, session, path, msg, body, priority, signal)
+        const r = await this.#callOnce(peer, session, path, msg, body, priority, signal, shared)
         peer.seen()
         return r
       } catch (err) {
@@ -177,14 +179,31 @@ export class RpcClient {
     body: RpcBody | undefined,
     priority: RpcPriority,
     signal: AbortSignal,
+    shared: SharedBodySeal | undefined,
   ): Promise<StreamingResponse<unknown>> {
     const seq = session.nextSeq++
     const sid = session.keys.id
     const out: FrameContext = { key: session.keys.c2s, sessionId: sid, seq }
-    const head = encodeMsgpack({ p: path, m: msg, s: body !== undefined } satisfies RequestHead)
+    const plainHead = (): Uint8Array => encodeMsgpack({ p: path, m: msg, s: body !== undefined } satisfies RequestHead)
     // A body in memory (every table call, a block) goes as one sealed buffer with a
     // content-length: one write, no stream per call. Only async-iterable bodies are streamed.
-    const whole = body === undefined || body instanceof Uint8Array ? sealWholeMessage(out, head, body) : undefined
+    // A body shared by several calls (a block to its replicas) is sealed once for all of them,
+    // its key in the HEAD; one too large to go whole is sealed per call, frame by frame.
+    let whole: Buffer | undefined
+    let head: Uint8Array | undefined
+    if (shared !== undefined && body instanceof Uint8Array && shared.body === body && body.length <= WHOLE_MESSAGE_MAX) {
+      const { key } = shared.sealed
+      whole = sealWholeMessage(
+        out,
+        encodeMsgpack({ p: path, m: msg, s: true, k: key } satisfies RequestHead),
+        body,
+        shared.sealed,
+      )
+    }
+    if (whole === undefined) {
+      head = plainHead()
+      whole = body === undefined || body instanceof Uint8Array ? sealWholeMessage(out, head, body) : undefined
+    }
     let r: Awaited<ReturnType<Agent['request']>>
     try {
       r = await this.#agents[priority].request({
@@ -193,7 +212,7 @@ export class RpcClient {
         method: 'POST',
         // No content-type: neither end reads it, and each header line is parsed on both ends.
         headers: { [HEADER_SESSION]: sessionHex(sid), [HEADER_SEQ]: String(seq) },
-        body: whole ?? Readable.from(sealMessage(out, head, body), { objectMode: false }),
+        body: whole ?? Readable.from(sealMessage(out, head ?? plainHead(), body), { objectMode: false }),
         signal,
       })
     } catch (err) {

@@ -4,6 +4,7 @@
  * garage_net::endpoint and the priorities of garage_net::message.
  */
 import type { Readable } from 'node:stream'
+import type { SharedBodySeal } from './frame.ts'
 
 /**
  * A typed endpoint. `path` is part of the wire protocol: never rename one once shipped.
@@ -84,6 +85,11 @@ export interface CallOptions {
 /** Options of a call that may attach a byte stream to the request. */
 export interface StreamingCallOptions extends CallOptions {
   stream?: RpcBody
+  /**
+   * `stream` (a buffer) sealed once for every peer it is sent to (frame.ts): the same object
+   * passed with each call. Ignored for a call to oneself and for a body sent frame by frame.
+   */
+  sharedSeal?: SharedBodySeal
 }
 
 /** A response and its attached stream. Read the stream to the end or destroy it. */

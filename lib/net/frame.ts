@@ -9,8 +9,18 @@
  *
  * @internal
  */
+import { randomBytes } from 'node:crypto'
 import { decodeMsgpack, encodeMsgpack } from '../util/codec.ts'
-import { FRAME, FRAME_PAYLOAD_MAX, FRAME_WIRE_MAX, openFrame, sealedFrameLength, sealFrame, sealFrameInto } from './crypto.ts'
+import {
+  FRAME,
+  KEY_LEN,
+  FRAME_PAYLOAD_MAX,
+  FRAME_WIRE_MAX,
+  openFrame,
+  sealedFrameLength,
+  sealFrame,
+  sealFrameInto,
+} from './crypto.ts'
 import type { RpcBody } from './endpoint.ts'
 import { NetError } from './errors.ts'
 
@@ -57,7 +67,12 @@ function wholeLength(head: Uint8Array, body: Uint8Array | undefined): number {
  * it would exceed {@link WHOLE_MESSAGE_MAX} (then use {@link sealMessage}). Same frames as
  * sealMessage.
  */
-export function sealWholeMessage(ctx: FrameContext, head: Uint8Array, body: Uint8Array | undefined): Buffer | undefined {
+export function sealWholeMessage(
+  ctx: FrameContext,
+  head: Uint8Array,
+  body: Uint8Array | undefined,
+  shared?: SealedBody,
+): Buffer | undefined {
   const total = wholeLength(head, body)
   if (total > WHOLE_MESSAGE_MAX) return undefined
   const out = Buffer.allocUnsafe(total)
@@ -66,12 +81,59 @@ export function sealWholeMessage(ctx: FrameContext, head: Uint8Array, body: Uint
   let o = 0
   for (const [i, p] of heads.entries())
     o = sealFrameInto(out, o, ctx.key, ctx.sessionId, ctx.seq, index++, i === heads.length - 1 ? FRAME.HEAD : FRAME.HEAD_PART, p)
-  if (body !== undefined) {
+  if (shared !== undefined) {
+    // Sealed once for every peer (SharedBodySeal): the same length as sealing it here.
+    shared.frames.copy(out, o)
+  } else if (body !== undefined) {
     for (let at = 0; at < body.length; at += FRAME_PAYLOAD_MAX)
       o = sealFrameInto(out, o, ctx.key, ctx.sessionId, ctx.seq, index++, FRAME.DATA, body.subarray(at, at + FRAME_PAYLOAD_MAX))
     sealFrameInto(out, o, ctx.key, ctx.sessionId, ctx.seq, index, FRAME.END, EMPTY)
   }
   return out
+}
+
+/** A body's DATA and END frames sealed under a one-time key, and that key. */
+export interface SealedBody {
+  key: Buffer
+  frames: Buffer
+}
+
+/** What the frames of a body sealed once are bound to besides their one-time key and index. */
+const ONE_TIME_AAD = new Uint8Array(0)
+
+/**
+ * One body sent whole to several peers (a block to its replicas), sealed once instead of once
+ * per peer: its DATA and END frames are sealed under a fresh random key, which each message's
+ * HEAD carries (`k`), sealed with that message's session key. The HEAD still authenticates the
+ * call, its sequence number (replays) and the key; the frames are bound to the key and to their
+ * index, so they cannot be reordered, cut, or moved into another message (another key). The
+ * receivers learn the key, so one of them on the path to another could swap the frames for
+ * others sealed under it: nodes of one cluster share the RPC secret and are trusted alike, and a
+ * block is checked against its hash on arrival anyway.
+ * @internal
+ */
+export class SharedBodySeal {
+  readonly body: Uint8Array
+  #sealed: SealedBody | undefined
+  constructor(body: Uint8Array) {
+    this.body = body
+  }
+
+  /** The sealed frames, sealed at the first use. */
+  get sealed(): SealedBody {
+    if (this.#sealed === undefined) {
+      const key = randomBytes(KEY_LEN)
+      const body = this.body
+      const out = Buffer.allocUnsafe(wholeLength(EMPTY, body) - sealedFrameLength(0))
+      let o = 0
+      let index = 0
+      for (let at = 0; at < body.length; at += FRAME_PAYLOAD_MAX)
+        o = sealFrameInto(out, o, key, ONE_TIME_AAD, 0, index++, FRAME.DATA, body.subarray(at, at + FRAME_PAYLOAD_MAX))
+      sealFrameInto(out, o, key, ONE_TIME_AAD, 0, index, FRAME.END, EMPTY)
+      this.#sealed = { key, frames: out }
+    }
+    return this.#sealed
+  }
 }
 
 const EMPTY = new Uint8Array(0)
@@ -121,13 +183,14 @@ export function openWholeMessage(
 ): WholeMessage {
   let o = 0
   let index = 0
+  let frames: FrameContext = ctx
   const next = (): { kind: number; payload: Buffer } | undefined => {
     if (o === buf.length) return undefined
     if (buf.length - o < 4) throw new NetError('protocol', 'message truncated inside a frame header')
     const len = buf.readUInt32BE(o)
     if (len + 4 > FRAME_WIRE_MAX) throw new NetError('protocol', `frame of ${len} bytes exceeds the limit`)
     if (buf.length - o - 4 < len) throw new NetError('protocol', 'message truncated inside a frame')
-    const frame = openFrame(ctx.key, ctx.sessionId, ctx.seq, index++, buf.subarray(o + 4, o + 4 + len))
+    const frame = openFrame(frames.key, frames.sessionId, frames.seq, index++, buf.subarray(o + 4, o + 4 + len))
     if (frame === undefined) throw new NetError('protocol', 'a frame failed authentication (tampered, replayed or wrong key)')
     o += 4 + len
     return frame
@@ -143,6 +206,13 @@ export function openWholeMessage(
   if ((head as { s?: unknown } | null)?.s !== true) {
     if (o !== buf.length) throw new NetError('protocol', 'data after the end of a message')
     return { head, data: undefined, error: undefined }
+  }
+  // A body sealed once for several peers (SharedBodySeal): its frames under the HEAD's key.
+  const k = (head as { k?: unknown }).k
+  if (k !== undefined) {
+    if (!(k instanceof Uint8Array) || k.length !== KEY_LEN) throw new NetError('protocol', 'malformed body key')
+    frames = { key: k, sessionId: ONE_TIME_AAD, seq: 0 }
+    index = 0
   }
   let f = next()
   const data: Buffer[] = []

@@ -21,6 +21,8 @@ export interface RequestHead {
   p: string
   m: unknown
   s: boolean
+  /** The one-time key of a body sealed once for several peers (frame.ts, SharedBodySeal). */
+  k?: Uint8Array
 }
 
 /**

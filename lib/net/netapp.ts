@@ -233,7 +233,15 @@ export class NetApp implements AsyncDisposable {
       const peer = this.#peers.get(id)
       if (peer?.origin === undefined)
         throw new NetError('not-connected', `no address known for node ${shortId(id)}`, { nodeId: id })
-      const r = await this.#client.call(peer, endpoint.path, req, options.stream, options.priority ?? 'normal', signal)
+      const r = await this.#client.call(
+        peer,
+        endpoint.path,
+        req,
+        options.stream,
+        options.priority ?? 'normal',
+        signal,
+        options.sharedSeal,
+      )
       return r as StreamingResponse<Res>
     })
     if (!traced) return answer
