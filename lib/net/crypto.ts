@@ -27,7 +27,7 @@ import type { NodeKey } from './node-key.ts'
  * Version byte of the client hello. 2: a message without an attached stream is its HEAD frame
  * alone (v1 sent an END frame after it); nodes of different versions refuse each other.
  */
-export const PROTOCOL_VERSION = 2
+export const PROTOCOL_VERSION = 3
 const LABEL = 'garage-ts rpc v1'
 const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')
 const X25519_SPKI_PREFIX = Buffer.from('302a300506032b656e032100', 'hex')
