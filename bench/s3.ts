@@ -24,13 +24,15 @@
  * CPU per unit), `cpu_nodes` and `peak_rss_mb_nodes` (per node, node 1 first). The `geo_*` scenarios (bench/geo.ts) measure request
  * latency in RTTs on a 3-node cluster with 100 ms between nodes (BENCH_GEO=0 skips them).
  * BENCH_ONLY=<list> runs only the named groups, comma-separated: `single` (garage vs bare),
- * `cluster`, `geo` (e.g. `BENCH_ONLY=geo npm run bench`).
+ * `cluster`, `geo` (e.g. `BENCH_ONLY=geo npm run bench`). BENCH_SCENARIOS=<list> runs only the
+ * single-node scenarios whose names contain one of the comma-separated words (`put_4kib`, `4kib`,
+ * `64mib`…); a GET scenario also runs its PUT, which writes the keys it reads.
  */
 
 import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { Agent } from 'node:http'
-import { tmpdir } from 'node:os'
+import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import {
@@ -52,6 +54,9 @@ const GROUPS = ['single', 'cluster', 'geo'] as const
 const ONLY = (process.env.BENCH_ONLY ?? '').split(',').filter((g) => g !== '')
 for (const g of ONLY)
   if (!(GROUPS as readonly string[]).includes(g)) throw new Error(`BENCH_ONLY: unknown group ${g} (${GROUPS.join(', ')})`)
+const SCENARIOS = (process.env.BENCH_SCENARIOS ?? '').split(',').filter((w) => w !== '')
+/** True when BENCH_SCENARIOS selects the single-node scenario `name` (or is not set). */
+const wanted = (name: string): boolean => SCENARIOS.length === 0 || SCENARIOS.some((w) => name.includes(w))
 const runs = (group: (typeof GROUPS)[number]): boolean =>
   (ONLY.length === 0 || ONLY.includes(group)) &&
   !(group === 'cluster' && process.env.BENCH_CLUSTER === '0') &&
@@ -332,6 +337,8 @@ async function scenario(
           peak_rss_mb_nodes: g.peakRssMb.map((r) => round(r)),
         }
       : {}),
+    // The 1-minute load average when the scenario ended: throughput depends on it (shared machine).
+    load_avg: round(loadavg()[0] as number, 2),
     ...extra,
   }
   process.stdout.write(`${JSON.stringify(line)}\n`)
@@ -369,16 +376,19 @@ async function benchSingleAndCluster(): Promise<void> {
       ['64mib', 64 * MiB, QUICK ? 1 : 5],
     ] as const) {
       const keys = Array.from({ length: iterations }, (_, i) => `large-${label}-${i}`)
+      if (!wanted(`put_${label}`) && !wanted(`get_${label}`)) continue
       await scenario(targets, `put_${label}`, 'MB/s', (t) => putLarge(t, keys, size), { iterations })
-      await scenario(targets, `get_${label}`, 'MB/s', (t) => getLarge(t, keys, size), { iterations })
+      if (wanted(`get_${label}`)) await scenario(targets, `get_${label}`, 'MB/s', (t) => getLarge(t, keys, size), { iterations })
     }
     const small = { concurrency: CONCURRENCY, seconds: SMALL_SECONDS }
-    const [pg, pb] = await scenario(targets, 'put_4kib', 'ops/s', putSmall, small)
-    const written = new Map([
-      [targets[0], pg.work],
-      [targets[1], pb.work],
-    ])
-    await scenario(targets, 'get_4kib', 'ops/s', (t) => getSmall(t, written.get(t) ?? 0), small)
+    if (wanted('put_4kib') || wanted('get_4kib')) {
+      const [pg, pb] = await scenario(targets, 'put_4kib', 'ops/s', putSmall, small)
+      const written = new Map([
+        [targets[0], pg.work],
+        [targets[1], pb.work],
+      ])
+      if (wanted('get_4kib')) await scenario(targets, 'get_4kib', 'ops/s', (t) => getSmall(t, written.get(t) ?? 0), small)
+    }
   } finally {
     for (const t of targets) t.agent.destroy()
     await g.server.stop()

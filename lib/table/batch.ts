@@ -30,6 +30,17 @@ export function batchItem<E>(table: Table<E>, entries: readonly E[]): BatchItem 
   return { table: table as Table<unknown>, entries }
 }
 
+/**
+ * Writes to this node's own trees (such as the upload guard's record) that go with a batch:
+ * `before` commits before any entry of the batch is written anywhere, `after` once the batch has
+ * reached its quorum (not when it fails). When every entry goes to this node alone, both run in
+ * the batch's own transaction: one commit instead of three, atomic with the entries. @internal
+ */
+export interface LocalWrites {
+  before?: ((tx: Transaction) => void) | undefined
+  after?: ((tx: Transaction) => void) | undefined
+}
+
 export interface TableBatchOptions {
   self: NodeId
   /** Runs a function in one transaction of the database every table of the batch lives in. */
@@ -60,9 +71,12 @@ export class TableBatch {
    * Writes every item, each at its table's write quorum, with one request per node.
    * @throws QuorumError when a write set of any entry cannot reach its quorum in time.
    */
-  async insert(items: readonly BatchItem[]): Promise<void> {
+  async insert(items: readonly BatchItem[], local: LocalWrites = {}): Promise<void> {
     const live = items.filter((i) => i.entries.length > 0)
-    if (live.length === 0) return
+    if (live.length === 0) {
+      this.#runLocal(local.before, local.after)
+      return
+    }
     for (const i of live) {
       if (this.#tables.get(i.table.name) !== i.table) {
         throw new GarageError('GARAGE_ERR_INTERNAL', `table ${i.table.name} is not part of this batch writer`)
@@ -78,10 +92,14 @@ export class TableBatch {
         plans.push(plan)
       }
       const transport = this.#o.transport
+      const alone = plans.every((p) => p.byNode.size === 1 && p.byNode.has(this.#o.self))
       // Tables with different write quorums (or a transport without batches) are written
-      // separately, still at the same time: the same round trips, more requests.
-      if (!this.#batchable(plans)) {
+      // separately, still at the same time: the same round trips, more requests. One table
+      // (and not this node alone) is its own insert: the same request without the batch's wrapping.
+      if (!this.#batchable(plans) || (live.length === 1 && !alone)) {
+        this.#runLocal(local.before)
         await Promise.all(live.map((i) => i.table.insertMany(i.entries)))
+        this.#runLocal(local.after)
         return
       }
       const byNode = new Map<NodeId, TableBatchRequest>()
@@ -99,9 +117,10 @@ export class TableBatch {
       }
       // This node alone: its own error is the answer (no quorum to speak of).
       if (byNode.size === 1 && byNode.has(this.#o.self)) {
-        this.handle(byNode.get(this.#o.self) as TableBatchRequest)
+        this.#handle(byNode.get(this.#o.self) as TableBatchRequest, local)
         return
       }
+      this.#runLocal(local.before)
       await this.#rpc.tryWriteManySets(
         [...sets.values()],
         plans[0]?.quorum ?? 1,
@@ -115,6 +134,7 @@ export class TableBatch {
         },
         this.#o.signal === undefined ? {} : { signal: this.#o.signal },
       )
+      this.#runLocal(local.after)
     } finally {
       for (const u of unlocks) u()
     }
@@ -129,14 +149,25 @@ export class TableBatch {
    * @throws QuorumError when a write set cannot reach its quorum in time (later items are then
    * not written when the items are written in sequence).
    */
-  async insertInOrder(items: readonly BatchItem[]): Promise<void> {
+  async insertInOrder(items: readonly BatchItem[], local: LocalWrites = {}): Promise<void> {
     const live = items.filter((i) => i.entries.length > 0)
     const plans = live.map((i) => i.table.planInsert(i.entries))
     if (this.#colocated(plans) && this.#batchable(plans)) {
-      await this.insert(live)
+      await this.insert(live, local)
       return
     }
+    this.#runLocal(local.before)
     for (const i of live) await i.table.insertMany(i.entries)
+    this.#runLocal(local.after)
+  }
+
+  /** Runs local writes in one transaction of their own (none when there is nothing to run). */
+  #runLocal(...writes: Array<((tx: Transaction) => void) | undefined>): void {
+    const fns = writes.filter((w) => w !== undefined)
+    if (fns.length === 0) return
+    this.#o.transaction((tx) => {
+      for (const fn of fns) fn(tx)
+    })
   }
 
   /** True when every node storing an item's entries stores those of every item before it. */
@@ -166,13 +197,20 @@ export class TableBatch {
    * @throws GarageError GARAGE_ERR_DECODE for a table this node does not have.
    */
   handle(request: TableBatchRequest): void {
+    this.#handle(request, {})
+  }
+
+  /** {@link handle}, with this node's own writes in the same transaction. */
+  #handle(request: TableBatchRequest, local: LocalWrites): void {
     const work = request.items.map((i) => {
       const table = this.#tables.get(i.table)
       if (table === undefined) throw new GarageError('GARAGE_ERR_DECODE', `table batch names an unknown table: ${i.table}`)
       return { table, entries: i.entries.map((r) => table.schema.codec.decode(r)) }
     })
     this.#o.transaction((tx) => {
+      local.before?.(tx)
       for (const { table, entries } of work) for (const e of entries) table.data.updateInTx(tx, e)
+      local.after?.(tx)
     })
   }
 }

@@ -10,6 +10,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { type TestContext, test } from 'node:test'
+import type { Transaction } from '../../lib/db/db.ts'
 import { openLmdb } from '../../lib/db/lmdb.ts'
 import type { NetCallEvent } from '../../lib/net/netapp.ts'
 import { batchItem, TableBatch } from '../../lib/table/batch.ts'
@@ -29,7 +30,7 @@ import { GarageError, QuorumError } from '../../lib/util/errors.ts'
 import { silentLogger } from '../../lib/util/logger.ts'
 import { eventually } from '../helpers/eventually.ts'
 import { newSecret, startNode } from '../net/net-fixtures.ts'
-import { onNodes } from './replication-fixtures.ts'
+import { FixedReplication, onNodes } from './replication-fixtures.ts'
 
 interface Row {
   pk: string
@@ -242,8 +243,89 @@ test('a node without the batch endpoint counts as a failed replica: the quorum s
   const lonely = await threeNodes(t, { silent: 1 })
   const [m0] = lonely as [BatchNode]
   // Node 1 has no handler (silent: 1); node 0 itself and node 2 refuse 666 in their hook: no quorum.
+  // Two tables: a batch of one table is that table's own insert (which node 1 would take).
   await assert.rejects(
-    m0.batch.insert([batchItem(m0.a, [{ pk: 'p', sk: 'x', n: 666 }])]),
+    m0.batch.insert([batchItem(m0.a, [{ pk: 'p', sk: 'x', n: 666 }]), batchItem(m0.b, [{ pk: 'p', sk: 'y', n: 1 }])]),
     (e: unknown) => e instanceof QuorumError,
   )
+})
+
+test("local writes go with a lone node's batch in its one transaction, and are undone with it", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'garage-table-batch-'))
+  const db = await openLmdb(dir, { fsync: false })
+  t.after(async () => {
+    await db.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+  const self = 'lone' as NodeId
+  const make = (name: string): Table<Row> => {
+    const schema = schemaOf(name)
+    const replication = new FixedReplication({ read: [self], write: [self], readQuorum: 1, writeQuorum: 1 })
+    return new Table<Row>({ schema, data: new TableData(schema, db), replication, self, log: silentLogger })
+  }
+  const [a, b] = [make('a'), make('b')]
+  let commits = 0
+  const batch = new TableBatch([a, b] as Array<Table<unknown>>, {
+    self,
+    transaction: (fn) => {
+      commits++
+      return db.transaction(fn)
+    },
+    log: silentLogger,
+  })
+  const own = db.openTree('own')
+  const mark = (k: string) => (tx: Transaction) => tx.insert(own, utf8(k), utf8('1'))
+  const marked = (k: string): boolean => own.get(utf8(k)) !== undefined
+  const row = (table: Table<Row>, sk: string): number | undefined => table.data.read(utf8('p'), utf8(sk))?.n
+
+  await batch.insert([batchItem(a, [{ pk: 'p', sk: 'x', n: 1 }]), batchItem(b, [{ pk: 'p', sk: 'y', n: 2 }])], {
+    before: mark('before'),
+    after: mark('after'),
+  })
+  assert.equal(commits, 1, 'the rows and both local writes: one commit')
+  assert.deepEqual([row(a, 'x'), row(b, 'y'), marked('before'), marked('after')], [1, 2, true, true])
+
+  await assert.rejects(
+    batch.insertInOrder([batchItem(a, [{ pk: 'p', sk: 'x2', n: 1 }]), batchItem(b, [{ pk: 'p', sk: 'y2', n: 666 }])], {
+      before: mark('before2'),
+      after: mark('after2'),
+    }),
+    /refuses 666/,
+  )
+  assert.deepEqual([row(a, 'x2'), marked('before2'), marked('after2')], [undefined, false, false], 'nothing kept')
+
+  // Nothing to write: the local writes alone, in one commit.
+  commits = 0
+  await batch.insert([], { before: mark('before3'), after: mark('after3') })
+  assert.equal(commits, 1)
+  assert.ok(marked('before3') && marked('after3'))
+})
+
+test('on a cluster, `before` commits before any replica is written and `after` once the quorum is reached, never on failure', async (t) => {
+  const nodes = await threeNodes(t)
+  const [n0] = nodes as [BatchNode]
+  const db = n0.a.data.db
+  const own = db.openTree('own')
+  const seen: string[] = []
+  await n0.batch.insert([batchItem(n0.a, [{ pk: 'p', sk: 'x', n: 1 }]), batchItem(n0.b, [{ pk: 'p', sk: 'y', n: 1 }])], {
+    before: (tx) => {
+      tx.insert(own, utf8('before'), utf8('1'))
+      seen.push(`before: ${nodes.filter((n) => n.local('a', 'x') !== undefined).length} replicas`)
+    },
+    after: (tx) => {
+      tx.insert(own, utf8('after'), utf8('1'))
+      seen.push(`after: ${nodes.filter((n) => n.local('a', 'x') === 1 && n.local('b', 'y') === 1).length >= 2}`)
+    },
+  })
+  assert.deepEqual(seen, ['before: 0 replicas', 'after: true'])
+  assert.ok(own.get(utf8('before')) !== undefined && own.get(utf8('after')) !== undefined)
+
+  // Every replica refuses 666: no quorum, so no `after`.
+  await assert.rejects(
+    n0.batch.insert([batchItem(n0.a, [{ pk: 'p', sk: 'x2', n: 666 }]), batchItem(n0.b, [{ pk: 'p', sk: 'y2', n: 1 }])], {
+      after: (tx) => tx.insert(own, utf8('after2'), utf8('1')),
+    }),
+    (e: unknown) => e instanceof QuorumError,
+  )
+  assert.equal(own.get(utf8('after2')), undefined)
 })

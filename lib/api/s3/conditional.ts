@@ -9,6 +9,7 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Garage } from '../../model/garage.ts'
 import { cmpVersion, isComplete, isLiveClaim, type ObjectEntry, type ObjectVersion } from '../../model/s3/object-table.ts'
+import { batchItem, type LocalWrites } from '../../table/batch.ts'
 import { bytesEqual, genUuid, type Uuid, utf8 } from '../../util/data.ts'
 import { ApiError } from '../common/errors.ts'
 import { ifMatchAccepts } from './etag.ts'
@@ -174,7 +175,9 @@ export async function commitConditional(
 
 /**
  * Makes a write's complete version visible: a plain row insert, or through
- * {@link commitConditional} when the request carries a condition.
+ * {@link commitConditional} when the request carries a condition. `after`: a local write that
+ * commits once the version is visible (the end of the upload guard's record), in the row's own
+ * transaction when the row is this node's alone.
  */
 export async function commitVersion(
   garage: Garage,
@@ -182,7 +185,14 @@ export async function commitVersion(
   key: string,
   cond: WriteCondition | undefined,
   version: ObjectVersion,
+  after?: LocalWrites['after'],
 ): Promise<void> {
-  if (cond === undefined) await garage.objectTable.insert({ bucketId, key, versions: [version] })
-  else await commitConditional(garage, bucketId, key, cond, version)
+  const local = { after }
+  const row = { bucketId, key, versions: [version] }
+  if (cond === undefined) {
+    await garage.tableBatch.insert([batchItem(garage.objectTable, [row])], local)
+    return
+  }
+  await commitConditional(garage, bucketId, key, cond, version)
+  await garage.tableBatch.insert([], local)
 }

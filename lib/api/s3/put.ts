@@ -6,13 +6,14 @@
  */
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Readable } from 'node:stream'
+import type { Transaction } from '../../db/db.ts'
 import { INLINE_THRESHOLD } from '../../block/manager.ts'
 import type { BucketQuotas } from '../../model/bucket-table.ts'
 import type { Garage } from '../../model/garage.ts'
 import { countObject } from '../../model/index-counter.ts'
 import type { ObjectEntry, ObjectMeta, ObjectVersion } from '../../model/s3/object-table.ts'
 import { deletedVersion, VERSION_COMMIT_DEADLINE_MS, type VersionBacklink, versionBlock } from '../../model/s3/version-table.ts'
-import { type BatchItem, batchItem } from '../../table/batch.ts'
+import { type BatchItem, batchItem, type LocalWrites } from '../../table/batch.ts'
 import { blake2sum, genUuid, type Hash, toHex, type Uuid, utf8 } from '../../util/data.ts'
 import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
@@ -300,7 +301,9 @@ export async function saveStream(
     state: { t: 'uploading', multipart: false, headers: cipher?.sealsMetadata === true ? [] : headers },
     ...stamp,
   }
-  garage.uploads.begin(versionId, bucketId, key, { ts })
+  // The upload guard's record commits with the first block's rows when they are this node's
+  // alone (TableBatch's LocalWrites), else in a transaction of its own before them.
+  const guard = (tx: Transaction): void => garage.uploads.beginInTx(tx, versionId, bucketId, key, { ts })
   let saved: SavedObject
   const backlink = { t: 'object' as const, bucketId, key }
   try {
@@ -308,9 +311,17 @@ export async function saveStream(
     // stores both (TableBatch.insertInOrder and docs/design/round-trips.md): no round trip of its
     // own. Later blocks may reach a node before it; the `versions` repair waits a grace before
     // taking such a version for an orphan, and a failure deletes the version itself (below).
-    const { size, firstHash } = await writeBlocks(garage, versionId, backlink, 1, first, chunker, cipher, [
-      batchItem(garage.objectTable, [{ bucketId, key, versions: [uploading] }]),
-    ])
+    const { size, firstHash } = await writeBlocks(
+      garage,
+      versionId,
+      backlink,
+      1,
+      first,
+      chunker,
+      cipher,
+      [batchItem(garage.objectTable, [{ bucketId, key, versions: [uploading] }])],
+      guard,
+    )
     const { stored, meta } = seal(objectMetaFrom(await result, size, headers, opts.checksumAlgorithm))
     // The blocks written are unreferenced by the abort below and collected.
     await checkQuotas(garage, bucketId, opts.quotas, existing, size)
@@ -320,7 +331,8 @@ export async function saveStream(
       state: { t: 'complete', data: { t: 'firstBlock', meta: stored, hash: firstHash }, ...tagged },
       ...stamp,
     }
-    await commitVersion(garage, bucketId, key, opts.condition, complete)
+    // The record goes with the commit (in its transaction when the row is this node's alone).
+    await commitVersion(garage, bucketId, key, opts.condition, complete, (tx) => garage.uploads.endInTx(tx, versionId))
     saved = { versionId, ts, meta, ...stampedId(opts.stamp, complete) }
   } catch (err) {
     body.destroy()
@@ -331,7 +343,6 @@ export async function saveStream(
     })
     throw err
   }
-  garage.uploads.end(versionId)
   return saved
 }
 
@@ -381,7 +392,8 @@ async function saveOneBlock(
   const stamp = opts.stamp?.fields ?? {}
   const backlink = { t: 'object' as const, bucketId, key }
   // No timestamp yet (it comes from the read): at a restart, the guard looks the version up.
-  garage.uploads.begin(versionId, bucketId, key)
+  // Its record commits with the version row and the block_ref when they are this node's alone.
+  const guard = (tx: Transaction): void => garage.uploads.beginInTx(tx, versionId, bucketId, key)
   const written = performance.now()
   let saved: SavedObject
   let committedAt: number | undefined
@@ -389,7 +401,7 @@ async function saveOneBlock(
     // Both settled before anything else: a failure deletes the version, which must not overtake
     // a version entry or a reference still in flight (see writeBlocks).
     const [data, read] = await Promise.allSettled([
-      writeBlocks(garage, versionId, backlink, 1, s.first, s.chunker, cipher),
+      writeBlocks(garage, versionId, backlink, 1, s.first, s.chunker, cipher, [], guard),
       s.existingRead,
     ])
     if (data.status === 'rejected') throw data.reason
@@ -414,7 +426,8 @@ async function saveOneBlock(
       ...stamp,
     }
     committedAt = ts
-    await commitVersion(garage, bucketId, key, opts.condition, complete)
+    // On a lone node: the object row and the end of the guard's record in one transaction.
+    await commitVersion(garage, bucketId, key, opts.condition, complete, (tx) => garage.uploads.endInTx(tx, versionId))
     saved = { versionId, ts, meta, ...stampedId(opts.stamp, complete) }
   } catch (err) {
     body.destroy()
@@ -434,7 +447,6 @@ async function saveOneBlock(
     })
     throw err
   }
-  garage.uploads.end(versionId)
   return saved
 }
 
@@ -507,6 +519,8 @@ export async function checkQuotas(
  * `uploading` row, an upload's part row), so that announcing the version costs no round trip.
  * With a `cipher` (SSE-C or SSE-S3), each block is encrypted first and named by the hash of its
  * ciphertext; the version row keeps its plaintext size, so offsets and ranges stay in clear.
+ * `before`: a local write (the upload guard's record) committed before the first block's
+ * entries, in their transaction when they are this node's alone.
  */
 export async function writeBlocks(
   garage: Garage,
@@ -517,6 +531,7 @@ export async function writeBlocks(
   chunker: Chunker,
   cipher?: ObjectCipher,
   lead: readonly BatchItem[] = [],
+  before?: LocalWrites['before'],
 ): Promise<{ size: number; firstHash: Hash }> {
   const inflight = new Set<Promise<void>>()
   let failure: unknown
@@ -548,8 +563,11 @@ export async function writeBlocks(
     ]
     // `lead` (the row that announces the version) goes with the first block, before its entries
     // on every node (TableBatch.insertInOrder): no round trip of its own.
+    const local = at === 0 ? { before } : {}
     const meta =
-      at === 0 && lead.length > 0 ? garage.tableBatch.insertInOrder([...lead, ...entries]) : garage.tableBatch.insert(entries)
+      at === 0 && lead.length > 0
+        ? garage.tableBatch.insertInOrder([...lead, ...entries], local)
+        : garage.tableBatch.insert(entries, local)
     const task = Promise.allSettled([meta, garage.blockManager.putBlock(hash, data)]).then((results) => {
       for (const r of results) if (r.status === 'rejected') failure ??= r.reason
     })

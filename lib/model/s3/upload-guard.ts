@@ -3,7 +3,7 @@
  * at its next start and aborts them, so their blocks are released (Garage does this with a drop
  * guard, which a killed process never runs).
  */
-import type { Db, Tree } from '../../db/db.ts'
+import type { Db, Transaction, Tree } from '../../db/db.ts'
 import type { Table } from '../../table/table.ts'
 import { defineCodec } from '../../util/codec.ts'
 import { bytesEqual, type Uuid, utf8 } from '../../util/data.ts'
@@ -55,6 +55,15 @@ export class UploadGuard {
 
   /** Records an upload of version `versionId` of `key` before anything of it is written. */
   begin(versionId: Uuid, bucketId: Uuid, key: string, o: UploadGuardOptions = {}): void {
+    this.#db.transaction((tx) => this.beginInTx(tx, versionId, bucketId, key, o))
+  }
+
+  /**
+   * {@link begin} in a transaction of the caller's, which commits before anything of the upload
+   * is written elsewhere (TableBatch's `before`: with the first rows when they are this node's
+   * alone, saving a commit).
+   */
+  beginInTx(tx: Transaction, versionId: Uuid, bucketId: Uuid, key: string, o: UploadGuardOptions = {}): void {
     const rec: InProgress = { bucketId, key }
     if (o.ts !== undefined) rec.ts = o.ts
     if (o.versionRow === false) rec.versionRow = false
@@ -62,11 +71,16 @@ export class UploadGuard {
       rec.part = { uploadId: o.part.uploadId, partNumber: o.part.partNumber }
       if (o.part.ts !== undefined) rec.part.ts = o.part.ts
     }
-    this.#db.transaction((tx) => tx.insert(this.#tree, versionId, codec.encode(rec)))
+    tx.insert(this.#tree, versionId, codec.encode(rec))
   }
 
   end(versionId: Uuid): void {
-    this.#db.transaction((tx) => tx.remove(this.#tree, versionId))
+    this.#db.transaction((tx) => this.endInTx(tx, versionId))
+  }
+
+  /** {@link end} in a transaction of the caller's (with the commit that completes the upload). */
+  endInTx(tx: Transaction, versionId: Uuid): void {
+    tx.remove(this.#tree, versionId)
   }
 
   /**
