@@ -27,6 +27,8 @@
  * `cluster`, `geo` (e.g. `BENCH_ONLY=geo npm run bench`). BENCH_SCENARIOS=<list> runs only the
  * single-node scenarios whose names contain one of the comma-separated words (`put_4kib`, `4kib`,
  * `64mib`…); a GET scenario also runs its PUT, which writes the keys it reads.
+ * BENCH_SMALL_SECONDS=<s> runs each 4 KiB scenario for that long (default 3; longer runs weigh
+ * fixed costs less on a loaded machine).
  */
 
 import { type ChildProcess, spawn } from 'node:child_process'
