@@ -185,13 +185,11 @@ export class BlockManager {
    * Reads a block, verified: the local copy when present and sound, else (on a cluster) from
    * the nodes that may hold it, closest first. A corrupt local copy is moved aside and queued
    * to be fetched again.
-   * `sizeHint`: the block's size when the caller knows it (a small block is then read with one
-   * synchronous call, see store.ts SYNC_IO_MAX).
    * @throws CorruptDataError (lone node) when the local copy is corrupt; QuorumError when no
    * node returned it.
    */
-  getBlock(hash: Hash, sizeHint?: number): Promise<Buffer> {
-    return this.#replication.get(hash, 'normal', sizeHint)
+  getBlock(hash: Hash): Promise<Buffer> {
+    return this.#replication.get(hash, 'normal')
   }
 
   /** True when a local copy exists (not verified). */

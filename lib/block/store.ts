@@ -8,18 +8,6 @@
  * @internal
  */
 import { randomBytes } from 'node:crypto'
-import {
-  closeSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  utimesSync,
-  writeSync,
-} from 'node:fs'
 import { type FileHandle, mkdir, open, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { blake2sum, bytesEqual, type Hash, toHex } from '../util/data.ts'
@@ -28,16 +16,6 @@ import type { Logger } from '../util/logger.ts'
 import { type BlockPaths, pathExists } from './layout.ts'
 import type { BlockMetrics } from './metrics.ts'
 import { type ScrubCheck, walkBlockStore } from './scrub.ts'
-
-/**
- * Blocks up to this size are written and read with synchronous file calls. Each call of
- * `fs/promises` is a trip through the thread pool and back (a promise, a work item, a wake-up of
- * the event loop): a small block's write (stat, open, write, close, rename) cost 180–240 µs of
- * CPU that way against 50–110 µs synchronously (docs/design/performance.md), while it blocks the
- * event loop for about as long as a 4 KiB copy into the page cache takes. Larger blocks keep the
- * asynchronous calls, so that a slow disk never holds the event loop for a whole block. @internal
- */
-export const SYNC_IO_MAX = 64 * 1024
 
 /** The marker file written in every data directory at first start. @internal */
 export const DATA_DIR_MARKER = 'garage-marker'
@@ -95,9 +73,9 @@ export class LocalBlockStore {
    * the five a small GET makes on its block). Undefined when no directory holds it.
    * @throws CorruptDataError when the first copy found is corrupt (see {@link readVerified}).
    */
-  async readFirst(hash: Hash, sizeHint?: number): Promise<Buffer | undefined> {
+  async readFirst(hash: Hash): Promise<Buffer | undefined> {
     for (const p of this.paths.candidatePaths(hash)) {
-      const data = await this.readVerified(hash, p, sizeHint)
+      const data = await this.readVerified(hash, p)
       if (data !== undefined) return data
     }
     return undefined
@@ -119,10 +97,6 @@ export class LocalBlockStore {
 
   /** Writes a block under its primary path, unless a copy is there already; moves a copy found elsewhere. */
   async write(hash: Hash, data: Uint8Array): Promise<void> {
-    if (data.byteLength <= SYNC_IO_MAX) {
-      await this.withLock(hash, async () => this.#writeSmall(hash, data))
-      return
-    }
     await this.withLock(hash, async () => {
       const path = this.paths.primaryPath(hash)
       const existing = await this.find(hash)
@@ -157,57 +131,14 @@ export class LocalBlockStore {
   }
 
   /**
-   * {@link write} of a block of at most {@link SYNC_IO_MAX} bytes, with synchronous calls (the
-   * same steps: a copy already there is kept, else a temporary file renamed into place). The
-   * caller holds the block's lock.
-   */
-  #writeSmall(hash: Hash, data: Uint8Array): void {
-    const path = this.paths.primaryPath(hash)
-    let existing: string | undefined
-    for (const p of this.paths.candidatePaths(hash)) {
-      if (statSync(p, { throwIfNoEntry: false }) !== undefined) {
-        existing = p
-        break
-      }
-    }
-    if (existing === path) {
-      // As in write(): a copy nothing references here restarts its grace period.
-      if (this.#o.touchExisting(hash)) {
-        const now = new Date()
-        utimesSync(path, now, now)
-      }
-      return
-    }
-    const tmp = `${path}.tmp${randomBytes(4).toString('hex')}`
-    const fd = this.#openInDirSync(path, tmp)
-    try {
-      try {
-        for (let at = 0; at < data.byteLength; ) at += writeSync(fd, data, at)
-        if (this.#o.fsync) fsyncSync(fd)
-      } finally {
-        closeSync(fd)
-      }
-      renameSync(tmp, path)
-    } catch (err) {
-      rmSync(tmp, { force: true })
-      throw err
-    }
-    if (this.#o.fsync) fsyncDirSync(dirname(path))
-    if (existing !== undefined) rmSync(existing, { force: true })
-    this.#o.metrics.wrote(data.byteLength)
-  }
-
-  /**
    * Reads and verifies the file at `path`. Undefined when it vanished. A corrupt file is renamed
-   * `<path>.corrupted` and reported to `onCorrupt`. `sizeHint`: the block's size when the caller
-   * knows it (from the version row); a block of at most {@link SYNC_IO_MAX} bytes is then read
-   * with one synchronous call.
+   * `<path>.corrupted` and reported to `onCorrupt`.
    * @throws CorruptDataError when corrupt.
    */
-  async readVerified(hash: Hash, path: string, sizeHint?: number): Promise<Buffer | undefined> {
+  async readVerified(hash: Hash, path: string): Promise<Buffer | undefined> {
     let data: Buffer
     try {
-      data = sizeHint !== undefined && sizeHint <= SYNC_IO_MAX ? readFileSync(path) : await readFile(path)
+      data = await readFile(path)
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
       throw err
@@ -300,22 +231,6 @@ export class LocalBlockStore {
    * writes into it and remembered, sparing a recursive mkdir per block afterwards; a directory
    * removed behind our back is recreated when the open fails.
    */
-  /** {@link #openInDir} with synchronous calls; returns a file descriptor. */
-  #openInDirSync(path: string, tmp: string): number {
-    const dir = dirname(path)
-    if (this.#knownDirs.has(dir)) {
-      try {
-        return openSync(tmp, 'wx')
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-      }
-    }
-    mkdirSync(dir, { recursive: true })
-    const fd = openSync(tmp, 'wx')
-    this.#knownDirs.add(dir)
-    return fd
-  }
-
   async #openInDir(path: string, tmp: string): Promise<FileHandle> {
     const dir = dirname(path)
     if (this.#knownDirs.has(dir)) {
@@ -329,15 +244,6 @@ export class LocalBlockStore {
     const fh = await open(tmp, 'wx')
     this.#knownDirs.add(dir)
     return fh
-  }
-}
-
-function fsyncDirSync(dir: string): void {
-  const fd = openSync(dir, 'r')
-  try {
-    fsyncSync(fd)
-  } finally {
-    closeSync(fd)
   }
 }
 

@@ -330,8 +330,7 @@ export async function* streamBlocks(
   // The object row names its first block: when the range starts there, that block is fetched
   // while the version row is read (as Garage's GET does), so a one-block object costs one round
   // trip after the object row instead of two. A failed early fetch is reported only if used.
-  // The object's size bounds its first block's (the hint only picks how the file is read).
-  const early = start === 0 && firstBlock !== undefined ? garage.blockManager.getBlock(firstBlock, objectSize) : undefined
+  const early = start === 0 && firstBlock !== undefined ? garage.blockManager.getBlock(firstBlock) : undefined
   early?.catch(() => {})
   const v = await readVersion(garage, versionId, objectSize, seeEveryWrite)
   if (v === undefined || v.deleted) {
@@ -345,7 +344,7 @@ export async function* streamBlocks(
     (w) =>
       early !== undefined && w === head && firstBlock !== undefined && Buffer.from(w.block.hash).equals(firstBlock)
         ? early
-        : garage.blockManager.getBlock(w.block.hash, w.block.size),
+        : garage.blockManager.getBlock(w.block.hash),
     window,
   )) {
     if (cipher !== undefined) yield cipher.decryptBlock(data, w.block.size, w.from, w.to)
