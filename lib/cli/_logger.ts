@@ -91,11 +91,38 @@ function plainAccessLines(stream: NodeJS.WriteStream | undefined): boolean {
 }
 
 /**
+ * Plain access lines of one turn of the event loop, written together at its end: one `write` for
+ * the requests that ended in that turn instead of one each. On Linux, Node.js writes to a pipe
+ * (a service manager's log, `garage server | …`) synchronously, so each write is a system call
+ * on the request's path, and blocks while the reader is behind. Anything else written to the
+ * stream flushes the pending lines first, so the order of lines is kept. Lines still pending
+ * when the process dies abruptly are lost (at most one turn's).
+ */
+class AccessLines {
+  readonly #out: NodeJS.WriteStream
+  #pending = ''
+  constructor(out: NodeJS.WriteStream) {
+    this.#out = out
+  }
+  push(line: string): void {
+    if (this.#pending === '') setImmediate(() => this.flush())
+    this.#pending += line
+  }
+  flush(): void {
+    if (this.#pending === '') return
+    const text = this.#pending
+    this.#pending = ''
+    this.#out.write(text)
+  }
+}
+
+/**
  * A text reporter that leaves out the trailing fields object of an access log entry (the line
  * already says it all) and hands everything else to consola's reporter.
  */
 function textReporter(inner: ConsolaReporter): ConsolaReporter {
   let plain: boolean | undefined
+  let lines: AccessLines | undefined
   return {
     log(obj, ctx) {
       const last = obj.args[obj.args.length - 1]
@@ -104,11 +131,16 @@ function textReporter(inner: ConsolaReporter): ConsolaReporter {
         const out = ctx.options.stdout
         plain ??= plainAccessLines(out)
         if (plain && obj.args.length === 2 && typeof line === 'string' && obj.level > 1) {
-          ;(out as NodeJS.WriteStream).write(`[${obj.tag}] ℹ ${line}\n`)
+          lines ??= new AccessLines(out as NodeJS.WriteStream)
+          lines.push(`[${obj.tag}] ℹ ${line}\n`)
           return
         }
+        lines?.flush()
         inner.log({ ...obj, args: obj.args.slice(0, -1) }, ctx)
-      } else inner.log(obj, ctx)
+      } else {
+        lines?.flush()
+        inner.log(obj, ctx)
+      }
     },
   }
 }

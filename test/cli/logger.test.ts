@@ -18,7 +18,9 @@ function sink(): { stream: NodeJS.WriteStream; text: () => string } {
 
 const entry = { api: 's3', method: 'GET', path: '/b/k', status: 200, requestId: 'R1' }
 
-test('text logs: an access line is written as consola writes it, its fields left out', (t) => {
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+
+test('text logs: an access line is written as consola writes it, its fields left out', async (t) => {
   // The direct write is used where consola writes plain text (no colours, a terminal that shows ℹ).
   if (colors.gray('x') !== 'x' || process.platform === 'win32' || process.env.TERM === 'linux') {
     // Skipped only where the shortcut is not taken (colours on, Windows, the Linux console): the
@@ -32,6 +34,7 @@ test('text logs: an access line is written as consola writes it, its fields left
   const log = createCliLogger({ level: 'info', format: 'text', stdout: out.stream, stderr: err.stream }).withTag('garage')
   const line = 's3 GET b/my_key 200 12B 1.0ms key=GK1 req=R1'
   log.withTag('access').info(line, entry)
+  await nextTurn()
   assert.equal(out.text(), `[garage:access] ℹ ${line}\n`)
   // Anything else goes through consola's reporter, which writes the same shape.
   const other = sink()
@@ -50,4 +53,32 @@ test('text logs: below the level nothing is written, JSON logs keep the fields',
   assert.equal(rec.msg, 's3 GET b/k 200')
   assert.equal(rec.requestId, 'R1')
   assert.equal(rec.tag, 'access')
+})
+
+test('text logs: the access lines of one turn go out in one write, before any other record', async (t) => {
+  if (colors.gray('x') !== 'x' || process.platform === 'win32' || process.env.TERM === 'linux') {
+    t.skip('consola colours or transliterates here (see above)')
+    return
+  }
+  const writes: string[] = []
+  const stream = new Writable({
+    write(chunk: Buffer | string, _enc, cb) {
+      writes.push(String(chunk))
+      cb()
+    },
+  }) as unknown as NodeJS.WriteStream
+  const log = createCliLogger({ level: 'info', format: 'text', stdout: stream }).withTag('garage')
+  const access = log.withTag('access')
+  access.info('s3 GET b/1 200', entry)
+  access.info('s3 GET b/2 200', entry)
+  assert.deepEqual(writes, [], 'held until the end of the turn')
+  await nextTurn()
+  assert.deepEqual(writes, ['[garage:access] ℹ s3 GET b/1 200\n[garage:access] ℹ s3 GET b/2 200\n'])
+  access.info('s3 GET b/3 200', entry)
+  log.info('another record')
+  assert.equal(writes.length, 3, 'the pending line went out first, then the record')
+  assert.equal(writes[1], '[garage:access] ℹ s3 GET b/3 200\n')
+  assert.match(writes[2] ?? '', /another record/)
+  await nextTurn()
+  assert.equal(writes.length, 3, 'nothing left to write')
 })
