@@ -117,6 +117,8 @@ export class BlockManager {
       log,
       metrics: this.#metrics,
       touchExisting: (hash) => this.rc.state(hash).kind !== 'present',
+      // A PUT references its block before writing it: a count of 1 is that reference alone.
+      isNew: (hash) => this.rc.get(hash) === 1,
       onCorrupt: (hash) => this.resync.put(hash, Date.now()),
     })
     this.#replication = new BlockReplication({

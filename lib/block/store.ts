@@ -32,6 +32,13 @@ export interface LocalBlockStoreOptions {
    * again (the manager: when nothing references it here, so its grace period restarts).
    */
   touchExisting(hash: Hash): boolean
+  /**
+   * True when no copy on disk can matter to a write of `hash` (the manager: the write's own
+   * reference is the only one). With a single candidate path the write then does not look for a
+   * copy first: one `stat`, a thread-pool round trip, less per new block; a copy left there (an
+   * orphan) is replaced by the same bytes.
+   */
+  isNew?(hash: Hash): boolean
   /** A corrupt file of `hash` was moved aside (the manager queues a resync). */
   onCorrupt(hash: Hash): void
 }
@@ -99,7 +106,8 @@ export class LocalBlockStore {
   async write(hash: Hash, data: Uint8Array): Promise<void> {
     await this.withLock(hash, async () => {
       const path = this.paths.primaryPath(hash)
-      const existing = await this.find(hash)
+      const unseen = this.#o.isNew?.(hash) === true && this.paths.candidatePaths(hash).length === 1
+      const existing = unseen ? undefined : await this.find(hash)
       if (existing === path) {
         // A copy nothing references here (an orphan, or one past its deletion delay) now counts
         // for a new write: restart its grace period so resync does not delete it before the

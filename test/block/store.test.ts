@@ -56,6 +56,44 @@ test('the local store refreshes the time of an existing copy only when told to',
   assert.ok(((await s.mtimeOf(s.primaryPath(hash))) ?? 0) > Date.now() - 60_000, 'refreshed')
 })
 
+test('a block its caller knows to be new is written without looking for a copy (one directory only)', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'garage-block-store-'))
+  t.after(() => rm(dir, { recursive: true, force: true }))
+  const metrics = new BlockMetrics()
+  const opts = { fsync: false, log: recordingLogger(), metrics, touchExisting: () => false, onCorrupt: () => {} }
+  const s = new LocalBlockStore({ ...opts, paths: new SingleDirPaths(dir), isNew: () => true })
+  const data = Buffer.from('an orphan copy is there already')
+  const hash = blake2sum(data)
+  await s.write(hash, data)
+  const past = new Date(Date.now() - 3600_000)
+  await utimes(s.primaryPath(hash), past, past)
+  await s.write(hash, data)
+  assert.ok(((await s.mtimeOf(s.primaryPath(hash))) ?? 0) > Date.now() - 60_000, 'replaced by a fresh file')
+  assert.equal(metrics.bytesWritten, 2 * data.byteLength, 'written twice: no look-up')
+  assert.deepEqual(await s.readVerified(hash, s.primaryPath(hash)), data)
+  assert.deepEqual(
+    (await readdir(join(s.primaryPath(hash), '..'))).filter((f) => f.includes('.tmp')),
+    [],
+  )
+  // Several candidate directories: a copy elsewhere must be found (and moved), so it looks.
+  const other = await mkdtemp(join(tmpdir(), 'garage-block-b-'))
+  t.after(() => rm(other, { recursive: true, force: true }))
+  const [inA, inB] = [new SingleDirPaths(dir), new SingleDirPaths(other)]
+  await new LocalBlockStore({ ...opts, paths: inB }).write(hash, data)
+  const two = new LocalBlockStore({
+    ...opts,
+    paths: {
+      dirs: [dir, other],
+      primaryPath: (h) => inA.primaryPath(h),
+      candidatePaths: (h) => [inA.primaryPath(h), inB.primaryPath(h)],
+    },
+    isNew: () => true,
+  })
+  await rm(inA.primaryPath(hash))
+  await two.write(hash, data)
+  assert.deepEqual(await two.findAll(hash), [inA.primaryPath(hash)], 'the copy in the second directory was moved')
+})
+
 test('the local store moves a corrupt file aside, reports it and throws CorruptDataError', async (t) => {
   const { s, metrics, corrupt } = await store(t)
   const data = Buffer.from('soon corrupt')
