@@ -1,28 +1,26 @@
 #!/usr/bin/env node
 /**
- * `npm test`: every `test/**\/*.test.ts` file, in two lanes that run side by side, one file at a
- * time each:
+ * `npm test`: every `test/**\/*.test.ts` file under Node's own test runner (spec reporter, a
+ * 15-minute default timeout per test, so a hung test fails instead of holding CI), two files at a
+ * time, with one rule: at most one file that runs a cluster behind the fault-injecting proxies
+ * (`startLinkMesh(`: the chaos runs) at a time.
  *
- * - the cluster lane: the files that start clusters of child processes (chaos runs behind the
- *   fault-injecting proxies, test/integration/cluster, anything calling startCluster,
- *   startReplicatedCluster or startLinkMesh);
- * - the other lane: everything else.
+ * `node --test --test-concurrency=2` over the sorted list had run the chaos files two at a time
+ * (they sort together): two clusters of 3 to 5 nodes and their proxies sharing the 2 cores while
+ * each measured availability and convergence against timeouts.
  *
- * `node --test --test-concurrency=2` over the sorted list ran the chaos files two at a time (they
- * sort together), so two clusters of 3 to 5 nodes and their proxies shared the 2 cores while each
- * measured availability and convergence against timeouts; the lanes keep the same two-wide
- * parallelism with at most one cluster file at a time.
- *
- * Each lane is Node's own runner with the spec reporter and a 15-minute default timeout per test
- * (a test that hangs fails instead of holding its lane until CI's own limit); its lines are prefixed with the lane's
- * name. At the end the failing tests of both lanes are printed again, with the totals.
- * `npm test -- FILE...` runs only those files (in the same lanes).
+ * Order: the proxy runs first (the longest), then the other files that start clusters of child
+ * processes, then the rest; each worker takes the first file it may run. Each file's output is
+ * printed whole when it ends (no interleaving), and at the end the failing tests of every file
+ * again, with the totals. `npm test -- FILE...` runs only those files.
  */
 import { spawn } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 
-const CLUSTER_CALL = /\b(startCluster|startReplicatedCluster|startLinkMesh)\(/
+const WORKERS = 2
+const PROXY_RUN = /\bstartLinkMesh\(/
+const CLUSTER_RUN = /\b(startCluster|startReplicatedCluster|startLinkMesh)\(/
 
 /** Test files under `dir`, sorted. */
 function testFiles(dir) {
@@ -35,39 +33,23 @@ function testFiles(dir) {
   return out.sort()
 }
 
-function isClusterFile(file) {
-  if (file.startsWith('test/chaos/') && !file.endsWith('/checker.test.ts')) return true
-  if (file.startsWith('test/integration/cluster/')) return true
-  return CLUSTER_CALL.test(readFileSync(file, 'utf8'))
-}
-
-/** Runs `files` one at a time under Node's test runner; resolves with the exit code and output. */
-function lane(name, files) {
-  if (files.length === 0) return Promise.resolve({ name, code: 0, output: '' })
-  const args = ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec', '--test-timeout=900000', ...files]
+/** Runs one file under Node's test runner; resolves with its exit code and output. */
+function runFile(file) {
+  const args = ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-timeout=900000', file]
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
-  let partial = ''
-  const onData = (chunk) => {
-    const text = partial + chunk
-    const lines = text.split('\n')
-    partial = lines.pop() ?? ''
-    for (const line of lines) {
-      output += `${line}\n`
-      process.stdout.write(`${name} │ ${line}\n`)
-    }
-  }
-  child.stdout.setEncoding('utf8').on('data', onData)
-  child.stderr.setEncoding('utf8').on('data', onData)
+  child.stdout.setEncoding('utf8').on('data', (d) => {
+    output += d
+  })
+  child.stderr.setEncoding('utf8').on('data', (d) => {
+    output += d
+  })
   return new Promise((resolve) => {
-    child.on('close', (code, signal) => {
-      if (partial !== '') onData('\n')
-      resolve({ name, code: code ?? (signal === null ? 1 : 128), output })
-    })
+    child.on('close', (code, signal) => resolve({ code: code ?? (signal === null ? 1 : 128), output }))
   })
 }
 
-/** The runner's totals (`ℹ tests 12` …) of one lane's output. */
+/** The runner's totals (`ℹ tests 12` …) of one file's output. */
 function totals(output) {
   const t = {}
   for (const m of output.matchAll(/^ℹ (tests|pass|fail|cancelled|skipped|todo) (\d+)$/gm)) t[m[1]] = Number(m[2])
@@ -76,24 +58,47 @@ function totals(output) {
 
 const requested = process.argv.slice(2)
 const files = requested.length > 0 ? requested : testFiles('test')
-const cluster = files.filter(isClusterFile)
-const other = files.filter((f) => !isClusterFile(f))
-const started = Date.now()
-const results = await Promise.all([lane('cluster', cluster), lane('other  ', other)])
+const text = new Map(files.map((f) => [f, readFileSync(f, 'utf8')]))
+const isProxyRun = (f) => PROXY_RUN.test(text.get(f))
+const rank = (f) => (isProxyRun(f) ? 0 : CLUSTER_RUN.test(text.get(f)) ? 1 : 2)
+const queue = [...files].sort((a, b) => rank(a) - rank(b))
 
-let failed = false
+const started = Date.now()
+const failures = []
 const sum = {}
-for (const r of results) {
-  for (const [k, v] of Object.entries(totals(r.output))) sum[k] = (sum[k] ?? 0) + v
-  if (r.code !== 0) {
-    failed = true
-    const at = r.output.indexOf('✖ failing tests:')
-    process.stdout.write(`\n== ${r.name.trim()} lane: exit code ${r.code}\n`)
-    if (at >= 0) process.stdout.write(r.output.slice(at))
+let proxyRunning = false
+
+async function worker() {
+  for (;;) {
+    const i = queue.findIndex((f) => !(proxyRunning && isProxyRun(f)))
+    if (i < 0) {
+      if (queue.length === 0) return
+      // Only proxy runs are left and one is running: wait for it.
+      await new Promise((r) => setTimeout(r, 200))
+      continue
+    }
+    const [file] = queue.splice(i, 1)
+    const proxy = isProxyRun(file)
+    if (proxy) proxyRunning = true
+    const t0 = Date.now()
+    const r = await runFile(file)
+    if (proxy) proxyRunning = false
+    const seconds = ((Date.now() - t0) / 1000).toFixed(1)
+    const mark = r.code === 0 ? '✔' : '✖'
+    process.stdout.write(`\n━━ ${mark} ${file} (${seconds} s, exit ${r.code})\n${r.output}`)
+    for (const [k, v] of Object.entries(totals(r.output))) sum[k] = (sum[k] ?? 0) + v
+    if (r.code !== 0) failures.push({ file, code: r.code, output: r.output })
   }
 }
+
+await Promise.all(Array.from({ length: WORKERS }, worker))
+
+for (const f of failures) {
+  process.stdout.write(`\n━━ failed: ${f.file} (exit ${f.code})\n`)
+  const at = f.output.indexOf('✖ failing tests:')
+  process.stdout.write(at >= 0 ? f.output.slice(at) : `${f.output.slice(-4000)}\n`)
+}
 const line = ['tests', 'pass', 'fail', 'cancelled', 'skipped', 'todo'].map((k) => `${k} ${sum[k] ?? 0}`).join(', ')
-process.stdout.write(
-  `\n== ${files.length} files (${cluster.length} in the cluster lane), ${line}, ${Math.round((Date.now() - started) / 1000)} s\n`,
-)
-process.exitCode = failed ? 1 : 0
+const failed = failures.length === 0 ? '' : `; failed files: ${failures.map((f) => f.file).join(', ')}`
+process.stdout.write(`\n━━ ${files.length} files, ${line}, ${Math.round((Date.now() - started) / 1000)} s${failed}\n`)
+process.exitCode = failures.length === 0 ? 0 : 1
