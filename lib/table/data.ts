@@ -118,6 +118,17 @@ export class TableData<E> {
     return out
   }
 
+  /**
+   * Stored values of one partition from sort key `start` (inclusive) on, in sort key order, read
+   * lazily and not decoded (listings that read a few fields of each row). Stop iterating (break)
+   * to release lmdb's read snapshot.
+   */
+  *rawRange(partitionKey: Uint8Array, start: Uint8Array): Generator<Uint8Array, void, undefined> {
+    checkSortKey(this.schema.tableName, start)
+    const hash = this.schema.partitionHash(partitionKey)
+    for (const [, raw] of this.store.range({ start: concatBytes(hash, start), end: prefixEnd(hash) })) yield raw
+  }
+
   /** Merges `entry` into the stored value; returns the new value if it changed. */
   update(entry: E): E | undefined {
     return this.db.transaction((tx) => this.updateInTx(tx, entry))

@@ -303,6 +303,15 @@ export class Table<E> {
    * replicas that missed an entry or held an older copy, and goes on until `limit` entries pass
    * the filter or the partition ends.
    */
+  /**
+   * True when this node alone answers reads of the partition (a single replica, here): its local
+   * data is then the table's answer, as in `getRange`'s local path.
+   */
+  readsLocally(partitionKey: Uint8Array): boolean {
+    const nodes = this.#replication.readNodes(this.schema.partitionHash(partitionKey))
+    return nodes.length === 1 && nodes[0] === this.#self
+  }
+
   async getRange(partitionKey: Uint8Array, query: RangeQuery<E>): Promise<E[]> {
     if (query.start !== undefined) checkSortKey(this.name, query.start)
     const hash = this.schema.partitionHash(partitionKey)
