@@ -110,7 +110,14 @@ export class BlockManager {
       onZero: (tx, hash, at) => this.resync.schedule(tx, hash, at + 1),
       onFirstRef: (tx, hash) => this.resync.schedule(tx, hash, Date.now() + resyncDelayMsec),
     })
-    const hadRefsAtStart = this.rc.tree.range({ limit: 1 })[Symbol.iterator]().next().done !== true
+    // Iterated to its end (or broken out of), never left half-read: an lmdb range iterator left
+    // open keeps its read snapshot, and lmdb can then reuse no page freed after it for the
+    // process's whole life (the file grew to 4-5 times its pages in use, issue 21).
+    let hadRefsAtStart = false
+    for (const _ of this.rc.tree.range({ limit: 1 })) {
+      hadRefsAtStart = true
+      break
+    }
     this.#store = new LocalBlockStore({
       paths: this.paths,
       fsync: options.fsync,

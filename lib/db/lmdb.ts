@@ -10,6 +10,12 @@ export interface LmdbOptions {
   fsync: boolean
   /** Maximum size of the map, in bytes. */
   mapSize?: number
+  /**
+   * lmdb-js's limits on the free pages a write transaction loads from lmdb's free list (default
+   * 50,000) and keeps in memory between transactions (75,000); see docs/design/scale.md.
+   */
+  maxFreeSpaceToLoad?: number
+  maxFreeSpaceToRetain?: number
 }
 
 type BinDb = Database<Buffer, Buffer>
@@ -116,6 +122,8 @@ export async function openLmdb(dir: string, options: LmdbOptions): Promise<Db> {
       noSync: !options.fsync,
       mapSize: options.mapSize ?? 1024 ** 4,
       compression: false,
+      ...(options.maxFreeSpaceToLoad === undefined ? {} : { maxFreeSpaceToLoad: options.maxFreeSpaceToLoad }),
+      ...(options.maxFreeSpaceToRetain === undefined ? {} : { maxFreeSpaceToRetain: options.maxFreeSpaceToRetain }),
     })
     return new LmdbDb(root)
   } catch (err) {
