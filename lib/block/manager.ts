@@ -220,8 +220,8 @@ export class BlockManager {
    * @internal Brings the local state of a block in line with its references and the layout
    * (Garage's `resync_block`); see {@link ResyncControl.resyncBlock}.
    */
-  resyncBlock(hash: Hash): Promise<void> {
-    return this.#control.resyncBlock(hash)
+  async resyncBlock(hash: Hash): Promise<void> {
+    await this.#control.resyncBlock(hash)
   }
 
   /** Every block in a resync error state, with its reference count. */
@@ -291,7 +291,7 @@ export class BlockManager {
 
   /** @deprecated Use {@link workers}; kept for callers spawning only the first resync worker. */
   resyncWorker(): Worker {
-    return this.resync.worker(0, this)
+    return this.resync.worker(0, this.#control)
   }
 
   /**

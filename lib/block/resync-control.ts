@@ -14,7 +14,14 @@ import { GarageError } from '../util/errors.ts'
 import type { Logger } from '../util/logger.ts'
 import { type BlockRc, isDeletableState, type RcState } from './rc.ts'
 import type { BlockReplication } from './replication.ts'
-import { type BlockResync, type BlockResyncErrorInfo, MAX_RESYNC_WORKERS, OneShotWorker, type ResyncTarget } from './resync.ts'
+import {
+  type BlockResync,
+  type BlockResyncErrorInfo,
+  MAX_RESYNC_WORKERS,
+  OneShotWorker,
+  type ResyncOutcome,
+  type ResyncTarget,
+} from './resync.ts'
 import { BLOCK_FILE_NAME, type ScrubStatus, ScrubWorker, walkBlockStore } from './scrub.ts'
 import { DATA_DIR_MARKER, type LocalBlockStore } from './store.ts'
 
@@ -156,7 +163,7 @@ export class ResyncControl implements ResyncTarget {
    * storage nodes lacking it, then deleted; a referenced block this node should store but lacks
    * is fetched.
    */
-  async resyncBlock(hash: Hash): Promise<void> {
+  async resyncBlock(hash: Hash): Promise<ResyncOutcome | undefined> {
     const now = Date.now()
     const path = await this.#store.find(hash)
     const rc = this.#rc.state(hash)
@@ -208,7 +215,9 @@ export class ResyncControl implements ResyncTarget {
       this.#o.log.info(`fetching missing block ${toHex(hash)}`)
       const data = await this.#repl.fetchRemote(hash, 'background')
       await this.#store.write(hash, data)
+      return 'fetched'
     }
+    return undefined
   }
 
   /**

@@ -11,8 +11,14 @@
  * changes, soon after a peer comes up, and on demand ({@link TableSyncer.addFullSync}). A pass
  * in which every partition succeeded reports the layout version it used to the layout helper,
  * which lets old layout versions retire.
+ *
+ * Unlike Garage (one partition at a time), a pass syncs up to `concurrency` partitions at once:
+ * each partition's sync is a few sequential round trips (root, the Merkle nodes that differ, the
+ * push), so over 150 ms links a serial pass over a few hundred partitions took a minute, and a
+ * node back from a crash got its rows "a few per 5 s" (docs/design/chaos.md).
  * @internal
  */
+import { setMaxListeners } from 'node:events'
 import type { RpcEndpoint } from '../net/endpoint.ts'
 import { defineEndpoint } from '../net/endpoint.ts'
 import type { NetApp } from '../net/netapp.ts'
@@ -45,6 +51,9 @@ const MERKLE_FOLD_BATCHES_PER_STEP = 16
 export const tableSyncEndpoint = (table: string): RpcEndpoint<SyncRequest, SyncResponse> =>
   defineEndpoint<SyncRequest, SyncResponse>(`table-sync/${table}`)
 
+/** Partitions a pass syncs at once (Garage: 1). */
+export const SYNC_CONCURRENCY = 8
+
 /** Items pushed per RPC while syncing (Garage: 256). */
 const PUSH_BATCH = 256
 /** Items handed over per RPC when offloading a partition (Garage: 1024). */
@@ -66,11 +75,18 @@ export interface TableSyncerOptions<E> {
   peerUpDelayMs?: number
   /** Ids of the peers up: a node known down fails its part at once instead of timing out. */
   upPeers?: () => string[]
+  /** Partitions synced at once. Default {@link SYNC_CONCURRENCY}. */
+  concurrency?: number
 }
 
 interface Todo {
   layoutVersion: number
   partitions: SyncPartition[]
+  /** Partitions of this pass being synced now. */
+  inFlight: number
+  /** Partitions in the pass, and when it started (for the debug log). */
+  total: number
+  started: number
   failed: number
   firstError?: string
 }
@@ -121,7 +137,14 @@ export class TableSyncer<E> implements Worker {
   addFullSync(): void {
     this.#versions = this.#activeVersions()
     const { layoutVersion, partitions } = this.#o.replication.syncPartitions()
-    this.#todo = { layoutVersion, partitions: shuffle([...partitions]), failed: 0 }
+    this.#todo = {
+      layoutVersion,
+      partitions: shuffle([...partitions]),
+      inFlight: 0,
+      total: partitions.length,
+      started: Date.now(),
+      failed: 0,
+    }
     this.#nextFullSync = Date.now() + this.#o.replication.antiEntropyIntervalMs
     this.#notify.notify()
   }
@@ -131,15 +154,49 @@ export class TableSyncer<E> implements Worker {
     // holds; a node that lost some hands them over at once.
     if (this.#activeVersions() !== this.#versions) this.addFullSync()
     if (this.#todo === undefined && Date.now() >= this.#nextFullSync) this.addFullSync()
-    const todo = this.#todo
-    if (todo === undefined) return 'idle'
+    if (this.#todo === undefined) return 'idle'
     // Wait for a Merkle rebuild to finish: the pass resumes then (checked at least every second).
     if (this.#o.merkle.rebuilding) return 'idle'
-    // Writes not folded into the Merkle trees yet would be invisible to the comparison: fold
-    // what is pending first (bounded, so a write storm cannot stall the pass).
-    for (let i = 0; i < MERKLE_FOLD_BATCHES_PER_STEP && this.#o.merkle.updateBatch() > 0; i++);
-    const p = todo.partitions.pop()
-    if (p !== undefined) {
+    // The lanes take partitions until the pass is done (or replaced: they go on with the new
+    // one), a Merkle rebuild starts, or the worker stops.
+    const lanes = Math.max(1, this.#o.concurrency ?? SYNC_CONCURRENCY)
+    // The lanes' calls listen on a signal of their own (each call in flight adds a listener:
+    // lanes × holders of a partition), so the worker's shared signal keeps Node's leak warning.
+    const stop = new AbortController()
+    setMaxListeners(lanes * 16, stop.signal)
+    const onAbort = (): void => stop.abort(signal.reason)
+    signal.addEventListener('abort', onAbort, { once: true })
+    try {
+      await Promise.all(Array.from({ length: lanes }, () => this.#lane(stop.signal)))
+    } finally {
+      signal.removeEventListener('abort', onAbort)
+    }
+    const todo = this.#todo
+    if (todo === undefined || todo.partitions.length > 0 || todo.inFlight > 0) return 'idle'
+    this.#todo = undefined
+    this.#passes++
+    this.#o.log.debug(`sync pass of ${this.tableName}: ${todo.total} partition(s) in ${Date.now() - todo.started} ms`)
+    if (todo.failed > 0) {
+      this.#o.log.warn(`sync pass of ${this.tableName}: ${todo.failed} partition(s) failed, e.g. ${todo.firstError}`)
+    } else if (!signal.aborted) {
+      this.#o.layout?.markTableSynced(this.tableName, todo.layoutVersion)
+    }
+    return 'idle'
+  }
+
+  /** One of the pass's lanes: syncs partitions one after the other while the pass has some. */
+  async #lane(signal: AbortSignal): Promise<void> {
+    for (;;) {
+      if (signal.aborted || this.#o.merkle.rebuilding) return
+      if (this.#activeVersions() !== this.#versions) this.addFullSync()
+      const todo = this.#todo
+      if (todo === undefined) return
+      // Writes not folded into the Merkle trees yet would be invisible to the comparison: fold
+      // what is pending first (bounded, so a write storm cannot stall the pass).
+      for (let i = 0; i < MERKLE_FOLD_BATCHES_PER_STEP && this.#o.merkle.updateBatch() > 0; i++);
+      const p = todo.partitions.pop()
+      if (p === undefined) return
+      todo.inFlight++
       try {
         await this.syncPartition(p, signal)
       } catch (err) {
@@ -149,17 +206,10 @@ export class TableSyncer<E> implements Worker {
         todo.firstError ??= `partition ${p.partition}: ${(err as Error).message}`
         this.#failedPartitions++
         this.#o.log.debug(`sync of ${this.tableName} partition ${p.partition} failed: ${(err as Error).message}`)
+      } finally {
+        todo.inFlight--
       }
-      return 'busy'
     }
-    this.#todo = undefined
-    this.#passes++
-    if (todo.failed > 0) {
-      this.#o.log.warn(`sync pass of ${this.tableName}: ${todo.failed} partition(s) failed, e.g. ${todo.firstError}`)
-    } else if (!signal.aborted) {
-      this.#o.layout?.markTableSynced(this.tableName, todo.layoutVersion)
-    }
-    return 'idle'
   }
 
   waitForWork(signal: AbortSignal): Promise<void> {

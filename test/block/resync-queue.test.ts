@@ -2,12 +2,13 @@
  * The resync queue on its own (lmdb on disk, a recording target): one entry per block with the
  * earliest requested time, requests made while the block is being checked kept for after the
  * check, a new request bringing a failed block's retry forward, and referenced blocks checked
- * before unreferenced ones in a backlog.
+ * before unreferenced ones in a backlog, and no tranquility pause after a fetch.
  */
 import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { test } from 'node:test'
 import { BlockResync, type ResyncTarget } from '../../lib/block/resync.ts'
 import type { Db } from '../../lib/db/db.ts'
@@ -33,11 +34,11 @@ async function drain(q: BlockResync, target: ResyncTarget, max = 100): Promise<s
   const recording: ResyncTarget = {
     resyncBlock: async (h) => {
       seen.push(toHex(h))
-      await target.resyncBlock(h)
+      return target.resyncBlock(h)
     },
     ...(target.isReferenced === undefined ? {} : { isReferenced: (h) => target.isReferenced?.(h) === true }),
   }
-  for (let i = 0; i < max; i++) if ((await q.step(recording)) !== 'did') break
+  for (let i = 0; i < max; i++) if (typeof (await q.step(recording)) === 'object') break
   return seen
 }
 
@@ -105,4 +106,48 @@ test('in a backlog, referenced blocks are checked before unreferenced ones', asy
   const seen = await drain(q, { resyncBlock: async () => {}, isReferenced: (h) => liveHex.has(toHex(h)) })
   assert.deepEqual(seen.slice(0, 3), live.map(toHex), 'the referenced blocks first, in due order')
   assert.deepEqual(seen.slice(3), garbage.map(toHex), 'then the rest, in due order')
+})
+
+test('the worker pauses (tranquility) after a check, not after fetching a referenced block', async (t) => {
+  const { q } = await queue(t)
+  // Each step takes ≥ 30 ms: at tranquility 1000 the pause after it is the 10 s cap.
+  q.tranquility = 1_000
+  const fetched = hashOf('fetched')
+  const checked = hashOf('checked')
+  let stepDone = (): void => {}
+  const target: ResyncTarget = {
+    resyncBlock: async (h) => {
+      await sleep(30)
+      stepDone()
+      return toHex(h) === toHex(fetched) ? 'fetched' : undefined
+    },
+  }
+  const worker = q.worker(0, target)
+  const ac = new AbortController()
+  t.after(() => ac.abort())
+
+  q.put(fetched, Date.now() - 1)
+  let done = false
+  const fetchStep = worker.work(ac.signal).then((s) => {
+    done = true
+    return s
+  })
+  const guard = sleep(5_000, 'paused' as const, { signal: ac.signal }).catch(() => 'aborted' as const)
+  assert.equal(await Promise.race([fetchStep, guard]), 'busy', 'the fetch step returns without the 10 s pause')
+  assert.ok(done)
+
+  q.put(checked, Date.now() - 1)
+  const stepped = new Promise<void>((r) => {
+    stepDone = r
+  })
+  let checkDone = false
+  const checkStep = worker.work(ac.signal).then(() => {
+    checkDone = true
+  })
+  await stepped
+  await sleep(200)
+  assert.equal(checkDone, false, 'after a check, the worker sleeps its tranquility pause')
+  ac.abort()
+  await checkStep
+  assert.equal(q.length(), 0, 'both blocks processed')
 })

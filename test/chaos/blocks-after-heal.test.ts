@@ -18,6 +18,7 @@ import { blockFilesOf, type ReplicatedCluster, readTree, startReplicatedCluster 
 import { eventually } from '../helpers/eventually.ts'
 import { type LinkMesh, startLinkMesh } from '../helpers/links.ts'
 import { putBlockHashes } from '../helpers/workload.ts'
+import { diffReplicaTables } from './replicas.ts'
 
 const BLOCK = 64 * 1024
 /** How long the restarted node may take to fetch what it lacks (18-52 s measured at load 10-33). */
@@ -85,10 +86,17 @@ describe('blocks on a node cut off, then killed while a peer is frozen', { timeo
     const want = new Set([...live.values()].flat())
     assert.ok(want.size >= 8, `the objects are stored as blocks (${want.size})`)
     let lastMissing: string[][] = []
+    let tablesMs = -1
     try {
       await eventually(
         'every live block on every node',
         async () => {
+          // Reported: the tables' convergence, which the fetches wait for (a block is fetched
+          // once its block_ref row has arrived).
+          if (tablesMs < 0 && (await diffReplicaTables(cluster, [0, 1, 2])) === '') {
+            tablesMs = Date.now() - restartedAt
+            t.diagnostic(`tables byte-equal on every node ${tablesMs} ms after the restart`)
+          }
           const sets = await Promise.all([0, 1, 2].map(async (i) => (await blockFilesOf(cluster.node(i))).blocks))
           lastMissing = sets.map((s) => [...want].filter((h) => !s.has(h)))
           return lastMissing.every((m) => m.length === 0)

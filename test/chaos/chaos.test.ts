@@ -114,6 +114,7 @@ describe('chaos: 3 zones, RF 3, every link through a faulty proxy', { timeout: (
       cluster: {
         nodes: 3,
         zones: ['z1', 'z2', 'z3'],
+        env: { GARAGE_LOG_LEVEL: process.env.CHAOS_NODE_LOG_LEVEL ?? 'info' },
         configLines: ['block_gc_delay_msec = 2000', '[k2v_api]', 'api_bind_addr = "127.0.0.1:0"'],
       },
       slots: 4,

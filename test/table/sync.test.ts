@@ -4,7 +4,8 @@ import type { NetApp } from '../../lib/net/netapp.ts'
 import type { LayoutHistory } from '../../lib/rpc/layout/history.ts'
 import { TableData } from '../../lib/table/data.ts'
 import { ShardedReplication } from '../../lib/table/replication.ts'
-import { TableAntiEntropy } from '../../lib/table/sync.ts'
+import { MerkleUpdater } from '../../lib/table/merkle.ts'
+import { SYNC_CONCURRENCY, type SyncRequest, type SyncResponse, TableAntiEntropy, TableSyncer } from '../../lib/table/sync.ts'
 import { BackgroundRunner } from '../../lib/util/background/worker.ts'
 import { silentLogger } from '../../lib/util/logger.ts'
 import { eventually } from '../helpers/eventually.ts'
@@ -142,4 +143,59 @@ test('a pass with an unreachable holder is not reported as synced', async (t) =>
   while ((await syncer.work(signal)) === 'busy') {}
   assert.deepEqual(a.source.synced, [], 'no sync reported')
   assert.ok(Number(syncer.info().failedPartitions) > 0, 'the failed partition is counted')
+})
+
+test('a pass syncs several partitions at once, up to its concurrency', async (t) => {
+  const nets = await startMesh(t, 2)
+  const [na, nb] = nets as [NetApp, NetApp]
+  const history = layoutOf([na.id, nb.id], 2)
+  const db = await openDb(t)
+  const layout = helperOf(new FixedLayout(history), na.id)
+  const replication = new ShardedReplication(layout, 60_000)
+  const data = new TableData(regSchema('reg'), db, { replication, self: na.id })
+  const merkle = new MerkleUpdater({ data, replication, log: silentLogger })
+  // Items in many partitions: each has a root to compare with the other holder.
+  for (let i = 0; i < 200; i++) data.update(reg(`pk${i}`, 's', 1))
+  merkle.updateAll()
+  const pass = async (concurrency: number | undefined): Promise<{ calls: number; most: number }> => {
+    let inFlight = 0
+    let most = 0
+    let calls = 0
+    // A stand-in for the network (only `handle` and `call` are used): each root comparison takes
+    // a few ms and answers "no difference", so the walk stops at the root.
+    const net = {
+      id: na.id,
+      handle: () => {},
+      call: async (_node: string, _ep: unknown, req: SyncRequest): Promise<SyncResponse> => {
+        assert.equal(req.op, 'root')
+        calls++
+        inFlight++
+        most = Math.max(most, inFlight)
+        await new Promise((r) => setTimeout(r, 3))
+        inFlight--
+        return { different: false }
+      },
+    } as unknown as NetApp // a stub: the syncer calls nothing else
+    const syncer = new TableSyncer({
+      data,
+      merkle,
+      replication,
+      netApp: net,
+      self: na.id,
+      log: silentLogger,
+      ...(concurrency === undefined ? {} : { concurrency }),
+    })
+    syncer.addFullSync()
+    const signal = new AbortController().signal
+    while ((await syncer.work(signal)) === 'busy') {}
+    assert.equal(Number(syncer.info().failedPartitions), 0)
+    assert.equal(Number(syncer.info().passes), 1, 'the pass completed')
+    return { calls, most }
+  }
+  const parallel = await pass(undefined)
+  assert.ok(parallel.calls >= 2 * SYNC_CONCURRENCY, `enough partitions to compare (${parallel.calls})`)
+  assert.equal(parallel.most, SYNC_CONCURRENCY, 'partitions compared at once, up to the bound')
+  const serial = await pass(1)
+  assert.equal(serial.calls, parallel.calls, 'the same partitions compared')
+  assert.equal(serial.most, 1, 'one at a time with concurrency 1')
 })
