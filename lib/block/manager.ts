@@ -108,7 +108,9 @@ export class BlockManager {
     this.rc = new BlockRc(options.db.openTree('block_local_rc'), options.gcDelayMsec, {
       // Just after the delay, so the check finds it passed.
       onZero: (tx, hash, at) => this.resync.schedule(tx, hash, at + 1),
-      onFirstRef: (tx, hash) => this.resync.schedule(tx, hash, Date.now() + resyncDelayMsec),
+      // Urgent: a block referenced here for the first time may be missing (a block_ref synced
+      // to a node back from a crash or a partition); checked before any backlog.
+      onFirstRef: (tx, hash) => this.resync.schedule(tx, hash, Date.now() + resyncDelayMsec, true),
     })
     // Iterated to its end (or broken out of), never left half-read: an lmdb range iterator left
     // open keeps its read snapshot, and lmdb can then reuse no page freed after it for the
@@ -126,7 +128,7 @@ export class BlockManager {
       touchExisting: (hash) => this.rc.state(hash).kind !== 'present',
       // A PUT references its block before writing it: a count of 1 is that reference alone.
       isNew: (hash) => this.rc.get(hash) === 1,
-      onCorrupt: (hash) => this.resync.put(hash, Date.now()),
+      onCorrupt: (hash) => this.resync.put(hash, Date.now(), true),
     })
     this.#replication = new BlockReplication({
       store: this.#store,

@@ -101,7 +101,7 @@ export class ResyncControl implements ResyncTarget {
       if (this.#checksPending.size >= 10_000) this.#checksPending.clear()
     }
     this.#checksPending.set(key, now + this.#o.resyncDelayMsec)
-    this.#resync.put(hash, now + this.#o.resyncDelayMsec)
+    this.#resync.put(hash, now + this.#o.resyncDelayMsec, true)
   }
 
   /**

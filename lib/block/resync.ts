@@ -67,6 +67,8 @@ export interface ResyncTarget {
 
 /** How many due entries a worker looks at to find a referenced block before the others. */
 const PICK_WINDOW = 64
+/** Most blocks remembered as urgent (beyond, they wait their turn in due order). */
+const MAX_URGENT = 10_000
 
 /** @internal */
 export interface BlockResyncOptions {
@@ -92,6 +94,15 @@ export class BlockResync {
   readonly #busy = new Set<string>()
   /** Hex hash → earliest time requested while a worker was processing that block. */
   readonly #requeue = new Map<string, number>()
+  /**
+   * Hex hash → due time of the blocks queued as urgent (a reference arriving, a read that
+   * missed, a corrupt copy: the block may have to be fetched), in the order they were asked.
+   * Taken before every other due entry: the pick window sees only the first due entries, so
+   * behind a backlog of older garbage checks (a layout change queues every block) a reference
+   * synced after a restart waited minutes. In memory only, bounded: the queue itself is the
+   * persisted truth, and a block not found here is still checked in due order.
+   */
+  readonly #urgent = new Map<string, number>()
   #settings: ResyncConfig
 
   constructor(o: BlockResyncOptions) {
@@ -136,9 +147,15 @@ export class BlockResync {
    * queued already, the earlier time is kept (Garage 2.x's `put_to_resync_at`). While a worker
    * processes the block, the request is kept aside and queued when it is done, so a reference
    * that arrives during a check is never folded into the entry the check is about to remove.
+   * `urgent`: the block may be missing here although referenced; checked before the backlog.
    */
-  schedule(tx: Transaction, hash: Hash, at: number): void {
+  schedule(tx: Transaction, hash: Hash, at: number, urgent = false): void {
     const hex = toHex(hash)
+    if (urgent) {
+      const cur = this.#urgent.get(hex)
+      if (cur !== undefined) this.#urgent.set(hex, Math.min(cur, at))
+      else if (this.#urgent.size < MAX_URGENT) this.#urgent.set(hex, at)
+    }
     if (this.#busy.has(hex)) {
       const pending = this.#requeue.get(hex)
       if (pending === undefined || at < pending) this.#requeue.set(hex, at)
@@ -167,9 +184,33 @@ export class BlockResync {
     if (cur !== undefined && readU64(cur) === readU64(key)) tx.remove(this.#due, hash)
   }
 
-  /** Queues a check of `hash` at `at` (its own transaction). */
-  put(hash: Hash, at: number): void {
-    this.#db.transaction((tx) => this.schedule(tx, hash, at))
+  /** Queues a check of `hash` at `at` (its own transaction); `urgent` as {@link schedule}. */
+  put(hash: Hash, at: number, urgent = false): void {
+    this.#db.transaction((tx) => this.schedule(tx, hash, at, urgent))
+  }
+
+  /** The first due urgent block not being processed, with its queue entry. */
+  #pickUrgent(now: number): { key: Uint8Array; hash: Hash } | undefined {
+    for (const [hex, at] of this.#urgent) {
+      // Asked in (nearly) due order: every request adds the same delay to its time.
+      if (at > now) return undefined
+      if (this.#busy.has(hex)) continue
+      const hash = Uint8Array.from(Buffer.from(hex, 'hex'))
+      const due = this.#due.get(hash)
+      if (due === undefined) {
+        // Checked meanwhile (the entry went with the check).
+        this.#urgent.delete(hex)
+        continue
+      }
+      const dueAt = readU64(due)
+      // Its entry is later than asked (a failure moved it to the retry time): not due yet.
+      if (dueAt > now) {
+        this.#urgent.delete(hex)
+        continue
+      }
+      return { key: queueKey(dueAt, hash), hash }
+    }
+    return undefined
   }
 
   /** Queues many hashes at `at`, in batched transactions. */
@@ -246,13 +287,13 @@ export class BlockResync {
    */
   async step(target: ResyncTarget): Promise<'did' | 'fetched' | { idleUntil: number }> {
     const now = Date.now()
-    let picked: { key: Uint8Array; hash: Hash } | undefined
-    let anyDue = false
+    let picked = this.#pickUrgent(now)
+    let anyDue = picked !== undefined
     // A backlog (a node back from a crash or a long partition) holds both blocks to fetch and
     // garbage to collect, each check a round trip or more followed by the tranquility pause: the
     // blocks this node references, which may be missing here, are checked first, so a node
     // holds its live data again before it has sorted out its garbage.
-    for (const [k] of this.queue.range({ limit: PICK_WINDOW })) {
+    for (const [k] of picked === undefined ? this.queue.range({ limit: PICK_WINDOW }) : []) {
       const at = readU64(k)
       if (at > now) {
         if (!anyDue) return { idleUntil: at }
@@ -274,6 +315,8 @@ export class BlockResync {
     const err = this.errorOf(hash)
     const hex = toHex(hash)
     this.#busy.add(hex)
+    // A request made during the check marks it urgent again (and queues it for after).
+    this.#urgent.delete(hex)
     const started = Date.now()
     let outcome: ResyncOutcome | undefined | void
     try {

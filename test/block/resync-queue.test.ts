@@ -108,6 +108,29 @@ test('in a backlog, referenced blocks are checked before unreferenced ones', asy
   assert.deepEqual(seen.slice(3), garbage.map(toHex), 'then the rest, in due order')
 })
 
+test('a block queued as urgent is checked before a backlog larger than the pick window', async (t) => {
+  const { q, db } = await queue(t)
+  const now = Date.now()
+  // A backlog of garbage checks, all due, older than anything else (a layout change's sweep).
+  const garbage = Array.from({ length: 150 }, (_, i) => hashOf(`old-${i}`))
+  q.putMany(garbage, now - 60_000)
+  // Referenced blocks whose references just arrived: due now, behind the whole backlog.
+  const live = [hashOf('ref-1'), hashOf('ref-2')]
+  for (const h of live) q.put(h, now - 1, true)
+  const liveHex = new Set(live.map(toHex))
+  const seen = await drain(q, { resyncBlock: async () => {}, isReferenced: (h) => liveHex.has(toHex(h)) }, 2)
+  assert.deepEqual(seen, live.map(toHex), 'the urgent blocks first, in the order asked')
+  assert.equal(q.length(), 150, 'the backlog stays queued')
+  // Urgency is not persisted: after a restart the same queue is taken in due order (with the
+  // referenced blocks of the pick window first), and every entry is still there.
+  const again = new BlockResync({ db, log: silentLogger })
+  const late = hashOf('ref-3')
+  again.put(late, now - 1)
+  const order = await drain(again, { resyncBlock: async () => {}, isReferenced: (h) => toHex(h) === toHex(late) }, 200)
+  assert.equal(order.length, 151, 'every entry checked once')
+  assert.ok(order.indexOf(toHex(late)) > 64, 'without urgency, a block beyond the pick window waits its turn')
+})
+
 test('the worker pauses (tranquility) after a check, not after fetching a referenced block', async (t) => {
   const { q } = await queue(t)
   // Each step takes ≥ 30 ms: at tranquility 1000 the pause after it is the 10 s cap.

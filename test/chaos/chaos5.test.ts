@@ -12,9 +12,7 @@
  * costs fewer than 4 pings, so no peer is marked down (and no full anti-entropy pass is
  * triggered), while every link of the flapped node reconnects after every flap; an outage long
  * enough for 4 failed pings marks the node down on every peer (and every peer on it), once, and
- * up again once after the heal. Live blocks on their storage nodes: reported; required only with
- * CHAOS_REQUIRE_BLOCKS=1 until the missing-blocks-after-restart item of docs/design/chaos.md is
- * fixed (then flip REQUIRE_BLOCKS).
+ * up again once after the heal, and every live block on its storage nodes within the wait.
  */
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -28,8 +26,6 @@ const JITTER_MS = 100
 /** Scheduling on a loaded 2-core machine: what a request may take beyond its own bound. */
 const MARGIN_MS = 3_000
 const SECONDS = chaosSeconds(40)
-/** Tighten once live blocks converge after a restart (docs/design/chaos.md, open item). */
-const REQUIRE_BLOCKS = process.env.CHAOS_REQUIRE_BLOCKS === '1'
 /**
  * Tighten once the z2-cut availability item of docs/design/chaos.md is explained: on a machine
  * at load 28–33, 1 of 7 requests through z1 + z3 succeeded (quorum 2 not reached: 1 ok, 2 failed).
@@ -203,9 +199,7 @@ describe('chaos: 5 nodes in zones 2 + 2 + 1, RF 3, every link through a faulty p
       report.convergence.answersMs >= 0 && report.convergence.tablesMs >= 0,
       `every node answers alike and the holders of each partition store the same entries after the heal: ${report.convergence.timeline.join('\n')}`,
     )
-    if (REQUIRE_BLOCKS)
-      assert.ok(report.convergence.blocksMs >= 0, `live blocks on their storage nodes: ${report.convergence.timeline.join('\n')}`)
-    else if (report.convergence.blocksMs < 0) t.diagnostic('OPEN: live blocks still missing on some node at the end of the wait')
+    assert.ok(report.convergence.blocksMs >= 0, `live blocks on their storage nodes: ${report.convergence.timeline.join('\n')}`)
 
     // Membership: Garage's ping rule (down after 4 failed pings in a row), from the nodes' logs.
     assert.ok(fig.length >= 1 && (fig[0]?.flaps ?? 0) >= 2, `the flapping window ran: ${JSON.stringify(fig)}`)
