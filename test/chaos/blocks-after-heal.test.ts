@@ -21,8 +21,12 @@ import { putBlockHashes } from '../helpers/workload.ts'
 import { diffReplicaTables } from './replicas.ts'
 
 const BLOCK = 64 * 1024
-/** How long the restarted node may take to fetch what it lacks (18-52 s measured at load 10-33). */
-const BLOCKS_WITHIN_MS = 120_000
+/**
+ * How long the restarted node may take to fetch what it lacks: 18-52 s measured at load 10-33
+ * before partitions were synced 8 at a time and fetches stopped pausing (the bound was 120 s);
+ * 14.8 s after (load 25), tables equal at 7.9 s (docs/design/chaos.md).
+ */
+const BLOCKS_WITHIN_MS = 60_000
 
 describe('blocks on a node cut off, then killed while a peer is frozen', { timeout: 300_000 }, () => {
   let mesh: LinkMesh
