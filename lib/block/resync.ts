@@ -103,6 +103,8 @@ export class BlockResync {
    * persisted truth, and a block not found here is still checked in due order.
    */
   readonly #urgent = new Map<string, number>()
+  /** Whether the queue kept from before the start was scanned for referenced blocks. */
+  #scannedAtStart = false
   #settings: ResyncConfig
 
   constructor(o: BlockResyncOptions) {
@@ -187,6 +189,24 @@ export class BlockResync {
   /** Queues a check of `hash` at `at` (its own transaction); `urgent` as {@link schedule}. */
   put(hash: Hash, at: number, urgent = false): void {
     this.#db.transaction((tx) => this.schedule(tx, hash, at, urgent))
+  }
+
+  /**
+   * Once, at the first step: the urgency is not persisted, so the referenced blocks among the
+   * first {@link MAX_URGENT} entries of the queue kept from before a restart (a reference
+   * synced just before a SIGKILL) are marked urgent again, in due order. One bounded read of
+   * the queue and the counts; a referenced block already here costs a local check only.
+   */
+  #scanReferenced(target: ResyncTarget): void {
+    this.#scannedAtStart = true
+    const isReferenced = target.isReferenced
+    if (isReferenced === undefined) return
+    for (const [k] of this.queue.range({ limit: MAX_URGENT })) {
+      if (this.#urgent.size >= MAX_URGENT) break
+      const hash = Uint8Array.from(k.subarray(8))
+      const hex = toHex(hash)
+      if (!this.#urgent.has(hex) && isReferenced.call(target, hash)) this.#urgent.set(hex, readU64(k))
+    }
   }
 
   /** The first due urgent block not being processed, with its queue entry. */
@@ -287,6 +307,7 @@ export class BlockResync {
    */
   async step(target: ResyncTarget): Promise<'did' | 'fetched' | { idleUntil: number }> {
     const now = Date.now()
+    if (!this.#scannedAtStart) this.#scanReferenced(target)
     let picked = this.#pickUrgent(now)
     let anyDue = picked !== undefined
     // A backlog (a node back from a crash or a long partition) holds both blocks to fetch and
