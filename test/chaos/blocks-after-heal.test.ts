@@ -24,7 +24,7 @@ const BLOCK = 64 * 1024
 /**
  * How long the restarted node may take to fetch what it lacks: 18-52 s measured at load 10-33
  * before partitions were synced 8 at a time and fetches stopped pausing (the bound was 120 s);
- * 14.8 s after (load 25), tables equal at 7.9 s (docs/design/chaos.md).
+ * 10.6-29.0 s after (load 22-42), tables equal at 7.9-24.1 s (docs/design/chaos.md).
  */
 const BLOCKS_WITHIN_MS = 60_000
 
