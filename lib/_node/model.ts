@@ -55,8 +55,17 @@ export async function buildModel(o: BuildModelOptions): Promise<Garage> {
   if (garage.objectCounter.initialize(objectData.store, (raw) => objectData.schema.codec.decode(raw))) {
     log.debug('computed the bucket object counters from the stored objects')
   }
-  const aborted = await garage.uploads.abortLeftovers(garage.objectTable, garage.versionTable, garage.mpuTable)
-  if (aborted > 0) log.warn(`aborted ${aborted} upload(s) interrupted by the previous stop`)
+  // Undone here when the quorum answers; if it does not (a node restarting while cut off from
+  // its peers), the node starts anyway and the worker `upload-leftovers` retries: a leftover's
+  // version is listed by no object row meanwhile, so nothing of it is visible.
+  try {
+    const aborted = await garage.uploads.abortLeftovers(garage.objectTable, garage.versionTable, garage.mpuTable)
+    if (aborted > 0) log.warn(`aborted ${aborted} upload(s) interrupted by the previous stop`)
+  } catch (err) {
+    log.warn(
+      `${garage.uploads.leftovers()} upload(s) interrupted by the previous stop not undone yet (${(err as Error).message}): retried in the background`,
+    )
+  }
   return garage
 }
 

@@ -10,6 +10,7 @@ import { concatBytes, type Uuid } from '../util/data.ts'
 import type { LayoutHelper } from '../rpc/layout/helper.ts'
 import type { BlockPaths } from '../block/layout.ts'
 import { BlockManager, type BlockSettings } from '../block/manager.ts'
+import { OneShotWorker } from '../block/resync.ts'
 import type { BackgroundRunner } from '../util/background/worker.ts'
 import type { Logger } from '../util/logger.ts'
 import { nextTimestamp, nowMsec } from '../util/time.ts'
@@ -348,6 +349,15 @@ export class Garage {
     for (const a of this.#antiEntropy) for (const w of a.workers()) runner.spawn(w)
     for (const w of this.blockManager.workers()) runner.spawn(w)
     runner.spawn(this.lifecycle)
+    // Uploads a previous stop interrupted that the start could not undo (no quorum then).
+    if (this.uploads.leftovers() > 0) {
+      runner.spawn(
+        new OneShotWorker('upload-leftovers', async () => {
+          const n = await this.uploads.abortLeftovers(this.objectTable, this.versionTable, this.mpuTable)
+          this.#log.info(`aborted ${n} upload(s) interrupted by the previous stop`)
+        }),
+      )
+    }
     const lifecycle = this.lifecycle
     runner.defineVariable('lifecycle-last-completed', {
       get: () => lifecycle.lastCompleted,
