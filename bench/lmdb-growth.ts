@@ -11,12 +11,11 @@ import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { open } from 'lmdb'
 import { openLmdb } from '../lib/db/lmdb.ts'
-import { Garage } from '../lib/model/garage.ts'
 import { MerkleUpdater } from '../lib/table/merkle.ts'
 import { LocalReplication } from '../lib/table/replication.ts'
 import { genUuid } from '../lib/util/data.ts'
 import { silentLogger } from '../lib/util/logger.ts'
-import { inlineObjectRow } from './model-loader.ts'
+import { inlineObjectRow, loaderGarage } from './model-loader.ts'
 
 const N = Number(process.env.GROWTH_OBJECTS ?? 300_000)
 const BATCH = Number(process.env.GROWTH_BATCH ?? 10_000)
@@ -60,19 +59,7 @@ try {
     const rc = db.openTree('block_local_rc')
     db.transaction((tx) => tx.insert(rc, new Uint8Array(32).fill(1), new Uint8Array([1])))
   }
-  const local = new LocalReplication('loader')
-  const g = new Garage({
-    db,
-    self: 'loader',
-    dataDir: join(dir, 'data'),
-    dataFsync: false,
-    blockSize: 1024 * 1024,
-    blockGcDelayMsec: 600_000,
-    allowPunycode: false,
-    sharded: local,
-    fullCopy: local,
-    log: silentLogger,
-  })
+  const g = loaderGarage(db, dir)
   const main = genUuid()
   const buckets = Array.from({ length: 1000 }, () => genUuid())
   const ts = Date.now()

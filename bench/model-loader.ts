@@ -11,12 +11,13 @@
  */
 import { createHash } from 'node:crypto'
 import { join } from 'node:path'
+import type { Db } from '../lib/db/db.ts'
 import { openLmdb } from '../lib/db/lmdb.ts'
 import { Garage } from '../lib/model/garage.ts'
 import type { ObjectEntry } from '../lib/model/s3/object-table.ts'
 import { partitionOf } from '../lib/rpc/layout/version.ts'
 import { MerkleUpdater } from '../lib/table/merkle.ts'
-import { LocalReplication } from '../lib/table/replication.ts'
+import { LocalReplication, type TableReplication } from '../lib/table/replication.ts'
 import { silentLogger } from '../lib/util/logger.ts'
 
 /** Partitions of a clustered node (256 ring partitions for sharded tables), on one node. */
@@ -26,24 +27,32 @@ class LoaderReplication extends LocalReplication {
   }
 }
 
+/**
+ * The model of one loading node on `db` (`dir`/data for blocks): every table's rows on this node
+ * (`sharded` places them; default one partition), no background work, no logs.
+ */
+export function loaderGarage(db: Db, dir: string, sharded: TableReplication = new LocalReplication('loader')): Garage {
+  return new Garage({
+    db,
+    self: 'loader',
+    dataDir: join(dir, 'data'),
+    dataFsync: false,
+    blockSize: 1024 * 1024,
+    blockGcDelayMsec: 600_000,
+    allowPunycode: false,
+    sharded,
+    fullCopy: new LocalReplication('loader'),
+    log: silentLogger,
+  })
+}
+
 /** Opens the model of each node directory (`<dir>/meta`, `<dir>/data`), runs `fn`, closes them. */
 export async function withModels<T>(dirs: readonly string[], fn: (gs: Garage[]) => Promise<T> | T): Promise<T> {
   const dbs = await Promise.all(dirs.map((dir) => openLmdb(join(dir, 'meta'), { fsync: false })))
   try {
     const gs = dbs.map((db, i) => {
       const dir = dirs[i] as string
-      return new Garage({
-        db,
-        self: 'loader',
-        dataDir: join(dir, 'data'),
-        dataFsync: false,
-        blockSize: 1024 * 1024,
-        blockGcDelayMsec: 600_000,
-        allowPunycode: false,
-        sharded: new LoaderReplication('loader'),
-        fullCopy: new LocalReplication('loader'),
-        log: silentLogger,
-      })
+      return loaderGarage(db, dir, new LoaderReplication('loader'))
     })
     return await fn(gs)
   } finally {

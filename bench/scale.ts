@@ -27,7 +27,7 @@ import { Agent } from 'node:http'
 import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import { openLmdb } from '../lib/db/lmdb.ts'
-import { Garage } from '../lib/model/garage.ts'
+import type { Garage } from '../lib/model/garage.ts'
 import type { ObjectEntry } from '../lib/model/s3/object-table.ts'
 import { MerkleUpdater } from '../lib/table/merkle.ts'
 import { TableGc } from '../lib/table/gc.ts'
@@ -43,6 +43,7 @@ import {
   sendSigned,
   startServerProcess,
 } from '../test/helpers/server-process.ts'
+import { loaderGarage } from './model-loader.ts'
 
 const STEPS = (process.env.SCALE_STEPS ?? '100000').split(',').map(Number)
 const GC_COUNT = Number(process.env.SCALE_GC ?? 100_000)
@@ -84,19 +85,7 @@ interface State {
 async function withModel<T>(dir: string, fn: (g: Garage) => Promise<T> | T): Promise<T> {
   const db = await openLmdb(join(dir, 'meta'), { fsync: false })
   try {
-    const local = new LocalReplication('loader')
-    const g = new Garage({
-      db,
-      self: 'loader',
-      dataDir: join(dir, 'data'),
-      dataFsync: false,
-      blockSize: 1024 * 1024,
-      blockGcDelayMsec: 600_000,
-      allowPunycode: false,
-      sharded: local,
-      fullCopy: local,
-      log: silentLogger,
-    })
+    const g = loaderGarage(db, dir)
     return await fn(g)
   } finally {
     await db.close()
