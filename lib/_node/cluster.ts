@@ -117,6 +117,7 @@ function placement(
     consistencyMode: c.consistencyMode,
     replicationFactor: c.replicationFactor,
     pingOf: (id) => netApp.peers().find((p) => p.id === id)?.avgPingMs,
+    pingStateOf: (id) => netApp.peers().find((p) => p.id === id),
     isUp: (id) => system.upPeers().includes(id),
     log: log.withTag('layout'),
   })

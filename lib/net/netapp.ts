@@ -263,6 +263,7 @@ export class NetApp implements AsyncDisposable {
   async ping(nodeId: string, options: { signal?: AbortSignal } = {}): Promise<number> {
     const peer = this.#peers.getOrCreate(nodeId.toLowerCase())
     const t0 = performance.now()
+    peer.pingStarted()
     try {
       const res = await this.call(
         nodeId,

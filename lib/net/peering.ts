@@ -27,6 +27,8 @@ export interface PeerInfo {
   avgPingMs: number | undefined
   /** Pings failed since the last successful one. */
   failedPings: number
+  /** How long the ping in flight has gone unanswered, in ms (undefined: none in flight). */
+  pingPendingMs: number | undefined
   /** Handshakes we completed with it (a restart of the peer shows as one more). */
   handshakes: number
 }
@@ -47,6 +49,8 @@ export class Peer {
   #lastSeen: number | undefined
   readonly #pings: number[] = []
   #failedPings = 0
+  /** performance.now() at the start of the ping in flight. */
+  #pingSince: number | undefined
   #handshakes = 0
 
   constructor(id: string) {
@@ -117,13 +121,20 @@ export class Peer {
     if (this.#session === session) this.#session = undefined
   }
 
+  /** A ping was sent now (its answer or failure ends it). */
+  pingStarted(): void {
+    this.#pingSince = performance.now()
+  }
+
   pingSucceeded(rttMs: number): void {
+    this.#pingSince = undefined
     this.#failedPings = 0
     this.#pings.push(rttMs)
     if (this.#pings.length > PING_SAMPLES) this.#pings.shift()
   }
 
   pingFailed(): void {
+    this.#pingSince = undefined
     this.#failedPings++
   }
 
@@ -136,6 +147,7 @@ export class Peer {
       lastSeen: this.#lastSeen,
       avgPingMs: pings.length === 0 ? undefined : pings.reduce((a, b) => a + b, 0) / pings.length,
       failedPings: this.#failedPings,
+      pingPendingMs: this.#pingSince === undefined ? undefined : performance.now() - this.#pingSince,
       handshakes: this.#handshakes,
     }
   }

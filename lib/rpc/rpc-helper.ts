@@ -1,8 +1,8 @@
 /**
  * Quorum calls (port of garage_rpc::rpc_helper): reads ask the closest nodes first and only as
- * many as the quorum needs, starting another for each failure or, once a call is slower than its
- * hedge delay, alongside it; writes go to every node of every
- * write set at once and succeed when each set has its quorum, failing as soon as one set no
+ * many as the quorum needs, starting another for each failure (a call past its own deadline is
+ * one) or, once a call is slower than its hedge delay, alongside it; writes go to every node of
+ * every write set at once and succeed when each set has its quorum, failing as soon as one set no
  * longer can. Calls still running when the answer is known finish in the background.
  * @internal
  */
@@ -14,7 +14,11 @@ export type NodeCall<T> = (node: string, signal: AbortSignal) => Promise<T>
 
 /** @internal */
 export interface QuorumOptions {
-  /** Give up (QuorumError) if the quorum is not reached within this many ms. */
+  /**
+   * Reads (`tryCallMany`): the deadline of each call, after which it counts as failed and the
+   * next node is asked. Writes (`tryWriteManySets`, whose calls all start at once): give up
+   * (QuorumError) if the quorum is not reached within this many ms. Default: the helper's.
+   */
   timeoutMs?: number
   signal?: AbortSignal
   /**
@@ -46,7 +50,13 @@ export class RpcHelper {
    * Calls `nodes` in the given order (closest first), `quorum` at a time, starting the next one
    * for each failure (and, with `hedgeAfterMs`, for each call that is too slow), until `quorum`
    * answered. Resolves with those answers.
-   * @throws QuorumError when too many fail or the deadline passes.
+   *
+   * Each call has its own deadline (`timeoutMs`, Garage's per-call `rs_timeout`): a call still
+   * unanswered then is aborted and counts as a failure, so the next node is asked. There is no
+   * deadline over the whole operation (Garage's `try_call_many` has none either): with quorum 1
+   * over a first node behind a black hole, the second node is asked after one timeout, instead
+   * of the operation failing at that same moment.
+   * @throws QuorumError once too many calls failed or timed out for the quorum to be reached.
    */
   tryCallMany<T>(
     nodes: readonly string[],
@@ -55,7 +65,8 @@ export class RpcHelper {
     options: QuorumOptions = {},
   ): Promise<Array<{ node: string; value: T }>> {
     const need = Math.min(quorum, nodes.length)
-    return this.#run(need, nodes.length, options, (ctx) => {
+    const callTimeoutMs = options.timeoutMs ?? this.timeoutMs
+    return this.#run(need, nodes.length, { ...options, timeoutMs: Number.POSITIVE_INFINITY }, (ctx) => {
       const answers: Array<{ node: string; value: T }> = []
       const errors: unknown[] = []
       let next = 0
@@ -67,39 +78,56 @@ export class RpcHelper {
           const node = nodes[next++] as string
           running++
           let isSlow = false
+          let settled = false
           const hedge = options.hedgeAfterMs?.(node)
-          const timer =
-            hedge === undefined
+          const hedgeTimer =
+            hedge === undefined || hedge >= callTimeoutMs
               ? undefined
               : setTimeout(() => {
-                  if (ctx.done) return
+                  if (ctx.done || settled) return
                   isSlow = true
                   slow++
                   this.#log.debug(`no answer from ${node.slice(0, 16)} after ${hedge} ms: asking the next node too`)
                   launch()
                 }, hedge)
-          const settle = (): void => {
+          // The call's own signal: aborted at its deadline, or when the whole operation fails.
+          const abort = new AbortController()
+          const onDone = (): void => abort.abort(ctx.signal.reason)
+          ctx.signal.addEventListener('abort', onDone, { once: true })
+          const deadline =
+            callTimeoutMs <= MAX_TIMER_MS
+              ? setTimeout(() => {
+                  const err = new TimeoutError(`call to ${node.slice(0, 16)} timed out after ${callTimeoutMs} ms`)
+                  abort.abort(err)
+                  failed(err)
+                }, callTimeoutMs)
+              : undefined
+          const settle = (): boolean => {
+            if (settled) return false
+            settled = true
             running--
-            if (timer !== undefined) clearTimeout(timer)
+            if (hedgeTimer !== undefined) clearTimeout(hedgeTimer)
+            if (deadline !== undefined) clearTimeout(deadline)
+            ctx.signal.removeEventListener('abort', onDone)
             if (isSlow) slow--
+            return true
           }
-          invoke(call, node, ctx.signal).then(
+          const failed = (err: unknown): void => {
+            if (!settle() || ctx.done) return
+            errors.push(err)
+            this.#log.debug(`call to ${node.slice(0, 16)} failed: ${(err as Error).message}`)
+            if (answers.length + running + (nodes.length - next) < need) {
+              ctx.reject(new QuorumError(need, answers.length, errors))
+            } else launch()
+          }
+          invoke(call, node, abort.signal).then(
             (value) => {
-              settle()
-              if (ctx.done) return
+              if (!settle() || ctx.done) return
               answers.push({ node, value })
               if (answers.length >= need) ctx.resolve(answers)
               else launch()
             },
-            (err: unknown) => {
-              settle()
-              if (ctx.done) return
-              errors.push(err)
-              this.#log.debug(`call to ${node.slice(0, 16)} failed: ${(err as Error).message}`)
-              if (answers.length + running + (nodes.length - next) < need) {
-                ctx.reject(new QuorumError(need, answers.length, errors))
-              } else launch()
-            },
+            (err: unknown) => failed(err),
           )
         }
       }

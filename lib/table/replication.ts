@@ -47,6 +47,8 @@ export interface TableReplication {
   lockWrites?(): () => void
   /** How long a read waits for `node` before asking the next node too (LayoutHelper.hedgeDelayOf). */
   hedgeDelayOf?(node: NodeId): number | undefined
+  /** `nodes` in their order, peers down or not answering pings last (LayoutHelper.responsiveFirst). */
+  responsiveFirst?(nodes: readonly NodeId[]): NodeId[]
 }
 
 /** Every entry lives on this node only. */
@@ -103,6 +105,9 @@ export class ShardedReplication implements TableReplication {
   }
   hedgeDelayOf(node: NodeId): number | undefined {
     return this.#layout.hedgeDelayOf(node)
+  }
+  responsiveFirst(nodes: readonly NodeId[]): NodeId[] {
+    return this.#layout.responsiveFirst(nodes)
   }
   readNodes(hash: Hash): NodeId[] {
     return this.#layout.orderByCloseness(this.#layout.readNodesOf(hash))

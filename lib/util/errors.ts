@@ -43,9 +43,16 @@ export const isGarageError = (v: unknown): v is GarageError =>
 export class QuorumError extends GarageError {
   override name = 'QuorumError'
   constructor(quorum: number, ok: number, failures: readonly unknown[]) {
-    super('GARAGE_ERR_QUORUM', `quorum ${quorum} not reached: ${ok} ok, ${failures.length} failed`, {
-      cause: new AggregateError(failures),
-    })
+    // The failures named in the message too (as Garage's Error::Quorum lists them): an access
+    // log line or a 503 body says which call failed and how, not only how many.
+    const why = failures.map((e) => (e instanceof Error ? e.message : String(e)))
+    super(
+      'GARAGE_ERR_QUORUM',
+      `quorum ${quorum} not reached: ${ok} ok, ${failures.length} failed${why.length === 0 ? '' : ` (${why.join('; ')})`}`,
+      {
+        cause: new AggregateError(failures),
+      },
+    )
   }
 }
 

@@ -165,7 +165,10 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   /** With CHAOS_LOG_DIR, a live trace of the run in `progress.log` (to see where a slow run is). */
   const progress = (line: string): void => {
     if (logDir !== undefined && logDir !== '')
-      appendFileSync(join(logDir, 'progress.log'), `${((Date.now() - started) / 1000).toFixed(1)} s: ${line}\n`)
+      appendFileSync(
+        join(logDir, 'progress.log'),
+        `${new Date().toISOString()} ${((Date.now() - started) / 1000).toFixed(1)} s: ${line}\n`,
+      )
   }
   if (logDir !== undefined && logDir !== '') await mkdir(logDir, { recursive: true })
   const mesh = await startLinkMesh(o.slots ?? o.cluster.nodes)
@@ -183,6 +186,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         `rpc_timeout_msec = ${o.rpcTimeoutMs}`,
         `block_size = ${o.blockSize}`,
         `consistency_mode = "${mode}"`,
+        // CHAOS_LOG_LEVEL=debug: every node logs each failed call and ping (with CHAOS_LOG_DIR).
+        // JSON lines carry their time, to line them up with progress.log.
+        ...(process.env.CHAOS_LOG_LEVEL ? [`log_level = "${process.env.CHAOS_LOG_LEVEL}"`, 'log_format = "json"'] : []),
         ...(o.cluster.configLines ?? []),
       ],
       nodeOptions: (i) => {

@@ -120,7 +120,10 @@ export class K2vRpcHandler {
       checkSortKey('k2v_index_counter_v2', utf8(it.partitionKey))
     }
     for (const it of items) {
-      const nodes = this.#storageNodes(bucketId, it.partitionKey)
+      // Sorted, so one node orders a partition's writes while it answers; a peer down or not
+      // answering its pings goes last (else every insert would wait for its RPC timeout first).
+      const sorted = this.#storageNodes(bucketId, it.partitionKey)
+      const nodes = this.#o.replication.responsiveFirst?.(sorted) ?? sorted
       const k = nodes.join(',')
       const g = groups.get(k) ?? { nodes, items: [] }
       g.items.push({

@@ -65,6 +65,12 @@ export interface LayoutHelperOptions {
   pingOf?: (nodeId: string) => number | undefined
   /** Whether membership sees a peer up; peers that are down are tried last. */
   isUp?: (nodeId: string) => boolean
+  /**
+   * The transport's ping state of a peer: pings failed since the last good one, and how long
+   * the ping in flight has gone unanswered (ms). A peer whose last ping failed, or whose ping
+   * is overdue (past its hedge delay), is *unresponsive*: tried after the responsive ones.
+   */
+  pingStateOf?: (nodeId: string) => { failedPings: number; pingPendingMs: number | undefined } | undefined
   log: Logger
 }
 
@@ -212,20 +218,50 @@ export class LayoutHelper {
 
   /**
    * Orders nodes as reads try them (Garage's `request_order`): this node, then nodes of our
-   * zone, then the others, then peers that are down; by lowest average ping within each group.
+   * zone, then the others, by lowest average ping within each group; then peers that are
+   * {@link isUnresponsive} (by ping), then peers that are down. Garage has no unresponsive
+   * group: a peer behind a black hole keeps its last average ping, so it stays first in its
+   * group until 4 pings in a row have timed out (40 s with the default ping timeout).
    */
   orderByCloseness(nodes: readonly string[]): string[] {
     const myZone = this.zoneOf(this.self)
     const rank = (n: string): [number, number] => {
       if (n === this.self) return [0, 0]
-      if (this.#o.isUp !== undefined && !this.#o.isUp(n)) return [3, 0]
+      if (this.#o.isUp !== undefined && !this.#o.isUp(n)) return [4, 0]
+      const ping = this.#o.pingOf?.(n) ?? Number.MAX_SAFE_INTEGER
+      if (this.isUnresponsive(n)) return [3, ping]
       const sameZone = myZone !== undefined && this.zoneOf(n) === myZone
-      return [sameZone ? 1 : 2, this.#o.pingOf?.(n) ?? Number.MAX_SAFE_INTEGER]
+      return [sameZone ? 1 : 2, ping]
     }
     return [...nodes]
       .map((n) => ({ n, r: rank(n) }))
       .sort((a, b) => a.r[0] - b.r[0] || a.r[1] - b.r[1] || (a.n < b.n ? -1 : a.n > b.n ? 1 : 0))
       .map((x) => x.n)
+  }
+
+  /**
+   * `nodes` in their given order, except that peers {@link isUnresponsive} go after the
+   * others, and peers that are down after those (each group in its given order). For calls that keep a fixed order on purpose (K2V
+   * inserts: one storage node orders a partition's writes while it answers).
+   */
+  responsiveFirst(nodes: readonly string[]): string[] {
+    const group = (n: string): number =>
+      n === this.self ? 0 : this.#o.isUp !== undefined && !this.#o.isUp(n) ? 2 : this.isUnresponsive(n) ? 1 : 0
+    const groups = nodes.map(group)
+    return [0, 1, 2].flatMap((g) => nodes.filter((_, i) => groups[i] === g))
+  }
+
+  /**
+   * The peer's last ping failed, or its ping in flight is older than the peer's hedge delay:
+   * membership does not call it down yet (that takes 4 failed pings in a row), but a call to it
+   * now would likely wait for its deadline. Never this node.
+   */
+  isUnresponsive(nodeId: string): boolean {
+    if (nodeId === this.self) return false
+    const st = this.#o.pingStateOf?.(nodeId)
+    if (st === undefined) return false
+    if (st.failedPings > 0) return true
+    return st.pingPendingMs !== undefined && st.pingPendingMs > (this.hedgeDelayOf(nodeId) ?? Number.POSITIVE_INFINITY)
   }
 
   /**

@@ -232,3 +232,37 @@ test('hedge delay of a read: 4 average pings, at least 500 ms, 1 s before any pi
   assert.equal(helper.hedgeDelayOf('c'), HEDGE_MIN_MS, 'the floor applies to close peers')
   assert.equal(helper.hedgeDelayOf('d'), HEDGE_UNKNOWN_MS, 'a peer never pinged')
 })
+
+test('a peer whose last ping failed or whose ping is overdue is tried after the responsive ones, before those down', async (t) => {
+  const m = manager(await tempDir(t), 3)
+  const pings: Record<string, number | undefined> = { b: 100, c: 200, d: 50, e: 10 }
+  const state: Record<string, { failedPings: number; pingPendingMs: number | undefined }> = {
+    b: { failedPings: 0, pingPendingMs: undefined },
+    c: { failedPings: 0, pingPendingMs: 100 },
+    d: { failedPings: 0, pingPendingMs: undefined },
+    e: { failedPings: 0, pingPendingMs: undefined },
+  }
+  const helper = new LayoutHelper({
+    source: m,
+    self: A,
+    consistencyMode: 'consistent',
+    replicationFactor: 3,
+    pingOf: (id) => pings[id],
+    pingStateOf: (id) => state[id],
+    isUp: (id) => id !== 'e',
+    log: silentLogger,
+  })
+  assert.deepEqual(helper.orderByCloseness(['e', 'c', 'b', 'd', A]), [A, 'd', 'b', 'c', 'e'], 'by ping; down last')
+  assert.deepEqual(helper.responsiveFirst(['e', 'c', 'b', 'd', A]), ['c', 'b', 'd', A, 'e'], 'given order; down last')
+  // d's ping has been unanswered past its hedge delay (500 ms floor), b's last ping failed.
+  state.d = { failedPings: 0, pingPendingMs: HEDGE_MIN_MS + 1 }
+  state.b = { failedPings: 1, pingPendingMs: undefined }
+  assert.equal(helper.isUnresponsive('d'), true)
+  assert.equal(helper.isUnresponsive('b'), true)
+  assert.equal(helper.isUnresponsive('c'), false, 'a ping in flight within its hedge delay is normal')
+  assert.equal(helper.isUnresponsive(A), false, 'never this node')
+  assert.deepEqual(helper.orderByCloseness(['e', 'c', 'b', 'd', A]), [A, 'c', 'd', 'b', 'e'], 'unresponsive after responsive')
+  assert.deepEqual(helper.responsiveFirst(['e', 'c', 'b', 'd', A]), ['c', A, 'b', 'd', 'e'])
+  state.b = { failedPings: 0, pingPendingMs: undefined }
+  assert.equal(helper.isUnresponsive('b'), false, 'a good ping clears it')
+})
