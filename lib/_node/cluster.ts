@@ -116,8 +116,8 @@ function placement(
     self: nodeKey.id,
     consistencyMode: c.consistencyMode,
     replicationFactor: c.replicationFactor,
-    pingOf: (id) => netApp.peers().find((p) => p.id === id)?.avgPingMs,
-    pingStateOf: (id) => netApp.peers().find((p) => p.id === id),
+    pingOf: (id) => netApp.peer(id)?.avgPingMs,
+    pingStateOf: (id) => netApp.peer(id),
     isUp: (id) => system.upPeers().includes(id),
     log: log.withTag('layout'),
   })

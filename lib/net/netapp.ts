@@ -286,6 +286,11 @@ export class NetApp implements AsyncDisposable {
     return this.#peers.info()
   }
 
+  /** What we know of one peer (undefined: never heard of). */
+  peer(nodeId: string): PeerInfo | undefined {
+    return this.#peers.get(nodeId.toLowerCase())?.info()
+  }
+
   /** Stops the server, aborts running handlers and in-flight calls, and closes every pool. Idempotent. */
   close(): Promise<void> {
     this.#closed ??= (async () => {

@@ -15,7 +15,7 @@ import { readFile, rename, statfs, writeFile } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { defineEndpoint, type RpcEndpoint } from '../net/endpoint.ts'
-import { HandshakeError } from '../net/errors.ts'
+import { HandshakeError, NetError } from '../net/errors.ts'
 import { type NetApp, parsePeerAddr } from '../net/netapp.ts'
 import type { NodeKey } from '../net/node-key.ts'
 import type { TcpAddr } from '../util/config.ts'
@@ -28,6 +28,8 @@ import { nodesOfPartition } from './layout/version.ts'
 /** A peer is down after this many failed pings in a row (Garage's peering.rs). @internal */
 export const FAILED_PINGS_DOWN = 4
 const PEER_LIST_FILE = 'peer_list'
+/** A ping failing with a connection error within this many ms is sent again once (#pingOnce). */
+const STALE_SOCKET_MS = 1_000
 const MAX_RETRIES_NEVER_SEEN = 10
 
 /** Disk space of a partition, in bytes. @internal */
@@ -315,7 +317,7 @@ export class System {
       return
     }
     try {
-      await this.#net.ping(p.id, { signal: this.#stop.signal })
+      await this.#pingOnce(p)
       p.failedPings = 0
       p.lastSeen = Date.now()
     } catch (err) {
@@ -331,6 +333,26 @@ export class System {
       return
     }
     if (Date.now() - p.lastExchange >= this.#timing.statusIntervalMs) await this.#exchange(p)
+  }
+
+  /**
+   * One ping, counted as one. A ping that fails at once with a connection error (a pooled
+   * socket the peer or the network closed while idle: "other side closed", ECONNRESET) is sent
+   * again at once on a fresh connection, and only the second outcome counts: a socket that
+   * died during a 1 s outage would otherwise fail one more ping after the outage ended, the
+   * 4th of a 1 s flap with pings 500 ms apart (docs/design/chaos.md). A refusal or a timeout
+   * fails the second try too, so a peer that is really gone is not detected any later.
+   */
+  async #pingOnce(p: Peer): Promise<void> {
+    const t0 = Date.now()
+    try {
+      await this.#net.ping(p.id, { signal: this.#stop.signal })
+    } catch (err) {
+      if (this.#stop.signal.aborted || !(err instanceof NetError) || err.reason !== 'connection') throw err
+      if (Date.now() - t0 > STALE_SOCKET_MS) throw err
+      this.#log.debug(`ping to node ${shortId(p.id)} failed at once (${errorMessage(err)}): sent again on a new connection`)
+      await this.#net.ping(p.id, { signal: this.#stop.signal })
+    }
   }
 
   /** Handshakes (if needed) and pings; on success the peer is up and statuses are exchanged. */

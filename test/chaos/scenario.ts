@@ -179,6 +179,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     quorums: { read: readQuorumOf(rf, mode), write: writeQuorumOf(rf, mode), replicas: rf },
   }
   let cluster: ReplicatedCluster | undefined
+  let stopTimedLogs = (): void => {}
   try {
     cluster = await startReplicatedCluster({
       ...o.cluster,
@@ -187,8 +188,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         `block_size = ${o.blockSize}`,
         `consistency_mode = "${mode}"`,
         // CHAOS_LOG_LEVEL=debug: every node logs each failed call and ping (with CHAOS_LOG_DIR).
-        // JSON lines carry their time, to line them up with progress.log.
-        ...(process.env.CHAOS_LOG_LEVEL ? [`log_level = "${process.env.CHAOS_LOG_LEVEL}"`, 'log_format = "json"'] : []),
+        ...(process.env.CHAOS_LOG_LEVEL ? [`log_level = "${process.env.CHAOS_LOG_LEVEL}"`] : []),
         ...(o.cluster.configLines ?? []),
       ],
       nodeOptions: (i) => {
@@ -200,6 +200,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     })
     const c = cluster
     progress('cluster up')
+    if (logDir !== undefined && logDir !== '') stopTimedLogs = timedLogs(c, logDir)
     // Every peer of every node must be reached through its link (the route hook works).
     await checkRouted(c, mesh)
     mesh.setRtt(o.rttMs, o.jitterMs)
@@ -319,6 +320,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       },
     }
   } finally {
+    stopTimedLogs()
     if (logDir !== undefined && logDir !== '' && cluster !== undefined) {
       for (const [i, n] of cluster.nodes.entries()) {
         // A killed node's earlier processes first: their log would die with them otherwise.
@@ -328,6 +330,37 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     }
     await cluster?.stop()
     await mesh.close()
+  }
+}
+
+/**
+ * With CHAOS_LOG_DIR: each node's new output every 500 ms, its lines prefixed with the time
+ * (`node-<i>.timed.log`), to line the nodes' logs up with progress.log (the text log has no
+ * time). Returns the stop function.
+ */
+function timedLogs(c: ReplicatedCluster, dir: string): () => void {
+  const seen = new Map<number, { proc: unknown; length: number; partial: string }>()
+  const poll = (): void => {
+    const now = new Date().toISOString()
+    for (const [i, n] of c.nodes.entries()) {
+      let st = seen.get(i)
+      if (st === undefined || st.proc !== n.proc) {
+        st = { proc: n.proc, length: 0, partial: '' }
+        seen.set(i, st)
+      }
+      const out = n.proc.output()
+      const text = st.partial + out.slice(st.length)
+      st.length = out.length
+      const lines = text.split('\n')
+      st.partial = lines.pop() ?? ''
+      const kept = lines.filter((l) => l.trim() !== '')
+      if (kept.length > 0) appendFileSync(join(dir, `node-${i}.timed.log`), kept.map((l) => `${now} ${l}\n`).join(''))
+    }
+  }
+  const timer = setInterval(poll, 500)
+  return () => {
+    clearInterval(timer)
+    poll()
   }
 }
 

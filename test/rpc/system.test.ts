@@ -8,8 +8,9 @@ import type { NetApp } from '../../lib/net/netapp.ts'
 import type { NodeKey } from '../../lib/net/node-key.ts'
 import { applyStagedChanges, newLayoutHistory, stageRole } from '../../lib/rpc/layout/history.ts'
 import { computeClusterHealth, System, type SystemTiming, writeQuorum } from '../../lib/rpc/system.ts'
-import { silentLogger } from '../../lib/util/logger.ts'
+import { type Logger, silentLogger } from '../../lib/util/logger.ts'
 import { eventually } from '../helpers/eventually.ts'
+import { startTcpProxy } from '../helpers/tcp-proxy.ts'
 import { memoryNodeKey, newSecret, startNode } from '../net/net-fixtures.ts'
 
 const FAST: SystemTiming = { pingIntervalMs: 100, statusIntervalMs: 200, retryMinMs: 100, retryMaxMs: 300 }
@@ -26,7 +27,7 @@ async function member(
   t: TestContext,
   secret: string,
   bootstrap: Member[] = [],
-  o: { key?: NodeKey; dir?: string } = {},
+  o: { key?: NodeKey; dir?: string; log?: Logger } = {},
 ): Promise<Member> {
   const dir = o.dir ?? (await mkdtemp(join(tmpdir(), 'garage-system-')))
   const { net, key, addr } = await startNode(t, secret, { nodeKey: o.key ?? memoryNodeKey() })
@@ -37,7 +38,7 @@ async function member(
     metadataDir: dir,
     bootstrapPeers: bootstrap.map((b) => ({ nodeId: b.key.id, addr: { host: '127.0.0.1', port: Number(b.addr.split(':')[1]) } })),
     replicationFactor: 3,
-    log: silentLogger,
+    log: o.log ?? silentLogger,
     signal: stop.signal,
     statusExtra: () => ({ layoutDigest: `digest-${key.id.slice(0, 4)}` }),
     timing: FAST,
@@ -91,6 +92,53 @@ describe('System', () => {
     const b2 = await member(t, secret, [], { key: b.key, dir: b.dir })
     await eventually('b is back from its peer_list', () => b2.system.upPeers().includes(a.key.id))
     await eventually('a sees b up again', () => a.system.upPeers().includes(b.key.id))
+  })
+
+  test('a ping on a pooled socket that died while idle is sent again on a new one, not counted as failed', async (t) => {
+    // Every connection through the proxy dies when a request arrives on it after it sat idle:
+    // pings find their pooled socket closed ("other side closed" / ECONNRESET at once). Sent
+    // again on a fresh connection, they succeed: no failed ping is counted (before, each such
+    // ping counted, one step towards the 4 that mark a peer down: docs/design/chaos.md, the
+    // 1 s flap that marked a node down).
+    const secret = newSecret()
+    const a = await member(t, secret)
+    const aPort = Number(a.addr.split(':')[1])
+    const proxy = await startTcpProxy({ target: { host: '127.0.0.1', port: aPort } })
+    t.after(() => proxy.close())
+    const debug: string[] = []
+    const log: Logger = { ...silentLogger, debug: (m: unknown) => void debug.push(String(m)) }
+    log.withTag = () => log
+    const b = await member(t, secret, [], { log })
+    await b.system.connect(`${a.key.id}@127.0.0.1:${proxy.port}`)
+    const lastUp = new Map<number, number>()
+    let killed = 0
+    proxy.setTamper((chunk, info) => {
+      if (info.direction !== 'up') return undefined
+      const now = Date.now()
+      const prev = lastUp.get(info.conn)
+      lastUp.set(info.conn, now)
+      if (prev !== undefined && now - prev > 50) {
+        killed++
+        setImmediate(() => proxy.dropConnections())
+        return null
+      }
+      return chunk
+    })
+    const downs: string[] = []
+    const until = Date.now() + 1_500
+    while (Date.now() < until) {
+      if (!b.system.upPeers().includes(a.key.id)) downs.push('down')
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    assert.ok(killed >= 3, `pooled sockets were killed under pings (${killed})`)
+    assert.deepEqual(downs, [], 'a stays up')
+    const retried = debug.filter((m) => m.includes('sent again on a new connection'))
+    assert.ok(retried.length >= 1, `pings were sent again (${retried.length})`)
+    assert.deepEqual(
+      debug.filter((m) => /ping to node .* failed \(\d+ in a row\)/.test(m)),
+      [],
+      'no failed ping counted: each succeeded on its second, fresh connection',
+    )
   })
 
   test('connect() reaches a node given as <id>@host:port and rejects a bad one', async (t) => {
