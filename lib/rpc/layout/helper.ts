@@ -31,6 +31,13 @@ export const HEDGE_PING_FACTOR = 4
 export const HEDGE_MIN_MS = 500
 /** Hedge delay of a peer never pinged yet. @internal */
 export const HEDGE_UNKNOWN_MS = 1_000
+/**
+ * Ceiling of the hedge delay. On a loaded machine the average ping grew to 1–1.5 s, so 4 pings
+ * reached the RPC timeout (5 s in the chaos runs): reads that picked a peer just cut off waited
+ * for its whole deadline, once per step of a GET (object, version, block: 11 s), and that peer
+ * was not seen as unresponsive either (the same delay bounds a ping's age). @internal
+ */
+export const HEDGE_MAX_MS = 2_000
 
 export interface LayoutSource {
   history(): LayoutHistory
@@ -267,13 +274,15 @@ export class LayoutHelper {
   /**
    * How long a read waits for `nodeId` before asking the next node as well (RpcHelper's
    * `hedgeAfterMs`): {@link HEDGE_PING_FACTOR} times its average ping, at least
-   * {@link HEDGE_MIN_MS}; {@link HEDGE_UNKNOWN_MS} before any ping; never for this node.
+   * {@link HEDGE_MIN_MS} and at most {@link HEDGE_MAX_MS}; {@link HEDGE_UNKNOWN_MS} before any
+   * ping; never for this node.
    * Not in Garage, whose reads wait for the RPC timeout on a peer not yet known down.
    */
   hedgeDelayOf(nodeId: string): number | undefined {
     if (nodeId === this.self) return undefined
     const ping = this.#o.pingOf?.(nodeId)
-    return ping === undefined ? HEDGE_UNKNOWN_MS : Math.max(HEDGE_MIN_MS, Math.ceil(HEDGE_PING_FACTOR * ping))
+    if (ping === undefined) return HEDGE_UNKNOWN_MS
+    return Math.min(HEDGE_MAX_MS, Math.max(HEDGE_MIN_MS, Math.ceil(HEDGE_PING_FACTOR * ping)))
   }
 
   /** Partitions of the ring with their write sets (for anti-entropy of sharded tables). */

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { LayoutError } from '../../../lib/rpc/layout/types.ts'
-import { HEDGE_MIN_MS, HEDGE_UNKNOWN_MS, LayoutHelper } from '../../../lib/rpc/layout/helper.ts'
+import { HEDGE_MAX_MS, HEDGE_MIN_MS, HEDGE_UNKNOWN_MS, LayoutHelper } from '../../../lib/rpc/layout/helper.ts'
 import { trackerGet } from '../../../lib/rpc/layout/history.ts'
 import { CLUSTER_LAYOUT_FILE, LayoutManager } from '../../../lib/rpc/layout/manager.ts'
 import { silentLogger } from '../../../lib/util/logger.ts'
@@ -216,9 +216,9 @@ test('ack lock: a write in flight with version N holds this node ack at N until 
   await m.flush()
 })
 
-test('hedge delay of a read: 4 average pings, at least 500 ms, 1 s before any ping, none for this node', async (t) => {
+test('hedge delay of a read: 4 average pings, within 500 ms – 2 s, 1 s before any ping, none for this node', async (t) => {
   const m = manager(await tempDir(t), 3)
-  const pings: Record<string, number | undefined> = { b: 300, c: 20 }
+  const pings: Record<string, number | undefined> = { b: 300, c: 20, e: 1_500 }
   const helper = new LayoutHelper({
     source: m,
     self: A,
@@ -231,6 +231,7 @@ test('hedge delay of a read: 4 average pings, at least 500 ms, 1 s before any pi
   assert.equal(helper.hedgeDelayOf('b'), 4 * 300)
   assert.equal(helper.hedgeDelayOf('c'), HEDGE_MIN_MS, 'the floor applies to close peers')
   assert.equal(helper.hedgeDelayOf('d'), HEDGE_UNKNOWN_MS, 'a peer never pinged')
+  assert.equal(helper.hedgeDelayOf('e'), HEDGE_MAX_MS, 'the ceiling applies to slow peers (a loaded machine)')
 })
 
 test('a peer whose last ping failed or whose ping is overdue is tried after the responsive ones, before those down', async (t) => {
