@@ -27,8 +27,10 @@ const JITTER_MS = 100
 const MARGIN_MS = 3_000
 const SECONDS = chaosSeconds(40)
 /**
- * Tighten once the z2-cut availability item of docs/design/chaos.md is explained: on a machine
- * at load 28–33, 1 of 7 requests through z1 + z3 succeeded (quorum 2 not reached: 1 ok, 2 failed).
+ * Opt-in (docs/design/chaos.md, "Availability through z1 and z3 while z2 is cut off"): the
+ * causes of the 503s are fixed (per-call deadlines, unresponsive peers tried last, hedge delay
+ * ≤ 2 s: 100 % ok in the runs since), but at load 40+ on 2 cores the 10 s window gets 6–10
+ * requests (the requirement counts ≥ 15) and requests take 4–5 s without any fault.
  */
 const REQUIRE_CUT_AVAILABILITY = process.env.CHAOS_REQUIRE_AVAILABILITY === '1'
 
@@ -239,7 +241,12 @@ describe('chaos: 5 nodes in zones 2 + 2 + 1, RF 3, every link through a faulty p
       assert.ok(zoneCutOk.requests >= 15, `requests through z1 and z3 during the cut of z2 (${zoneCutOk.requests})`)
       assert.ok(zoneCutOk.okPct >= 95, `reads and writes through z1 and z3 succeed: ${JSON.stringify(zoneCutOk)}`)
       assert.ok(zoneCutOk.maxMs <= bound, `no request through z1 and z3 waits past the bound: ${JSON.stringify(zoneCutOk)}`)
-    } else if (zoneCutOk.okPct < 95) t.diagnostic(`OPEN: through z1 and z3 during the cut of z2: ${JSON.stringify(zoneCutOk)}`)
+    } else if (zoneCutOk.requests >= 5) {
+      // The ratio is required by default (the causes of the 503s are fixed); the count and the
+      // latency bound only with CHAOS_REQUIRE_AVAILABILITY=1 (too few, too slow requests at load 40+).
+      assert.ok(zoneCutOk.okPct >= 95, `reads and writes through z1 and z3 succeed: ${JSON.stringify(zoneCutOk)}`)
+      if (zoneCutOk.maxMs > bound) t.diagnostic(`OPEN: through z1 and z3 past the bound (load): ${JSON.stringify(zoneCutOk)}`)
+    } else t.diagnostic(`OPEN: too few requests through z1 and z3 during the cut of z2 to judge: ${JSON.stringify(zoneCutOk)}`)
     assert.equal(
       zoneCutCutOff.statuses.timeout,
       undefined,
