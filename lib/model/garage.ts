@@ -327,7 +327,10 @@ export class Garage {
       nodes,
       this.#sharded.readQuorum(),
       (node, signal) => cluster.netApp.call(node, BUCKET_COUNTS, { bucket: bucketId }, { signal }),
-      { hedgeAfterMs: (node) => this.#sharded.hedgeDelayOf?.(node) },
+      {
+        hedgeAfterMs: (node) => this.#sharded.hedgeDelayOf?.(node),
+        isUnresponsive: (node) => this.#sharded.isUnresponsive?.(node) ?? false,
+      },
     )
     const max = { objects: 0, bytes: 0, unfinishedUploads: 0 }
     for (const { value } of answers) {

@@ -28,6 +28,13 @@ export interface QuorumOptions {
    * timeout); without this, every read that picks it would wait for the whole deadline.
    */
   hedgeAfterMs?: (node: string) => number | undefined
+  /**
+   * Reads only: whether a peer is known not to answer now (LayoutHelper.isUnresponsive). No
+   * hedge is started towards such a peer, and once the operation has run for a whole call
+   * deadline no failover call either: the operation fails instead of waiting one more deadline
+   * per such peer (a node cut off from every peer answers its 503 after one deadline).
+   */
+  isUnresponsive?: (node: string) => boolean
 }
 
 /** @internal */
@@ -73,9 +80,17 @@ export class RpcHelper {
       let running = 0
       /** Calls still running past their hedge delay: no longer counted as on their way. */
       let slow = 0
-      const launch = (): void => {
+      const started = Date.now()
+      /** Starts calls while the quorum needs them; `hedging`: for a slow call, not a failed one. */
+      const launch = (hedging = false): void => {
         while (running - slow < need - answers.length && next < nodes.length) {
-          const node = nodes[next++] as string
+          const candidate = nodes[next] as string
+          if (options.isUnresponsive?.(candidate) === true && (hedging || Date.now() - started >= callTimeoutMs)) {
+            if (!hedging && running === 0) ctx.reject(new QuorumError(need, answers.length, [...errors, unresponsive(candidate)]))
+            return
+          }
+          next++
+          const node = candidate
           running++
           let isSlow = false
           let settled = false
@@ -88,7 +103,7 @@ export class RpcHelper {
                   isSlow = true
                   slow++
                   this.#log.debug(`no answer from ${node.slice(0, 16)} after ${hedge} ms: asking the next node too`)
-                  launch()
+                  launch(true)
                 }, hedge)
           // The call's own signal: aborted at its deadline, or when the whole operation fails.
           const abort = new AbortController()
@@ -243,6 +258,9 @@ export class RpcHelper {
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1
+
+const unresponsive = (node: string): Error =>
+  new TimeoutError(`node ${node.slice(0, 16)} not asked: not answering its pings, and the deadline of a call has passed`)
 
 /** Runs `call`, turning a synchronous throw into a rejection. */
 function invoke<T>(call: NodeCall<T>, node: string, signal: AbortSignal): Promise<T> {

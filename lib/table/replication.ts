@@ -49,6 +49,8 @@ export interface TableReplication {
   hedgeDelayOf?(node: NodeId): number | undefined
   /** `nodes` in their order, peers down or not answering pings last (LayoutHelper.responsiveFirst). */
   responsiveFirst?(nodes: readonly NodeId[]): NodeId[]
+  /** The peer's last ping failed or its ping is overdue (LayoutHelper.isUnresponsive). */
+  isUnresponsive?(node: NodeId): boolean
 }
 
 /** Every entry lives on this node only. */
@@ -109,6 +111,9 @@ export class ShardedReplication implements TableReplication {
   responsiveFirst(nodes: readonly NodeId[]): NodeId[] {
     return this.#layout.responsiveFirst(nodes)
   }
+  isUnresponsive(node: NodeId): boolean {
+    return this.#layout.isUnresponsive(node)
+  }
   readNodes(hash: Hash): NodeId[] {
     return this.#layout.orderByCloseness(this.#layout.readNodesOf(hash))
   }
@@ -155,6 +160,9 @@ export class FullCopyReplication implements TableReplication {
   }
   hedgeDelayOf(node: NodeId): number | undefined {
     return this.#layout.hedgeDelayOf(node)
+  }
+  isUnresponsive(node: NodeId): boolean {
+    return this.#layout.isUnresponsive(node)
   }
   readNodes(): NodeId[] {
     return this.#layout.orderByCloseness(this.#nodes())

@@ -422,7 +422,10 @@ export class Table<E> {
       nodes,
       seeEveryWrite ? Math.min(nodes.length, Math.max(quorum, nodes.length - this.#replication.writeQuorum() + 1)) : quorum,
       (node, signal) => this.#call(node, request, signal),
-      { hedgeAfterMs: (node) => this.#replication.hedgeDelayOf?.(node) },
+      {
+        hedgeAfterMs: (node) => this.#replication.hedgeDelayOf?.(node),
+        isUnresponsive: (node) => this.#replication.isUnresponsive?.(node) ?? false,
+      },
     )
     return answers.map((a) => ({ node: a.node, value: a.value }))
   }

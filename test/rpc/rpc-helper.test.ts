@@ -237,3 +237,27 @@ test('an infinite deadline means no deadline', async () => {
   const res = await helper(Number.POSITIVE_INFINITY).tryCallMany(['a'], 1, async () => 'x')
   assert.equal(res[0]?.value, 'x')
 })
+
+test('no hedge towards an unresponsive peer, and no failover to one after a whole call deadline', async () => {
+  // A node cut off from every peer: its own call fails at the deadline, the others are known
+  // not to answer pings. Before: one more deadline per peer (a K2V insert answered 503 at 10.7 s).
+  const s = scripted({ self: 'hang', b: 'hang', c: { ok: 'C' } })
+  const t0 = Date.now()
+  await assert.rejects(
+    helper(100).tryCallMany(['self', 'b', 'c'], 1, s.call, { isUnresponsive: (n) => n !== 'self', hedgeAfterMs: () => 20 }),
+    (err: unknown) => {
+      isQuorumError(err)
+      assert.match((err as Error).message, /not answering its pings/)
+      return true
+    },
+  )
+  assert.ok(Date.now() - t0 < 1_000, 'failed at the first deadline')
+  assert.deepEqual(s.called, ['self'], 'neither hedged nor failed over to an unresponsive peer')
+  // A responsive next node is still asked after the deadline (the K2V insert through a connected zone).
+  const r = scripted({ a: 'hang', b: { ok: 'B' } })
+  const res = await helper(100).tryCallMany(['a', 'b'], 1, r.call, { isUnresponsive: (n) => n === 'a' })
+  assert.deepEqual(
+    res.map((x) => x.value),
+    ['B'],
+  )
+})

@@ -137,8 +137,11 @@ export class K2vRpcHandler {
     }
     await Promise.all(
       [...groups.values()].map((g) =>
-        this.#rpc.tryCallMany(g.nodes, 1, (node, signal) =>
-          this.#call(node, { op: 'insert', items: g.items }, signal, undefined),
+        this.#rpc.tryCallMany(
+          g.nodes,
+          1,
+          (node, signal) => this.#call(node, { op: 'insert', items: g.items }, signal, undefined),
+          { isUnresponsive: (node) => this.#o.replication.isUnresponsive?.(node) ?? false },
         ),
       ),
     )
