@@ -15,15 +15,18 @@
  *    partitions in its data directory (blocks present).
  *
  * One JSON line on stdout: load figures, time to tables equal and to blocks present, rows/s,
+ * the object entries (and pages) the joiner received, counting those sent by more than one holder,
  * the joiner's RSS and peak RSS (and the senders' peaks), the load average before and after.
  * Environment: JOIN_OBJECTS (default 100000), JOIN_BUCKETS (default 1000), JOIN_BLOCK_OBJECTS
- * (default 20), JOIN_TIMEOUT_S (default 3600).
+ * (default 20), JOIN_TIMEOUT_S (default 3600), JOIN_LOG_DIR (a directory: each node's output is
+ * written there at the end, `node<i>.log`, also when the run fails), JOIN_PROFILE (a directory:
+ * every node process runs with `--cpu-prof` and writes its profile there when it exits).
  */
 import { createHash } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { loadavg } from 'node:os'
 import { join } from 'node:path'
-import { pathToFileURL } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { PutObjectCommand } from '@aws-sdk/client-s3'
 import { open as openLmdbEnv } from 'lmdb'
 import type { LayoutVersion } from '../lib/rpc/layout/history.ts'
@@ -68,6 +71,8 @@ export async function startLoadedCluster(o: {
   log?: (s: string) => void
   /** Modules preloaded into the joining node (the 4th), e.g. test/helpers/sync-batch-hook.ts. */
   joinerPreload?: string[]
+  /** Node.js flags of every node process (e.g. `--cpu-prof`). */
+  nodeArgs?: string[]
 }): Promise<LoadedCluster> {
   const log = o.log ?? (() => {})
   const cluster = await startReplicatedCluster({
@@ -75,6 +80,7 @@ export async function startLoadedCluster(o: {
     configLines: [`block_size = ${BLOCK}`],
     nodeOptions: (i) => ({
       startTimeoutMs: 300_000,
+      ...(o.nodeArgs === undefined ? {} : { nodeArgs: o.nodeArgs }),
       ...(i === 3 && o.joinerPreload !== undefined ? { preload: o.joinerPreload } : {}),
     }),
     startStepTimeoutMs: 300_000,
@@ -281,7 +287,15 @@ async function main(): Promise<void> {
     process.stderr.write(`[join ${new Date().toISOString().slice(11, 19)}] ${s}\n`)
   }
   const loadBefore = loadavg().map((x) => round(x))
-  const l = await startLoadedCluster({ objects, buckets, blockObjects, log })
+  const profileDir = process.env.JOIN_PROFILE
+  const l = await startLoadedCluster({
+    objects,
+    buckets,
+    blockObjects,
+    log,
+    joinerPreload: [fileURLToPath(new URL('../test/helpers/sync-batch-hook.ts', import.meta.url))],
+    ...(profileDir === undefined ? {} : { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] }),
+  })
   try {
     const senders = l.cluster.nodes.map((n) => n.proc.child.pid as number)
     await Promise.all(l.cluster.nodes.map((n) => n.proc.resetPeakRss()))
@@ -295,6 +309,18 @@ async function main(): Promise<void> {
       },
     })
     const joinerMem = await rssMb(l.cluster.node(r.joiner).proc.child.pid as number)
+    // Entries the joiner received (test/helpers/sync-batch-hook.ts): every old holder pushes
+    // what the joiner's tree lacks when it compares, so some arrive more than once.
+    await new Promise((res) => setTimeout(res, 1_100))
+    const pages =
+      l.cluster
+        .node(r.joiner)
+        .proc.output()
+        .match(/^SYNC_PAGES .*$/gm) ?? []
+    const received = JSON.parse(pages[pages.length - 1]?.slice('SYNC_PAGES '.length) ?? '{}') as Record<
+      string,
+      { calls: number; items: number; max: number }
+    >
     const senderPeaks = await Promise.all(senders.map(async (pid) => (await rssMb(pid)).peak))
     // Rows/s over the stretch where rows arrived (first to last change).
     const moving = r.samples.filter((s, i) => i === 0 || s.rows !== r.samples[i - 1]?.rows)
@@ -315,6 +341,8 @@ async function main(): Promise<void> {
       tables_equal_s: round(r.tablesEqualS),
       blocks_present_s: round(r.blocksPresentS),
       rows_per_s: rowsS === null ? null : Math.round(rowsS),
+      object_entries_received: received.object?.items ?? null,
+      object_pages_received: received.object?.calls ?? null,
       joiner_rss_mb: joinerMem.rss,
       joiner_peak_rss_mb: Math.max(peakJoiner, joinerMem.peak),
       sender_peak_rss_mb: senderPeaks,
@@ -323,6 +351,10 @@ async function main(): Promise<void> {
     }
     process.stdout.write(`${JSON.stringify(out)}\n`)
   } finally {
+    const dir = process.env.JOIN_LOG_DIR
+    if (dir !== undefined) {
+      await Promise.all(l.cluster.nodes.map((n, i) => writeFile(join(dir, `node${i}.log`), n.proc.output())))
+    }
     await l.cluster.stop()
   }
 }

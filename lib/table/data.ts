@@ -67,8 +67,11 @@ export class TableData<E> {
   /** Notified when `merkleTodo` gets an item. */
   readonly merkleTodoNotify = new Notify()
   readonly #o: TableDataOptions
+  /** The codec's marker of the current format (the first bytes of every value it encodes). */
+  readonly #marker: Uint8Array
   constructor(schema: TableSchema<E>, db: Db, options: TableDataOptions = {}) {
     this.schema = schema
+    this.#marker = new TextEncoder().encode(schema.codec.marker)
     this.db = db
     this.#o = options
     this.store = db.openTree(`${schema.tableName}:table`)
@@ -140,12 +143,19 @@ export class TableData<E> {
     })
   }
 
-  updateInTx(tx: Transaction, entry: E): E | undefined {
+  /**
+   * Merges `entry` in `tx`; returns the new value if it changed. `raw`: the entry as a peer
+   * encoded it (anti-entropy, hand-over), which spares work on the two common cases of a sync:
+   * the same bytes as stored merge to themselves (a joining node gets each page from every old
+   * holder), and a new entry in the current format is stored as received instead of re-encoded.
+   */
+  updateInTx(tx: Transaction, entry: E, raw?: Uint8Array): E | undefined {
     const key = this.entryKey(entry)
     const oldRaw = tx.get(this.store, key)
+    if (raw !== undefined && oldRaw !== undefined && bytesEqual(oldRaw, raw)) return undefined
     const old = oldRaw === undefined ? undefined : this.schema.codec.decode(oldRaw)
     const next = old === undefined ? entry : this.schema.merge(old, entry)
-    const nextRaw = this.schema.codec.encode(next)
+    const nextRaw = old === undefined && raw !== undefined && hasPrefix(raw, this.#marker) ? raw : this.schema.codec.encode(next)
     if (oldRaw !== undefined && bytesEqual(oldRaw, nextRaw)) return undefined
     tx.insert(this.store, key, nextRaw)
     const valueHash = blake2sum(nextRaw)
@@ -171,7 +181,10 @@ export class TableData<E> {
 
   /** Decodes and merges raw entries received from a peer, in one transaction. */
   updateManyRaw(raws: readonly Uint8Array[]): void {
-    this.updateMany(raws.map((r) => this.schema.codec.decode(r)))
+    const entries = raws.map((r) => this.schema.codec.decode(r))
+    this.db.transaction((tx) => {
+      for (const [i, e] of entries.entries()) this.updateInTx(tx, e, raws[i])
+    })
   }
 
   /**

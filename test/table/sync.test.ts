@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { Encoder } from '@msgpack/msgpack'
 import { type TestContext, test } from 'node:test'
 import type { NetApp } from '../../lib/net/netapp.ts'
 import type { LayoutHistory } from '../../lib/rpc/layout/history.ts'
@@ -7,6 +8,8 @@ import { ShardedReplication } from '../../lib/table/replication.ts'
 import { MerkleUpdater } from '../../lib/table/merkle.ts'
 import { SYNC_CONCURRENCY, type SyncRequest, type SyncResponse, TableAntiEntropy, TableSyncer } from '../../lib/table/sync.ts'
 import { BackgroundRunner } from '../../lib/util/background/worker.ts'
+import { defineCodec, encodeMsgpack } from '../../lib/util/codec.ts'
+import { blake2sum } from '../../lib/util/data.ts'
 import { silentLogger } from '../../lib/util/logger.ts'
 import { eventually } from '../helpers/eventually.ts'
 import {
@@ -198,4 +201,72 @@ test('a pass syncs several partitions at once, up to its concurrency', async (t)
   const serial = await pass(1)
   assert.equal(serial.calls, parallel.calls, 'the same partitions compared')
   assert.equal(serial.most, 1, 'one at a time with concurrency 1')
+})
+
+test('entries received from a peer: the same bytes change nothing, new ones are stored as sent, older formats migrate', async (t) => {
+  const db = await openDb(t)
+  // The register table with an older format, 'Treg0', that had no `deleted` field.
+  const codec = defineCodec<Reg>('Treg1', [
+    { marker: 'Treg0', migrate: (v) => ({ ...(v as Omit<Reg, 'deleted'>), deleted: false }) },
+  ])
+  const updates: Array<[Reg | undefined, Reg | undefined]> = []
+  const schema = {
+    ...regSchema('raw'),
+    codec,
+    updated: (_tx: unknown, p: Reg | undefined, n: Reg | undefined) => updates.push([p, n]),
+  }
+  const data = new TableData(schema, db)
+  const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
+  const keyOf = (e: Reg): string => hex(data.entryKey(e))
+  const clearTodo = (): void =>
+    db.transaction((tx) => {
+      for (const [k] of data.merkleTodo.range()) tx.remove(data.merkleTodo, k)
+    })
+
+  // A page as a peer sends it: its stored bytes, encoded by its codec.
+  const page = Array.from({ length: 300 }, (_, i) => codec.encode(reg(`pk${i % 7}`, `s${i}`, i)))
+  data.updateManyRaw(page)
+  assert.equal(updates.length, 300, 'each new entry went through the hook once')
+  const stored = dump(data.store)
+  const todo = dump(data.merkleTodo)
+  for (const raw of page) {
+    const k = keyOf(codec.decode(raw))
+    assert.equal(stored.get(k), hex(raw), 'stored as sent')
+    assert.equal(todo.get(k), hex(blake2sum(raw)), 'queued for the Merkle tree with the hash of those bytes')
+  }
+
+  // The same page again (a second old holder pushing it): nothing written, nothing queued.
+  clearTodo()
+  updates.length = 0
+  data.updateManyRaw(page)
+  data.updateManyRaw(page.slice(0, 10))
+  assert.equal(updates.length, 0, 'no hook ran')
+  assert.equal(dump(data.merkleTodo).size, 0, 'nothing queued for the Merkle tree')
+  assert.deepEqual(dump(data.store), stored)
+
+  // Different bytes: a newer value wins (merged, re-encoded), an older one changes nothing.
+  const newer = reg('pk1', 's1', 1_000)
+  const older = reg('pk2', 's2', -1)
+  data.updateManyRaw([codec.encode(older), codec.encode(newer)])
+  assert.equal(updates.length, 1, 'one change')
+  assert.equal(dump(data.store).get(keyOf(newer)), hex(codec.encode(newer)))
+  assert.equal(dump(data.store).get(keyOf(older)), stored.get(keyOf(older)), 'the older value did not win')
+
+  // Bytes another encoder wrote (its integers as float64): decoded and re-encoded they would
+  // differ, so the node stores them as sent, which keeps its Merkle hash the sender's.
+  const odd = reg('pk3', 'float', 7)
+  const floatBody = new Encoder({ forceIntegerToFloat: true }).encode(odd)
+  const sent = new Uint8Array([...Buffer.from('Treg1'), ...floatBody])
+  assert.notEqual(hex(sent), hex(codec.encode(odd)))
+  data.updateManyRaw([sent])
+  assert.equal(dump(data.store).get(keyOf(odd)), hex(sent))
+  assert.equal(dump(data.merkleTodo).get(keyOf(odd)), hex(blake2sum(sent)))
+
+  // A new entry sent in the older format is migrated and stored in the current one.
+  const oldFormat = reg('pk9', 'old', 5)
+  const { deleted: _, ...body } = oldFormat
+  const legacy = new Uint8Array([...Buffer.from('Treg0'), ...encodeMsgpack(body)])
+  data.updateManyRaw([legacy])
+  assert.equal(dump(data.store).get(keyOf(oldFormat)), hex(codec.encode(oldFormat)), 're-encoded in the current format')
+  assert.deepEqual(updates[updates.length - 1], [undefined, oldFormat])
 })
