@@ -205,11 +205,12 @@ export class TableBatch {
     const work = request.items.map((i) => {
       const table = this.#tables.get(i.table)
       if (table === undefined) throw new GarageError('GARAGE_ERR_DECODE', `table batch names an unknown table: ${i.table}`)
-      return { table, entries: i.entries.map((r) => table.schema.codec.decode(r)) }
+      return { table, raws: i.entries, entries: i.entries.map((r) => table.schema.codec.decode(r)) }
     })
+    // With their encoded form: a new entry is stored as encoded (no second encoding).
     this.#o.transaction((tx) => {
       local.before?.(tx)
-      for (const { table, entries } of work) for (const e of entries) table.data.updateInTx(tx, e)
+      for (const { table, raws, entries } of work) for (const [j, e] of entries.entries()) table.data.updateInTx(tx, e, raws[j])
       local.after?.(tx)
     })
   }

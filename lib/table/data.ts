@@ -179,8 +179,13 @@ export class TableData<E> {
     return r.storageNodes(key.subarray(0, 32))[0] === this.#o.self
   }
 
-  /** Decodes and merges raw entries received from a peer, in one transaction. */
+  /** Decodes and merges raw entries received from a peer (anti-entropy, hand-over, GC), in one transaction. */
   updateManyRaw(raws: readonly Uint8Array[]): void {
+    this.updateManyEncoded(raws)
+  }
+
+  /** Decodes and merges encoded entries (a write's, or a peer's) in one transaction. */
+  updateManyEncoded(raws: readonly Uint8Array[]): void {
     const entries = raws.map((r) => this.schema.codec.decode(r))
     this.db.transaction((tx) => {
       for (const [i, e] of entries.entries()) this.updateInTx(tx, e, raws[i])

@@ -385,7 +385,7 @@ export class Table<E> {
   handle(request: TableRequest): Uint8Array[] {
     switch (request.op) {
       case 'update':
-        this.data.updateMany(request.entries.map((r) => this.schema.codec.decode(r)))
+        this.data.updateManyEncoded(request.entries)
         return []
       case 'get': {
         const raw = this.data.store.get(this.data.treeKey(request.partitionKey, request.sortKey))
