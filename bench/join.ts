@@ -219,6 +219,13 @@ export async function joinState(
   return { rows: a.rows, differing, missingBlocks }
 }
 
+/** CPU seconds (user + system) a process has used so far. */
+const cpuS = async (pid: number): Promise<number> => {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(f[11]) + Number(f[12])) / 100 // USER_HZ
+}
+
 const rssMb = async (pid: number): Promise<{ rss: number; peak: number }> => {
   const status = await readFile(`/proc/${pid}/status`, 'utf8')
   const kb = (f: string): number => Number(new RegExp(`^${f}:\\s+(\\d+) kB$`, 'm').exec(status)?.[1] ?? 0)
@@ -300,14 +307,23 @@ async function main(): Promise<void> {
     const senders = l.cluster.nodes.map((n) => n.proc.child.pid as number)
     await Promise.all(l.cluster.nodes.map((n) => n.proc.resetPeakRss()))
     let peakJoiner = 0
+    const sendersCpu0 = await Promise.all(senders.map(cpuS))
+    // The joiner's CPU at its first sample (just after the layout change): what it used to sync
+    // is read against it, a figure the machine's load does not change as much as wall time.
+    let joinerCpu0: number | undefined
+    let joinerCpuAtEqual: number | undefined
     const r = await joinAndWait(l, {
       timeoutMs,
       log,
-      onSample: async () => {
+      onSample: async ({ state }) => {
         const pid = l.cluster.nodes[3]?.proc.child.pid
-        if (pid !== undefined) peakJoiner = Math.max(peakJoiner, (await rssMb(pid)).peak)
+        if (pid === undefined) return
+        peakJoiner = Math.max(peakJoiner, (await rssMb(pid)).peak)
+        joinerCpu0 ??= await cpuS(pid)
+        if (joinerCpuAtEqual === undefined && state.differing.length === 0) joinerCpuAtEqual = await cpuS(pid)
       },
     })
+    const sendersCpu = (await Promise.all(senders.map(cpuS))).map((c, i) => round(c - (sendersCpu0[i] ?? 0)))
     const joinerMem = await rssMb(l.cluster.node(r.joiner).proc.child.pid as number)
     // Entries the joiner received (test/helpers/sync-batch-hook.ts): every old holder pushes
     // what the joiner's tree lacks when it compares, so some arrive more than once.
@@ -343,6 +359,9 @@ async function main(): Promise<void> {
       rows_per_s: rowsS === null ? null : Math.round(rowsS),
       object_entries_received: received.object?.items ?? null,
       object_pages_received: received.object?.calls ?? null,
+      joiner_cpu_s_to_tables_equal:
+        joinerCpu0 === undefined || joinerCpuAtEqual === undefined ? null : round(joinerCpuAtEqual - joinerCpu0),
+      senders_cpu_s: sendersCpu,
       joiner_rss_mb: joinerMem.rss,
       joiner_peak_rss_mb: Math.max(peakJoiner, joinerMem.peak),
       sender_peak_rss_mb: senderPeaks,
