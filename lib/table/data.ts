@@ -144,10 +144,11 @@ export class TableData<E> {
   }
 
   /**
-   * Merges `entry` in `tx`; returns the new value if it changed. `raw`: the entry as a peer
-   * encoded it (anti-entropy, hand-over), which spares work on the two common cases of a sync:
-   * the same bytes as stored merge to themselves (a joining node gets each page from every old
-   * holder), and a new entry in the current format is stored as received instead of re-encoded.
+   * Merges `entry` in `tx`; returns the new value if it changed. `raw`: the entry as its writer
+   * or a peer encoded it (a write's request, anti-entropy, hand-over), which spares work in two
+   * common cases: the same bytes as stored merge to themselves (a joining node may get a page
+   * from more than one old holder), and a new entry in the current format is stored as received
+   * instead of re-encoded.
    */
   updateInTx(tx: Transaction, entry: E, raw?: Uint8Array): E | undefined {
     const key = this.entryKey(entry)
