@@ -107,7 +107,13 @@ export async function handleGetObject(
     try {
       return await getObjectOnce(garage, headers, bucketId, key, opts, attempt > 1)
     } catch (err) {
-      if (!(err instanceof VersionGoneError) || attempt >= GONE_RETRIES) throw err
+      if (!(err instanceof VersionGoneError)) throw err
+      // Overwritten under every attempt (a key rewritten faster than it can be read, as a
+      // workload hammering a few keys does in dangerous mode): a retry later will do, so 503,
+      // not the 500 of an internal fault.
+      if (attempt >= GONE_RETRIES) {
+        throw new ApiError('ServiceUnavailable', 'The object was overwritten while it was read, please retry', { cause: err })
+      }
     }
   }
 }
