@@ -9,9 +9,10 @@
  * (they sort together): two clusters of 3 to 5 nodes and their proxies sharing the 2 cores while
  * each measured availability and convergence against timeouts.
  *
- * Order: the proxy runs first (the longest), then the other files that start clusters of child
- * processes, then the rest; each worker takes the first file it may run. Each file's output is
- * printed whole when it ends (no interleaving), and at the end the failing tests of every file
+ * Order: the proxy runs first (the longest), then the files that start child processes
+ * (clusters, servers, the CLI, a browser: test/integration, test/cli, test/console), then the
+ * rest; each worker takes the first file it may run. Each file's output is printed whole when it
+ * ends (no interleaving), and at the end the failing tests of every file
  * again, with the totals. `npm test -- FILE...` runs only those files.
  */
 import { spawn } from 'node:child_process'
@@ -60,7 +61,10 @@ const requested = process.argv.slice(2)
 const files = requested.length > 0 ? requested : testFiles('test')
 const text = new Map(files.map((f) => [f, readFileSync(f, 'utf8')]))
 const isProxyRun = (f) => PROXY_RUN.test(text.get(f))
-const rank = (f) => (isProxyRun(f) ? 0 : CLUSTER_RUN.test(text.get(f)) ? 1 : 2)
+/** Files that start child processes (clusters, servers, the CLI, a browser) take longest: first. */
+const SLOW_DIRS = ['test/integration/', 'test/cli/', 'test/console/']
+const isSlow = (f) => CLUSTER_RUN.test(text.get(f)) || SLOW_DIRS.some((d) => f.startsWith(d))
+const rank = (f) => (isProxyRun(f) ? 0 : isSlow(f) ? 1 : 2)
 const queue = [...files].sort((a, b) => rank(a) - rank(b))
 
 const started = Date.now()
