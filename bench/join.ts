@@ -186,16 +186,23 @@ const tree = (env: Env, name: string): ReturnType<Env['openDB']> | undefined => 
 /** Where the joiner stands: its rows, the partitions of each table not equal yet, its missing blocks. */
 export async function joinState(
   joiner: ClusterNodeProcess,
-  holder: ClusterNodeProcess,
+  others: readonly ClusterNodeProcess[],
   layout: LayoutVersion,
   blocks: readonly string[],
 ): Promise<JoinState> {
   const mine = Array.from({ length: 256 }, (_, p) => p).filter((p) => nodesOfPartition(layout, p).includes(joiner.id))
-  const roots = (env: Env, table: string): { roots: Array<string | undefined>; todo: boolean } => {
+  // Each partition is compared with another of its holders in the new layout: a node that no
+  // longer holds it hands its rows over and drops them, so its tree says nothing of the joiner's.
+  const holderOf = mine.map((p) => {
+    const h = others.find((n) => nodesOfPartition(layout, p).includes(n.id))
+    if (h === undefined) throw new Error(`partition ${p}: no other holder`)
+    return h
+  })
+  const roots = (env: Env, table: string, parts: readonly number[]): { roots: Array<string | undefined>; todo: boolean } => {
     const t = tree(env, `${table}:merkle_tree`)
     const todo = tree(env, `${table}:merkle_todo`)
     return {
-      roots: mine.map((p) => {
+      roots: parts.map((p) => {
         const v = t?.getBinary(merkleNodeKey(p))
         return v === undefined ? undefined : Buffer.from(v).toString('hex')
       }),
@@ -204,15 +211,27 @@ export async function joinState(
   }
   const a = await withEnv(joiner, (env) => ({
     rows: tree(env, 'object:table')?.getKeysCount() ?? 0,
-    tables: SHARDED_TABLES.map((t) => roots(env, t)),
+    tables: SHARDED_TABLES.map((t) => roots(env, t, mine)),
   }))
-  const b = await withEnv(holder, (env) => SHARDED_TABLES.map((t) => roots(env, t)))
+  // Per holder: the roots of the joiner's partitions it is compared on.
+  const theirs = new Map<string, Array<{ roots: Array<string | undefined>; todo: boolean }>>()
+  for (const h of new Set(holderOf)) {
+    theirs.set(h.id, await withEnv(h, (env) => SHARDED_TABLES.map((t) => roots(env, t, mine))))
+  }
   const differing: string[] = []
   for (const [i, table] of SHARDED_TABLES.entries()) {
     const x = a.tables[i] as { roots: Array<string | undefined>; todo: boolean }
-    const y = b[i] as { roots: Array<string | undefined>; todo: boolean }
-    const n = mine.filter((_, j) => x.roots[j] !== y.roots[j]).length
-    if (n > 0 || x.todo || y.todo) differing.push(`${table}: ${n} partitions${x.todo || y.todo ? ', fold pending' : ''}`)
+    let n = 0
+    let todo = x.todo
+    for (const [j, h] of holderOf.entries()) {
+      const y = (theirs.get(h.id) as Array<{ roots: Array<string | undefined>; todo: boolean }>)[i] as {
+        roots: Array<string | undefined>
+        todo: boolean
+      }
+      if (x.roots[j] !== y.roots[j]) n++
+      todo ||= y.todo
+    }
+    if (n > 0 || todo) differing.push(`${table}: ${n} partitions${todo ? ', fold pending' : ''}`)
   }
   const have = (await blockFilesOf(joiner)).blocks
   const missingBlocks = blocks.filter((h) => mine.includes(partitionOf(Buffer.from(h, 'hex'))) && !have.has(h)).length
@@ -265,7 +284,8 @@ export async function joinAndWait(
   let blocksPresentS: number | undefined
   for (;;) {
     const s = (performance.now() - t0) / 1000
-    const state = await joinState(cluster.node(joiner), cluster.node(0), layout, l.blocks)
+    const others = cluster.nodes.filter((_, i) => i !== joiner)
+    const state = await joinState(cluster.node(joiner), others, layout, l.blocks)
     samples.push({ s: round(s, 2), rows: state.rows })
     await o.onSample?.({ s, rows: state.rows, state })
     if (tablesEqualS === undefined && state.differing.length === 0) tablesEqualS = s
