@@ -54,6 +54,7 @@ describe('K2V on child-process nodes', { timeout: 240_000 }, () => {
     const writers = [0, 1, 2].filter((i) => i !== victim)
     const clients = writers.map((i) => client(i))
     const acked: string[] = []
+    const failures: string[] = []
     let killed = false
     const write = async (c: K2vClient, w: number): Promise<void> => {
       for (let i = 0; i < 50; i++) {
@@ -63,6 +64,7 @@ describe('K2V on child-process nodes', { timeout: 240_000 }, () => {
           acked.push(sk)
         } catch (err) {
           assert.ok(killed, `write ${sk} failed before the kill: ${(err as Error).message}`)
+          failures.push(`${sk}: ${(err as Error).message}`)
         }
         if (w === 0 && i === 15) {
           killed = true
@@ -71,7 +73,7 @@ describe('K2V on child-process nodes', { timeout: 240_000 }, () => {
       }
     }
     await Promise.all(clients.map((c, w) => write(c, w)))
-    assert.ok(acked.length >= 80, `only ${acked.length} writes acknowledged`)
+    assert.ok(acked.length >= 80, `only ${acked.length} writes acknowledged; failures: ${failures.slice(0, 5).join('; ')}`)
     for (const c of clients) {
       const [page] = await c.readBatch([{ partitionKey: 'crash' }])
       const stored = new Map(page?.items.map((i) => [i.sortKey, i.values.map(text)]))
