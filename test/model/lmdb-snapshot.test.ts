@@ -11,9 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { openLmdb } from '../../lib/db/lmdb.ts'
-import { Garage } from '../../lib/model/garage.ts'
-import { LocalReplication } from '../../lib/table/replication.ts'
-import { silentLogger } from '../../lib/util/logger.ts'
+import { loaderGarage } from '../../bench/model-loader.ts'
 
 test('a model opened on a store with block references lets lmdb reuse the pages it frees', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'garage-snapshot-'))
@@ -23,19 +21,8 @@ test('a model opened on a store with block references lets lmdb reuse the pages 
     // One block reference, as on any node that stored a block.
     const rc = db.openTree('block_local_rc')
     db.transaction((tx) => tx.insert(rc, new Uint8Array(32).fill(7), new Uint8Array([1])))
-    const local = new LocalReplication('self')
-    const garage = new Garage({
-      db,
-      self: 'self',
-      dataDir: join(dir, 'data'),
-      dataFsync: false,
-      blockSize: 1024 * 1024,
-      blockGcDelayMsec: 60_000,
-      allowPunycode: false,
-      sharded: local,
-      fullCopy: local,
-      log: silentLogger,
-    })
+    // Building the model runs the block manager's start, which used to leave its iterator open.
+    const garage = loaderGarage(db, dir)
     assert.ok(garage.blockManager !== undefined)
     // 60 generations of the same 1 MB of rows, one transaction each, all in the same tick (no
     // timer runs in between, as in a bulk load): with a snapshot held, each generation's pages
