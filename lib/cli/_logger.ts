@@ -8,7 +8,6 @@
 
 import { formatWithOptions } from 'node:util'
 import { type ConsolaInstance, type ConsolaReporter, createConsola, type LogObject } from 'consola'
-import { colors } from 'consola/utils'
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from '../index.ts'
 import { CliError } from './_errors.ts'
 
@@ -74,20 +73,34 @@ export function jsonReporter(write: (line: string) => void): ConsolaReporter {
 }
 
 /**
- * Whether an access line may be written as is: where consola's reporter would write it plain
- * (`[tag] ℹ line`: not a terminal, no colours, a terminal that shows `ℹ`), which costs it
- * ≈ 130 µs of CPU per line (string width measures and format passes), ≈ 10 % of a small GET.
- * Written directly it is the same line, except that consola's markdown-like pass would also have
- * removed the underscores around a `_word_` of an object key.
+ * How consola's reporter writes an access line, when it writes it plain: the text around the line
+ * (`[tag] ℹ ` from the fancy reporter, `[info] [tag] ` from the basic one that consola picks under
+ * CI or tests), learnt once per tag by having the reporter write a probe record to a string.
+ * Undefined where the reporter adds anything else (colours, a date, a terminal's width).
+ * Formatting a line costs consola's reporter ≈ 130 µs of CPU (string width measures and format
+ * passes), ≈ 10 % of a small GET; written directly it is the same line, except that the fancy
+ * reporter's markdown-like pass would also have removed the underscores around a `_word_` of
+ * an object key.
  */
-function plainAccessLines(stream: NodeJS.WriteStream | undefined): boolean {
-  return (
-    stream !== undefined &&
-    stream.isTTY !== true &&
-    colors.gray('x') === 'x' &&
-    process.platform !== 'win32' &&
-    process.env.TERM !== 'linux'
-  )
+function plainPrefix(inner: ConsolaReporter, obj: LogObject, ctx: Parameters<ConsolaReporter['log']>[1]): string | undefined {
+  const out = ctx.options.stdout
+  if (out === undefined || out.isTTY === true || process.platform === 'win32' || process.env.TERM === 'linux') {
+    return undefined
+  }
+  const marker = 'garage-probe-line'
+  let written = ''
+  const write = (chunk: string | Uint8Array): boolean => {
+    written += String(chunk)
+    return true
+  }
+  const probe = { write } as unknown as NodeJS.WriteStream
+  inner.log({ ...obj, args: [marker] }, { options: { ...ctx.options, stdout: probe, stderr: probe } })
+  const at = written.indexOf(marker)
+  if (at < 0 || written.slice(at) !== `${marker}\n`) return undefined
+  const prefix = written.slice(0, at)
+  // Colours or other escapes, or a time (which would change from line to line): not plain.
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: looking for ANSI escapes
+  return /[\u001b\r\n]|\d:\d\d/.test(prefix) ? undefined : prefix
 }
 
 /**
@@ -121,19 +134,22 @@ class AccessLines {
  * already says it all) and hands everything else to consola's reporter.
  */
 function textReporter(inner: ConsolaReporter): ConsolaReporter {
-  let plain: boolean | undefined
+  const prefixes = new Map<string, string | undefined>()
   let lines: AccessLines | undefined
   return {
     log(obj, ctx) {
       const last = obj.args[obj.args.length - 1]
       if (obj.args.length > 1 && obj.tag.endsWith('access') && isPlainObject(last)) {
         const line = obj.args[0]
-        const out = ctx.options.stdout
-        plain ??= plainAccessLines(out)
-        if (plain && obj.args.length === 2 && typeof line === 'string' && obj.level > 1) {
-          lines ??= new AccessLines(out as NodeJS.WriteStream)
-          lines.push(`[${obj.tag}] ℹ ${line}\n`)
-          return
+        if (obj.args.length === 2 && typeof line === 'string' && obj.level > 1) {
+          const key = `${obj.type}\u0000${obj.tag}`
+          if (!prefixes.has(key)) prefixes.set(key, plainPrefix(inner, obj, ctx))
+          const prefix = prefixes.get(key)
+          if (prefix !== undefined) {
+            lines ??= new AccessLines(ctx.options.stdout as NodeJS.WriteStream)
+            lines.push(`${prefix}${line}\n`)
+            return
+          }
         }
         lines?.flush()
         inner.log({ ...obj, args: obj.args.slice(0, -1) }, ctx)
