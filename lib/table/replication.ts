@@ -47,8 +47,8 @@ export interface TableReplication {
   lockWrites?(): () => void
   /** How long a read waits for `node` before asking the next node too (LayoutHelper.hedgeDelayOf). */
   hedgeDelayOf?(node: NodeId): number | undefined
-  /** `nodes` in their order, peers down or not answering pings last (LayoutHelper.responsiveFirst). */
-  responsiveFirst?(nodes: readonly NodeId[]): NodeId[]
+  /** `nodes` as reads try them: this node, its zone, the others by ping, unresponsive and down peers last (LayoutHelper.orderByCloseness). */
+  orderByCloseness?(nodes: readonly NodeId[]): NodeId[]
   /** The peer's last ping failed or its ping is overdue (LayoutHelper.isUnresponsive). */
   isUnresponsive?(node: NodeId): boolean
 }
@@ -108,8 +108,8 @@ export class ShardedReplication implements TableReplication {
   hedgeDelayOf(node: NodeId): number | undefined {
     return this.#layout.hedgeDelayOf(node)
   }
-  responsiveFirst(nodes: readonly NodeId[]): NodeId[] {
-    return this.#layout.responsiveFirst(nodes)
+  orderByCloseness(nodes: readonly NodeId[]): NodeId[] {
+    return this.#layout.orderByCloseness(nodes)
   }
   isUnresponsive(node: NodeId): boolean {
     return this.#layout.isUnresponsive(node)

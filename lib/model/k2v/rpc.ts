@@ -120,10 +120,12 @@ export class K2vRpcHandler {
       checkSortKey('k2v_index_counter_v2', utf8(it.partitionKey))
     }
     for (const it of items) {
-      // Sorted, so one node orders a partition's writes while it answers; a peer down or not
-      // answering its pings goes last (else every insert would wait for its RPC timeout first).
+      // As Garage's try_call_many orders them: this node first when it stores the partition
+      // (the insert is then local, then written at the quorum), then its zone, then by ping; a
+      // peer down or not answering its pings last (else every insert would wait for its RPC
+      // timeout first). Not sent to a second node at once: it would store a sibling.
       const sorted = this.#storageNodes(bucketId, it.partitionKey)
-      const nodes = this.#o.replication.responsiveFirst?.(sorted) ?? sorted
+      const nodes = this.#o.replication.orderByCloseness?.(sorted) ?? sorted
       const k = nodes.join(',')
       const g = groups.get(k) ?? { nodes, items: [] }
       g.items.push({

@@ -247,18 +247,6 @@ export class LayoutHelper {
   }
 
   /**
-   * `nodes` in their given order, except that peers {@link isUnresponsive} go after the
-   * others, and peers that are down after those (each group in its given order). For calls that keep a fixed order on purpose (K2V
-   * inserts: one storage node orders a partition's writes while it answers).
-   */
-  responsiveFirst(nodes: readonly string[]): string[] {
-    const group = (n: string): number =>
-      n === this.self ? 0 : this.#o.isUp !== undefined && !this.#o.isUp(n) ? 2 : this.isUnresponsive(n) ? 1 : 0
-    const groups = nodes.map(group)
-    return [0, 1, 2].flatMap((g) => nodes.filter((_, i) => groups[i] === g))
-  }
-
-  /**
    * The peer's last ping failed, or its ping in flight is older than the peer's hedge delay:
    * membership does not call it down yet (that takes 4 failed pings in a row), but a call to it
    * now would likely wait for its deadline. Never this node.

@@ -1,8 +1,8 @@
 /**
  * K2V on a cluster of `garage server` child processes (3 nodes, 3 zones, RF 3): concurrent
  * writers leave siblings in every node's own k2v_item tree (read from disk), and a node killed
- * with SIGKILL in the middle of inserts (the node that orders them) loses no acknowledged item;
- * once restarted, anti-entropy gives it every one.
+ * with SIGKILL in the middle of inserts loses no acknowledged item; once restarted,
+ * anti-entropy gives it every one.
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
@@ -49,7 +49,8 @@ describe('K2V on child-process nodes', { timeout: 240_000 }, () => {
   })
 
   test('a node killed (SIGKILL) during inserts loses no acknowledged item', async () => {
-    // Kill the node that orders this partition's writes: the first storage node by id.
+    // Kill the first storage node by id (the one every insert went to before inserts went to
+    // this node first, as Garage orders them): the two others write, at the quorum with it.
     const victim = cluster.nodes.map((n, i) => ({ id: n.id, i })).sort((a, b) => (a.id < b.id ? -1 : 1))[0]?.i as number
     const writers = [0, 1, 2].filter((i) => i !== victim)
     const clients = writers.map((i) => client(i))
