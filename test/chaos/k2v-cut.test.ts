@@ -32,7 +32,10 @@ describe('K2V inserts at the moment a node is cut off', { timeout: 180_000 }, ()
       nodeOptions: (i) => mesh.nodeOptions(i),
     })
     mesh.setRtt(10, 0)
-    byId = cluster.nodes.map((n, i) => ({ id: n.id, i })).sort((a, b) => (a.id < b.id ? -1 : 1)).map((x) => x.i)
+    byId = cluster.nodes
+      .map((n, i) => ({ id: n.id, i }))
+      .sort((a, b) => (a.id < b.id ? -1 : 1))
+      .map((x) => x.i)
   })
   after(async () => {
     await cluster?.stop()
@@ -94,7 +97,10 @@ describe('K2V inserts at the moment a node is cut off', { timeout: 180_000 }, ()
     const r = await timed(() => client(cut).insertItem('cut', 'through-cut-off', 'v'))
     assert.ok(r.err instanceof K2vError, `no write quorum without the two peers: ${r.err}`)
     assert.equal(r.err.status, 503, r.err.message)
-    assert.ok(r.ms <= RPC_TIMEOUT_MS + MARGIN_MS, `the cut-off node answered after ${r.ms} ms (one deadline: ${RPC_TIMEOUT_MS} ms)`)
+    assert.ok(
+      r.ms <= RPC_TIMEOUT_MS + MARGIN_MS,
+      `the cut-off node answered after ${r.ms} ms (one deadline: ${RPC_TIMEOUT_MS} ms)`,
+    )
     await healed()
   })
 })
