@@ -71,6 +71,18 @@ function originOf(peer: Peer): string {
 }
 
 /** @internal */
+/**
+ * What a failed quick call says of its peer: an error the peer sent back is an answer; a call
+ * cancelled by its caller says nothing; a timeout or a lost connection is a silence.
+ */
+function callOutcome(err: unknown, signal: AbortSignal): 'answered' | 'failed' | 'cancelled' {
+  if (err === kUnknownSession || err instanceof RemoteError || (err instanceof NetError && err.reason === 'protocol')) {
+    return 'answered'
+  }
+  if (signal.aborted && !(signal.reason instanceof TimeoutError)) return 'cancelled'
+  return 'failed'
+}
+
 export class RpcClient {
   readonly #me: HandshakeIdentity
   readonly #agents: Record<RpcPriority, Agent>
@@ -126,6 +138,9 @@ export class RpcClient {
    * Calls `path` on `peer`. If the peer proves it lost our session (it restarted), handshakes
    * again and re-sends once, unless the request stream is an async iterable, which cannot be
    * re-sent: that call fails with a {@link NetError}.
+   *
+   * A quick call (no request body, not `waits`) counts in the peer's `callsSilentMs` while it
+   * waits for its answer.
    */
   async call(
     peer: Peer,
@@ -135,15 +150,20 @@ export class RpcClient {
     priority: RpcPriority,
     signal: AbortSignal,
     shared?: SharedBodySeal,
+    waits = false,
   ): Promise<StreamingResponse<unknown>> {
     const replayable = body === undefined || body instanceof Uint8Array
+    const watched = body === undefined && !waits
     for (let attempt = 0; ; attempt++) {
       const session = await this.session(peer, signal)
+      if (watched) peer.callStarted()
       try {
         const r = await this.#callOnce(peer, session, path, msg, body, priority, signal, shared)
+        if (watched) peer.callEnded('answered')
         peer.seen()
         return r
       } catch (err) {
+        if (watched) peer.callEnded(callOutcome(err, signal))
         if (err !== kUnknownSession) throw err
         peer.forget(session)
         this.#log.debug(`node ${shortId(peer.id)} lost our session (restarted?); handshaking again`)

@@ -80,6 +80,11 @@ export interface CallOptions {
   timeoutMs?: number
   /** Cancels the call (and the attached response stream); the remote handler's signal aborts. */
   signal?: AbortSignal
+  /**
+   * The call may stay unanswered for long on purpose (a long poll): it is left out of the peer's
+   * `callsSilentMs`, which otherwise tells a peer that has stopped answering.
+   */
+  waits?: boolean
 }
 
 /** Options of a call that may attach a byte stream to the request. */

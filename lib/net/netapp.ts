@@ -241,6 +241,7 @@ export class NetApp implements AsyncDisposable {
         options.priority ?? 'normal',
         signal,
         options.sharedSeal,
+        options.waits,
       )
       return r as StreamingResponse<Res>
     })

@@ -29,6 +29,13 @@ export interface PeerInfo {
   failedPings: number
   /** How long the ping in flight has gone unanswered, in ms (undefined: none in flight). */
   pingPendingMs: number | undefined
+  /**
+   * How long our quick calls to it (no request body, not a long poll) have gone unanswered, in
+   * ms: since the first call sent after its last answer, while a call waits or after one timed
+   * out or lost its connection (undefined: it answered the last one, or none was sent). A cut
+   * link shows here at once, where pings (every 10 s) take up to a ping interval to notice.
+   */
+  callsSilentMs: number | undefined
   /** Handshakes we completed with it (a restart of the peer shows as one more). */
   handshakes: number
 }
@@ -51,6 +58,12 @@ export class Peer {
   #failedPings = 0
   /** performance.now() at the start of the ping in flight. */
   #pingSince: number | undefined
+  /** Quick calls waiting for their answer. */
+  #callsWaiting = 0
+  /** performance.now() at the first quick call sent since the peer's last answer. */
+  #silentSince: number | undefined
+  /** A quick call timed out or lost its connection since the peer's last answer. */
+  #callFailed = false
   #handshakes = 0
 
   constructor(id: string) {
@@ -121,6 +134,25 @@ export class Peer {
     if (this.#session === session) this.#session = undefined
   }
 
+  /** A quick call was sent now; {@link callEnded} ends it. */
+  callStarted(): void {
+    this.#callsWaiting++
+    this.#silentSince ??= performance.now()
+  }
+
+  /**
+   * A quick call ended: 'answered' (the peer's answer, success or error, came back), 'failed'
+   * (it timed out or lost its connection) or 'cancelled' (by the caller: says nothing of the peer).
+   */
+  callEnded(outcome: 'answered' | 'failed' | 'cancelled'): void {
+    this.#callsWaiting = Math.max(0, this.#callsWaiting - 1)
+    if (outcome === 'answered') {
+      this.#callFailed = false
+      this.#silentSince = this.#callsWaiting > 0 ? performance.now() : undefined
+    } else if (outcome === 'failed') this.#callFailed = true
+    else if (this.#callsWaiting === 0 && !this.#callFailed) this.#silentSince = undefined
+  }
+
   /** A ping was sent now (its answer or failure ends it). */
   pingStarted(): void {
     this.#pingSince = performance.now()
@@ -148,6 +180,7 @@ export class Peer {
       avgPingMs: pings.length === 0 ? undefined : pings.reduce((a, b) => a + b, 0) / pings.length,
       failedPings: this.#failedPings,
       pingPendingMs: this.#pingSince === undefined ? undefined : performance.now() - this.#pingSince,
+      callsSilentMs: this.#silentSince === undefined ? undefined : performance.now() - this.#silentSince,
       handshakes: this.#handshakes,
     }
   }

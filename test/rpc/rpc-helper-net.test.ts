@@ -84,3 +84,37 @@ test('a ping in flight to a black-holed peer shows as pending, then as a failed 
   await me.net.ping(far)
   assert.equal(info(far)?.failedPings, 0, 'a good ping clears it')
 })
+
+test('quick calls unanswered behind a black hole show in callsSilentMs, kept after their timeout, cleared by an answer', async (t) => {
+  const { me, far, near, proxy } = await trio(t)
+  const info = (id: string) => me.net.peer(id)
+  await me.net.call(far, WHO, null)
+  assert.equal(info(far)?.callsSilentMs, undefined, 'answered')
+  // A call cancelled by its caller says nothing of the peer.
+  proxy.partition('blackhole')
+  const cancel = new AbortController()
+  const cancelled = me.net.call(far, WHO, null, { signal: cancel.signal }).catch(() => 'cancelled')
+  await new Promise((r) => setTimeout(r, 50))
+  assert.ok((info(far)?.callsSilentMs ?? -1) >= 0, 'a call is waiting')
+  cancel.abort()
+  assert.equal(await cancelled, 'cancelled')
+  assert.equal(info(far)?.callsSilentMs, undefined, 'nothing waits, nothing failed')
+  // A call that times out leaves the silence, which keeps growing.
+  const failed = await me.net.call(far, WHO, null, { timeoutMs: 300 }).then(
+    () => 'answered',
+    () => 'failed',
+  )
+  assert.equal(failed, 'failed')
+  const after = info(far)?.callsSilentMs
+  assert.ok(after !== undefined && after >= 250, `silent since the call was sent (${after} ms)`)
+  // Long polls do not count.
+  const poll = me.net.call(near, WHO, null, { waits: true })
+  assert.equal(info(near)?.callsSilentMs, undefined, 'a long poll is not a silence')
+  await poll
+  proxy.heal()
+  // The heal resets the black-holed connections: a call may first fail on a pooled one.
+  let answer: string | undefined
+  for (let i = 0; i < 3 && answer === undefined; i++) answer = await me.net.call(far, WHO, null).catch(() => undefined)
+  assert.equal(answer, 'far')
+  assert.equal(info(far)?.callsSilentMs, undefined, 'an answer clears it')
+})

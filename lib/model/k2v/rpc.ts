@@ -285,7 +285,9 @@ export class K2vRpcHandler {
     if (node === this.#o.self) return this.#handle(req, signal)
     const net = this.#o.netApp
     if (net === undefined) throw new GarageError('GARAGE_ERR_REMOTE', `no transport to reach node ${node.slice(0, 16)}`)
-    return net.call(node, K2V_RPC, req, { priority: 'normal', signal, ...(timeoutMs === undefined ? {} : { timeoutMs }) })
+    // A poll waits for a change on purpose: not a sign of a peer that stopped answering.
+    const waits = req.op === 'pollItem' || req.op === 'pollRange'
+    return net.call(node, K2V_RPC, req, { priority: 'normal', signal, waits, ...(timeoutMs === undefined ? {} : { timeoutMs }) })
   }
 
   async #handle(req: K2vRpcRequest, signal: AbortSignal): Promise<K2vRpcResponse> {

@@ -24,7 +24,6 @@ import {
 import { NB_PARTITIONS } from './types.ts'
 import { nodesOfPartition, partitionOf } from './version.ts'
 
-/** What the helper needs from the layout manager. @internal */
 /** A read asks the next node too once one is this many average pings late. @internal */
 export const HEDGE_PING_FACTOR = 4
 /** Floor of the hedge delay (scheduling noise on a busy node must not double every read). @internal */
@@ -38,7 +37,14 @@ export const HEDGE_UNKNOWN_MS = 1_000
  * was not seen as unresponsive either (the same delay bounds a ping's age). @internal
  */
 export const HEDGE_MAX_MS = 2_000
+/**
+ * Our calls to a peer unanswered for this long (or its hedge delay, if longer) make it
+ * unresponsive: a call waits for the peer's work too (an lmdb commit on a busy node), so the
+ * bar is higher than a ping's. @internal
+ */
+export const SILENT_CALLS_MIN_MS = 1_000
 
+/** What the helper needs from the layout manager. @internal */
 export interface LayoutSource {
   history(): LayoutHistory
   onChange(cb: (h: LayoutHistory) => void): void
@@ -77,7 +83,9 @@ export interface LayoutHelperOptions {
    * the ping in flight has gone unanswered (ms). A peer whose last ping failed, or whose ping
    * is overdue (past its hedge delay), is *unresponsive*: tried after the responsive ones.
    */
-  pingStateOf?: (nodeId: string) => { failedPings: number; pingPendingMs: number | undefined } | undefined
+  pingStateOf?: (
+    nodeId: string,
+  ) => { failedPings: number; pingPendingMs: number | undefined; callsSilentMs?: number | undefined } | undefined
   log: Logger
 }
 
@@ -247,16 +255,20 @@ export class LayoutHelper {
   }
 
   /**
-   * The peer's last ping failed, or its ping in flight is older than the peer's hedge delay:
-   * membership does not call it down yet (that takes 4 failed pings in a row), but a call to it
-   * now would likely wait for its deadline. Never this node.
+   * The peer's last ping failed, its ping in flight is older than the peer's hedge delay, or our
+   * calls to it have gone unanswered for longer than that (at least {@link SILENT_CALLS_MIN_MS}:
+   * a call also waits for the peer's work): membership does not call it down yet (that takes 4
+   * failed pings in a row), but a call to it now would likely wait for its deadline. Never this
+   * node.
    */
   isUnresponsive(nodeId: string): boolean {
     if (nodeId === this.self) return false
     const st = this.#o.pingStateOf?.(nodeId)
     if (st === undefined) return false
     if (st.failedPings > 0) return true
-    return st.pingPendingMs !== undefined && st.pingPendingMs > (this.hedgeDelayOf(nodeId) ?? Number.POSITIVE_INFINITY)
+    const hedge = this.hedgeDelayOf(nodeId) ?? Number.POSITIVE_INFINITY
+    if (st.pingPendingMs !== undefined && st.pingPendingMs > hedge) return true
+    return st.callsSilentMs !== undefined && st.callsSilentMs > Math.max(hedge, SILENT_CALLS_MIN_MS)
   }
 
   /**

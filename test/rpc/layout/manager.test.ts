@@ -5,7 +5,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { LayoutError } from '../../../lib/rpc/layout/types.ts'
-import { HEDGE_MAX_MS, HEDGE_MIN_MS, HEDGE_UNKNOWN_MS, LayoutHelper } from '../../../lib/rpc/layout/helper.ts'
+import {
+  HEDGE_MAX_MS,
+  HEDGE_MIN_MS,
+  HEDGE_UNKNOWN_MS,
+  LayoutHelper,
+  SILENT_CALLS_MIN_MS,
+} from '../../../lib/rpc/layout/helper.ts'
 import { trackerGet } from '../../../lib/rpc/layout/history.ts'
 import { CLUSTER_LAYOUT_FILE, LayoutManager } from '../../../lib/rpc/layout/manager.ts'
 import { silentLogger } from '../../../lib/util/logger.ts'
@@ -237,7 +243,7 @@ test('hedge delay of a read: 4 average pings, within 500 ms – 2 s, 1 s before 
 test('a peer whose last ping failed or whose ping is overdue is tried after the responsive ones, before those down', async (t) => {
   const m = manager(await tempDir(t), 3)
   const pings: Record<string, number | undefined> = { b: 100, c: 200, d: 50, e: 10 }
-  const state: Record<string, { failedPings: number; pingPendingMs: number | undefined }> = {
+  const state: Record<string, { failedPings: number; pingPendingMs: number | undefined; callsSilentMs?: number }> = {
     b: { failedPings: 0, pingPendingMs: undefined },
     c: { failedPings: 0, pingPendingMs: 100 },
     d: { failedPings: 0, pingPendingMs: undefined },
@@ -264,4 +270,9 @@ test('a peer whose last ping failed or whose ping is overdue is tried after the 
   assert.deepEqual(helper.orderByCloseness(['e', 'c', 'b', 'd', A]), [A, 'c', 'd', 'b', 'e'], 'unresponsive after responsive')
   state.b = { failedPings: 0, pingPendingMs: undefined }
   assert.equal(helper.isUnresponsive('b'), false, 'a good ping clears it')
+  // Calls unanswered past max(hedge delay, SILENT_CALLS_MIN_MS), with no ping pending (pings come every 10 s).
+  state.b = { failedPings: 0, pingPendingMs: undefined, callsSilentMs: SILENT_CALLS_MIN_MS - 100 }
+  assert.equal(helper.isUnresponsive('b'), false, 'a call may take a while')
+  state.b = { failedPings: 0, pingPendingMs: undefined, callsSilentMs: SILENT_CALLS_MIN_MS + 1 }
+  assert.equal(helper.isUnresponsive('b'), true, 'calls silent past the bar')
 })
