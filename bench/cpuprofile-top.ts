@@ -1,9 +1,11 @@
 /**
  * Summarises a V8 `.cpuprofile` (from `node --cpu-prof`, e.g. `BENCH_CPU_PROF=dir npm run bench`):
  * the functions with the most self time and the most inclusive time, in ms.
- * Usage: `node --import tsx bench/cpuprofile-top.ts <file.cpuprofile | dir> [count] [last-seconds]`;
+ * Usage: `node --import tsx bench/cpuprofile-top.ts <file.cpuprofile | dir> [count] [last-seconds] [skip-seconds]`;
  * with `last-seconds`, only the samples of the profile's last seconds (a scenario that ran just
- * before the process stopped, without the start-up's module loading).
+ * before the process stopped, without the start-up's module loading); with `skip-seconds` too,
+ * the window ends that many seconds before the end (an earlier scenario: `… 60 8 24` is the
+ * third-last 8 s).
  */
 
 import { readdirSync, readFileSync, statSync } from 'node:fs'
@@ -34,13 +36,14 @@ for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n
 const label = (n: ProfileNode): string =>
   `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url.replace(/.*\/(lib|node_modules)\//, '$1/')}:${n.callFrame.lineNumber + 1}`
 
-const lastUs = process.argv[4] === undefined ? Number.POSITIVE_INFINITY : Number(process.argv[4]) * 1e6
+const skipUs = Number(process.argv[5] ?? 0) * 1e6
+const lastUs = process.argv[4] === undefined ? Number.POSITIVE_INFINITY : Number(process.argv[4]) * 1e6 + skipUs
 const span = profile.timeDeltas.reduce((a, d) => a + d, 0)
 let at = 0
 const selfById = new Map<number, number>()
 for (let i = 0; i < profile.samples.length; i++) {
   at += profile.timeDeltas[i] ?? 0
-  if (span - at > lastUs) continue
+  if (span - at > lastUs || span - at < skipUs) continue
   const id = profile.samples[i] as number
   selfById.set(id, (selfById.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0))
 }
