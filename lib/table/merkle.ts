@@ -10,7 +10,6 @@
  * items, so two nodes holding the same items have the same root hash.
  * @internal
  */
-import { setTimeout as sleep } from 'node:timers/promises'
 import type { Transaction, Tree } from '../db/db.ts'
 import type { Worker, WorkerState } from '../util/background/worker.ts'
 import { defineCodec } from '../util/codec.ts'
@@ -91,15 +90,6 @@ export function partitionOfMerkleKey(key: Uint8Array): number {
  * milliseconds so the worker does not stall the node's event loop.
  */
 const BATCH = 1000
-
-/**
- * How long the worker lets todo items gather after a notification before folding them: under a
- * stream of writes it folds every item of that window in one transaction (one commit per table
- * per window instead of one per wake-up, each touching the same upper nodes). Nothing waits for
- * the fold (anti-entropy compares trees every few minutes), and the todo is stored with each
- * write, so the delay loses nothing at a crash.
- */
-export const MERKLE_GATHER_MS = 100
 
 /** Todo items per transaction in {@link MerkleUpdater.updateAll} (tools, rebuilds, the bench). */
 const BULK_BATCH = 10_000
@@ -184,9 +174,7 @@ export class MerkleUpdater<E> implements Worker {
       this.#checked = true
       await this.checkPartitioning(signal)
     }
-    // A full batch: more is likely waiting, go on at once. Less: the todo is drained, so wait for
-    // the next notification and let items gather (waitForWork).
-    return this.updateBatch() >= BATCH ? 'busy' : 'idle'
+    return this.updateBatch() > 0 ? 'busy' : 'idle'
   }
 
   /**
@@ -203,14 +191,8 @@ export class MerkleUpdater<E> implements Worker {
     return true
   }
 
-  async waitForWork(signal: AbortSignal): Promise<void> {
-    await this.#data.merkleTodoNotify.wait(signal, 10_000)
-    if (signal.aborted) return
-    try {
-      await sleep(MERKLE_GATHER_MS, undefined, { signal })
-    } catch (err) {
-      if (!signal.aborted) throw err // an abort ends the wait: the worker is stopping
-    }
+  waitForWork(signal: AbortSignal): Promise<void> {
+    return this.#data.merkleTodoNotify.wait(signal, 10_000)
   }
 
   info(): Record<string, number> {
