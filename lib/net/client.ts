@@ -70,7 +70,6 @@ function originOf(peer: Peer): string {
   return origin
 }
 
-/** @internal */
 /**
  * What a failed quick call says of its peer: an error the peer sent back is an answer; a call
  * cancelled by its caller says nothing; a timeout or a lost connection is a silence.
@@ -83,6 +82,7 @@ function callOutcome(err: unknown, signal: AbortSignal): 'answered' | 'failed' |
   return 'failed'
 }
 
+/** @internal */
 export class RpcClient {
   readonly #me: HandshakeIdentity
   readonly #agents: Record<RpcPriority, Agent>

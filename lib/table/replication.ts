@@ -49,7 +49,7 @@ export interface TableReplication {
   hedgeDelayOf?(node: NodeId): number | undefined
   /** `nodes` as reads try them: this node, its zone, the others by ping, unresponsive and down peers last (LayoutHelper.orderByCloseness). */
   orderByCloseness?(nodes: readonly NodeId[]): NodeId[]
-  /** The peer's last ping failed or its ping is overdue (LayoutHelper.isUnresponsive). */
+  /** The peer's last ping failed, its ping is overdue, or our calls to it go unanswered (LayoutHelper.isUnresponsive). */
   isUnresponsive?(node: NodeId): boolean
 }
 

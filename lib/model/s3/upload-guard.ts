@@ -83,18 +83,16 @@ export class UploadGuard {
     tx.remove(this.#tree, versionId)
   }
 
+  /** How many uploads are recorded as in progress (after a restart: the previous run's leftovers). */
+  leftovers(): number {
+    return this.#tree.count()
+  }
+
   /**
    * Aborts every upload left over by a previous run: its `uploading` row (if it wrote one) is
    * marked aborted, and its version row is deleted, which releases its blocks, unless the version
    * completed (the crash came after the commit). Returns how many there were.
    */
-  /** How many uploads are recorded as in progress (after a restart: the previous run's leftovers). */
-  leftovers(): number {
-    let n = 0
-    for (const _ of this.#tree.range()) n++
-    return n
-  }
-
   async abortLeftovers(objects: Table<ObjectEntry>, versions: Table<VersionEntry>, mpus: Table<MpuEntry>): Promise<number> {
     const left = [...this.#tree.range()].map(([k, v]) => ({ versionId: k, ...codec.decode(v) }))
     for (const u of left) {

@@ -193,16 +193,25 @@ test('a single-node layout with replication factor 1 retires old versions at onc
   assert.equal(h.updateTrackers, null)
 })
 
-test('ack lock: a write in flight with version N holds this node ack at N until it is done', async (t) => {
-  const m = manager(await tempDir(t), 3)
-  await m.start()
-  const helper = new LayoutHelper({
+/** A helper for node A over `m` (consistent mode, RF 3), with the peer-state callbacks given. */
+function helperOf(
+  m: ConstructorParameters<typeof LayoutHelper>[0]['source'],
+  peers: Pick<ConstructorParameters<typeof LayoutHelper>[0], 'pingOf' | 'pingStateOf' | 'isUp'> = {},
+): LayoutHelper {
+  return new LayoutHelper({
     source: m,
     self: A,
     consistencyMode: 'consistent',
     replicationFactor: 3,
     log: silentLogger,
+    ...peers,
   })
+}
+
+test('ack lock: a write in flight with version N holds this node ack at N until it is done', async (t) => {
+  const m = manager(await tempDir(t), 3)
+  await m.start()
+  const helper = helperOf(m)
   const ackOfA = (): number => trackerGet(m.history().updateTrackers.ackMap, A, -1)
   await m.stage({ roles: threeZones })
   await m.apply(1)
@@ -225,14 +234,7 @@ test('ack lock: a write in flight with version N holds this node ack at N until 
 test('hedge delay of a read: 4 average pings, within 500 ms – 2 s, 1 s before any ping, none for this node', async (t) => {
   const m = manager(await tempDir(t), 3)
   const pings: Record<string, number | undefined> = { b: 300, c: 20, e: 1_500 }
-  const helper = new LayoutHelper({
-    source: m,
-    self: A,
-    consistencyMode: 'consistent',
-    replicationFactor: 3,
-    pingOf: (id) => pings[id],
-    log: silentLogger,
-  })
+  const helper = helperOf(m, { pingOf: (id) => pings[id] })
   assert.equal(helper.hedgeDelayOf(A), undefined, 'a local read is never hedged')
   assert.equal(helper.hedgeDelayOf('b'), 4 * 300)
   assert.equal(helper.hedgeDelayOf('c'), HEDGE_MIN_MS, 'the floor applies to close peers')
@@ -249,16 +251,7 @@ test('a peer whose last ping failed or whose ping is overdue is tried after the 
     d: { failedPings: 0, pingPendingMs: undefined },
     e: { failedPings: 0, pingPendingMs: undefined },
   }
-  const helper = new LayoutHelper({
-    source: m,
-    self: A,
-    consistencyMode: 'consistent',
-    replicationFactor: 3,
-    pingOf: (id) => pings[id],
-    pingStateOf: (id) => state[id],
-    isUp: (id) => id !== 'e',
-    log: silentLogger,
-  })
+  const helper = helperOf(m, { pingOf: (id) => pings[id], pingStateOf: (id) => state[id], isUp: (id) => id !== 'e' })
   assert.deepEqual(helper.orderByCloseness(['e', 'c', 'b', 'd', A]), [A, 'd', 'b', 'c', 'e'], 'by ping; down last')
   // d's ping has been unanswered past its hedge delay (500 ms floor), b's last ping failed.
   state.d = { failedPings: 0, pingPendingMs: HEDGE_MIN_MS + 1 }
