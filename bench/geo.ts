@@ -27,6 +27,7 @@
  * Environment: BENCH_GEO_DELAY_MS (default 50, the one-way delay), BENCH_GEO_JITTER_MS (default
  * 0: each chunk's delay is uniform in delay ± jitter, order kept), BENCH_QUICK=1 (fewer iterations).
  */
+import { createHash } from 'node:crypto'
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { Agent } from 'node:http'
 import { createServer, type Server, type Socket, connect } from 'node:net'
@@ -50,6 +51,9 @@ const MiB = 1024 * KiB
 const QUICK = process.env.BENCH_QUICK === '1'
 const ITERATIONS = QUICK ? 3 : 20
 const MPU_ITERATIONS = QUICK ? 1 : 5
+/** Keys per DeleteObjects request of the geo_delete_objects scenario, and its requests. */
+const DELETE_KEYS = 100
+const DELETE_ITERATIONS = QUICK ? 1 : 5
 const DELAY_MS = envNumber('BENCH_GEO_DELAY_MS', 50)
 const JITTER_MS = envNumber('BENCH_GEO_JITTER_MS', 0)
 const HOOK = fileURLToPath(new URL('./geo-trace-hook.ts', import.meta.url))
@@ -303,9 +307,15 @@ export async function benchGeo(): Promise<void> {
       n: number,
       op: (i: number, mark: (label: string) => void) => Promise<unknown>,
       extra: Record<string, unknown> = {},
+      prepare?: (i: number) => Promise<void>,
     ) {
       const samples: Array<{ ms: number; t0: number; t1: number; marks: Mark[] }> = []
       for (let i = 0; i < n; i++) {
+        // Not timed: what the request needs in place (its writes land before it starts).
+        if (prepare !== undefined) {
+          await prepare(i)
+          await sleep(300)
+        }
         const marks: Mark[] = []
         const t0 = nowMs()
         await op(i, (label) => marks.push({ atMs: nowMs(), label }))
@@ -351,6 +361,37 @@ export async function benchGeo(): Promise<void> {
       },
     )
     await measure('geo_delete_4kib', ITERATIONS, (i) => request(t, 'DELETE', small(i), 204))
+    // DeleteObjects of DELETE_KEYS existing keys per request (written beforehand, 16 at a time).
+    const doomed = (i: number, j: number): string => `doomed-${i}-${String(j).padStart(4, '0')}`
+    await measure(
+      'geo_delete_objects',
+      DELETE_ITERATIONS,
+      async (i) => {
+        const xml = `<Delete><Quiet>true</Quiet>${Array.from({ length: DELETE_KEYS }, (_, j) => `<Object><Key>${doomed(i, j)}</Key></Object>`).join('')}</Delete>`
+        const payload = Buffer.from(xml)
+        const res = await sendSigned(t, 'POST', `/${t.bucket}`, {
+          agent: t.agent,
+          query: { delete: '' },
+          body: payload,
+          headers: {
+            'content-length': String(payload.length),
+            'content-md5': createHash('md5').update(payload).digest('base64'),
+          },
+        })
+        const chunks: Buffer[] = []
+        for await (const chunk of res as AsyncIterable<Buffer>) chunks.push(chunk)
+        const text = Buffer.concat(chunks).toString('utf8')
+        if (res.statusCode !== 200 || text.includes('<Error>'))
+          throw new Error(`DeleteObjects: ${res.statusCode} ${text.slice(0, 500)}`)
+      },
+      { keys: DELETE_KEYS },
+      async (i) => {
+        for (let j = 0; j < DELETE_KEYS; j += 16) {
+          const batch = Array.from({ length: Math.min(16, DELETE_KEYS - j) }, (_, k) => doomed(i, j + k))
+          await Promise.all(batch.map((k) => request(t, 'PUT', k, 200, { body: body(64) })))
+        }
+      },
+    )
     await measure('geo_put_1mib', ITERATIONS, (i) => request(t, 'PUT', `large-${i}`, 200, { body: body(MiB) }))
 
     // Multipart: create, two 5 MiB parts (the minimum for all but the last), a 1 MiB part, complete.

@@ -23,7 +23,7 @@
  * every node process runs with `--cpu-prof` and writes its profile there when it exits).
  */
 import { createHash } from 'node:crypto'
-import { readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
@@ -245,10 +245,14 @@ const cpuS = async (pid: number): Promise<number> => {
   return (Number(f[11]) + Number(f[12])) / 100 // USER_HZ
 }
 
-const rssMb = async (pid: number): Promise<{ rss: number; peak: number }> => {
+/**
+ * RSS, its peak, and its anonymous part (the process's own memory: heap, buffers, lmdb-js's
+ * write buffers; the rest of RSS is mostly lmdb's file pages mapped, which the kernel reclaims).
+ */
+const rssMb = async (pid: number): Promise<{ rss: number; peak: number; anon: number }> => {
   const status = await readFile(`/proc/${pid}/status`, 'utf8')
   const kb = (f: string): number => Number(new RegExp(`^${f}:\\s+(\\d+) kB$`, 'm').exec(status)?.[1] ?? 0)
-  return { rss: round(kb('VmRSS') / 1024), peak: round(kb('VmHWM') / 1024) }
+  return { rss: round(kb('VmRSS') / 1024), peak: round(kb('VmHWM') / 1024), anon: round(kb('RssAnon') / 1024) }
 }
 
 export interface JoinResult {
@@ -327,6 +331,9 @@ async function main(): Promise<void> {
     const senders = l.cluster.nodes.map((n) => n.proc.child.pid as number)
     await Promise.all(l.cluster.nodes.map((n) => n.proc.resetPeakRss()))
     let peakJoiner = 0
+    // Peaks of RssAnon, sampled every second (the kernel keeps no peak of it).
+    let peakJoinerAnon = 0
+    const senderAnon = senders.map(() => 0)
     const sendersCpu0 = await Promise.all(senders.map(cpuS))
     // The joiner's CPU at its first sample (just after the layout change): what it used to sync
     // is read against it, a figure the machine's load does not change as much as wall time.
@@ -338,7 +345,14 @@ async function main(): Promise<void> {
       onSample: async ({ state }) => {
         const pid = l.cluster.nodes[3]?.proc.child.pid
         if (pid === undefined) return
-        peakJoiner = Math.max(peakJoiner, (await rssMb(pid)).peak)
+        const m = await rssMb(pid)
+        peakJoiner = Math.max(peakJoiner, m.peak)
+        peakJoinerAnon = Math.max(peakJoinerAnon, m.anon)
+        await Promise.all(
+          senders.map(async (p, i) => {
+            senderAnon[i] = Math.max(senderAnon[i] ?? 0, (await rssMb(p)).anon)
+          }),
+        )
         joinerCpu0 ??= await cpuS(pid)
         if (joinerCpuAtEqual === undefined && state.differing.length === 0) joinerCpuAtEqual = await cpuS(pid)
       },
@@ -385,6 +399,8 @@ async function main(): Promise<void> {
       joiner_rss_mb: joinerMem.rss,
       joiner_peak_rss_mb: Math.max(peakJoiner, joinerMem.peak),
       sender_peak_rss_mb: senderPeaks,
+      joiner_peak_anon_mb: peakJoinerAnon,
+      sender_peak_anon_mb: senderAnon,
       loadavg_before: loadBefore,
       loadavg_after: loadavg().map((x) => round(x)),
     }
@@ -392,6 +408,7 @@ async function main(): Promise<void> {
   } finally {
     const dir = process.env.JOIN_LOG_DIR
     if (dir !== undefined) {
+      await mkdir(dir, { recursive: true })
       await Promise.all(l.cluster.nodes.map((n, i) => writeFile(join(dir, `node${i}.log`), n.proc.output())))
     }
     await l.cluster.stop()

@@ -6,7 +6,7 @@ import type { Uuid } from '../../util/data.ts'
 import { ApiError, toApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
 import type { BucketParams } from '../../model/bucket-table.ts'
-import { type DeleteOptions, type DeleteOutcome, deleteHeaders, deleteObjectVersion } from './versioning.ts'
+import { type DeleteOptions, type DeleteOutcome, deleteHeaders, deleteObjectVersion, deleteObjectVersions } from './versioning.ts'
 import { readXmlBody, renderXml, type XmlDocument, xmlChildren, xmlOnly, xmlRoot, xmlText } from './xml.ts'
 
 /**
@@ -86,16 +86,17 @@ export async function handleDeleteObjects(
   const { quiet, keys, versionIds } = parseDeleteBody(doc)
   const deleted: Array<Record<string, unknown>> = []
   const errors: Array<Record<string, unknown>> = []
-  for (const [i, key] of keys.entries()) {
-    const versionId = versionIds?.[i]
-    try {
-      const r = await deleteObjectVersion(garage, bucketId, params, key, { versionId, bypassGovernance: opts.bypassGovernance })
-      if (!quiet) deleted.push(deletedEntry(key, versionId, r))
-    } catch (err) {
-      const e = toApiError(err)
+  const items = keys.map((key, i) => ({ key, versionId: versionIds?.[i] }))
+  const outcomes = await deleteObjectVersions(garage, bucketId, params, items, opts)
+  outcomes.forEach((r, i) => {
+    const { key, versionId } = items[i] as (typeof items)[number]
+    if (r instanceof Error) {
+      const e = toApiError(r)
       errors.push({ Key: key, ...(versionId !== undefined ? { VersionId: versionId } : {}), Code: e.code, Message: e.message })
+    } else if (!quiet) {
+      deleted.push(deletedEntry(key, versionId, r))
     }
-  }
+  })
   const xml = renderXml('DeleteResult', { Deleted: deleted, Error: errors })
   return { status: 200, headers: { 'content-type': 'application/xml' }, body: xml }
 }

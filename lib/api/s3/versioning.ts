@@ -207,9 +207,99 @@ export async function deleteObjectVersion(
   checkS3ObjectKey(key)
   const ref = opts.versionId === undefined ? undefined : parseVersionId(opts.versionId)
   const o = await garage.objectTable.get(bucketId, utf8(key))
-  const ts = garage.nextTimestamp(
-    o === undefined || o.versions.length === 0 ? undefined : Math.max(...o.versions.map((v) => v.ts)),
-  )
+  const plan = planDelete(garage, bucketId, params, key, ref, o, opts)
+  if (plan.write !== undefined) await garage.objectTable.insert(plan.write)
+  return plan.outcome
+}
+
+/** One key of a {@link deleteObjectVersions} batch. */
+export interface DeleteItem {
+  key: string
+  versionId?: string | undefined
+}
+
+/**
+ * DeleteObjects' deletions, each as {@link deleteObjectVersion} does it alone, in few calls: the
+ * keys' rows are read together (`getMany`: one quorum call per group of nodes) and every row to
+ * write goes in one `insertMany` (one request per node). Across 100 ms links, 1,000 keys take
+ * two quorum round trips instead of 2,000. A key named twice is handled in a later round, after
+ * its first deletion is written, so it sees that deletion as a lone request would. Each item's
+ * answer is its outcome or the error it got (an invalid key, object lock, a failed quorum).
+ */
+export async function deleteObjectVersions(
+  garage: Garage,
+  bucketId: Uuid,
+  params: VersioningParams,
+  items: readonly DeleteItem[],
+  opts: { bypassGovernance: boolean },
+): Promise<Array<DeleteOutcome | Error>> {
+  const out = new Array<DeleteOutcome | Error>(items.length)
+  // Round r holds each key's (r + 1)-th occurrence.
+  const rounds: number[][] = []
+  const seen = new Map<string, number>()
+  items.forEach((item, i) => {
+    try {
+      checkS3ObjectKey(item.key)
+      if (item.versionId !== undefined) parseVersionId(item.versionId)
+    } catch (err) {
+      out[i] = err as Error
+      return
+    }
+    const r = seen.get(item.key) ?? 0
+    seen.set(item.key, r + 1)
+    const round = rounds[r]
+    if (round === undefined) rounds[r] = [i]
+    else round.push(i)
+  })
+  for (const round of rounds) {
+    let rows: Array<ObjectEntry | undefined>
+    try {
+      rows = await garage.objectTable.getMany(
+        round.map((i) => ({ partitionKey: bucketId, sortKey: utf8((items[i] as DeleteItem).key) })),
+      )
+    } catch (err) {
+      for (const i of round) out[i] = err as Error
+      continue
+    }
+    const writes: ObjectEntry[] = []
+    const writers: number[] = []
+    round.forEach((i, j) => {
+      const item = items[i] as DeleteItem
+      try {
+        const ref = item.versionId === undefined ? undefined : parseVersionId(item.versionId)
+        const plan = planDelete(garage, bucketId, params, item.key, ref, rows[j], { ...opts, versionId: item.versionId })
+        out[i] = plan.outcome
+        if (plan.write !== undefined) {
+          writes.push(plan.write)
+          writers.push(i)
+        }
+      } catch (err) {
+        out[i] = err as Error
+      }
+    })
+    try {
+      await garage.objectTable.insertMany(writes)
+    } catch (err) {
+      for (const i of writers) out[i] = err as Error
+    }
+  }
+  return out
+}
+
+/**
+ * What deleting `key` (or its version `ref`) does to its row `o` as read: the answer, and the
+ * row to write (none when there is nothing to delete).
+ * @throws ApiError when object lock protects the version.
+ */
+function planDelete(
+  garage: Garage,
+  bucketId: Uuid,
+  params: VersioningParams,
+  key: string,
+  ref: VersionRef | undefined,
+  o: ObjectEntry | undefined,
+  opts: DeleteOptions,
+): { outcome: DeleteOutcome; write?: ObjectEntry } {
   if (ref === undefined) {
     const status = versioningOf(params)
     // Nothing visible in a bucket never versioned: nothing to write.
@@ -217,25 +307,32 @@ export async function deleteObjectVersion(
       status === undefined &&
       (o === undefined || latestVersion(o) === undefined || isDeleteMarker(latestVersion(o) as ObjectVersion))
     ) {
-      return { deleteMarker: false }
+      return { outcome: { deleteMarker: false } }
     }
+    const ts = garage.nextTimestamp(
+      o === undefined || o.versions.length === 0 ? undefined : Math.max(...o.versions.map((v) => v.ts)),
+    )
     const marker: ObjectVersion = {
       uuid: genUuid(),
       ts,
       state: { t: 'complete', data: { t: 'delete' } },
       ...newVersionKeep(params),
     }
-    await garage.objectTable.insert({ bucketId, key, versions: [marker] })
-    return { versionId: versionIdOf(marker, params), deleteMarker: status !== undefined }
+    return {
+      outcome: { versionId: versionIdOf(marker, params), deleteMarker: status !== undefined },
+      write: { bucketId, key, versions: [marker] },
+    }
   }
   const v = findVersion(o, ref)
   // AWS answers 204 for a version it does not have (deletes are idempotent).
-  if (v === undefined) return { versionId: opts.versionId, deleteMarker: false }
+  if (v === undefined) return { outcome: { versionId: opts.versionId, deleteMarker: false } }
   checkVersionDeletable(v, opts.bypassGovernance, Date.now())
   const purged: ObjectVersion = { uuid: v.uuid, ts: v.ts, state: { t: 'purged' } }
   if (v.keep === true) purged.keep = true
-  await garage.objectTable.insert({ bucketId, key, versions: [purged] })
-  return { versionId: versionIdOf(v, params), deleteMarker: isDeleteMarker(v) }
+  return {
+    outcome: { versionId: versionIdOf(v, params), deleteMarker: isDeleteMarker(v) },
+    write: { bucketId, key, versions: [purged] },
+  }
 }
 
 /** The response headers of a DeleteObject. */

@@ -67,6 +67,30 @@ describe('DeleteObjects', () => {
     assert.equal(await objectExists(s3, node.bucket, 'multi/c'), true)
   })
 
+  test('an invalid key is an Error entry and the other keys are still deleted', async () => {
+    await Promise.all(['mixed/a', 'mixed/b'].map((k) => put(k)))
+    const long = `mixed/${'x'.repeat(1100)}`
+    const body = `<Delete><Object><Key>mixed/a</Key></Object><Object><Key>${long}</Key></Object><Object><Key>mixed/b</Key></Object><Object><Key>mixed/a</Key></Object></Delete>`
+    const r = await rawRequest(node, {
+      method: 'POST',
+      path: `/${node.bucket}`,
+      query: { delete: '' },
+      body,
+      headers: { 'content-md5': md5Base64(body), 'content-type': 'application/xml' },
+    })
+    assert.equal(r.status, 200, r.text)
+    assert.deepEqual(
+      [...r.text.matchAll(/<Deleted><Key>([^<]*)<\/Key>/g)].map((m) => m[1]),
+      ['mixed/a', 'mixed/b', 'mixed/a'],
+    )
+    assert.deepEqual(
+      [...r.text.matchAll(/<Error><Key>[^<]*<\/Key><Code>([^<]*)</g)].map((m) => m[1]),
+      ['KeyTooLongError'],
+    )
+    assert.equal(await objectExists(s3, node.bucket, 'mixed/a'), false)
+    assert.equal(await objectExists(s3, node.bucket, 'mixed/b'), false)
+  })
+
   test('quiet mode deletes without listing Deleted entries', async () => {
     await Promise.all(['quiet/a', 'quiet/b'].map((k) => put(k)))
     const r = await s3.send(

@@ -255,6 +255,47 @@ describe('versions', () => {
     await assert.rejects(s3.send(new GetObjectCommand({ Bucket: b, Key: 'a', VersionId: v1 })), s3Error('NoSuchVersion', 404))
     await assert.rejects(s3.send(new GetObjectCommand({ Bucket: b, Key: 'b' })), s3Error('NoSuchKey', 404))
   })
+
+  test('DeleteObjects naming a key several times deletes as one request after the other would', async () => {
+    const b = await bucket()
+    const v1 = await put(b, 'k', 'k1')
+    await put(b, 'k', 'k2')
+    await put(b, 'other', 'o')
+    const r = await s3.send(
+      new DeleteObjectsCommand({
+        Bucket: b,
+        Delete: { Objects: [{ Key: 'k' }, { Key: 'other' }, { Key: 'k' }, { Key: 'k', VersionId: v1 }] },
+      }),
+    )
+    assert.deepEqual(r.Errors ?? [], [])
+    // Answered in the request's order, each key's entry as a lone DeleteObject would answer it.
+    assert.deepEqual(
+      r.Deleted?.map((d) => [d.Key, d.DeleteMarker ?? false, d.VersionId === v1]),
+      [
+        ['k', true, false],
+        ['other', true, false],
+        ['k', true, false],
+        ['k', false, true],
+      ],
+    )
+    const markers = [r.Deleted?.[0]?.DeleteMarkerVersionId, r.Deleted?.[2]?.DeleteMarkerVersionId]
+    assert.notEqual(markers[0], markers[1])
+    const v = await s3.send(new ListObjectVersionsCommand({ Bucket: b, Prefix: 'k' }))
+    // Two markers, the second written after (so newer than) the first; v1 purged, k2 kept.
+    assert.deepEqual(
+      v.DeleteMarkers?.map((m) => [m.VersionId, m.IsLatest]),
+      [
+        [markers[1], true],
+        [markers[0], false],
+      ],
+    )
+    assert.deepEqual(
+      v.Versions?.map((x) => x.VersionId === v1),
+      [false],
+    )
+    const [newer, older] = (v.DeleteMarkers ?? []).map((m) => m.LastModified?.getTime() ?? 0)
+    assert.ok((newer ?? 0) > (older ?? 0), `the second marker's time ${newer} follows the first's ${older}`)
+  })
 })
 
 describe('ListObjectVersions', () => {
