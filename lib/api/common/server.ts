@@ -332,8 +332,11 @@ async function sendResponse(req: IncomingMessage, res: ServerResponse, r: ApiRes
     return
   }
   if (typeof body === 'string' || body instanceof Uint8Array) {
-    if (!res.hasHeader('content-length')) res.setHeader('content-length', Buffer.byteLength(body))
-    res.end(req.method === 'HEAD' ? undefined : body)
+    // A long string (a listing page: ~170 KB built by concatenation) is encoded once; measuring
+    // it, then writing it, walked it twice (flattening the concatenation, then encoding it).
+    const bytes = typeof body === 'string' && body.length > 4096 ? Buffer.from(body, 'utf8') : body
+    if (!res.hasHeader('content-length')) res.setHeader('content-length', Buffer.byteLength(bytes))
+    res.end(req.method === 'HEAD' ? undefined : bytes)
     return
   }
   if (req.method === 'HEAD') {
