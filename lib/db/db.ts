@@ -39,6 +39,12 @@ export interface Tree {
   readonly name: string
   get(key: Uint8Array): Uint8Array | undefined
   range(options?: RangeOptions): Iterable<Entry>
+  /**
+   * The values of `range(options)`, without their keys: for a caller that reads many values and
+   * needs nothing else (a listing page), cheaper per entry. The values may be views the engine
+   * made for this call (each a fresh copy), read-only to the caller.
+   */
+  values(options?: RangeOptions): Iterable<Uint8Array>
   /** Number of entries (exact; may walk the tree). */
   count(): number
 }

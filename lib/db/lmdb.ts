@@ -35,9 +35,26 @@ class LmdbTree implements Tree {
   range(options: RangeOptions = {}): Iterable<Entry> {
     return rangeOf(this.db, options)
   }
+  values(options: RangeOptions = {}): Iterable<Uint8Array> {
+    // Checked now (as `range`), then lmdb's iterator: its fresh Buffers are given as they are,
+    // without the key and the views `range` makes (a listing page reads 1,000 of them).
+    if (options.start !== undefined) checkKeyLength(options.start, 'range start')
+    if (options.end !== undefined) checkKeyLength(options.end, 'range end')
+    return valuesIter(this.db, options)
+  }
   count(): number {
     return this.db.getCount()
   }
+}
+
+function* valuesIter(db: BinDb, options: RangeOptions): Iterable<Uint8Array> {
+  const it = db.getRange({
+    start: options.start === undefined ? undefined : Buffer.from(options.start),
+    end: options.end === undefined ? undefined : Buffer.from(options.end),
+    reverse: options.reverse ?? false,
+    limit: options.limit,
+  })
+  for (const { value } of it) yield value
 }
 
 function rangeOf(db: BinDb, options: RangeOptions): Iterable<Entry> {
@@ -60,9 +77,12 @@ function* rangeIter(db: BinDb, options: RangeOptions): Iterable<Entry> {
 /**
  * A plain Uint8Array over a Buffer lmdb returned. lmdb-js gives the `binary` encoding's keys and
  * values as fresh copies (never its shared read buffer), so a view is safe and saves a second
- * copy of every entry a range reads.
+ * copy of every large entry a range reads.
  */
 function view(b: Buffer): Uint8Array {
+  // V8 keeps a typed array of up to 64 bytes inside the JS heap; its first `.buffer` moves it out
+  // (≈ 1.2 µs, measured), where copying it costs ≈ 0.15 µs. Keys are mostly that small.
+  if (b.byteLength <= 64) return new Uint8Array(b)
   return new Uint8Array(b.buffer, b.byteOffset, b.byteLength)
 }
 

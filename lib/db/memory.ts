@@ -84,6 +84,13 @@ class MemoryTree implements Tree {
     return this.#iterate({ ...options })
   }
 
+  values(options: RangeOptions = {}): Iterable<Uint8Array> {
+    const entries = this.range(options)
+    return (function* () {
+      for (const [, v] of entries) yield v
+    })()
+  }
+
   count(): number {
     this.db.checkOpen()
     return this.entries.length

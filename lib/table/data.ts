@@ -126,10 +126,10 @@ export class TableData<E> {
    * lazily and not decoded (listings that read a few fields of each row). Stop iterating (break)
    * to release lmdb's read snapshot.
    */
-  *rawRange(partitionKey: Uint8Array, start: Uint8Array): Generator<Uint8Array, void, undefined> {
+  rawRange(partitionKey: Uint8Array, start: Uint8Array): Iterable<Uint8Array> {
     checkSortKey(this.schema.tableName, start)
     const hash = this.schema.partitionHash(partitionKey)
-    for (const [, raw] of this.store.range({ start: concatBytes(hash, start), end: prefixEnd(hash) })) yield raw
+    return this.store.values({ start: concatBytes(hash, start), end: prefixEnd(hash) })
   }
 
   /** Merges `entry` into the stored value; returns the new value if it changed. */

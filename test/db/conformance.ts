@@ -80,6 +80,28 @@ export function dbConformance(name: string, open: () => Promise<{ db: Db; cleanu
       assert.equal(a.count(), 6)
     })
 
+    test('values: the values of range, with the same bounds, order and limit', async (t) => {
+      const { db, cleanup } = await open()
+      t.after(cleanup)
+      const a = db.openTree('a')
+      // Values of 1 byte (kept inside the JS heap) and 300 bytes (outside it).
+      const value = (key: Uint8Array): Uint8Array => (key[0] === 2 ? new Uint8Array(300).fill(7) : Uint8Array.from([...key, 9]))
+      db.transaction((tx) => {
+        for (const key of [k(1), k(1, 0), k(1, 255), k(2), k(255), k(0)]) tx.insert(a, key, value(key))
+      })
+      for (const o of [{}, { start: k(1), end: k(2) }, { start: k(2), reverse: true }, { limit: 2 }, { start: k(1, 1) }]) {
+        const want = [...a.range(o)].map(([, v]) => [...v])
+        assert.ok(want.length > 0, JSON.stringify(o))
+        assert.deepEqual(
+          [...a.values(o)].map((v) => [...v]),
+          want,
+          JSON.stringify(o),
+        )
+      }
+      const long = new Uint8Array(MAX_KEY_BYTES + 1)
+      assert.throws(() => a.values({ start: long }), /range start/)
+    })
+
     test('trees are independent namespaces', async (t) => {
       const { db, cleanup } = await open()
       t.after(cleanup)
