@@ -7,7 +7,7 @@
  * caller's `onCorrupt`.
  * @internal
  */
-import { randomBytes } from 'node:crypto'
+import { randomBytes } from '../util/random.ts'
 import { type FileHandle, mkdir, open, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { blake2sum, bytesEqual, type Hash, toHex } from '../util/data.ts'

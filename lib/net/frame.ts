@@ -9,7 +9,7 @@
  *
  * @internal
  */
-import { randomBytes } from 'node:crypto'
+import { randomBytes } from '../util/random.ts'
 import { decodeMsgpack, encodeMsgpack } from '../util/codec.ts'
 import {
   FRAME,

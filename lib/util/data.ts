@@ -1,5 +1,6 @@
 /** Identifiers and hashes (port of garage_util::data). All are 32-byte Uint8Arrays. */
-import { createHash, randomBytes } from 'node:crypto'
+import { createHash } from 'node:crypto'
+import { randomBytes } from './random.ts'
 
 /** A 32-byte identifier: random for buckets and versions, a hash for blocks and partitions. */
 export type Uuid = Uint8Array

@@ -4,7 +4,7 @@
  * send the handler's response (streaming bodies with backpressure) and turn anything thrown into
  * the API's error format. A failing request never takes the process down.
  */
-import { randomBytes } from 'node:crypto'
+import { randomBytes } from '../../util/random.ts'
 import { chmod, rm } from 'node:fs/promises'
 import { createServer, type IncomingMessage, STATUS_CODES, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'

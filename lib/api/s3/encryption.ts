@@ -18,7 +18,8 @@
  * SSE-S3 (sse-s3.ts) uses the same cipher with a random data key per version in place of the
  * customer key; there only the data is encrypted, headers, checksum and MD5 ETag stay in clear.
  */
-import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHash, createHmac, timingSafeEqual } from 'node:crypto'
+import { randomBytes } from '../../util/random.ts'
 import type { IncomingHttpHeaders } from 'node:http'
 import { isSseS3, type ObjectEncryption, type ObjectMeta, type SseCEncryption } from '../../model/s3/object-table.ts'
 import { utf8 } from '../../util/data.ts'

@@ -27,7 +27,8 @@
  *   ("the copy is encrypted per the destination bucket's default unless you specify otherwise").
  * @module
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
+import { createCipheriv, createDecipheriv } from 'node:crypto'
+import { randomBytes } from '../../util/random.ts'
 import { open, readFile } from 'node:fs/promises'
 import type { IncomingHttpHeaders } from 'node:http'
 import { join } from 'node:path'
