@@ -2,6 +2,7 @@
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { type Database, open, type RootDatabase } from 'lmdb'
+import { asBuffer } from '../util/data.ts'
 import { GarageError } from '../util/errors.ts'
 import { checkKeyLength, type Db, type Entry, type RangeOptions, type Transaction, type Tree } from './db.ts'
 
@@ -29,7 +30,7 @@ class LmdbTree implements Tree {
   }
   get(key: Uint8Array): Uint8Array | undefined {
     checkKeyLength(key)
-    const v = this.db.get(Buffer.from(key.buffer, key.byteOffset, key.byteLength))
+    const v = this.db.get(asBuffer(key))
     return v === undefined ? undefined : view(v)
   }
   range(options: RangeOptions = {}): Iterable<Entry> {

@@ -266,14 +266,20 @@ export class TableData<E> {
 /** Key of a GC queue item: the time the tombstone was written (u64 BE), then the item key. */
 export function gcTodoKey(time: number, key: Uint8Array): Uint8Array {
   const out = new Uint8Array(8 + key.length)
-  new DataView(out.buffer).setBigUint64(0, BigInt(Math.max(0, Math.floor(time))))
+  // Big-endian by hand: a DataView would move this small array out of V8's heap (see asBuffer).
+  let t = Math.max(0, Math.floor(time))
+  for (let i = 7; i >= 0; i--) {
+    out[i] = t % 256
+    t = Math.floor(t / 256)
+  }
   out.set(key, 8)
   return out
 }
 
 /** Splits a GC queue key into its time and item key. */
 export function parseGcTodoKey(k: Uint8Array): { time: number; key: Uint8Array } {
-  const time = Number(new DataView(k.buffer, k.byteOffset, 8).getBigUint64(0))
+  let time = 0
+  for (let i = 0; i < 8; i++) time = time * 256 + (k[i] as number)
   return { time, key: k.subarray(8) }
 }
 

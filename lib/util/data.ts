@@ -22,7 +22,18 @@ export function sha256sum(data: Uint8Array | string): Hash {
 }
 
 export function toHex(b: Uint8Array): string {
-  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')
+  return asBuffer(b).toString('hex')
+}
+
+/**
+ * `b` as a Buffer, for Buffer's methods. A typed array of up to 64 bytes lives inside V8's heap
+ * until something reads its `.buffer`, which moves it out (≈ 1.7 µs, measured, against ≈ 0.1 µs
+ * to copy it): ids and hashes (32 bytes) are copied, larger arrays viewed.
+ */
+export function asBuffer(b: Uint8Array): Buffer {
+  if (Buffer.isBuffer(b)) return b
+  if (b.byteLength <= 64) return Buffer.from(b)
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength)
 }
 
 export function fromHex(s: string): Uint8Array {
