@@ -19,10 +19,11 @@
  *
  * One JSON line per step on stdout; progress on stderr. Environment: SCALE_STEPS (comma-separated
  * cumulative object counts, default `100000`), SCALE_GC (default 100000), SCALE_OPS (requests per
- * rate figure, default 2000).
+ * rate figure, default 2000), SCALE_KEEP=1 (keep the store and its credentials at the end; see
+ * SCALE_REUSE below).
  */
 import { createHash } from 'node:crypto'
-import { readFile, rm, stat } from 'node:fs/promises'
+import { readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { Agent } from 'node:http'
 import { loadavg } from 'node:os'
 import { join } from 'node:path'
@@ -372,17 +373,28 @@ async function measure(s: State, step: number): Promise<Record<string, unknown>>
 
 /**
  * `SCALE_REUSE=<dir>:<objects>`: runs only the GC (then the rebuild) on the store a stopped run
- * left in `<dir>` after loading `<objects>` (half main, half spread).
+ * left in `<dir>` after loading `<objects>` (half main, half spread); with `SCALE_MEASURE=1`, first
+ * the S3 measurements of a step, on a store a run kept with `SCALE_KEEP=1` (its credentials are
+ * saved there).
  */
 async function reuse(spec: string): Promise<void> {
   const [dir, count] = spec.split(':') as [string, string]
   const n = Number(count)
+  const saved = await readFile(join(dir, 'bench-credentials.json'), 'utf8').catch(() => undefined)
   const s: State = {
     dir,
-    credentials: { accessKeyId: '', secretAccessKey: '' },
+    credentials: saved === undefined ? { accessKeyId: '', secretAccessKey: '' } : (JSON.parse(saved) as State['credentials']),
     main: Math.ceil(n / 2),
     spread: n - Math.ceil(n / 2),
     putKeys: [],
+  }
+  if (process.env.SCALE_MEASURE === '1') {
+    if (saved === undefined) throw new Error(`SCALE_MEASURE needs ${dir}/bench-credentials.json (a run with SCALE_KEEP=1)`)
+    log(`measuring at ${n} objects (reused store)`)
+    const m = await measure(s, Date.now() % 1000)
+    process.stdout.write(
+      `${JSON.stringify({ bench: 'scale', objects: n, reused: true, ...m, load_avg_1m: round(loadavg()[0] ?? 0) })}\n`,
+    )
   }
   await finalSteps(s)
 }
@@ -450,7 +462,10 @@ async function main(): Promise<void> {
     await finalSteps(s)
   } finally {
     await first.stop()
-    await rm(s.dir, { recursive: true, force: true })
+    if (process.env.SCALE_KEEP === '1') {
+      await writeFile(join(s.dir, 'bench-credentials.json'), JSON.stringify(s.credentials))
+      log(`store kept in ${s.dir} (SCALE_REUSE=${s.dir}:${s.main + s.spread} SCALE_MEASURE=1 measures it again)`)
+    } else await rm(s.dir, { recursive: true, force: true })
   }
 }
 
