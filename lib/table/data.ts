@@ -265,6 +265,7 @@ export class TableData<E> {
 
 /** Key of a GC queue item: the time the tombstone was written (u64 BE), then the item key. */
 export function gcTodoKey(time: number, key: Uint8Array): Uint8Array {
+  if (!Number.isFinite(time)) throw new RangeError(`GC queue time ${time} is not a number of milliseconds`)
   const out = new Uint8Array(8 + key.length)
   // Big-endian by hand: a DataView would move this small array out of V8's heap (see asBuffer).
   let t = Math.max(0, Math.floor(time))
@@ -278,6 +279,7 @@ export function gcTodoKey(time: number, key: Uint8Array): Uint8Array {
 
 /** Splits a GC queue key into its time and item key. */
 export function parseGcTodoKey(k: Uint8Array): { time: number; key: Uint8Array } {
+  if (k.length < 8) throw new GarageError('GARAGE_ERR_DECODE', `GC queue key of ${k.length} bytes (at least 8)`)
   let time = 0
   for (let i = 0; i < 8; i++) time = time * 256 + (k[i] as number)
   return { time, key: k.subarray(8) }

@@ -16,16 +16,19 @@ let pool: Buffer = Buffer.alloc(0)
 let at = 0
 
 /**
- * `n` fresh random bytes. The Buffer may be a slice of a larger one that no other caller sees
- * (the pool is never refilled in place: a new one is taken when it runs out).
+ * `n` fresh random bytes, in a Buffer of their own (its `.buffer` holds nothing else: never a
+ * view of the pool, whose other bytes become other callers' keys and nonces).
  */
 export function randomBytes(n: number): Buffer {
-  if (n > MAX_POOLED) return cryptoRandomBytes(n)
+  // Anything but a small non-negative integer goes to crypto, which refuses what is invalid (a
+  // negative or NaN size here would move the cursor back or break it).
+  if (!Number.isSafeInteger(n) || n < 0 || n > MAX_POOLED) return cryptoRandomBytes(n)
   if (at + n > pool.length) {
     pool = randomFillSync(Buffer.allocUnsafeSlow(POOL_SIZE))
     at = 0
   }
-  const out = pool.subarray(at, at + n)
+  const out = Buffer.allocUnsafeSlow(n)
+  pool.copy(out, 0, at, at + n)
   at += n
   return out
 }

@@ -21,3 +21,8 @@ test('gcTodoKey writes the time as a u64 big-endian and parseGcTodoKey reads it 
   assert.ok(Buffer.compare(gcTodoKey(1000, item), gcTodoKey(1001, item)) < 0)
   assert.equal(gcTodoKey(-5, item)[7], 0)
 })
+
+test('a time that is not a number, and a key too short to hold one, are refused', () => {
+  assert.throws(() => gcTodoKey(Number.NaN, new Uint8Array(1)), RangeError)
+  assert.throws(() => parseGcTodoKey(new Uint8Array(7)), /GC queue key of 7 bytes/)
+})

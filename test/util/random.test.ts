@@ -24,6 +24,21 @@ test('each call gets its own bytes of the asked length, across pool refills', ()
   })
 })
 
+test('a result owns its bytes: its .buffer holds nothing else', () => {
+  const a = randomBytes(16)
+  assert.equal(a.buffer.byteLength, 16)
+  assert.equal(a.byteOffset, 0)
+})
+
+test('invalid sizes are refused as crypto.randomBytes refuses them, and do not disturb the pool', () => {
+  const a = randomBytes(8)
+  assert.throws(() => randomBytes(-8), RangeError)
+  assert.throws(() => randomBytes(Number.NaN), RangeError)
+  const b = randomBytes(8)
+  assert.equal(b.length, 8)
+  assert.ok(!a.equals(b))
+})
+
 test('large requests and zero bytes', () => {
   const big = randomBytes(10_000)
   assert.equal(big.length, 10_000)

@@ -333,7 +333,8 @@ const el = (tag: string, text: string): string => `<${tag}>${xmlText(text)}</${t
  */
 function contentsXml(head: string, r: ListResult, enc: (s: string) => string, owner: Owner | undefined): Buffer {
   const ownerXml = owner === undefined ? '' : `<Owner>${el('ID', owner.id)}${el('DisplayName', owner.displayName)}</Owner>`
-  const w = new ByteWriter(head.length * 3 + r.objects.length * (256 + ownerXml.length * 3) + 64)
+  // About 200 bytes of markup and date per object, plus its key and owner; it grows if needed.
+  const w = new ByteWriter(head.length * 3 + r.objects.length * (232 + ownerXml.length) + 64)
   w.text(head)
   let lastTs = Number.NaN
   let lastDate = ''
