@@ -18,8 +18,11 @@
  * mesh.heal()
  * ```
  */
+import { mkdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { ClusterNodeOptions } from './cluster.ts'
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.ts'
@@ -87,9 +90,42 @@ export async function freePort(): Promise<number> {
     })
     if (!bound) continue
     await new Promise<void>((resolve) => srv.close(() => resolve()))
+    if (!reservePort(port)) continue
     return port
   }
   throw new Error(`no free TCP port in ${low}-${high - 1}`)
+}
+
+/**
+ * Ports handed out by {@link freePort} are reserved for {@link RESERVATION_MS}: in this process
+ * (a set) and across the test processes that run side by side (a file per port, created
+ * exclusively). A port is free when checked but bound by its node only seconds later; without
+ * this, another pick in that window (here or in the other test worker) could return it again,
+ * and a node failed to start with EADDRINUSE (a CI run, 6 Dec). A node of an earlier test file
+ * that is still shutting down keeps its port reserved too.
+ */
+const RESERVATION_MS = 30 * 60_000
+const RESERVATIONS = join(tmpdir(), 'garage-test-ports')
+const reserved = new Set<number>()
+
+function reservePort(port: number): boolean {
+  if (reserved.has(port)) return false
+  const file = join(RESERVATIONS, String(port))
+  mkdirSync(RESERVATIONS, { recursive: true })
+  try {
+    if (Date.now() - statSync(file).mtimeMs < RESERVATION_MS) return false
+    // An old reservation: taken over (if two processes race here, one `wx` below fails).
+    unlinkSync(file)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return false
+  }
+  try {
+    writeFileSync(file, `${process.pid}\n`, { flag: 'wx' })
+  } catch {
+    return false
+  }
+  reserved.add(port)
+  return true
 }
 
 /** Starts the proxies for `slots` nodes (every ordered pair). */
