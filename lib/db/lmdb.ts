@@ -37,42 +37,37 @@ class LmdbTree implements Tree {
     return rangeOf(this.db, options)
   }
   values(options: RangeOptions = {}): Iterable<Uint8Array> {
-    // Checked now (as `range`), then lmdb's iterator: its fresh Buffers are given as they are,
-    // without the key and the views `range` makes (a listing page reads 1,000 of them).
-    if (options.start !== undefined) checkKeyLength(options.start, 'range start')
-    if (options.end !== undefined) checkKeyLength(options.end, 'range end')
-    return valuesIter(this.db, options)
+    // lmdb's fresh value Buffers as they are, without the key and the views `range` makes (a
+    // listing page reads 1,000 of them).
+    return mapped(lmdbRange(this.db, options), (e) => e.value)
   }
   count(): number {
     return this.db.getCount()
   }
 }
 
-function* valuesIter(db: BinDb, options: RangeOptions): Iterable<Uint8Array> {
-  const it = db.getRange({
-    start: options.start === undefined ? undefined : Buffer.from(options.start),
-    end: options.end === undefined ? undefined : Buffer.from(options.end),
-    reverse: options.reverse ?? false,
-    limit: options.limit,
-  })
-  for (const { value } of it) yield value
+function rangeOf(db: BinDb, options: RangeOptions): Iterable<Entry> {
+  return mapped(lmdbRange(db, options), (e) => [view(e.key), view(e.value)])
 }
 
-function rangeOf(db: BinDb, options: RangeOptions): Iterable<Entry> {
-  // Checked now, not when iteration starts, so the caller gets the error where it asked.
+/**
+ * lmdb's range for `options`. The bounds are checked now, not when iteration starts, so the
+ * caller gets the error where it asked; lmdb opens its read transaction at the first step.
+ */
+function lmdbRange(db: BinDb, options: RangeOptions): Iterable<{ key: Buffer; value: Buffer }> {
   if (options.start !== undefined) checkKeyLength(options.start, 'range start')
   if (options.end !== undefined) checkKeyLength(options.end, 'range end')
-  return rangeIter(db, options)
-}
-
-function* rangeIter(db: BinDb, options: RangeOptions): Iterable<Entry> {
-  const it = db.getRange({
+  return db.getRange({
     start: options.start === undefined ? undefined : Buffer.from(options.start),
     end: options.end === undefined ? undefined : Buffer.from(options.end),
     reverse: options.reverse ?? false,
     limit: options.limit,
   })
-  for (const { key, value } of it) yield [view(key), view(value)]
+}
+
+/** `f` of each item, lazily; leaving the loop early closes `items`' iterator (lmdb's cursor). */
+function* mapped<A, B>(items: Iterable<A>, f: (a: A) => B): Iterable<B> {
+  for (const a of items) yield f(a)
 }
 
 /**

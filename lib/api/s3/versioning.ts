@@ -234,13 +234,14 @@ export async function deleteObjectVersions(
   opts: { bypassGovernance: boolean },
 ): Promise<Array<DeleteOutcome | Error>> {
   const out = new Array<DeleteOutcome | Error>(items.length)
+  const refs = new Array<VersionRef | undefined>(items.length)
   // Round r holds each key's (r + 1)-th occurrence.
   const rounds: number[][] = []
   const seen = new Map<string, number>()
   items.forEach((item, i) => {
     try {
       checkS3ObjectKey(item.key)
-      if (item.versionId !== undefined) parseVersionId(item.versionId)
+      if (item.versionId !== undefined) refs[i] = parseVersionId(item.versionId)
     } catch (err) {
       out[i] = err as Error
       return
@@ -266,8 +267,7 @@ export async function deleteObjectVersions(
     round.forEach((i, j) => {
       const item = items[i] as DeleteItem
       try {
-        const ref = item.versionId === undefined ? undefined : parseVersionId(item.versionId)
-        const plan = planDelete(garage, bucketId, params, item.key, ref, rows[j], { ...opts, versionId: item.versionId })
+        const plan = planDelete(garage, bucketId, params, item.key, refs[i], rows[j], { ...opts, versionId: item.versionId })
         out[i] = plan.outcome
         if (plan.write !== undefined) {
           writes.push(plan.write)
