@@ -125,14 +125,14 @@ export async function startApiServer(
   const server = createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 30_000 })
   // The request being handled on each connection, so a client error in the middle of its body
   // can be answered in the API's format.
-  const inFlight = new WeakMap<Duplex, { req: IncomingMessage; ctx: RequestContext }>()
+  const inFlight = new WeakMap<Duplex, { req: IncomingMessage; res: ServerResponse; ctx: RequestContext }>()
   // Bytes of each connection already attributed to earlier requests (observer, access log).
   const counted = new WeakMap<Duplex, { read: number; written: number }>()
   const accessLog = options.accessLog ?? log.withTag('access')
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     const ctx: RequestContext = { requestId: genRequestId(), startedAt: Date.now(), log }
     const socket = req.socket
-    inFlight.set(socket, { req, ctx })
+    inFlight.set(socket, { req, res, ctx })
     res.on('close', () => {
       if (inFlight.get(socket)?.req === req) inFlight.delete(socket)
     })
@@ -162,10 +162,21 @@ export async function startApiServer(
     }
     log.debug(`${handler.name}: client error: ${err.code ?? err.message}`)
     // Malformed HTTP (or oversized headers): answer 400/431 and close; nothing reached a handler.
-    if (socket.writable) {
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request'
-      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
-    } else socket.destroy()
+    const refuse = (): void => {
+      if (socket.writable) {
+        const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request'
+        socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+      } else socket.destroy()
+    }
+    if (current !== undefined && !current.res.writableFinished) {
+      // The bytes after a whole request are malformed (a body longer than its Content-Length,
+      // garbage pipelined behind it). That request is being handled and may write: its answer
+      // goes first, in order, then the refusal of what followed. Refusing at once answered 400
+      // for a request that was carried out.
+      current.res.once('close', refuse)
+      return
+    }
+    refuse()
   })
   if ('path' in bind) await rm(bind.path, { force: true })
   await new Promise<void>((resolve, reject) => {

@@ -232,6 +232,24 @@ for (const expect of ['something-else', '200-ok', 'x=y; z']) {
   })
 }
 
+test('bytes after a whole request are refused after its answer, not instead of it', async (t) => {
+  const { log } = capture()
+  // Slow enough that the stray byte is parsed (and refused) before this answer is written.
+  const slowEcho = handler(async (req) => {
+    const chunks: Buffer[] = []
+    for await (const c of req) chunks.push(c as Buffer)
+    await new Promise((r) => setTimeout(r, 50))
+    return { status: 200, headers: {}, body: Buffer.concat(chunks).toString() }
+  })
+  const url = await serve(t, slowEcho, log)
+  // Content-Length 4 with 5 bytes sent: the request is `hell`, then `o` is a malformed request.
+  const answer = await rawExchange(url, 'PUT /b/k HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n', 'hello', false)
+  assert.match(answer, /^HTTP\/1\.1 200 /, answer)
+  const [first, second] = answer.split(/(?=HTTP\/1\.1 )/)
+  assert.ok(first?.endsWith('\r\n\r\nhell'), answer)
+  assert.match(second ?? '', /^HTTP\/1\.1 400 /, answer)
+})
+
 test('Expect: 100-continue gets an interim 100 Continue, then the body is read and answered', async (t) => {
   const { log } = capture()
   const url = await serve(t, echo, log)
