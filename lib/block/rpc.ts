@@ -83,7 +83,7 @@ export class BlockRpcClient {
   async put(node: string, hash: Hash, data: Uint8Array, o: BlockCallOptions): Promise<void> {
     // The answer comes after the handler stored the block, so the call's own deadline covers
     // the whole transfer: no timer or linked signal of our own per block.
-    const { stream } = await this.#net.callStreaming(
+    await this.#net.call(
       node,
       BLOCK_PUT_ENDPOINT,
       { h: hash },
@@ -95,7 +95,6 @@ export class BlockRpcClient {
         ...(o.sharedSeal === undefined ? {} : { sharedSeal: o.sharedSeal }),
       },
     )
-    stream?.destroy()
   }
 
   /** Fetches a block from `node` and verifies it. */

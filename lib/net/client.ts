@@ -1,8 +1,11 @@
 /**
- * The calling side of the transport: one undici keep-alive pool per priority, the session to
- * each peer (handshaking on first use and again when the peer lost it), and calls sent as
- * sealed messages with their responses opened. Port of garage_net::client, over HTTP exchanges
- * instead of one multiplexed connection.
+ * The calling side of the transport: the session to each peer (handshaking on first use and
+ * again when the peer lost it), and calls sent as sealed messages with their responses opened.
+ * A call whose message is in memory and whose caller reads no response stream (every table
+ * call, a block sent to a replica) goes over the peer's mux connection of its priority
+ * (mux.ts), as Garage's netapp sends every call; a call streaming its body or reading a response
+ * stream (a block fetched) is an HTTP exchange through one undici keep-alive pool per priority.
+ * Port of garage_net::client.
  *
  * @internal
  */
@@ -26,11 +29,15 @@ import {
 } from './frame.ts'
 import { clientHandshake, type HandshakeIdentity } from './handshake.ts'
 import { HEADER_SEQ, HEADER_SESSION, RPC_ROUTE, type RequestHead, type ResponseHead } from './message.ts'
+import { kUnknownSession, MuxClient } from './mux.ts'
 import type { ClientSession, Peer } from './peering.ts'
 import { formatAddr, linkSignals, readLimited, shortId } from './util.ts'
 
-/** The session was unknown to the server, proven with the shared secret: re-handshake. */
-const kUnknownSession: unique symbol = Symbol('unknown session')
+/** The mux connections of one peer: those of its current session, by priority. */
+interface PeerMuxes {
+  session: ClientSession
+  byPriority: Partial<Record<RpcPriority, MuxClient>>
+}
 
 /** @internal */
 export interface RpcClientOptions {
@@ -89,6 +96,8 @@ export class RpcClient {
   readonly #handshakeTimeoutMs: number
   readonly #closing: AbortSignal
   readonly #log: Logger
+  readonly #muxes = new Map<Peer, PeerMuxes>()
+  readonly #openMuxes = new Set<MuxClient>()
 
   constructor(options: RpcClientOptions) {
     this.#me = options.me
@@ -140,7 +149,8 @@ export class RpcClient {
    * re-sent: that call fails with a {@link NetError}.
    *
    * A quick call (no request body, not `waits`) counts in the peer's `callsSilentMs` while it
-   * waits for its answer.
+   * waits for its answer. Unless `wantsStream`, a response stream is not transferred (the
+   * result's `stream` is undefined).
    */
   async call(
     peer: Peer,
@@ -151,6 +161,7 @@ export class RpcClient {
     signal: AbortSignal,
     shared?: SharedBodySeal,
     waits = false,
+    wantsStream = true,
   ): Promise<StreamingResponse<unknown>> {
     const replayable = body === undefined || body instanceof Uint8Array
     const watched = body === undefined && !waits
@@ -158,7 +169,7 @@ export class RpcClient {
       const session = await this.session(peer, signal)
       if (watched) peer.callStarted()
       try {
-        const r = await this.#callOnce(peer, session, path, msg, body, priority, signal, shared)
+        const r = await this.#callOnce(peer, session, path, msg, body, priority, signal, shared, wantsStream)
         if (watched) peer.callEnded('answered')
         peer.seen()
         return r
@@ -176,9 +187,49 @@ export class RpcClient {
     }
   }
 
-  /** Closes every pool, failing the calls in flight on them. */
+  /** Closes every pool and mux connection, failing the calls in flight on them. */
   async close(): Promise<void> {
+    const reason = new NetError('closed', 'the RPC transport is closed')
+    for (const m of this.#openMuxes) m.close(reason)
+    this.#openMuxes.clear()
+    this.#muxes.clear()
     await Promise.all(RPC_PRIORITIES.map((p) => this.#agents[p].destroy()))
+  }
+
+  /**
+   * The mux connection to `peer` for `session` and `priority`, opened if there is none (or it
+   * closed). Connections of an older session of the peer are closed.
+   */
+  #mux(peer: Peer, session: ClientSession, priority: RpcPriority): MuxClient {
+    let entry = this.#muxes.get(peer)
+    if (entry?.session !== session) {
+      for (const m of Object.values(entry?.byPriority ?? {})) m.close(new NetError('connection', 'session replaced'))
+      entry = { session, byPriority: {} }
+      this.#muxes.set(peer, entry)
+    }
+    const current = entry.byPriority[priority]
+    if (current !== undefined && !current.closed) return current
+    const addr = peer.addr
+    if (addr === undefined)
+      throw new NetError('not-connected', `no address known for node ${shortId(peer.id)}`, { nodeId: peer.id })
+    if (this.#closing.aborted) throw new NetError('closed', 'the RPC transport is closed')
+    const sid = session.keys.id
+    const byPriority = entry.byPriority
+    const m = new MuxClient({
+      addr,
+      sessionHex: sessionHex(sid),
+      upgradeSeq: session.nextSeq++,
+      provesUnknown: (proof, seq) => macEqual(proof, unknownSessionProof(this.#me.secret, sid, seq)),
+      peerName: `node ${shortId(peer.id)} at ${formatAddr(addr)}`,
+      nodeId: peer.id,
+      onClose: (closed) => {
+        this.#openMuxes.delete(closed)
+        if (byPriority[priority] === closed) delete byPriority[priority]
+      },
+    })
+    byPriority[priority] = m
+    this.#openMuxes.add(m)
+    return m
   }
 
   async #post(peer: Peer, route: string, body: Buffer, signal: AbortSignal): Promise<{ status: number; body: Buffer }> {
@@ -200,6 +251,7 @@ export class RpcClient {
     priority: RpcPriority,
     signal: AbortSignal,
     shared: SharedBodySeal | undefined,
+    wantsStream: boolean,
   ): Promise<StreamingResponse<unknown>> {
     const seq = session.nextSeq++
     const sid = session.keys.id
@@ -223,6 +275,28 @@ export class RpcClient {
     if (whole === undefined) {
       head = plainHead()
       whole = body === undefined || body instanceof Uint8Array ? sealWholeMessage(out, head, body) : undefined
+    }
+    const inbound: FrameContext = { key: session.keys.s2c, sessionId: sid, seq }
+    const remoteError = (n: string, m: string): Error => new RemoteError(peer.id, n, m)
+    if (whole !== undefined && !wantsStream) {
+      // The usual call: over the peer's mux connection, answered whole (mux.ts).
+      let answer: Buffer
+      try {
+        answer = await this.#mux(peer, session, priority).call(seq, whole, signal)
+      } catch (err) {
+        if (err === kUnknownSession) throw err
+        if (signal.aborted) throw signal.reason
+        throw connectionError(err, peer)
+      }
+      let m: ReturnType<typeof openWholeMessage>
+      try {
+        m = openWholeMessage(inbound, answer, remoteError)
+      } catch (err) {
+        throw connectionError(err, peer)
+      }
+      const h = m.head as ResponseHead
+      if (!h.ok) throw new RemoteError(peer.id, String(h.n), String(h.e), h.c)
+      return { res: h.m, stream: undefined }
     }
     let r: Awaited<ReturnType<Agent['request']>>
     try {
@@ -253,8 +327,6 @@ export class RpcClient {
           nodeId: peer.id,
         })
       }
-      const inbound: FrameContext = { key: session.keys.s2c, sessionId: sid, seq }
-      const remoteError = (n: string, m: string): Error => new RemoteError(peer.id, n, m)
       const length = Number(r.headers['content-length'] ?? Number.NaN)
       if (Number.isSafeInteger(length) && length <= WHOLE_MESSAGE_MAX) {
         // Sent whole (see server.ts): read it in one piece and open it synchronously.

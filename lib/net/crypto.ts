@@ -25,9 +25,10 @@ import type { NodeKey } from './node-key.ts'
 
 /**
  * Version byte of the client hello. 2: a message without an attached stream is its HEAD frame
- * alone (v1 sent an END frame after it); nodes of different versions refuse each other.
+ * alone (v1 sent an END frame after it); 3: a body sealed once for several peers; 4: calls over
+ * mux connections (mux.ts). Nodes of different versions refuse each other.
  */
-export const PROTOCOL_VERSION = 3
+export const PROTOCOL_VERSION = 4
 const LABEL = 'garage-ts rpc v1'
 const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')
 const X25519_SPKI_PREFIX = Buffer.from('302a300506032b656e032100', 'hex')

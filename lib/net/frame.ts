@@ -64,7 +64,7 @@ function wholeLength(head: Uint8Array, body: Uint8Array | undefined): number {
 
 /**
  * Seals a message whose body is in memory (or absent) into one buffer, or returns undefined when
- * it would exceed {@link WHOLE_MESSAGE_MAX} (then use {@link sealMessage}). Same frames as
+ * it would exceed `max` (then use {@link sealMessage}). Same frames as
  * sealMessage.
  */
 export function sealWholeMessage(
@@ -72,9 +72,10 @@ export function sealWholeMessage(
   head: Uint8Array,
   body: Uint8Array | undefined,
   shared?: SealedBody,
+  max = WHOLE_MESSAGE_MAX,
 ): Buffer | undefined {
   const total = wholeLength(head, body)
-  if (total > WHOLE_MESSAGE_MAX) return undefined
+  if (total > max) return undefined
   const out = Buffer.allocUnsafe(total)
   let index = 0
   const heads = headPayloads(head)

@@ -202,9 +202,18 @@ export class NetApp implements AsyncDisposable {
     await this.#withDeadline(options, `handshake with ${shortId(nodeId)}`, (signal) => this.#client.session(peer, signal))
   }
 
-  /** Calls `endpoint` on `nodeId` (ourselves included) and returns its response. */
-  async call<Req, Res>(nodeId: string, endpoint: RpcEndpoint<Req, Res>, req: Req, options: CallOptions = {}): Promise<Res> {
-    const { res, stream } = await this.callStreaming(nodeId, endpoint, req, options)
+  /**
+   * Calls `endpoint` on `nodeId` (ourselves included) and returns its response. A byte stream
+   * may be attached to the request (`options.stream`); one attached to the response is not
+   * transferred (use {@link callStreaming} to read it).
+   */
+  async call<Req, Res>(
+    nodeId: string,
+    endpoint: RpcEndpoint<Req, Res>,
+    req: Req,
+    options: StreamingCallOptions = {},
+  ): Promise<Res> {
+    const { res, stream } = await this.#call(nodeId, endpoint, req, options, false)
     stream?.destroy()
     return res
   }
@@ -220,6 +229,16 @@ export class NetApp implements AsyncDisposable {
     endpoint: RpcEndpoint<Req, Res>,
     req: Req,
     options: StreamingCallOptions = {},
+  ): Promise<StreamingResponse<Res>> {
+    return this.#call(nodeId, endpoint, req, options, true)
+  }
+
+  async #call<Req, Res>(
+    nodeId: string,
+    endpoint: RpcEndpoint<Req, Res>,
+    req: Req,
+    options: StreamingCallOptions,
+    wantsStream: boolean,
   ): Promise<StreamingResponse<Res>> {
     if (this.#closed !== undefined) throw new NetError('closed', 'the RPC transport is closed')
     const id = nodeId.toLowerCase()
@@ -242,6 +261,7 @@ export class NetApp implements AsyncDisposable {
         signal,
         options.sharedSeal,
         options.waits,
+        wantsStream,
       )
       return r as StreamingResponse<Res>
     })

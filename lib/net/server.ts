@@ -8,7 +8,7 @@
  * @internal
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
 import { type Duplex, Readable } from 'node:stream'
 import { decodeMsgpack, encodeMsgpack } from '../util/codec.ts'
 import type { TcpAddr } from '../util/config.ts'
@@ -35,8 +35,16 @@ import {
   RPC_ROUTE,
   toRemoteError,
 } from './message.ts'
+import { MUX_MESSAGE_MAX, MUX_PROTOCOL, MUX_ROUTE, RECORD, RecordReader, RecordWriter, refusalPayload } from './mux.ts'
 import type { Peers } from './peering.ts'
+import type { ServerSession } from './handshake.ts'
 import { linkSignals, readLimited, shortId } from './util.ts'
+
+/** How long a refused upgrade's connection stays open for the client to read the answer and close it. */
+const REFUSED_UPGRADE_CLOSE_MS = 10_000
+
+/** How long close() waits for mux clients to close their connections after GOAWAY. */
+const GOAWAY_WAIT_MS = 1000
 
 /** Largest handshake message accepted. */
 const MAX_HANDSHAKE_BODY = 1024
@@ -90,6 +98,80 @@ function readBody(req: IncomingMessage, length: number): Promise<Buffer> {
     req.on('error', onGone)
     req.on('close', onGone)
   })
+}
+
+/** The session and message number a call or an upgrade names in its headers, if well-formed. */
+function sessionHeaders(req: IncomingMessage): { sidHex: string; seq: number } | undefined {
+  const sidHex = req.headers[HEADER_SESSION]
+  const seq = Number(req.headers[HEADER_SEQ])
+  if (
+    typeof sidHex !== 'string' ||
+    sidHex.length !== SESSION_ID_LEN * 2 ||
+    !/^[0-9a-f]+$/.test(sidHex) ||
+    !Number.isSafeInteger(seq) ||
+    seq < 0
+  )
+    return undefined
+  return { sidHex, seq }
+}
+
+/**
+ * A raw HTTP answer on a socket taken over by an upgrade. The client closes the connection once
+ * it has read it (or after {@link REFUSED_UPGRADE_CLOSE_MS}, we do): closing first would race the
+ * answer on some paths (a proxy that drops what it still holds when the other side closes), and
+ * a client that never reads the 401 would never handshake again. What the client sent after its
+ * request (calls it did not wait to send) is read and dropped.
+ */
+function refuseUpgrade(socket: Socket, r: HttpReply): void {
+  const body = typeof r.body === 'string' ? Buffer.from(r.body) : r.body
+  const text = r.status === 401 ? 'Unauthorized' : r.status === 404 ? 'Not Found' : 'Bad Request'
+  socket.resume()
+  socket.once('end', () => socket.destroy())
+  socket.setTimeout(REFUSED_UPGRADE_CLOSE_MS, () => socket.destroy())
+  socket.write(
+    Buffer.concat([
+      Buffer.from(`HTTP/1.1 ${r.status} ${text}\r\nConnection: close\r\nContent-Length: ${body.length}\r\n\r\n`),
+      body,
+    ]),
+  )
+}
+
+/**
+ * What a served call's handler may learn of its caller going away: the handler's signal is built
+ * only if the handler reads it (table handlers do not), since an AbortController and its
+ * listeners cost ≈ 10 µs per call on Node 20. Going away aborts it directly.
+ */
+class CallState {
+  readonly #closing: AbortSignal
+  #gone: NetError | undefined
+  #linked: ReturnType<typeof linkSignals> | undefined
+
+  constructor(closing: AbortSignal) {
+    this.#closing = closing
+  }
+
+  get signal(): AbortSignal {
+    if (this.#linked === undefined) {
+      this.#linked = linkSignals([this.#closing])
+      if (this.#gone !== undefined) this.#linked.abort(this.#gone)
+    }
+    return this.#linked.signal
+  }
+
+  /** The caller went away or cancelled. */
+  cancel(why: NetError): void {
+    if (this.#gone !== undefined) return
+    this.#gone = why
+    this.#linked?.abort(why)
+  }
+
+  get aborted(): boolean {
+    return this.#gone !== undefined || this.#closing.aborted
+  }
+
+  dispose(): void {
+    this.#linked?.dispose()
+  }
 }
 
 /** The local handlers, one per endpoint path, and calls to them from this node. @internal */
@@ -167,6 +249,8 @@ export class RpcServer {
   readonly #closing: AbortSignal
   readonly #log: Logger
   readonly #server: Server
+  /** Sockets taken over as mux connections (node:http no longer tracks them), and their writers. */
+  readonly #muxSockets = new Map<Socket, RecordWriter>()
   /** The bind in progress or done, if listen() was called. */
   #binding: Promise<void> | undefined
 
@@ -185,6 +269,7 @@ export class RpcServer {
     // Bytes that are not HTTP (a port scanner, a misdirected client, garbage): answered 400 and
     // closed, logged once per address. Without this listener node:http answers silently.
     this.#server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#onClientError(err, socket))
+    this.#server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.#onUpgrade(req, socket, head))
   }
 
   /**
@@ -219,9 +304,29 @@ export class RpcServer {
     const closeServer = (): Promise<void> => new Promise((resolve) => this.#server.close(() => resolve()))
     const closed = this.#server.listening ? closeServer() : undefined
     this.#server.closeAllConnections()
+    await this.#closeMuxes()
     await closed
     await this.#binding?.catch(() => {})
     if (this.#server.listening) await closeServer()
+  }
+
+  /**
+   * Tells each mux client we are closing (GOAWAY) and waits, at most {@link GOAWAY_WAIT_MS}, for
+   * it to close the connection: a client then sends no call to a closing connection, even one
+   * made the moment we are gone (a restart).
+   */
+  async #closeMuxes(): Promise<void> {
+    const sockets = [...this.#muxSockets]
+    this.#muxSockets.clear()
+    await Promise.all(
+      sockets.map(([socket, writer]) => {
+        if (socket.destroyed) return undefined
+        const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
+        writer.send(RECORD.GOAWAY, 0, Buffer.alloc(0))
+        const timer = setTimeout(() => socket.destroy(), GOAWAY_WAIT_MS)
+        return closed.finally(() => clearTimeout(timer))
+      }),
+    )
   }
 
   #onRequest(req: IncomingMessage, res: ServerResponse): void {
@@ -280,17 +385,9 @@ export class RpcServer {
   }
 
   async #serveCall(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const sidHex = req.headers[HEADER_SESSION]
-    const seq = Number(req.headers[HEADER_SEQ])
-    if (
-      typeof sidHex !== 'string' ||
-      !/^[0-9a-f]+$/.test(sidHex) ||
-      sidHex.length !== SESSION_ID_LEN * 2 ||
-      !Number.isSafeInteger(seq) ||
-      seq < 0
-    ) {
-      return reply(res, { status: 400, body: 'missing session headers' })
-    }
+    const named = sessionHeaders(req)
+    if (named === undefined) return reply(res, { status: 400, body: 'missing session headers' })
+    const { sidHex, seq } = named
     const found = this.#handshakes.session(sidHex, seq)
     if ('refusal' in found) return reply(res, found.refusal)
     const { session } = found
@@ -317,52 +414,17 @@ export class RpcServer {
       this.#log.warn(`dropped an RPC call from node ${shortId(session.clientId)}: ${(err as Error).message}`)
       return reply(res, { status: 400, body: 'message failed authentication' })
     }
-    if (!session.window.accept(seq)) {
-      this.#log.warn(`refused a replayed RPC call (seq ${seq}) claiming to come from node ${shortId(session.clientId)}`)
-      return reply(res, { status: 409, body: 'replayed message' })
-    }
-    this.#peers.getOrCreate(session.clientId).seen()
+    if (!this.#accept(session, seq)) return reply(res, { status: 409, body: 'replayed message' })
 
     const out: FrameContext = { key: session.keys.s2c, sessionId: session.keys.id, seq }
     if (reader !== undefined && head.s === true) reqStream = Readable.from(reader.stream(), { objectMode: false })
-    // The handler's signal is built only if the handler reads it (table handlers do not): an
-    // AbortController and its listeners cost ≈ 10 µs per call on Node 20. A caller that goes
-    // away aborts it directly.
-    const closing = this.#closing
-    let gone: NetError | undefined
-    let linked: ReturnType<typeof linkSignals> | undefined
+    const state = new CallState(this.#closing)
     res.on('close', () => {
-      if (res.writableFinished) return
-      gone = new NetError('connection', 'the caller went away')
-      linked?.abort(gone)
+      if (!res.writableFinished) state.cancel(new NetError('connection', 'the caller went away'))
     })
-    const ctx: HandlerContext = {
-      get signal(): AbortSignal {
-        if (linked === undefined) {
-          linked = linkSignals([closing])
-          if (gone !== undefined) linked.abort(gone)
-        }
-        return linked.signal
-      },
-      stream: reqStream,
-    }
-    const aborted = (): boolean => gone !== undefined || closing.aborted
-
-    let answer: ResponseHead
-    let stream: RpcBody | undefined
-    const handler = typeof head.p === 'string' ? this.#handlers.get(head.p) : undefined
-    try {
+    const { answer, stream } = await this.#run(head, session, reqStream, state, async () => {
       if (reader !== undefined && head.s !== true) await reader.end()
-      if (handler === undefined) throw new RemoteError(this.#self, 'NoHandler', `no handler for ${String(head.p)}`)
-      const r = await handler(head.m, session.clientId, ctx)
-      if (isWithStream(r)) {
-        answer = { ok: true, m: r.res, s: true }
-        stream = r.stream
-      } else answer = { ok: true, m: r, s: false }
-    } catch (err) {
-      const e = err instanceof RemoteError && err.nodeId === this.#self ? err : toRemoteError(this.#self, err)
-      answer = { ok: false, n: e.remoteName, e: e.message, c: e.remoteCode }
-    }
+    })
     // An unread request stream is discarded, so the connection can carry the next call; unless
     // the handler sends it back as its response stream, which is then read as it is sent.
     const discard = (): void => {
@@ -371,7 +433,7 @@ export class RpcServer {
     }
     if (stream !== reqStream) discard()
     try {
-      if (aborted()) return void res.destroy()
+      if (state.aborted) return void res.destroy()
       const headBytes = encodeMsgpack(answer)
       // An answer in memory goes whole, with a content-length: one write (headers included).
       const sealed = stream === undefined || stream instanceof Uint8Array ? sealWholeMessage(out, headBytes, stream) : undefined
@@ -383,13 +445,149 @@ export class RpcServer {
       }
       res.writeHead(200)
       for await (const frame of sealMessage(out, headBytes, stream)) {
-        if (aborted()) return void res.destroy()
-        if (!res.write(frame)) await drained(res, ctx.signal)
+        if (state.aborted) return void res.destroy()
+        if (!res.write(frame)) await drained(res, state.signal)
       }
       res.end()
     } finally {
       discard()
-      linked?.dispose()
+      state.dispose()
     }
+  }
+
+  /** Accepts message `seq` of `session` once (replays are refused and logged). */
+  #accept(session: ServerSession, seq: number): boolean {
+    if (!session.window.accept(seq)) {
+      this.#log.warn(`refused a replayed RPC call (seq ${seq}) claiming to come from node ${shortId(session.clientId)}`)
+      return false
+    }
+    this.#peers.getOrCreate(session.clientId).seen()
+    return true
+  }
+
+  /** Runs the handler a call names; its failure becomes the answer. */
+  async #run(
+    head: RequestHead,
+    session: ServerSession,
+    reqStream: Readable | undefined,
+    state: CallState,
+    before?: () => Promise<void>,
+  ): Promise<{ answer: ResponseHead; stream: RpcBody | undefined }> {
+    const ctx: HandlerContext = {
+      get signal(): AbortSignal {
+        return state.signal
+      },
+      stream: reqStream,
+    }
+    const handler = typeof head.p === 'string' ? this.#handlers.get(head.p) : undefined
+    try {
+      await before?.()
+      if (handler === undefined) throw new RemoteError(this.#self, 'NoHandler', `no handler for ${String(head.p)}`)
+      const r = await handler(head.m, session.clientId, ctx)
+      if (isWithStream(r)) return { answer: { ok: true, m: r.res, s: true }, stream: r.stream }
+      return { answer: { ok: true, m: r, s: false }, stream: undefined }
+    } catch (err) {
+      const e = err instanceof RemoteError && err.nodeId === this.#self ? err : toRemoteError(this.#self, err)
+      return { answer: { ok: false, n: e.remoteName, e: e.message, c: e.remoteCode }, stream: undefined }
+    }
+  }
+
+  /** A client opening a mux connection (mux.ts) for one of its sessions. */
+  #onUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    socket.on('error', () => {}) // a reset: 'close' follows, which is handled
+    if (req.method !== 'POST' || req.url !== MUX_ROUTE || req.headers.upgrade?.toLowerCase() !== MUX_PROTOCOL) {
+      refuseUpgrade(socket, { status: 404, body: 'not found' })
+      return
+    }
+    const named = sessionHeaders(req)
+    const found = named === undefined ? undefined : this.#handshakes.session(named.sidHex, named.seq)
+    if (found === undefined || 'refusal' in found) {
+      refuseUpgrade(socket, found?.refusal ?? { status: 400, body: 'missing session headers' })
+      return
+    }
+    if (this.#closing.aborted) {
+      socket.destroy()
+      return
+    }
+    const { session } = found
+    socket.setTimeout(0)
+    socket.setNoDelay(true)
+    socket.setKeepAlive(true, 15_000)
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${MUX_PROTOCOL}\r\n\r\n`)
+    const writer = new RecordWriter(socket)
+    this.#muxSockets.set(socket, writer)
+    const calls = new Map<number, CallState>()
+    const reader = new RecordReader((type, seq, payload) => {
+      if (type === RECORD.CALL) this.#muxCall(session, seq, payload, writer, calls)
+      else if (type === RECORD.CANCEL) {
+        calls.get(seq)?.cancel(new NetError('connection', 'the caller cancelled the call'))
+        writer.drop(RECORD.REPLY, seq)
+      } else throw new NetError('protocol', `RPC record of unknown type ${type}`)
+    })
+    const push = (chunk: Buffer): void => {
+      try {
+        reader.push(chunk)
+      } catch (err) {
+        this.#log.warn(`closed an RPC connection from node ${shortId(session.clientId)}: ${(err as Error).message}`)
+        socket.destroy()
+      }
+    }
+    socket.on('data', push)
+    // node:http's sockets allow half-open connections: the client ending its side ends ours.
+    socket.on('end', () => socket.destroy())
+    socket.on('close', () => {
+      this.#muxSockets.delete(socket)
+      const gone = new NetError('connection', 'the caller went away')
+      for (const c of calls.values()) c.cancel(gone)
+      calls.clear()
+    })
+    if (head.length > 0) push(head)
+  }
+
+  /** One call received on a mux connection: opened, run, answered whole. */
+  #muxCall(session: ServerSession, seq: number, payload: Buffer, writer: RecordWriter, calls: Map<number, CallState>): void {
+    const inbound: FrameContext = { key: session.keys.c2s, sessionId: session.keys.id, seq }
+    let head: RequestHead
+    let reqStream: Readable | undefined
+    try {
+      const m = openWholeMessage(inbound, payload, (n, e) => new RemoteError(session.clientId, n, e))
+      head = m.head as RequestHead
+      if (m.data !== undefined) reqStream = Readable.from(wholeStream(m), { objectMode: false })
+    } catch (err) {
+      this.#log.warn(`dropped an RPC call from node ${shortId(session.clientId)}: ${(err as Error).message}`)
+      writer.send(RECORD.REFUSE, seq, refusalPayload(400, 'message failed authentication'))
+      return
+    }
+    if (!this.#accept(session, seq)) {
+      writer.send(RECORD.REFUSE, seq, refusalPayload(409, 'replayed message'))
+      return
+    }
+    const state = new CallState(this.#closing)
+    calls.set(seq, state)
+    void this.#run(head, session, reqStream, state).then(({ answer, stream }) => {
+      calls.delete(seq)
+      state.dispose()
+      reqStream?.destroy()
+      // The caller reads no response stream over a mux connection (client.ts): it is not sent.
+      if (stream !== undefined && !(stream instanceof Uint8Array) && stream !== reqStream) {
+        const s = stream as Partial<Readable>
+        if (typeof s.destroy === 'function') s.destroy()
+      }
+      if (state.aborted) return
+      const out: FrameContext = { key: session.keys.s2c, sessionId: session.keys.id, seq }
+      const failed = (e: string): Buffer =>
+        sealWholeMessage(out, encodeMsgpack({ ok: false, n: 'NetError', e } satisfies ResponseHead), undefined) as Buffer
+      let sealed: Buffer | undefined
+      try {
+        const headBytes = encodeMsgpack(answer.ok ? { ok: true, m: answer.m, s: false } : answer)
+        sealed =
+          sealWholeMessage(out, headBytes, undefined, undefined, MUX_MESSAGE_MAX) ??
+          failed(`answer of ${headBytes.length} bytes is too large`)
+      } catch (err) {
+        // An answer msgpack cannot encode: the caller gets the error, as from the handler.
+        sealed = failed(`cannot send the answer: ${(err as Error).message}`)
+      }
+      writer.send(RECORD.REPLY, seq, sealed)
+    })
   }
 }

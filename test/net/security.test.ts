@@ -25,11 +25,17 @@ async function pairThroughProxy(t: Parameters<typeof startNode>[0]) {
   return { a, b, proxy, runs }
 }
 
-/** Flips one byte, `bodyOffset` bytes into the body of the next `/rpc/call` request or response. */
+/** Bytes before a mux record's payload: u32 length, type, flags, u48 message number. */
+const RECORD_HEADER = 12
+
+/**
+ * Flips one byte, `bodyOffset` bytes into the sealed message of the first call or answer on the
+ * next mux connection (the upgrade's request or answer, then the first record).
+ */
 function flipInNextCall(direction: 'up' | 'down', bodyOffset: number): Tamper {
   let target: number | undefined
   let done = false
-  const marker = direction === 'up' ? 'POST /rpc/call' : 'HTTP/1.1 200'
+  const marker = direction === 'up' ? 'POST /rpc/mux' : 'HTTP/1.1 101'
   return (chunk, info) => {
     if (done || info.direction !== direction) return undefined
     if (target === undefined) {
@@ -37,7 +43,7 @@ function flipInNextCall(direction: 'up' | 'down', bodyOffset: number): Tamper {
       if (start < 0) return undefined
       const headerEnd = chunk.indexOf('\r\n\r\n', start)
       assert.ok(headerEnd >= 0, 'headers arrive in one chunk')
-      target = info.offset + headerEnd + 4 + bodyOffset
+      target = info.offset + headerEnd + 4 + RECORD_HEADER + bodyOffset
     }
     if (target < info.offset || target >= info.offset + chunk.length) return undefined
     const out = Buffer.from(chunk)
@@ -109,6 +115,37 @@ test('a captured request replayed on a new connection is refused', async (t) => 
   const { a, b, proxy, runs } = await pairThroughProxy(t)
   proxy.startCapture()
   await a.net.call(b.key.id, ECHO, { text: 'pay 100' }, { priority: 'background' })
+  const captured = proxy.stopCapture().filter((c) => c.up.includes('POST /rpc/mux'))
+  assert.equal(captured.length, 1, 'one connection carried the call')
+  assert.equal(runs.count, 1)
+  // The connection's bytes from the client: the upgrade naming the session, then the call.
+  const request = (captured[0] as { up: Buffer }).up
+  const answer = await new Promise<Buffer>((resolve, reject) => {
+    const s = tcpConnect(b.addr.port, b.addr.host, () => s.write(request))
+    let got = Buffer.alloc(0)
+    s.on('data', (d: Buffer) => {
+      got = Buffer.concat([got, d])
+      const end = got.indexOf('\r\n\r\n')
+      if (end >= 0 && got.length >= end + 4 + RECORD_HEADER + 2) {
+        s.destroy()
+        resolve(got)
+      }
+    })
+    s.on('error', reject)
+  })
+  assert.match(answer.toString('latin1'), /^HTTP\/1\.1 101 /, 'the session is known, so the connection is taken')
+  const record = answer.subarray(answer.indexOf('\r\n\r\n') + 4)
+  assert.equal(record[4], 4, 'the server answers with a REFUSE record')
+  assert.equal(record.readUInt16BE(RECORD_HEADER), 409, 'the replay is refused')
+  assert.equal(runs.count, 1, 'the handler ran once')
+})
+
+test('a captured HTTP call (a streamed one) replayed on a new connection is refused', async (t) => {
+  const { a, b, proxy, runs } = await pairThroughProxy(t)
+  proxy.startCapture()
+  const { res, stream } = await a.net.callStreaming(b.key.id, ECHO, { text: 'pay 100' }, { priority: 'background' })
+  stream?.destroy()
+  assert.deepEqual(res, { text: 'pay 100' })
   const captured = proxy.stopCapture().filter((c) => c.up.includes('POST /rpc/call'))
   assert.equal(captured.length, 1, 'one connection carried the call')
   assert.equal(runs.count, 1)
@@ -141,9 +178,14 @@ test('no plaintext crosses the wire: neither the message nor the endpoint name',
   const text = 'TOP-SECRET-PLAINTEXT-the-quick-brown-fox-0123456789'
   for (const priority of ['high', 'normal', 'background'] as const) {
     assert.deepEqual(await a.net.call(b.key.id, ECHO, { text }, { priority }), { text })
+    // A call reading a response stream goes as an HTTP exchange: sealed the same way.
+    const { res, stream } = await a.net.callStreaming(b.key.id, ECHO, { text }, { priority })
+    stream?.destroy()
+    assert.deepEqual(res, { text })
   }
   const wire = Buffer.concat(proxy.stopCapture().flatMap((c) => [c.up, c.down]))
-  assert.ok(wire.includes('POST /rpc/call'), 'the capture saw the calls')
+  assert.ok(wire.includes('POST /rpc/mux'), 'the capture saw the multiplexed calls')
+  assert.ok(wire.includes('POST /rpc/call'), 'and the HTTP ones')
   assert.ok(!wire.includes(text), 'the message never appears in clear')
   assert.ok(!wire.includes('TOP-SECRET'), 'not even a prefix')
   assert.ok(!wire.includes(ECHO.path), 'the endpoint name never appears in clear')

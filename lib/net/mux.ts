@@ -1,0 +1,458 @@
+/**
+ * Calls multiplexed over one long-lived connection per peer, session and priority, as Garage's
+ * netapp does (garage_net::send, garage_net::recv): after the handshake the client opens a
+ * connection with an HTTP upgrade (`POST /rpc/mux`, naming its session), and from then on both
+ * directions carry *records*:
+ *
+ *     u32 payload length ‖ u8 type ‖ u8 flags ‖ u48 message number ‖ payload
+ *
+ * A CALL record carries a whole sealed request message (frame.ts, the same bytes an HTTP call's
+ * body would be), a REPLY record the whole sealed answer under the same number, CANCEL asks the
+ * server to abort a call's handler, REFUSE is the server's transport refusal of one call (u16
+ * status ‖ text: 400 did not authenticate, 409 replay), GOAWAY tells the client the server is
+ * closing (it stops sending calls there at once, so a call made right after a restart does not go
+ * to the closing connection). A message longer than
+ * {@link RECORD_PAYLOAD_MAX} is cut into records flagged MORE but the last, and long messages
+ * are interleaved slice by slice, so a block in flight delays a small call by one slice at most.
+ *
+ * Writes made during one turn of the event loop go out in one system call (the socket is corked
+ * until `setImmediate`), and neither end parses an HTTP request or answer per call: that, and
+ * the objects undici and node:http build per exchange, was most of a small call's transport
+ * cost (docs/design/performance.md).
+ *
+ * The records themselves are not authenticated: the messages they carry are (sealed frames bound
+ * to their session, direction and number). Tampering with the framing breaks the connection,
+ * which fails the calls in flight on it, as a TCP reset would.
+ *
+ * @internal
+ */
+import net, { type Socket } from 'node:net'
+import { TimeoutError } from '../util/errors.ts'
+import type { TcpAddr } from '../util/config.ts'
+import { NetError } from './errors.ts'
+import { HEAD_MAX, WHOLE_MESSAGE_MAX } from './frame.ts'
+
+/** The upgrade request's path, and the protocol it names. */
+export const MUX_ROUTE = '/rpc/mux'
+export const MUX_PROTOCOL = 'garage-rpc-mux'
+
+export const RECORD = { CALL: 1, CANCEL: 2, REPLY: 3, REFUSE: 4, GOAWAY: 5 } as const
+const FLAG_MORE = 1
+const HEADER_LEN = 12
+/**
+ * Largest message on a mux connection: a request sent whole (its body up to 4 MiB), or an answer
+ * whose head is up to {@link HEAD_MAX} (a page of large rows; answers carry no stream here).
+ */
+export const MUX_MESSAGE_MAX = HEAD_MAX + WHOLE_MESSAGE_MAX
+/** Largest record payload: longer messages are cut (and interleaved with others). */
+export const RECORD_PAYLOAD_MAX = 64 * 1024
+/**
+ * Slices of long messages are written while the socket holds less than this unsent: enough for
+ * few system calls per MiB, little for a small call to wait behind.
+ */
+const BULK_BUFFERED_MAX = 1024 * 1024
+/** Largest response head (status line and headers) of the upgrade. */
+const UPGRADE_HEAD_MAX = 4096
+/** How long a mux connection may take to connect (as undici's connect timeout). */
+const CONNECT_TIMEOUT_MS = 10_000
+/** TCP keep-alive probes start after this long without traffic. */
+const KEEPALIVE_MS = 15_000
+
+function recordHeader(type: number, flags: number, seq: number, length: number): Buffer {
+  const h = Buffer.allocUnsafe(HEADER_LEN)
+  h.writeUInt32BE(length, 0)
+  h[4] = type
+  h[5] = flags
+  h.writeUIntBE(seq, 6, 6)
+  return h
+}
+
+/** A refusal record's payload: u16 status ‖ text. */
+export function refusalPayload(status: number, text: string): Buffer {
+  const t = Buffer.from(text, 'utf8')
+  const out = Buffer.allocUnsafe(2 + t.length)
+  out.writeUInt16BE(status, 0)
+  t.copy(out, 2)
+  return out
+}
+
+export function parseRefusal(payload: Buffer): { status: number; text: string } {
+  if (payload.length < 2) return { status: 0, text: '' }
+  return { status: payload.readUInt16BE(0), text: payload.toString('utf8', 2, Math.min(payload.length, 202)) }
+}
+
+interface Outgoing {
+  type: number
+  seq: number
+  buf: Buffer
+  off: number
+}
+
+/**
+ * The writing half of a mux connection: coalesces the records of one event-loop turn into one
+ * write, cuts long messages into slices and sends them round-robin while the socket takes them.
+ */
+export class RecordWriter {
+  readonly #socket: Socket
+  #corked = false
+  readonly #bulk: Outgoing[] = []
+  #waitingDrain = false
+
+  constructor(socket: Socket) {
+    this.#socket = socket
+  }
+
+  send(type: number, seq: number, payload: Buffer): void {
+    if (this.#socket.destroyed) return
+    if (payload.length <= RECORD_PAYLOAD_MAX) {
+      this.#write(recordHeader(type, 0, seq, payload.length))
+      if (payload.length > 0) this.#write(payload)
+      return
+    }
+    this.#bulk.push({ type, seq, buf: payload, off: 0 })
+    this.#pump()
+  }
+
+  /** Drops a long message not started yet (its call was cancelled); one started is finished. */
+  drop(type: number, seq: number): void {
+    const i = this.#bulk.findIndex((m) => m.type === type && m.seq === seq && m.off === 0)
+    if (i >= 0) this.#bulk.splice(i, 1)
+  }
+
+  #write(b: Buffer): void {
+    if (!this.#corked) {
+      this.#corked = true
+      this.#socket.cork()
+      setImmediate(this.#uncork)
+    }
+    this.#socket.write(b)
+  }
+
+  readonly #uncork = (): void => {
+    this.#corked = false
+    this.#socket.uncork()
+  }
+
+  #pump(): void {
+    const s = this.#socket
+    while (this.#bulk.length > 0 && s.writableLength < BULK_BUFFERED_MAX && !s.destroyed) {
+      const m = this.#bulk.shift() as Outgoing
+      const slice = m.buf.subarray(m.off, m.off + RECORD_PAYLOAD_MAX)
+      m.off += slice.length
+      const more = m.off < m.buf.length
+      this.#write(recordHeader(m.type, more ? FLAG_MORE : 0, m.seq, slice.length))
+      this.#write(slice)
+      if (more) this.#bulk.push(m)
+    }
+    if (this.#bulk.length > 0 && !this.#waitingDrain && !s.destroyed) {
+      this.#waitingDrain = true
+      s.once('drain', () => {
+        this.#waitingDrain = false
+        this.#pump()
+      })
+    }
+  }
+}
+
+/**
+ * The reading half: splits the byte stream into records and reassembles cut messages, calling
+ * `onMessage` with each whole one. Throws a `protocol` {@link NetError} on a malformed stream
+ * (the connection must then be closed).
+ */
+export class RecordReader {
+  readonly #onMessage: (type: number, seq: number, payload: Buffer) => void
+  /** Bytes received and not consumed yet: chunks, the first read from #offset. */
+  readonly #chunks: Buffer[] = []
+  #offset = 0
+  #length = 0
+  /** The header of the record whose payload is awaited. */
+  #header: { len: number; type: number; flags: number; seq: number } | undefined
+  /** Messages being reassembled, by type and number: their payload pieces, not copied. */
+  readonly #parts = new Map<string, { pieces: Buffer[]; length: number }>()
+
+  constructor(onMessage: (type: number, seq: number, payload: Buffer) => void) {
+    this.#onMessage = onMessage
+  }
+
+  push(chunk: Buffer): void {
+    if (chunk.length === 0) return
+    this.#chunks.push(chunk)
+    this.#length += chunk.length
+    for (;;) {
+      if (this.#header === undefined) {
+        if (this.#length < HEADER_LEN) return
+        const h = concat(this.#take(HEADER_LEN), HEADER_LEN)
+        const len = h.readUInt32BE(0)
+        if (len > RECORD_PAYLOAD_MAX) throw new NetError('protocol', `RPC record of ${len} bytes exceeds the limit`)
+        this.#header = { len, type: h[4] as number, flags: h[5] as number, seq: h.readUIntBE(6, 6) }
+      }
+      const { len, type, flags, seq } = this.#header
+      if (this.#length < len) return
+      this.#header = undefined
+      this.#record(type, flags, seq, this.#take(len), len)
+    }
+  }
+
+  /** The next `n` bytes, as pieces of the received chunks (no copy). */
+  #take(n: number): Buffer[] {
+    const out: Buffer[] = []
+    let left = n
+    while (left > 0) {
+      const c = this.#chunks[0] as Buffer
+      const avail = c.length - this.#offset
+      if (avail > left) {
+        out.push(c.subarray(this.#offset, this.#offset + left))
+        this.#offset += left
+        left = 0
+      } else {
+        out.push(this.#offset === 0 ? c : c.subarray(this.#offset))
+        this.#chunks.shift()
+        this.#offset = 0
+        left -= avail
+      }
+    }
+    this.#length -= n
+    return out
+  }
+
+  #record(type: number, flags: number, seq: number, pieces: Buffer[], len: number): void {
+    const key = `${type}:${seq}`
+    const part = this.#parts.get(key)
+    if ((flags & FLAG_MORE) !== 0) {
+      const p = part ?? { pieces: [], length: 0 }
+      for (const x of pieces) p.pieces.push(x)
+      p.length += len
+      if (p.length > MUX_MESSAGE_MAX) throw new NetError('protocol', `RPC message over ${MUX_MESSAGE_MAX} bytes`)
+      if (part === undefined) this.#parts.set(key, p)
+      return
+    }
+    if (part === undefined) {
+      this.#onMessage(type, seq, concat(pieces, len))
+      return
+    }
+    this.#parts.delete(key)
+    for (const x of pieces) part.pieces.push(x)
+    this.#onMessage(type, seq, concat(part.pieces, part.length + len))
+  }
+}
+
+/** The pieces as one buffer (copied only if there are several). */
+function concat(pieces: Buffer[], length: number): Buffer {
+  return pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces, length)
+}
+
+/** What a mux connection's opener must know of its session. */
+export interface MuxClientOptions {
+  addr: TcpAddr
+  /** The session's id in hex (the upgrade names it). */
+  sessionHex: string
+  /** The message number the upgrade request uses (the server's unknown-session proof covers it). */
+  upgradeSeq: number
+  /** Whether a 401 body proves the server does not know our session (then re-handshake). */
+  provesUnknown: (proof: Buffer, seq: number) => boolean
+  /** Said of the peer in errors. */
+  peerName: string
+  nodeId: string
+  /** Called once when the connection is gone (so its owner stops handing it out). */
+  onClose: (mux: MuxClient) => void
+}
+
+/** The session is unknown to the server, proven: the caller handshakes again and re-sends. */
+export const kUnknownSession: unique symbol = Symbol('unknown session')
+
+interface PendingCall {
+  resolve: (payload: Buffer) => void
+  reject: (err: unknown) => void
+}
+
+/**
+ * The calling side of one mux connection. Calls may be sent as soon as it is built: they are
+ * queued behind the upgrade request and go out with it.
+ */
+export class MuxClient {
+  readonly #o: MuxClientOptions
+  readonly #socket: Socket
+  readonly #writer: RecordWriter
+  readonly #pending = new Map<number, PendingCall>()
+  #upgraded = false
+  #head: Buffer | undefined
+  readonly #reader: RecordReader
+  /** Why it closed, once closed. */
+  #closed: unknown
+  #retired = false
+  #lastReceived = 0
+
+  constructor(o: MuxClientOptions) {
+    this.#o = o
+    const { host, port } = o.addr
+    // `net.connect` looked up at call time, as undici does: a test's link proxies (and other
+    // instrumentation) wrap the CommonJS function, which a named ESM import would not see.
+    const socket = net.connect({ host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_MS })
+    this.#socket = socket
+    socket.setTimeout(CONNECT_TIMEOUT_MS, () =>
+      this.#fail(new NetError('connection', `cannot reach ${o.peerName}: connection timed out`, { nodeId: o.nodeId })),
+    )
+    socket.once('connect', () => socket.setTimeout(0))
+    this.#writer = new RecordWriter(socket)
+    this.#reader = new RecordReader((type, seq, payload) => this.#onRecord(type, seq, payload))
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk))
+    socket.on('error', (err) =>
+      this.#fail(new NetError('connection', `cannot reach ${o.peerName}: ${err.message}`, { cause: err, nodeId: o.nodeId })),
+    )
+    // The server ending its side (it closes, or restarts) closes the connection for calls at once.
+    const closed = (): void => this.#fail(new NetError('connection', `connection to ${o.peerName} closed`, { nodeId: o.nodeId }))
+    socket.on('end', closed)
+    socket.on('close', closed)
+    socket.write(
+      `POST ${MUX_ROUTE} HTTP/1.1\r\nHost: ${host.includes(':') ? `[${host}]` : host}:${port}\r\n` +
+        `Connection: Upgrade\r\nUpgrade: ${MUX_PROTOCOL}\r\nx-garage-session: ${o.sessionHex}\r\n` +
+        `x-garage-seq: ${o.upgradeSeq}\r\nContent-Length: 0\r\n\r\n`,
+    )
+  }
+
+  /** Closed, or retired: no new call may be sent on it. */
+  get closed(): boolean {
+    return this.#closed !== undefined || this.#retired
+  }
+
+  /**
+   * A call's deadline passed with nothing at all received since it was sent: the connection
+   * may be dead (a peer gone without a FIN, a black-holed link). New calls go to a new
+   * connection; the calls still waiting here keep their own deadlines (failing them all now
+   * would cut their time short), and the connection closes once none is left.
+   */
+  #retire(): void {
+    if (this.#retired || this.#closed !== undefined) return
+    this.#retired = true
+    this.#o.onClose(this)
+  }
+
+  #closeIfRetiredAndIdle(): void {
+    if (this.#retired && this.#pending.size === 0)
+      this.close(new NetError('connection', `connection to ${this.#o.peerName} went silent`, { nodeId: this.#o.nodeId }))
+  }
+
+  /**
+   * Sends the sealed message `sealed` as call `seq`; resolves with the sealed answer. `signal`
+   * aborts the call (a CANCEL goes to the server); a deadline passed with nothing heard on the
+   * connection since the call was sent retires the connection, which may be dead.
+   */
+  call(seq: number, sealed: Buffer, signal: AbortSignal): Promise<Buffer> {
+    if (this.#closed !== undefined) return Promise.reject(this.#closed)
+    if (this.#retired) return Promise.reject(new NetError('connection', `connection to ${this.#o.peerName} went silent`))
+    // Aborted already (by the caller, between two awaits): its 'abort' event will not come again,
+    // and the call would wait for an answer that a black hole never sends.
+    if (signal.aborted) return Promise.reject(signal.reason)
+    return new Promise<Buffer>((resolve, reject) => {
+      const sentAt = performance.now()
+      const onAbort = (): void => {
+        if (!this.#pending.delete(seq)) return
+        const reason: unknown = signal.reason
+        reject(reason)
+        if (reason instanceof TimeoutError && this.#lastReceived < sentAt) this.#retire()
+        else {
+          this.#writer.drop(RECORD.CALL, seq)
+          this.#writer.send(RECORD.CANCEL, seq, EMPTY)
+        }
+        this.#closeIfRetiredAndIdle()
+      }
+      signal.addEventListener('abort', onAbort, { once: true })
+      this.#pending.set(seq, {
+        resolve: (payload) => {
+          signal.removeEventListener('abort', onAbort)
+          resolve(payload)
+        },
+        reject: (err) => {
+          signal.removeEventListener('abort', onAbort)
+          reject(err)
+        },
+      })
+      this.#writer.send(RECORD.CALL, seq, sealed)
+    })
+  }
+
+  /** Closes the connection, failing the calls in flight with `reason`. */
+  close(reason: unknown): void {
+    this.#fail(reason)
+    this.#socket.destroy()
+  }
+
+  #fail(reason: unknown): void {
+    if (this.#closed !== undefined) return
+    this.#closed = reason
+    this.#socket.destroy()
+    const pending = [...this.#pending.values()]
+    this.#pending.clear()
+    for (const p of pending) p.reject(reason)
+    if (!this.#retired) this.#o.onClose(this)
+  }
+
+  #onData(chunk: Buffer): void {
+    this.#lastReceived = performance.now()
+    try {
+      if (this.#upgraded) this.#reader.push(chunk)
+      else this.#onUpgradeData(chunk)
+    } catch (err) {
+      this.close(err)
+    }
+  }
+
+  /** Reads the answer to the upgrade: 101 (records follow), or a refusal with its body. */
+  #onUpgradeData(chunk: Buffer): void {
+    const buf = this.#head === undefined ? chunk : Buffer.concat([this.#head, chunk])
+    const end = buf.indexOf('\r\n\r\n')
+    if (end < 0) {
+      if (buf.length > UPGRADE_HEAD_MAX) throw new NetError('protocol', `${this.#o.peerName} sent an oversized answer`)
+      this.#head = buf
+      return
+    }
+    const head = buf.toString('latin1', 0, end)
+    const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(head)?.[1] ?? Number.NaN)
+    if (status === 101) {
+      this.#upgraded = true
+      this.#head = undefined
+      if (buf.length > end + 4) this.#reader.push(buf.subarray(end + 4))
+      return
+    }
+    const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0)
+    if (length > UPGRADE_HEAD_MAX) throw new NetError('protocol', `${this.#o.peerName} sent an oversized answer`)
+    if (buf.length < end + 4 + length) {
+      this.#head = buf
+      return
+    }
+    const body = buf.subarray(end + 4, end + 4 + length)
+    if (status === 401) {
+      if (this.#o.provesUnknown(body, this.#o.upgradeSeq)) throw kUnknownSession
+      throw new NetError('protocol', `${this.#o.peerName} sent an unauthenticated unknown-session answer`, {
+        nodeId: this.#o.nodeId,
+      })
+    }
+    throw new NetError(
+      'protocol',
+      `${this.#o.peerName} refused the connection (HTTP ${status}: ${body.toString('utf8', 0, 200)})`,
+      { nodeId: this.#o.nodeId },
+    )
+  }
+
+  #onRecord(type: number, seq: number, payload: Buffer): void {
+    if (type === RECORD.GOAWAY) {
+      this.close(new NetError('connection', `${this.#o.peerName} is closing`, { nodeId: this.#o.nodeId }))
+      return
+    }
+    const p = this.#pending.get(seq)
+    if (p === undefined) return // cancelled or timed out meanwhile
+    if (type === RECORD.REPLY) {
+      this.#pending.delete(seq)
+      p.resolve(payload)
+    } else if (type === RECORD.REFUSE) {
+      this.#pending.delete(seq)
+      const r = parseRefusal(payload)
+      p.reject(
+        new NetError('protocol', `${this.#o.peerName} refused the call (${r.status}: ${r.text})`, { nodeId: this.#o.nodeId }),
+      )
+    } else throw new NetError('protocol', `${this.#o.peerName} sent an RPC record of unknown type ${type}`)
+    this.#closeIfRetiredAndIdle()
+  }
+}
+
+const EMPTY = Buffer.alloc(0)

@@ -1,0 +1,222 @@
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { connect as tcpConnect, type Socket } from 'node:net'
+import { test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { defineEndpoint } from '../../lib/net/endpoint.ts'
+import { NetError } from '../../lib/net/errors.ts'
+import { MuxClient } from '../../lib/net/mux.ts'
+import { startTcpProxy } from '../helpers/tcp-proxy.ts'
+import { newSecret, recordingLogger, startNode } from './net-fixtures.ts'
+
+const ECHO = defineEndpoint<{ text: string }, { text: string }>('test/mux-echo')
+const SINK = defineEndpoint<null, { size: number }>('test/mux-sink')
+const HEADER = 12
+
+interface Record {
+  type: number
+  flags: number
+  seq: number
+  length: number
+}
+
+/** The records of a mux connection's bytes after the upgrade's headers. */
+function records(bytes: Buffer): Record[] {
+  const out: Record[] = []
+  let o = bytes.indexOf('\r\n\r\n') + 4
+  while (bytes.length - o >= HEADER) {
+    const length = bytes.readUInt32BE(o)
+    out.push({ length, type: bytes[o + 4] as number, flags: bytes[o + 5] as number, seq: bytes.readUIntBE(o + 6, 6) })
+    o += HEADER + length
+  }
+  return out
+}
+
+function record(type: number, seq: number, payload: Buffer, length = payload.length): Buffer {
+  const h = Buffer.alloc(HEADER)
+  h.writeUInt32BE(length, 0)
+  h[4] = type
+  h.writeUIntBE(seq, 6, 6)
+  return Buffer.concat([h, payload])
+}
+
+/** Opens a raw connection sending `upgrade` (a captured upgrade request); resolves once answered 101. */
+function rawMux(port: number, upgrade: Buffer): Promise<{ socket: Socket; received: () => Buffer; closed: Promise<void> }> {
+  return new Promise((resolve, reject) => {
+    const socket = tcpConnect(port, '127.0.0.1', () => socket.write(upgrade))
+    let got = Buffer.alloc(0)
+    const closed = new Promise<void>((r) => socket.once('close', () => r()))
+    socket.on('error', () => {})
+    let answered = false
+    socket.on('data', (d: Buffer) => {
+      got = Buffer.concat([got, d])
+      if (answered || !got.includes('\r\n\r\n')) return
+      answered = true
+      if (/^HTTP\/1\.1 101 /.test(got.toString('latin1'))) resolve({ socket, received: () => got, closed })
+      else reject(new Error(got.toString('latin1')))
+    })
+  })
+}
+
+async function setup(t: Parameters<typeof startNode>[0]) {
+  const secret = newSecret()
+  const log = recordingLogger()
+  const b = await startNode(t, secret, { logger: log })
+  const runs = { count: 0 }
+  b.net.handle(ECHO, (req) => {
+    runs.count++
+    return req
+  })
+  b.net.handle(SINK, async (_req, _from, ctx) => {
+    let size = 0
+    for await (const c of ctx.stream as AsyncIterable<Buffer>) size += c.length
+    return { size }
+  })
+  const proxy = await startTcpProxy({ target: b.addr })
+  t.after(() => proxy.close())
+  const a = await startNode(t, secret)
+  await a.net.connect(b.key.id, proxy.addr)
+  return { a, b, proxy, runs, log }
+}
+
+test('calls share one connection per priority, and a long message is cut and interleaved with small calls', async (t) => {
+  const { a, b, proxy } = await setup(t)
+  proxy.startCapture()
+  const big = randomBytes(1024 * 1024)
+  const [sunk, ...echoed] = await Promise.all([
+    a.net.call(b.key.id, SINK, null, { stream: big }),
+    ...Array.from({ length: 20 }, (_, i) => a.net.call(b.key.id, ECHO, { text: `n${i}` })),
+  ])
+  assert.deepEqual(sunk, { size: big.length })
+  assert.deepEqual(
+    echoed.map((e) => e.text),
+    Array.from({ length: 20 }, (_, i) => `n${i}`),
+  )
+  const conns = proxy.stopCapture().filter((c) => c.up.includes('POST /rpc/mux'))
+  assert.equal(conns.length, 1, 'one connection carried all 21 calls')
+  const up = records((conns[0] as { up: Buffer }).up)
+  assert.equal(up.length > 21, true)
+  const bigSeq = up.find((r) => r.flags === 1)?.seq
+  assert.notEqual(bigSeq, undefined, 'the 1 MiB call was cut into records flagged MORE')
+  const bigRecords = up.filter((r) => r.seq === bigSeq)
+  assert.ok(bigRecords.length >= 16, `1 MiB in records of at most 64 KiB (${bigRecords.length})`)
+  assert.ok(
+    bigRecords.every((r) => r.length <= 64 * 1024),
+    'no record over 64 KiB',
+  )
+  const lastBig = up.lastIndexOf(bigRecords.at(-1) as Record)
+  const smallBefore = up.slice(0, lastBig).filter((r) => r.seq !== bigSeq && r.type === 1).length
+  assert.ok(smallBefore > 0, 'small calls went out before the long message ended')
+  assert.equal(up.filter((r) => r.type === 1 && r.flags === 0).length, 21, 'each call ends once')
+})
+
+test('malformed records close the mux connection, are logged, and the node keeps serving', async (t) => {
+  const { a, b, proxy, runs, log } = await setup(t)
+  proxy.startCapture()
+  assert.deepEqual(await a.net.call(b.key.id, ECHO, { text: 'hi' }), { text: 'hi' })
+  const conn = proxy.stopCapture().find((c) => c.up.includes('POST /rpc/mux'))
+  assert.ok(conn !== undefined)
+  const upgrade = conn.up.subarray(0, conn.up.indexOf('\r\n\r\n') + 4)
+
+  // A call that does not authenticate: refused (400), the connection stays.
+  const m1 = await rawMux(b.addr.port, upgrade)
+  m1.socket.write(record(1, 1_000_000, randomBytes(200)))
+  await sleep(100)
+  const answers = records(m1.received())
+  assert.equal(answers[0]?.type, 4, 'a REFUSE record')
+  const refusal = m1.received().subarray(m1.received().indexOf('\r\n\r\n') + 4 + HEADER)
+  assert.equal(refusal.readUInt16BE(0), 400)
+  assert.equal(m1.socket.destroyed, false, 'the connection stays open')
+
+  // A record longer than the limit, then an unknown record type: the connection is closed.
+  m1.socket.write(record(1, 1_000_001, Buffer.alloc(0), 0xffff_ffff))
+  await m1.closed
+  const m2 = await rawMux(b.addr.port, upgrade)
+  m2.socket.write(record(9, 1, Buffer.alloc(4)))
+  await m2.closed
+  assert.ok(
+    log.warnings.some((w) => /closed an RPC connection/.test(w)),
+    `logged: ${JSON.stringify(log.warnings)}`,
+  )
+  assert.equal(runs.count, 1, 'no handler ran for the garbage')
+  assert.deepEqual(await a.net.call(b.key.id, ECHO, { text: 'still' }), { text: 'still' }, 'the node still serves')
+})
+
+test('an upgrade naming an unknown session gets the 401 proof; a wrong path or protocol is refused', async (t) => {
+  const { b } = await setup(t)
+  const ask = (head: string): Promise<string> =>
+    new Promise((resolve, reject) => {
+      // The server leaves closing a refused connection to the client (after reading the answer).
+      const s = tcpConnect(b.addr.port, '127.0.0.1', () => s.write(head))
+      let got = ''
+      s.on('data', (d: Buffer) => {
+        got += d.toString('latin1')
+        const end = got.indexOf('\r\n\r\n')
+        const length = Number(/content-length: (\d+)/i.exec(got)?.[1] ?? Number.NaN)
+        if (end >= 0 && got.length >= end + 4 + length) {
+          s.destroy()
+          resolve(got)
+        }
+      })
+      s.on('error', reject)
+    })
+  const upgrade = (path: string, proto: string, sid: string): string =>
+    `POST ${path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: ${proto}\r\n` +
+    `x-garage-session: ${sid}\r\nx-garage-seq: 7\r\nContent-Length: 0\r\n\r\n`
+  const sid = randomBytes(16).toString('hex')
+  assert.match(await ask(upgrade('/rpc/mux', 'garage-rpc-mux', sid)), /^HTTP\/1\.1 401 [\s\S]*\r\n\r\n[\s\S]{32}$/)
+  assert.match(await ask(upgrade('/rpc/other', 'garage-rpc-mux', sid)), /^HTTP\/1\.1 404 /)
+  assert.match(await ask(upgrade('/rpc/mux', 'websocket', sid)), /^HTTP\/1\.1 404 /)
+  assert.match(await ask(upgrade('/rpc/mux', 'garage-rpc-mux', 'zz')), /^HTTP\/1\.1 400 /)
+})
+
+test('a connection that goes silent is dropped after a deadline, and the next call opens another', async (t) => {
+  const { a, b, proxy } = await setup(t)
+  assert.deepEqual(await a.net.call(b.key.id, ECHO, { text: 'before' }), { text: 'before' })
+  proxy.partition('blackhole')
+  await assert.rejects(a.net.call(b.key.id, ECHO, { text: 'lost' }, { timeoutMs: 200 }), { name: 'TimeoutError' })
+  proxy.heal()
+  // The silent connection was closed: this call goes over a new one (the old one would still
+  // be eating bytes if the black hole had kept it).
+  proxy.startCapture()
+  assert.deepEqual(await a.net.call(b.key.id, ECHO, { text: 'after' }, { timeoutMs: 2000 }), { text: 'after' })
+  const conns = proxy.stopCapture().filter((c) => c.up.includes('POST /rpc/mux'))
+  assert.equal(conns.length, 1, 'a new connection was opened')
+})
+
+test('closing the server fails the calls in flight with a NetError and tells clients to stop using it', async (t) => {
+  const { a, b } = await setup(t)
+  const WAIT = defineEndpoint<null, null>('test/mux-wait')
+  b.net.handle(
+    WAIT,
+    (_req, _from, ctx) => new Promise((_r, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason))),
+  )
+  const failed = assert.rejects(
+    a.net.call(b.key.id, WAIT, null, { timeoutMs: 5000 }),
+    (e: unknown) => e instanceof NetError && e.reason === 'connection',
+  )
+  await sleep(50)
+  const t0 = Date.now()
+  await b.net.close()
+  await failed
+  assert.ok(Date.now() - t0 < 900, 'the client closed its side at once (GOAWAY), close() did not wait its full second')
+})
+
+test('a call given a signal already aborted fails at once instead of waiting for an answer', async (t) => {
+  const { b } = await setup(t)
+  const mux = new MuxClient({
+    addr: b.addr,
+    sessionHex: randomBytes(16).toString('hex'),
+    upgradeSeq: 0,
+    provesUnknown: () => false,
+    peerName: 'node b',
+    nodeId: b.key.id,
+    onClose: () => {},
+  })
+  t.after(() => mux.close(new Error('test over')))
+  const controller = new AbortController()
+  controller.abort(new Error('cancelled between two awaits'))
+  const t0 = Date.now()
+  await assert.rejects(mux.call(1, Buffer.alloc(16), controller.signal), /cancelled between two awaits/)
+  assert.ok(Date.now() - t0 < 1000)
+})
