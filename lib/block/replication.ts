@@ -174,9 +174,9 @@ export class BlockReplication {
    * @throws CorruptDataError (lone node) when the local copy is corrupt; QuorumError when no
    * node returned it.
    */
-  async get(hash: Hash, priority: RpcPriority): Promise<Buffer> {
+  async get(hash: Hash, priority: RpcPriority, sizeGuess?: number): Promise<Buffer> {
     try {
-      const data = await this.#store.readFirst(hash)
+      const data = await this.#store.readFirst(hash, sizeGuess)
       if (data !== undefined) return data
       this.#o.events.missed(hash)
     } catch (err) {

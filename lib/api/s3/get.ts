@@ -336,7 +336,10 @@ export async function* streamBlocks(
   // The object row names its first block: when the range starts there, that block is fetched
   // while the version row is read (as Garage's GET does), so a one-block object costs one round
   // trip after the object row instead of two. A failed early fetch is reported only if used.
-  const early = start === 0 && firstBlock !== undefined ? garage.blockManager.getBlock(firstBlock) : undefined
+  // Block files of encrypted objects are larger than the plaintext sizes known here: no guess.
+  const guess = (size: number | undefined): number | undefined =>
+    cipher === undefined && size !== undefined ? Math.min(size, garage.blockSize) : undefined
+  const early = start === 0 && firstBlock !== undefined ? garage.blockManager.getBlock(firstBlock, guess(objectSize)) : undefined
   early?.catch(() => {})
   const v = await readVersion(garage, versionId, objectSize, seeEveryWrite)
   if (v === undefined || v.deleted) {
@@ -350,7 +353,7 @@ export async function* streamBlocks(
     (w) =>
       early !== undefined && w === head && firstBlock !== undefined && Buffer.from(w.block.hash).equals(firstBlock)
         ? early
-        : garage.blockManager.getBlock(w.block.hash),
+        : garage.blockManager.getBlock(w.block.hash, guess(w.block.size)),
     window,
   )) {
     if (cipher !== undefined) yield cipher.decryptBlock(data, w.block.size, w.from, w.to)
