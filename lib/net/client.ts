@@ -42,7 +42,7 @@ interface PeerMuxes {
 /** @internal */
 export interface RpcClientOptions {
   me: HandshakeIdentity
-  /** Most connections to one peer, per priority. */
+  /** Most connections to one peer per priority (HTTP pools), and most calls in flight on a mux connection. */
   connections: Record<RpcPriority, number>
   /** Deadline of a handshake (shared by its callers, so not bounded by theirs). */
   handshakeTimeoutMs: number
@@ -97,6 +97,7 @@ export class RpcClient {
   readonly #closing: AbortSignal
   readonly #log: Logger
   readonly #muxes = new Map<Peer, PeerMuxes>()
+  readonly #connections: Record<RpcPriority, number>
   readonly #openMuxes = new Set<MuxClient>()
 
   constructor(options: RpcClientOptions) {
@@ -115,6 +116,7 @@ export class RpcClient {
         connect: { timeout: 10_000 },
       })
     const c = options.connections
+    this.#connections = c
     this.#agents = { high: agent(c.high), normal: agent(c.normal), background: agent(c.background) }
   }
 
@@ -222,6 +224,7 @@ export class RpcClient {
       provesUnknown: (proof, seq) => macEqual(proof, unknownSessionProof(this.#me.secret, sid, seq)),
       peerName: `node ${shortId(peer.id)} at ${formatAddr(addr)}`,
       nodeId: peer.id,
+      maxInFlight: this.#connections[priority],
       onClose: (closed) => {
         this.#openMuxes.delete(closed)
         if (byPriority[priority] === closed) delete byPriority[priority]

@@ -255,6 +255,12 @@ export interface MuxClientOptions {
   nodeId: string
   /** Called once when the connection is gone (so its owner stops handing it out). */
   onClose: (mux: MuxClient) => void
+  /**
+   * Most calls waiting for their answer at once; more wait here, unsent, in order (the bound
+   * an HTTP pool of as many connections gave: it keeps a busy peer from taking on every call at
+   * once, and the caller's memory of them).
+   */
+  maxInFlight: number
 }
 
 /** The session is unknown to the server, proven: the caller handshakes again and re-sends. */
@@ -263,6 +269,14 @@ export const kUnknownSession: unique symbol = Symbol('unknown session')
 interface PendingCall {
   resolve: (payload: Buffer) => void
   reject: (err: unknown) => void
+}
+
+/** A call not sent yet (the connection has `maxInFlight` calls waiting for their answer). */
+interface Waiting {
+  sent: boolean
+  cancelled: boolean
+  send: () => void
+  fail?: (err: unknown) => void
 }
 
 /**
@@ -274,6 +288,7 @@ export class MuxClient {
   readonly #socket: Socket
   readonly #writer: RecordWriter
   readonly #pending = new Map<number, PendingCall>()
+  readonly #waiting: Waiting[] = []
   #upgraded = false
   #head: Buffer | undefined
   readonly #reader: RecordReader
@@ -328,7 +343,7 @@ export class MuxClient {
   }
 
   #closeIfRetiredAndIdle(): void {
-    if (this.#retired && this.#pending.size === 0)
+    if (this.#retired && this.#pending.size === 0 && this.#waiting.every((w) => w.cancelled))
       this.close(new NetError('connection', `connection to ${this.#o.peerName} went silent`, { nodeId: this.#o.nodeId }))
   }
 
@@ -344,20 +359,38 @@ export class MuxClient {
     // and the call would wait for an answer that a black hole never sends.
     if (signal.aborted) return Promise.reject(signal.reason)
     return new Promise<Buffer>((resolve, reject) => {
-      const sentAt = performance.now()
+      const entry: Waiting = {
+        sent: false,
+        cancelled: false,
+        send: () => {
+          entry.sent = true
+          sentAt = performance.now()
+          this.#pending.set(seq, pending)
+          this.#writer.send(RECORD.CALL, seq, sealed)
+        },
+      }
+      let sentAt = 0
       const onAbort = (): void => {
-        if (!this.#pending.delete(seq)) return
         const reason: unknown = signal.reason
+        if (!entry.sent) {
+          // Still queued here: nothing was sent.
+          entry.cancelled = true
+          reject(reason)
+          this.#closeIfRetiredAndIdle()
+          return
+        }
+        if (!this.#pending.delete(seq)) return
         reject(reason)
         if (reason instanceof TimeoutError && this.#lastReceived < sentAt) this.#retire()
         else {
           this.#writer.drop(RECORD.CALL, seq)
           this.#writer.send(RECORD.CANCEL, seq, EMPTY)
         }
+        this.#sendWaiting()
         this.#closeIfRetiredAndIdle()
       }
       signal.addEventListener('abort', onAbort, { once: true })
-      this.#pending.set(seq, {
+      const pending: PendingCall = {
         resolve: (payload) => {
           signal.removeEventListener('abort', onAbort)
           resolve(payload)
@@ -366,9 +399,20 @@ export class MuxClient {
           signal.removeEventListener('abort', onAbort)
           reject(err)
         },
-      })
-      this.#writer.send(RECORD.CALL, seq, sealed)
+      }
+      entry.fail = pending.reject
+      if (this.#pending.size < this.#o.maxInFlight && this.#waiting.length === 0) entry.send()
+      else this.#waiting.push(entry)
     })
+  }
+
+  /** Sends queued calls while fewer than `maxInFlight` wait for their answer. */
+  #sendWaiting(): void {
+    if (this.#retired || this.#closed !== undefined) return
+    while (this.#pending.size < this.#o.maxInFlight && this.#waiting.length > 0) {
+      const next = this.#waiting.shift() as Waiting
+      if (!next.cancelled) next.send()
+    }
   }
 
   /** Closes the connection, failing the calls in flight with `reason`. */
@@ -384,6 +428,8 @@ export class MuxClient {
     const pending = [...this.#pending.values()]
     this.#pending.clear()
     for (const p of pending) p.reject(reason)
+    const waiting = this.#waiting.splice(0)
+    for (const w of waiting) if (!w.cancelled) w.fail?.(reason)
     if (!this.#retired) this.#o.onClose(this)
   }
 
@@ -451,6 +497,7 @@ export class MuxClient {
         new NetError('protocol', `${this.#o.peerName} refused the call (${r.status}: ${r.text})`, { nodeId: this.#o.nodeId }),
       )
     } else throw new NetError('protocol', `${this.#o.peerName} sent an RPC record of unknown type ${type}`)
+    this.#sendWaiting()
     this.#closeIfRetiredAndIdle()
   }
 }

@@ -212,6 +212,7 @@ test('a call given a signal already aborted fails at once instead of waiting for
     peerName: 'node b',
     nodeId: b.key.id,
     onClose: () => {},
+    maxInFlight: 8,
   })
   t.after(() => mux.close(new Error('test over')))
   const controller = new AbortController()
@@ -219,4 +220,39 @@ test('a call given a signal already aborted fails at once instead of waiting for
   const t0 = Date.now()
   await assert.rejects(mux.call(1, Buffer.alloc(16), controller.signal), /cancelled between two awaits/)
   assert.ok(Date.now() - t0 < 1000)
+})
+
+test('at most `connections[priority]` calls wait for their answer on a mux connection; the rest are sent as answers come', async (t) => {
+  const secret = newSecret()
+  const b = await startNode(t, secret)
+  const HOLD = defineEndpoint<{ i: number }, number>('test/mux-hold')
+  let running = 0
+  let most = 0
+  const release: Array<() => void> = []
+  b.net.handle(HOLD, async (req) => {
+    running++
+    most = Math.max(most, running)
+    await new Promise<void>((r) => release.push(r))
+    running--
+    return req.i
+  })
+  const a = await startNode(t, secret, { connections: { normal: 3 } })
+  await a.net.connect(b.key.id, b.addr)
+  const calls = Array.from({ length: 10 }, (_, i) => a.net.call(b.key.id, HOLD, { i }))
+  // A call cancelled while it waits unsent goes away without reaching the server.
+  const cancel = new AbortController()
+  const cancelled = a.net.call(b.key.id, HOLD, { i: 99 }, { signal: cancel.signal })
+  cancel.abort(new Error('not needed'))
+  await assert.rejects(cancelled, /not needed/)
+  for (let served = 0; served < 10; ) {
+    await sleep(20)
+    const now = release.splice(0)
+    served += now.length
+    for (const r of now) r()
+  }
+  assert.deepEqual(
+    await Promise.all(calls),
+    Array.from({ length: 10 }, (_, i) => i),
+  )
+  assert.equal(most, 3, 'three handlers ran at once, never more')
 })
