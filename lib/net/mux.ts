@@ -216,6 +216,11 @@ export class RecordReader {
   }
 
   #record(type: number, flags: number, seq: number, pieces: Buffer[], len: number): void {
+    // The usual record, a whole message with none being reassembled: no key to build.
+    if ((flags & FLAG_MORE) === 0 && this.#parts.size === 0) {
+      this.#onMessage(type, seq, concat(pieces, len))
+      return
+    }
     const key = `${type}:${seq}`
     const part = this.#parts.get(key)
     if ((flags & FLAG_MORE) !== 0) {

@@ -53,6 +53,22 @@ function flipInNextCall(direction: 'up' | 'down', bodyOffset: number): Tamper {
   }
 }
 
+/** Sends `bytes` (a captured connection's) on a new connection to `addr`; resolves with what came back once `done` says so. */
+function replay(addr: { host: string; port: number }, bytes: Buffer, done: (got: Buffer) => boolean): Promise<Buffer> {
+  return new Promise<Buffer>((resolve, reject) => {
+    const s = tcpConnect(addr.port, addr.host, () => s.write(bytes))
+    let got = Buffer.alloc(0)
+    s.on('data', (d: Buffer) => {
+      got = Buffer.concat([got, d])
+      if (done(got)) {
+        s.destroy()
+        resolve(got)
+      }
+    })
+    s.on('error', reject)
+  })
+}
+
 test('a node with another rpc_secret can neither handshake nor call, and is logged once', async (t) => {
   const log = recordingLogger()
   const b = await startNode(t, newSecret(), { logger: log })
@@ -120,18 +136,9 @@ test('a captured request replayed on a new connection is refused', async (t) => 
   assert.equal(runs.count, 1)
   // The connection's bytes from the client: the upgrade naming the session, then the call.
   const request = (captured[0] as { up: Buffer }).up
-  const answer = await new Promise<Buffer>((resolve, reject) => {
-    const s = tcpConnect(b.addr.port, b.addr.host, () => s.write(request))
-    let got = Buffer.alloc(0)
-    s.on('data', (d: Buffer) => {
-      got = Buffer.concat([got, d])
-      const end = got.indexOf('\r\n\r\n')
-      if (end >= 0 && got.length >= end + 4 + RECORD_HEADER + 2) {
-        s.destroy()
-        resolve(got)
-      }
-    })
-    s.on('error', reject)
+  const answer = await replay(b.addr, request, (got) => {
+    const end = got.indexOf('\r\n\r\n')
+    return end >= 0 && got.length >= end + 4 + RECORD_HEADER + 2
   })
   assert.match(answer.toString('latin1'), /^HTTP\/1\.1 101 /, 'the session is known, so the connection is taken')
   const record = answer.subarray(answer.indexOf('\r\n\r\n') + 4)
@@ -150,18 +157,7 @@ test('a captured HTTP call (a streamed one) replayed on a new connection is refu
   assert.equal(captured.length, 1, 'one connection carried the call')
   assert.equal(runs.count, 1)
   const request = (captured[0] as { up: Buffer }).up
-  const answer = await new Promise<string>((resolve, reject) => {
-    const s = tcpConnect(b.addr.port, b.addr.host, () => s.write(request))
-    let got = ''
-    s.on('data', (d: Buffer) => {
-      got += d.toString('latin1')
-      if (got.includes('\r\n\r\n')) {
-        s.destroy()
-        resolve(got)
-      }
-    })
-    s.on('error', reject)
-  })
+  const answer = (await replay(b.addr, request, (got) => got.includes('\r\n\r\n'))).toString('latin1')
   assert.match(answer, /^HTTP\/1\.1 409/, 'the replay is refused')
   assert.equal(runs.count, 1, 'the handler ran once')
 })
