@@ -182,19 +182,39 @@ async function getObjectOnce(
   return {
     status,
     headers: out,
-    body: await primed(
-      streamBlocks(
-        garage,
-        version.uuid,
-        start,
-        end,
-        cipher,
-        data.t === 'firstBlock' ? data.hash : undefined,
-        meta.size,
-        seeEveryWrite,
-      ),
+    body: await blocksBody(
+      garage,
+      version.uuid,
+      start,
+      end,
+      cipher,
+      data.t === 'firstBlock' ? data.hash : undefined,
+      meta.size,
+      seeEveryWrite,
     ),
   }
+}
+
+/**
+ * The body of a GET of a block-backed object: the version's blocks in `start..end`, read as
+ * {@link streamBlocks} reads them, with the version row and the first block read before it
+ * returns. A range within one block (every small object) is returned as that one buffer, which the
+ * server writes with the headers in one call, instead of through an async generator.
+ */
+async function blocksBody(
+  garage: Garage,
+  versionId: Uuid,
+  start: number,
+  end: number,
+  cipher: ObjectCipher | undefined,
+  firstBlock: Hash | undefined,
+  objectSize: number,
+  seeEveryWrite: boolean,
+): Promise<Uint8Array | AsyncIterableIterator<Uint8Array>> {
+  const read = await blockSlices(garage, versionId, start, end, cipher, firstBlock, objectSize, seeEveryWrite)
+  const only = read.slices.length === 1 ? read.slices[0] : undefined
+  if (only === undefined) return primed(sliceStream(read))
+  return sliceBytes(only, await read.fetch(only), cipher)
 }
 
 /**
@@ -323,19 +343,30 @@ async function partRange(
  * {@link READ_AHEAD_BLOCKS} small ones within {@link READ_AHEAD_BYTES}. With a
  * `cipher` (SSE-C or SSE-S3), only the encrypted chunks holding the wanted bytes are decrypted.
  */
-export async function* streamBlocks(
+/** Which block slices a read of `start..end` covers, and how to fetch each (see {@link streamBlocks}). */
+interface SliceRead {
+  slices: BlockSlice[]
+  fetch(w: BlockSlice): Promise<Buffer>
+  cipher: ObjectCipher | undefined
+}
+
+/**
+ * Reads the version row and lists the block slices of `start..end`. The object row names its
+ * first block: when the range starts there, that block is fetched while the version row is read
+ * (as Garage's GET does), so a one-block object costs one round trip after the object row instead
+ * of two. A failed early fetch is reported only if used.
+ * @throws VersionGoneError when the version was deleted (an overwrite completed meanwhile).
+ */
+async function blockSlices(
   garage: Garage,
   versionId: Uuid,
   start: number,
   end: number,
-  cipher?: ObjectCipher,
-  firstBlock?: Hash,
-  objectSize?: number,
-  seeEveryWrite = false,
-): AsyncGenerator<Uint8Array> {
-  // The object row names its first block: when the range starts there, that block is fetched
-  // while the version row is read (as Garage's GET does), so a one-block object costs one round
-  // trip after the object row instead of two. A failed early fetch is reported only if used.
+  cipher: ObjectCipher | undefined,
+  firstBlock: Hash | undefined,
+  objectSize: number | undefined,
+  seeEveryWrite: boolean,
+): Promise<SliceRead> {
   // Block files of encrypted objects are larger than the plaintext sizes known here: no guess.
   const guess = (size: number | undefined): number | undefined =>
     cipher === undefined && size !== undefined ? Math.min(size, garage.blockSize) : undefined
@@ -347,18 +378,39 @@ export async function* streamBlocks(
   }
   const slices = blocksInRange(v.blocks, start, end)
   const head = slices[0]
-  const window: ReadAheadWindow<BlockSlice> = { size: (w) => w.block.size, bytes: READ_AHEAD_BYTES, items: READ_AHEAD_BLOCKS }
-  for await (const [w, data] of readAhead(
+  return {
     slices,
-    (w) =>
+    cipher,
+    fetch: (w) =>
       early !== undefined && w === head && firstBlock !== undefined && Buffer.from(w.block.hash).equals(firstBlock)
         ? early
         : garage.blockManager.getBlock(w.block.hash, guess(w.block.size)),
-    window,
-  )) {
-    if (cipher !== undefined) yield cipher.decryptBlock(data, w.block.size, w.from, w.to)
-    else yield w.from === 0 && w.to === data.length ? data : data.subarray(w.from, w.to)
   }
+}
+
+/** The bytes of one slice of a block read whole (decrypted when the object is). */
+function sliceBytes(w: BlockSlice, data: Buffer, cipher: ObjectCipher | undefined): Uint8Array {
+  if (cipher !== undefined) return cipher.decryptBlock(data, w.block.size, w.from, w.to)
+  return w.from === 0 && w.to === data.length ? data : data.subarray(w.from, w.to)
+}
+
+async function* sliceStream(read: SliceRead): AsyncGenerator<Uint8Array> {
+  const window: ReadAheadWindow<BlockSlice> = { size: (w) => w.block.size, bytes: READ_AHEAD_BYTES, items: READ_AHEAD_BLOCKS }
+  for await (const [w, data] of readAhead(read.slices, read.fetch, window)) yield sliceBytes(w, data, read.cipher)
+}
+
+/** The bytes `start..end` of a version's blocks, in order, reading ahead (see {@link blockSlices}). */
+export async function* streamBlocks(
+  garage: Garage,
+  versionId: Uuid,
+  start: number,
+  end: number,
+  cipher?: ObjectCipher,
+  firstBlock?: Hash,
+  objectSize?: number,
+  seeEveryWrite = false,
+): AsyncGenerator<Uint8Array> {
+  yield* sliceStream(await blockSlices(garage, versionId, start, end, cipher, firstBlock, objectSize, seeEveryWrite))
 }
 
 const EMPTY = new Uint8Array(0)
