@@ -53,6 +53,9 @@ export interface LocalRangeOptions<E> {
   reverse?: boolean
 }
 
+/** Entries {@link TableData.readShared} keeps decoded, per table. */
+const SHARED_ENTRIES = 256
+
 export class TableData<E> {
   readonly schema: TableSchema<E>
   readonly db: Db
@@ -69,6 +72,8 @@ export class TableData<E> {
   readonly #o: TableDataOptions
   /** The codec's marker of the current format (the first bytes of every value it encodes). */
   readonly #marker: Uint8Array
+  /** {@link readShared}'s decoded entries, by tree key (latin1), with the bytes they came from. */
+  readonly #shared = new Map<string, { raw: Uint8Array; entry: E }>()
   constructor(schema: TableSchema<E>, db: Db, options: TableDataOptions = {}) {
     this.schema = schema
     this.#marker = new TextEncoder().encode(schema.codec.marker)
@@ -94,6 +99,31 @@ export class TableData<E> {
   read(partitionKey: Uint8Array, sortKey: Uint8Array): E | undefined {
     const raw = this.store.get(this.treeKey(partitionKey, sortKey))
     return raw === undefined ? undefined : this.schema.codec.decode(raw)
+  }
+
+  /**
+   * As {@link read}, but the decoded entry is kept and handed out again while the stored bytes
+   * stay the same (compared at each read): for the few rows every request reads (its access key,
+   * its bucket and alias), decoding them was a tenth of a small GET. The entry is shared between
+   * callers: read-only. At most {@link SHARED_ENTRIES} are kept, the oldest dropped first.
+   */
+  readShared(partitionKey: Uint8Array, sortKey: Uint8Array): E | undefined {
+    const key = this.treeKey(partitionKey, sortKey)
+    const raw = this.store.get(key)
+    const id = Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1')
+    if (raw === undefined) {
+      this.#shared.delete(id)
+      return undefined
+    }
+    const hit = this.#shared.get(id)
+    if (hit !== undefined && bytesEqual(hit.raw, raw)) return hit.entry
+    const entry = this.schema.codec.decode(raw)
+    if (hit === undefined && this.#shared.size >= SHARED_ENTRIES) {
+      const oldest = this.#shared.keys().next()
+      if (oldest.done !== true) this.#shared.delete(oldest.value)
+    }
+    this.#shared.set(id, { raw, entry })
+    return entry
   }
 
   /** Entries of one partition, in sort key order, lazily filtered. */

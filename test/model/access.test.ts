@@ -21,7 +21,8 @@ function fakeTable<E>(keyOf: (sortKey: Uint8Array) => string) {
     local,
     remote,
     quorumReads: 0,
-    data: { read: (_p: Uint8Array, s: Uint8Array) => local.get(keyOf(s)) },
+    // The resolver reads its rows with readShared (decoded once while unchanged): the same answer as read.
+    data: { readShared: (_p: Uint8Array, s: Uint8Array) => local.get(keyOf(s)) },
     get: async (_p: Uint8Array, s: Uint8Array) => {
       t.quorumReads++
       return remote.get(keyOf(s)) ?? local.get(keyOf(s))

@@ -80,7 +80,7 @@ export class AccessResolver {
    */
   localKey(id: string): ExistingKey | undefined {
     if (!couldBeAccessKeyId(id)) return undefined
-    return existingKey(this.#t.key.data.read(EMPTY, utf8(id)))
+    return existingKey(this.#t.key.data.readShared(EMPTY, utf8(id)))
   }
 
   /**
@@ -91,7 +91,7 @@ export class AccessResolver {
    */
   async resolveKey(id: string): Promise<ExistingKey | undefined> {
     if (!couldBeAccessKeyId(id)) return undefined
-    const local = existingKey(this.#t.key.data.read(EMPTY, utf8(id)))
+    const local = existingKey(this.#t.key.data.readShared(EMPTY, utf8(id)))
     if (local !== undefined || !this.#cluster || this.#unknownKeys.has(id)) return local
     const fetched = existingKey(await this.#t.key.get(EMPTY, utf8(id)))
     if (fetched === undefined) this.#unknownKeys.add(id)
@@ -121,7 +121,7 @@ export class AccessResolver {
       if (id === undefined) this.#unknownNames.add(cacheKey)
     }
     if (id === undefined) return undefined
-    let entry = this.#t.bucket.data.read(EMPTY, id)
+    let entry = this.#t.bucket.data.readShared(EMPTY, id)
     if (entry === undefined && this.#cluster) entry = await this.#t.bucket.get(EMPTY, id)
     return entry === undefined || entry.state.deleted ? undefined : { id, params: entry.state.value }
   }
@@ -134,7 +134,7 @@ export class AccessResolver {
   localGlobalBucket(name: string): ResolvedBucket | undefined {
     const id = this.#aliasLocal(name, undefined)
     if (id === undefined) return undefined
-    const entry = this.#t.bucket.data.read(EMPTY, id)
+    const entry = this.#t.bucket.data.readShared(EMPTY, id)
     return entry === undefined || entry.state.deleted ? undefined : { id, params: entry.state.value }
   }
 
@@ -181,7 +181,7 @@ export class AccessResolver {
       const local = lwwMapGet(key.state.value.localAliases, name)
       if (local !== undefined) return local === null ? undefined : fromHex(local)
     }
-    return this.#t.alias.data.read(EMPTY, utf8(name))?.state.v ?? undefined
+    return this.#t.alias.data.readShared(EMPTY, utf8(name))?.state.v ?? undefined
   }
 
   /** As {@link #aliasLocal}, with the key and the alias read at quorum. */
