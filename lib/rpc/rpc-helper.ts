@@ -81,11 +81,21 @@ export class RpcHelper {
       /** Calls still running past their hedge delay: no longer counted as on their way. */
       let slow = 0
       const started = Date.now()
+      /**
+       * A call's deadline fired: a whole call deadline has passed. Not judged by Date.now() alone:
+       * timers count whole milliseconds of the monotonic clock, so a deadline fires with
+       * Date.now() - started at callTimeoutMs - 1 about one time in ten, and the unresponsive
+       * peer was then asked for one more whole deadline (a 503 after 10 s in the chaos suite).
+       */
+      let deadlinePassed = false
       /** Starts calls while the quorum needs them; `hedging`: for a slow call, not a failed one. */
       const launch = (hedging = false): void => {
         while (running - slow < need - answers.length && next < nodes.length) {
           const candidate = nodes[next] as string
-          if (options.isUnresponsive?.(candidate) === true && (hedging || Date.now() - started >= callTimeoutMs)) {
+          if (
+            options.isUnresponsive?.(candidate) === true &&
+            (hedging || deadlinePassed || Date.now() - started >= callTimeoutMs)
+          ) {
             if (!hedging && running === 0) ctx.reject(new QuorumError(need, answers.length, [...errors, unresponsive(candidate)]))
             return
           }
@@ -113,6 +123,7 @@ export class RpcHelper {
             callTimeoutMs <= MAX_TIMER_MS
               ? setTimeout(() => {
                   const err = new TimeoutError(`call to ${node.slice(0, 16)} timed out after ${callTimeoutMs} ms`)
+                  deadlinePassed = true
                   abort.abort(err)
                   failed(err)
                 }, callTimeoutMs)
@@ -188,9 +199,10 @@ export class RpcHelper {
         if (complete) ctx.resolve(undefined)
       }
       // Background calls keep going after the answer: they get their own signal, aborted only
-      // by the caller's signal, not by our resolution.
+      // by the caller's signal (one that is never aborted without one), not by our resolution.
+      const background = options.signal ?? new AbortController().signal
       for (const node of nodes) {
-        invoke(call, node, ctx.backgroundSignal).then(
+        invoke(call, node, background).then(
           () => {
             ok.add(node)
             check()
@@ -214,7 +226,6 @@ export class RpcHelper {
       const ctx: RunContext<R> = {
         done: false,
         signal: abort.signal,
-        backgroundSignal: options.signal ?? new AbortController().signal,
         errors: [],
         answered: () => 0,
         resolve: (v) => {
@@ -275,8 +286,6 @@ interface RunContext<R> {
   done: boolean
   /** Aborted when the operation fails (reads stop their remaining calls). */
   signal: AbortSignal
-  /** For write calls that may outlive the answer. */
-  backgroundSignal: AbortSignal
   errors: unknown[]
   answered: () => number
   resolve: (v: R) => void
