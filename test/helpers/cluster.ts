@@ -80,6 +80,8 @@ export interface ClusterNodeOptions {
   startTimeoutMs?: number
   /** Node.js flags before the script (startServerProcess's `nodeArgs`, e.g. `--cpu-prof`). */
   nodeArgs?: string[]
+  /** What the node runs: the sources through tsx (default) or the built package (startServerProcess's `entry`). */
+  entry?: 'source' | 'package'
 }
 
 export const newRpcSecret = (): string => randomBytes(32).toString('hex')
@@ -103,6 +105,7 @@ export async function startClusterNode(o: ClusterNodeOptions = {}): Promise<Clus
     ...(o.s3ApiLines === undefined ? {} : { s3ApiLines: o.s3ApiLines }),
     ...(o.preload === undefined ? {} : { preload: o.preload }),
     ...(o.nodeArgs === undefined ? {} : { nodeArgs: o.nodeArgs }),
+    ...(o.entry === undefined ? {} : { entry: o.entry }),
     ...(o.startTimeoutMs === undefined ? {} : { startTimeoutMs: o.startTimeoutMs }),
     ...(o.reuse === undefined ? {} : { reuse: { dir: o.reuse.dir, credentials: o.reuse.credentials } }),
   })
@@ -402,7 +405,7 @@ export interface ReplicatedClusterOptions {
     i: number,
   ) => Pick<
     ClusterNodeOptions,
-    'rpcBindAddr' | 'rpcPublicAddr' | 'preload' | 'env' | 'startTimeoutMs' | 's3ApiLines' | 'nodeArgs'
+    'rpcBindAddr' | 'rpcPublicAddr' | 'preload' | 'env' | 'startTimeoutMs' | 's3ApiLines' | 'nodeArgs' | 'entry'
   >
   /**
    * How long each step of the start (mesh, layout on every node, bucket usable through every

@@ -17,6 +17,8 @@ import { fileURLToPath } from 'node:url'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const RUN_DEV = join(ROOT, 'lib/cli/run-dev.ts')
+/** The built CLI (`npm run build`), as `npx garage` runs it. */
+const BIN = join(ROOT, 'bin/garage.js')
 /** Resolved here, since the child runs in a temp dir where `tsx` alone would not resolve. */
 const TSX = import.meta.resolve('tsx')
 
@@ -46,6 +48,13 @@ export interface ServerProcessOptions {
   env?: Record<string, string>
   /** Also serve the admin API (on a free port, with a random admin token). */
   admin?: boolean
+  /**
+   * What the child runs. `source` (default): lib/cli/run-dev.ts through tsx, as the tests do.
+   * `package`: the built `bin/garage.js` (dist/, from `npm run build`), as users run it: the
+   * benchmark's choice, since tsx's compiled sources and source maps add ≈ 50 MB to the RSS.
+   * `preload` modules must then be plain JavaScript.
+   */
+  entry?: 'source' | 'package'
 }
 
 export interface ServerProcess extends AsyncDisposable {
@@ -106,7 +115,9 @@ export async function startServerProcess(options: ServerProcessOptions = {}): Pr
     const preload = (options.preload ?? []).flatMap((m) => ['--import', m])
     const proc = spawn(
       process.execPath,
-      [...(options.nodeArgs ?? []), '--import', TSX, ...preload, RUN_DEV, 'server', '-c', configFile],
+      options.entry === 'package'
+        ? [...(options.nodeArgs ?? []), ...preload, BIN, 'server', '-c', configFile]
+        : [...(options.nodeArgs ?? []), '--import', TSX, ...preload, RUN_DEV, 'server', '-c', configFile],
       {
         cwd: dir,
         env,
