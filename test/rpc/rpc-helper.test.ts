@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { RpcHelper } from '../../lib/rpc/rpc-helper.ts'
 import { isGarageError, QuorumError } from '../../lib/util/errors.ts'
 import { silentLogger } from '../../lib/util/logger.ts'
@@ -260,4 +261,27 @@ test('no hedge towards an unresponsive peer, and no failover to one after a whol
     res.map((x) => x.value),
     ['B'],
   )
+})
+
+test('no failover to an unresponsive peer when a deadline fires a millisecond early by Date.now()', async () => {
+  // Timers count whole milliseconds of the monotonic clock: about one deadline in ten fired with
+  // Date.now() - start at the deadline - 1, and the unresponsive peer was then asked for a whole
+  // second deadline (the cut-off node's DELETE answered 503 after 10,009 ms in the chaos suite).
+  const h = helper(30)
+  const asked = await Promise.all(
+    Array.from({ length: 100 }, async (_, i) => {
+      await sleep(i * 7)
+      const called: string[] = []
+      const call = (node: string, signal: AbortSignal): Promise<string> => {
+        called.push(node)
+        if (node === 'self') return Promise.resolve('S')
+        return new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }))
+      }
+      await assert.rejects(
+        h.tryCallMany(['self', 'b', 'c'], 2, call, { isUnresponsive: (n) => n !== 'self', hedgeAfterMs: () => 10 }),
+      )
+      return called.includes('c')
+    }),
+  )
+  assert.equal(asked.filter(Boolean).length, 0, 'the unresponsive peer is never asked after the first deadline')
 })
