@@ -29,10 +29,13 @@ class LoaderReplication extends LocalReplication {
 
 /**
  * The model of one loading node on `db` (`dir`/data for blocks): every table's rows on this node
- * (`sharded` places them; default one partition), no background work, no logs.
+ * (`sharded` places them; default one partition), no background work, no logs. With the default
+ * placement the node is loaded as a node alone, which keeps no Merkle todo; with a cluster's
+ * placement (withModels) changes are queued for the Merkle trees, as a clustered node's are.
  */
 export function loaderGarage(db: Db, dir: string, sharded: TableReplication = new LocalReplication('loader')): Garage {
   return new Garage({
+    merkle: sharded instanceof LoaderReplication,
     db,
     self: 'loader',
     dataDir: join(dir, 'data'),

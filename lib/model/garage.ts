@@ -78,6 +78,11 @@ export interface GarageModelOptions {
   rpcTimeoutMs?: number
   /** Set on a node that is part of a cluster (`rpc_secret`). */
   cluster?: ClusterContext
+  /**
+   * Whether table changes are queued for the Merkle trees anti-entropy compares. Default: in a
+   * cluster only (TableDataOptions.merkle); tools loading rows offline for a cluster set it.
+   */
+  merkle?: boolean
   /** Block manager settings (`block_ram_buffer_max`, `disable_scrub`, test timings). */
   block?: BlockSettings
   /** Age at which table tombstones are garbage-collected. Default 24 h (tests shorten it). */
@@ -174,7 +179,8 @@ export class Garage {
     const make = <E>(schema: TableSchema<E>, replication: TableReplication): Table<E> => {
       const t = new Table<E>({
         schema,
-        data: new TableData(schema, o.db, { replication, self: o.self }),
+        // A node alone keeps no Merkle tree (TableDataOptions.merkle).
+        data: new TableData(schema, o.db, { replication, self: o.self, merkle: o.merkle ?? cluster !== undefined }),
         replication,
         self: o.self,
         log: o.log.withTag(`table:${schema.tableName}`),

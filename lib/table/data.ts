@@ -20,6 +20,13 @@ export interface TableDataOptions {
   self?: NodeId
   /** Time source of the GC queue (tests). Default `Date.now`. */
   clock?: () => number
+  /**
+   * Whether changes are queued for the Merkle tree (`merkle_todo`). Default true. False on a
+   * node alone (no `rpc_secret`): with no replica to compare with, the tree serves nothing, and
+   * keeping it was a seventh of a small PUT's CPU there. The tree is rebuilt from the entries
+   * when such a node joins a cluster (MerkleUpdater.checkPartitioning).
+   */
+  merkle?: boolean
 }
 
 /**
@@ -72,6 +79,8 @@ export class TableData<E> {
   readonly #o: TableDataOptions
   /** The codec's marker of the current format (the first bytes of every value it encodes). */
   readonly #marker: Uint8Array
+  /** Changes are queued for the Merkle tree (TableDataOptions.merkle). */
+  readonly #merkle: boolean
   /** {@link readShared}'s decoded entries, by tree key (latin1), with the bytes they came from. */
   readonly #shared = new Map<string, { raw: Uint8Array; entry: E }>()
   constructor(schema: TableSchema<E>, db: Db, options: TableDataOptions = {}) {
@@ -79,6 +88,7 @@ export class TableData<E> {
     this.#marker = new TextEncoder().encode(schema.codec.marker)
     this.db = db
     this.#o = options
+    this.#merkle = options.merkle ?? true
     this.store = db.openTree(`${schema.tableName}:table`)
     this.insertQueue = db.openTree(`${schema.tableName}:insert_queue`)
     this.merkleTodo = db.openTree(`${schema.tableName}:merkle_todo`)
@@ -189,14 +199,15 @@ export class TableData<E> {
     const nextRaw = old === undefined && raw !== undefined && hasPrefix(raw, this.#marker) ? raw : this.schema.codec.encode(next)
     if (oldRaw !== undefined && bytesEqual(oldRaw, nextRaw)) return undefined
     tx.insert(this.store, key, nextRaw)
-    const valueHash = blake2sum(nextRaw)
-    tx.insert(this.merkleTodo, key, valueHash)
-    if (this.schema.isTombstone(next) && this.#gcLeader(key)) {
-      tx.insert(this.gcTodo, gcTodoKey((this.#o.clock ?? Date.now)(), key), valueHash)
+    const tombstone = this.schema.isTombstone(next)
+    if (this.#merkle || tombstone) {
+      const valueHash = blake2sum(nextRaw)
+      if (this.#merkle) tx.insert(this.merkleTodo, key, valueHash)
+      if (tombstone && this.#gcLeader(key)) tx.insert(this.gcTodo, gcTodoKey((this.#o.clock ?? Date.now)(), key), valueHash)
     }
     this.schema.updated?.(tx, old, next)
     // A wake-up for nothing (if the transaction aborts) is harmless.
-    this.merkleTodoNotify.notify()
+    if (this.#merkle) this.merkleTodoNotify.notify()
     return next
   }
 
@@ -246,13 +257,13 @@ export class TableData<E> {
       for (const [key, hash] of items) if (this.#deleteInTx(tx, key, (cur) => bytesEqual(blake2sum(cur), hash))) n++
       return n
     })
-    if (deleted > 0) this.merkleTodoNotify.notify()
+    if (deleted > 0 && this.#merkle) this.merkleTodoNotify.notify()
     return deleted
   }
 
   #deleteIf(key: Uint8Array, test: (cur: Uint8Array) => boolean): boolean {
     const deleted = this.db.transaction((tx) => this.#deleteInTx(tx, key, test))
-    if (deleted) this.merkleTodoNotify.notify()
+    if (deleted && this.#merkle) this.merkleTodoNotify.notify()
     return deleted
   }
 
@@ -260,7 +271,7 @@ export class TableData<E> {
     const cur = tx.get(this.store, key)
     if (cur === undefined || !test(cur)) return false
     tx.remove(this.store, key)
-    tx.insert(this.merkleTodo, key, new Uint8Array(0))
+    if (this.#merkle) tx.insert(this.merkleTodo, key, new Uint8Array(0))
     this.schema.updated?.(tx, this.schema.codec.decode(cur), undefined)
     return true
   }

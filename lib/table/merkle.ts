@@ -249,14 +249,19 @@ export class MerkleUpdater<E> implements Worker {
     this.#rebuilding = true
     try {
       data.db.transaction((tx) => tx.remove(data.merkleTree, PARTITIONING_KEY))
-      for (;;) {
-        const removed = data.db.transaction((tx) => {
-          const keys = [...tx.range(data.merkleTree, { limit: REBUILD_CHUNK })].map(([k]) => k)
-          for (const k of keys) tx.remove(data.merkleTree, k)
-          return keys.length
-        })
-        if (removed === 0) break
-        await yieldToEventLoop(signal)
+      // The tree and the todo both go: every entry is queued again below. A todo item left from
+      // before (a node that ran alone kept no todo of its later changes) could name a value the
+      // entry no longer has.
+      for (const tree of [data.merkleTree, data.merkleTodo]) {
+        for (;;) {
+          const removed = data.db.transaction((tx) => {
+            const keys = [...tx.range(tree, { limit: REBUILD_CHUNK })].map(([k]) => k)
+            for (const k of keys) tx.remove(tree, k)
+            return keys.length
+          })
+          if (removed === 0) break
+          await yieldToEventLoop(signal)
+        }
       }
       let queued = 0
       let start: Uint8Array | undefined

@@ -463,7 +463,8 @@ export class TableAntiEntropy<E> {
     }
   }
 
+  /** The Merkle updater and GC, and the syncer in a cluster; a node alone keeps no Merkle tree (TableDataOptions.merkle). */
   workers(): Worker[] {
-    return this.syncer === undefined ? [this.merkle, this.gc] : [this.merkle, this.gc, this.syncer]
+    return this.syncer === undefined ? [this.gc] : [this.merkle, this.gc, this.syncer]
   }
 }

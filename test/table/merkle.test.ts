@@ -221,3 +221,26 @@ for (const [name, replicationOf] of [
     }
   })
 }
+
+test('a node alone keeps no Merkle todo; once in a cluster its tree is built from its entries, a stale todo item dropped', async (t) => {
+  const db = await openDb(t)
+  const local = new LocalReplication(SELF)
+  // An older version of a lone node left a todo item naming a value its entry no longer has.
+  const older = new TableData(regSchema('t'), db, { replication: local, self: SELF })
+  older.update(reg('stale', 'x', 1))
+  const alone = new TableData(regSchema('t'), db, { replication: local, self: SELF, merkle: false })
+  const staleKey = alone.entryKey(reg('stale', 'x', 1))
+  assert.ok(alone.deleteIfEqual(staleKey, alone.store.get(staleKey) as Uint8Array), 'deleted while alone')
+  for (const e of items(1200)) alone.update(e)
+  assert.equal(alone.merkleTodo.count(), 1, 'only the older version queued anything')
+  // The same store in a cluster: the worker rebuilds, then folds.
+  const s = store(db)
+  const ref = store(await openDb(t))
+  for (const e of items(1200)) ref.data.update(e)
+  ref.merkle.updateAll()
+  assert.equal(await s.merkle.work(new AbortController().signal), 'busy')
+  s.merkle.updateAll()
+  for (let p = 0; p < 256; p++) {
+    assert.ok(bytesEqual(s.merkle.rootHash(p), ref.merkle.rootHash(p)), `partition ${p} has the root of a fresh build`)
+  }
+})
