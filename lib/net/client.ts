@@ -169,14 +169,22 @@ export class RpcClient {
     const watched = body === undefined && !waits
     for (let attempt = 0; ; attempt++) {
       const session = await this.session(peer, signal)
-      if (watched) peer.callStarted()
+      // A call counts in the peer's silence from when it is sent, not while it waits unsent
+      // behind the connection's in-flight bound (mux.ts): a busy peer that answers is not silent.
+      let started = false
+      const sent = watched
+        ? (): void => {
+            started = true
+            peer.callStarted()
+          }
+        : undefined
       try {
-        const r = await this.#callOnce(peer, session, path, msg, body, priority, signal, shared, wantsStream)
-        if (watched) peer.callEnded('answered')
+        const r = await this.#callOnce(peer, session, path, msg, body, priority, signal, shared, wantsStream, sent)
+        if (started) peer.callEnded('answered')
         peer.seen()
         return r
       } catch (err) {
-        if (watched) peer.callEnded(callOutcome(err, signal))
+        if (started) peer.callEnded(callOutcome(err, signal))
         if (err !== kUnknownSession) throw err
         peer.forget(session)
         this.#log.debug(`node ${shortId(peer.id)} lost our session (restarted?); handshaking again`)
@@ -255,6 +263,7 @@ export class RpcClient {
     signal: AbortSignal,
     shared: SharedBodySeal | undefined,
     wantsStream: boolean,
+    onSent?: () => void,
   ): Promise<StreamingResponse<unknown>> {
     const seq = session.nextSeq++
     const sid = session.keys.id
@@ -285,7 +294,7 @@ export class RpcClient {
       // The usual call: over the peer's mux connection, answered whole (mux.ts).
       let answer: Buffer
       try {
-        answer = await this.#mux(peer, session, priority).call(seq, whole, signal)
+        answer = await this.#mux(peer, session, priority).call(seq, whole, signal, onSent)
       } catch (err) {
         if (err === kUnknownSession) throw err
         if (signal.aborted) throw signal.reason
@@ -302,6 +311,7 @@ export class RpcClient {
       return { res: h.m, stream: undefined }
     }
     let r: Awaited<ReturnType<Agent['request']>>
+    onSent?.()
     try {
       r = await this.#agents[priority].request({
         origin: originOf(peer),

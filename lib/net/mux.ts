@@ -355,9 +355,10 @@ export class MuxClient {
   /**
    * Sends the sealed message `sealed` as call `seq`; resolves with the sealed answer. `signal`
    * aborts the call (a CANCEL goes to the server); a deadline passed with nothing heard on the
-   * connection since the call was sent retires the connection, which may be dead.
+   * connection since the call was sent retires the connection, which may be dead. `onSent` is
+   * called when the call is written (at once, or once it leaves the in-flight bound's queue).
    */
-  call(seq: number, sealed: Buffer, signal: AbortSignal): Promise<Buffer> {
+  call(seq: number, sealed: Buffer, signal: AbortSignal, onSent?: () => void): Promise<Buffer> {
     if (this.#closed !== undefined) return Promise.reject(this.#closed)
     if (this.#retired) return Promise.reject(new NetError('connection', `connection to ${this.#o.peerName} went silent`))
     // Aborted already (by the caller, between two awaits): its 'abort' event will not come again,
@@ -372,6 +373,7 @@ export class MuxClient {
           sentAt = performance.now()
           this.#pending.set(seq, pending)
           this.#writer.send(RECORD.CALL, seq, sealed)
+          onSent?.()
         },
       }
       let sentAt = 0

@@ -256,3 +256,28 @@ test('at most `connections[priority]` calls wait for their answer on a mux conne
   )
   assert.equal(most, 3, 'three handlers ran at once, never more')
 })
+
+test('a quick call waiting unsent behind the in-flight bound does not make a busy peer look silent', async (t) => {
+  const secret = newSecret()
+  const b = await startNode(t, secret)
+  const SLOW = defineEndpoint<null, number>('test/mux-slow-body')
+  const QUICK = defineEndpoint<null, number>('test/mux-quick')
+  const release: Array<() => void> = []
+  b.net.handle(SLOW, async () => {
+    await new Promise<void>((r) => release.push(r))
+    return 1
+  })
+  b.net.handle(QUICK, async () => 2)
+  const a = await startNode(t, secret, { connections: { normal: 1 } })
+  await a.net.connect(b.key.id, b.addr)
+  // A call with a body (a block, say) holds the only slot; a quick call queues behind it.
+  const slow = a.net.call(b.key.id, SLOW, null, { stream: Buffer.alloc(1024) })
+  await sleep(20)
+  const quick = a.net.call(b.key.id, QUICK, null)
+  await sleep(300)
+  assert.equal(a.net.peer(b.key.id)?.callsSilentMs, undefined, 'the queued call was not sent, so it waits on nobody')
+  for (const r of release.splice(0)) r()
+  assert.equal(await slow, 1)
+  assert.equal(await quick, 2)
+  assert.equal(a.net.peer(b.key.id)?.callsSilentMs, undefined)
+})
