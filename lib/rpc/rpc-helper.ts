@@ -102,11 +102,16 @@ export class RpcHelper {
           next++
           const node = candidate
           running++
+          // An unresponsive peer asked after a failure (before the first deadline) gets only what
+          // is left of that deadline: the operation still ends within one deadline when it does
+          // not answer either, instead of waiting a whole new one for it.
+          const callMs =
+            options.isUnresponsive?.(node) === true ? Math.max(1, callTimeoutMs - (Date.now() - started)) : callTimeoutMs
           let isSlow = false
           let settled = false
           const hedge = options.hedgeAfterMs?.(node)
           const hedgeTimer =
-            hedge === undefined || hedge >= callTimeoutMs
+            hedge === undefined || hedge >= callMs
               ? undefined
               : setTimeout(() => {
                   if (ctx.done || settled) return
@@ -120,13 +125,13 @@ export class RpcHelper {
           const onDone = (): void => abort.abort(ctx.signal.reason)
           ctx.signal.addEventListener('abort', onDone, { once: true })
           const deadline =
-            callTimeoutMs <= MAX_TIMER_MS
+            callMs <= MAX_TIMER_MS
               ? setTimeout(() => {
-                  const err = new TimeoutError(`call to ${node.slice(0, 16)} timed out after ${callTimeoutMs} ms`)
+                  const err = new TimeoutError(`call to ${node.slice(0, 16)} timed out after ${callMs} ms`)
                   deadlinePassed = true
                   abort.abort(err)
                   failed(err)
-                }, callTimeoutMs)
+                }, callMs)
               : undefined
           const settle = (): boolean => {
             if (settled) return false

@@ -285,3 +285,21 @@ test('no failover to an unresponsive peer when a deadline fires a millisecond ea
   )
   assert.equal(asked.filter(Boolean).length, 0, 'the unresponsive peer is never asked after the first deadline')
 })
+
+test('an unresponsive peer asked after an early failure gets only what is left of the first deadline', async () => {
+  // The chaos suite's cut-off node: one peer's call fails early (its connection dropped), the other
+  // peer is known not to answer. Before: that peer got a whole new deadline (a GET answered its
+  // 503 after 8.9 s with a 5 s deadline).
+  const called: string[] = []
+  const call = (node: string): Promise<string> => {
+    called.push(node)
+    if (node === 'self') return Promise.resolve('S')
+    if (node === 'a') return new Promise((_, reject) => setTimeout(() => reject(new Error('connection closed')), 300))
+    return new Promise(() => {})
+  }
+  const t0 = Date.now()
+  await assert.rejects(helper(500).tryCallMany(['self', 'a', 'b'], 2, call, { isUnresponsive: (n) => n === 'b' }), isQuorumError)
+  const took = Date.now() - t0
+  assert.deepEqual(called, ['self', 'a', 'b'], 'the unresponsive peer was still asked before the deadline')
+  assert.ok(took >= 480 && took < 700, `ended at the first deadline (${took} ms), not 300 ms + a whole one`)
+})
