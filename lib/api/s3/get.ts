@@ -182,39 +182,30 @@ async function getObjectOnce(
   return {
     status,
     headers: out,
-    body: await blocksBody(
-      garage,
-      version.uuid,
-      start,
-      end,
-      cipher,
-      data.t === 'firstBlock' ? data.hash : undefined,
-      meta.size,
-      seeEveryWrite,
+    body: await sliceBody(
+      await blockSlices(
+        garage,
+        version.uuid,
+        start,
+        end,
+        cipher,
+        data.t === 'firstBlock' ? data.hash : undefined,
+        meta.size,
+        seeEveryWrite,
+      ),
     ),
   }
 }
 
 /**
- * The body of a GET of a block-backed object: the version's blocks in `start..end`, read as
- * {@link streamBlocks} reads them, with the version row and the first block read before it
- * returns. A range within one block (every small object) is returned as that one buffer, which the
- * server writes with the headers in one call, instead of through an async generator.
+ * The body of a GET of a block-backed object, once {@link blockSlices} has read the version row
+ * (and started the first block). A range within one block (every small object) is that one
+ * buffer, which the server writes with the headers in one call, instead of an async generator.
  */
-async function blocksBody(
-  garage: Garage,
-  versionId: Uuid,
-  start: number,
-  end: number,
-  cipher: ObjectCipher | undefined,
-  firstBlock: Hash | undefined,
-  objectSize: number,
-  seeEveryWrite: boolean,
-): Promise<Uint8Array | AsyncIterableIterator<Uint8Array>> {
-  const read = await blockSlices(garage, versionId, start, end, cipher, firstBlock, objectSize, seeEveryWrite)
+async function sliceBody(read: SliceRead): Promise<Uint8Array | AsyncIterableIterator<Uint8Array>> {
   const only = read.slices.length === 1 ? read.slices[0] : undefined
   if (only === undefined) return primed(sliceStream(read))
-  return sliceBytes(only, await read.fetch(only), cipher)
+  return sliceBytes(only, await read.fetch(only), read.cipher)
 }
 
 /**
