@@ -29,7 +29,7 @@ import {
 } from './frame.ts'
 import { clientHandshake, type HandshakeIdentity } from './handshake.ts'
 import { HEADER_SEQ, HEADER_SESSION, RPC_ROUTE, type RequestHead, type ResponseHead } from './message.ts'
-import { kUnknownSession, MuxClient } from './mux.ts'
+import { kNotSent, kUnknownSession, MuxClient } from './mux.ts'
 import type { ClientSession, Peer } from './peering.ts'
 import { formatAddr, linkSignals, readLimited, shortId } from './util.ts'
 
@@ -88,6 +88,9 @@ function callOutcome(err: unknown, signal: AbortSignal): 'answered' | 'failed' |
   if (signal.aborted && !(signal.reason instanceof TimeoutError)) return 'cancelled'
   return 'failed'
 }
+
+/** How many times a call queued on a connection that was retired before sending it is sent again. */
+const MAX_RESENDS = 3
 
 /** @internal */
 export class RpcClient {
@@ -167,6 +170,7 @@ export class RpcClient {
   ): Promise<StreamingResponse<unknown>> {
     const replayable = body === undefined || body instanceof Uint8Array
     const watched = body === undefined && !waits
+    let resends = 0
     for (let attempt = 0; ; attempt++) {
       const session = await this.session(peer, signal)
       // A call counts in the peer's silence from when it is sent, not while it waits unsent
@@ -185,6 +189,18 @@ export class RpcClient {
         return r
       } catch (err) {
         if (started) peer.callEnded(callOutcome(err, signal))
+        if (err === kNotSent) {
+          // Queued on a connection retired before its turn came (mux.ts): never sent, so sent
+          // again on a new connection; a few times at most, each retirement took a call's deadline.
+          if (signal.aborted) throw signal.reason
+          if (++resends <= MAX_RESENDS) {
+            attempt--
+            continue
+          }
+          throw new NetError('connection', `connection to node ${shortId(peer.id)} went silent before the call was sent`, {
+            nodeId: peer.id,
+          })
+        }
         if (err !== kUnknownSession) throw err
         peer.forget(session)
         this.#log.debug(`node ${shortId(peer.id)} lost our session (restarted?); handshaking again`)
@@ -296,7 +312,7 @@ export class RpcClient {
       try {
         answer = await this.#mux(peer, session, priority).call(seq, whole, signal, onSent)
       } catch (err) {
-        if (err === kUnknownSession) throw err
+        if (err === kUnknownSession || err === kNotSent) throw err
         if (signal.aborted) throw signal.reason
         throw connectionError(err, peer)
       }

@@ -271,6 +271,13 @@ export interface MuxClientOptions {
 /** The session is unknown to the server, proven: the caller handshakes again and re-sends. */
 export const kUnknownSession: unique symbol = Symbol('unknown session')
 
+/**
+ * Thrown for a call that was still queued unsent (behind the in-flight bound) when its connection
+ * was retired: nothing of it reached the server, so the caller sends it again on a new connection.
+ * @internal
+ */
+export const kNotSent: unique symbol = Symbol('not sent')
+
 interface PendingCall {
   resolve: (payload: Buffer) => void
   reject: (err: unknown) => void
@@ -344,11 +351,15 @@ export class MuxClient {
   #retire(): void {
     if (this.#retired || this.#closed !== undefined) return
     this.#retired = true
+    // No call is sent on a retired connection: those still queued go back to their callers, to be
+    // sent on a new one (before, they waited there for their own deadline: up to rpc_timeout_msec).
+    for (const w of this.#waiting.splice(0)) if (!w.cancelled) w.fail?.(kNotSent)
     this.#o.onClose(this)
+    this.#closeIfRetiredAndIdle()
   }
 
   #closeIfRetiredAndIdle(): void {
-    if (this.#retired && this.#pending.size === 0 && this.#waiting.every((w) => w.cancelled))
+    if (this.#retired && this.#pending.size === 0)
       this.close(new NetError('connection', `connection to ${this.#o.peerName} went silent`, { nodeId: this.#o.nodeId }))
   }
 

@@ -281,3 +281,26 @@ test('a quick call waiting unsent behind the in-flight bound does not make a bus
   assert.equal(await quick, 2)
   assert.equal(a.net.peer(b.key.id)?.callsSilentMs, undefined)
 })
+
+test('a call queued behind the in-flight bound on a connection that goes silent is sent again on a new one', async (t) => {
+  const secret = newSecret()
+  const b = await startNode(t, secret)
+  b.net.handle(ECHO, (req) => req)
+  const proxy = await startTcpProxy({ target: b.addr })
+  t.after(() => proxy.close())
+  const a = await startNode(t, secret, { connections: { normal: 1 } })
+  await a.net.connect(b.key.id, proxy.addr)
+  assert.deepEqual(await a.net.call(b.key.id, ECHO, { text: 'before' }), { text: 'before' })
+  // The connections open now go silent (their bytes eaten, nothing closed); new ones work.
+  const cut = proxy.connections
+  proxy.setTamper((_chunk, { conn }) => (conn < cut ? null : undefined))
+  const lost = a.net.call(b.key.id, ECHO, { text: 'lost' }, { timeoutMs: 300 })
+  // The only slot is taken: this one waits unsent on the same connection.
+  const queued = a.net.call(b.key.id, ECHO, { text: 'queued' }, { timeoutMs: 5000 })
+  await assert.rejects(lost, { name: 'TimeoutError' })
+  const t0 = Date.now()
+  // The silent connection is retired when `lost` times out; `queued`, never sent, goes on a new
+  // connection at once. Before, it waited there for its own 5 s deadline.
+  assert.deepEqual(await queued, { text: 'queued' })
+  assert.ok(Date.now() - t0 < 2000, `sent again at once (${Date.now() - t0} ms after the first call's deadline)`)
+})
