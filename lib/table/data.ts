@@ -81,6 +81,10 @@ export class TableData<E> {
   readonly #marker: Uint8Array
   /** Changes are queued for the Merkle tree (TableDataOptions.merkle). */
   readonly #merkle: boolean
+  /** Whether changes are queued for the Merkle tree (TableDataOptions.merkle). */
+  get keepsMerkle(): boolean {
+    return this.#merkle
+  }
   /** {@link readShared}'s decoded entries, by tree key (latin1), with the bytes they came from. */
   readonly #shared = new Map<string, { raw: Uint8Array; entry: E }>()
   constructor(schema: TableSchema<E>, db: Db, options: TableDataOptions = {}) {

@@ -191,6 +191,19 @@ export class MerkleUpdater<E> implements Worker {
     return true
   }
 
+  /**
+   * The tree stops following the entries (a node alone: TableDataOptions.merkle false): its
+   * partitioning record goes, so that the next start that keeps the tree rebuilds it. Without
+   * this, a node that kept a tree, then ran alone for a while, then joined a cluster kept the
+   * stale tree whenever the partitioning looked the same (full-copy tables are in partition 0
+   * either way, and a clustered node restarted alone keeps its ring partitions).
+   */
+  forget(): void {
+    const data = this.#data
+    if (data.merkleTree.get(PARTITIONING_KEY) !== undefined)
+      data.db.transaction((tx) => tx.remove(data.merkleTree, PARTITIONING_KEY))
+  }
+
   waitForWork(signal: AbortSignal): Promise<void> {
     return this.#data.merkleTodoNotify.wait(signal, 10_000)
   }

@@ -435,6 +435,7 @@ export class TableAntiEntropy<E> {
   constructor(data: TableData<E>, replication: TableReplication, o: TableAntiEntropyOptions) {
     const name = data.schema.tableName
     this.merkle = new MerkleUpdater({ data, replication, log: o.log.withTag(`merkle:${name}`) })
+    if (!data.keepsMerkle) this.merkle.forget()
     this.gc = new TableGc({
       data,
       replication,

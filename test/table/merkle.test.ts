@@ -244,3 +244,28 @@ test('a node alone keeps no Merkle todo; once in a cluster its tree is built fro
     assert.ok(bytesEqual(s.merkle.rootHash(p), ref.merkle.rootHash(p)), `partition ${p} has the root of a fresh build`)
   }
 })
+
+test('a tree kept before a spell alone is rebuilt when the node keeps one again, even with the same partitioning', async (t) => {
+  const db = await openDb(t)
+  const local = new LocalReplication(SELF)
+  // Kept: the worker records the partitioning (all in partition 0, as full-copy tables are).
+  const kept = new TableData(regSchema('t'), db, { replication: local, self: SELF })
+  for (const e of items(300)) kept.update(e)
+  const keptMerkle = new MerkleUpdater({ data: kept, replication: local, log: silentLogger })
+  await keptMerkle.work(new AbortController().signal)
+  keptMerkle.updateAll()
+  // Alone: no todo, and the record goes (as TableAntiEntropy does for such a table).
+  const alone = new TableData(regSchema('t'), db, { replication: local, self: SELF, merkle: false })
+  new MerkleUpdater({ data: alone, replication: local, log: silentLogger }).forget()
+  for (const e of items(600)) alone.update(e)
+  // Kept again, same partitioning: the tree is rebuilt from the entries, not left stale.
+  const again = new MerkleUpdater({ data: kept, replication: local, log: silentLogger })
+  await again.work(new AbortController().signal)
+  again.updateAll()
+  const ref = new TableData(regSchema('t'), await openDb(t), { replication: local, self: SELF })
+  for (const e of items(600)) ref.update(e)
+  const refMerkle = new MerkleUpdater({ data: ref, replication: local, log: silentLogger })
+  await refMerkle.work(new AbortController().signal)
+  refMerkle.updateAll()
+  assert.ok(bytesEqual(again.rootHash(0), refMerkle.rootHash(0)), 'the root of a fresh build')
+})
