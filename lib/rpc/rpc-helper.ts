@@ -104,9 +104,13 @@ export class RpcHelper {
           running++
           // An unresponsive peer asked after a failure (before the first deadline) gets only what
           // is left of that deadline: the operation still ends within one deadline when it does
-          // not answer either, instead of waiting a whole new one for it.
+          // not answer either, instead of waiting a whole new one for it. Not less than a fifth of
+          // a deadline: a call given a few ms would time out with nothing heard and retire a
+          // connection that may be fine (mux.ts).
           const callMs =
-            options.isUnresponsive?.(node) === true ? Math.max(1, callTimeoutMs - (Date.now() - started)) : callTimeoutMs
+            options.isUnresponsive?.(node) === true
+              ? Math.max(Math.ceil(callTimeoutMs / 5), callTimeoutMs - (Date.now() - started))
+              : callTimeoutMs
           let isSlow = false
           let settled = false
           const hedge = options.hedgeAfterMs?.(node)
