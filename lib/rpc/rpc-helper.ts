@@ -92,10 +92,9 @@ export class RpcHelper {
       const launch = (hedging = false): void => {
         while (running - slow < need - answers.length && next < nodes.length) {
           const candidate = nodes[next] as string
-          if (
-            options.isUnresponsive?.(candidate) === true &&
-            (hedging || deadlinePassed || Date.now() - started >= callTimeoutMs)
-          ) {
+          // Asked once per candidate: it reads the peer's ping and call statistics.
+          const quiet = options.isUnresponsive?.(candidate) === true
+          if (quiet && (hedging || deadlinePassed || Date.now() - started >= callTimeoutMs)) {
             if (!hedging && running === 0) ctx.reject(new QuorumError(need, answers.length, [...errors, unresponsive(candidate)]))
             return
           }
@@ -107,10 +106,7 @@ export class RpcHelper {
           // not answer either, instead of waiting a whole new one for it. Not less than a fifth of
           // a deadline: a call given a few ms would time out with nothing heard and retire a
           // connection that may be fine (mux.ts).
-          const callMs =
-            options.isUnresponsive?.(node) === true
-              ? Math.max(Math.ceil(callTimeoutMs / 5), callTimeoutMs - (Date.now() - started))
-              : callTimeoutMs
+          const callMs = quiet ? Math.max(Math.ceil(callTimeoutMs / 5), callTimeoutMs - (Date.now() - started)) : callTimeoutMs
           let isSlow = false
           let settled = false
           const hedge = options.hedgeAfterMs?.(node)

@@ -58,7 +58,7 @@ function rawMux(port: number, upgrade: Buffer): Promise<{ socket: Socket; receiv
   })
 }
 
-async function setup(t: Parameters<typeof startNode>[0]) {
+async function setup(t: Parameters<typeof startNode>[0], aOptions: Parameters<typeof startNode>[2] = {}) {
   const secret = newSecret()
   const log = recordingLogger()
   const b = await startNode(t, secret, { logger: log })
@@ -74,7 +74,7 @@ async function setup(t: Parameters<typeof startNode>[0]) {
   })
   const proxy = await startTcpProxy({ target: b.addr })
   t.after(() => proxy.close())
-  const a = await startNode(t, secret)
+  const a = await startNode(t, secret, aOptions)
   await a.net.connect(b.key.id, proxy.addr)
   return { a, b, proxy, runs, log }
 }
@@ -283,13 +283,7 @@ test('a quick call waiting unsent behind the in-flight bound does not make a bus
 })
 
 test('a call queued behind the in-flight bound on a connection that goes silent is sent again on a new one', async (t) => {
-  const secret = newSecret()
-  const b = await startNode(t, secret)
-  b.net.handle(ECHO, (req) => req)
-  const proxy = await startTcpProxy({ target: b.addr })
-  t.after(() => proxy.close())
-  const a = await startNode(t, secret, { connections: { normal: 1 } })
-  await a.net.connect(b.key.id, proxy.addr)
+  const { a, b, proxy } = await setup(t, { connections: { normal: 1 } })
   assert.deepEqual(await a.net.call(b.key.id, ECHO, { text: 'before' }), { text: 'before' })
   // The connections open now go silent (their bytes eaten, nothing closed); new ones work.
   const cut = proxy.connections
