@@ -170,6 +170,11 @@ export function createCliLogger(opts: {
   stderr?: NodeJS.WriteStream
 }): ConsolaInstance {
   const level = CONSOLA_LEVEL[opts.level]
+  // Every record is written when it comes. consola's default collapses a record identical to the
+  // one before into "(repeated N times)", and to know, JSON-encodes the arguments of every record
+  // (the access line's entry included): ≈ 2.5 % of the main thread of a 4 KiB GET, for access
+  // lines that always differ (each has its request id).
+  const throttle = 0
   const streams = {
     ...(opts.stdout === undefined ? {} : { stdout: opts.stdout }),
     ...(opts.stderr === undefined ? {} : { stderr: opts.stderr }),
@@ -178,9 +183,10 @@ export function createCliLogger(opts: {
     const out = opts.stdout ?? process.stdout
     return createConsola({
       level,
+      throttle,
       reporters: [jsonReporter((line) => out.write(line))],
     })
   }
   const base = createConsola({ level })
-  return createConsola({ level, ...streams, reporters: base.options.reporters.map(textReporter) })
+  return createConsola({ level, throttle, ...streams, reporters: base.options.reporters.map(textReporter) })
 }

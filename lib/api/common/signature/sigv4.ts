@@ -192,6 +192,7 @@ export function canonicalUri(rawPath: string, service: string): string {
  */
 export function canonicalQueryString(rawQuery: string | QueryParam[], exclude: readonly string[] = []): string {
   const params = typeof rawQuery === 'string' ? parseQuery(rawQuery) : rawQuery
+  if (params.length === 0) return ''
   const excluded = new Set(exclude.map((e) => e.toLowerCase()))
   const items = params.filter((p) => !excluded.has(p.key.toLowerCase())).map((p) => [p.encodedKey, p.encodedValue] as const)
   items.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0))
@@ -305,6 +306,15 @@ const AMZ_DATE_RE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/
 
 /** Parses `20130524T000000Z` into ms since the epoch; undefined if malformed. @internal */
 export function parseAmzDate(s: string): number | undefined {
+  // Concurrent requests of one client carry the same second: the last answer is kept.
+  if (s === lastAmzDate.s) return lastAmzDate.t
+  const t = parseAmzDateUncached(s)
+  lastAmzDate = { s, t }
+  return t
+}
+let lastAmzDate: { s: string; t: number | undefined } = { s: '', t: undefined }
+
+function parseAmzDateUncached(s: string): number | undefined {
   const m = AMZ_DATE_RE.exec(s)
   if (m === null) return undefined
   const [, y, mo, d, h, mi, se] = m.map(Number) as [number, number, number, number, number, number, number]
@@ -345,18 +355,26 @@ interface ParsedAuth {
   payloadHash: string
 }
 
+const HEADER_NAME_RE = /^[!#$%&'*+.^_`|~0-9a-z-]+$/
+
+/** The signed header names, lowercase, sorted and without repeats (clients send them so already). */
 function parseSignedHeaders(list: string): string[] {
-  const names = list.split(';').map((n) => n.trim().toLowerCase())
-  if (names.some((n) => n === '' || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(n))) {
-    throw malformed(`Invalid SignedHeaders: '${list}'`)
+  const names = list.split(';')
+  let sortedUnique = true
+  for (let i = 0; i < names.length; i++) {
+    const n = (names[i] as string).trim().toLowerCase()
+    if (n === '' || !HEADER_NAME_RE.test(n)) throw malformed(`Invalid SignedHeaders: '${list}'`)
+    names[i] = n
+    if (i > 0 && !((names[i - 1] as string) < n)) sortedUnique = false
   }
-  return [...new Set(names)].sort()
+  return sortedUnique ? names : [...new Set(names)].sort()
 }
 
-function parseCredential(cred: string): { accessKeyId: string; scope: string } {
+/** The `<access key>/<scope>` of a credential, checked; the slash's index. */
+function credentialSlash(cred: string): number {
   const slash = cred.indexOf('/')
   if (slash <= 0) throw malformed(`Invalid Credential '${cred}': expected <access key>/<scope>`)
-  return { accessKeyId: cred.slice(0, slash), scope: cred.slice(slash + 1) }
+  return slash
 }
 
 /** Checks `<date>/<region>/<service>/aws4_request` part by part, naming what is wrong. */
@@ -410,17 +428,20 @@ function parseAuthorizationHeader(authorization: string, headers: IncomingHttpHe
       extra: { ArgumentName: 'Authorization', ArgumentValue: authorization.slice(0, 200) },
     })
   }
-  const fields = new Map<string, string>()
+  // The last of a repeated field counts. Other fields are ignored, as Garage does.
+  let credential: string | undefined
+  let signedHeaders: string | undefined
+  let signature: string | undefined
   for (const part of authorization.slice(sp + 1).split(',')) {
     const p = part.trim()
     if (p === '') continue
     const eq = p.indexOf('=')
     if (eq < 0) throw malformed(`The authorization header is malformed; field without value: '${p}'`)
-    fields.set(p.slice(0, eq).trim(), p.slice(eq + 1).trim())
+    const name = p.slice(0, eq).trim()
+    if (name === 'Credential') credential = p.slice(eq + 1).trim()
+    else if (name === 'SignedHeaders') signedHeaders = p.slice(eq + 1).trim()
+    else if (name === 'Signature') signature = p.slice(eq + 1).trim()
   }
-  const credential = fields.get('Credential')
-  const signedHeaders = fields.get('SignedHeaders')
-  const signature = fields.get('Signature')
   if (credential === undefined || signedHeaders === undefined || signature === undefined) {
     throw malformed('The authorization header is malformed; it must contain Credential, SignedHeaders and Signature')
   }
@@ -447,8 +468,11 @@ function parseAuthorizationHeader(authorization: string, headers: IncomingHttpHe
   if (time === undefined) {
     throw new ApiError('AccessDenied', 'AWS authentication requires a valid Date or x-amz-date header')
   }
+  // Built field by field: a spread into the literal takes V8's slow path (≈ 2 % of a GET).
+  const slash = credentialSlash(credential)
   return {
-    ...parseCredential(credential),
+    accessKeyId: credential.slice(0, slash),
+    scope: credential.slice(slash + 1),
     signedHeaders: parseSignedHeaders(signedHeaders),
     signature,
     datetime,
@@ -499,8 +523,10 @@ function parsePresigned(params: QueryParam[], headers: IncomingHttpHeaders, now:
   // The payload hash is UNSIGNED-PAYLOAD unless the client signed one (as a header, or hoisted
   // into the query by the presigner).
   const contentSha256 = header(headers, 'x-amz-content-sha256') ?? queryGet(params, 'X-Amz-Content-Sha256')
+  const slash = credentialSlash(credential)
   return {
-    ...parseCredential(credential),
+    accessKeyId: credential.slice(0, slash),
+    scope: credential.slice(slash + 1),
     signedHeaders: parseSignedHeaders(signedHeaders),
     signature,
     datetime,
@@ -511,11 +537,10 @@ function parsePresigned(params: QueryParam[], headers: IncomingHttpHeaders, now:
 
 /** Garage's rule: `host` and every `x-amz-*` header present must be signed (Content-Type need not be). */
 function checkSignedHeaders(headers: IncomingHttpHeaders, signed: readonly string[]): void {
-  const set = new Set(signed)
-  if (!set.has('host')) throw malformed("The 'host' header must be signed")
+  if (!signed.includes('host')) throw malformed("The 'host' header must be signed")
   for (const name of Object.keys(headers)) {
     const lower = name.toLowerCase()
-    if (lower.startsWith('x-amz-') && !set.has(lower)) {
+    if (lower.startsWith('x-amz-') && !signed.includes(lower)) {
       throw new ApiError('AccessDenied', `There were headers present in the request which were not signed: ${lower}`)
     }
   }

@@ -88,6 +88,10 @@ describe('canonicalisation', () => {
     assert.equal(parseAmzDate('20130524T000000Z'), DOC_NOW)
     assert.equal(parseAmzDate('20130230T000000Z'), undefined)
     assert.equal(parseAmzDate('2013-05-24T00:00:00Z'), undefined)
+    // Asked again (the last answer is remembered), the answers stay the same.
+    assert.equal(parseAmzDate('2013-05-24T00:00:00Z'), undefined)
+    assert.equal(parseAmzDate('20130524T000000Z'), DOC_NOW)
+    assert.equal(parseAmzDate('20130524T000000Z'), DOC_NOW)
   })
 })
 
@@ -145,6 +149,17 @@ describe('AWS documented examples (sig-v4-header-based-auth)', () => {
     assert.equal(auth.contentSha256, EMPTY)
     assert.equal(auth.presigned, false)
     assert.deepEqual(auth.signingKey, signingKey(SK, '20130524', 'us-east-1', 's3'))
+
+    // SignedHeaders out of order, repeated or in upper case name the same sorted set.
+    for (const list of ['x-amz-date;Host;range;x-amz-content-sha256', 'host;range;range;x-amz-content-sha256;x-amz-date']) {
+      headers.authorization = `AWS4-HMAC-SHA256 Credential=${AK}/20130524/us-east-1/s3/aws4_request,SignedHeaders=${list},Signature=${signature}`
+      assert.equal(verifyRequest({ method: 'GET', rawPath: '/test.txt', rawQuery: '', headers }, docOpts)?.accessKeyId, AK)
+    }
+    headers.authorization = `AWS4-HMAC-SHA256 Credential=${AK}/20130524/us-east-1/s3/aws4_request,SignedHeaders=host;;range,Signature=${signature}`
+    assert.throws(
+      () => verifyRequest({ method: 'GET', rawPath: '/test.txt', rawQuery: '', headers }, docOpts),
+      isApiError('AuthorizationHeaderMalformed', /SignedHeaders/),
+    )
   })
 
   test('PUT /test$file.text with Date, x-amz-storage-class and a body hash', () => {
