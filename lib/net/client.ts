@@ -89,7 +89,10 @@ function callOutcome(err: unknown, signal: AbortSignal): 'answered' | 'failed' |
   return 'failed'
 }
 
-/** How many times a call queued on a connection that was retired before sending it is sent again. */
+/**
+ * How many times a call queued on a connection that was retired or closed by the peer before
+ * sending it is sent again.
+ */
 const MAX_RESENDS = 3
 
 /** @internal */
@@ -190,16 +193,19 @@ export class RpcClient {
       } catch (err) {
         if (started) peer.callEnded(callOutcome(err, signal))
         if (err === kNotSent) {
-          // Queued on a connection retired before its turn came (mux.ts): never sent, so sent
-          // again on a new connection; a few times at most, each retirement took a call's deadline.
+          // Queued on a connection retired, or closed by the peer, before its turn came (mux.ts):
+          // never sent, so sent again on a new connection; a few times at most (a retirement took
+          // a call's deadline, and a peer closing every connection should fail the call).
           if (signal.aborted) throw signal.reason
           if (++resends <= MAX_RESENDS) {
             attempt--
             continue
           }
-          throw new NetError('connection', `connection to node ${shortId(peer.id)} went silent before the call was sent`, {
-            nodeId: peer.id,
-          })
+          throw new NetError(
+            'connection',
+            `connection to node ${shortId(peer.id)} went silent or was closed before the call was sent, ${resends} times`,
+            { nodeId: peer.id },
+          )
         }
         if (err !== kUnknownSession) throw err
         peer.forget(session)

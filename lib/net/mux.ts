@@ -273,7 +273,8 @@ export const kUnknownSession: unique symbol = Symbol('unknown session')
 
 /**
  * Thrown for a call that was still queued unsent (behind the in-flight bound) when its connection
- * was retired: nothing of it reached the server, so the caller sends it again on a new connection.
+ * was retired, or closed by the peer (GOAWAY, FIN, reset): nothing of it reached the server, so
+ * the caller sends it again on a new connection.
  * @internal
  */
 export const kNotSent: unique symbol = Symbol('not sent')
@@ -324,10 +325,13 @@ export class MuxClient {
     this.#reader = new RecordReader((type, seq, payload) => this.#onRecord(type, seq, payload))
     socket.on('data', (chunk: Buffer) => this.#onData(chunk))
     socket.on('error', (err) =>
-      this.#fail(new NetError('connection', `cannot reach ${o.peerName}: ${err.message}`, { cause: err, nodeId: o.nodeId })),
+      this.#closedByPeer(
+        new NetError('connection', `cannot reach ${o.peerName}: ${err.message}`, { cause: err, nodeId: o.nodeId }),
+      ),
     )
     // The server ending its side (it closes, or restarts) closes the connection for calls at once.
-    const closed = (): void => this.#fail(new NetError('connection', `connection to ${o.peerName} closed`, { nodeId: o.nodeId }))
+    const closed = (): void =>
+      this.#closedByPeer(new NetError('connection', `connection to ${o.peerName} closed`, { nodeId: o.nodeId }))
     socket.on('end', closed)
     socket.on('close', closed)
     socket.write(
@@ -353,7 +357,7 @@ export class MuxClient {
     this.#retired = true
     // No call is sent on a retired connection: those still queued go back to their callers, to be
     // sent on a new one (before, they waited there for their own deadline: up to rpc_timeout_msec).
-    for (const w of this.#waiting.splice(0)) if (!w.cancelled) w.fail?.(kNotSent)
+    this.#returnWaiting(kNotSent)
     this.#o.onClose(this)
     this.#closeIfRetiredAndIdle()
   }
@@ -439,16 +443,35 @@ export class MuxClient {
     this.#socket.destroy()
   }
 
-  #fail(reason: unknown): void {
+  /**
+   * The peer closed the connection (GOAWAY, FIN, reset). The calls written to it fail with
+   * `reason`: they may have run there. Those still queued unsent behind the in-flight bound go
+   * back to their callers ({@link kNotSent}), to be sent on a new connection, if this one was up:
+   * a peer that never accepted it (refused, gone before the upgrade's answer) would not take a new
+   * one either, so they fail too.
+   */
+  #closedByPeer(reason: NetError): void {
+    this.#fail(reason, this.#upgraded ? kNotSent : reason)
+  }
+
+  /** Marks the connection closed, failing calls in flight with `reason` and those queued with `unsent`. */
+  #fail(reason: unknown, unsent: unknown = reason): void {
     if (this.#closed !== undefined) return
     this.#closed = reason
     this.#socket.destroy()
     const pending = [...this.#pending.values()]
     this.#pending.clear()
     for (const p of pending) p.reject(reason)
-    const waiting = this.#waiting.splice(0)
-    for (const w of waiting) if (!w.cancelled) w.fail?.(reason)
+    this.#returnWaiting(unsent)
     if (!this.#retired) this.#o.onClose(this)
+  }
+
+  /**
+   * Fails the calls still queued unsent with `reason`. With {@link kNotSent}, client.ts sends each
+   * again on a new connection (at most 3 times, unless its signal was aborted meanwhile).
+   */
+  #returnWaiting(reason: unknown): void {
+    for (const w of this.#waiting.splice(0)) if (!w.cancelled) w.fail?.(reason)
   }
 
   #onData(chunk: Buffer): void {
@@ -500,7 +523,7 @@ export class MuxClient {
 
   #onRecord(type: number, seq: number, payload: Buffer): void {
     if (type === RECORD.GOAWAY) {
-      this.close(new NetError('connection', `${this.#o.peerName} is closing`, { nodeId: this.#o.nodeId }))
+      this.#closedByPeer(new NetError('connection', `${this.#o.peerName} is closing`, { nodeId: this.#o.nodeId }))
       return
     }
     const p = this.#pending.get(seq)

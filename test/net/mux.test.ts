@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { defineEndpoint } from '../../lib/net/endpoint.ts'
 import { NetError } from '../../lib/net/errors.ts'
 import { MuxClient } from '../../lib/net/mux.ts'
+import { createNetApp } from '../../lib/net/netapp.ts'
 import { startTcpProxy } from '../helpers/tcp-proxy.ts'
 import { newSecret, recordingLogger, startNode } from './net-fixtures.ts'
 
@@ -76,7 +77,47 @@ async function setup(t: Parameters<typeof startNode>[0], aOptions: Parameters<ty
   t.after(() => proxy.close())
   const a = await startNode(t, secret, aOptions)
   await a.net.connect(b.key.id, proxy.addr)
-  return { a, b, proxy, runs, log }
+  return { a, b, proxy, runs, log, secret }
+}
+
+/** Waits until `cond()` holds (checked every 5 ms), failing after `ms`. */
+async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
+  const end = Date.now() + ms
+  while (!cond()) {
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`)
+    await sleep(5)
+  }
+}
+
+/** A handler that never answers: it runs until its call is cancelled or the node closes. */
+const HOLD = defineEndpoint<null, null>('test/mux-hold-until-cancelled')
+function holdHandler(started: { count: number }) {
+  return (_req: null, _from: string, ctx: { signal: AbortSignal }): Promise<null> => {
+    started.count++
+    return new Promise((_resolve, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason)))
+  }
+}
+
+/**
+ * One call holding the only in-flight slot of `a`'s normal connection to `b` (its handler
+ * running), and three echo calls queued unsent behind it. Resolves with the held call's outcome
+ * (its error; it never answers) and the queued calls.
+ */
+async function holdAndQueue(
+  a: Awaited<ReturnType<typeof setup>>['a'],
+  b: Awaited<ReturnType<typeof setup>>['b'],
+  runs: { count: number },
+  held: { count: number },
+) {
+  const inFlight = a.net.call(b.key.id, HOLD, null, { timeoutMs: 10_000 }).then(
+    () => assert.fail('the held call was answered'),
+    (err: unknown) => err,
+  )
+  await until(() => held.count === 1, 'the held call to reach its handler')
+  const queued = ['q1', 'q2', 'q3'].map((text) => a.net.call(b.key.id, ECHO, { text }, { timeoutMs: 10_000 }))
+  await sleep(50)
+  assert.equal(runs.count, 0, 'the echo calls wait unsent behind the in-flight bound')
+  return { inFlight, queued }
 }
 
 test('calls share one connection per priority, and a long message is cut and interleaved with small calls', async (t) => {
@@ -297,4 +338,77 @@ test('a call queued behind the in-flight bound on a connection that goes silent 
   // connection at once. Before, it waited there for its own 5 s deadline.
   assert.deepEqual(await queued, { text: 'queued' })
   assert.ok(Date.now() - t0 < 2000, `sent again at once (${Date.now() - t0} ms after the first call's deadline)`)
+})
+
+test('calls queued unsent when the server says GOAWAY go to a new connection (its restart); the call in flight fails', async (t) => {
+  const { a, b, runs, secret } = await setup(t, { connections: { normal: 1 } })
+  const held = { count: 0 }
+  b.net.handle(HOLD, holdHandler(held))
+  const { inFlight, queued } = await holdAndQueue(a, b, runs, held)
+  // b restarts: its close() sends GOAWAY on the mux connection; the new node (same key, same port)
+  // listens before the GOAWAY is written (its bind is done in this turn's next tick, the GOAWAY
+  // leaves when the corked socket is flushed by setImmediate), so the re-sent calls find it.
+  const closing = b.net.close()
+  const b2 = createNetApp({ nodeKey: b.key, rpcSecret: secret, bindAddr: b.addr })
+  t.after(() => b2.close())
+  const runs2 = { count: 0 }
+  b2.handle(ECHO, (req) => {
+    runs2.count++
+    return req
+  })
+  b2.handle(HOLD, holdHandler(held))
+  await b2.listen()
+  await closing
+
+  const err = await inFlight
+  assert.ok(err instanceof NetError && err.reason === 'connection', `a connection error: ${String(err)}`)
+  assert.match(err.message, /is closing/, 'the GOAWAY closed the connection (not its FIN)')
+  assert.deepEqual(
+    (await Promise.all(queued)).map((r) => r.text),
+    ['q1', 'q2', 'q3'],
+    'the queued calls were answered',
+  )
+  assert.equal(runs.count, 0, 'none of them reached the closing node')
+  assert.equal(runs2.count, 3, 'each ran once on the restarted node')
+  assert.equal(held.count, 1, 'the call already written was not sent again')
+})
+
+test('calls queued unsent on a connection the link drops go to a new connection; the call written to it fails', async (t) => {
+  const { a, b, proxy, runs } = await setup(t, { connections: { normal: 1 } })
+  const held = { count: 0 }
+  b.net.handle(HOLD, holdHandler(held))
+  const { inFlight, queued } = await holdAndQueue(a, b, runs, held)
+  const opened = proxy.connections
+  proxy.dropConnections()
+
+  const err = await inFlight
+  assert.ok(err instanceof NetError && err.reason === 'connection', `a connection error: ${String(err)}`)
+  assert.deepEqual(
+    (await Promise.all(queued)).map((r) => r.text),
+    ['q1', 'q2', 'q3'],
+    'the queued calls were answered',
+  )
+  assert.equal(runs.count, 3, 'each queued call ran once')
+  assert.equal(held.count, 1, 'the call already written was not sent again')
+  assert.equal(proxy.connections, opened + 1, 'one new connection carried them')
+})
+
+test('calls queued unsent when the server closes for good fail after one try on a new connection', async (t) => {
+  const { a, b, proxy, runs } = await setup(t, { connections: { normal: 1 } })
+  const held = { count: 0 }
+  b.net.handle(HOLD, holdHandler(held))
+  const { inFlight, queued } = await holdAndQueue(a, b, runs, held)
+  const opened = proxy.connections
+  const t0 = Date.now()
+  await b.net.close()
+  assert.ok((await inFlight) instanceof NetError)
+  for (const r of await Promise.allSettled(queued)) {
+    assert.equal(r.status, 'rejected')
+    assert.ok(r.reason instanceof NetError && r.reason.reason === 'connection', `a connection error: ${String(r.reason)}`)
+  }
+  assert.ok(Date.now() - t0 < 2000, `failed at once (${Date.now() - t0} ms), not at their deadline`)
+  // The proxy accepts the new connection and drops it (nothing listens behind it): a connection
+  // that was never up returns no call to be sent again, so there is no fourth or fifth.
+  assert.equal(proxy.connections, opened + 1, 'one try on a new connection')
+  assert.equal(runs.count, 0)
 })
