@@ -28,7 +28,8 @@
  * single-node scenarios whose names contain one of the comma-separated words (`put_4kib`, `4kib`,
  * `64mib`…); a GET scenario also runs its PUT, which writes the keys it reads.
  * BENCH_SMALL_SECONDS=<s> runs each 4 KiB scenario for that long (default 3; longer runs weigh
- * fixed costs less on a loaded machine).
+ * fixed costs less on a loaded machine). BENCH_LARGE_ITERATIONS=<n> sends n 1 MiB PUTs and GETs
+ * (default 30) and n / 6 of 64 MiB (default 5), e.g. to profile them.
  *
  * The garage processes run the built package (`bin/garage.js`, dist/), as `npx garage server`
  * does: the bench runs `npm run build` first. BENCH_ENTRY=source runs lib/ through tsx instead,
@@ -58,6 +59,7 @@ const MiB = 1024 * 1024
 /** What the garage processes run (see the header). */
 const ENTRY: 'package' | 'source' = process.env.BENCH_ENTRY === 'source' ? 'source' : 'package'
 const QUICK = process.env.BENCH_QUICK === '1'
+const LARGE_ITERATIONS = Number(process.env.BENCH_LARGE_ITERATIONS ?? 30)
 const CONCURRENCY = 16
 const SMALL_SECONDS = QUICK ? 0.5 : Number(process.env.BENCH_SMALL_SECONDS ?? 3)
 const GROUPS = ['single', 'cluster', 'geo'] as const
@@ -405,8 +407,8 @@ async function benchSingleAndCluster(): Promise<void> {
     }
 
     for (const [label, size, iterations] of [
-      ['1mib', MiB, QUICK ? 3 : 30],
-      ['64mib', 64 * MiB, QUICK ? 1 : 5],
+      ['1mib', MiB, QUICK ? 3 : LARGE_ITERATIONS],
+      ['64mib', 64 * MiB, QUICK ? 1 : Math.max(1, Math.round(LARGE_ITERATIONS / 6))],
     ] as const) {
       const keys = Array.from({ length: iterations }, (_, i) => `large-${label}-${i}`)
       if (!wanted(`put_${label}`) && !wanted(`get_${label}`)) continue
