@@ -92,3 +92,18 @@ test('text logs: the access lines of one turn go out in one write, before any ot
   await nextTurn()
   assert.equal(writes.length, 3, 'nothing left to write')
 })
+
+test('every record is written as it comes: identical ones are not collapsed into "(repeated N times)"', async () => {
+  for (const format of ['text', 'json'] as const) {
+    const out = sink()
+    const log = createCliLogger({ level: 'info', format, stdout: out.stream }).withTag('x')
+    for (let i = 0; i < 20; i++) log.info('the same line')
+    await nextTurn()
+    const lines = out
+      .text()
+      .split('\n')
+      .filter((l) => l.includes('the same line'))
+    assert.equal(lines.length, 20, `${format}: ${out.text()}`)
+    assert.doesNotMatch(out.text(), /repeated/)
+  }
+})

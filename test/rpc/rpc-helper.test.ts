@@ -79,6 +79,15 @@ test('a read fails with QuorumError once too few nodes are left, without waiting
   assert.ok(Date.now() - t0 < 1_000, 'failed fast')
 })
 
+test('a read that can no longer reach its quorum aborts the calls still running', async () => {
+  const s = scripted({ a: 'hang', b: { fail: 'down' }, c: { fail: 'down too' } })
+  const t0 = Date.now()
+  await assert.rejects(helper(2_000).tryCallMany(['a', 'b', 'c'], 2, s.call), isQuorumError)
+  assert.ok(Date.now() - t0 < 1_000, 'failed once b and c had failed, not at the deadline')
+  assert.deepEqual(s.called, ['a', 'b', 'c'])
+  assert.deepEqual(s.aborted, ['a'], 'the call still running is aborted')
+})
+
 test('a read whose calls all reach their own deadline fails with QuorumError and aborts them', async () => {
   const s = scripted({ a: { ok: 'A' }, b: 'hang', c: 'hang' })
   const t0 = Date.now()
@@ -111,7 +120,8 @@ test('a read hedges: a node silent past its hedge delay no longer holds the read
   // The chaos suite's finding: with a peer behind a black hole (still "up" until its pings time
   // out), every quorum read that picked it waited for the whole deadline and failed with 503.
   const s = scripted({ a: { ok: 'A' }, b: 'hang', c: { ok: 'C' } })
-  const res = await helper(60_000).tryCallMany(['a', 'b', 'c'], 2, s.call, {
+  // b's call goes on after the answer, until its deadline: 2 s, not 60 (the file would wait for it).
+  const res = await helper(2_000).tryCallMany(['a', 'b', 'c'], 2, s.call, {
     hedgeAfterMs: (n) => (n === 'a' ? undefined : 30),
   })
   assert.deepEqual(res.map((r) => r.node).sort(), ['a', 'c'], 'the quorum came from a and c')

@@ -306,7 +306,9 @@ const AMZ_DATE_RE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/
 
 /** Parses `20130524T000000Z` into ms since the epoch; undefined if malformed. @internal */
 export function parseAmzDate(s: string): number | undefined {
-  // Concurrent requests of one client carry the same second: the last answer is kept.
+  // Concurrent requests of one client carry the same second: the last answer is kept. A memo of
+  // a pure function (one string, one answer), so sharing it across the process's nodes and
+  // callers (SigV4, SigV2, POST policies) changes no answer.
   if (s === lastAmzDate.s) return lastAmzDate.t
   const t = parseAmzDateUncached(s)
   lastAmzDate = { s, t }
