@@ -38,6 +38,11 @@ test('bucket names: creation rules, and the lookup rule (punycode allowed)', () 
     ['-dash', false, false],
     ['dash-', false, false],
     ['192.168.1.1', false, false],
+    ['10.0.0.255', false, false],
+    // Digits and dots that are no IPv4 address are names.
+    ['1.2.3', true, true],
+    ['123', true, true],
+    ['1.2.3.4.5', true, true],
     ['name-s3alias', false, false],
     ['bad\nname', false, false],
     ['é-bucket', false, false],

@@ -45,7 +45,9 @@ export function isValidBucketName(name: string, allowPunycode = false): boolean 
     /^[a-z0-9.-]+$/.test(name) &&
     !/^[.-]/.test(name) &&
     !/[.-]$/.test(name) &&
-    isIP(name) === 0 &&
+    // Only digits and dots can make an address here (no ':' passed the test above): the common
+    // name skips node's address parser, a long regular expression run per request otherwise.
+    !(/^[0-9.]+$/.test(name) && isIP(name) !== 0) &&
     (allowPunycode || !name.startsWith('xn--')) &&
     !name.endsWith('-s3alias')
   )
