@@ -412,3 +412,34 @@ test('calls queued unsent when the server closes for good fail after one try on 
   assert.equal(proxy.connections, opened + 1, 'one try on a new connection')
   assert.equal(runs.count, 0)
 })
+
+test('a call that finds its connection closed before it is sent, again and again, fails after 3 re-sends', async (t) => {
+  const { a, b, proxy } = await setup(t, { connections: { normal: 1 } })
+  const held = { count: 0 }
+  b.net.handle(HOLD, holdHandler(held))
+  const hold = () =>
+    a.net.call(b.key.id, HOLD, null, { timeoutMs: 10_000 }).then(
+      () => assert.fail('a held call was answered'),
+      (err: unknown) => err as Error,
+    )
+  const first = hold()
+  await until(() => held.count === 1, 'the first call to hold the only slot')
+  // Six more wait unsent. Each time the link drops, the one written on the connection fails and
+  // the others go to a new connection, where the next one is written and held.
+  const queued = Array.from({ length: 6 }, hold)
+  const opened = proxy.connections
+  for (let written = 1; written <= 4; written++) {
+    await until(() => held.count === written, `call ${written} to be held`)
+    await sleep(20)
+    proxy.dropConnections()
+  }
+  const errors = await Promise.all([first, ...queued])
+  for (const err of errors)
+    assert.ok(err instanceof NetError && err.reason === 'connection', `a connection error: ${String(err)}`)
+  // The first four were written (each ran once) and fail as the link dropped under them; the last
+  // three were re-sent three times and are not sent a fourth.
+  assert.equal(held.count, 4, 'every call ran at most once')
+  for (const err of errors.slice(4)) assert.match(err.message, /closed before the call was sent, 4 times/)
+  for (const err of errors.slice(0, 4)) assert.doesNotMatch(err.message, /times/)
+  assert.equal(proxy.connections, opened + 3, 'three new connections')
+})
