@@ -98,6 +98,14 @@ function holdHandler(started: { count: number }) {
   }
 }
 
+/** A call to `b`'s never-answering handler; resolves with its error (it must not be answered). */
+function holdCall(a: Awaited<ReturnType<typeof setup>>['a'], b: Awaited<ReturnType<typeof setup>>['b']): Promise<Error> {
+  return a.net.call(b.key.id, HOLD, null, { timeoutMs: 10_000 }).then(
+    () => assert.fail('a held call was answered'),
+    (err: unknown) => err as Error,
+  )
+}
+
 /**
  * One call holding the only in-flight slot of `a`'s normal connection to `b` (its handler
  * running), and three echo calls queued unsent behind it. Resolves with the held call's outcome
@@ -109,15 +117,24 @@ async function holdAndQueue(
   runs: { count: number },
   held: { count: number },
 ) {
-  const inFlight = a.net.call(b.key.id, HOLD, null, { timeoutMs: 10_000 }).then(
-    () => assert.fail('the held call was answered'),
-    (err: unknown) => err,
-  )
+  const inFlight = holdCall(a, b)
   await until(() => held.count === 1, 'the held call to reach its handler')
   const queued = ['q1', 'q2', 'q3'].map((text) => a.net.call(b.key.id, ECHO, { text }, { timeoutMs: 10_000 }))
   await sleep(50)
   assert.equal(runs.count, 0, 'the echo calls wait unsent behind the in-flight bound')
   return { inFlight, queued }
+}
+
+/** The held call failed with a connection error (it was written), and the queued ones were answered. */
+async function assertHeldFailedQueuedAnswered(inFlight: Promise<Error>, queued: Promise<{ text: string }>[]): Promise<Error> {
+  const err = await inFlight
+  assert.ok(err instanceof NetError && err.reason === 'connection', `a connection error: ${String(err)}`)
+  assert.deepEqual(
+    (await Promise.all(queued)).map((r) => r.text),
+    ['q1', 'q2', 'q3'],
+    'the queued calls were answered',
+  )
+  return err
 }
 
 test('calls share one connection per priority, and a long message is cut and interleaved with small calls', async (t) => {
@@ -360,14 +377,8 @@ test('calls queued unsent when the server says GOAWAY go to a new connection (it
   await b2.listen()
   await closing
 
-  const err = await inFlight
-  assert.ok(err instanceof NetError && err.reason === 'connection', `a connection error: ${String(err)}`)
+  const err = await assertHeldFailedQueuedAnswered(inFlight, queued)
   assert.match(err.message, /is closing/, 'the GOAWAY closed the connection (not its FIN)')
-  assert.deepEqual(
-    (await Promise.all(queued)).map((r) => r.text),
-    ['q1', 'q2', 'q3'],
-    'the queued calls were answered',
-  )
   assert.equal(runs.count, 0, 'none of them reached the closing node')
   assert.equal(runs2.count, 3, 'each ran once on the restarted node')
   assert.equal(held.count, 1, 'the call already written was not sent again')
@@ -381,13 +392,7 @@ test('calls queued unsent on a connection the link drops go to a new connection;
   const opened = proxy.connections
   proxy.dropConnections()
 
-  const err = await inFlight
-  assert.ok(err instanceof NetError && err.reason === 'connection', `a connection error: ${String(err)}`)
-  assert.deepEqual(
-    (await Promise.all(queued)).map((r) => r.text),
-    ['q1', 'q2', 'q3'],
-    'the queued calls were answered',
-  )
+  await assertHeldFailedQueuedAnswered(inFlight, queued)
   assert.equal(runs.count, 3, 'each queued call ran once')
   assert.equal(held.count, 1, 'the call already written was not sent again')
   assert.equal(proxy.connections, opened + 1, 'one new connection carried them')
@@ -417,11 +422,7 @@ test('a call that finds its connection closed before it is sent, again and again
   const { a, b, proxy } = await setup(t, { connections: { normal: 1 } })
   const held = { count: 0 }
   b.net.handle(HOLD, holdHandler(held))
-  const hold = () =>
-    a.net.call(b.key.id, HOLD, null, { timeoutMs: 10_000 }).then(
-      () => assert.fail('a held call was answered'),
-      (err: unknown) => err as Error,
-    )
+  const hold = () => holdCall(a, b)
   const first = hold()
   await until(() => held.count === 1, 'the first call to hold the only slot')
   // Six more wait unsent. Each time the link drops, the one written on the connection fails and
