@@ -1,10 +1,11 @@
 /**
  * Preloaded into a `garage server` child (ClusterNodeOptions.preload) to count the pages of
  * table entries it receives (`TableData.updateManyRaw`: anti-entropy pushes and hand-overs, one
- * call per RPC), per table. Every second (when they changed) it writes
- * `SYNC_PAGES <json>` (table → { calls, items, max }) to stdout, which the test reads from the
- * process output: a join that moved N entries in pages of at most `max` shows the transfer was
- * paged (bounded memory per message) rather than one message per partition.
+ * call per RPC), per table. After each page it writes `SYNC_PAGES <json>` (table → { calls,
+ * items, max }, the totals so far) to stdout, which the test reads from the process output: a
+ * join that moved N entries in pages of at most `max` shows the transfer was paged (bounded memory
+ * per message) rather than one message per partition. (It wrote once a second before; a join that
+ * converged within that second left its last pages out of the last line the test read.)
  */
 import { TableData } from '../../lib/table/data.ts'
 
@@ -18,13 +19,5 @@ TableData.prototype.updateManyRaw = function (this: TableData<unknown>, raws: re
   p.max = Math.max(p.max, raws.length)
   pages.set(name, p)
   original.call(this, raws)
+  process.stdout.write(`SYNC_PAGES ${JSON.stringify(Object.fromEntries(pages))}\n`)
 }
-
-let last = ''
-const report = (): void => {
-  const line = JSON.stringify(Object.fromEntries(pages))
-  if (line === last) return
-  last = line
-  process.stdout.write(`SYNC_PAGES ${line}\n`)
-}
-setInterval(report, 1_000).unref()

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url'
 import { nodesOfPartition, partitionOf } from '../../../lib/rpc/layout/version.ts'
 import { joinAndWait, type LoadedCluster, SHARDED_TABLES, startLoadedCluster } from '../../../bench/join.ts'
 import { readTableContents } from '../../helpers/cluster.ts'
+import { eventually } from '../../helpers/eventually.ts'
 
 const OBJECTS = 2_000
 const HOOK = fileURLToPath(new URL('../../helpers/sync-batch-hook.ts', import.meta.url))
@@ -68,13 +69,26 @@ describe('a node joining a cluster that holds 2,000 objects', { timeout: 1_200_0
     // 3 of 4 nodes hold each partition: the joiner got about 3/4 of the rows (not all, not none).
     assert.ok(objectRows > OBJECTS / 2 && objectRows < OBJECTS, `${objectRows} object rows on the joiner`)
 
-    // Paged: the hook in the joiner counted the pages of entries it received.
-    const lines = joiner.proc.output().match(/^SYNC_PAGES .*$/gm) ?? []
-    const last = lines[lines.length - 1]
-    assert.ok(last !== undefined, 'the joiner reported the pages it received')
-    const pages = JSON.parse(last.slice('SYNC_PAGES '.length)) as Record<string, { calls: number; items: number; max: number }>
-    const obj = pages.object
-    assert.ok(obj !== undefined, `object entries were received through anti-entropy: ${last}`)
+    // Paged: the hook in the joiner counted the pages of entries it received, and reports the
+    // totals after each page; its last report may still be in the pipe when the tables are
+    // equal, so the object rows' report is awaited (and checked below if it never comes).
+    type Pages = Record<string, { calls: number; items: number; max: number } | undefined>
+    const lastReport = (): { line: string; pages: Pages } | undefined => {
+      const lines = joiner.proc.output().match(/^SYNC_PAGES .*$/gm) ?? []
+      const line = lines[lines.length - 1]
+      return line === undefined ? undefined : { line, pages: JSON.parse(line.slice('SYNC_PAGES '.length)) as Pages }
+    }
+    await eventually(
+      'the joiner reporting every object row it received',
+      () => (lastReport()?.pages.object?.items ?? 0) >= objectRows,
+      {
+        timeoutMs: 10_000,
+      },
+    ).catch(() => undefined)
+    const report = lastReport()
+    assert.ok(report !== undefined, 'the joiner reported the pages it received')
+    const obj = report.pages.object
+    assert.ok(obj !== undefined, `object entries were received through anti-entropy: ${report.line}`)
     t.diagnostic(`object entries received: ${obj.items} in ${obj.calls} pages of at most ${obj.max}`)
     assert.ok(obj.items >= objectRows, `every object row came through anti-entropy (${obj.items} ≥ ${objectRows})`)
     assert.ok(obj.max <= 256, `pages of at most 256 entries (largest: ${obj.max})`)
