@@ -25,6 +25,8 @@ import { type BlockInfo, ResyncControl } from './resync-control.ts'
 import { type BlockResyncErrorInfo, BlockResync } from './resync.ts'
 import type { ScrubCheck, ScrubStatus, ScrubWorker } from './scrub.ts'
 import { LocalBlockStore } from './store.ts'
+import type { LocalWrites, PlannedBatch } from '../table/batch.ts'
+import type { TableBatchRequest } from '../table/table.ts'
 
 export { type BlockCluster, type BlockLayoutView, DEFAULT_BLOCK_RAM_BUFFER_MAX } from './replication.ts'
 export type { BlockInfo } from './resync-control.ts'
@@ -190,6 +192,26 @@ export class BlockManager {
    */
   putBlock(hash: Hash, data: Uint8Array): Promise<void> {
     return this.#replication.put(hash, data)
+  }
+
+  /**
+   * Stores a block together with the table rows that must not exist anywhere without it (see
+   * BlockReplication.putWithRows): undefined, having sent nothing, when the rows do not go to
+   * exactly the block's storage nodes.
+   * @throws QuorumError when the write quorum cannot be reached.
+   */
+  putBlockWithRows(
+    hash: Hash,
+    data: Uint8Array,
+    planned: PlannedBatch,
+    local?: LocalWrites,
+  ): Promise<Map<string, Uint8Array[]> | undefined> {
+    return this.#replication.putWithRows(hash, data, planned, local)
+  }
+
+  /** Merges the rows that come with a block (set by the node once its tables exist). @internal */
+  set rowsHandler(fn: ((rows: TableBatchRequest, local?: LocalWrites) => Uint8Array[]) | undefined) {
+    this.#replication.rowsHandler = fn
   }
 
   /**

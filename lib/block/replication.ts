@@ -18,6 +18,8 @@ import type { BlockMetrics } from './metrics.ts'
 import type { BlockRc } from './rc.ts'
 import { type BlockNeedRes, BlockRpcClient, serveBlockRpc } from './rpc.ts'
 import type { LocalBlockStore } from './store.ts'
+import type { LocalWrites, PlannedBatch } from '../table/batch.ts'
+import type { TableBatchRequest } from '../table/table.ts'
 
 /** Default of `block_ram_buffer_max`: bytes held for replicas still receiving a block. @internal */
 export const DEFAULT_BLOCK_RAM_BUFFER_MAX = 256 * 1024 * 1024
@@ -75,6 +77,11 @@ export interface BlockReplicationOptions {
 
 /** @internal */
 export class BlockReplication {
+  /**
+   * Merges table rows that came with a block (the node's {@link TableBatch}, set once the
+   * tables exist): see {@link putWithRows}.
+   */
+  rowsHandler: ((rows: TableBatchRequest, local?: LocalWrites) => Uint8Array[]) | undefined
   readonly #o: BlockReplicationOptions
   readonly #store: LocalBlockStore
   readonly #cluster: BlockCluster | undefined
@@ -91,7 +98,7 @@ export class BlockReplication {
     if (o.cluster !== undefined) {
       this.#rpc = new BlockRpcClient(o.cluster.netApp)
       serveBlockRpc(o.cluster.netApp, {
-        put: (hash, data) => this.#receive(hash, data),
+        put: (hash, data, rows) => this.#receive(hash, data, rows),
         get: (hash) => this.#handleGet(hash),
         need: (hash) => this.#handleNeed(hash),
       })
@@ -132,7 +139,74 @@ export class BlockReplication {
     }
   }
 
-  async #putReplicated(cluster: BlockCluster, hash: Hash, data: Uint8Array): Promise<void> {
+  /**
+   * Stores a block as {@link put} does with, on each node, that node's rows of `planned` (the
+   * block and the rows in one request per node): the rows of `prev`'s table are merged once the
+   * block is written there, so a node never holds them without the block, and the others before
+   * it (see {@link #storeWithRows}); `local` goes with this node's. Only when the rows go to exactly the block's
+   * storage nodes, at the same quorum (RF = number of nodes, outside layout changes); answers
+   * undefined otherwise, having sent nothing. Resolves at the write quorum with each answering
+   * node's `prev` copies; each node's request is added to `planned.calls`.
+   * @throws QuorumError when the write quorum cannot be reached.
+   */
+  async putWithRows(
+    hash: Hash,
+    data: Uint8Array,
+    planned: PlannedBatch,
+    local: LocalWrites = {},
+  ): Promise<Map<string, Uint8Array[]> | undefined> {
+    const answers = new Map<string, Uint8Array[]>()
+    const cluster = this.#cluster
+    if (cluster === undefined) {
+      const [only, ...others] = planned.byNode
+      if (only === undefined || others.length > 0) return undefined
+      const p = this.#storeWithRows(hash, data, only[1], local)
+      planned.calls.push(p)
+      answers.set(only[0], await p)
+      return answers
+    }
+    const unlock = cluster.layout.lockWrite?.()
+    try {
+      const nodes = cluster.layout.currentStorageNodesOf(hash)
+      const set = planned.sets[0]
+      if (
+        planned.sets.length !== 1 ||
+        set === undefined ||
+        set.length !== nodes.length ||
+        !nodes.every((n) => set.includes(n) && planned.byNode.has(n)) ||
+        planned.byNode.size !== nodes.length ||
+        planned.quorum !== cluster.layout.writeQuorum()
+      ) {
+        return undefined
+      }
+      await this.#putReplicated(
+        cluster,
+        hash,
+        data,
+        (node, rows) => {
+          const p = rows.then((prev) => {
+            answers.set(node, prev)
+          })
+          planned.calls.push(p)
+          return p
+        },
+        planned.byNode,
+        local,
+      )
+      return answers
+    } finally {
+      unlock?.()
+    }
+  }
+
+  async #putReplicated(
+    cluster: BlockCluster,
+    hash: Hash,
+    data: Uint8Array,
+    onAnswer?: (node: string, answer: Promise<Uint8Array[]>) => Promise<void>,
+    rowsByNode?: ReadonlyMap<string, TableBatchRequest>,
+    local?: LocalWrites,
+  ): Promise<void> {
     const nodes = cluster.layout.currentStorageNodesOf(hash)
     const self = cluster.layout.self
     const size = data.byteLength
@@ -151,11 +225,20 @@ export class BlockReplication {
     const rpc = this.#rpc as BlockRpcClient
     // Encrypted once for all the other replicas instead of once per replica (lib/net/frame.ts).
     const sharedSeal = new SharedBodySeal(data)
+    const send = async (node: string, signal: AbortSignal): Promise<Uint8Array[]> => {
+      const rows = rowsByNode?.get(node)
+      if (node !== self) {
+        return rpc.put(node, hash, data, { priority: 'normal', timeoutMs: this.#o.rpcTimeoutMs, signal, sharedSeal }, rows)
+      }
+      if (rows !== undefined) return this.#storeWithRows(hash, data, rows, local)
+      await this.#store.write(hash, data)
+      return []
+    }
     const call = async (node: string, signal: AbortSignal): Promise<void> => {
       started++
       try {
-        if (node === self) await this.#store.write(hash, data)
-        else await rpc.put(node, hash, data, { priority: 'normal', timeoutMs: this.#o.rpcTimeoutMs, signal, sharedSeal })
+        const answer = send(node, signal)
+        await (onAnswer === undefined ? answer : onAnswer(node, answer))
       } finally {
         settled()
       }
@@ -248,10 +331,33 @@ export class BlockReplication {
     throw new GarageError('GARAGE_ERR_INTERNAL', `block ${toHex(hash)} is not stored on this node`)
   }
 
-  /** Stores a block another node sent. */
-  async #receive(hash: Hash, data: Uint8Array): Promise<void> {
+  /** Stores a block another node sent, with the rows that came with it. */
+  async #receive(hash: Hash, data: Uint8Array, rows?: TableBatchRequest): Promise<Uint8Array[]> {
+    if (rows === undefined) {
+      await this.#store.write(hash, data)
+      this.#o.events.received(hash)
+      return []
+    }
+    return this.#storeWithRows(hash, data, rows)
+  }
+
+  /**
+   * Stores a block with rows (see {@link putWithRows}): the rows of every table but `rows.prev`
+   * (the version row and the block's reference) are merged before the block is written, so a
+   * crash never leaves an unreferenced block file; those of `rows.prev` (the object row that
+   * makes the version visible) after it, answering their previous copies. `local`: this node's
+   * own writes, `before` with the first transaction and `after` with the second.
+   */
+  async #storeWithRows(hash: Hash, data: Uint8Array, rows: TableBatchRequest, local: LocalWrites = {}): Promise<Uint8Array[]> {
+    const handler = this.rowsHandler
+    if (handler === undefined) throw new GarageError('GARAGE_ERR_INTERNAL', 'block put with rows: no table batch to merge them')
+    const refs = rows.items.filter((i) => i.table !== rows.prev)
+    const visible = rows.items.filter((i) => i.table === rows.prev)
+    if (refs.length > 0 || local.before !== undefined)
+      handler({ items: refs }, local.before === undefined ? {} : { before: local.before })
     await this.#store.write(hash, data)
-    this.#o.events.received(hash)
+    const next: TableBatchRequest = rows.prev === undefined ? { items: visible } : { items: visible, prev: rows.prev }
+    return handler(next, local.after === undefined ? {} : { after: local.after })
   }
 
   async #handleNeed(hash: Hash): Promise<BlockNeedRes> {

@@ -11,10 +11,22 @@ import type { NetApp } from '../net/netapp.ts'
 import type { SharedBodySeal } from '../net/frame.ts'
 import { blake2sum, bytesEqual, type Hash, toHex } from '../util/data.ts'
 import { CorruptDataError, GarageError, TimeoutError } from '../util/errors.ts'
+import { checkPrevAnswer, parseTableBatchRequest } from '../table/rpc.ts'
+import type { TableBatchRequest } from '../table/table.ts'
 
 /** @internal */
 export interface BlockHashReq {
   h: Uint8Array
+}
+
+/** `block/put`: the block's hash, and table rows to merge once the block is stored. @internal */
+export interface BlockPutReq extends BlockHashReq {
+  /**
+   * Rows that must not be on this node without the block (the `complete` object row of a
+   * one-round PUT, docs/design/round-trips.md): merged after the block is written, in one
+   * transaction; the answer is what the batch answers (its `prev` copies).
+   */
+  rows?: TableBatchRequest
 }
 
 /** Answer of `block/need`. @internal */
@@ -28,7 +40,7 @@ export interface BlockNeedRes {
 }
 
 /** @internal */
-export const BLOCK_PUT_ENDPOINT = defineEndpoint<BlockHashReq, null>('block/put')
+export const BLOCK_PUT_ENDPOINT = defineEndpoint<BlockPutReq, Uint8Array[] | null>('block/put')
 /** @internal */
 export const BLOCK_GET_ENDPOINT = defineEndpoint<BlockHashReq, { len: number }>('block/get')
 /** @internal */
@@ -39,8 +51,8 @@ export const MAX_BLOCK_TRANSFER_BYTES = 256 * 1024 * 1024
 
 /** What a node does with block requests (the block manager). @internal */
 export interface BlockRpcHandlers {
-  /** Stores a block whose hash was verified. */
-  put(hash: Hash, data: Uint8Array): Promise<void>
+  /** Stores a block whose hash was verified, then merges `rows` if any (answering their `prev`). */
+  put(hash: Hash, data: Uint8Array, rows?: TableBatchRequest): Promise<Uint8Array[]>
   /** Reads a local, verified block; throws when absent or corrupt. */
   get(hash: Hash): Promise<Uint8Array>
   need(hash: Hash): Promise<BlockNeedRes>
@@ -52,9 +64,11 @@ export function serveBlockRpc(net: NetApp, h: BlockRpcHandlers): void {
     const hash = checkHash(req)
     if (ctx.stream === undefined) throw new GarageError('GARAGE_ERR_INTERNAL', 'block/put without a data stream')
     const data = await readAll(ctx.stream, MAX_BLOCK_TRANSFER_BYTES)
+    // Checked before the block is stored: a malformed batch stores nothing.
+    const rows = req.rows === undefined || req.rows === null ? undefined : parseTableBatchRequest(req.rows)
     verify(hash, data, `sent by node ${from.slice(0, 16)}`)
-    await h.put(hash, data)
-    return null
+    const prev = await h.put(hash, data, rows)
+    return rows?.prev === undefined ? null : prev
   })
   net.handle(BLOCK_GET_ENDPOINT, async (req) => {
     const data = await h.get(checkHash(req))
@@ -80,21 +94,18 @@ export class BlockRpcClient {
     this.#net = net
   }
 
-  async put(node: string, hash: Hash, data: Uint8Array, o: BlockCallOptions): Promise<void> {
+  /** Sends a block (and `rows`, merged after it there); answers the rows' `prev` copies. */
+  async put(node: string, hash: Hash, data: Uint8Array, o: BlockCallOptions, rows?: TableBatchRequest): Promise<Uint8Array[]> {
     // The answer comes after the handler stored the block, so the call's own deadline covers
     // the whole transfer: no timer or linked signal of our own per block.
-    await this.#net.call(
-      node,
-      BLOCK_PUT_ENDPOINT,
-      { h: hash },
-      {
-        priority: o.priority,
-        timeoutMs: o.timeoutMs,
-        stream: data,
-        ...(o.signal === undefined ? {} : { signal: o.signal }),
-        ...(o.sharedSeal === undefined ? {} : { sharedSeal: o.sharedSeal }),
-      },
-    )
+    const res = await this.#net.call(node, BLOCK_PUT_ENDPOINT, rows === undefined ? { h: hash } : { h: hash, rows }, {
+      priority: o.priority,
+      timeoutMs: o.timeoutMs,
+      stream: data,
+      ...(o.signal === undefined ? {} : { signal: o.signal }),
+      ...(o.sharedSeal === undefined ? {} : { sharedSeal: o.sharedSeal }),
+    })
+    return rows === undefined ? [] : checkPrevAnswer(node, rows, res)
   }
 
   /** Fetches a block from `node` and verifies it. */

@@ -301,6 +301,8 @@ export class Garage {
       ...(cluster === undefined ? {} : { signal: cluster.signal }),
     })
     if (cluster !== undefined) registerTableBatchHandler(cluster.netApp, this.tableBatch)
+    // Rows that travel with a block (a one-round PUT) are merged by the same batch handler.
+    this.blockManager.rowsHandler = (rows, local) => this.tableBatch.handle(rows, local)
     this.uploads = new UploadGuard(o.db)
     this.lifecycle = new LifecycleWorker({
       db: o.db,

@@ -41,6 +41,27 @@ export interface LocalWrites {
   after?: ((tx: Transaction) => void) | undefined
 }
 
+/** A batch planned as one request per node (see {@link TableBatch.withPlan}). @internal */
+export interface PlannedBatch {
+  /** What each node is sent. */
+  byNode: Map<NodeId, TableBatchRequest>
+  /** Every write set of every entry: each must reach `quorum`. */
+  sets: NodeId[][]
+  quorum: number
+  /**
+   * Every request sent for this plan, filled by the sender: a write that must not overtake them
+   * (the undo of a failed write) waits for them all to end, failed or not.
+   */
+  calls: Array<Promise<unknown>>
+}
+
+/** Resolves once every request sent for `planned` has ended, answered or failed. @internal */
+export function plannedSettled(planned: PlannedBatch): Promise<void> {
+  return Promise.allSettled(planned.calls).then(() => undefined)
+}
+
+const EMPTY = new Uint8Array(0)
+
 export interface TableBatchOptions {
   self: NodeId
   /** Runs a function in one transaction of the database every table of the batch lives in. */
@@ -140,6 +161,95 @@ export class TableBatch {
     }
   }
 
+  /** This node. */
+  get self(): NodeId {
+    return this.#o.self
+  }
+
+  /**
+   * Runs `fn` with the items planned as one request per node, holding the tables' write locks
+   * (as {@link insert} does) until it settles: `fn` sends the requests itself (a block put that
+   * carries them, or {@link sendPlanned}). With `prev`, each node answers its copies of that
+   * table's entries as they were before the batch. Items are merged in order on each node, in
+   * one transaction. Answers undefined, without calling `fn`, when the items cannot go as one
+   * request per node in order (tables with different quorums or nodes, no batch transport): the
+   * caller then writes them another way.
+   * @internal
+   */
+  async withPlan<T>(
+    items: readonly BatchItem[],
+    prev: Table<unknown> | undefined,
+    fn: (planned: PlannedBatch) => Promise<T>,
+  ): Promise<T | undefined> {
+    const live = items.filter((i) => i.entries.length > 0)
+    for (const i of live) {
+      if (this.#tables.get(i.table.name) !== i.table) {
+        throw new GarageError('GARAGE_ERR_INTERNAL', `table ${i.table.name} is not part of this batch writer`)
+      }
+    }
+    const unlocks: Array<() => void> = []
+    try {
+      for (const i of live) {
+        const unlock = i.table.lockWrites()
+        if (unlock !== undefined) unlocks.push(unlock)
+      }
+      const plans = live.map((i) => i.table.planInsert(i.entries))
+      if (plans.length === 0 || !this.#colocated(plans) || !this.#batchable(plans)) return undefined
+      const byNode = new Map<NodeId, TableBatchRequest>()
+      const sets = new Map<string, NodeId[]>()
+      for (const plan of plans) {
+        for (const [k, set] of plan.sets) sets.set(k, set)
+        for (const [node, entries] of plan.byNode) {
+          let req = byNode.get(node)
+          if (req === undefined) {
+            req = prev === undefined ? { items: [] } : { items: [], prev: prev.name }
+            byNode.set(node, req)
+          }
+          req.items.push({ table: plan.table, entries })
+        }
+      }
+      return await fn({ byNode, sets: [...sets.values()], quorum: (plans[0] as InsertPlan).quorum, calls: [] })
+    } finally {
+      for (const u of unlocks) u()
+    }
+  }
+
+  /**
+   * Sends a planned batch (see {@link withPlan}): one request per node, resolving once every
+   * write set has reached the quorum, with the answers received by then (the previous copies
+   * `prev` asked for, by node; at least a quorum of each set). Each request is added to
+   * `planned.calls` (see {@link plannedSettled}).
+   * @throws QuorumError when a write set cannot reach its quorum in time.
+   * @internal
+   */
+  async sendPlanned(planned: PlannedBatch): Promise<Map<NodeId, Uint8Array[]>> {
+    const answers = new Map<NodeId, Uint8Array[]>()
+    const self = planned.byNode.get(this.#o.self)
+    // This node alone: its own error is the answer (no quorum to speak of).
+    if (planned.byNode.size === 1 && self !== undefined) {
+      answers.set(this.#o.self, this.handle(self))
+      return answers
+    }
+    await this.#rpc.tryWriteManySets(
+      planned.sets,
+      planned.quorum,
+      (node, signal) => {
+        const req = planned.byNode.get(node) ?? { items: [] }
+        const p = (async () => {
+          const prev =
+            node === this.#o.self
+              ? this.handle(req)
+              : await (this.#o.transport as Required<TableTransport>).callBatch(node, req, { signal })
+          answers.set(node, prev)
+        })()
+        planned.calls.push(p)
+        return p
+      },
+      this.#o.signal === undefined ? {} : { signal: this.#o.signal },
+    )
+    return answers
+  }
+
   /**
    * Writes the items so that no node ever holds an item's entries without those of the items
    * before it (an object row before the version it announces, a version before the block
@@ -193,25 +303,37 @@ export class TableBatch {
 
   /**
    * Merges a batch addressed to this node (the RPC handler's body), every table in one
-   * transaction: the rows and the cascades their hooks queue commit together.
+   * transaction: the rows and the cascades their hooks queue commit together, with `local`
+   * (this node's own writes, when the batch is its own).
    * @throws GarageError GARAGE_ERR_DECODE for a table this node does not have.
    */
-  handle(request: TableBatchRequest): void {
-    this.#handle(request, {})
+  handle(request: TableBatchRequest, local: LocalWrites = {}): Uint8Array[] {
+    return this.#handle(request, local)
   }
 
-  /** {@link handle}, with this node's own writes in the same transaction. */
-  #handle(request: TableBatchRequest, local: LocalWrites): void {
+  /**
+   * {@link handle}, with this node's own writes in the same transaction. Answers the previous
+   * copies of the `prev` table's entries (read in the transaction, before each is merged).
+   */
+  #handle(request: TableBatchRequest, local: LocalWrites): Uint8Array[] {
     const work = request.items.map((i) => {
       const table = this.#tables.get(i.table)
       if (table === undefined) throw new GarageError('GARAGE_ERR_DECODE', `table batch names an unknown table: ${i.table}`)
       return { table, raws: i.entries, entries: i.entries.map((r) => table.schema.codec.decode(r)) }
     })
+    const prev: Uint8Array[] = []
     // With their encoded form: a new entry is stored as encoded (no second encoding).
     this.#o.transaction((tx) => {
       local.before?.(tx)
-      for (const { table, raws, entries } of work) for (const [j, e] of entries.entries()) table.data.updateInTx(tx, e, raws[j])
+      for (const { table, raws, entries } of work) {
+        const answer = table.name === request.prev
+        for (const [j, e] of entries.entries()) {
+          if (answer) prev.push(tx.get(table.data.store, table.data.entryKey(e)) ?? EMPTY)
+          table.data.updateInTx(tx, e, raws[j])
+        }
+      }
       local.after?.(tx)
     })
+    return prev
   }
 }

@@ -27,13 +27,15 @@ export function registerTableHandler<E>(netApp: NetApp, table: Table<E>): void {
  * without it (older than this endpoint) answers an error, which counts against the quorum.
  * @internal
  */
-export const TABLE_BATCH_ENDPOINT = defineEndpoint<TableBatchRequest, null>('table/_batch')
+export const TABLE_BATCH_ENDPOINT = defineEndpoint<TableBatchRequest, Uint8Array[] | null>('table/_batch')
 
 /** Answers other nodes' cross-table batches on `netApp`. @internal */
 export function registerTableBatchHandler(netApp: NetApp, batch: TableBatch): void {
   netApp.handle(TABLE_BATCH_ENDPOINT, (req) => {
-    batch.handle(parseTableBatchRequest(req))
-    return null
+    const request = parseTableBatchRequest(req)
+    const prev = batch.handle(request)
+    // Without `prev`, the answer stays what it was before `prev` existed.
+    return request.prev === undefined ? null : prev
   })
 }
 
@@ -58,9 +60,25 @@ export class NetAppTableTransport implements TableTransport {
     return res
   }
 
-  async callBatch(node: NodeId, request: TableBatchRequest, options: TableCallOptions = {}): Promise<void> {
-    await this.#net.call(node, TABLE_BATCH_ENDPOINT, request, { priority: 'normal', ...options })
+  async callBatch(node: NodeId, request: TableBatchRequest, options: TableCallOptions = {}): Promise<Uint8Array[]> {
+    const res = await this.#net.call(node, TABLE_BATCH_ENDPOINT, request, { priority: 'normal', ...options })
+    return checkPrevAnswer(node, request, res)
   }
+}
+
+/**
+ * The answer of a batch (or of a block put carrying rows) checked against its request: the
+ * previous copies `prev` asks for, one per entry of that table; nothing without `prev`.
+ * @throws GarageError GARAGE_ERR_REMOTE for an answer of another shape.
+ * @internal
+ */
+export function checkPrevAnswer(node: NodeId, request: TableBatchRequest, res: unknown): Uint8Array[] {
+  if (request.prev === undefined) return []
+  const want = request.items.reduce((n, i) => (i.table === request.prev ? n + i.entries.length : n), 0)
+  if (!Array.isArray(res) || res.length !== want || !res.every((r) => r instanceof Uint8Array)) {
+    throw new GarageError('GARAGE_ERR_REMOTE', `node ${node.slice(0, 16)} sent a malformed answer to a table batch`)
+  }
+  return res as Uint8Array[]
 }
 
 /**
@@ -85,7 +103,10 @@ export function parseTableBatchRequest(v: unknown): TableBatchRequest {
       }
       items.push({ table: it.table, entries: it.entries as Uint8Array[] })
     }
-    return { items }
+    const prev = (r as { prev?: unknown }).prev
+    if (prev === undefined || prev === null) return { items }
+    if (typeof prev !== 'string') throw new GarageError('GARAGE_ERR_DECODE', 'malformed table batch')
+    return { items, prev }
   }
   throw new GarageError('GARAGE_ERR_DECODE', 'malformed table batch')
 }

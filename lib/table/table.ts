@@ -38,12 +38,19 @@ export interface TableTransport {
    * Sends the entries of several tables in one request (see {@link TableBatch}); without it a
    * batch makes one call per table and node, at the same time.
    */
-  callBatch?(node: NodeId, request: TableBatchRequest, options?: TableCallOptions): Promise<void>
+  callBatch?(node: NodeId, request: TableBatchRequest, options?: TableCallOptions): Promise<Uint8Array[]>
 }
 
 /** Entries of several tables for one node, merged there in one transaction. @internal */
 export interface TableBatchRequest {
   items: Array<{ table: string; entries: Uint8Array[] }>
+  /**
+   * A table of the batch whose entries' copies, as the node held them before this batch, are the
+   * answer (one per entry of that table, in order; empty bytes where it had none). Without it the
+   * answer is empty. For writes that check, from the write quorum's answers, what they overwrote
+   * (a one-round PUT or DELETE: docs/design/round-trips.md).
+   */
+  prev?: string
 }
 
 export interface TableOptions<E> {

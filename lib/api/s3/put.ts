@@ -13,7 +13,7 @@ import type { Garage } from '../../model/garage.ts'
 import { countObject } from '../../model/index-counter.ts'
 import type { ObjectEntry, ObjectMeta, ObjectVersion } from '../../model/s3/object-table.ts'
 import { deletedVersion, VERSION_COMMIT_DEADLINE_MS, type VersionBacklink, versionBlock } from '../../model/s3/version-table.ts'
-import { type BatchItem, batchItem, type LocalWrites } from '../../table/batch.ts'
+import { type BatchItem, batchItem, type LocalWrites, type PlannedBatch, plannedSettled } from '../../table/batch.ts'
 import { blake2sum, genUuid, type Hash, toHex, type Uuid, utf8 } from '../../util/data.ts'
 import { ApiError } from '../common/errors.ts'
 import type { ApiResponse } from '../common/server.ts'
@@ -29,6 +29,7 @@ import { newObjectCipher, type WriteEncryption, writeEncryption, writeEncryption
 import { parseCannedAcl } from './acl.ts'
 import { initialTagging, parseTaggingHeader, type Tags } from './tagging.ts'
 import { checkWriteCondition, commitVersion, currentObject, parseWriteCondition, type WriteCondition } from './conditional.ts'
+import { oneRoundAllowed, writeInOneRound } from './one-round.ts'
 
 /** Blocks of one upload written concurrently (Garage's PUT_BLOCKS_MAX_PARALLEL). */
 export const PUT_BLOCKS_MAX_PARALLEL = 3
@@ -103,14 +104,22 @@ export async function handlePutObject(ctx: BucketCtx, key: string): Promise<ApiR
     keyring: ctx.settings.sseKeyring,
   })
   const quotas = ctx.bucketParams.quotas.v
-  // The key's current row, read once (at quorum) for the whole request: the quota checks count
-  // the difference from it, and the new version's timestamp must be newer than its versions.
-  const existing = ctx.garage.objectTable.get(ctx.bucketId, utf8(key))
-  // If-None-Match / If-Match: refused at once when already false (checked again at commit).
   const condition = parseWriteCondition(ctx.req.headers)
+  const stamp = newVersionStamp(ctx)
+  const declared = declaredLength(ctx.req.headers)
+  // A body of one block at most that needs nothing from the key's current row is written in
+  // one round, without reading the row first (one-round.ts).
+  const oneRound =
+    declared !== undefined &&
+    declared <= ctx.garage.blockSize &&
+    oneRoundAllowed({ params: ctx.bucketParams, quotas, condition, lock: stamp.fields.lock, encryption })
+  // Otherwise the key's current row, read once (at quorum) for the whole request: the quota
+  // checks count the difference from it, and the new version's timestamp must be newer than its
+  // versions.
+  const existing = oneRound ? undefined : ctx.garage.objectTable.get(ctx.bucketId, utf8(key))
+  // If-None-Match / If-Match: refused at once when already false (checked again at commit).
   if (condition !== undefined) checkWriteCondition(condition, currentObject(await existing))
   // Refuse before reading the body when its announced length is already too much.
-  const declared = declaredLength(ctx.req.headers)
   if (declared !== undefined && hasQuotas(quotas)) {
     await checkQuotas(ctx.garage, ctx.bucketId, quotas, await existing, declared)
   }
@@ -121,7 +130,8 @@ export async function handlePutObject(ctx: BucketCtx, key: string): Promise<ApiR
     existing,
     condition,
     tags,
-    stamp: newVersionStamp(ctx),
+    stamp,
+    oneRound,
   })
   const out: Record<string, string> = {
     etag: `"${saved.meta.etag}"`,
@@ -234,6 +244,12 @@ export interface SaveOptions {
   tags?: Tags | undefined
   /** Versioning flag and object lock of the new version (versioning.ts, object-lock.ts). */
   stamp?: VersionStamp | undefined
+  /**
+   * The caller checked that the write may take the one-round path (one-round.ts
+   * `oneRoundAllowed`, and `existing` is not given): a body of one block or less is then written
+   * without reading the key's row first.
+   */
+  oneRound?: boolean | undefined
 }
 
 /**
@@ -251,11 +267,24 @@ export async function saveStream(
 ): Promise<SavedObject> {
   const stamp = opts.stamp?.fields ?? {}
   const chunker = new Chunker(body, garage.blockSize)
-  const existingRead = opts.existing ?? garage.objectTable.get(bucketId, utf8(key))
-  // Not awaited yet: a body of one block is written while the key's row is read.
-  existingRead.catch(() => undefined)
+  const oneRound = opts.oneRound === true && opts.existing === undefined
+  const startRead = (): Promise<ObjectEntry | undefined> => {
+    const read = opts.existing ?? garage.objectTable.get(bucketId, utf8(key))
+    // Not awaited yet: a body of one block is written while the key's row is read.
+    read.catch(() => undefined)
+    return read
+  }
+  const early = oneRound ? undefined : startRead()
   const first = await chunker.next()
   const versionId = genUuid()
+  if (oneRound && (first === undefined || (await chunker.atEnd()))) {
+    const saved =
+      first === undefined || first.length < INLINE_THRESHOLD
+        ? await saveInlineOneRound(garage, bucketId, key, headers, result, opts, versionId, first ?? Buffer.alloc(0))
+        : await saveOneBlockOneRound(garage, bucketId, key, headers, body, result, opts, versionId, first)
+    if (saved !== undefined) return saved
+  }
+  const existingRead = early ?? startRead()
   const cipher = opts.encryption === undefined ? undefined : newObjectCipher(opts.encryption, bucketId, versionId, key)
   // What is stored, and what the caller gets back (the headers and checksum in clear).
   const seal = (meta: ObjectMeta): { stored: ObjectMeta; meta: ObjectMeta } => {
@@ -448,6 +477,144 @@ async function saveOneBlock(
     throw err
   }
   return saved
+}
+
+/**
+ * A body under {@link INLINE_THRESHOLD}, fully received, in one round (one-round.ts): the
+ * object row with the data inline, written without reading the row first. Undefined when the
+ * row cannot be written as one request per node (the caller then takes the usual path).
+ */
+async function saveInlineOneRound(
+  garage: Garage,
+  bucketId: Uuid,
+  key: string,
+  headers: Array<[string, string]>,
+  result: Promise<ChecksumResult>,
+  opts: SaveOptions,
+  versionId: Uuid,
+  bytes: Buffer,
+): Promise<SavedObject | undefined> {
+  const meta = objectMetaFrom(await result, bytes.length, headers, opts.checksumAlgorithm)
+  const data = new Uint8Array(bytes)
+  const version = (uuid: Uuid, ts: number): ObjectVersion => {
+    const tagging = initialTagging(opts.tags, ts)
+    return {
+      uuid,
+      ts,
+      state: { t: 'complete', data: { t: 'inline', meta, bytes: data }, ...(tagging === undefined ? {} : { tagging }) },
+    }
+  }
+  const written = await writeInOneRound(
+    garage,
+    bucketId,
+    key,
+    versionId,
+    (uuid, ts) =>
+      garage.tableBatch.withPlan(
+        [batchItem(garage.objectTable, [{ bucketId, key, versions: [version(uuid, ts)] }])],
+        garage.objectTable,
+        async (planned) => ({ answers: await garage.tableBatch.sendPlanned(planned), settled: plannedSettled(planned) }),
+      ),
+    // An inline version has no version row: the newer one's merge drops it with its data.
+    () => {},
+  )
+  if (written === undefined) return undefined
+  return { versionId: written.uuid, ts: written.ts, meta, ...stampedId(opts.stamp, version(written.uuid, written.ts)) }
+}
+
+/**
+ * A body of one block, fully received, in one round (one-round.ts): the block goes to each of
+ * its storage nodes with the version row, the block_ref and the `complete` object row, which
+ * that node merges once the block is stored, so no node lists the version without holding its
+ * data. Only where the rows' nodes are the block's (RF = number of nodes, outside layout
+ * changes); undefined otherwise, having written nothing. A failed write, or a version written
+ * again above a newer one, has its rows undone after every node's request ended.
+ */
+async function saveOneBlockOneRound(
+  garage: Garage,
+  bucketId: Uuid,
+  key: string,
+  headers: Array<[string, string]>,
+  body: Readable,
+  result: Promise<ChecksumResult>,
+  opts: SaveOptions,
+  versionId: Uuid,
+  block: Buffer,
+): Promise<SavedObject | undefined> {
+  // Verified before anything is sent: the rows sent make the version visible.
+  const meta = objectMetaFrom(await result, block.length, headers, opts.checksumAlgorithm)
+  const hash = blake2sum(block)
+  const backlink = { t: 'object' as const, bucketId, key }
+  const version = (uuid: Uuid, ts: number): ObjectVersion => {
+    const tagging = initialTagging(opts.tags, ts)
+    return {
+      uuid,
+      ts,
+      state: {
+        t: 'complete',
+        data: { t: 'firstBlock', meta, hash },
+        ...(tagging === undefined ? {} : { tagging }),
+      },
+    }
+  }
+  // In order on each node, in one transaction: the version row, its reference, then the row
+  // that makes it visible.
+  const items = (uuid: Uuid, ts: number): BatchItem[] => [
+    batchItem(garage.versionTable, [
+      { uuid, deleted: false, blocks: [versionBlock(1, 0, hash, block.length)], partsEtags: [], backlink },
+    ]),
+    batchItem(garage.blockRefTable, [{ block: hash, version: uuid, deleted: false }]),
+    batchItem(garage.objectTable, [{ bucketId, key, versions: [version(uuid, ts)] }]),
+  ]
+  const undo = (uuid: Uuid, ts: number | undefined, settled: Promise<void>): void => {
+    undoInBackground(garage, uuid, async () => {
+      // Not before every request of the write has ended: a late version entry or reference
+      // would outlive the deletion (see writeBlocks).
+      await settled
+      if (ts !== undefined) {
+        await garage.objectTable.insert({ bucketId, key, versions: [{ uuid, ts, state: { t: 'aborted' } }] })
+      }
+      await garage.versionTable.insert(deletedVersion(uuid, backlink))
+    })
+  }
+  let attempt: { uuid: Uuid; ts: number; planned: PlannedBatch } | undefined
+  try {
+    const written = await writeInOneRound(
+      garage,
+      bucketId,
+      key,
+      versionId,
+      (uuid, ts, n) =>
+        garage.tableBatch.withPlan(items(uuid, ts), garage.objectTable, async (planned) => {
+          attempt = { uuid, ts, planned }
+          // The block is stored at quorum by the first attempt; a later one only adds rows.
+          const answers =
+            n === 1
+              ? await garage.blockManager.putBlockWithRows(hash, block, planned, {
+                  // The upload guard's record commits with this node's version row and
+                  // reference, before the block, and ends with its object row: a crash between
+                  // the two leaves a version the next start deletes (unless complete elsewhere).
+                  before: (tx) => garage.uploads.beginInTx(tx, uuid, bucketId, key),
+                  after: (tx) => garage.uploads.endInTx(tx, uuid),
+                })
+              : await garage.tableBatch.sendPlanned(planned)
+          // Not colocated: nothing was sent, and nothing is to undo.
+          if (answers === undefined) attempt = undefined
+          return answers === undefined ? undefined : { answers, settled: plannedSettled(planned) }
+        }),
+      // The object row of a version written again is dropped by the newer one's merge; its
+      // version row (and so its reference) goes here.
+      (uuid, _ts, settled) => undo(uuid, undefined, settled),
+    )
+    if (written === undefined) return undefined
+    return { versionId: written.uuid, ts: written.ts, meta, ...stampedId(opts.stamp, version(written.uuid, written.ts)) }
+  } catch (err) {
+    body.destroy()
+    // The failed attempt may have reached some nodes (a request still running settles later;
+    // the undo waits for the time the transport gives it at most).
+    if (attempt !== undefined) undo(attempt.uuid, attempt.ts, plannedSettled(attempt.planned))
+    throw err
+  }
 }
 
 /**

@@ -19,6 +19,8 @@ import type { BucketCtx } from './context.ts'
 import { checkVersionDeletable } from './object-lock.ts'
 import { checkS3ObjectKey } from './names.ts'
 import { readXmlBody, renderXml, renderXmlFragment, type XmlDocument, xmlOnly, xmlRoot, xmlText } from './xml.ts'
+import { batchItem, plannedSettled } from '../../table/batch.ts'
+import { writeInOneRound } from './one-round.ts'
 
 /** What versioning reads of a bucket's parameters. */
 export type VersioningParams = Pick<BucketParams, 'versioning'>
@@ -206,10 +208,51 @@ export async function deleteObjectVersion(
   // DeleteObjects' keys come from its XML body: each is checked here, before any read.
   checkS3ObjectKey(key)
   const ref = opts.versionId === undefined ? undefined : parseVersionId(opts.versionId)
+  if (ref === undefined && versioningOf(params) === undefined) {
+    const done = await deleteInOneRound(garage, bucketId, key)
+    if (done !== undefined) return done
+  }
   const o = await garage.objectTable.get(bucketId, utf8(key))
   const plan = planDelete(garage, bucketId, params, key, ref, o, opts)
   if (plan.write !== undefined) await garage.objectTable.insert(plan.write)
   return plan.outcome
+}
+
+/**
+ * DeleteObject without a version id in a bucket never versioned, in one round (one-round.ts):
+ * the delete marker is written without reading the row first, above every complete version the
+ * replicas answer they held (a newer upload in progress stays, as AWS keeps it). Undefined, with
+ * nothing written, when this node does not store the key's row (its copy gives the timestamp) or
+ * its copy shows an upload in progress: a marker over no visible version would end that upload
+ * where the two-round path writes nothing.
+ */
+async function deleteInOneRound(garage: Garage, bucketId: Uuid, key: string): Promise<DeleteOutcome | undefined> {
+  const local = garage.objectTable.data.read(bucketId, utf8(key))
+  if (local?.versions.some((v) => v.state.t === 'uploading') === true) return undefined
+  const marker = (uuid: Uuid, ts: number): ObjectVersion => ({ uuid, ts, state: { t: 'complete', data: { t: 'delete' } } })
+  const written = await writeInOneRound(
+    garage,
+    bucketId,
+    key,
+    genUuid(),
+    (uuid, ts) =>
+      garage.tableBatch.withPlan(
+        [batchItem(garage.objectTable, [{ bucketId, key, versions: [marker(uuid, ts)] }])],
+        garage.objectTable,
+        async (planned) => {
+          if (!planned.byNode.has(garage.tableBatch.self)) return undefined
+          return { answers: await garage.tableBatch.sendPlanned(planned), settled: plannedSettled(planned) }
+        },
+      ),
+    // A marker written again: the newer one's merge drops it.
+    () => {},
+    (v) => v.state.t === 'complete',
+  )
+  if (written === undefined) return undefined
+  const latest = latestVersion(written.before)
+  // Nothing was visible: answered as the two-round path does (no version id).
+  if (latest === undefined || isDeleteMarker(latest)) return { deleteMarker: false }
+  return { versionId: toHex(written.uuid), deleteMarker: false }
 }
 
 /** One key of a {@link deleteObjectVersions} batch. */

@@ -1,0 +1,138 @@
+/**
+ * Writes of a new object version in one round trip (docs/design/round-trips.md, "One-round PUT
+ * and DELETE"). A new version must sort after every version of its key written before the
+ * request started: Garage reads the key's row at quorum first and takes a timestamp above all of
+ * its versions (two rounds). Here the timestamp comes from this node's own copy of the row and
+ * the clock, the row is written at once, and each replica answers, with the write, the copy it
+ * held before. The write quorum meets the quorum of any earlier acknowledged write, so a version
+ * at or above the chosen timestamp is seen in those answers: then the write is made again, as a
+ * new version above it (a second round, only after a clock jump between nodes or a write of the
+ * same key from another node in the same millisecond). The first version is then older than the
+ * second, so the object row's merge drops it, as any overwritten version.
+ *
+ * Only for writes that need nothing else from the read: a bucket never versioned (a dropped
+ * first attempt would otherwise stay listed as a version), no quota, no If-Match/If-None-Match,
+ * no object lock, no encryption (an encrypted version's data is bound to its version id).
+ */
+import type { BucketQuotas } from '../../model/bucket-table.ts'
+import type { Garage } from '../../model/garage.ts'
+import type { ObjectEntry, ObjectVersion } from '../../model/s3/object-table.ts'
+import type { NodeId } from '../../table/replication.ts'
+import { bytesEqual, genUuid, type Uuid, utf8 } from '../../util/data.ts'
+import { ApiError } from '../common/errors.ts'
+import type { VersioningParams } from './versioning.ts'
+
+/** A second round (or third) only follows a conflicting answer; more means something is wrong. */
+export const ONE_ROUND_MAX_ATTEMPTS = 4
+
+/** True when a write with these settings may take the one-round path (see the module comment). */
+export function oneRoundAllowed(w: {
+  params: VersioningParams
+  quotas?: BucketQuotas | undefined
+  condition?: unknown
+  lock?: unknown
+  encryption?: unknown
+}): boolean {
+  return (
+    // Never versioned (versioning.ts versioningOf: not imported, versioning.ts imports this).
+    (w.params.versioning?.v ?? undefined) === undefined &&
+    (w.quotas === undefined || (w.quotas.maxObjects === null && w.quotas.maxSize === null)) &&
+    w.condition === undefined &&
+    w.lock === undefined &&
+    w.encryption === undefined
+  )
+}
+
+/** The timestamp of a version written now: above every version of this node's copy of the row. */
+export function localTimestamp(garage: Garage, bucketId: Uuid, key: string): number {
+  const local = garage.objectTable.data.read(bucketId, utf8(key))
+  let max: number | undefined
+  for (const v of local?.versions ?? []) if (max === undefined || v.ts > max) max = v.ts
+  return garage.nextTimestamp(max)
+}
+
+/**
+ * What the replicas' answers say of a write of version `uuid` at `ts`: the rows they held
+ * before it, merged (undefined when none had one), and the newest timestamp of another version
+ * when it is at or above `ts` (the write must then be made again above it).
+ */
+export function previousRows(
+  garage: Garage,
+  answers: ReadonlyMap<NodeId, Uint8Array[]>,
+  uuid: Uuid,
+  ts: number,
+  counts: (v: ObjectVersion) => boolean = () => true,
+): { before: ObjectEntry | undefined; conflict: number | undefined } {
+  const schema = garage.objectTable.schema
+  let before: ObjectEntry | undefined
+  for (const copies of answers.values()) {
+    const raw = copies[0]
+    if (raw === undefined || raw.length === 0) continue
+    const e = schema.codec.decode(raw)
+    before = before === undefined ? e : schema.merge(before, e)
+  }
+  let conflict: number | undefined
+  for (const v of before?.versions ?? []) {
+    if (v.ts >= ts && !bytesEqual(v.uuid, uuid) && counts(v) && (conflict === undefined || v.ts > conflict)) conflict = v.ts
+  }
+  return { before, conflict }
+}
+
+/** One attempt's requests (see {@link writeInOneRound}). */
+export interface OneRoundSent {
+  /** The previous copies of the object row, by answering node. */
+  answers: Map<NodeId, Uint8Array[]>
+  /** Resolves once every node's request has ended. */
+  settled: Promise<void>
+}
+
+/**
+ * Writes a new version of `key` (`send` writes version `uuid` at `ts`, with whatever else goes
+ * with it, answering the replicas' previous rows) and writes it again above any newer version
+ * the answers show. Answers undefined when the first `send` could not be made in one round
+ * (nothing was sent: the caller takes the two-round path). `superseded` is called, after the
+ * next attempt succeeded, for each attempt that was written again. `counts`: the versions a new
+ * one must be above (default: all, as Garage's timestamps).
+ * @throws the error of a failed attempt; ApiError ServiceUnavailable after
+ * {@link ONE_ROUND_MAX_ATTEMPTS} conflicting answers, or when a later attempt could not be sent.
+ */
+export async function writeInOneRound(
+  garage: Garage,
+  bucketId: Uuid,
+  key: string,
+  firstUuid: Uuid,
+  send: (uuid: Uuid, ts: number, attempt: number) => Promise<OneRoundSent | undefined>,
+  superseded: (uuid: Uuid, ts: number, settled: Promise<void>) => void,
+  counts?: (v: ObjectVersion) => boolean,
+): Promise<{ uuid: Uuid; ts: number; before: ObjectEntry | undefined } | undefined> {
+  let uuid = firstUuid
+  let ts = localTimestamp(garage, bucketId, key)
+  let before: ObjectEntry | undefined
+  const replaced: Array<{ uuid: Uuid; ts: number; settled: Promise<void> }> = []
+  for (let attempt = 1; ; attempt++) {
+    const sent = await send(uuid, ts, attempt)
+    if (sent === undefined) {
+      if (attempt === 1) return undefined
+      throw new ApiError('ServiceUnavailable', 'Service unavailable, please retry (the cluster layout changed during the write)')
+    }
+    const seen = previousRows(garage, sent.answers, uuid, ts, counts)
+    if (attempt === 1) before = seen.before
+    if (seen.conflict === undefined) {
+      for (const r of replaced) superseded(r.uuid, r.ts, r.settled)
+      return { uuid, ts, before }
+    }
+    replaced.push({ uuid, ts, settled: sent.settled })
+    if (attempt >= ONE_ROUND_MAX_ATTEMPTS) {
+      for (const r of replaced) superseded(r.uuid, r.ts, r.settled)
+      throw new ApiError(
+        'ServiceUnavailable',
+        `Service unavailable, please retry (${attempt} writes of the key met a newer version)`,
+      )
+    }
+    // Rare (a clock ahead elsewhere, or the same key written through two nodes in the same
+    // millisecond), and worth seeing when it is not.
+    garage.log.info(`one-round write of ${key}: a version at ${seen.conflict} ≥ ${ts} answered; writing again above it`)
+    uuid = genUuid()
+    ts = garage.nextTimestamp(seen.conflict)
+  }
+}
