@@ -205,14 +205,23 @@ export class Table<E> {
   /**
    * Reads one entry at the read quorum, merging the copies that answered. Replicas that
    * answered an older copy or none get the merged value in the background. With
-   * `seeEveryWrite`, enough replicas to meet every write quorum (`n − writeQuorum + 1`; more than
+   * `everyReplica`, every replica must answer (a write that may have reached one node only).
+   * With `seeEveryWrite`, enough replicas to meet every write quorum (`n − writeQuorum + 1`; more than
    * the read quorum in dangerous mode): for a caller that found its first read stale.
    * @throws QuorumError when too few replicas answer in time.
    */
-  async get(partitionKey: Uint8Array, sortKey: Uint8Array, opts: { seeEveryWrite?: boolean } = {}): Promise<E | undefined> {
+  async get(
+    partitionKey: Uint8Array,
+    sortKey: Uint8Array,
+    opts: { seeEveryWrite?: boolean; everyReplica?: boolean } = {},
+  ): Promise<E | undefined> {
     checkSortKey(this.name, sortKey)
     const hash = this.schema.partitionHash(partitionKey)
-    const answers = await this.#readQuorum(hash, { op: 'get', partitionKey, sortKey }, opts.seeEveryWrite === true)
+    const answers = await this.#readQuorum(
+      hash,
+      { op: 'get', partitionKey, sortKey },
+      opts.everyReplica === true ? 'all' : opts.seeEveryWrite === true,
+    )
     const copies = answers.map((a) => a.value[0])
     const first = copies[0]
     // Every replica holds the same bytes (the common case): nothing to merge or repair.
@@ -420,14 +429,18 @@ export class Table<E> {
     return this.#transport.call(node, this.name, request, signal === undefined ? {} : { signal })
   }
 
-  async #readQuorum(hash: Uint8Array, request: TableRequest, seeEveryWrite = false): Promise<Answer[]> {
+  async #readQuorum(hash: Uint8Array, request: TableRequest, seeEveryWrite: boolean | 'all' = false): Promise<Answer[]> {
     const nodes = this.#replication.readNodes(hash)
     // This node alone: its own error is the answer (no quorum to speak of).
     if (nodes.length === 1 && nodes[0] === this.#self) return [{ node: this.#self, value: this.handle(request) }]
     const quorum = this.#replication.readQuorum()
     const answers = await this.#rpc.tryCallMany(
       nodes,
-      seeEveryWrite ? Math.min(nodes.length, Math.max(quorum, nodes.length - this.#replication.writeQuorum() + 1)) : quorum,
+      seeEveryWrite === 'all'
+        ? nodes.length
+        : seeEveryWrite
+          ? Math.min(nodes.length, Math.max(quorum, nodes.length - this.#replication.writeQuorum() + 1))
+          : quorum,
       (node, signal) => this.#call(node, request, signal),
       {
         hedgeAfterMs: (node) => this.#replication.hedgeDelayOf?.(node),

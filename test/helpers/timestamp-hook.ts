@@ -5,10 +5,11 @@
  * - `GARAGE_TEST_TS_AHEAD_MSEC=N`: the versions this node writes are stamped N ms ahead
  *   (Garage.nextTimestamp shifted), as a node whose clock is ahead would stamp them, while its
  *   clock stays right for SigV4 and the cluster clock;
- * - `GARAGE_TEST_DROP_AHEAD_MSEC=N`: this node does not store an object row of a key under
- *   `stale/` when one of its versions is stamped more than N ms ahead of now, as a node that was
- *   away when it was written (the row comes through none of its paths: writes, repairs,
- *   anti-entropy, all of which go through TableData.updateInTx).
+ * - `GARAGE_TEST_DROP_AHEAD_MSEC=N`: this node refuses (an error, as a node that was away does
+ *   not answer) every write that carries an object row of a key under `stale/` with a version
+ *   stamped more than N ms ahead of now: the row comes through none of its paths (writes,
+ *   repairs, anti-entropy, all of which go through TableData.updateInTx), and a write of it is
+ *   acknowledged by the other two nodes, as it would be with this node away.
  */
 import { Garage } from '../../lib/model/garage.ts'
 import { TableData } from '../../lib/table/data.ts'
@@ -33,7 +34,7 @@ if (dropAhead !== 0) {
       e.key.startsWith('stale/') &&
       e.versions?.some((v) => v.ts > Date.now() + dropAhead) === true
     ) {
-      return undefined
+      throw new Error(`timestamp-hook: this node is away for ${e.key}`)
     }
     return update.call(this, tx, entry, raw)
   } as typeof update

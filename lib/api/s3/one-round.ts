@@ -22,9 +22,6 @@ import { bytesEqual, genUuid, type Uuid, utf8 } from '../../util/data.ts'
 import { ApiError } from '../common/errors.ts'
 import type { VersioningParams } from './versioning.ts'
 
-/** A second round (or third) only follows a conflicting answer; more means something is wrong. */
-export const ONE_ROUND_MAX_ATTEMPTS = 4
-
 /** True when a write with these settings may take the one-round path (see the module comment). */
 export function oneRoundAllowed(w: {
   params: VersioningParams
@@ -88,51 +85,40 @@ export interface OneRoundSent {
 
 /**
  * Writes a new version of `key` (`send` writes version `uuid` at `ts`, with whatever else goes
- * with it, answering the replicas' previous rows) and writes it again above any newer version
- * the answers show. Answers undefined when the first `send` could not be made in one round
- * (nothing was sent: the caller takes the two-round path). `superseded` is called, after the
- * next attempt succeeded, for each attempt that was written again. `counts`: the versions a new
- * one must be above (default: all, as Garage's timestamps).
- * @throws the error of a failed attempt; ApiError ServiceUnavailable after
- * {@link ONE_ROUND_MAX_ATTEMPTS} conflicting answers, or when a later attempt could not be sent.
+ * with it, answering the replicas' previous rows), and once more above any newer version the
+ * first answers show. Answers undefined when the first `send` could not be made in one round
+ * (nothing was sent: the caller takes the two-round path). The second write is not checked: its
+ * timestamp is above every version of the first answers, which hold every write acknowledged
+ * before this one started (the guarantee of Garage's read before a write), and a check would
+ * let two writers of one key through two nodes in the same millisecond chase each other.
+ * `superseded` is called for the first write once the second succeeded. `counts`: the versions
+ * a new one must be above (default: all, as Garage's timestamps).
+ * @throws the error of a failed write; ApiError ServiceUnavailable when the second write could
+ * not be sent in one round (a layout change in between). A failed second write leaves the
+ * first as written.
  */
 export async function writeInOneRound(
   garage: Garage,
   bucketId: Uuid,
   key: string,
   firstUuid: Uuid,
-  send: (uuid: Uuid, ts: number, attempt: number) => Promise<OneRoundSent | undefined>,
+  send: (uuid: Uuid, ts: number, attempt: 1 | 2) => Promise<OneRoundSent | undefined>,
   superseded: (uuid: Uuid, ts: number, settled: Promise<void>) => void,
   counts?: (v: ObjectVersion) => boolean,
 ): Promise<{ uuid: Uuid; ts: number; before: ObjectEntry | undefined } | undefined> {
-  let uuid = firstUuid
-  let ts = localTimestamp(garage, bucketId, key)
-  let before: ObjectEntry | undefined
-  const replaced: Array<{ uuid: Uuid; ts: number; settled: Promise<void> }> = []
-  for (let attempt = 1; ; attempt++) {
-    const sent = await send(uuid, ts, attempt)
-    if (sent === undefined) {
-      if (attempt === 1) return undefined
-      throw new ApiError('ServiceUnavailable', 'Service unavailable, please retry (the cluster layout changed during the write)')
-    }
-    const seen = previousRows(garage, sent.answers, uuid, ts, counts)
-    if (attempt === 1) before = seen.before
-    if (seen.conflict === undefined) {
-      for (const r of replaced) superseded(r.uuid, r.ts, r.settled)
-      return { uuid, ts, before }
-    }
-    replaced.push({ uuid, ts, settled: sent.settled })
-    if (attempt >= ONE_ROUND_MAX_ATTEMPTS) {
-      for (const r of replaced) superseded(r.uuid, r.ts, r.settled)
-      throw new ApiError(
-        'ServiceUnavailable',
-        `Service unavailable, please retry (${attempt} writes of the key met a newer version)`,
-      )
-    }
-    // Rare (a clock ahead elsewhere, or the same key written through two nodes in the same
-    // millisecond), and worth seeing when it is not.
-    garage.log.info(`one-round write of ${key}: a version at ${seen.conflict} ≥ ${ts} answered; writing again above it`)
-    uuid = genUuid()
-    ts = garage.nextTimestamp(seen.conflict)
+  const ts = localTimestamp(garage, bucketId, key)
+  const sent = await send(firstUuid, ts, 1)
+  if (sent === undefined) return undefined
+  const seen = previousRows(garage, sent.answers, firstUuid, ts, counts)
+  if (seen.conflict === undefined) return { uuid: firstUuid, ts, before: seen.before }
+  // Rare (a clock ahead elsewhere, a write this node's copy missed, or the same key written
+  // through two nodes in the same millisecond), and worth seeing when it is not.
+  garage.log.info(`one-round write of ${key}: a version at ${seen.conflict} ≥ ${ts} answered; writing again above it`)
+  const uuid = genUuid()
+  const again = garage.nextTimestamp(seen.conflict)
+  if ((await send(uuid, again, 2)) === undefined) {
+    throw new ApiError('ServiceUnavailable', 'Service unavailable, please retry (the cluster layout changed during the write)')
   }
+  superseded(firstUuid, ts, sent.settled)
+  return { uuid, ts: again, before: seen.before }
 }

@@ -105,14 +105,20 @@ export async function handlePutObject(ctx: BucketCtx, key: string): Promise<ApiR
   })
   const quotas = ctx.bucketParams.quotas.v
   const condition = parseWriteCondition(ctx.req.headers)
-  const stamp = newVersionStamp(ctx)
   const declared = declaredLength(ctx.req.headers)
   // A body of one block at most that needs nothing from the key's current row is written in
-  // one round, without reading the row first (one-round.ts).
+  // one round, without reading the row first (one-round.ts). Object lock needs a bucket that
+  // has versioning, which the one-round path excludes: only the request's own lock headers are
+  // looked at here (their errors come from newVersionStamp, after the checks below, as before).
+  const h = ctx.req.headers
+  const lockHeaders =
+    h['x-amz-object-lock-mode'] !== undefined ||
+    h['x-amz-object-lock-retain-until-date'] !== undefined ||
+    h['x-amz-object-lock-legal-hold'] !== undefined
   const oneRound =
     declared !== undefined &&
     declared <= ctx.garage.blockSize &&
-    oneRoundAllowed({ params: ctx.bucketParams, quotas, condition, lock: stamp.fields.lock, encryption })
+    oneRoundAllowed({ params: ctx.bucketParams, quotas, condition, lock: lockHeaders ? true : undefined, encryption })
   // Otherwise the key's current row, read once (at quorum) for the whole request: the quota
   // checks count the difference from it, and the new version's timestamp must be newer than its
   // versions.
@@ -130,7 +136,7 @@ export async function handlePutObject(ctx: BucketCtx, key: string): Promise<ApiR
     existing,
     condition,
     tags,
-    stamp,
+    stamp: newVersionStamp(ctx),
     oneRound,
   })
   const out: Record<string, string> = {
@@ -566,53 +572,56 @@ async function saveOneBlockOneRound(
     batchItem(garage.blockRefTable, [{ block: hash, version: uuid, deleted: false }]),
     batchItem(garage.objectTable, [{ bucketId, key, versions: [version(uuid, ts)] }]),
   ]
-  const undo = (uuid: Uuid, ts: number | undefined, settled: Promise<void>): void => {
+  // The first write of a version written again (a newer version was there): its object row is
+  // dropped by the newer one's merge; its version row (and so its reference) goes here, once
+  // every request of that write has ended (a late version entry or reference would outlive the
+  // deletion: see writeBlocks).
+  const superseded = (uuid: Uuid, _ts: number, settled: Promise<void>): void => {
     undoInBackground(garage, uuid, async () => {
-      // Not before every request of the write has ended: a late version entry or reference
-      // would outlive the deletion (see writeBlocks).
       await settled
-      if (ts !== undefined) {
-        await garage.objectTable.insert({ bucketId, key, versions: [{ uuid, ts, state: { t: 'aborted' } }] })
-      }
       await garage.versionTable.insert(deletedVersion(uuid, backlink))
     })
   }
-  let attempt: { uuid: Uuid; ts: number; planned: PlannedBatch } | undefined
+  // Writes sent that did not reach their quorum: each may be complete on some node (its row
+  // goes with its block), so it is not undone blindly: once its requests have ended, every
+  // replica is read (UploadGuard.resolveOneRound). Writes that reached it are never undone.
+  const unsettled = new Map<Uuid, PlannedBatch>()
   try {
     const written = await writeInOneRound(
       garage,
       bucketId,
       key,
       versionId,
-      (uuid, ts, n) =>
+      (uuid, ts) =>
         garage.tableBatch.withPlan(items(uuid, ts), garage.objectTable, async (planned) => {
-          attempt = { uuid, ts, planned }
-          // The block is stored at quorum by the first attempt; a later one only adds rows.
-          const answers =
-            n === 1
-              ? await garage.blockManager.putBlockWithRows(hash, block, planned, {
-                  // The upload guard's record commits with this node's version row and
-                  // reference, before the block, and ends with its object row: a crash between
-                  // the two leaves a version the next start deletes (unless complete elsewhere).
-                  before: (tx) => garage.uploads.beginInTx(tx, uuid, bucketId, key),
-                  after: (tx) => garage.uploads.endInTx(tx, uuid),
-                })
-              : await garage.tableBatch.sendPlanned(planned)
-          // Not colocated: nothing was sent, and nothing is to undo.
-          if (answers === undefined) attempt = undefined
+          unsettled.set(uuid, planned)
+          // The block goes with the rows on every write (a second one sends it again), so that
+          // no node has the `complete` row without the block.
+          const answers = await garage.blockManager.putBlockWithRows(hash, block, planned, {
+            // The upload guard's record commits with this node's version row and reference,
+            // before the block, and ends with its object row: a crash between the two leaves a
+            // version the next start settles (UploadGuard.resolveOneRound).
+            before: (tx) => garage.uploads.beginInTx(tx, uuid, bucketId, key, { oneRound: true }),
+            after: (tx) => garage.uploads.endInTx(tx, uuid),
+          })
+          unsettled.delete(uuid)
           return answers === undefined ? undefined : { answers, settled: plannedSettled(planned) }
         }),
-      // The object row of a version written again is dropped by the newer one's merge; its
-      // version row (and so its reference) goes here.
-      (uuid, _ts, settled) => undo(uuid, undefined, settled),
+      superseded,
     )
     if (written === undefined) return undefined
     return { versionId: written.uuid, ts: written.ts, meta, ...stampedId(opts.stamp, version(written.uuid, written.ts)) }
   } catch (err) {
     body.destroy()
-    // The failed attempt may have reached some nodes (a request still running settles later;
-    // the undo waits for the time the transport gives it at most).
-    if (attempt !== undefined) undo(attempt.uuid, attempt.ts, plannedSettled(attempt.planned))
+    for (const [uuid, planned] of unsettled) {
+      void plannedSettled(planned)
+        .then(() => garage.uploads.resolveOneRound(uuid, bucketId, key, garage.objectTable, garage.versionTable))
+        .catch((e: unknown) =>
+          garage.log.warn(
+            `could not settle the failed write of version ${toHex(uuid)} (${(e as Error).message}): left to the upload guard and the versions repair`,
+          ),
+        )
+    }
     throw err
   }
 }

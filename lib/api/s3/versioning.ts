@@ -221,13 +221,16 @@ export async function deleteObjectVersion(
 /**
  * DeleteObject without a version id in a bucket never versioned, in one round (one-round.ts):
  * the delete marker is written without reading the row first, above every complete version the
- * replicas answer they held (a newer upload in progress stays, as AWS keeps it). Undefined, with
- * nothing written, when this node does not store the key's row (its copy gives the timestamp) or
- * its copy shows an upload in progress: a marker over no visible version would end that upload
- * where the two-round path writes nothing.
+ * replicas answer they held (a newer upload in progress stays, as AWS keeps it). Only when this
+ * node stores the key's row and its copy shows a visible version and no upload in progress:
+ * otherwise (undefined, nothing written) the two-round path reads the row first and writes
+ * nothing when nothing is visible, so that a DELETE of a missing key leaves no marker and cannot
+ * end an upload this node's copy has not seen yet.
  */
 async function deleteInOneRound(garage: Garage, bucketId: Uuid, key: string): Promise<DeleteOutcome | undefined> {
   const local = garage.objectTable.data.read(bucketId, utf8(key))
+  const visible = latestVersion(local)
+  if (visible === undefined || isDeleteMarker(visible)) return undefined
   if (local?.versions.some((v) => v.state.t === 'uploading') === true) return undefined
   const marker = (uuid: Uuid, ts: number): ObjectVersion => ({ uuid, ts, state: { t: 'complete', data: { t: 'delete' } } })
   const written = await writeInOneRound(

@@ -23,6 +23,11 @@ interface InProgress {
   /** False for a conditional write's claim, which has no version row. Absent: true. */
   versionRow?: false
   /**
+   * A one-round PUT's version (put.ts saveOneBlockOneRound): its `complete` row went to every
+   * node with its block, so it may be complete on one node only; see {@link UploadGuard.resolveOneRound}.
+   */
+  oneRound?: true
+  /**
    * An UploadPart's part (its version is the record's key): its part row, once finished, keeps it.
    * Without `ts` (a part of one block, written before its upload is read: multipart.ts), every row
    * of the part number is looked at.
@@ -41,6 +46,8 @@ export interface UploadGuardOptions {
   versionRow?: boolean
   /** For an UploadPart: the part's row (its timestamp, if known before the data is written). */
   part?: PartRecord
+  /** A one-round PUT's version (see {@link UploadGuard.resolveOneRound}). */
+  oneRound?: boolean
 }
 
 const codec = defineCodec<InProgress>('GTup1')
@@ -67,6 +74,7 @@ export class UploadGuard {
     const rec: InProgress = { bucketId, key }
     if (o.ts !== undefined) rec.ts = o.ts
     if (o.versionRow === false) rec.versionRow = false
+    if (o.oneRound === true) rec.oneRound = true
     if (o.part !== undefined) {
       rec.part = { uploadId: o.part.uploadId, partNumber: o.part.partNumber }
       if (o.part.ts !== undefined) rec.part.ts = o.part.ts
@@ -89,6 +97,28 @@ export class UploadGuard {
   }
 
   /**
+   * Settles a one-round PUT's version that failed or was interrupted: its `complete` row went to
+   * each node with the block and is merged there after it, so it may be complete on any one
+   * replica, whatever a quorum says. Every replica of the key's row is read: where one has the
+   * version complete, the write took effect (anti-entropy brings the row, and resync the block,
+   * to the others) and the record ends; where none has it, its version row is deleted (its
+   * reference and block follow) and the record ends.
+   * @throws QuorumError when some replica does not answer (the record stays, for the next try).
+   */
+  async resolveOneRound(
+    versionId: Uuid,
+    bucketId: Uuid,
+    key: string,
+    objects: Table<ObjectEntry>,
+    versions: Table<VersionEntry>,
+  ): Promise<void> {
+    const row = await objects.get(bucketId, utf8(key), { everyReplica: true })
+    const v = row?.versions.find((x) => bytesEqual(x.uuid, versionId))
+    if (v?.state.t !== 'complete') await versions.insert(deletedVersion(versionId, { t: 'object', bucketId, key }))
+    this.end(versionId)
+  }
+
+  /**
    * Aborts every upload left over by a previous run: its `uploading` row (if it wrote one) is
    * marked aborted, and its version row is deleted, which releases its blocks, unless the version
    * completed (the crash came after the commit). Returns how many there were.
@@ -96,6 +126,10 @@ export class UploadGuard {
   async abortLeftovers(objects: Table<ObjectEntry>, versions: Table<VersionEntry>, mpus: Table<MpuEntry>): Promise<number> {
     const left = [...this.#tree.range()].map(([k, v]) => ({ versionId: k, ...codec.decode(v) }))
     for (const u of left) {
+      if (u.oneRound === true) {
+        await this.resolveOneRound(u.versionId, u.bucketId, u.key, objects, versions)
+        continue
+      }
       if (u.part !== undefined) {
         // A part: kept if its row was finished (ETag recorded) before the crash, else deleted
         // (its listing, if written, stays without ETag: Complete never picks it).
