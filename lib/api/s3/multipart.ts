@@ -19,8 +19,8 @@ import type { Garage } from '../../model/garage.ts'
 import { deletedMpu, foldMpuRows, type MpuEntry, type MpuPart, mpuPartRow, mpuPartSortKey } from '../../model/s3/mpu-table.ts'
 import { isSseS3, type ObjectData, type ObjectEntry, type ObjectMeta, type ObjectVersion } from '../../model/s3/object-table.ts'
 import { deletedVersion, type VersionBlock, type VersionEntry, versionBlock } from '../../model/s3/version-table.ts'
-import { type BatchItem, batchItem } from '../../table/batch.ts'
-import { bytesEqual, genUuid, type Hash, toHex, type Uuid, utf8 } from '../../util/data.ts'
+import { type BatchItem, batchItem, type PlannedBatch, plannedSettled } from '../../table/batch.ts'
+import { blake2sum, bytesEqual, genUuid, type Hash, toHex, type Uuid, utf8 } from '../../util/data.ts'
 import type { Logger } from '../../util/logger.ts'
 import { isoDate } from '../../util/time.ts'
 import { ApiError } from '../common/errors.ts'
@@ -544,7 +544,8 @@ export async function handleUploadPart(
   }
   const done =
     oneBlock && first !== undefined
-      ? await uploadOneBlockPart(ctx, settings, uploadRead, ep.partNumber, first, chunker, cipher, written)
+      ? ((await uploadPartInOneRound(ctx, settings, uploadRead, ep.partNumber, first, cipher, written)) ??
+        (await uploadOneBlockPart(ctx, settings, uploadRead, ep.partNumber, first, chunker, cipher, written)))
       : await uploadPartAfterRead(ctx, await uploadRead, ep.partNumber, first, chunker, cipher, written)
   const out: Record<string, string> = { etag: `"${done.etag}"` }
   if (cipher !== undefined) Object.assign(out, cipher.responseHeaders())
@@ -592,6 +593,134 @@ async function uploadPartAfterRead(
       throw err
     }
   }).finally(() => g.uploads.end(part.version))
+}
+
+/**
+ * A part of one block, fully received, of an upload this node holds a copy of (its object row
+ * and its upload row), in one round trip (docs/design/round-trips.md, "One-round UploadPart"):
+ * the block goes to each of its storage nodes with the part's version row, its block_ref and its
+ * *finished* part row (ETag, size), which that node merges once the block is stored, while the
+ * upload and the part number's latest row are read at quorum. The part row's timestamp comes
+ * from this node's copy; the quorum read of the part number's latest row, which meets the write
+ * quorum of every earlier part row, shows a newer one (a clock ahead elsewhere, a copy behind):
+ * the row is then written again above it (a second round, rare). Undefined, with nothing
+ * written, when the rows do not go to exactly the block's nodes (RF = number of nodes) or this
+ * node has no copy of the upload row: the two-round path.
+ *
+ * A failure (the write or the read, NoSuchUpload) tombstones the part row and deletes the
+ * version once every request has ended: a part row's deletion wins over its finished state, so
+ * Complete never picks it, and the version row goes with its references. A crash of this node
+ * between its two transactions (the upload guard's record, `oneRound`) is settled at the next
+ * start by reading the part row on every replica.
+ */
+async function uploadPartInOneRound(
+  ctx: BucketCtx,
+  settings: UploadSettings,
+  uploadRead: Promise<Upload>,
+  partNumber: number,
+  first: Buffer,
+  cipher: ObjectCipher | undefined,
+  written: PartWritten,
+): Promise<(MpuPart & { etag: string; size: number }) | undefined> {
+  const g = ctx.garage
+  const { uploadId } = settings
+  const localMpu = g.mpuTable.data.read(uploadId, EMPTY)
+  if (localMpu === undefined || localMpu.deleted) return undefined
+  // The part number's newest row in this node's copy (and parts an older upload row holds).
+  const [latest] = g.mpuTable.data.readRange(uploadId, {
+    start: mpuPartSortKey({ partNumber: partNumber + 1, ts: 0 }),
+    limit: 1,
+    reverse: true,
+  })
+  let previous = latest?.partRow?.partNumber === partNumber ? latest.partRow.ts : undefined
+  for (const p of localMpu.parts) if (p.partNumber === partNumber) previous = Math.max(previous ?? p.ts, p.ts)
+  const versionId = genUuid()
+  const backlink = { t: 'mpu' as const, uploadId }
+  const data = cipher === undefined ? first : cipher.encryptBlock(first)
+  const hash = blake2sum(data)
+  // Verified before anything is sent: the finished row makes the part usable by Complete.
+  const done: MpuPart & { etag: string; size: number } = {
+    partNumber,
+    ts: g.nextTimestamp(previous),
+    version: versionId,
+    ...(await written(first.length)),
+  }
+  const items = (part: MpuPart): BatchItem[] => [
+    batchItem(g.versionTable, [
+      { uuid: versionId, deleted: false, blocks: [versionBlock(partNumber, 0, hash, first.length)], partsEtags: [], backlink },
+    ]),
+    batchItem(g.blockRefTable, [{ block: hash, version: versionId, deleted: false }]),
+    batchItem(g.mpuTable, [mpuPartRow(localMpu, part)]),
+  ]
+  const rows: MpuPart[] = []
+  const plans: PlannedBatch[] = []
+  // The part rows (merged after the block on each node: the mpu table is the batch's `prev`).
+  const send = (part: MpuPart, guard: boolean): Promise<Map<string, Uint8Array[]> | undefined | 'not sent'> =>
+    g.tableBatch
+      .withPlan(items(part), g.mpuTable, async (planned) => {
+        plans.push(planned)
+        rows.push(part)
+        return g.blockManager.putBlockWithRows(
+          hash,
+          data,
+          planned,
+          guard
+            ? {
+                // The guard's record commits with this node's version row and reference, and
+                // ends with its finished part row.
+                before: (tx) =>
+                  g.uploads.beginInTx(tx, versionId, ctx.bucketId, settings.key, {
+                    part: { uploadId, partNumber, ts: part.ts },
+                    oneRound: true,
+                  }),
+                after: (tx) => g.uploads.endInTx(tx, versionId),
+              }
+            : {},
+        )
+      })
+      .then((r) => (r === undefined ? 'not sent' : r))
+  const undo = (): void => {
+    undoInBackground(g, versionId, async () => {
+      await Promise.allSettled(plans.map((p) => plannedSettled(p)))
+      // Every part row sent is tombstoned (deletion wins over finished), then the version.
+      for (const part of rows) await g.mpuTable.insert({ ...mpuPartRow(localMpu, part), deleted: true, parts: [] })
+      await g.versionTable.insert(deletedVersion(versionId, backlink))
+    })
+  }
+  try {
+    const [sent, read] = await Promise.allSettled([send({ ...done }, true), uploadRead])
+    if (sent.status === 'fulfilled' && sent.value === 'not sent') {
+      // Not colocated: nothing was written; the read goes on for the two-round path.
+      return undefined
+    }
+    if (sent.status === 'rejected') throw sent.reason
+    if (read.status === 'rejected') throw read.reason
+    const upload = read.value
+    let newest = upload.lastPartTs ?? undefined
+    for (const p of upload.mpu.parts) if (p.partNumber === partNumber) newest = Math.max(newest ?? p.ts, p.ts)
+    if (newest !== undefined && newest > done.ts) {
+      ctx.log.info(
+        `one-round part ${partNumber} of upload ${toHex(uploadId)}: a row at ${newest} > ${done.ts}; writing again above it`,
+      )
+      done.ts = g.nextTimestamp(newest)
+      if ((await send({ ...done }, false)) === 'not sent') {
+        throw new ApiError(
+          'ServiceUnavailable',
+          'Service unavailable, please retry (the cluster layout changed during the write)',
+        )
+      }
+    }
+    // Completed or aborted meanwhile: released after the answer, as finishPart does.
+    void releaseIfUploadGone(g, upload, done).catch((err: unknown) => {
+      ctx.log.warn(`cannot check the upload of part ${partNumber} after writing it: ${(err as Error).message}`)
+    })
+  } catch (err) {
+    ctx.body.destroy()
+    undo()
+    throw err
+  }
+  g.uploads.end(versionId)
+  return done
 }
 
 /**

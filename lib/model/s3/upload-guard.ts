@@ -126,17 +126,19 @@ export class UploadGuard {
   async abortLeftovers(objects: Table<ObjectEntry>, versions: Table<VersionEntry>, mpus: Table<MpuEntry>): Promise<number> {
     const left = [...this.#tree.range()].map(([k, v]) => ({ versionId: k, ...codec.decode(v) }))
     for (const u of left) {
-      if (u.oneRound === true) {
+      if (u.oneRound === true && u.part === undefined) {
         await this.resolveOneRound(u.versionId, u.bucketId, u.key, objects, versions)
         continue
       }
       if (u.part !== undefined) {
         // A part: kept if its row was finished (ETag recorded) before the crash, else deleted
-        // (its listing, if written, stays without ETag: Complete never picks it).
+        // (its listing, if written, stays without ETag: Complete never picks it). A one-round
+        // part's finished row went with its block, so it may be on one replica only: every
+        // replica is read.
         const { uploadId, partNumber, ts } = u.part
         const rows =
           ts !== undefined
-            ? [await mpus.get(uploadId, mpuPartSortKey({ partNumber, ts }))]
+            ? [await mpus.get(uploadId, mpuPartSortKey({ partNumber, ts }), { everyReplica: u.oneRound === true })]
             : // The number's rows (one per upload of it: a handful) come first from its first key on.
               (await mpus.getRange(uploadId, { start: mpuPartSortKey({ partNumber, ts: 0 }), limit: 1000 })).filter(
                 (row) => row.partRow?.partNumber === partNumber,

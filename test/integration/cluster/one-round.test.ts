@@ -12,7 +12,15 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { after, before, describe, test } from 'node:test'
-import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3'
+import {
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  PutObjectCommand,
+  type S3Client,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3'
 import { type ReplicatedCluster, startReplicatedCluster } from '../../helpers/cluster.ts'
 
 const HOOK = fileURLToPath(new URL('../../helpers/timestamp-hook.ts', import.meta.url))
@@ -72,11 +80,39 @@ describe('one-round writes ordered after a version the writing node missed', { t
     for (const i of [0, 1, 2]) assert.equal(await get(cluster.client(i), key), 'NoSuchKey', `node ${i} sees the object deleted`)
   })
 
+  test('an UploadPart through the node that missed a newer upload of the part number is the one Complete takes', async () => {
+    const key = 'stale/mpu'
+    const Bucket = cluster.bucket
+    const { UploadId } = await cluster.client(0).send(new CreateMultipartUploadCommand({ Bucket, Key: key }))
+    const older = randomBytes(20_000)
+    const newer = randomBytes(20_000)
+    // Part 1 through node 1 (its row stamped ahead, refused by node 0), then again through node 0.
+    await cluster.client(1).send(new UploadPartCommand({ Bucket, Key: key, UploadId, PartNumber: 1, Body: older }))
+    const part = await cluster.client(0).send(new UploadPartCommand({ Bucket, Key: key, UploadId, PartNumber: 1, Body: newer }))
+    assert.ok(logOf(0).includes(`one-round part 1 of upload`), 'node 0 wrote its part row again above the one it missed')
+    await cluster.client(0).send(
+      new CompleteMultipartUploadCommand({
+        Bucket,
+        Key: key,
+        UploadId,
+        MultipartUpload: { Parts: [{ PartNumber: 1, ETag: part.ETag }] },
+      }),
+    )
+    for (const i of [0, 1, 2])
+      assert.equal(await get(cluster.client(i), key), newer.toString('hex'), `node ${i} reads the later part`)
+  })
+
   test('writes whose copy is current are not written twice', async () => {
     const key = `fresh/${randomBytes(4).toString('hex')}`
     const before = (logOf(0).match(/writing again above it/g) ?? []).length
     const body = randomBytes(10_000)
     await cluster.client(0).send(new PutObjectCommand({ Bucket: cluster.bucket, Key: key, Body: body }))
+    const { UploadId } = await cluster
+      .client(0)
+      .send(new CreateMultipartUploadCommand({ Bucket: cluster.bucket, Key: `${key}.mpu` }))
+    await cluster
+      .client(0)
+      .send(new UploadPartCommand({ Bucket: cluster.bucket, Key: `${key}.mpu`, UploadId, PartNumber: 1, Body: body }))
     await cluster.client(0).send(new DeleteObjectCommand({ Bucket: cluster.bucket, Key: key }))
     assert.equal(await get(cluster.client(2), key), 'NoSuchKey')
     assert.equal((logOf(0).match(/writing again above it/g) ?? []).length, before)
