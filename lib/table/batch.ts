@@ -62,6 +62,27 @@ export function plannedSettled(planned: PlannedBatch): Promise<void> {
 
 const EMPTY = new Uint8Array(0)
 
+/** The plans of a batch as one request per node (each with `prev`), and every write set. */
+function groupByNode(
+  plans: readonly InsertPlan[],
+  prev: string | undefined,
+): { byNode: Map<NodeId, TableBatchRequest>; sets: Map<string, NodeId[]> } {
+  const byNode = new Map<NodeId, TableBatchRequest>()
+  const sets = new Map<string, NodeId[]>()
+  for (const plan of plans) {
+    for (const [k, set] of plan.sets) sets.set(k, set)
+    for (const [node, entries] of plan.byNode) {
+      let req = byNode.get(node)
+      if (req === undefined) {
+        req = prev === undefined ? { items: [] } : { items: [], prev }
+        byNode.set(node, req)
+      }
+      req.items.push({ table: plan.table, entries })
+    }
+  }
+  return { byNode, sets }
+}
+
 export interface TableBatchOptions {
   self: NodeId
   /** Runs a function in one transaction of the database every table of the batch lives in. */
@@ -123,19 +144,7 @@ export class TableBatch {
         this.#runLocal(local.after)
         return
       }
-      const byNode = new Map<NodeId, TableBatchRequest>()
-      const sets = new Map<string, NodeId[]>()
-      for (const plan of plans) {
-        for (const [k, set] of plan.sets) sets.set(k, set)
-        for (const [node, entries] of plan.byNode) {
-          let req = byNode.get(node)
-          if (req === undefined) {
-            req = { items: [] }
-            byNode.set(node, req)
-          }
-          req.items.push({ table: plan.table, entries })
-        }
-      }
+      const { byNode, sets } = groupByNode(plans, undefined)
       // This node alone: its own error is the answer (no quorum to speak of).
       if (byNode.size === 1 && byNode.has(this.#o.self)) {
         this.#handle(byNode.get(this.#o.self) as TableBatchRequest, local)
@@ -195,19 +204,7 @@ export class TableBatch {
       }
       const plans = live.map((i) => i.table.planInsert(i.entries))
       if (plans.length === 0 || !this.#colocated(plans) || !this.#batchable(plans)) return undefined
-      const byNode = new Map<NodeId, TableBatchRequest>()
-      const sets = new Map<string, NodeId[]>()
-      for (const plan of plans) {
-        for (const [k, set] of plan.sets) sets.set(k, set)
-        for (const [node, entries] of plan.byNode) {
-          let req = byNode.get(node)
-          if (req === undefined) {
-            req = prev === undefined ? { items: [] } : { items: [], prev: prev.name }
-            byNode.set(node, req)
-          }
-          req.items.push({ table: plan.table, entries })
-        }
-      }
+      const { byNode, sets } = groupByNode(plans, prev?.name)
       return await fn({ byNode, sets: [...sets.values()], quorum: (plans[0] as InsertPlan).quorum, calls: [] })
     } finally {
       for (const u of unlocks) u()

@@ -11,7 +11,7 @@ import { INLINE_THRESHOLD } from '../../block/manager.ts'
 import type { BucketQuotas } from '../../model/bucket-table.ts'
 import type { Garage } from '../../model/garage.ts'
 import { countObject } from '../../model/index-counter.ts'
-import type { ObjectEntry, ObjectMeta, ObjectVersion } from '../../model/s3/object-table.ts'
+import type { ObjectData, ObjectEntry, ObjectMeta, ObjectVersion } from '../../model/s3/object-table.ts'
 import { deletedVersion, VERSION_COMMIT_DEADLINE_MS, type VersionBacklink, versionBlock } from '../../model/s3/version-table.ts'
 import { type BatchItem, batchItem, type LocalWrites, type PlannedBatch, plannedSettled } from '../../table/batch.ts'
 import { blake2sum, genUuid, type Hash, toHex, type Uuid, utf8 } from '../../util/data.ts'
@@ -443,23 +443,19 @@ async function saveOneBlock(
     if (read.status === 'rejected') throw read.reason
     const existing = read.value
     const ts = garage.nextTimestamp(maxTimestamp(existing))
-    const tagging = initialTagging(opts.tags, ts)
     const { stored, meta } = s.seal(objectMetaFrom(await result, data.value.size, headers, opts.checksumAlgorithm))
     await checkQuotas(garage, bucketId, opts.quotas, existing, data.value.size)
     // The `versions` repair may take a version unreferenced for its grace for an orphan.
     if (performance.now() - written > VERSION_COMMIT_DEADLINE_MS) {
       throw new ApiError('ServiceUnavailable', 'Service unavailable, please retry (the write took too long)')
     }
-    const complete: ObjectVersion = {
-      uuid: versionId,
+    const complete = completeVersion(
+      versionId,
       ts,
-      state: {
-        t: 'complete',
-        data: { t: 'firstBlock', meta: stored, hash: data.value.firstHash },
-        ...(tagging === undefined ? {} : { tagging }),
-      },
-      ...stamp,
-    }
+      { t: 'firstBlock', meta: stored, hash: data.value.firstHash },
+      opts.tags,
+      stamp,
+    )
     committedAt = ts
     // On a lone node: the object row and the end of the guard's record in one transaction.
     await commitVersion(garage, bucketId, key, opts.condition, complete, (tx) => garage.uploads.endInTx(tx, versionId))
@@ -503,12 +499,7 @@ async function saveInlineOneRound(
   const meta = objectMetaFrom(await result, bytes.length, headers, opts.checksumAlgorithm)
   const data = new Uint8Array(bytes)
   const version = (uuid: Uuid, ts: number): ObjectVersion => {
-    const tagging = initialTagging(opts.tags, ts)
-    return {
-      uuid,
-      ts,
-      state: { t: 'complete', data: { t: 'inline', meta, bytes: data }, ...(tagging === undefined ? {} : { tagging }) },
-    }
+    return completeVersion(uuid, ts, { t: 'inline', meta, bytes: data }, opts.tags)
   }
   const written = await writeInOneRound(
     garage,
@@ -533,8 +524,9 @@ async function saveInlineOneRound(
  * its storage nodes with the version row, the block_ref and the `complete` object row, which
  * that node merges once the block is stored, so no node lists the version without holding its
  * data. Only where the rows' nodes are the block's (RF = number of nodes, outside layout
- * changes); undefined otherwise, having written nothing. A failed write, or a version written
- * again above a newer one, has its rows undone after every node's request ended.
+ * changes); undefined otherwise, having written nothing. A version written again above a newer
+ * one has its version row deleted once every request of its write has ended; a failed write is
+ * settled by reading every replica (UploadGuard.resolveOneRound), since it may be complete on one.
  */
 async function saveOneBlockOneRound(
   garage: Garage,
@@ -552,16 +544,7 @@ async function saveOneBlockOneRound(
   const hash = blake2sum(block)
   const backlink = { t: 'object' as const, bucketId, key }
   const version = (uuid: Uuid, ts: number): ObjectVersion => {
-    const tagging = initialTagging(opts.tags, ts)
-    return {
-      uuid,
-      ts,
-      state: {
-        t: 'complete',
-        data: { t: 'firstBlock', meta, hash },
-        ...(tagging === undefined ? {} : { tagging }),
-      },
-    }
+    return completeVersion(uuid, ts, { t: 'firstBlock', meta, hash }, opts.tags)
   }
   // In order on each node, in one transaction: the version row, its reference, then the row
   // that makes it visible.
@@ -624,6 +607,18 @@ async function saveOneBlockOneRound(
     }
     throw err
   }
+}
+
+/** A `complete` version of `data` written at `ts`, with the request's tags and stamp. */
+function completeVersion(
+  uuid: Uuid,
+  ts: number,
+  data: ObjectData,
+  tags: Tags | undefined,
+  stamp: Pick<ObjectVersion, 'keep' | 'lock'> = {},
+): ObjectVersion {
+  const tagging = initialTagging(tags, ts)
+  return { uuid, ts, state: { t: 'complete', data, ...(tagging === undefined ? {} : { tagging }) }, ...stamp }
 }
 
 /**
