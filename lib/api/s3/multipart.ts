@@ -87,6 +87,8 @@ export interface Upload {
    * (null: it has none). Undefined: not read.
    */
   lastPartTs?: number | null | undefined
+  /** With `lastPartTs`: the versions that row lists (a one-round part tells its own row from another). */
+  lastPartVersions?: Uuid[] | undefined
 }
 
 /**
@@ -125,15 +127,20 @@ export async function getUpload(
   uploadId: Uuid,
   partNumber?: number,
 ): Promise<Upload> {
-  const [object, mpu, lastPartTs] = await Promise.all([
+  const [object, mpu, last] = await Promise.all([
     garage.objectTable.get(bucketId, utf8(key)),
     garage.mpuTable.get(uploadId, EMPTY),
-    partNumber === undefined ? undefined : lastPartTimestamp(garage, uploadId, partNumber),
+    partNumber === undefined ? undefined : lastPartRow(garage, uploadId, partNumber),
   ])
   if (object === undefined || mpu === undefined || mpu.deleted) throw noSuchUpload()
   const version = object.versions.find((v) => bytesEqual(v.uuid, uploadId) && v.state.t === 'uploading' && v.state.multipart)
   if (version === undefined) throw noSuchUpload()
-  return { uploadId, bucketId, key, object, version: version as Upload['version'], mpu, lastPartTs }
+  const upload: Upload = { uploadId, bucketId, key, object, version: version as Upload['version'], mpu }
+  if (last !== undefined) {
+    upload.lastPartTs = last?.ts ?? null
+    upload.lastPartVersions = last?.versions ?? []
+  }
+  return upload
 }
 
 /**
@@ -141,12 +148,18 @@ export async function getUpload(
  * number's successor, one entry read backwards.
  */
 async function lastPartTimestamp(garage: Garage, uploadId: Uuid, partNumber: number): Promise<number | null> {
+  return (await lastPartRow(garage, uploadId, partNumber))?.ts ?? null
+}
+
+/** The latest row of `partNumber` (its timestamp and the versions it lists), if any. */
+async function lastPartRow(garage: Garage, uploadId: Uuid, partNumber: number): Promise<{ ts: number; versions: Uuid[] } | null> {
   const [row] = await garage.mpuTable.getRange(uploadId, {
     start: mpuPartSortKey({ partNumber: partNumber + 1, ts: 0 }),
     limit: 1,
     reverse: true,
   })
-  return row?.partRow?.partNumber === partNumber ? row.partRow.ts : null
+  if (row?.partRow?.partNumber !== partNumber) return null
+  return { ts: row.partRow.ts, versions: row.parts.map((p) => p.version) }
 }
 
 /**
@@ -698,7 +711,10 @@ async function uploadPartInOneRound(
     const upload = read.value
     let newest = upload.lastPartTs ?? undefined
     for (const p of upload.mpu.parts) if (p.partNumber === partNumber) newest = Math.max(newest ?? p.ts, p.ts)
-    if (newest !== undefined && newest > done.ts) {
+    // A row at the same timestamp that lists another version: two writes of the part number
+    // chose the same row key (their merge keeps one of them): ours goes above it.
+    const sameKey = newest === done.ts && upload.lastPartVersions?.some((v) => !bytesEqual(v, versionId)) === true
+    if (newest !== undefined && (newest > done.ts || sameKey)) {
       ctx.log.info(
         `one-round part ${partNumber} of upload ${toHex(uploadId)}: a row at ${newest} > ${done.ts}; writing again above it`,
       )

@@ -5,6 +5,7 @@
  * marked complete. Small bodies are stored inline in the object row.
  */
 import type { IncomingHttpHeaders } from 'node:http'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Readable } from 'node:stream'
 import type { Transaction } from '../../db/db.ts'
 import { INLINE_THRESHOLD } from '../../block/manager.ts'
@@ -526,7 +527,7 @@ async function saveInlineOneRound(
  * data. Only where the rows' nodes are the block's (RF = number of nodes, outside layout
  * changes); undefined otherwise, having written nothing. A version written again above a newer
  * one has its version row deleted once every request of its write has ended; a failed write is
- * settled by reading every replica (UploadGuard.resolveOneRound), since it may be complete on one.
+ * completed in the background (settleOneRound), since it may already be complete on one node.
  */
 async function saveOneBlockOneRound(
   garage: Garage,
@@ -566,9 +567,9 @@ async function saveOneBlockOneRound(
     })
   }
   // Writes sent that did not reach their quorum: each may be complete on some node (its row
-  // goes with its block), so it is not undone blindly: once its requests have ended, every
-  // replica is read (UploadGuard.resolveOneRound). Writes that reached it are never undone.
-  const unsettled = new Map<Uuid, PlannedBatch>()
+  // goes with its block), so it is not undone but completed (settleOneRound). Writes that
+  // reached their quorum are never undone.
+  const unsettled = new Map<Uuid, { planned: PlannedBatch; ts: number }>()
   try {
     const written = await writeInOneRound(
       garage,
@@ -577,7 +578,7 @@ async function saveOneBlockOneRound(
       versionId,
       (uuid, ts) =>
         garage.tableBatch.withPlan(items(uuid, ts), garage.objectTable, async (planned) => {
-          unsettled.set(uuid, planned)
+          unsettled.set(uuid, { planned, ts })
           // The block goes with the rows on every write (a second one sends it again), so that
           // no node has the `complete` row without the block.
           const answers = await garage.blockManager.putBlockWithRows(hash, block, planned, {
@@ -596,18 +597,55 @@ async function saveOneBlockOneRound(
     return { versionId: written.uuid, ts: written.ts, meta, ...stampedId(opts.stamp, version(written.uuid, written.ts)) }
   } catch (err) {
     body.destroy()
-    for (const [uuid, planned] of unsettled) {
-      void plannedSettled(planned)
-        .then(() => garage.uploads.resolveOneRound(uuid, bucketId, key, garage.objectTable, garage.versionTable))
-        .catch((e: unknown) =>
-          garage.log.warn(
-            `could not settle the failed write of version ${toHex(uuid)} (${(e as Error).message}): left to the upload guard and the versions repair`,
-          ),
-        )
+    for (const [uuid, { planned, ts }] of unsettled) {
+      const resend = async (): Promise<boolean> =>
+        (await garage.tableBatch.withPlan(items(uuid, ts), garage.objectTable, (again) =>
+          garage.blockManager.putBlockWithRows(hash, block, again),
+        )) !== undefined
+      void settleOneRound(garage, uuid, plannedSettled(planned), resend)
     }
     throw err
   }
 }
+
+/**
+ * Completes a failed one-round write (roll forward): once every request of it has ended, the
+ * same block and rows (same version, same timestamp) are sent again until they reach their
+ * quorum. Such a write may already be complete on some node (its row travels with its block),
+ * where an undo could not take it back without racing a late request (`complete` wins over
+ * `aborted`, and a deleted version under a late `complete` row is an object without data); the
+ * client was answered 503, and a request that failed may take effect, as S3 allows. A newer
+ * write of the key since then is newer in the row, and stays visible. After
+ * {@link SETTLE_ATTEMPTS} tries (replicas away that long), the upload guard's record settles it
+ * at the next start (UploadGuard.resolveOneRound), or the versions repair.
+ */
+async function settleOneRound(garage: Garage, uuid: Uuid, settled: Promise<void>, resend: () => Promise<boolean>): Promise<void> {
+  await settled
+  const stop = garage.cluster?.signal
+  for (let attempt = 1; ; attempt++) {
+    try {
+      // False: the rows no longer go to the block's nodes alone (a layout change): left to the
+      // guard and the repair.
+      if (await resend()) garage.uploads.end(uuid)
+      return
+    } catch (err) {
+      if (attempt >= SETTLE_ATTEMPTS || stop?.aborted === true) {
+        garage.log.warn(
+          `could not complete the failed write of version ${toHex(uuid)} (${(err as Error).message}): left to the upload guard and the versions repair`,
+        )
+        return
+      }
+    }
+    const stopped = await sleep(SETTLE_RETRY_MS * 2 ** (attempt - 1), false, stop === undefined ? {} : { signal: stop }).catch(
+      () => true,
+    )
+    if (stopped) return
+  }
+}
+
+/** Tries of {@link settleOneRound}, 5 s apart and doubling: about 2.5 minutes in all. */
+const SETTLE_ATTEMPTS = 6
+const SETTLE_RETRY_MS = 5_000
 
 /** A `complete` version of `data` written at `ts`, with the request's tags and stamp. */
 function completeVersion(

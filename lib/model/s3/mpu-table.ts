@@ -17,7 +17,7 @@
 import type { Transaction } from '../../db/db.ts'
 import { identityPartitionKey, type TableSchema } from '../../table/schema.ts'
 import { defineCodec } from '../../util/codec.ts'
-import type { Uuid } from '../../util/data.ts'
+import { bytesEqual, compareBytes, type Uuid } from '../../util/data.ts'
 import { deletedVersion, type VersionEntry } from './version-table.ts'
 
 export interface MpuPart {
@@ -64,10 +64,13 @@ function mergeParts(a: MpuPart[], b: MpuPart[]): MpuPart[] {
   for (const p of b) {
     const k = `${p.partNumber}:${p.ts}`
     const q = byKey.get(k)
-    byKey.set(
-      k,
-      q === undefined ? p : { ...q, etag: q.etag ?? p.etag, size: q.size ?? p.size, checksum: q.checksum ?? p.checksum },
-    )
+    if (q === undefined) byKey.set(k, p)
+    else if (!bytesEqual(q.version, p.version)) {
+      // Two writes of the part number chose the same timestamp: the larger version id wins,
+      // whole, whatever the order of arrival (replicas converge; the other write sees the row
+      // is not its own and writes again above it).
+      byKey.set(k, compareBytes(q.version, p.version) >= 0 ? q : p)
+    } else byKey.set(k, { ...q, etag: q.etag ?? p.etag, size: q.size ?? p.size, checksum: q.checksum ?? p.checksum })
   }
   return [...byKey.values()].sort(cmpPart)
 }

@@ -97,12 +97,16 @@ export class UploadGuard {
   }
 
   /**
-   * Settles a one-round PUT's version that failed or was interrupted: its `complete` row went to
-   * each node with the block and is merged there after it, so it may be complete on any one
-   * replica, whatever a quorum says. Every replica of the key's row is read: where one has the
-   * version complete, the write took effect (anti-entropy brings the row, and resync the block,
-   * to the others) and the record ends; where none has it, its version row is deleted (its
-   * reference and block follow) and the record ends.
+   * Settles, at the next start, a one-round PUT's version whose writer crashed between its two
+   * transactions: its `complete` row went to each node with the block and is merged there after
+   * it, so it may be complete on any one replica, whatever a quorum says. Where this node's copy,
+   * or any replica's, has the version complete, the write took effect (anti-entropy brings the
+   * row, and resync the block, to the others) and the record ends; where none has it, its version
+   * row is deleted (its reference and block follow) and the record ends. (A peer still holding a
+   * request of the crashed process between its block and its row, and merging the row after this
+   * read, would then list a version without data: a peer stopped that long, across a restart of
+   * the writer, is the window left; in the running process a failed write is completed instead,
+   * put.ts `settleOneRound`.)
    * @throws QuorumError when some replica does not answer (the record stays, for the next try).
    */
   async resolveOneRound(
@@ -112,9 +116,12 @@ export class UploadGuard {
     objects: Table<ObjectEntry>,
     versions: Table<VersionEntry>,
   ): Promise<void> {
-    const row = await objects.get(bucketId, utf8(key), { everyReplica: true })
-    const v = row?.versions.find((x) => bytesEqual(x.uuid, versionId))
-    if (v?.state.t !== 'complete') await versions.insert(deletedVersion(versionId, { t: 'object', bucketId, key }))
+    const complete = (row: ObjectEntry | undefined): boolean =>
+      row?.versions.some((x) => bytesEqual(x.uuid, versionId) && x.state.t === 'complete') === true
+    if (!complete(objects.data.read(bucketId, utf8(key)))) {
+      const row = await objects.get(bucketId, utf8(key), { everyReplica: true })
+      if (!complete(row)) await versions.insert(deletedVersion(versionId, { t: 'object', bucketId, key }))
+    }
     this.end(versionId)
   }
 
@@ -125,51 +132,77 @@ export class UploadGuard {
    */
   async abortLeftovers(objects: Table<ObjectEntry>, versions: Table<VersionEntry>, mpus: Table<MpuEntry>): Promise<number> {
     const left = [...this.#tree.range()].map(([k, v]) => ({ versionId: k, ...codec.decode(v) }))
+    // One record that cannot be settled now (a replica down) does not hold back the others: the
+    // first error is thrown once every record has been tried, and the caller tries again later.
+    let failure: unknown
     for (const u of left) {
-      if (u.oneRound === true && u.part === undefined) {
-        await this.resolveOneRound(u.versionId, u.bucketId, u.key, objects, versions)
-        continue
+      try {
+        await this.#abortOne(u, objects, versions, mpus)
+      } catch (err) {
+        failure ??= err
       }
-      if (u.part !== undefined) {
-        // A part: kept if its row was finished (ETag recorded) before the crash, else deleted
-        // (its listing, if written, stays without ETag: Complete never picks it). A one-round
-        // part's finished row went with its block, so it may be on one replica only: every
-        // replica is read.
-        const { uploadId, partNumber, ts } = u.part
-        const rows =
-          ts !== undefined
-            ? [await mpus.get(uploadId, mpuPartSortKey({ partNumber, ts }), { everyReplica: u.oneRound === true })]
-            : // The number's rows (one per upload of it: a handful) come first from its first key on.
-              (await mpus.getRange(uploadId, { start: mpuPartSortKey({ partNumber, ts: 0 }), limit: 1000 })).filter(
-                (row) => row.partRow?.partNumber === partNumber,
-              )
-        const finished = rows.some(
-          (row) => row?.deleted === false && row.parts.some((p) => bytesEqual(p.version, u.versionId) && p.etag !== null),
-        )
-        if (!finished) await versions.insert(deletedVersion(u.versionId, { t: 'mpu', uploadId: u.part.uploadId }))
-        this.end(u.versionId)
-        continue
-      }
-      if (u.ts !== undefined) {
-        await objects.insert({
-          bucketId: u.bucketId,
-          key: u.key,
-          versions: [{ uuid: u.versionId, ts: u.ts, state: { t: 'aborted' } }],
-        })
-      }
-      if (u.versionRow !== false) {
-        // The object hook deletes the version of an `uploading` row it sees aborted, but not one
-        // the row never listed (a small PUT's, or one whose row was dropped meanwhile): delete it
-        // here, unless the version is complete at quorum (merged with the abort just written,
-        // complete wins: the crash came after the commit).
-        const row = await objects.get(u.bucketId, utf8(u.key))
-        const v = row?.versions.find((x) => bytesEqual(x.uuid, u.versionId))
-        if (v?.state.t !== 'complete') {
-          await versions.insert(deletedVersion(u.versionId, { t: 'object', bucketId: u.bucketId, key: u.key }))
+    }
+    if (failure !== undefined) throw failure
+    return left.length
+  }
+
+  async #abortOne(
+    u: InProgress & { versionId: Uuid },
+    objects: Table<ObjectEntry>,
+    versions: Table<VersionEntry>,
+    mpus: Table<MpuEntry>,
+  ): Promise<void> {
+    if (u.oneRound === true && u.part === undefined) {
+      await this.resolveOneRound(u.versionId, u.bucketId, u.key, objects, versions)
+      return
+    }
+    if (u.part !== undefined) {
+      // A part: kept if its row was finished (ETag recorded) before the crash, else deleted
+      // (its listing, if written, stays without ETag: Complete never picks it). A one-round
+      // part's finished row went with its block, so it may be on one replica only: every
+      // replica is read.
+      const { uploadId, partNumber, ts } = u.part
+      const rows =
+        ts !== undefined
+          ? [await mpus.get(uploadId, mpuPartSortKey({ partNumber, ts }), { everyReplica: u.oneRound === true })]
+          : // The number's rows (one per upload of it: a handful) come first from its first key on.
+            (await mpus.getRange(uploadId, { start: mpuPartSortKey({ partNumber, ts: 0 }), limit: 1000 })).filter(
+              (row) => row.partRow?.partNumber === partNumber,
+            )
+      const finished = rows.some(
+        (row) => row?.deleted === false && row.parts.some((p) => bytesEqual(p.version, u.versionId) && p.etag !== null),
+      )
+      if (!finished) {
+        // A one-round part's finished row may still be merged late somewhere: its row is
+        // tombstoned first (a deletion wins over finished), so Complete never lists a part
+        // whose version is gone.
+        const row = rows[0]
+        if (u.oneRound === true && ts !== undefined && row !== undefined) {
+          await mpus.insert({ ...row, deleted: true, parts: [] })
         }
+        await versions.insert(deletedVersion(u.versionId, { t: 'mpu', uploadId: u.part.uploadId }))
       }
       this.end(u.versionId)
+      return
     }
-    return left.length
+    if (u.ts !== undefined) {
+      await objects.insert({
+        bucketId: u.bucketId,
+        key: u.key,
+        versions: [{ uuid: u.versionId, ts: u.ts, state: { t: 'aborted' } }],
+      })
+    }
+    if (u.versionRow !== false) {
+      // The object hook deletes the version of an `uploading` row it sees aborted, but not one
+      // the row never listed (a small PUT's, or one whose row was dropped meanwhile): delete it
+      // here, unless the version is complete at quorum (merged with the abort just written,
+      // complete wins: the crash came after the commit).
+      const row = await objects.get(u.bucketId, utf8(u.key))
+      const v = row?.versions.find((x) => bytesEqual(x.uuid, u.versionId))
+      if (v?.state.t !== 'complete') {
+        await versions.insert(deletedVersion(u.versionId, { t: 'object', bucketId: u.bucketId, key: u.key }))
+      }
+    }
+    this.end(u.versionId)
   }
 }

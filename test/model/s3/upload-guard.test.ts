@@ -192,3 +192,57 @@ test('a one-block part recorded before its timestamp was known: kept if a row of
   assert.equal((await garage.versionTable.get(done.version, EMPTY))?.deleted, false, 'the finished part is kept')
   assert.equal(garage.blockManager.rc.get(done.hash), 1)
 })
+
+test('a one-round PUT left unfinished where no replica has it complete is deleted at the next start; the previous version stays', async (t) => {
+  const { garage } = await startModel(t)
+  const bucketId = genUuid()
+  const prev = await dataRound(garage, bucketId, 'one', 'previous body')
+  await garage.objectTable.insert({
+    bucketId,
+    key: 'one',
+    versions: [
+      {
+        uuid: prev.version,
+        ts: Date.now(),
+        state: { t: 'complete', data: { t: 'firstBlock', meta: { size: 13, etag: 'p', headers: [] }, hash: prev.hash } },
+      },
+    ],
+  })
+  // The one-round write: its version row and reference landed, its `complete` row did not.
+  const a = await dataRound(garage, bucketId, 'one', 'one-round body')
+  garage.uploads.begin(a.version, bucketId, 'one', { oneRound: true })
+  assert.equal(await garage.uploads.abortLeftovers(garage.objectTable, garage.versionTable, garage.mpuTable), 1)
+  await drained(garage)
+  assert.equal((await garage.versionTable.get(a.version, EMPTY))?.deleted, true, 'the version is deleted')
+  assert.equal(garage.blockManager.rc.get(a.hash), 0, 'its block is no longer referenced')
+  const row = await garage.objectTable.get(bucketId, Buffer.from('one'))
+  assert.deepEqual(
+    row?.versions.map((v) => v.uuid),
+    [prev.version],
+    'the previous version is untouched',
+  )
+  assert.equal((await garage.versionTable.get(prev.version, EMPTY))?.deleted, false)
+})
+
+test('a one-round PUT found complete (here) is kept at the next start', async (t) => {
+  const { garage } = await startModel(t)
+  const bucketId = genUuid()
+  const a = await dataRound(garage, bucketId, 'kept', 'kept body')
+  const ts = Date.now()
+  garage.uploads.begin(a.version, bucketId, 'kept', { oneRound: true })
+  await garage.objectTable.insert({
+    bucketId,
+    key: 'kept',
+    versions: [
+      {
+        uuid: a.version,
+        ts,
+        state: { t: 'complete', data: { t: 'firstBlock', meta: { size: 9, etag: 'k', headers: [] }, hash: a.hash } },
+      },
+    ],
+  })
+  assert.equal(await garage.uploads.abortLeftovers(garage.objectTable, garage.versionTable, garage.mpuTable), 1)
+  await drained(garage)
+  assert.equal((await garage.versionTable.get(a.version, EMPTY))?.deleted, false, 'the version is kept')
+  assert.equal(garage.blockManager.rc.get(a.hash), 1, 'and its block')
+})
