@@ -176,6 +176,17 @@ export class TableBatch {
   }
 
   /**
+   * Whether these items would go as one request per node in order (what {@link withPlan}
+   * needs), without locking or sending anything: a cheap early test before work that only the
+   * one-request path needs (a block's hash, when the rows may not go with it anyway).
+   * @internal
+   */
+  canSendTogether(items: readonly BatchItem[]): boolean {
+    const plans = items.filter((i) => i.entries.length > 0).map((i) => i.table.planInsert(i.entries))
+    return plans.length > 0 && this.#colocated(plans) && this.#batchable(plans)
+  }
+
+  /**
    * Runs `fn` with the items planned as one request per node, holding the tables' write locks
    * (as {@link insert} does) until it settles: `fn` sends the requests itself (a block put that
    * carries them, or {@link sendPlanned}). With `prev`, each node answers its copies of that

@@ -649,6 +649,13 @@ async function uploadPartInOneRound(
   for (const p of localMpu.parts) if (p.partNumber === partNumber) previous = Math.max(previous ?? p.ts, p.ts)
   const versionId = genUuid()
   const backlink = { t: 'mpu' as const, uploadId }
+  // The version row and the part row must go to the same nodes (they do where every node stores
+  // everything): otherwise, the two-round path, before the block is encrypted and hashed twice.
+  const probe = [
+    batchItem(g.versionTable, [{ uuid: versionId, deleted: false, blocks: [], partsEtags: [], backlink }]),
+    batchItem(g.mpuTable, [localMpu]),
+  ]
+  if (!g.tableBatch.canSendTogether(probe)) return undefined
   const data = cipher === undefined ? first : cipher.encryptBlock(first)
   const hash = blake2sum(data)
   // Verified before anything is sent: the finished row makes the part usable by Complete.

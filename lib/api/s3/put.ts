@@ -540,6 +540,15 @@ async function saveOneBlockOneRound(
   versionId: Uuid,
   block: Buffer,
 ): Promise<SavedObject | undefined> {
+  // The version row and the object row must go to the same nodes (they do where every node
+  // stores everything): otherwise, the two-round path, before the block is hashed for nothing.
+  const probe = [
+    batchItem(garage.versionTable, [
+      { uuid: versionId, deleted: false, blocks: [], partsEtags: [], backlink: { t: 'object' as const, bucketId, key } },
+    ]),
+    batchItem(garage.objectTable, [{ bucketId, key, versions: [] }]),
+  ]
+  if (!garage.tableBatch.canSendTogether(probe)) return undefined
   // Verified before anything is sent: the rows sent make the version visible.
   const meta = objectMetaFrom(await result, block.length, headers, opts.checksumAlgorithm)
   const hash = blake2sum(block)
