@@ -10,35 +10,15 @@
  * same key from another node in the same millisecond). The first version is then older than the
  * second, so the object row's merge drops it, as any overwritten version.
  *
- * Only for writes that need nothing else from the read: a bucket never versioned (a dropped
- * first attempt would otherwise stay listed as a version), no quota, no If-Match/If-None-Match,
- * no object lock, no encryption (an encrypted version's data is bound to its version id).
+ * Only for writes that need nothing else from the read (put.ts handlePutObject, versioning.ts
+ * deleteInOneRound say which).
  */
-import type { BucketQuotas } from '../../model/bucket-table.ts'
 import type { Garage } from '../../model/garage.ts'
 import type { ObjectEntry, ObjectVersion } from '../../model/s3/object-table.ts'
 import type { NodeId } from '../../table/replication.ts'
 import { bytesEqual, genUuid, type Uuid, utf8 } from '../../util/data.ts'
 import { ApiError } from '../common/errors.ts'
-import type { VersioningParams } from './versioning.ts'
-
-/** True when a write with these settings may take the one-round path (see the module comment). */
-export function oneRoundAllowed(w: {
-  params: VersioningParams
-  quotas?: BucketQuotas | undefined
-  condition?: unknown
-  lock?: unknown
-  encryption?: unknown
-}): boolean {
-  return (
-    // Never versioned (versioning.ts versioningOf: not imported, versioning.ts imports this).
-    (w.params.versioning?.v ?? undefined) === undefined &&
-    (w.quotas === undefined || (w.quotas.maxObjects === null && w.quotas.maxSize === null)) &&
-    w.condition === undefined &&
-    w.lock === undefined &&
-    w.encryption === undefined
-  )
-}
+import { batchItem, plannedSettled } from '../../table/batch.ts'
 
 /** The timestamp of a version written now: above every version of this node's copy of the row. */
 export function localTimestamp(garage: Garage, bucketId: Uuid, key: string): number {
@@ -121,4 +101,17 @@ export async function writeInOneRound(
   }
   superseded(firstUuid, ts, sent.settled)
   return { uuid, ts: again, before: seen.before }
+}
+
+/**
+ * Sends an object row (a version with nothing else: inline data, a delete marker) as one
+ * `table/_batch` per node, answering the replicas' previous copies. Undefined, with nothing
+ * sent, when it cannot go in one request per node, or with `onlyWhereStored` when this node does
+ * not store the row (its copy then gives no timestamp worth having).
+ */
+export function sendObjectRow(garage: Garage, entry: ObjectEntry, onlyWhereStored = false): Promise<OneRoundSent | undefined> {
+  return garage.tableBatch.withPlan([batchItem(garage.objectTable, [entry])], garage.objectTable, async (planned) => {
+    if (onlyWhereStored && !planned.byNode.has(garage.tableBatch.self)) return undefined
+    return { answers: await garage.tableBatch.sendPlanned(planned), settled: plannedSettled(planned) }
+  })
 }

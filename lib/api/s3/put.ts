@@ -24,13 +24,13 @@ import type { BucketCtx } from './context.ts'
 import { checkFieldValue } from '../common/validate.ts'
 import { checkS3ObjectKey } from './names.ts'
 import { writeLock } from './object-lock.ts'
-import { newVersionKeep, type VersioningParams, versionIdOf } from './versioning.ts'
+import { newVersionKeep, type VersioningParams, versionIdOf, versioningOf } from './versioning.ts'
 import type { ObjectCipher } from './encryption.ts'
 import { newObjectCipher, type WriteEncryption, writeEncryption, writeEncryptionHeaders } from './sse-s3.ts'
 import { parseCannedAcl } from './acl.ts'
 import { initialTagging, parseTaggingHeader, type Tags } from './tagging.ts'
 import { checkWriteCondition, commitVersion, currentObject, parseWriteCondition, type WriteCondition } from './conditional.ts'
-import { oneRoundAllowed, writeInOneRound } from './one-round.ts'
+import { sendObjectRow, writeInOneRound } from './one-round.ts'
 
 /** Blocks of one upload written concurrently (Garage's PUT_BLOCKS_MAX_PARALLEL). */
 export const PUT_BLOCKS_MAX_PARALLEL = 3
@@ -116,10 +116,17 @@ export async function handlePutObject(ctx: BucketCtx, key: string): Promise<ApiR
     h['x-amz-object-lock-mode'] !== undefined ||
     h['x-amz-object-lock-retain-until-date'] !== undefined ||
     h['x-amz-object-lock-legal-hold'] !== undefined
+  // A bucket never versioned: a first write dropped for a newer one would otherwise stay listed
+  // as a version. No quota or condition: they need the row. No encryption: an encrypted
+  // version's data is bound to its version id, which a second write changes.
   const oneRound =
     declared !== undefined &&
     declared <= ctx.garage.blockSize &&
-    oneRoundAllowed({ params: ctx.bucketParams, quotas, condition, lock: lockHeaders ? true : undefined, encryption })
+    versioningOf(ctx.bucketParams) === undefined &&
+    !hasQuotas(quotas) &&
+    condition === undefined &&
+    !lockHeaders &&
+    encryption === undefined
   // Otherwise the key's current row, read once (at quorum) for the whole request: the quota
   // checks count the difference from it, and the new version's timestamp must be newer than its
   // versions.
@@ -234,6 +241,18 @@ function objectMetaFrom(
   return meta
 }
 
+/** What one save writes: the key, its headers and body, and the request's options. */
+interface SaveTarget {
+  garage: Garage
+  bucketId: Uuid
+  key: string
+  headers: Array<[string, string]>
+  body: Readable
+  /** Settles once the body has been fully read and verified. */
+  result: Promise<ChecksumResult>
+  opts: SaveOptions
+}
+
 /** Options of {@link saveStream}. */
 export interface SaveOptions {
   checksumAlgorithm?: ChecksumAlgorithm | undefined
@@ -252,9 +271,9 @@ export interface SaveOptions {
   /** Versioning flag and object lock of the new version (versioning.ts, object-lock.ts). */
   stamp?: VersionStamp | undefined
   /**
-   * The caller checked that the write may take the one-round path (one-round.ts
-   * `oneRoundAllowed`, and `existing` is not given): a body of one block or less is then written
-   * without reading the key's row first.
+   * The caller checked that the write may take the one-round path (handlePutObject: a bucket
+   * never versioned, no quota, condition, lock or encryption; `existing` not given): a body of
+   * one block or less is then written without reading the key's row first.
    */
   oneRound?: boolean | undefined
 }
@@ -284,11 +303,12 @@ export async function saveStream(
   const early = oneRound ? undefined : startRead()
   const first = await chunker.next()
   const versionId = genUuid()
+  const target: SaveTarget = { garage, bucketId, key, headers, body, result, opts }
   if (oneRound && (first === undefined || (await chunker.atEnd()))) {
     const saved =
       first === undefined || first.length < INLINE_THRESHOLD
-        ? await saveInlineOneRound(garage, bucketId, key, headers, result, opts, versionId, first ?? Buffer.alloc(0))
-        : await saveOneBlockOneRound(garage, bucketId, key, headers, body, result, opts, versionId, first)
+        ? await saveInlineOneRound(target, versionId, first ?? Buffer.alloc(0))
+        : await saveOneBlockOneRound(target, versionId, first)
     if (saved !== undefined) return saved
   }
   const existingRead = early ?? startRead()
@@ -301,7 +321,7 @@ export async function saveStream(
   }
 
   if (first !== undefined && first.length >= INLINE_THRESHOLD && (await chunker.atEnd())) {
-    return saveOneBlock(garage, bucketId, key, headers, body, result, opts, {
+    return saveOneBlock(target, {
       versionId,
       first,
       chunker,
@@ -408,13 +428,7 @@ export function undoInBackground(garage: Garage, versionId: Uuid, undo: () => Pr
  * after its grace if the node never comes back (repair.ts, VERSION_REPAIR_GRACE_MS).
  */
 async function saveOneBlock(
-  garage: Garage,
-  bucketId: Uuid,
-  key: string,
-  headers: Array<[string, string]>,
-  body: Readable,
-  result: Promise<ChecksumResult>,
-  opts: SaveOptions,
+  t: SaveTarget,
   s: {
     versionId: Uuid
     first: Buffer
@@ -424,6 +438,7 @@ async function saveOneBlock(
     existingRead: Promise<ObjectEntry | undefined>
   },
 ): Promise<SavedObject> {
+  const { garage, bucketId, key, headers, body, result, opts } = t
   const { versionId, cipher } = s
   const stamp = opts.stamp?.fields ?? {}
   const backlink = { t: 'object' as const, bucketId, key }
@@ -487,16 +502,8 @@ async function saveOneBlock(
  * object row with the data inline, written without reading the row first. Undefined when the
  * row cannot be written as one request per node (the caller then takes the usual path).
  */
-async function saveInlineOneRound(
-  garage: Garage,
-  bucketId: Uuid,
-  key: string,
-  headers: Array<[string, string]>,
-  result: Promise<ChecksumResult>,
-  opts: SaveOptions,
-  versionId: Uuid,
-  bytes: Buffer,
-): Promise<SavedObject | undefined> {
+async function saveInlineOneRound(t: SaveTarget, versionId: Uuid, bytes: Buffer): Promise<SavedObject | undefined> {
+  const { garage, bucketId, key, headers, result, opts } = t
   const meta = objectMetaFrom(await result, bytes.length, headers, opts.checksumAlgorithm)
   const data = new Uint8Array(bytes)
   const version = (uuid: Uuid, ts: number): ObjectVersion => {
@@ -507,12 +514,7 @@ async function saveInlineOneRound(
     bucketId,
     key,
     versionId,
-    (uuid, ts) =>
-      garage.tableBatch.withPlan(
-        [batchItem(garage.objectTable, [{ bucketId, key, versions: [version(uuid, ts)] }])],
-        garage.objectTable,
-        async (planned) => ({ answers: await garage.tableBatch.sendPlanned(planned), settled: plannedSettled(planned) }),
-      ),
+    (uuid, ts) => sendObjectRow(garage, { bucketId, key, versions: [version(uuid, ts)] }),
     // An inline version has no version row: the newer one's merge drops it with its data.
     () => {},
   )
@@ -529,17 +531,8 @@ async function saveInlineOneRound(
  * one has its version row deleted once every request of its write has ended; a failed write is
  * completed in the background (settleOneRound), since it may already be complete on one node.
  */
-async function saveOneBlockOneRound(
-  garage: Garage,
-  bucketId: Uuid,
-  key: string,
-  headers: Array<[string, string]>,
-  body: Readable,
-  result: Promise<ChecksumResult>,
-  opts: SaveOptions,
-  versionId: Uuid,
-  block: Buffer,
-): Promise<SavedObject | undefined> {
+async function saveOneBlockOneRound(t: SaveTarget, versionId: Uuid, block: Buffer): Promise<SavedObject | undefined> {
+  const { garage, bucketId, key, headers, body, result, opts } = t
   // The version row and the object row must go to the same nodes (they do where every node
   // stores everything): otherwise, the two-round path, before the block is hashed for nothing.
   const probe = [

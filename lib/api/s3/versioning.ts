@@ -19,8 +19,7 @@ import type { BucketCtx } from './context.ts'
 import { checkVersionDeletable } from './object-lock.ts'
 import { checkS3ObjectKey } from './names.ts'
 import { readXmlBody, renderXml, renderXmlFragment, type XmlDocument, xmlOnly, xmlRoot, xmlText } from './xml.ts'
-import { batchItem, plannedSettled } from '../../table/batch.ts'
-import { writeInOneRound } from './one-round.ts'
+import { sendObjectRow, writeInOneRound } from './one-round.ts'
 
 /** What versioning reads of a bucket's parameters. */
 export type VersioningParams = Pick<BucketParams, 'versioning'>
@@ -238,15 +237,7 @@ async function deleteInOneRound(garage: Garage, bucketId: Uuid, key: string): Pr
     bucketId,
     key,
     genUuid(),
-    (uuid, ts) =>
-      garage.tableBatch.withPlan(
-        [batchItem(garage.objectTable, [{ bucketId, key, versions: [marker(uuid, ts)] }])],
-        garage.objectTable,
-        async (planned) => {
-          if (!planned.byNode.has(garage.tableBatch.self)) return undefined
-          return { answers: await garage.tableBatch.sendPlanned(planned), settled: plannedSettled(planned) }
-        },
-      ),
+    (uuid, ts) => sendObjectRow(garage, { bucketId, key, versions: [marker(uuid, ts)] }, true),
     // A marker written again: the newer one's merge drops it.
     () => {},
     (v) => v.state.t === 'complete',

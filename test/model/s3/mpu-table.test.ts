@@ -15,6 +15,7 @@ import {
   mpuCodec,
   mpuPartRow,
   mpuPartSortKey,
+  mpuTableSchema,
   parseMpuPartSortKey,
 } from '../../../lib/model/s3/mpu-table.ts'
 import { genUuid } from '../../../lib/util/data.ts'
@@ -98,6 +99,20 @@ test('a part row merges its begin and finish writes into one part', async (t) =>
   await garage.mpuTable.insert(mpuPartRow(u, { ...started, etag: 'abc', size: 42 }))
   const row = await garage.mpuTable.get(u.uploadId, mpuPartSortKey({ partNumber: 4, ts: 3000 }))
   assert.deepEqual(row?.parts, [{ ...started, etag: 'abc', size: 42 }])
+})
+
+test('two uploads of a part number at the same timestamp merge to the same part in either order (replicas converge)', () => {
+  const u = upload()
+  const a = part(2, 5000)
+  const b = part(2, 5000)
+  const schema = mpuTableSchema({ queueVersion() {}, queueMpu() {}, localUpload: () => undefined, localPartKeys: () => [] })
+  const ab = schema.merge(mpuPartRow(u, a), mpuPartRow(u, b))
+  const ba = schema.merge(mpuPartRow(u, b), mpuPartRow(u, a))
+  assert.deepEqual(ab.parts, ba.parts, 'the same part whatever the order of arrival')
+  assert.equal(ab.parts.length, 1)
+  // The larger version id wins, whole (its ETag with its version).
+  const winner = Buffer.compare(Buffer.from(a.version), Buffer.from(b.version)) >= 0 ? a : b
+  assert.deepEqual(ab.parts[0], winner)
 })
 
 test('deleting an upload tombstones its part rows and deletes their part versions', async (t) => {
