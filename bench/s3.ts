@@ -29,7 +29,7 @@
  * `64mib`…); a GET scenario also runs its PUT, which writes the keys it reads.
  * BENCH_SMALL_SECONDS=<s> runs each 4 KiB scenario for that long (default 3; longer runs weigh
  * fixed costs less on a loaded machine). BENCH_LARGE_ITERATIONS=<n> sends n 1 MiB PUTs and GETs
- * (default 30) and n / 6 of 64 MiB (default 5), e.g. to profile them.
+ * (default 30; the cluster's 1 MiB scenarios too) and n / 6 of 64 MiB (default 5), e.g. to profile them.
  *
  * The garage processes run the built package (`bin/garage.js`, dist/), as `npx garage server`
  * does: the bench runs `npm run build` first. BENCH_ENTRY=source runs lib/ through tsx instead,
@@ -443,7 +443,7 @@ async function benchCluster(bare: Target): Promise<void> {
       await put(c.target, `warmup-${i}`, stamp(Buffer.alloc(MiB, 1)))
       await get(c.target, `warmup-${i}`)
     }
-    const iterations = QUICK ? 3 : 30
+    const iterations = QUICK ? 3 : LARGE_ITERATIONS
     const keys = Array.from({ length: iterations }, (_, i) => `cluster-1mib-${i}`)
     await scenario(ct, 'cluster3_put_1mib', 'MB/s', (t) => putLarge(t, keys, MiB), { iterations })
     await scenario(ct, 'cluster3_get_1mib', 'MB/s', (t) => getLarge(t, keys, MiB), { iterations })

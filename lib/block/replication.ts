@@ -17,7 +17,7 @@ import type { Logger } from '../util/logger.ts'
 import type { BlockMetrics } from './metrics.ts'
 import type { BlockRc } from './rc.ts'
 import { type BlockNeedRes, BlockRpcClient, serveBlockRpc } from './rpc.ts'
-import type { LocalBlockStore } from './store.ts'
+import type { BlockData, LocalBlockStore } from './store.ts'
 import type { LocalWrites, PlannedBatch } from '../table/batch.ts'
 import type { TableBatchRequest } from '../table/table.ts'
 
@@ -332,7 +332,7 @@ export class BlockReplication {
   }
 
   /** Stores a block another node sent, with the rows that came with it. */
-  async #receive(hash: Hash, data: Uint8Array, rows?: TableBatchRequest): Promise<Uint8Array[]> {
+  async #receive(hash: Hash, data: BlockData, rows?: TableBatchRequest): Promise<Uint8Array[]> {
     if (rows === undefined) {
       await this.#store.write(hash, data)
       this.#o.events.received(hash)
@@ -348,7 +348,7 @@ export class BlockReplication {
    * makes the version visible) after it, answering their previous copies. `local`: this node's
    * own writes, `before` with the first transaction and `after` with the second.
    */
-  async #storeWithRows(hash: Hash, data: Uint8Array, rows: TableBatchRequest, local: LocalWrites = {}): Promise<Uint8Array[]> {
+  async #storeWithRows(hash: Hash, data: BlockData, rows: TableBatchRequest, local: LocalWrites = {}): Promise<Uint8Array[]> {
     const handler = this.rowsHandler
     if (handler === undefined) throw new GarageError('GARAGE_ERR_INTERNAL', 'block put with rows: no table batch to merge them')
     const refs = rows.items.filter((i) => i.table !== rows.prev)

@@ -21,6 +21,21 @@ import { type ScrubCheck, walkBlockStore } from './scrub.ts'
 /** The marker file written in every data directory at first start. @internal */
 export const DATA_DIR_MARKER = 'garage-marker'
 
+/**
+ * A block's bytes: one buffer, or its pieces in order (a block received from another node, as
+ * its frames were opened: written with one `writev` rather than copied together first).
+ * @internal
+ */
+export type BlockData = Uint8Array | readonly Uint8Array[]
+
+/** The length of a {@link BlockData}. @internal */
+export function blockDataLength(data: BlockData): number {
+  if (data instanceof Uint8Array) return data.byteLength
+  let n = 0
+  for (const p of data) n += p.byteLength
+  return n
+}
+
 /** @internal */
 export interface LocalBlockStoreOptions {
   paths: BlockPaths
@@ -104,7 +119,7 @@ export class LocalBlockStore {
   }
 
   /** Writes a block under its primary path, unless a copy is there already; moves a copy found elsewhere. */
-  async write(hash: Hash, data: Uint8Array): Promise<void> {
+  async write(hash: Hash, data: BlockData): Promise<void> {
     await this.withLock(hash, async () => {
       const path = this.paths.primaryPath(hash)
       const unseen = this.#o.isNew?.(hash) === true && this.paths.candidatePaths(hash).length === 1
@@ -123,7 +138,7 @@ export class LocalBlockStore {
       const fh = await this.#openInDir(path, tmp)
       try {
         try {
-          await fh.writeFile(data)
+          await writeData(fh, data)
           if (this.#o.fsync) await fh.sync()
         } finally {
           await fh.close()
@@ -135,7 +150,7 @@ export class LocalBlockStore {
       }
       if (this.#o.fsync) await fsyncDir(dirname(path))
       if (existing !== undefined) await rm(existing, { force: true })
-      this.#o.metrics.wrote(data.byteLength)
+      this.#o.metrics.wrote(blockDataLength(data))
     })
   }
 
@@ -253,6 +268,20 @@ export class LocalBlockStore {
     const fh = await open(tmp, 'wx')
     this.#knownDirs.add(dir)
     return fh
+  }
+}
+
+/** Writes `data` at the start of a new file: one buffer, or its pieces with `writev` (short writes resumed). */
+async function writeData(fh: FileHandle, data: BlockData): Promise<void> {
+  if (data instanceof Uint8Array) return fh.writeFile(data)
+  let parts = data.filter((p) => p.byteLength > 0)
+  let position = 0
+  while (parts.length > 0) {
+    const { bytesWritten } = await fh.writev(parts, position)
+    position += bytesWritten
+    let n = bytesWritten
+    while (parts.length > 0 && n >= (parts[0] as Uint8Array).byteLength) n -= (parts.shift() as Uint8Array).byteLength
+    if (n > 0) parts = [(parts[0] as Uint8Array).subarray(n), ...parts.slice(1)]
   }
 }
 

@@ -24,12 +24,13 @@ import {
   type SharedBodySeal,
   sealMessage,
   sealWholeMessage,
+  sealWholeMessageShared,
   WHOLE_MESSAGE_MAX,
   wholeStream,
 } from './frame.ts'
 import { clientHandshake, type HandshakeIdentity } from './handshake.ts'
 import { HEADER_SEQ, HEADER_SESSION, RPC_ROUTE, type RequestHead, type ResponseHead } from './message.ts'
-import { kNotSent, kUnknownSession, MuxClient } from './mux.ts'
+import { kNotSent, kUnknownSession, MuxClient, type SealedMessage } from './mux.ts'
 import type { ClientSession, Peer } from './peering.ts'
 import { formatAddr, linkSignals, readLimited, shortId } from './util.ts'
 
@@ -295,15 +296,14 @@ export class RpcClient {
     // content-length: one write, no stream per call. Only async-iterable bodies are streamed.
     // A body shared by several calls (a block to its replicas) is sealed once for all of them,
     // its key in the HEAD; one too large to go whole is sealed per call, frame by frame.
-    let whole: Buffer | undefined
+    let whole: SealedMessage | undefined
     let head: Uint8Array | undefined
     if (shared !== undefined && body instanceof Uint8Array && shared.body === body && body.length <= WHOLE_MESSAGE_MAX) {
-      const { key } = shared.sealed
-      whole = sealWholeMessage(
+      const sealed = shared.sealed
+      whole = sealWholeMessageShared(
         out,
-        encodeMsgpack({ p: path, m: msg, s: true, k: key } satisfies RequestHead),
-        body,
-        shared.sealed,
+        encodeMsgpack({ p: path, m: msg, s: true, k: sealed.key } satisfies RequestHead),
+        sealed,
       )
     }
     if (whole === undefined) {
@@ -341,7 +341,12 @@ export class RpcClient {
         method: 'POST',
         // No content-type: neither end reads it, and each header line is parsed on both ends.
         headers: { [HEADER_SESSION]: sessionHex(sid), [HEADER_SEQ]: String(seq) },
-        body: whole ?? Readable.from(sealMessage(out, head ?? plainHead(), body), { objectMode: false }),
+        body:
+          whole === undefined
+            ? Readable.from(sealMessage(out, head ?? plainHead(), body), { objectMode: false })
+            : Buffer.isBuffer(whole)
+              ? whole
+              : Buffer.concat(whole),
         signal,
       })
     } catch (err) {

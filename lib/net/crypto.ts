@@ -269,6 +269,29 @@ export function sealFrame(
   return out
 }
 
+/**
+ * {@link sealFrame} as pieces to write in order (length prefix and kind, ciphertext, tag): the
+ * payload's ciphertext is the cipher's own output, not copied into a frame buffer.
+ */
+export function sealFramePieces(
+  key: Uint8Array,
+  sessionId: Uint8Array,
+  seq: number,
+  index: number,
+  kind: FrameKind,
+  payload: Uint8Array,
+): Buffer[] {
+  const cipher = createCipheriv('aes-256-gcm', key, frameNonce(seq, index))
+  cipher.setAAD(sessionId)
+  const head = Buffer.allocUnsafe(5)
+  head.writeUInt32BE(1 + payload.length + TAG_LEN, 0)
+  cipher.update(KIND_BYTES[kind] as Buffer).copy(head, 4)
+  const body = payload.length > 0 ? cipher.update(payload) : undefined
+  cipher.final()
+  const tag = cipher.getAuthTag()
+  return body === undefined ? [head, tag] : [head, body, tag]
+}
+
 /** Bytes on the wire of a frame carrying `payloadLength` bytes (length prefix included). */
 export const sealedFrameLength = (payloadLength: number): number => 4 + 1 + payloadLength + TAG_LEN
 

@@ -63,6 +63,11 @@ export interface HandlerContext {
    * is discarded after the handler returns.
    */
   readonly stream: Readable | undefined
+  /**
+   * The attached stream's bytes when the message arrived whole (a block sent to a replica):
+   * the same bytes as `stream`, already in memory, in order. Read one or the other.
+   */
+  readonly body?: readonly Buffer[]
 }
 
 /** Handles one endpoint. `from` is the authenticated id of the calling node. */

@@ -20,6 +20,7 @@ import {
   sealedFrameLength,
   sealFrame,
   sealFrameInto,
+  sealFramePieces,
 } from './crypto.ts'
 import type { RpcBody } from './endpoint.ts'
 import { NetError } from './errors.ts'
@@ -71,21 +72,14 @@ export function sealWholeMessage(
   ctx: FrameContext,
   head: Uint8Array,
   body: Uint8Array | undefined,
-  shared?: SealedBody,
   max = WHOLE_MESSAGE_MAX,
 ): Buffer | undefined {
   const total = wholeLength(head, body)
   if (total > max) return undefined
   const out = Buffer.allocUnsafe(total)
-  let index = 0
-  const heads = headPayloads(head)
-  let o = 0
-  for (const [i, p] of heads.entries())
-    o = sealFrameInto(out, o, ctx.key, ctx.sessionId, ctx.seq, index++, i === heads.length - 1 ? FRAME.HEAD : FRAME.HEAD_PART, p)
-  if (shared !== undefined) {
-    // Sealed once for every peer (SharedBodySeal): the same length as sealing it here.
-    shared.frames.copy(out, o)
-  } else if (body !== undefined) {
+  let o = sealHeadInto(out, ctx, head)
+  if (body !== undefined) {
+    let index = headPayloads(head).length
     for (let at = 0; at < body.length; at += FRAME_PAYLOAD_MAX)
       o = sealFrameInto(out, o, ctx.key, ctx.sessionId, ctx.seq, index++, FRAME.DATA, body.subarray(at, at + FRAME_PAYLOAD_MAX))
     sealFrameInto(out, o, ctx.key, ctx.sessionId, ctx.seq, index, FRAME.END, EMPTY)
@@ -93,10 +87,37 @@ export function sealWholeMessage(
   return out
 }
 
+/**
+ * A message whose body was sealed once for several peers ({@link SharedBodySeal}): its HEAD
+ * sealed here, then the shared frames as they are (the same bytes as {@link sealWholeMessage}
+ * with the body sealed under the HEAD's key, without copying the body's frames per peer).
+ * Undefined when it would exceed {@link WHOLE_MESSAGE_MAX}.
+ */
+export function sealWholeMessageShared(ctx: FrameContext, head: Uint8Array, shared: SealedBody): Buffer[] | undefined {
+  let headLength = 0
+  for (const p of headPayloads(head)) headLength += sealedFrameLength(p.length)
+  if (headLength + shared.length > WHOLE_MESSAGE_MAX) return undefined
+  const out = Buffer.allocUnsafe(headLength)
+  sealHeadInto(out, ctx, head)
+  return [out, ...shared.frames]
+}
+
+/** Seals the HEAD frames of a message at the start of `out`; the offset after them. */
+function sealHeadInto(out: Buffer, ctx: FrameContext, head: Uint8Array): number {
+  const heads = headPayloads(head)
+  let o = 0
+  for (const [i, p] of heads.entries())
+    o = sealFrameInto(out, o, ctx.key, ctx.sessionId, ctx.seq, i, i === heads.length - 1 ? FRAME.HEAD : FRAME.HEAD_PART, p)
+  return o
+}
+
 /** A body's DATA and END frames sealed under a one-time key, and that key. */
 export interface SealedBody {
   key: Buffer
-  frames: Buffer
+  /** The frames' bytes, as pieces to send in order ({@link sealFramePieces}). */
+  frames: readonly Buffer[]
+  /** Their total length. */
+  length: number
 }
 
 /** What the frames of a body sealed once are bound to besides their one-time key and index. */
@@ -125,13 +146,12 @@ export class SharedBodySeal {
     if (this.#sealed === undefined) {
       const key = randomBytes(KEY_LEN)
       const body = this.body
-      const out = Buffer.allocUnsafe(wholeLength(EMPTY, body) - sealedFrameLength(0))
-      let o = 0
+      const frames: Buffer[] = []
       let index = 0
       for (let at = 0; at < body.length; at += FRAME_PAYLOAD_MAX)
-        o = sealFrameInto(out, o, key, ONE_TIME_AAD, 0, index++, FRAME.DATA, body.subarray(at, at + FRAME_PAYLOAD_MAX))
-      sealFrameInto(out, o, key, ONE_TIME_AAD, 0, index, FRAME.END, EMPTY)
-      this.#sealed = { key, frames: out }
+        frames.push(...sealFramePieces(key, ONE_TIME_AAD, 0, index++, FRAME.DATA, body.subarray(at, at + FRAME_PAYLOAD_MAX)))
+      frames.push(...sealFramePieces(key, ONE_TIME_AAD, 0, index, FRAME.END, EMPTY))
+      this.#sealed = { key, frames, length: wholeLength(EMPTY, body) - sealedFrameLength(0) }
     }
     return this.#sealed
   }

@@ -81,11 +81,27 @@ export function parseRefusal(payload: Buffer): { status: number; text: string } 
   return { status: payload.readUInt16BE(0), text: payload.toString('utf8', 2, Math.min(payload.length, 202)) }
 }
 
+/** A sealed message: one buffer, or its pieces in order (a HEAD and a body sealed once for several peers). */
+export type SealedMessage = Buffer | readonly Buffer[]
+
+/** The length of a {@link SealedMessage}. */
+export function sealedLength(m: SealedMessage): number {
+  if (Buffer.isBuffer(m)) return m.length
+  let n = 0
+  for (const b of m) n += b.length
+  return n
+}
+
+/** A long message being sent slice by slice: its pieces, the one being sent and where in it. */
 interface Outgoing {
   type: number
   seq: number
-  buf: Buffer
+  bufs: readonly Buffer[]
+  /** The piece being sent, and the offset in it. */
+  i: number
   off: number
+  /** Bytes not sent yet. */
+  left: number
 }
 
 /**
@@ -102,20 +118,23 @@ export class RecordWriter {
     this.#socket = socket
   }
 
-  send(type: number, seq: number, payload: Buffer): void {
+  /** Sends a message: its pieces, if it has several, are written as they are (not copied together). */
+  send(type: number, seq: number, payload: SealedMessage): void {
     if (this.#socket.destroyed) return
-    if (payload.length <= RECORD_PAYLOAD_MAX) {
-      this.#write(recordHeader(type, 0, seq, payload.length))
-      if (payload.length > 0) this.#write(payload)
+    const bufs = Buffer.isBuffer(payload) ? [payload] : payload
+    const length = Buffer.isBuffer(payload) ? payload.length : sealedLength(payload)
+    if (length <= RECORD_PAYLOAD_MAX) {
+      this.#write(recordHeader(type, 0, seq, length))
+      for (const b of bufs) if (b.length > 0) this.#write(b)
       return
     }
-    this.#bulk.push({ type, seq, buf: payload, off: 0 })
+    this.#bulk.push({ type, seq, bufs, i: 0, off: 0, left: length })
     this.#pump()
   }
 
   /** Drops a long message not started yet (its call was cancelled); one started is finished. */
   drop(type: number, seq: number): void {
-    const i = this.#bulk.findIndex((m) => m.type === type && m.seq === seq && m.off === 0)
+    const i = this.#bulk.findIndex((m) => m.type === type && m.seq === seq && m.i === 0 && m.off === 0)
     if (i >= 0) this.#bulk.splice(i, 1)
   }
 
@@ -137,11 +156,22 @@ export class RecordWriter {
     const s = this.#socket
     while (this.#bulk.length > 0 && s.writableLength < BULK_BUFFERED_MAX && !s.destroyed) {
       const m = this.#bulk.shift() as Outgoing
-      const slice = m.buf.subarray(m.off, m.off + RECORD_PAYLOAD_MAX)
-      m.off += slice.length
-      const more = m.off < m.buf.length
-      this.#write(recordHeader(m.type, more ? FLAG_MORE : 0, m.seq, slice.length))
-      this.#write(slice)
+      const n = Math.min(RECORD_PAYLOAD_MAX, m.left)
+      m.left -= n
+      const more = m.left > 0
+      this.#write(recordHeader(m.type, more ? FLAG_MORE : 0, m.seq, n))
+      // The slice's bytes, from one piece or across several.
+      for (let want = n; want > 0; ) {
+        const b = m.bufs[m.i] as Buffer
+        const piece = b.subarray(m.off, m.off + want)
+        if (piece.length > 0) this.#write(piece)
+        want -= piece.length
+        m.off += piece.length
+        if (m.off === b.length) {
+          m.i++
+          m.off = 0
+        }
+      }
       if (more) this.#bulk.push(m)
     }
     if (this.#bulk.length > 0 && !this.#waitingDrain && !s.destroyed) {
@@ -161,6 +191,7 @@ export class RecordWriter {
  */
 export class RecordReader {
   readonly #onMessage: (type: number, seq: number, payload: Buffer) => void
+  readonly #concat: (pieces: Buffer[], length: number) => Buffer
   /** Bytes received and not consumed yet: chunks, the first read from #offset. */
   readonly #chunks: Buffer[] = []
   #offset = 0
@@ -170,8 +201,16 @@ export class RecordReader {
   /** Messages being reassembled, by type and number: their payload pieces, not copied. */
   readonly #parts = new Map<string, { pieces: Buffer[]; length: number }>()
 
-  constructor(onMessage: (type: number, seq: number, payload: Buffer) => void) {
+  /**
+   * With `transient`, the payload given to `onMessage` is valid only during that call (the
+   * consumer opens it at once and keeps no view of it, as the server does with a call): a message
+   * that came in several pieces is then copied into a buffer reused from one message to the next
+   * instead of a new one, so a block received does not allocate its size once more (large
+   * short-lived buffers are what make V8 run its full collections, docs/design/performance.md).
+   */
+  constructor(onMessage: (type: number, seq: number, payload: Buffer) => void, options: { transient?: boolean } = {}) {
     this.#onMessage = onMessage
+    this.#concat = options.transient === true ? concatTransient : concat
   }
 
   push(chunk: Buffer): void {
@@ -218,7 +257,7 @@ export class RecordReader {
   #record(type: number, flags: number, seq: number, pieces: Buffer[], len: number): void {
     // The usual record, a whole message with none being reassembled: no key to build.
     if ((flags & FLAG_MORE) === 0 && this.#parts.size === 0) {
-      this.#onMessage(type, seq, concat(pieces, len))
+      this.#onMessage(type, seq, this.#concat(pieces, len))
       return
     }
     const key = `${type}:${seq}`
@@ -232,18 +271,37 @@ export class RecordReader {
       return
     }
     if (part === undefined) {
-      this.#onMessage(type, seq, concat(pieces, len))
+      this.#onMessage(type, seq, this.#concat(pieces, len))
       return
     }
     this.#parts.delete(key)
     for (const x of pieces) part.pieces.push(x)
-    this.#onMessage(type, seq, concat(part.pieces, part.length + len))
+    this.#onMessage(type, seq, this.#concat(part.pieces, part.length + len))
   }
 }
 
 /** The pieces as one buffer (copied only if there are several). */
 function concat(pieces: Buffer[], length: number): Buffer {
   return pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces, length)
+}
+
+/** Messages up to this size are reassembled in {@link scratch}; larger ones in a buffer of their own. */
+const SCRATCH_MAX = WHOLE_MESSAGE_MAX + 64 * 1024
+/**
+ * The buffer transient readers reassemble messages in, shared by all of them: a message is
+ * opened synchronously in its reader's callback, before any other record is read.
+ */
+let scratch: Buffer | undefined
+
+/** {@link concat} into {@link scratch}: the result is valid until the next call. */
+function concatTransient(pieces: Buffer[], length: number): Buffer {
+  if (pieces.length === 1) return pieces[0] as Buffer
+  if (length > SCRATCH_MAX) return Buffer.concat(pieces, length)
+  // Grown in steps of 256 KiB up to the largest message seen (at most SCRATCH_MAX).
+  if (scratch === undefined || scratch.length < length) scratch = Buffer.allocUnsafe(Math.ceil(length / 262_144) * 262_144)
+  let o = 0
+  for (const p of pieces) o += p.copy(scratch, o)
+  return scratch.subarray(0, length)
 }
 
 /** What a mux connection's opener must know of its session. */
@@ -373,7 +431,7 @@ export class MuxClient {
    * connection since the call was sent retires the connection, which may be dead. `onSent` is
    * called when the call is written (at once, or once it leaves the in-flight bound's queue).
    */
-  call(seq: number, sealed: Buffer, signal: AbortSignal, onSent?: () => void): Promise<Buffer> {
+  call(seq: number, sealed: SealedMessage, signal: AbortSignal, onSent?: () => void): Promise<Buffer> {
     if (this.#closed !== undefined) return Promise.reject(this.#closed)
     if (this.#retired) return Promise.reject(new NetError('connection', `connection to ${this.#o.peerName} went silent`))
     // Aborted already (by the caller, between two awaits): its 'abort' event will not come again,

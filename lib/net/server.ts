@@ -401,11 +401,13 @@ export class RpcServer {
     let head: RequestHead
     let reader: MessageReader | undefined
     let reqStream: Readable | undefined
+    let body: Buffer[] | undefined
     try {
       if (whole !== undefined) {
         const m = openWholeMessage(inbound, whole, remoteError)
         head = m.head as RequestHead
         if (m.data !== undefined) reqStream = Readable.from(wholeStream(m), { objectMode: false })
+        if (m.error === undefined) body = m.data
       } else {
         reader = new MessageReader(inbound, req.iterator({ destroyOnReturn: false }) as AsyncIterable<Uint8Array>, remoteError)
         head = (await reader.head()) as RequestHead
@@ -422,7 +424,7 @@ export class RpcServer {
     res.on('close', () => {
       if (!res.writableFinished) state.cancel(new NetError('connection', 'the caller went away'))
     })
-    const { answer, stream } = await this.#run(head, session, reqStream, state, async () => {
+    const { answer, stream } = await this.#run(head, session, reqStream, body, state, async () => {
       if (reader !== undefined && head.s !== true) await reader.end()
     })
     // An unread request stream is discarded, so the connection can carry the next call; unless
@@ -470,6 +472,7 @@ export class RpcServer {
     head: RequestHead,
     session: ServerSession,
     reqStream: Readable | undefined,
+    body: Buffer[] | undefined,
     state: CallState,
     before?: () => Promise<void>,
   ): Promise<{ answer: ResponseHead; stream: RpcBody | undefined }> {
@@ -478,6 +481,7 @@ export class RpcServer {
         return state.signal
       },
       stream: reqStream,
+      ...(body === undefined ? {} : { body }),
     }
     const handler = typeof head.p === 'string' ? this.#handlers.get(head.p) : undefined
     try {
@@ -517,13 +521,17 @@ export class RpcServer {
     const writer = new RecordWriter(socket)
     this.#muxSockets.set(socket, writer)
     const calls = new Map<number, CallState>()
-    const reader = new RecordReader((type, seq, payload) => {
-      if (type === RECORD.CALL) this.#muxCall(session, seq, payload, writer, calls)
-      else if (type === RECORD.CANCEL) {
-        calls.get(seq)?.cancel(new NetError('connection', 'the caller cancelled the call'))
-        writer.drop(RECORD.REPLY, seq)
-      } else throw new NetError('protocol', `RPC record of unknown type ${type}`)
-    })
+    const reader = new RecordReader(
+      (type, seq, payload) => {
+        if (type === RECORD.CALL) this.#muxCall(session, seq, payload, writer, calls)
+        else if (type === RECORD.CANCEL) {
+          calls.get(seq)?.cancel(new NetError('connection', 'the caller cancelled the call'))
+          writer.drop(RECORD.REPLY, seq)
+        } else throw new NetError('protocol', `RPC record of unknown type ${type}`)
+        // A call is opened (and its payload no longer used) before #muxCall returns.
+      },
+      { transient: true },
+    )
     const push = (chunk: Buffer): void => {
       try {
         reader.push(chunk)
@@ -549,10 +557,12 @@ export class RpcServer {
     const inbound: FrameContext = { key: session.keys.c2s, sessionId: session.keys.id, seq }
     let head: RequestHead
     let reqStream: Readable | undefined
+    let body: Buffer[] | undefined
     try {
       const m = openWholeMessage(inbound, payload, (n, e) => new RemoteError(session.clientId, n, e))
       head = m.head as RequestHead
       if (m.data !== undefined) reqStream = Readable.from(wholeStream(m), { objectMode: false })
+      if (m.error === undefined) body = m.data
     } catch (err) {
       this.#log.warn(`dropped an RPC call from node ${shortId(session.clientId)}: ${(err as Error).message}`)
       writer.send(RECORD.REFUSE, seq, refusalPayload(400, 'message failed authentication'))
@@ -564,7 +574,7 @@ export class RpcServer {
     }
     const state = new CallState(this.#closing)
     calls.set(seq, state)
-    void this.#run(head, session, reqStream, state).then(({ answer, stream }) => {
+    void this.#run(head, session, reqStream, body, state).then(({ answer, stream }) => {
       calls.delete(seq)
       state.dispose()
       reqStream?.destroy()
@@ -581,7 +591,7 @@ export class RpcServer {
       try {
         const headBytes = encodeMsgpack(answer.ok ? { ok: true, m: answer.m, s: false } : answer)
         sealed =
-          sealWholeMessage(out, headBytes, undefined, undefined, MUX_MESSAGE_MAX) ??
+          sealWholeMessage(out, headBytes, undefined, MUX_MESSAGE_MAX) ??
           failed(`answer of ${headBytes.length} bytes is too large`)
       } catch (err) {
         // An answer msgpack cannot encode: the caller gets the error, as from the handler.

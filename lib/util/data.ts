@@ -17,6 +17,14 @@ export function blake2sum(data: Uint8Array | string): Hash {
   return new Uint8Array(createHash('blake2b512').update(data).digest().subarray(0, 32))
 }
 
+/** {@link blake2sum} of bytes given whole or in pieces (hashed in order, not copied together). */
+export function blake2sumOf(data: Uint8Array | readonly Uint8Array[]): Hash {
+  if (data instanceof Uint8Array) return blake2sum(data)
+  const h = createHash('blake2b512')
+  for (const p of data) h.update(p)
+  return new Uint8Array(h.digest().subarray(0, 32))
+}
+
 export function sha256sum(data: Uint8Array | string): Hash {
   return new Uint8Array(createHash('sha256').update(data).digest())
 }

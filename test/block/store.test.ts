@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
 import { mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -6,7 +7,7 @@ import { type TestContext, test } from 'node:test'
 import { SingleDirPaths } from '../../lib/block/layout.ts'
 import { BlockMetrics } from '../../lib/block/metrics.ts'
 import { DATA_DIR_MARKER, LocalBlockStore } from '../../lib/block/store.ts'
-import { blake2sum, type Hash, toHex } from '../../lib/util/data.ts'
+import { blake2sum, blake2sumOf, type Hash, toHex } from '../../lib/util/data.ts'
 import { CorruptDataError } from '../../lib/util/errors.ts'
 import { recordingLogger } from '../net/net-fixtures.ts'
 
@@ -39,6 +40,18 @@ test('the local store writes a block once, reads it back verified and counts the
   assert.equal(metrics.bytesWritten, data.byteLength, 'the second write found the copy and wrote nothing')
   assert.equal(metrics.bytesRead, data.byteLength)
   assert.deepEqual(await s.findAll(hash), [s.primaryPath(hash)])
+})
+
+test('a block given in pieces is written as their concatenation and counted once', async (t) => {
+  const { s, metrics } = await store(t)
+  const whole = randomBytes(1024 * 1024 + 33)
+  // Uneven pieces and an empty one, as a received block's opened frames may be.
+  const pieces = [whole.subarray(0, 1), whole.subarray(1, 1), whole.subarray(1, 65_537), whole.subarray(65_537)]
+  const hash = blake2sum(whole)
+  assert.deepEqual(blake2sumOf(pieces), hash)
+  await s.write(hash, pieces)
+  assert.ok((await s.readVerified(hash, s.primaryPath(hash)))?.equals(whole))
+  assert.equal(metrics.bytesWritten, whole.byteLength)
 })
 
 test('the local store refreshes the time of an existing copy only when told to', async (t) => {
