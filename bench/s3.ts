@@ -24,7 +24,8 @@
  * CPU per unit), `cpu_nodes` and `peak_rss_mb_nodes` (per node, node 1 first). The `geo_*` scenarios (bench/geo.ts) measure request
  * latency in RTTs on a 3-node cluster with 100 ms between nodes (BENCH_GEO=0 skips them).
  * BENCH_ONLY=<list> runs only the named groups, comma-separated: `single` (garage vs bare),
- * `cluster`, `geo` (e.g. `BENCH_ONLY=geo npm run bench`). BENCH_SCENARIOS=<list> runs only the
+ * `cluster`, `geo` (e.g. `BENCH_ONLY=geo npm run bench`). `put_1mib_paced` is a latency line: the
+ * milliseconds from the last byte of a 1 MiB PUT sent at ≈ 64 MB/s to its answer (median, p90). BENCH_SCENARIOS=<list> runs only the
  * single-node scenarios whose names contain one of the comma-separated words (`put_4kib`, `4kib`,
  * `64mib`…); a GET scenario also runs its PUT, which writes the keys it reads.
  * BENCH_SMALL_SECONDS=<s> runs each 4 KiB scenario for that long (default 3; longer runs weigh
@@ -360,6 +361,55 @@ async function scenario(
   return [g, b]
 }
 
+/**
+ * Milliseconds from the last byte of each 1 MiB PUT to its answer, the client sending 64 KiB
+ * pieces 1 ms apart (≈ 64 MB/s, a client across a network rather than on loopback at full
+ * speed): the work a node leaves for after the body has arrived (hashing, writing, metadata).
+ */
+async function pacedTail(t: Target, n: number): Promise<number[]> {
+  const out: number[] = []
+  for (let i = 0; i < n; i++) {
+    const body = stamp(Buffer.alloc(MiB, 7))
+    let last = 0
+    async function* paced(): AsyncGenerator<Buffer> {
+      for (let o = 0; o < body.length; o += 64 * 1024) {
+        if (o > 0) await new Promise((resolve) => setTimeout(resolve, 1))
+        // The last piece: its answer may come before this generator is resumed.
+        if (o + 64 * 1024 >= body.length) last = performance.now()
+        yield body.subarray(o, o + 64 * 1024)
+      }
+    }
+    const res = await sendSigned(t, 'PUT', `/${t.bucket}/paced-${i}`, {
+      headers: { 'content-length': String(body.length) },
+      body: paced(),
+      agent: t.agent,
+    })
+    for await (const _ of res);
+    if (res.statusCode !== 200) throw new Error(`${t.name} paced PUT: ${res.statusCode}`)
+    out.push(performance.now() - last)
+  }
+  return out
+}
+
+/** {@link pacedTail} on garage then bare: one JSON line, median and p90 of each. */
+async function pacedScenario(targets: readonly [Target, Target], n: number): Promise<void> {
+  const sorted = async (t: Target): Promise<number[]> => (await pacedTail(t, n)).sort((a, b) => a - b)
+  const [g, b] = [await sorted(targets[0]), await sorted(targets[1])]
+  const at = (xs: number[], q: number): number => round(xs[Math.min(xs.length - 1, Math.floor(xs.length * q))] as number, 2)
+  const line = {
+    scenario: 'put_1mib_paced',
+    unit: 'ms after the last byte',
+    median: at(g, 0.5),
+    p90: at(g, 0.9),
+    bare_median: at(b, 0.5),
+    bare_p90: at(b, 0.9),
+    load_avg: round(loadavg()[0] as number, 2),
+    entry: ENTRY,
+    iterations: n,
+  }
+  process.stdout.write(`${JSON.stringify(line)}\n`)
+}
+
 /** `npm run build`, so that the garage processes run the package as it is now (see the header). */
 async function build(): Promise<void> {
   const started = performance.now()
@@ -415,6 +465,7 @@ async function benchSingleAndCluster(): Promise<void> {
       await scenario(targets, `put_${label}`, 'MB/s', (t) => putLarge(t, keys, size), { iterations })
       if (wanted(`get_${label}`)) await scenario(targets, `get_${label}`, 'MB/s', (t) => getLarge(t, keys, size), { iterations })
     }
+    if (wanted('put_1mib_paced')) await pacedScenario(targets, QUICK ? 3 : Math.max(10, Math.round(LARGE_ITERATIONS)))
     const small = { concurrency: CONCURRENCY, seconds: SMALL_SECONDS }
     if (wanted('put_4kib') || wanted('get_4kib')) {
       const [pg, pb] = await scenario(targets, 'put_4kib', 'ops/s', putSmall, small)

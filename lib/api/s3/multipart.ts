@@ -533,7 +533,7 @@ export async function handleUploadPart(
     algorithm !== undefined && sentAlgorithm === undefined && sent.requestedAlgorithm !== algorithm
       ? checksumTap(ctx.body, algorithm)
       : undefined
-  const chunker = new Chunker(tap?.body ?? ctx.body, g.blockSize)
+  const chunker = new Chunker(tap?.body ?? ctx.body, g.blockSize, { hashBlocks: cipher === undefined })
   let first: Buffer | undefined
   let oneBlock = false
   try {
@@ -557,7 +557,7 @@ export async function handleUploadPart(
   }
   const done =
     oneBlock && first !== undefined
-      ? ((await uploadPartInOneRound(ctx, settings, uploadRead, ep.partNumber, first, cipher, written)) ??
+      ? ((await uploadPartInOneRound(ctx, settings, uploadRead, ep.partNumber, first, chunker, cipher, written)) ??
         (await uploadOneBlockPart(ctx, settings, uploadRead, ep.partNumber, first, chunker, cipher, written)))
       : await uploadPartAfterRead(ctx, await uploadRead, ep.partNumber, first, chunker, cipher, written)
   const out: Record<string, string> = { etag: `"${done.etag}"` }
@@ -632,6 +632,7 @@ async function uploadPartInOneRound(
   uploadRead: Promise<Upload>,
   partNumber: number,
   first: Buffer,
+  chunker: Chunker,
   cipher: ObjectCipher | undefined,
   written: PartWritten,
 ): Promise<(MpuPart & { etag: string; size: number }) | undefined> {
@@ -657,7 +658,7 @@ async function uploadPartInOneRound(
   ]
   if (!g.tableBatch.canSendTogether(probe)) return undefined
   const data = cipher === undefined ? first : cipher.encryptBlock(first)
-  const hash = blake2sum(data)
+  const hash = cipher === undefined ? chunker.blockHash(first) : blake2sum(data)
   // Verified before anything is sent: the finished row makes the part usable by Complete.
   const done: MpuPart & { etag: string; size: number } = {
     partNumber,

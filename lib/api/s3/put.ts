@@ -4,6 +4,7 @@
  * {@link PUT_BLOCKS_MAX_PARALLEL} at a time, before the version that makes them visible is
  * marked complete. Small bodies are stored inline in the object row.
  */
+import { createHash } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Readable } from 'node:stream'
@@ -167,16 +168,30 @@ export interface SavedObject {
   meta: ObjectMeta
 }
 
-/** Reads exactly `size`-byte blocks (the last one shorter) from a stream, holding one at most. */
+/**
+ * Reads exactly `size`-byte blocks (the last one shorter) from a stream, holding one at most.
+ * With `hashBlocks`, each block's BLAKE2 hash (its name in the block store) is computed as its
+ * bytes arrive, while the rest of the body is still on its way, rather than once the block is
+ * whole: {@link blockHash} then answers without hashing the block again. Blocks stored as read
+ * (no encryption) are named that way; an encrypted block's name is its ciphertext's.
+ */
 export class Chunker {
   readonly #it: AsyncIterator<Buffer>
   readonly #size: number
   #pending: Buffer[] = []
   #pendingLen = 0
   #ended = false
-  constructor(body: AsyncIterable<Buffer>, size: number) {
+  readonly #hashBlocks: boolean
+  /** The hash of the block being received, and how many of its bytes it has taken. */
+  #hasher: ReturnType<typeof createHash> | undefined
+  #hashed = 0
+  /** Hashes of blocks received whole and not returned yet, in order. */
+  readonly #ready: Hash[] = []
+  readonly #hashes = new WeakMap<Buffer, Hash>()
+  constructor(body: AsyncIterable<Buffer>, size: number, options: { hashBlocks?: boolean } = {}) {
     this.#it = body[Symbol.asyncIterator]()
     this.#size = size
+    this.#hashBlocks = options.hashBlocks === true
   }
   /** The next block, or undefined at the end. */
   async next(): Promise<Buffer | undefined> {
@@ -186,10 +201,7 @@ export class Chunker {
         this.#ended = true
         break
       }
-      const chunk = r.value
-      if (chunk.length === 0) continue
-      this.#pending.push(chunk)
-      this.#pendingLen += chunk.length
+      this.#add(r.value)
     }
     if (this.#pendingLen === 0) return undefined
     const all = this.#pending.length === 1 ? (this.#pending[0] as Buffer) : Buffer.concat(this.#pending, this.#pendingLen)
@@ -197,7 +209,17 @@ export class Chunker {
     const rest = all.subarray(block.length)
     this.#pending = rest.length > 0 ? [rest] : []
     this.#pendingLen = rest.length
+    if (this.#hashBlocks) {
+      // A last block shorter than `size`: its hash ends here.
+      if (block.length < this.#size && this.#hashed === block.length) this.#finishHash()
+      const hash = this.#ready.shift()
+      if (hash !== undefined) this.#hashes.set(block, hash)
+    }
     return block
+  }
+  /** BLAKE2 of `block` (blake2sum): computed as it arrived if this chunker returned it, else now. */
+  blockHash(block: Buffer): Hash {
+    return this.#hashes.get(block) ?? blake2sum(block)
   }
   get ended(): boolean {
     return this.#ended && this.#pendingLen === 0
@@ -207,12 +229,30 @@ export class Chunker {
     while (!this.#ended && this.#pendingLen === 0) {
       const r = await this.#it.next()
       if (r.done === true) this.#ended = true
-      else if (r.value.length > 0) {
-        this.#pending.push(r.value)
-        this.#pendingLen += r.value.length
-      }
+      else this.#add(r.value)
     }
     return this.ended
+  }
+  #add(chunk: Buffer): void {
+    if (chunk.length === 0) return
+    this.#pending.push(chunk)
+    this.#pendingLen += chunk.length
+    if (!this.#hashBlocks) return
+    // Cut at block boundaries: each block's bytes go to its own hash.
+    for (let o = 0; o < chunk.length; ) {
+      const n = Math.min(this.#size - this.#hashed, chunk.length - o)
+      this.#hasher ??= createHash('blake2b512')
+      this.#hasher.update(n === chunk.length ? chunk : chunk.subarray(o, o + n))
+      this.#hashed += n
+      o += n
+      if (this.#hashed === this.#size) this.#finishHash()
+    }
+  }
+  #finishHash(): void {
+    if (this.#hasher === undefined) return
+    this.#ready.push(new Uint8Array(this.#hasher.digest().subarray(0, 32)))
+    this.#hasher = undefined
+    this.#hashed = 0
   }
 }
 
@@ -292,7 +332,7 @@ export async function saveStream(
   opts: SaveOptions = {},
 ): Promise<SavedObject> {
   const stamp = opts.stamp?.fields ?? {}
-  const chunker = new Chunker(body, garage.blockSize)
+  const chunker = new Chunker(body, garage.blockSize, { hashBlocks: opts.encryption === undefined })
   const oneRound = opts.oneRound === true && opts.existing === undefined
   const startRead = (): Promise<ObjectEntry | undefined> => {
     const read = opts.existing ?? garage.objectTable.get(bucketId, utf8(key))
@@ -308,7 +348,7 @@ export async function saveStream(
     const saved =
       first === undefined || first.length < INLINE_THRESHOLD
         ? await saveInlineOneRound(target, versionId, first ?? Buffer.alloc(0))
-        : await saveOneBlockOneRound(target, versionId, first)
+        : await saveOneBlockOneRound(target, versionId, first, chunker.blockHash(first))
     if (saved !== undefined) return saved
   }
   const existingRead = early ?? startRead()
@@ -531,7 +571,7 @@ async function saveInlineOneRound(t: SaveTarget, versionId: Uuid, bytes: Buffer)
  * one has its version row deleted once every request of its write has ended; a failed write is
  * completed in the background (settleOneRound), since it may already be complete on one node.
  */
-async function saveOneBlockOneRound(t: SaveTarget, versionId: Uuid, block: Buffer): Promise<SavedObject | undefined> {
+async function saveOneBlockOneRound(t: SaveTarget, versionId: Uuid, block: Buffer, hash: Hash): Promise<SavedObject | undefined> {
   const { garage, bucketId, key, headers, body, result, opts } = t
   // The version row and the object row must go to the same nodes (they do where every node
   // stores everything): otherwise, the two-round path, before the block is hashed for nothing.
@@ -544,7 +584,6 @@ async function saveOneBlockOneRound(t: SaveTarget, versionId: Uuid, block: Buffe
   if (!garage.tableBatch.canSendTogether(probe)) return undefined
   // Verified before anything is sent: the rows sent make the version visible.
   const meta = objectMetaFrom(await result, block.length, headers, opts.checksumAlgorithm)
-  const hash = blake2sum(block)
   const backlink = { t: 'object' as const, bucketId, key }
   const version = (uuid: Uuid, ts: number): ObjectVersion => {
     return completeVersion(uuid, ts, { t: 'firstBlock', meta, hash }, opts.tags)
@@ -752,7 +791,7 @@ export async function writeBlocks(
   while (block !== undefined) {
     const plainSize = block.length
     const data = cipher === undefined ? block : cipher.encryptBlock(block)
-    const hash = blake2sum(data)
+    const hash = cipher === undefined ? chunker.blockHash(block) : blake2sum(data)
     firstHash ??= hash
     const at = offset
     offset += plainSize
