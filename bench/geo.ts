@@ -25,7 +25,9 @@
  * 1-minute load average when the operation finished (the machine is shared).
  *
  * Environment: BENCH_GEO_DELAY_MS (default 50, the one-way delay), BENCH_GEO_JITTER_MS (default
- * 0: each chunk's delay is uniform in delay ± jitter, order kept), BENCH_QUICK=1 (fewer iterations).
+ * 0: each chunk's delay is uniform in delay ± jitter, order kept), BENCH_QUICK=1 (fewer iterations),
+ * BENCH_GEO_BLOCK_WRITES=<n> (the nodes' `block_max_concurrent_writes_per_request`; default: the
+ * setting's default, 3; every line then says `block_writes_per_request`).
  */
 import { createHash } from 'node:crypto'
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
@@ -57,6 +59,9 @@ const DELETE_ITERATIONS = QUICK ? 1 : 5
 const DELAY_MS = envNumber('BENCH_GEO_DELAY_MS', 50)
 const JITTER_MS = envNumber('BENCH_GEO_JITTER_MS', 0)
 const HOOK = fileURLToPath(new URL('./geo-trace-hook.ts', import.meta.url))
+/** `block_max_concurrent_writes_per_request` of the nodes, when BENCH_GEO_BLOCK_WRITES sets it. */
+const BLOCK_WRITES = process.env.BENCH_GEO_BLOCK_WRITES ? envNumber('BENCH_GEO_BLOCK_WRITES', 3) : undefined
+const SETTINGS = BLOCK_WRITES === undefined ? {} : { block_writes_per_request: BLOCK_WRITES }
 /** RPCs of membership, not of requests. */
 const BACKGROUND_PATHS = /^(net\/ping|system\/|layout\/|table-sync\/|table-gc\/|admin\/)/
 
@@ -243,6 +248,7 @@ export async function benchGeo(): Promise<void> {
     cluster = await startReplicatedCluster({
       nodes: 3,
       bucket: 'geo',
+      ...(BLOCK_WRITES === undefined ? {} : { configLines: [`block_max_concurrent_writes_per_request = ${BLOCK_WRITES}`] }),
       env: {
         // Pings every 2 s (they take one RTT and would otherwise crowd the traces); no
         // anti-entropy, GC or resync during the measurement.
@@ -339,6 +345,7 @@ export async function benchGeo(): Promise<void> {
         iterations: n,
         rtt_ms: round(rtt),
         load_avg: round(loadavg()[0] as number, 2),
+        ...SETTINGS,
         ...extra,
       }
       process.stdout.write(`${JSON.stringify(line)}\n`)
@@ -459,6 +466,7 @@ export async function benchGeo(): Promise<void> {
           iterations: xs.length,
           rtt_ms: round(rtt),
           load_avg: round(loadavg()[0] as number, 2),
+          ...SETTINGS,
         })}\n`,
       )
     }

@@ -39,6 +39,9 @@ export async function buildModel(o: BuildModelOptions): Promise<Garage> {
     blockPaths,
     dataFsync: c.dataFsync,
     blockSize: c.blockSize,
+    ...(c.blockMaxConcurrentWritesPerRequest === undefined
+      ? {}
+      : { blockWritesPerRequest: c.blockMaxConcurrentWritesPerRequest }),
     blockGcDelayMsec: c.blockGcDelayMsec,
     allowPunycode: c.allowPunycode,
     sharded: cluster.sharded,

@@ -271,10 +271,13 @@ export class LocalBlockStore {
   }
 }
 
-/** Writes `data` at the start of a new file: one buffer, or its pieces with `writev` (short writes resumed). */
+/**
+ * Writes `data` at the start of a new file in one system call (short writes resumed): one
+ * buffer, or its pieces with `writev`. (`FileHandle.writeFile` cuts a 1 MiB block into two
+ * 512 KiB writes, each a thread-pool round trip.)
+ */
 async function writeData(fh: FileHandle, data: BlockData): Promise<void> {
-  if (data instanceof Uint8Array) return fh.writeFile(data)
-  let parts = data.filter((p) => p.byteLength > 0)
+  let parts = (data instanceof Uint8Array ? [data] : data).filter((p) => p.byteLength > 0)
   let position = 0
   while (parts.length > 0) {
     const { bytesWritten } = await fh.writev(parts, position)

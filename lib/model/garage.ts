@@ -58,6 +58,12 @@ export interface ClusterContext {
 /** A node's own object counters of one bucket (for quota checks on nodes that do not hold the bucket). */
 const BUCKET_COUNTS = defineEndpoint<{ bucket: Uint8Array }, ObjectCounts>('model/bucket-object-counts')
 
+/**
+ * Blocks of one PUT or UploadPart written at once unless `block_max_concurrent_writes_per_request`
+ * says otherwise: Garage's PUT_BLOCKS_MAX_PARALLEL, and its default for that setting.
+ */
+export const DEFAULT_BLOCK_WRITES_PER_REQUEST = 3
+
 export interface GarageModelOptions {
   db: Db
   self: NodeId
@@ -66,6 +72,8 @@ export interface GarageModelOptions {
   blockPaths?: BlockPaths
   dataFsync: boolean
   blockSize: number
+  /** Blocks of one request written at once (`block_max_concurrent_writes_per_request`). Default 3. */
+  blockWritesPerRequest?: number
   blockGcDelayMsec: number
   allowPunycode: boolean
   /** Replication of sharded tables (object, version, block_ref, mpu). */
@@ -108,6 +116,8 @@ export interface K2vModel {
 export class Garage {
   readonly db: Db
   readonly blockSize: number
+  /** Blocks of one PUT or UploadPart written at once (`block_max_concurrent_writes_per_request`). */
+  readonly blockWritesPerRequest: number
   readonly blockManager: BlockManager
   readonly bucketTable: Table<BucketEntry>
   readonly bucketAliasTable: Table<BucketAliasEntry>
@@ -155,6 +165,7 @@ export class Garage {
   constructor(o: GarageModelOptions) {
     this.db = o.db
     this.blockSize = o.blockSize
+    this.blockWritesPerRequest = o.blockWritesPerRequest ?? DEFAULT_BLOCK_WRITES_PER_REQUEST
     this.#log = o.log
     this.cluster = o.cluster
     this.#sharded = o.sharded

@@ -12,7 +12,7 @@ import { silentLogger } from '../../lib/util/logger.ts'
 
 export async function startModel(
   t: TestContext,
-  options: { gcDelayMsec?: number; blockSize?: number } = {},
+  options: { gcDelayMsec?: number; blockSize?: number; blockWritesPerRequest?: number } = {},
 ): Promise<{ garage: Garage; dir: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'garage-model-'))
   const db = await openLmdb(join(dir, 'meta'), { fsync: false })
@@ -23,6 +23,7 @@ export async function startModel(
     dataDir: join(dir, 'data'),
     dataFsync: false,
     blockSize: options.blockSize ?? 1024 * 1024,
+    ...(options.blockWritesPerRequest === undefined ? {} : { blockWritesPerRequest: options.blockWritesPerRequest }),
     blockGcDelayMsec: options.gcDelayMsec ?? 50,
     allowPunycode: false,
     sharded: local,

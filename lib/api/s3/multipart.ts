@@ -556,9 +556,11 @@ export async function handleUploadPart(
     return { etag, size, checksum: alg !== undefined && value !== undefined ? `${alg}:${value}` : null }
   }
   const done =
-    oneBlock && first !== undefined
-      ? ((await uploadPartInOneRound(ctx, settings, uploadRead, ep.partNumber, first, chunker, cipher, written)) ??
-        (await uploadOneBlockPart(ctx, settings, uploadRead, ep.partNumber, first, chunker, cipher, written)))
+    local !== undefined && first !== undefined
+      ? ((oneBlock
+          ? await uploadPartInOneRound(ctx, settings, uploadRead, ep.partNumber, first, chunker, cipher, written)
+          : undefined) ??
+        (await uploadPartWhileReading(ctx, settings, uploadRead, ep.partNumber, first, chunker, cipher, written)))
       : await uploadPartAfterRead(ctx, await uploadRead, ep.partNumber, first, chunker, cipher, written)
   const out: Record<string, string> = { etag: `"${done.etag}"` }
   if (cipher !== undefined) Object.assign(out, cipher.responseHeaders())
@@ -572,7 +574,7 @@ type PartWritten = (size: number) => Promise<{ etag: string; size: number; check
 /**
  * A part written after its upload was read (3 round trips for one block): the upload read; the
  * part's listing (without ETag) with its first block, before it on every node; the finished part
- * row. For a part with several blocks, an empty part, or an upload this node has no copy of.
+ * row. For an empty part, or an upload this node has no copy of.
  */
 async function uploadPartAfterRead(
   ctx: BucketCtx,
@@ -748,16 +750,19 @@ async function uploadPartInOneRound(
 }
 
 /**
- * A part of one block, fully received, of an upload this node holds a copy of: 2 round trips, as
- * a small PutObject (docs/design/round-trips.md). Round 1: the part's data (its version row with
- * the block, the block_ref, the block) while the upload and the part number's latest row are read
- * at quorum. Round 2: the finished part row (ETag, size), whose timestamp comes from the read.
- * Until round 2 no row lists the part version: a crash in between is undone by the upload guard
+ * A part of an upload this node holds a copy of, written while the upload is read
+ * (docs/design/round-trips.md): its data (its version row with each block, the block_refs, the
+ * blocks, {@link writeBlocks}'s waves) while the upload and the part number's latest row are read
+ * at quorum; then the finished part row (ETag, size), whose timestamp comes from the read. 2
+ * round trips for a part of one block (when the one-round path does not apply), one per wave of
+ * blocks plus one for a larger part. A failed read (NoSuchUpload) stops the data at its next
+ * block rather than after the whole body.
+ * Until the last round no row lists the part version: a crash in between is undone by the upload guard
  * at the next start (the part is not finished in its rows: its version is deleted); an upload
  * completed or aborted meanwhile is caught by the read-back after the answer (finishPart); any
  * failure deletes the version; and the `versions` repair deletes it once its upload is gone.
  */
-async function uploadOneBlockPart(
+async function uploadPartWhileReading(
   ctx: BucketCtx,
   settings: UploadSettings,
   uploadRead: Promise<Upload>,
@@ -776,14 +781,17 @@ async function uploadOneBlockPart(
   let finishing: { upload: Upload; part: MpuPart } | undefined
   let done: MpuPart & { etag: string; size: number }
   try {
+    // A failed read ends the body, and with it the data round, at the next block: its error is
+    // the answer (checked first), not the body's.
+    uploadRead.catch(() => ctx.body.destroy())
     // Both settled before anything else: a failure deletes the version, which must not overtake a
     // version entry or a reference still in flight (see writeBlocks).
     const [data, read] = await Promise.allSettled([
       writeBlocks(g, versionId, backlink, partNumber, first, chunker, cipher),
       uploadRead,
     ])
-    if (data.status === 'rejected') throw data.reason
     if (read.status === 'rejected') throw read.reason
+    if (data.status === 'rejected') throw data.reason
     const upload = read.value
     const part = await newPart(g, upload, partNumber, versionId)
     done = { ...part, ...(await written(data.value.size)) }

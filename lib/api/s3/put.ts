@@ -1,7 +1,7 @@
 /**
  * PutObject and the streaming save shared with multipart and copy (port of garage_api_s3::put).
  * A body is cut into blocks as it arrives; each block is referenced, then written, at most
- * {@link PUT_BLOCKS_MAX_PARALLEL} at a time, before the version that makes them visible is
+ * `block_max_concurrent_writes_per_request` (default 3) at a time, before the version that makes them visible is
  * marked complete. Small bodies are stored inline in the object row.
  */
 import { createHash } from 'node:crypto'
@@ -32,9 +32,6 @@ import { parseCannedAcl } from './acl.ts'
 import { initialTagging, parseTaggingHeader, type Tags } from './tagging.ts'
 import { checkWriteCondition, commitVersion, currentObject, parseWriteCondition, type WriteCondition } from './conditional.ts'
 import { sendObjectRow, writeInOneRound } from './one-round.ts'
-
-/** Blocks of one upload written concurrently (Garage's PUT_BLOCKS_MAX_PARALLEL). */
-export const PUT_BLOCKS_MAX_PARALLEL = 3
 
 /** User metadata (`x-amz-meta-*`) is limited to 2 KiB, as on AWS. */
 const MAX_USER_METADATA_BYTES = 2048
@@ -823,7 +820,7 @@ export async function writeBlocks(
     })
     inflight.add(task)
     void task.finally(() => inflight.delete(task))
-    if (inflight.size >= PUT_BLOCKS_MAX_PARALLEL) await Promise.race(inflight)
+    if (inflight.size >= garage.blockWritesPerRequest) await Promise.race(inflight)
     if (failure !== undefined) break
     block = await chunker.next()
   }

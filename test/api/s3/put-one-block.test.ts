@@ -118,3 +118,32 @@ function blockHashOf(garage: Garage): Uint8Array {
   const entry = garage.blockRefTable.schema.codec.decode((first as [Uint8Array, Uint8Array])[1])
   return entry.block
 }
+
+test('a large body has at most block_max_concurrent_writes_per_request blocks in flight (default 3)', async (t) => {
+  for (const [setting, expected] of [
+    [undefined, 3],
+    [1, 1],
+    [6, 6],
+  ] as const) {
+    const { garage } = await startModel(t, {
+      blockSize: 1024,
+      ...(setting === undefined ? {} : { blockWritesPerRequest: setting }),
+    })
+    let running = 0
+    let most = 0
+    const putBlock = garage.blockManager.putBlock.bind(garage.blockManager)
+    garage.blockManager.putBlock = async (hash, data) => {
+      most = Math.max(most, ++running)
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 5))
+        return await putBlock(hash, data)
+      } finally {
+        running--
+      }
+    }
+    const body = Buffer.alloc(20 * 1024)
+    for (let i = 0; i < body.length; i += 4) body.writeUInt32LE(i, i)
+    await saveStream(garage, genUuid(), `k${String(setting)}`, [], Readable.from([body]), checked)
+    assert.equal(most, expected, `setting ${String(setting)}`)
+  }
+})

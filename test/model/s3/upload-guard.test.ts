@@ -158,7 +158,7 @@ test('a one-block part recorded before its timestamp was known: kept if a row of
   const uploadId = genUuid()
   const upload = { uploadId, deleted: false, parts: [], ts: 1, bucketId, key: 'mpu' }
   await garage.mpuTable.insert(upload)
-  /** A part's data round (multipart.ts, uploadOneBlockPart); `row`: its finished row, if written. */
+  /** A part's data round (multipart.ts, uploadPartWhileReading); `row`: its finished row, if written. */
   const write = async (partNumber: number, row: 'none' | 'finished') => {
     const body = `part ${partNumber}`
     const version = genUuid()
