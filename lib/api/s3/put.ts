@@ -822,7 +822,14 @@ export async function writeBlocks(
     void task.finally(() => inflight.delete(task))
     if (inflight.size >= garage.blockWritesPerRequest) await Promise.race(inflight)
     if (failure !== undefined) break
-    block = await chunker.next()
+    try {
+      block = await chunker.next()
+    } catch (err) {
+      // The body failed (the client went away, a bad digest, UploadPart's read ended it): the
+      // blocks in flight still settle first, so the caller's undo comes after their entries.
+      failure ??= err
+      break
+    }
   }
   await Promise.all(inflight)
   if (failure !== undefined) throw failure

@@ -147,3 +147,32 @@ test('a large body has at most block_max_concurrent_writes_per_request blocks in
     assert.equal(most, expected, `setting ${String(setting)}`)
   }
 })
+
+test('a body that fails mid-way fails the write only once the blocks in flight have settled', async (t) => {
+  const { garage } = await startModel(t, { blockSize: 1024 })
+  let started = 0
+  let settled = 0
+  const putBlock = garage.blockManager.putBlock.bind(garage.blockManager)
+  garage.blockManager.putBlock = async (hash, data) => {
+    started++
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      return await putBlock(hash, data)
+    } finally {
+      settled++
+    }
+  }
+  let sent = 0
+  const body = new Readable({
+    read() {
+      sent++
+      if (sent > 2) this.destroy(new Error('the client went away'))
+      else this.push(Buffer.alloc(1024, sent))
+    },
+  })
+  const bodyResult = new Promise<never>(() => {})
+  bodyResult.catch(() => {})
+  await assert.rejects(saveStream(garage, genUuid(), 'cut', [], body, bodyResult), /the client went away/)
+  assert.ok(started >= 2, `${started} blocks were on their way`)
+  assert.equal(settled, started, 'every block write settled before the failure was reported')
+})
