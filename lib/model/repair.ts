@@ -265,22 +265,34 @@ export class TableRepairWorker<E> implements Worker {
 
 const EMPTY = new Uint8Array(0)
 
-/** True when no row references `v` (looked for locally, then at quorum). */
-async function unreferenced(g: Garage, v: VersionEntry): Promise<boolean> {
+/**
+ * True when no row references `v`: looked for locally, then at quorum, or with `everyReplica`
+ * on every replica (the second look, before a tombstone: a one-round write that failed may have
+ * left its `complete` row on one replica only, to be completed by its writer's roll-forward,
+ * and a quorum read can miss it). A replica that does not answer means "cannot tell": the
+ * version is kept.
+ */
+async function unreferenced(g: Garage, v: VersionEntry, everyReplica = false): Promise<boolean> {
   // The local copy first: a write that sends an object row (or an upload) and the version it
   // announces together (TableBatch.insertInOrder) merges both in one transaction on every node
   // that stores the version, so this node may hold them before the quorum does. Only a
   // reference this node does not hold either is looked for at quorum.
-  if (v.backlink.t === 'object') {
-    const key = utf8(v.backlink.key)
-    const refers = (o: ObjectEntry | undefined): boolean =>
-      o?.versions.some((x) => compareBytes(x.uuid, v.uuid) === 0 && x.state.t !== 'aborted' && x.state.t !== 'purged') ?? false
-    if (refers(g.objectTable.data.read(v.backlink.bucketId, key))) return false
-    if (refers(await g.objectTable.get(v.backlink.bucketId, key))) return false
-  } else {
-    const live = (u: MpuEntry | undefined): boolean => u !== undefined && !u.deleted
-    if (live(g.mpuTable.data.read(v.backlink.uploadId, EMPTY))) return false
-    if (live(await g.mpuTable.get(v.backlink.uploadId, EMPTY))) return false
+  const read = { everyReplica }
+  try {
+    if (v.backlink.t === 'object') {
+      const key = utf8(v.backlink.key)
+      const refers = (o: ObjectEntry | undefined): boolean =>
+        o?.versions.some((x) => compareBytes(x.uuid, v.uuid) === 0 && x.state.t !== 'aborted' && x.state.t !== 'purged') ?? false
+      if (refers(g.objectTable.data.read(v.backlink.bucketId, key))) return false
+      if (refers(await g.objectTable.get(v.backlink.bucketId, key, read))) return false
+    } else {
+      const live = (u: MpuEntry | undefined): boolean => u !== undefined && !u.deleted
+      if (live(g.mpuTable.data.read(v.backlink.uploadId, EMPTY))) return false
+      if (live(await g.mpuTable.get(v.backlink.uploadId, EMPTY, read))) return false
+    }
+  } catch (err) {
+    if (!everyReplica) throw err
+    return false
   }
   return true
 }
@@ -295,7 +307,7 @@ async function suspectVersion(g: Garage, v: VersionEntry): Promise<boolean | 'la
 async function repairVersion(g: Garage, seen: VersionEntry): Promise<boolean> {
   const v = g.versionTable.data.read(seen.uuid, EMPTY)
   if (v === undefined || v.deleted) return false
-  if (!(await unreferenced(g, v))) return false
+  if (!(await unreferenced(g, v, true))) return false
   await g.versionTable.insert(deletedVersion(v.uuid, v.backlink))
   return true
 }

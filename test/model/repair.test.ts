@@ -86,6 +86,36 @@ test('versions: a version no object references is tombstoned, with its block ref
   assert.equal(garage.blockManager.rc.get(liveBlock), 1, 'the live block still is')
 })
 
+test('versions: the last look before a tombstone asks every replica; a row on one replica only, or one that does not answer, keeps the version', async (t) => {
+  const { garage } = await startModel(t)
+  const bucket = genUuid()
+  // A one-round PUT that failed: its `complete` row reached one replica, not this node nor a
+  // quorum (its writer will complete it). Reads at quorum miss it; a read of every replica does not.
+  const minority = version(bucket, 'minority', blake2sum('minority'))
+  const unreachable = version(bucket, 'unreachable', blake2sum('unreachable'))
+  const gone = version(bucket, 'gone', blake2sum('gone'))
+  for (const v of [minority, unreachable, gone]) await garage.versionTable.insert(v)
+  const get = garage.objectTable.get.bind(garage.objectTable)
+  const asked: string[] = []
+  garage.objectTable.get = async (bucketId, sortKey, opts = {}) => {
+    const key = Buffer.from(sortKey).toString()
+    asked.push(`${key}${opts.everyReplica === true ? ' (every replica)' : ''}`)
+    if (opts.everyReplica === true && key === 'minority')
+      return {
+        bucketId,
+        key,
+        versions: [{ uuid: minority.uuid, ts: Date.now(), state: { t: 'uploading', multipart: false, headers: [] } }],
+      }
+    if (opts.everyReplica === true && key === 'unreachable') throw new Error('a replica did not answer')
+    return get(bucketId, sortKey, opts)
+  }
+  await repair(t, garage, 'versions')
+  assert.equal((await garage.versionTable.get(minority.uuid, EMPTY))?.deleted, false, 'found on one replica: kept')
+  assert.equal((await garage.versionTable.get(unreachable.uuid, EMPTY))?.deleted, false, 'cannot tell: kept')
+  assert.equal((await garage.versionTable.get(gone.uuid, EMPTY))?.deleted, true, 'referenced nowhere: deleted')
+  assert.ok(asked.includes('gone (every replica)'), 'the second look read every replica')
+})
+
 test('versions: a version unreferenced for less than the grace is kept (its object row may still be on its way)', async (t) => {
   const { garage } = await startModel(t)
   const bucket = genUuid()
