@@ -48,7 +48,12 @@ export async function buildModel(o: BuildModelOptions): Promise<Garage> {
     fullCopy: cluster.fullCopy,
     ...(cluster.context === undefined ? {} : { cluster: cluster.context }),
     ...(c.rpcTimeoutMsec === undefined ? {} : { rpcTimeoutMs: c.rpcTimeoutMsec }),
-    block: { ramBufferMax: c.blockRamBufferMax, disableScrub: c.disableScrub, ...blockTimingOf(timing) },
+    block: {
+      ramBufferMax: c.blockRamBufferMax,
+      disableScrub: c.disableScrub,
+      ...(c.blockMaxConcurrentReads === undefined ? {} : { maxConcurrentReads: c.blockMaxConcurrentReads }),
+      ...blockTimingOf(timing),
+    },
     ...(timing.tableTombstoneGcDelayMsec === undefined ? {} : { tableGcDelayMsec: timing.tableTombstoneGcDelayMsec }),
     log,
     useLocalTz: c.useLocalTz,

@@ -51,6 +51,8 @@ export interface BlockManagerOptions {
   cluster?: BlockCluster
   /** `block_ram_buffer_max`: bytes of blocks held for slow replicas. Default 256 MiB. */
   ramBufferMax?: number
+  /** `block_max_concurrent_reads`: block files read from disk at once. Default 16. */
+  maxConcurrentReads?: number
   /** Deadline of one block transfer. Default 300 s (`rpc_timeout_msec`). */
   rpcTimeoutMs?: number
   /**
@@ -70,7 +72,13 @@ export interface BlockManagerOptions {
 /** The settings the model passes through from the config and test knobs. @internal */
 export type BlockSettings = Pick<
   BlockManagerOptions,
-  'ramBufferMax' | 'resyncDelayMsec' | 'resyncRetryDelayMsec' | 'disableScrub' | 'scrubIntervalMs' | 'scrubJitterMs'
+  | 'ramBufferMax'
+  | 'maxConcurrentReads'
+  | 'resyncDelayMsec'
+  | 'resyncRetryDelayMsec'
+  | 'disableScrub'
+  | 'scrubIntervalMs'
+  | 'scrubJitterMs'
 >
 
 /** Block files and resync state of this node, for stats. @internal */
@@ -131,6 +139,7 @@ export class BlockManager {
       // A PUT references its block before writing it: a count of 1 is that reference alone.
       isNew: (hash) => this.rc.get(hash) === 1,
       onCorrupt: (hash) => this.resync.put(hash, Date.now(), true),
+      ...(options.maxConcurrentReads === undefined ? {} : { maxConcurrentReads: options.maxConcurrentReads }),
     })
     this.#replication = new BlockReplication({
       store: this.#store,

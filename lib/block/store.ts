@@ -57,7 +57,16 @@ export interface LocalBlockStoreOptions {
   isNew?(hash: Hash): boolean
   /** A corrupt file of `hash` was moved aside (the manager queues a resync). */
   onCorrupt(hash: Hash): void
+  /**
+   * Block files read at once (`block_max_concurrent_reads`, Garage ≥ 2.0): more reads wait
+   * their turn, so that a burst of GETs does not make a hard disk seek between them all.
+   * Default {@link DEFAULT_MAX_CONCURRENT_READS}.
+   */
+  maxConcurrentReads?: number
 }
+
+/** Garage's default `block_max_concurrent_reads`. @internal */
+export const DEFAULT_MAX_CONCURRENT_READS = 16
 
 /** @internal */
 export class LocalBlockStore {
@@ -65,11 +74,21 @@ export class LocalBlockStore {
   readonly #o: LocalBlockStoreOptions
   readonly #locks = new Map<string, Promise<void>>()
   readonly #knownDirs = new Set<string>()
+  /** Reads of block files running, at most #maxReads; the others wait in #readQueue. */
+  readonly #maxReads: number
+  #reading = 0
+  readonly #readQueue: Array<() => void> = []
   readonly #startedAt = Date.now()
 
   constructor(o: LocalBlockStoreOptions) {
     this.#o = o
     this.paths = o.paths
+    this.#maxReads = o.maxConcurrentReads ?? DEFAULT_MAX_CONCURRENT_READS
+  }
+
+  /** Block file reads running, and waiting for their turn (`maxConcurrentReads`). */
+  get reads(): { running: number; waiting: number } {
+    return { running: this.#reading, waiting: this.#readQueue.length }
   }
 
   /** The primary path of a block (where a new copy is written). */
@@ -161,11 +180,18 @@ export class LocalBlockStore {
    */
   async readVerified(hash: Hash, path: string, sizeGuess?: number): Promise<Buffer | undefined> {
     let data: Buffer
+    if (this.#reading >= this.#maxReads) await new Promise<void>((resolve) => this.#readQueue.push(resolve))
+    else this.#reading++
     try {
       data = await readBlockFile(path, sizeGuess)
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
       throw err
+    } finally {
+      // The next read waiting takes this one's place (the count stays), or the count drops.
+      const next = this.#readQueue.shift()
+      if (next !== undefined) next()
+      else this.#reading--
     }
     this.#o.metrics.read(data.byteLength)
     if (bytesEqual(blake2sum(data), hash)) return data

@@ -175,7 +175,7 @@ export interface GarageConfig {
   block_size?: ByteSize
   /** Limit on block data buffered in RAM awaiting slow replicas. Default 256 MiB. */
   block_ram_buffer_max?: ByteSize
-  /** Maximum number of blocks read from disk at once (Garage ≥ 2.0). Garage's default applies when unset. */
+  /** Block files read from disk at once (Garage ≥ 2.0); more reads wait their turn. Default 16. */
   block_max_concurrent_reads?: number
   /**
    * Blocks of one PUT or UploadPart written at once (Garage ≥ 2.1). Default 3. Each is held in
@@ -922,7 +922,6 @@ export function resolveConfig(input: GarageConfig, opts: ResolveConfigOptions = 
     ? parseByteSize('block_ram_buffer_max', root.get('block_ram_buffer_max'))
     : DEFAULT_BLOCK_RAM_BUFFER_MAX
   const blockMaxConcurrentReads = root.int('block_max_concurrent_reads', 1, 'a positive integer')
-  ignored(root, 'block_max_concurrent_reads')
   const blockMaxConcurrentWritesPerRequest = root.int('block_max_concurrent_writes_per_request', 1, 'a positive integer')
   const blockGcDelayMsec =
     root.int('block_gc_delay_msec', 0, 'a number of milliseconds (an integer ≥ 0)') ?? DEFAULT_BLOCK_GC_DELAY_MSEC

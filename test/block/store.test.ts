@@ -12,7 +12,7 @@ import { CorruptDataError } from '../../lib/util/errors.ts'
 import { recordingLogger } from '../net/net-fixtures.ts'
 
 /** The local store alone: no metadata db, no cluster, no resync queue. */
-async function store(t: TestContext, touch: (h: Hash) => boolean = () => false) {
+async function store(t: TestContext, touch: (h: Hash) => boolean = () => false, maxConcurrentReads?: number) {
   const dir = await mkdtemp(join(tmpdir(), 'garage-block-store-'))
   t.after(() => rm(dir, { recursive: true, force: true }))
   const metrics = new BlockMetrics()
@@ -24,6 +24,7 @@ async function store(t: TestContext, touch: (h: Hash) => boolean = () => false) 
     metrics,
     touchExisting: touch,
     onCorrupt: (h) => corrupt.push(toHex(h)),
+    ...(maxConcurrentReads === undefined ? {} : { maxConcurrentReads }),
   })
   return { s, dir, metrics, corrupt }
 }
@@ -52,6 +53,25 @@ test('a block given in pieces is written as their concatenation and counted once
   await s.write(hash, pieces)
   assert.ok((await s.readVerified(hash, s.primaryPath(hash)))?.equals(whole))
   assert.equal(metrics.bytesWritten, whole.byteLength)
+})
+
+test('at most maxConcurrentReads block files are read at once; the others wait their turn (default 16)', async (t) => {
+  for (const [max, expected] of [
+    [2, 2],
+    [undefined, 16],
+  ] as const) {
+    const { s } = await store(t, () => false, max)
+    const blocks = Array.from({ length: 20 }, (_, i) => Buffer.from(`block ${i}`))
+    for (const b of blocks) await s.write(blake2sum(b), b)
+    const reads = blocks.map((b) => s.readFirst(blake2sum(b)))
+    assert.deepEqual(s.reads, { running: expected, waiting: blocks.length - expected })
+    const got = await Promise.all(reads)
+    got.forEach((g, i) => assert.ok(g?.equals(blocks[i] as Buffer), `block ${i} read back`))
+    assert.deepEqual(s.reads, { running: 0, waiting: 0 })
+    // A missing block releases its turn too.
+    assert.equal(await s.readFirst(blake2sum('missing')), undefined)
+    assert.deepEqual(s.reads, { running: 0, waiting: 0 })
+  }
 })
 
 test('the local store refreshes the time of an existing copy only when told to', async (t) => {

@@ -268,7 +268,6 @@ describe('resolveConfig: warnings', () => {
     [{ metadata_auto_snapshot_interval: '1h 30m' }, 'metadata_auto_snapshot_interval'],
     [{ rpc_bind_outgoing: true }, 'rpc_bind_outgoing'],
     [{ rpc_public_addr_subnet: 'fd00::/8' }, 'rpc_public_addr_subnet'],
-    [{ block_max_concurrent_reads: 4 }, 'block_max_concurrent_reads'],
     [{ admin: { api_bind_addr: '127.0.0.1:3903', trace_sink: 'http://localhost:4317' } }, 'admin.trace_sink'],
     [{ consul_discovery: { consul_http_addr: 'http://127.0.0.1:8500', service_name: 'garage' } }, 'consul_discovery'],
     [{ kubernetes_discovery: { namespace: 'garage', service_name: 'garage' } }, 'kubernetes_discovery'],
@@ -285,10 +284,12 @@ describe('resolveConfig: warnings', () => {
       lmdb_map_size: '10G',
       allow_punycode: true,
       block_max_concurrent_writes_per_request: 8,
+      block_max_concurrent_reads: 4,
       admin: { api_bind_addr: '127.0.0.1:3903', admin_token: 'a', metrics_token: 'm', metrics_require_token: true },
     })
     assert.deepEqual(warnings, [])
     assert.equal(config.blockMaxConcurrentWritesPerRequest, 8)
+    assert.equal(config.blockMaxConcurrentReads, 4)
     assert.equal(config.lmdbMapSize, 10e9)
     assert.equal(config.allowPunycode, true)
     assert.deepEqual(config.admin.apiBindAddr, { host: '127.0.0.1', port: 3903 })
