@@ -66,7 +66,7 @@ test('at most maxConcurrentReads block files are read at once; the others wait t
     const reads = blocks.map((b) => s.readFirst(blake2sum(b)))
     assert.deepEqual(s.reads, { running: expected, waiting: blocks.length - expected })
     const got = await Promise.all(reads)
-    got.forEach((g, i) => assert.ok(g?.equals(blocks[i] as Buffer), `block ${i} read back`))
+    for (const [i, g] of got.entries()) assert.ok(g?.equals(blocks[i] as Buffer), `block ${i} read back`)
     assert.deepEqual(s.reads, { running: 0, waiting: 0 })
     // A missing block releases its turn too.
     assert.equal(await s.readFirst(blake2sum('missing')), undefined)
