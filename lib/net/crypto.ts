@@ -311,13 +311,8 @@ export function sealFrameInto(
   kind: FrameKind,
   payload: Uint8Array,
 ): number {
-  const cipher = createCipheriv('aes-256-gcm', key, frameNonce(seq, index))
-  cipher.setAAD(sessionId)
-  let o = out.writeUInt32BE(1 + payload.length + TAG_LEN, offset)
-  o += cipher.update(KIND_BYTES[kind] as Buffer).copy(out, o)
-  if (payload.length > 0) o += cipher.update(payload).copy(out, o)
-  o += cipher.final().copy(out, o)
-  o += cipher.getAuthTag().copy(out, o)
+  let o = offset
+  for (const p of sealFramePieces(key, sessionId, seq, index, kind, payload)) o += p.copy(out, o)
   return o
 }
 
