@@ -16,7 +16,9 @@
  * CPU time (user + system, all threads) each child used per unit of work (`cpu_unit`: ms per MB
  * or µs per operation): the figures least disturbed by other load on the machine.
  *
- * Environment: BENCH_CPU_PROF=<dir> runs the garage child with `--cpu-prof` into that directory
+ * Environment: BENCH_TRACE_GC=1 runs the garage processes with `--trace-gc` and adds to each line
+ * their full and young-generation collections during the scenario (`gc_full`, `gc_young`, node 1
+ * first). BENCH_CPU_PROF=<dir> runs the garage child with `--cpu-prof` into that directory
  * (written when it stops), and each cluster node into `<dir>/cluster-node<i>`; BENCH_QUICK=1 shortens every scenario (smoke test),
  * BENCH_SMALL_SECONDS=<s> lengthens the 4 KiB ones (3 s), so that a profile is mostly about them. The `cluster3_*`
  * scenarios repeat the 1 MiB and 4 KiB ones through node 1 of a 3-node, RF 3 cluster on this
@@ -83,6 +85,23 @@ interface Target extends S3Target {
   pids: number[]
   bucket: string
   agent: Agent
+  /** Each process's stdout + stderr so far (garage targets), for BENCH_TRACE_GC's counts. */
+  outputs?: Array<() => string>
+}
+
+/** BENCH_TRACE_GC=1: the garage processes run with `--trace-gc`, and each line counts their collections. */
+const TRACE_GC = process.env.BENCH_TRACE_GC === '1'
+/** Node.js flags of every garage process: `--cpu-prof` into `profDir` (BENCH_CPU_PROF), `--trace-gc`. */
+function garageNodeArgs(profDir: string | undefined): string[] {
+  return [
+    ...(profDir === undefined || profDir === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${profDir}`]),
+    ...(TRACE_GC ? ['--trace-gc'] : []),
+  ]
+}
+
+/** Full (mark-compact) and young-generation (scavenge) collections in `--trace-gc` output. */
+function gcCounts(out: string): { full: number; young: number } {
+  return { full: out.match(/: Mark-Compact /g)?.length ?? 0, young: out.match(/: Scavenge /g)?.length ?? 0 }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -90,11 +109,7 @@ interface Target extends S3Target {
 
 async function startGarage(): Promise<{ target: Target; server: ServerProcess }> {
   const prof = process.env.BENCH_CPU_PROF
-  const server = await startServerProcess({
-    bucket: 'bench',
-    entry: ENTRY,
-    nodeArgs: prof === undefined || prof === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${prof}`],
-  })
+  const server = await startServerProcess({ bucket: 'bench', entry: ENTRY, nodeArgs: garageNodeArgs(prof) })
   const target: Target = {
     name: 'garage',
     endpoint: server.endpoint,
@@ -104,6 +119,7 @@ async function startGarage(): Promise<{ target: Target; server: ServerProcess }>
     pids: [server.pid],
     bucket: server.bucket,
     agent: new Agent({ keepAlive: true, maxSockets: CONCURRENCY }),
+    outputs: [() => server.output()],
   }
   return { target, server }
 }
@@ -122,9 +138,7 @@ async function startCluster3(): Promise<{ target: Target; cluster: ReplicatedClu
     nodeOptions: (i: number) => ({
       startTimeoutMs: 120_000,
       entry: ENTRY,
-      ...(prof === undefined || prof === ''
-        ? {}
-        : { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${join(prof, `cluster-node${i + 1}`)}`] }),
+      nodeArgs: garageNodeArgs(prof === undefined || prof === '' ? undefined : join(prof, `cluster-node${i + 1}`)),
     }),
     nodes: 3,
     bucket: 'bench',
@@ -145,6 +159,7 @@ async function startCluster3(): Promise<{ target: Target; cluster: ReplicatedClu
     pids: cluster.nodes.map((n) => n.proc.pid),
     bucket: cluster.bucket,
     agent: new Agent({ keepAlive: true, maxSockets: CONCURRENCY }),
+    outputs: cluster.nodes.map((n) => () => n.proc.output()),
   }
   return { target, cluster }
 }
@@ -299,6 +314,8 @@ interface Measured extends Run {
   peakRssMb: number[]
   /** CPU seconds (user + system, all threads) each process of the target used during the scenario. */
   cpuS: number[]
+  /** With BENCH_TRACE_GC: each process's collections during the scenario. */
+  gc?: Array<{ full: number; young: number }>
 }
 
 /** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
@@ -311,10 +328,17 @@ async function cpuSeconds(pid: number): Promise<number> {
 async function measure(t: Target, run: () => Promise<Run>): Promise<Measured> {
   for (const pid of t.pids) await resetPeakRss(pid)
   const cpu0 = await Promise.all(t.pids.map(cpuSeconds))
+  const out0 = (t.outputs ?? []).map((o) => o().length)
   const r = await run()
   const cpu1 = await Promise.all(t.pids.map(cpuSeconds))
   const rss = await Promise.all(t.pids.map(readPeakRss))
-  return { ...r, peakRssMb: rss.map((b) => b / MiB), cpuS: cpu1.map((c, i) => c - (cpu0[i] as number)) }
+  const gc = TRACE_GC ? (t.outputs ?? []).map((o, i) => gcCounts(o().slice(out0[i]))) : undefined
+  return {
+    ...r,
+    peakRssMb: rss.map((b) => b / MiB),
+    cpuS: cpu1.map((c, i) => c - (cpu0[i] as number)),
+    ...(gc === undefined ? {} : { gc }),
+  }
 }
 
 const round = (x: number, digits = 1): number => Number(x.toFixed(digits))
@@ -355,6 +379,8 @@ async function scenario(
     // The 1-minute load average when the scenario ended: throughput depends on it (shared machine).
     load_avg: round(loadavg()[0] as number, 2),
     entry: ENTRY,
+    // BENCH_TRACE_GC: mark-compacts and scavenges of each garage process (node 1 first).
+    ...(g.gc === undefined ? {} : { gc_full: g.gc.map((c) => c.full), gc_young: g.gc.map((c) => c.young) }),
     ...extra,
   }
   process.stdout.write(`${JSON.stringify(line)}\n`)
