@@ -9,8 +9,8 @@ import type { Readable } from 'node:stream'
 import { defineEndpoint, type RpcPriority, withStream } from '../net/endpoint.ts'
 import type { NetApp } from '../net/netapp.ts'
 import type { SharedBodySeal } from '../net/frame.ts'
-import { blake2sumOf, bytesEqual, type Hash, toHex } from '../util/data.ts'
-import { type BlockData, blockDataLength } from './store.ts'
+import { blake2sumOf, byteLengthOf, bytesEqual, type Hash, toHex } from '../util/data.ts'
+import type { BlockData } from './store.ts'
 import { CorruptDataError, GarageError, TimeoutError } from '../util/errors.ts'
 import { checkPrevAnswer, parseTableBatchRequest } from '../table/rpc.ts'
 import type { TableBatchRequest } from '../table/table.ts'
@@ -66,7 +66,7 @@ export function serveBlockRpc(net: NetApp, h: BlockRpcHandlers): void {
     if (ctx.stream === undefined) throw new GarageError('GARAGE_ERR_INTERNAL', 'block/put without a data stream')
     // A block that came whole is taken as its frames were opened (not copied together).
     const data = ctx.body ?? (await readAll(ctx.stream, MAX_BLOCK_TRANSFER_BYTES))
-    if (blockDataLength(data) > MAX_BLOCK_TRANSFER_BYTES)
+    if (byteLengthOf(data) > MAX_BLOCK_TRANSFER_BYTES)
       throw new GarageError('GARAGE_ERR_INTERNAL', `block data longer than ${MAX_BLOCK_TRANSFER_BYTES} bytes`)
     // Checked before the block is stored: a malformed batch stores nothing.
     const rows = req.rows === undefined || req.rows === null ? undefined : parseTableBatchRequest(req.rows)

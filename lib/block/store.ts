@@ -11,7 +11,7 @@ import { randomBytes } from '../util/random.ts'
 import fs from 'node:fs'
 import { type FileHandle, mkdir, open, rename, rm, stat, utimes, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
-import { blake2sum, bytesEqual, type Hash, toHex } from '../util/data.ts'
+import { blake2sum, byteLengthOf, bytesEqual, type Hash, toHex } from '../util/data.ts'
 import { CorruptDataError } from '../util/errors.ts'
 import type { Logger } from '../util/logger.ts'
 import { type BlockPaths, pathExists } from './layout.ts'
@@ -27,14 +27,6 @@ export const DATA_DIR_MARKER = 'garage-marker'
  * @internal
  */
 export type BlockData = Uint8Array | readonly Uint8Array[]
-
-/** The length of a {@link BlockData}. @internal */
-export function blockDataLength(data: BlockData): number {
-  if (data instanceof Uint8Array) return data.byteLength
-  let n = 0
-  for (const p of data) n += p.byteLength
-  return n
-}
 
 /** @internal */
 export interface LocalBlockStoreOptions {
@@ -169,7 +161,7 @@ export class LocalBlockStore {
       }
       if (this.#o.fsync) await fsyncDir(dirname(path))
       if (existing !== undefined) await rm(existing, { force: true })
-      this.#o.metrics.wrote(blockDataLength(data))
+      this.#o.metrics.wrote(byteLengthOf(data))
     })
   }
 

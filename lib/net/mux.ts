@@ -28,6 +28,7 @@
  */
 import net, { type Socket } from 'node:net'
 import { TimeoutError } from '../util/errors.ts'
+import { byteLengthOf } from '../util/data.ts'
 import type { TcpAddr } from '../util/config.ts'
 import { NetError } from './errors.ts'
 import { HEAD_MAX, WHOLE_MESSAGE_MAX } from './frame.ts'
@@ -84,14 +85,6 @@ export function parseRefusal(payload: Buffer): { status: number; text: string } 
 /** A sealed message: one buffer, or its pieces in order (a HEAD and a body sealed once for several peers). */
 export type SealedMessage = Buffer | readonly Buffer[]
 
-/** The length of a {@link SealedMessage}. */
-export function sealedLength(m: SealedMessage): number {
-  if (Buffer.isBuffer(m)) return m.length
-  let n = 0
-  for (const b of m) n += b.length
-  return n
-}
-
 /** A long message being sent slice by slice: its pieces, the one being sent and where in it. */
 interface Outgoing {
   type: number
@@ -122,7 +115,7 @@ export class RecordWriter {
   send(type: number, seq: number, payload: SealedMessage): void {
     if (this.#socket.destroyed) return
     const bufs = Buffer.isBuffer(payload) ? [payload] : payload
-    const length = Buffer.isBuffer(payload) ? payload.length : sealedLength(payload)
+    const length = byteLengthOf(payload)
     if (length <= RECORD_PAYLOAD_MAX) {
       this.#write(recordHeader(type, 0, seq, length))
       for (const b of bufs) if (b.length > 0) this.#write(b)

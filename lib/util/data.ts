@@ -17,6 +17,14 @@ export function blake2sum(data: Uint8Array | string): Hash {
   return new Uint8Array(createHash('blake2b512').update(data).digest().subarray(0, 32))
 }
 
+/** The number of bytes of `data`, given whole or in pieces. */
+export function byteLengthOf(data: Uint8Array | readonly Uint8Array[]): number {
+  if (data instanceof Uint8Array) return data.byteLength
+  let n = 0
+  for (const p of data) n += p.byteLength
+  return n
+}
+
 /** {@link blake2sum} of bytes given whole or in pieces (hashed in order, not copied together). */
 export function blake2sumOf(data: Uint8Array | readonly Uint8Array[]): Hash {
   if (data instanceof Uint8Array) return blake2sum(data)

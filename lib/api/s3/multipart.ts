@@ -555,12 +555,13 @@ export async function handleUploadPart(
     const [alg, value] = (Object.entries(result.checksums)[0] ?? []) as [string | undefined, string | undefined]
     return { etag, size, checksum: alg !== undefined && value !== undefined ? `${alg}:${value}` : null }
   }
-  const done =
+  const whileReading: PartWhileReading | undefined =
     local !== undefined && first !== undefined
-      ? ((oneBlock
-          ? await uploadPartInOneRound(ctx, settings, uploadRead, ep.partNumber, first, chunker, cipher, written)
-          : undefined) ??
-        (await uploadPartWhileReading(ctx, settings, uploadRead, ep.partNumber, first, chunker, cipher, written)))
+      ? { ctx, settings, uploadRead, partNumber: ep.partNumber, first, chunker, cipher, written }
+      : undefined
+  const done =
+    whileReading !== undefined
+      ? ((oneBlock ? await uploadPartInOneRound(whileReading) : undefined) ?? (await uploadPartWhileReading(whileReading)))
       : await uploadPartAfterRead(ctx, await uploadRead, ep.partNumber, first, chunker, cipher, written)
   const out: Record<string, string> = { etag: `"${done.etag}"` }
   if (cipher !== undefined) Object.assign(out, cipher.responseHeaders())
@@ -570,6 +571,23 @@ export async function handleUploadPart(
 }
 
 type PartWritten = (size: number) => Promise<{ etag: string; size: number; checksum: string | null }>
+
+/**
+ * A part written while its upload is read (uploadPartInOneRound, uploadPartWhileReading): the
+ * request, the upload's settings from this node's copy and its quorum read still running, the
+ * part number, its first block and the rest of the body, the upload's cipher, and how to finish
+ * the part's ETag and checksum once the body is verified.
+ */
+interface PartWhileReading {
+  ctx: BucketCtx
+  settings: UploadSettings
+  uploadRead: Promise<Upload>
+  partNumber: number
+  first: Buffer
+  chunker: Chunker
+  cipher: ObjectCipher | undefined
+  written: PartWritten
+}
 
 /**
  * A part written after its upload was read (3 round trips for one block): the upload read; the
@@ -628,16 +646,8 @@ async function uploadPartAfterRead(
  * between its two transactions (the upload guard's record, `oneRound`) is settled at the next
  * start by reading the part row on every replica.
  */
-async function uploadPartInOneRound(
-  ctx: BucketCtx,
-  settings: UploadSettings,
-  uploadRead: Promise<Upload>,
-  partNumber: number,
-  first: Buffer,
-  chunker: Chunker,
-  cipher: ObjectCipher | undefined,
-  written: PartWritten,
-): Promise<(MpuPart & { etag: string; size: number }) | undefined> {
+async function uploadPartInOneRound(p: PartWhileReading): Promise<(MpuPart & { etag: string; size: number }) | undefined> {
+  const { ctx, settings, uploadRead, partNumber, first, chunker, cipher, written } = p
   const g = ctx.garage
   const { uploadId } = settings
   const localMpu = g.mpuTable.data.read(uploadId, EMPTY)
@@ -762,16 +772,8 @@ async function uploadPartInOneRound(
  * completed or aborted meanwhile is caught by the read-back after the answer (finishPart); any
  * failure deletes the version; and the `versions` repair deletes it once its upload is gone.
  */
-async function uploadPartWhileReading(
-  ctx: BucketCtx,
-  settings: UploadSettings,
-  uploadRead: Promise<Upload>,
-  partNumber: number,
-  first: Buffer,
-  chunker: Chunker,
-  cipher: ObjectCipher | undefined,
-  written: PartWritten,
-): Promise<MpuPart & { etag: string; size: number }> {
+async function uploadPartWhileReading(p: PartWhileReading): Promise<MpuPart & { etag: string; size: number }> {
+  const { ctx, settings, uploadRead, partNumber, first, chunker, cipher, written } = p
   const g = ctx.garage
   const { uploadId } = settings
   const versionId = genUuid()
