@@ -11,7 +11,10 @@
  * Prints one JSON line per scenario on stdout (progress goes to stderr):
  * `{"scenario":"put_1mib","unit":"MB/s","value":…,"bare":…,"ratio":…,"peak_rss_mb":…,"bare_peak_rss_mb":…}`
  * MB/s is 10^6 bytes per second, the median over sequential requests; ops/s is the total over a
- * fixed duration at concurrency 16. `ratio` is garage / bare. Peak RSS is each child's VmHWM,
+ * fixed duration at concurrency 16. `ratio` is garage / bare. Every scenario also runs on the bare
+ * server with `--hashed` (the MD5 and per-block BLAKE2b that S3 and the block format require, on
+ * its main thread, nothing else): `hashed` is its figure, `ratio_hashed` garage / hashed and
+ * `hashed_cpu` its CPU per unit, which tells the cost of the protocol from our own. Peak RSS is each child's VmHWM,
  * reset before each scenario, so it is the peak during that scenario. `cpu` / `bare_cpu` are the
  * CPU time (user + system, all threads) each child used per unit of work (`cpu_unit`: ms per MB
  * or µs per operation): the figures least disturbed by other load on the machine.
@@ -78,7 +81,7 @@ const runs = (group: (typeof GROUPS)[number]): boolean =>
   !(group === 'geo' && process.env.BENCH_GEO === '0')
 
 interface Target extends S3Target {
-  name: 'garage' | 'bare' | 'cluster3'
+  name: 'garage' | 'bare' | 'hashed' | 'cluster3'
   /** The process the client talks to (node 1 of the cluster). */
   pid: number
   /** Every process doing the work (the cluster's nodes, node 1 first); measured one by one. */
@@ -164,10 +167,12 @@ async function startCluster3(): Promise<{ target: Target; cluster: ReplicatedClu
   return { target, cluster }
 }
 
-async function startBare(): Promise<{ target: Target; stop: () => Promise<void> }> {
+/** The bare server (bench/bare-server.ts), or with `hashed` the bare server that also hashes. */
+async function startBare(hashed = false): Promise<{ target: Target; stop: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'garage-bench-bare-'))
   const script = fileURLToPath(new URL('./bare-server.ts', import.meta.url))
-  const child: ChildProcess = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), script, dir], {
+  const args = ['--import', import.meta.resolve('tsx'), script, dir, ...(hashed ? ['--hashed'] : [])]
+  const child: ChildProcess = spawn(process.execPath, args, {
     stdio: ['ignore', 'pipe', 'inherit'],
   })
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
@@ -187,7 +192,7 @@ async function startBare(): Promise<{ target: Target; stop: () => Promise<void> 
       child.once('exit', () => reject(new Error(`bare server exited before listening: ${out}`)))
     })
     const target: Target = {
-      name: 'bare',
+      name: hashed ? 'hashed' : 'bare',
       endpoint,
       region: 'garage',
       credentials: { accessKeyId: 'GK000000000000000000000000', secretAccessKey: 'bare' },
@@ -343,15 +348,23 @@ async function measure(t: Target, run: () => Promise<Run>): Promise<Measured> {
 
 const round = (x: number, digits = 1): number => Number(x.toFixed(digits))
 
-/** Runs a scenario on garage then on bare (never both at once) and prints its JSON line. */
+/** garage, the bare server, and the bare server that hashes (when run). */
+type Targets = readonly [Target, Target] | readonly [Target, Target, Target]
+
+/**
+ * Runs a scenario on garage, then bare, then the hashing bare server if given (never two at once)
+ * and prints its JSON line.
+ */
 async function scenario(
-  targets: readonly [Target, Target],
+  targets: Targets,
   name: string,
   unit: 'MB/s' | 'ops/s',
   run: (t: Target) => Promise<Run>,
   extra: Record<string, unknown> = {},
-): Promise<[Measured, Measured]> {
+): Promise<Measured[]> {
   const [g, b] = [await measure(targets[0], () => run(targets[0])), await measure(targets[1], () => run(targets[1]))]
+  const hashedTarget = targets[2]
+  const h = hashedTarget === undefined ? undefined : await measure(hashedTarget, () => run(hashedTarget))
   // CPU per unit of work: the figure least disturbed by other load on the machine.
   const perUnit = (m: Measured, cpuS: number): number => (unit === 'MB/s' ? (cpuS * 1e3) / m.work : (cpuS * 1e6) / m.work)
   const sum = (xs: number[]): number => xs.reduce((a, x) => a + x, 0)
@@ -369,6 +382,14 @@ async function scenario(
     cpu_unit: unit === 'MB/s' ? 'ms/MB' : 'us/op',
     cpu: round(perUnit(g, g.cpuS[0] as number), 2),
     bare_cpu: round(perUnit(b, b.cpuS[0] as number), 2),
+    // The bare server that hashes what S3 and the block format require (bench/bare-server.ts).
+    ...(h === undefined
+      ? {}
+      : {
+          hashed: round(h.value),
+          ratio_hashed: round(g.value / h.value, 3),
+          hashed_cpu: round(perUnit(h, h.cpuS[0] as number), 2),
+        }),
     ...(nodes
       ? {
           cpu_total: round(perUnit(g, sum(g.cpuS)), 2),
@@ -384,7 +405,7 @@ async function scenario(
     ...extra,
   }
   process.stdout.write(`${JSON.stringify(line)}\n`)
-  return [g, b]
+  return h === undefined ? [g, b] : [g, b, h]
 }
 
 /**
@@ -418,7 +439,7 @@ async function pacedTail(t: Target, n: number): Promise<number[]> {
 }
 
 /** {@link pacedTail} on garage then bare: one JSON line, median and p90 of each. */
-async function pacedScenario(targets: readonly [Target, Target], n: number): Promise<void> {
+async function pacedScenario(targets: Targets, n: number): Promise<void> {
   const sorted = async (t: Target): Promise<number[]> => (await pacedTail(t, n)).sort((a, b) => a - b)
   const [g, b] = [await sorted(targets[0]), await sorted(targets[1])]
   const at = (xs: number[], q: number): number => round(xs[Math.min(xs.length - 1, Math.floor(xs.length * q))] as number, 2)
@@ -465,14 +486,16 @@ async function main(): Promise<void> {
 
 async function benchSingleAndCluster(): Promise<void> {
   if (!runs('single')) {
-    const b = await startBare()
-    await benchCluster(b.target).finally(() => b.stop())
+    const [b, h] = await Promise.all([startBare(), startBare(true)])
+    await benchCluster(b.target, h.target).finally(() => Promise.all([b.stop(), h.stop()]))
     return
   }
-  const [g, b] = await Promise.all([startGarage(), startBare()])
-  const targets = [g.target, b.target] as const
+  const [g, b, h] = await Promise.all([startGarage(), startBare(), startBare(true)])
+  const targets = [g.target, b.target, h.target] as const
   try {
-    process.stderr.write(`garage pid ${g.target.pid} at ${g.target.endpoint}, bare pid ${b.target.pid} at ${b.target.endpoint}\n`)
+    process.stderr.write(
+      `garage pid ${g.target.pid} at ${g.target.endpoint}, bare pid ${b.target.pid}, hashing bare pid ${h.target.pid}\n`,
+    )
     // Warm-up (JIT, first directory creations); not measured.
     for (const t of targets) {
       const body = Buffer.alloc(MiB, 1)
@@ -494,11 +517,8 @@ async function benchSingleAndCluster(): Promise<void> {
     if (wanted('put_1mib_paced')) await pacedScenario(targets, QUICK ? 3 : Math.max(10, Math.round(LARGE_ITERATIONS)))
     const small = { concurrency: CONCURRENCY, seconds: SMALL_SECONDS }
     if (wanted('put_4kib') || wanted('get_4kib')) {
-      const [pg, pb] = await scenario(targets, 'put_4kib', 'ops/s', putSmall, small)
-      const written = new Map([
-        [targets[0], pg.work],
-        [targets[1], pb.work],
-      ])
+      const done = await scenario(targets, 'put_4kib', 'ops/s', putSmall, small)
+      const written = new Map(targets.map((t, i) => [t, done[i]?.work ?? 0]))
       if (wanted('get_4kib')) await scenario(targets, 'get_4kib', 'ops/s', (t) => getSmall(t, written.get(t) ?? 0), small)
     }
   } finally {
@@ -507,13 +527,14 @@ async function benchSingleAndCluster(): Promise<void> {
   }
   // The same scenarios through a 3-node RF 3 cluster (all on this machine: the three nodes share
   // its cores), against the same bare server.
-  if (runs('cluster')) await benchCluster(b.target).finally(() => b.stop())
-  else await b.stop()
+  const stopBare = (): Promise<unknown> => Promise.all([b.stop(), h.stop()])
+  if (runs('cluster')) await benchCluster(b.target, h.target).finally(stopBare)
+  else await stopBare()
 }
 
-async function benchCluster(bare: Target): Promise<void> {
+async function benchCluster(bare: Target, hashed: Target): Promise<void> {
   const c = await startCluster3()
-  const ct = [c.target, bare] as const
+  const ct = [c.target, bare, hashed] as const
   try {
     process.stderr.write(`cluster node 1 pid ${c.target.pid} at ${c.target.endpoint}\n`)
     for (let i = 0; i < 5; i++) {
@@ -525,11 +546,8 @@ async function benchCluster(bare: Target): Promise<void> {
     await scenario(ct, 'cluster3_put_1mib', 'MB/s', (t) => putLarge(t, keys, MiB), { iterations })
     await scenario(ct, 'cluster3_get_1mib', 'MB/s', (t) => getLarge(t, keys, MiB), { iterations })
     const small = { concurrency: CONCURRENCY, seconds: SMALL_SECONDS }
-    const [pg, pb] = await scenario(ct, 'cluster3_put_4kib', 'ops/s', putSmall, small)
-    const written = new Map([
-      [ct[0], pg.work],
-      [ct[1], pb.work],
-    ])
+    const done = await scenario(ct, 'cluster3_put_4kib', 'ops/s', putSmall, small)
+    const written = new Map(ct.map((t, i) => [t, done[i]?.work ?? 0]))
     await scenario(ct, 'cluster3_get_4kib', 'ops/s', (t) => getSmall(t, written.get(t) ?? 0), small)
   } finally {
     c.target.agent.destroy()
