@@ -11,10 +11,11 @@
  * Prints one JSON line per scenario on stdout (progress goes to stderr):
  * `{"scenario":"put_1mib","unit":"MB/s","value":…,"bare":…,"ratio":…,"peak_rss_mb":…,"bare_peak_rss_mb":…}`
  * MB/s is 10^6 bytes per second, the median over sequential requests; ops/s is the total over a
- * fixed duration at concurrency 16. `ratio` is garage / bare. Every scenario also runs on the bare
- * server with `--hashed` (the MD5 and per-block BLAKE2b that S3 and the block format require, on
- * its main thread, nothing else): `hashed` is its figure, `ratio_hashed` garage / hashed and
- * `hashed_cpu` its CPU per unit, which tells the cost of the protocol from our own. Peak RSS is each child's VmHWM,
+ * fixed duration at concurrency 16. `ratio` is garage / bare. Every scenario also runs on the
+ * design floor (bench/floor-server.ts: the MD5 and per-block BLAKE2b that S3 and the block names
+ * require, one file per block renamed into `xx/yy/`, one lmdb commit per PUT, nothing else):
+ * `floor` is its figure, `ratio_floor` garage / floor and `floor_cpu` its CPU per unit, which
+ * tell the cost of the design on this machine from our own overhead. Peak RSS is each child's VmHWM,
  * reset before each scenario, so it is the peak during that scenario. `cpu` / `bare_cpu` are the
  * CPU time (user + system, all threads) each child used per unit of work (`cpu_unit`: ms per MB
  * or µs per operation): the figures least disturbed by other load on the machine.
@@ -81,7 +82,7 @@ const runs = (group: (typeof GROUPS)[number]): boolean =>
   !(group === 'geo' && process.env.BENCH_GEO === '0')
 
 interface Target extends S3Target {
-  name: 'garage' | 'bare' | 'hashed' | 'cluster3'
+  name: 'garage' | 'bare' | 'floor' | 'cluster3'
   /** The process the client talks to (node 1 of the cluster). */
   pid: number
   /** Every process doing the work (the cluster's nodes, node 1 first); measured one by one. */
@@ -167,11 +168,11 @@ async function startCluster3(): Promise<{ target: Target; cluster: ReplicatedClu
   return { target, cluster }
 }
 
-/** The bare server (bench/bare-server.ts), or with `hashed` the bare server that also hashes. */
-async function startBare(hashed = false): Promise<{ target: Target; stop: () => Promise<void> }> {
+/** The bare server (bench/bare-server.ts), or with `floor` the design floor (bench/floor-server.ts). */
+async function startBare(floor = false): Promise<{ target: Target; stop: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'garage-bench-bare-'))
-  const script = fileURLToPath(new URL('./bare-server.ts', import.meta.url))
-  const args = ['--import', import.meta.resolve('tsx'), script, dir, ...(hashed ? ['--hashed'] : [])]
+  const script = fileURLToPath(new URL(floor ? './floor-server.ts' : './bare-server.ts', import.meta.url))
+  const args = ['--import', import.meta.resolve('tsx'), script, dir]
   const child: ChildProcess = spawn(process.execPath, args, {
     stdio: ['ignore', 'pipe', 'inherit'],
   })
@@ -192,7 +193,7 @@ async function startBare(hashed = false): Promise<{ target: Target; stop: () => 
       child.once('exit', () => reject(new Error(`bare server exited before listening: ${out}`)))
     })
     const target: Target = {
-      name: hashed ? 'hashed' : 'bare',
+      name: floor ? 'floor' : 'bare',
       endpoint,
       region: 'garage',
       credentials: { accessKeyId: 'GK000000000000000000000000', secretAccessKey: 'bare' },
@@ -348,11 +349,11 @@ async function measure(t: Target, run: () => Promise<Run>): Promise<Measured> {
 
 const round = (x: number, digits = 1): number => Number(x.toFixed(digits))
 
-/** garage, the bare server, and the bare server that hashes (when run). */
+/** garage, the bare server, and the design floor (when run). */
 type Targets = readonly [Target, Target] | readonly [Target, Target, Target]
 
 /**
- * Runs a scenario on garage, then bare, then the hashing bare server if given (never two at once)
+ * Runs a scenario on garage, then bare, then the design floor if given (never two at once)
  * and prints its JSON line.
  */
 async function scenario(
@@ -363,8 +364,8 @@ async function scenario(
   extra: Record<string, unknown> = {},
 ): Promise<Measured[]> {
   const [g, b] = [await measure(targets[0], () => run(targets[0])), await measure(targets[1], () => run(targets[1]))]
-  const hashedTarget = targets[2]
-  const h = hashedTarget === undefined ? undefined : await measure(hashedTarget, () => run(hashedTarget))
+  const floorTarget = targets[2]
+  const h = floorTarget === undefined ? undefined : await measure(floorTarget, () => run(floorTarget))
   // CPU per unit of work: the figure least disturbed by other load on the machine.
   const perUnit = (m: Measured, cpuS: number): number => (unit === 'MB/s' ? (cpuS * 1e3) / m.work : (cpuS * 1e6) / m.work)
   const sum = (xs: number[]): number => xs.reduce((a, x) => a + x, 0)
@@ -382,13 +383,13 @@ async function scenario(
     cpu_unit: unit === 'MB/s' ? 'ms/MB' : 'us/op',
     cpu: round(perUnit(g, g.cpuS[0] as number), 2),
     bare_cpu: round(perUnit(b, b.cpuS[0] as number), 2),
-    // The bare server that hashes what S3 and the block format require (bench/bare-server.ts).
+    // The design floor: what S3 and the block layout cost at the least (bench/floor-server.ts).
     ...(h === undefined
       ? {}
       : {
-          hashed: round(h.value),
-          ratio_hashed: round(g.value / h.value, 3),
-          hashed_cpu: round(perUnit(h, h.cpuS[0] as number), 2),
+          floor: round(h.value),
+          ratio_floor: round(g.value / h.value, 3),
+          floor_cpu: round(perUnit(h, h.cpuS[0] as number), 2),
         }),
     ...(nodes
       ? {
@@ -494,7 +495,7 @@ async function benchSingleAndCluster(): Promise<void> {
   const targets = [g.target, b.target, h.target] as const
   try {
     process.stderr.write(
-      `garage pid ${g.target.pid} at ${g.target.endpoint}, bare pid ${b.target.pid}, hashing bare pid ${h.target.pid}\n`,
+      `garage pid ${g.target.pid} at ${g.target.endpoint}, bare pid ${b.target.pid}, floor pid ${h.target.pid}\n`,
     )
     // Warm-up (JIT, first directory creations); not measured.
     for (const t of targets) {
@@ -532,9 +533,9 @@ async function benchSingleAndCluster(): Promise<void> {
   else await stopBare()
 }
 
-async function benchCluster(bare: Target, hashed: Target): Promise<void> {
+async function benchCluster(bare: Target, floor: Target): Promise<void> {
   const c = await startCluster3()
-  const ct = [c.target, bare, hashed] as const
+  const ct = [c.target, bare, floor] as const
   try {
     process.stderr.write(`cluster node 1 pid ${c.target.pid} at ${c.target.endpoint}\n`)
     for (let i = 0; i < 5; i++) {
