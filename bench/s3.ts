@@ -11,7 +11,9 @@
  * Prints one JSON line per scenario on stdout (progress goes to stderr):
  * `{"scenario":"put_1mib","unit":"MB/s","value":…,"bare":…,"ratio":…,"peak_rss_mb":…,"bare_peak_rss_mb":…}`
  * MB/s is 10^6 bytes per second, the median over sequential requests; ops/s is the total over a
- * fixed duration at concurrency 16. `ratio` is garage / bare. Every scenario also runs on the
+ * fixed duration at concurrency 16. Each scenario runs in BENCH_SLICES turns (default 3: a third
+ * of its keys or of its duration each), the targets taking turns, so that a machine whose speed
+ * drifts during the run weighs on all of them alike. `ratio` is garage / bare. Every scenario also runs on the
  * design floor (bench/floor-server.ts: the MD5 and per-block BLAKE2b that S3 and the block names
  * require, one file per block renamed into `xx/yy/`, one lmdb commit per PUT, nothing else):
  * `floor` is its figure, `ratio_floor` garage / floor and `floor_cpu` its CPU per unit, which
@@ -69,6 +71,8 @@ const QUICK = process.env.BENCH_QUICK === '1'
 const LARGE_ITERATIONS = Number(process.env.BENCH_LARGE_ITERATIONS ?? 30)
 const CONCURRENCY = 16
 const SMALL_SECONDS = QUICK ? 0.5 : Number(process.env.BENCH_SMALL_SECONDS ?? 3)
+/** Turns each scenario runs in, the targets taking turns (see scenario()). */
+const SLICES = QUICK ? 1 : Number(process.env.BENCH_SLICES ?? 3)
 const GROUPS = ['single', 'cluster', 'geo'] as const
 const ONLY = (process.env.BENCH_ONLY ?? '').split(',').filter((g) => g !== '')
 for (const g of ONLY)
@@ -246,14 +250,27 @@ const median = (xs: number[]): number => {
   return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2
 }
 
-/** A scenario's figure and the work it covered (bytes or operations), for CPU per unit. */
+/**
+ * The work of one slice of a scenario on one target: the MB/s of each request (MB/s scenarios,
+ * whose figure is the median) or the seconds it ran (ops/s scenarios, whose figure is work / time).
+ */
 interface Run {
-  value: number
   /** MB moved (MB/s scenarios) or operations done (ops/s scenarios). */
   work: number
+  rates?: number[]
+  seconds?: number
 }
 
-/** Median MB/s of sequential PUTs of `size` bytes, one per key. */
+/** One slice of a scenario: its number and how many there are (the `keys` it takes, see {@link ofSlice}). */
+interface Slice {
+  index: number
+  of: number
+}
+
+/** The keys of slice `s`: every `s.of`-th, from the `s.index`-th. */
+const ofSlice = <T>(keys: readonly T[], s: Slice): T[] => keys.filter((_, i) => i % s.of === s.index)
+
+/** MB/s of sequential PUTs of `size` bytes, one per key. */
 async function putLarge(t: Target, keys: string[], size: number): Promise<Run> {
   const body = Buffer.alloc(size)
   for (let i = 0; i < size; i += 4) body.writeUInt32LE((Math.imul(i, 2654435761) ^ (i >>> 7)) >>> 0, i)
@@ -264,10 +281,10 @@ async function putLarge(t: Target, keys: string[], size: number): Promise<Run> {
     await put(t, key, body)
     rates.push(size / 1e6 / ((performance.now() - t0) / 1000))
   }
-  return { value: median(rates), work: (keys.length * size) / 1e6 }
+  return { rates, work: (keys.length * size) / 1e6 }
 }
 
-/** Median MB/s of sequential GETs. */
+/** MB/s of sequential GETs. */
 async function getLarge(t: Target, keys: string[], size: number): Promise<Run> {
   const rates: number[] = []
   for (const key of keys) {
@@ -276,10 +293,10 @@ async function getLarge(t: Target, keys: string[], size: number): Promise<Run> {
     rates.push(n / 1e6 / ((performance.now() - t0) / 1000))
     if (n !== size) throw new Error(`${t.name} GET ${key}: ${n} bytes, expected ${size}`)
   }
-  return { value: median(rates), work: (keys.length * size) / 1e6 }
+  return { rates, work: (keys.length * size) / 1e6 }
 }
 
-/** ops/s of `fn` run by CONCURRENCY workers for `seconds`. */
+/** `fn` run by CONCURRENCY workers for `seconds`: the operations done and the time taken. */
 async function concurrentOps(seconds: number, fn: (n: number) => Promise<void>): Promise<Run> {
   let n = 0
   const deadline = performance.now() + seconds * 1000
@@ -289,14 +306,19 @@ async function concurrentOps(seconds: number, fn: (n: number) => Promise<void>):
       while (performance.now() < deadline) await fn(n++)
     }),
   )
-  return { value: n / ((performance.now() - t0) / 1000), work: n }
+  return { seconds: (performance.now() - t0) / 1000, work: n }
 }
 
 const SMALL_TEMPLATE = Buffer.alloc(4096, 0x5a)
 
-/** 4 KiB PUTs of distinct content to keys `small-<n>`; returns how many keys were written too. */
-async function putSmall(t: Target): Promise<Run> {
-  return concurrentOps(SMALL_SECONDS, async (i) => {
+/** How many `small-<n>` keys each target holds (putSmall numbers its keys on from there). */
+const smallKeys = new Map<Target, number>()
+
+/** 4 KiB PUTs of distinct content to keys `small-<n>`, for one slice of SMALL_SECONDS. */
+async function putSmall(t: Target, slice: Slice): Promise<Run> {
+  return concurrentOps(SMALL_SECONDS / slice.of, async () => {
+    const i = smallKeys.get(t) ?? 0
+    smallKeys.set(t, i + 1)
     const body = Buffer.from(SMALL_TEMPLATE)
     body.writeUInt32LE(i, 0)
     body.writeUInt32LE(++seq, 4)
@@ -304,9 +326,11 @@ async function putSmall(t: Target): Promise<Run> {
   })
 }
 
-/** 4 KiB GETs cycling over the `count` keys putSmall wrote. */
-async function getSmall(t: Target, count: number): Promise<Run> {
-  return concurrentOps(SMALL_SECONDS, async (i) => {
+/** 4 KiB GETs cycling over the keys putSmall wrote, for one slice of SMALL_SECONDS. */
+async function getSmall(t: Target, slice: Slice): Promise<Run> {
+  const count = smallKeys.get(t) ?? 0
+  if (count === 0) throw new Error(`${t.name}: no small keys to GET`)
+  return concurrentOps(SMALL_SECONDS / slice.of, async (i) => {
     const n = await get(t, `small-${i % count}`)
     if (n !== 4096) throw new Error(`${t.name} GET small-${i % count}: ${n} bytes`)
   })
@@ -316,6 +340,8 @@ async function getSmall(t: Target, count: number): Promise<Run> {
 // Driver
 
 interface Measured extends Run {
+  /** The scenario's figure: the median MB/s of its requests, or its operations per second. */
+  value: number
   /** Peak RSS of each process of the target (`pids` order). */
   peakRssMb: number[]
   /** CPU seconds (user + system, all threads) each process of the target used during the scenario. */
@@ -331,7 +357,8 @@ async function cpuSeconds(pid: number): Promise<number> {
   return (Number(fields[11]) + Number(fields[12])) / 100 // utime, stime in clock ticks (USER_HZ = 100)
 }
 
-async function measure(t: Target, run: () => Promise<Run>): Promise<Measured> {
+/** What one slice cost a target: its processes' CPU, peak RSS and collections. */
+async function measureSlice(t: Target, run: () => Promise<Run>): Promise<Omit<Measured, 'value'>> {
   for (const pid of t.pids) await resetPeakRss(pid)
   const cpu0 = await Promise.all(t.pids.map(cpuSeconds))
   const out0 = (t.outputs ?? []).map((o) => o().length)
@@ -347,25 +374,49 @@ async function measure(t: Target, run: () => Promise<Run>): Promise<Measured> {
   }
 }
 
+/** A target's slices together: work, CPU and collections added up, the highest peak RSS. */
+function merged(slices: Array<Omit<Measured, 'value'>>): Measured {
+  const add = (a: number[], b: number[]): number[] => a.map((x, i) => x + (b[i] as number))
+  const first = slices[0]
+  if (first === undefined) throw new Error('a scenario ran no slice')
+  const all = slices.slice(1).reduce(
+    (m, s) => ({
+      work: m.work + s.work,
+      ...(m.rates === undefined ? {} : { rates: [...m.rates, ...(s.rates ?? [])] }),
+      ...(m.seconds === undefined ? {} : { seconds: m.seconds + (s.seconds ?? 0) }),
+      peakRssMb: m.peakRssMb.map((r, i) => Math.max(r, s.peakRssMb[i] as number)),
+      cpuS: add(m.cpuS, s.cpuS),
+      ...(m.gc === undefined
+        ? {}
+        : { gc: m.gc.map((g, i) => ({ full: g.full + (s.gc?.[i]?.full ?? 0), young: g.young + (s.gc?.[i]?.young ?? 0) })) }),
+    }),
+    first,
+  )
+  return { ...all, value: all.rates !== undefined ? median(all.rates) : all.work / (all.seconds ?? Number.NaN) }
+}
+
 const round = (x: number, digits = 1): number => Number(x.toFixed(digits))
 
 /** garage, the bare server, and the design floor (when run). */
 type Targets = readonly [Target, Target] | readonly [Target, Target, Target]
 
 /**
- * Runs a scenario on garage, then bare, then the design floor if given (never two at once)
- * and prints its JSON line.
+ * Runs a scenario on garage, bare and the design floor if given, never two at once, in SLICES
+ * turns (garage, bare, floor, garage, bare, floor…), so that the three see the same machine
+ * even when its speed drifts during the run; prints its JSON line.
  */
 async function scenario(
   targets: Targets,
   name: string,
   unit: 'MB/s' | 'ops/s',
-  run: (t: Target) => Promise<Run>,
+  run: (t: Target, slice: Slice) => Promise<Run>,
   extra: Record<string, unknown> = {},
 ): Promise<Measured[]> {
-  const [g, b] = [await measure(targets[0], () => run(targets[0])), await measure(targets[1], () => run(targets[1]))]
-  const floorTarget = targets[2]
-  const h = floorTarget === undefined ? undefined : await measure(floorTarget, () => run(floorTarget))
+  const slices: Array<Array<Omit<Measured, 'value'>>> = targets.map(() => [])
+  for (let index = 0; index < SLICES; index++) {
+    for (const [i, t] of targets.entries()) slices[i]?.push(await measureSlice(t, () => run(t, { index, of: SLICES })))
+  }
+  const [g, b, h] = slices.map(merged) as [Measured, Measured, Measured | undefined]
   // CPU per unit of work: the figure least disturbed by other load on the machine.
   const perUnit = (m: Measured, cpuS: number): number => (unit === 'MB/s' ? (cpuS * 1e3) / m.work : (cpuS * 1e6) / m.work)
   const sum = (xs: number[]): number => xs.reduce((a, x) => a + x, 0)
@@ -401,6 +452,7 @@ async function scenario(
     // The 1-minute load average when the scenario ended: throughput depends on it (shared machine).
     load_avg: round(loadavg()[0] as number, 2),
     entry: ENTRY,
+    slices: SLICES,
     // BENCH_TRACE_GC: mark-compacts and scavenges of each garage process (node 1 first).
     ...(g.gc === undefined ? {} : { gc_full: g.gc.map((c) => c.full), gc_young: g.gc.map((c) => c.young) }),
     ...extra,
@@ -512,15 +564,16 @@ async function benchSingleAndCluster(): Promise<void> {
     ] as const) {
       const keys = Array.from({ length: iterations }, (_, i) => `large-${label}-${i}`)
       if (!wanted(`put_${label}`) && !wanted(`get_${label}`)) continue
-      await scenario(targets, `put_${label}`, 'MB/s', (t) => putLarge(t, keys, size), { iterations })
-      if (wanted(`get_${label}`)) await scenario(targets, `get_${label}`, 'MB/s', (t) => getLarge(t, keys, size), { iterations })
+      await scenario(targets, `put_${label}`, 'MB/s', (t, s) => putLarge(t, ofSlice(keys, s), size), { iterations })
+      if (wanted(`get_${label}`)) {
+        await scenario(targets, `get_${label}`, 'MB/s', (t, s) => getLarge(t, ofSlice(keys, s), size), { iterations })
+      }
     }
     if (wanted('put_1mib_paced')) await pacedScenario(targets, QUICK ? 3 : Math.max(10, Math.round(LARGE_ITERATIONS)))
     const small = { concurrency: CONCURRENCY, seconds: SMALL_SECONDS }
     if (wanted('put_4kib') || wanted('get_4kib')) {
-      const done = await scenario(targets, 'put_4kib', 'ops/s', putSmall, small)
-      const written = new Map(targets.map((t, i) => [t, done[i]?.work ?? 0]))
-      if (wanted('get_4kib')) await scenario(targets, 'get_4kib', 'ops/s', (t) => getSmall(t, written.get(t) ?? 0), small)
+      await scenario(targets, 'put_4kib', 'ops/s', putSmall, small)
+      if (wanted('get_4kib')) await scenario(targets, 'get_4kib', 'ops/s', getSmall, small)
     }
   } finally {
     for (const t of targets) t.agent.destroy()
@@ -544,12 +597,11 @@ async function benchCluster(bare: Target, floor: Target): Promise<void> {
     }
     const iterations = QUICK ? 3 : LARGE_ITERATIONS
     const keys = Array.from({ length: iterations }, (_, i) => `cluster-1mib-${i}`)
-    await scenario(ct, 'cluster3_put_1mib', 'MB/s', (t) => putLarge(t, keys, MiB), { iterations })
-    await scenario(ct, 'cluster3_get_1mib', 'MB/s', (t) => getLarge(t, keys, MiB), { iterations })
+    await scenario(ct, 'cluster3_put_1mib', 'MB/s', (t, s) => putLarge(t, ofSlice(keys, s), MiB), { iterations })
+    await scenario(ct, 'cluster3_get_1mib', 'MB/s', (t, s) => getLarge(t, ofSlice(keys, s), MiB), { iterations })
     const small = { concurrency: CONCURRENCY, seconds: SMALL_SECONDS }
-    const done = await scenario(ct, 'cluster3_put_4kib', 'ops/s', putSmall, small)
-    const written = new Map(ct.map((t, i) => [t, done[i]?.work ?? 0]))
-    await scenario(ct, 'cluster3_get_4kib', 'ops/s', (t) => getSmall(t, written.get(t) ?? 0), small)
+    await scenario(ct, 'cluster3_put_4kib', 'ops/s', putSmall, small)
+    await scenario(ct, 'cluster3_get_4kib', 'ops/s', getSmall, small)
   } finally {
     c.target.agent.destroy()
     await c.cluster.stop()
