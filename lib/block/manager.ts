@@ -136,8 +136,13 @@ export class BlockManager {
       log,
       metrics: this.#metrics,
       touchExisting: (hash) => this.rc.state(hash).kind !== 'present',
-      // A PUT references its block before writing it: a count of 1 is that reference alone.
-      isNew: (hash) => this.rc.get(hash) === 1,
+      // A block written with its rows (one-round writes) is referenced after it is written: no
+      // count yet. A multi-block PUT references its blocks before writing them: a count of 1 is
+      // that reference alone. Either way a copy already there holds the same bytes.
+      isNew: (hash) => {
+        const s = this.rc.state(hash)
+        return s.kind === 'absent' || (s.kind === 'present' && s.count === 1)
+      },
       onCorrupt: (hash) => this.resync.put(hash, Date.now(), true),
       ...(options.maxConcurrentReads === undefined ? {} : { maxConcurrentReads: options.maxConcurrentReads }),
     })

@@ -342,22 +342,21 @@ export class BlockReplication {
   }
 
   /**
-   * Stores a block with rows (see {@link putWithRows}): the rows of every table but `rows.prev`
-   * (the version row and the block's reference) are merged before the block is written, so a
-   * crash never leaves an unreferenced block file; those of `rows.prev` (the object row that
-   * makes the version visible) after it, answering their previous copies. `local`: this node's
-   * own writes, `before` with the first transaction and `after` with the second.
+   * Stores a block with rows (see {@link putWithRows}): the block is written, then every row is
+   * merged in one transaction, in order (the version row, the block's reference, the object row
+   * that makes the version visible), answering the previous copies of `rows.prev`'s. A node thus
+   * never holds the rows without the block, nor some of them without the others: one commit per
+   * node and request. A crash between the block and the commit leaves a block file nothing
+   * references, as a block that arrived before its reference does: resync spares it for the GC
+   * delay from its file's time, and `garage repair blocks` (which queues every file) removes it.
+   * A concurrent deletion of an older copy cannot take this one: resync deletes under the
+   * block's lock, only past that delay, and only while the count says unreferenced. `local`:
+   * this node's own writes, run in the same transaction (`before` first, `after` last).
    */
   async #storeWithRows(hash: Hash, data: BlockData, rows: TableBatchRequest, local: LocalWrites = {}): Promise<Uint8Array[]> {
     const handler = this.rowsHandler
     if (handler === undefined) throw new GarageError('GARAGE_ERR_INTERNAL', 'block put with rows: no table batch to merge them')
-    const refs = rows.items.filter((i) => i.table !== rows.prev)
-    const visible = rows.items.filter((i) => i.table === rows.prev)
-    if (refs.length > 0 || local.before !== undefined)
-      handler({ items: refs }, local.before === undefined ? {} : { before: local.before })
-    await this.#store.write(hash, data)
-    const next: TableBatchRequest = rows.prev === undefined ? { items: visible } : { items: visible, prev: rows.prev }
-    return handler(next, local.after === undefined ? {} : { after: local.after })
+    return (await this.#store.write(hash, data, () => handler(rows, local))) as Uint8Array[]
   }
 
   async #handleNeed(hash: Hash): Promise<BlockNeedRes> {

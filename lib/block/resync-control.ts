@@ -345,7 +345,10 @@ export class ResyncControl implements ResyncTarget {
   /**
    * Start-up checks: a data directory without its marker file while metadata references blocks
    * was wiped or replaced, so every referenced block is queued to be fetched back; then the
-   * marker is written. Temporary files left by an interrupted write are removed.
+   * marker is written. Temporary files left by an interrupted write are removed, and block files
+   * nothing references are queued, to be deleted after the GC delay if still unreferenced then:
+   * a block written with its rows comes before them (BlockReplication's `#storeWithRows`), so a
+   * crash between the two leaves such a file.
    */
   async startupCheck(signal?: AbortSignal): Promise<void> {
     const lacking = await this.#store.ensureMarkers()
@@ -357,7 +360,19 @@ export class ResyncControl implements ResyncTarget {
       }
       await this.queueAll(signal)
     }
-    await this.#store.sweepTempFiles(signal)
+    let unreferenced: Uint8Array[] = []
+    const queue = (): void => {
+      if (unreferenced.length > 0) this.#resync.putMany(unreferenced, Date.now() + this.#o.gcDelayMsec + 1)
+      unreferenced = []
+    }
+    await this.#store.sweepTempFiles(signal, (name) => {
+      if (!BLOCK_FILE_NAME.test(name)) return
+      const hash = Buffer.from(name, 'hex')
+      if (this.#rc.state(hash).kind !== 'absent') return
+      unreferenced.push(hash)
+      if (unreferenced.length >= 1000) queue()
+    })
+    queue()
   }
 }
 

@@ -129,40 +129,51 @@ export class LocalBlockStore {
     return st?.mtimeMs
   }
 
-  /** Writes a block under its primary path, unless a copy is there already; moves a copy found elsewhere. */
-  async write(hash: Hash, data: BlockData): Promise<void> {
-    await this.withLock(hash, async () => {
-      const path = this.paths.primaryPath(hash)
-      const unseen = this.#o.isNew?.(hash) === true && this.paths.candidatePaths(hash).length === 1
-      const existing = unseen ? undefined : await this.find(hash)
-      if (existing === path) {
-        // A copy nothing references here (an orphan, or one past its deletion delay) now counts
-        // for a new write: restart its grace period so resync does not delete it before the
-        // block_ref rows of that write arrive.
-        if (this.#o.touchExisting(hash)) {
-          const now = new Date()
-          await utimes(path, now, now)
-        }
-        return
-      }
-      const tmp = `${path}.tmp${randomBytes(4).toString('hex')}`
-      const fh = await this.#openInDir(path, tmp)
-      try {
-        try {
-          await writeData(fh, data)
-          if (this.#o.fsync) await fh.sync()
-        } finally {
-          await fh.close()
-        }
-        await rename(tmp, path)
-      } catch (err) {
-        await rm(tmp, { force: true })
-        throw err
-      }
-      if (this.#o.fsync) await fsyncDir(dirname(path))
-      if (existing !== undefined) await rm(existing, { force: true })
-      this.#o.metrics.wrote(byteLengthOf(data))
+  /**
+   * Writes a block under its primary path, unless a copy is there already; moves a copy found
+   * elsewhere. `then` runs once the block is in place, still under the block's lock, and its
+   * result is returned: a commit that references the block cannot be overtaken by a deletion
+   * of it (resync deletes under this lock, when the count says unreferenced).
+   */
+  async write<T = void>(hash: Hash, data: BlockData, then?: () => T): Promise<T | undefined> {
+    return this.withLock(hash, async () => {
+      await this.#writeLocked(hash, data)
+      return then?.()
     })
+  }
+
+  /** {@link write}'s work, under the block's lock. */
+  async #writeLocked(hash: Hash, data: BlockData): Promise<void> {
+    const path = this.paths.primaryPath(hash)
+    const unseen = this.#o.isNew?.(hash) === true && this.paths.candidatePaths(hash).length === 1
+    const existing = unseen ? undefined : await this.find(hash)
+    if (existing === path) {
+      // A copy nothing references here (an orphan, or one past its deletion delay) now counts
+      // for a new write: restart its grace period so resync does not delete it before the
+      // block_ref rows of that write arrive.
+      if (this.#o.touchExisting(hash)) {
+        const now = new Date()
+        await utimes(path, now, now)
+      }
+      return
+    }
+    const tmp = `${path}.tmp${randomBytes(4).toString('hex')}`
+    const fh = await this.#openInDir(path, tmp)
+    try {
+      try {
+        await writeData(fh, data)
+        if (this.#o.fsync) await fh.sync()
+      } finally {
+        await fh.close()
+      }
+      await rename(tmp, path)
+    } catch (err) {
+      await rm(tmp, { force: true })
+      throw err
+    }
+    if (this.#o.fsync) await fsyncDir(dirname(path))
+    if (existing !== undefined) await rm(existing, { force: true })
+    this.#o.metrics.wrote(byteLengthOf(data))
   }
 
   /**
@@ -233,12 +244,18 @@ export class LocalBlockStore {
     return lacking
   }
 
-  /** Removes the temporary files older than this process (writes interrupted by a crash). */
-  async sweepTempFiles(signal?: AbortSignal): Promise<void> {
+  /**
+   * Removes the temporary files older than this process (writes interrupted by a crash); hands
+   * the name of every other file to `onFile` (the start-up check of unreferenced blocks).
+   */
+  async sweepTempFiles(signal?: AbortSignal, onFile?: (name: string) => void): Promise<void> {
     let swept = 0
     for await (const f of walkBlockStore(this.paths.dirs)) {
       if (signal?.aborted === true) return
-      if (!f.name.includes('.tmp')) continue
+      if (!f.name.includes('.tmp')) {
+        onFile?.(f.name)
+        continue
+      }
       const mtime = await this.mtimeOf(f.path)
       // Files younger than this process may be writes in progress.
       if (mtime === undefined || mtime >= this.#startedAt) continue

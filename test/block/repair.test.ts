@@ -133,6 +133,33 @@ test('temporary files left by an interrupted write are removed at start, recent 
   await stat(fresh)
 })
 
+test('a block file nothing references (a crash between a block and its rows) is deleted after the GC delay at the next start', async (t) => {
+  const first = await lone(t)
+  first.spawn()
+  const kept = Buffer.from('a referenced block')
+  const keptHash = blake2sum(kept)
+  first.db.transaction((tx) => first.bm.incref(tx, keptHash))
+  await first.bm.putBlock(keptHash, kept)
+  const marker = join(first.dataDir, 'garage-marker')
+  const exists = (path: string) => (): Promise<boolean> =>
+    stat(path).then(
+      () => true,
+      () => false,
+    )
+  await eventually('the marker', exists(marker), { timeoutMs: 3000 })
+  await first.close()
+  // What a crash leaves when it comes after a block written with its rows, before their commit.
+  const orphan = Buffer.from('a block whose rows never committed')
+  const orphanPath = first.bm.blockPath(blake2sum(orphan))
+  await mkdir(dirname(orphanPath), { recursive: true })
+  await writeFile(orphanPath, orphan)
+  const again = await lone(t, first.dir)
+  again.spawn()
+  await eventually('the unreferenced block file to go', async () => !(await exists(orphanPath)()), { timeoutMs: 5000 })
+  assert.ok(await exists(again.bm.blockPath(keptHash))(), 'the referenced block stays')
+  assert.deepEqual(await again.bm.getBlock(keptHash), kept)
+})
+
 test('scrub commands: start, pause, resume, cancel, refusals, and persisted settings', async (t) => {
   const n = await lone(t)
   n.bm.workers() // builds the scrub worker without running it: commands only change its state

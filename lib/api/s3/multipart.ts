@@ -642,9 +642,10 @@ async function uploadPartAfterRead(
  *
  * A failure (the write or the read, NoSuchUpload) tombstones the part row and deletes the
  * version once every request has ended: a part row's deletion wins over its finished state, so
- * Complete never picks it, and the version row goes with its references. A crash of this node
- * between its two transactions (the upload guard's record, `oneRound`) is settled at the next
- * start by reading the part row on every replica.
+ * Complete never picks it, and the version row goes with its references. Each node merges its
+ * rows in one transaction after the block (BlockReplication's `#storeWithRows`): a crash leaves
+ * a node with all of them or none (and perhaps a block file nothing references, which resync
+ * and `garage repair blocks` remove); replicas that have them bring them to the others.
  */
 async function uploadPartInOneRound(p: PartWhileReading): Promise<(MpuPart & { etag: string; size: number }) | undefined> {
   const { ctx, settings, uploadRead, partNumber, first, chunker, cipher, written } = p
@@ -688,28 +689,14 @@ async function uploadPartInOneRound(p: PartWhileReading): Promise<(MpuPart & { e
   const rows: MpuPart[] = []
   const plans: PlannedBatch[] = []
   // The part rows (merged after the block on each node: the mpu table is the batch's `prev`).
-  const send = (part: MpuPart, guard: boolean): Promise<Map<string, Uint8Array[]> | undefined | 'not sent'> =>
+  // No upload guard record: each node merges the version row, the reference and the part row
+  // in one transaction after the block, so no node ever holds some of them without the others.
+  const send = (part: MpuPart): Promise<Map<string, Uint8Array[]> | undefined | 'not sent'> =>
     g.tableBatch
       .withPlan(items(part), g.mpuTable, async (planned) => {
         plans.push(planned)
         rows.push(part)
-        return g.blockManager.putBlockWithRows(
-          hash,
-          data,
-          planned,
-          guard
-            ? {
-                // The guard's record commits with this node's version row and reference, and
-                // ends with its finished part row.
-                before: (tx) =>
-                  g.uploads.beginInTx(tx, versionId, ctx.bucketId, settings.key, {
-                    part: { uploadId, partNumber, ts: part.ts },
-                    oneRound: true,
-                  }),
-                after: (tx) => g.uploads.endInTx(tx, versionId),
-              }
-            : {},
-        )
+        return g.blockManager.putBlockWithRows(hash, data, planned)
       })
       .then((r) => (r === undefined ? 'not sent' : r))
   const undo = (): void => {
@@ -721,7 +708,7 @@ async function uploadPartInOneRound(p: PartWhileReading): Promise<(MpuPart & { e
     })
   }
   try {
-    const [sent, read] = await Promise.allSettled([send({ ...done }, true), uploadRead])
+    const [sent, read] = await Promise.allSettled([send({ ...done }), uploadRead])
     if (sent.status === 'fulfilled' && sent.value === 'not sent') {
       // Not colocated: nothing was written; the read goes on for the two-round path.
       return undefined
@@ -739,7 +726,7 @@ async function uploadPartInOneRound(p: PartWhileReading): Promise<(MpuPart & { e
         `one-round part ${partNumber} of upload ${toHex(uploadId)}: a row at ${newest} > ${done.ts}; writing again above it`,
       )
       done.ts = g.nextTimestamp(newest)
-      if ((await send({ ...done }, false)) === 'not sent') {
+      if ((await send({ ...done })) === 'not sent') {
         throw new ApiError(
           'ServiceUnavailable',
           'Service unavailable, please retry (the cluster layout changed during the write)',

@@ -619,13 +619,10 @@ async function saveOneBlockOneRound(t: SaveTarget, versionId: Uuid, block: Buffe
           unsettled.set(uuid, { planned, ts })
           // The block goes with the rows on every write (a second one sends it again), so that
           // no node has the `complete` row without the block.
-          const answers = await garage.blockManager.putBlockWithRows(hash, block, planned, {
-            // The upload guard's record commits with this node's version row and reference,
-            // before the block, and ends with its object row: a crash between the two leaves a
-            // version the next start settles (UploadGuard.resolveOneRound).
-            before: (tx) => garage.uploads.beginInTx(tx, uuid, bucketId, key, { oneRound: true }),
-            after: (tx) => garage.uploads.endInTx(tx, uuid),
-          })
+          // No upload guard record: each node merges the version row, its reference and the
+          // object row in one transaction after the block, so none ever holds some of them
+          // without the others (a crash leaves all or none there).
+          const answers = await garage.blockManager.putBlockWithRows(hash, block, planned)
           unsettled.delete(uuid)
           return answers === undefined ? undefined : { answers, settled: plannedSettled(planned) }
         }),
@@ -654,22 +651,23 @@ async function saveOneBlockOneRound(t: SaveTarget, versionId: Uuid, block: Buffe
  * `aborted`, and a deleted version under a late `complete` row is an object without data); the
  * client was answered 503, and a request that failed may take effect, as S3 allows. A newer
  * write of the key since then is newer in the row, and stays visible. After
- * {@link SETTLE_ATTEMPTS} tries (replicas away that long), the upload guard's record settles it
- * at the next start (UploadGuard.resolveOneRound), or the versions repair.
+ * {@link SETTLE_ATTEMPTS} tries (replicas away that long), it is left to anti-entropy: each node
+ * holds all of the write's rows (with its block) or none of them, so the nodes that have them
+ * bring them to the others, and resync the block.
  */
 async function settleOneRound(garage: Garage, uuid: Uuid, settled: Promise<void>, resend: () => Promise<boolean>): Promise<void> {
   await settled
   const stop = garage.cluster?.signal
   for (let attempt = 1; ; attempt++) {
     try {
-      // False: the rows no longer go to the block's nodes alone (a layout change): left to the
-      // guard and the repair.
-      if (await resend()) garage.uploads.end(uuid)
+      // False: the rows no longer go to the block's nodes alone (a layout change): left to
+      // anti-entropy, as above.
+      await resend()
       return
     } catch (err) {
       if (attempt >= SETTLE_ATTEMPTS || stop?.aborted === true) {
         garage.log.warn(
-          `could not complete the failed write of version ${toHex(uuid)} (${(err as Error).message}): left to the upload guard and the versions repair`,
+          `could not complete the failed write of version ${toHex(uuid)} (${(err as Error).message}): left to anti-entropy`,
         )
         return
       }

@@ -97,7 +97,9 @@ export class UploadGuard {
   }
 
   /**
-   * Settles, at the next start, a one-round PUT's version whose writer crashed between its two
+   * For stores written by earlier versions, which recorded one-round writes (`oneRound`): now
+   * each node merges such a write's rows in one transaction after its block, and nothing is
+   * recorded. Settles, at the next start, a one-round PUT's version whose writer crashed between its two
    * transactions: its `complete` row went to each node with the block and is merged there after
    * it, so it may be complete on any one replica, whatever a quorum says. Where this node's copy,
    * or any replica's, has the version complete, the write took effect (anti-entropy brings the
