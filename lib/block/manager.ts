@@ -136,13 +136,10 @@ export class BlockManager {
       log,
       metrics: this.#metrics,
       touchExisting: (hash) => this.rc.state(hash).kind !== 'present',
-      // A block written with its rows (one-round writes) is referenced after it is written: no
-      // count yet. A multi-block PUT references its blocks before writing them: a count of 1 is
-      // that reference alone. Either way a copy already there holds the same bytes.
-      isNew: (hash) => {
-        const s = this.rc.state(hash)
-        return s.kind === 'absent' || (s.kind === 'present' && s.count === 1)
-      },
+      // A PUT of several blocks references them before writing them (`counted`): a count of 1
+      // is that reference alone. A block written with its rows (one-round writes) is referenced
+      // after it is written: only a block with no count at all is new.
+      isNew: (hash, counted) => (counted ? this.rc.get(hash) === 1 : this.rc.state(hash).kind === 'absent'),
       onCorrupt: (hash) => this.resync.put(hash, Date.now(), true),
       ...(options.maxConcurrentReads === undefined ? {} : { maxConcurrentReads: options.maxConcurrentReads }),
     })
@@ -214,13 +211,8 @@ export class BlockManager {
    * exactly the block's storage nodes.
    * @throws QuorumError when the write quorum cannot be reached.
    */
-  putBlockWithRows(
-    hash: Hash,
-    data: Uint8Array,
-    planned: PlannedBatch,
-    local?: LocalWrites,
-  ): Promise<Map<string, Uint8Array[]> | undefined> {
-    return this.#replication.putWithRows(hash, data, planned, local)
+  putBlockWithRows(hash: Hash, data: Uint8Array, planned: PlannedBatch): Promise<Map<string, Uint8Array[]> | undefined> {
+    return this.#replication.putWithRows(hash, data, planned)
   }
 
   /** Merges the rows that come with a block (set by the node once its tables exist). @internal */

@@ -141,26 +141,21 @@ export class BlockReplication {
 
   /**
    * Stores a block as {@link put} does with, on each node, that node's rows of `planned` (the
-   * block and the rows in one request per node): the rows of `prev`'s table are merged once the
-   * block is written there, so a node never holds them without the block, and the others before
-   * it (see {@link #storeWithRows}); `local` goes with this node's. Only when the rows go to exactly the block's
+   * block and the rows in one request per node): every row is merged in one transaction once
+   * the block is written there, so a node never holds them without the block, nor some of them
+   * without the others (see {@link #storeWithRows}). Only when the rows go to exactly the block's
    * storage nodes, at the same quorum (RF = number of nodes, outside layout changes); answers
    * undefined otherwise, having sent nothing. Resolves at the write quorum with each answering
    * node's `prev` copies; each node's request is added to `planned.calls`.
    * @throws QuorumError when the write quorum cannot be reached.
    */
-  async putWithRows(
-    hash: Hash,
-    data: Uint8Array,
-    planned: PlannedBatch,
-    local: LocalWrites = {},
-  ): Promise<Map<string, Uint8Array[]> | undefined> {
+  async putWithRows(hash: Hash, data: Uint8Array, planned: PlannedBatch): Promise<Map<string, Uint8Array[]> | undefined> {
     const answers = new Map<string, Uint8Array[]>()
     const cluster = this.#cluster
     if (cluster === undefined) {
       const [only, ...others] = planned.byNode
       if (only === undefined || others.length > 0) return undefined
-      const p = this.#storeWithRows(hash, data, only[1], local)
+      const p = this.#storeWithRows(hash, data, only[1])
       planned.calls.push(p)
       answers.set(only[0], await p)
       return answers
@@ -191,7 +186,6 @@ export class BlockReplication {
           return p
         },
         planned.byNode,
-        local,
       )
       return answers
     } finally {
@@ -205,7 +199,6 @@ export class BlockReplication {
     data: Uint8Array,
     onAnswer?: (node: string, answer: Promise<Uint8Array[]>) => Promise<void>,
     rowsByNode?: ReadonlyMap<string, TableBatchRequest>,
-    local?: LocalWrites,
   ): Promise<void> {
     const nodes = cluster.layout.currentStorageNodesOf(hash)
     const self = cluster.layout.self
@@ -230,7 +223,7 @@ export class BlockReplication {
       if (node !== self) {
         return rpc.put(node, hash, data, { priority: 'normal', timeoutMs: this.#o.rpcTimeoutMs, signal, sharedSeal }, rows)
       }
-      if (rows !== undefined) return this.#storeWithRows(hash, data, rows, local)
+      if (rows !== undefined) return this.#storeWithRows(hash, data, rows)
       await this.#store.write(hash, data)
       return []
     }
@@ -350,13 +343,42 @@ export class BlockReplication {
    * references, as a block that arrived before its reference does: resync spares it for the GC
    * delay from its file's time, and `garage repair blocks` (which queues every file) removes it.
    * A concurrent deletion of an older copy cannot take this one: resync deletes under the
-   * block's lock, only past that delay, and only while the count says unreferenced. `local`:
-   * this node's own writes, run in the same transaction (`before` first, `after` last).
+   * block's lock, only past that delay, and only while the count says unreferenced. A commit
+   * that fails (a full metadata disk, an entry that does not decode) leaves the block as a block
+   * received before its reference: checked again after the GC delay, deleted if still
+   * unreferenced then.
    */
-  async #storeWithRows(hash: Hash, data: BlockData, rows: TableBatchRequest, local: LocalWrites = {}): Promise<Uint8Array[]> {
+  async #storeWithRows(hash: Hash, data: BlockData, rows: TableBatchRequest): Promise<Uint8Array[]> {
     const handler = this.rowsHandler
     if (handler === undefined) throw new GarageError('GARAGE_ERR_INTERNAL', 'block put with rows: no table batch to merge them')
-    return (await this.#store.write(hash, data, () => handler(rows, local))) as Uint8Array[]
+    let stored = false
+    try {
+      // The reference is not counted yet (it is in `rows`): only a block with no count is new.
+      const prev = await this.#store.write(
+        hash,
+        data,
+        () => {
+          stored = true
+          return handler(rows)
+        },
+        { counted: false },
+      )
+      return prev as Uint8Array[]
+    } catch (err) {
+      if (stored) this.#releaseUncommitted(hash)
+      throw err
+    }
+  }
+
+  /** Queues a block whose rows did not commit (see {@link #storeWithRows}); the error is the caller's. */
+  #releaseUncommitted(hash: Hash): void {
+    try {
+      this.#o.events.received(hash)
+    } catch (err) {
+      this.#o.log.warn(
+        `block ${toHex(hash)} stored without its rows could not be queued for a later check: ${(err as Error).message}`,
+      )
+    }
   }
 
   async #handleNeed(hash: Hash): Promise<BlockNeedRes> {

@@ -345,12 +345,16 @@ export class ResyncControl implements ResyncTarget {
   /**
    * Start-up checks: a data directory without its marker file while metadata references blocks
    * was wiped or replaced, so every referenced block is queued to be fetched back; then the
-   * marker is written. Temporary files left by an interrupted write are removed, and block files
-   * nothing references are queued, to be deleted after the GC delay if still unreferenced then:
-   * a block written with its rows comes before them (BlockReplication's `#storeWithRows`), so a
-   * crash between the two leaves such a file.
+   * marker is written. Temporary files left by an interrupted write are removed, and the block
+   * files written since the previous start (the markers' time) that nothing references are
+   * queued, to be deleted after the GC delay if still unreferenced then: a block written with
+   * its rows comes before them (BlockReplication's `#storeWithRows`), so a crash between the two
+   * leaves such a file. Not when the metadata references nothing or a marker was missing (a
+   * replaced metadata or data disk: table sync, or the queueing above, sorts that out), and not
+   * older files (metadata restored from an older copy must not make them go).
    */
   async startupCheck(signal?: AbortSignal): Promise<void> {
+    const since = await this.#store.markersTime()
     const lacking = await this.#store.ensureMarkers()
     if (this.#o.hadRefsAtStart && lacking.length > 0) {
       for (const dir of lacking) {
@@ -365,13 +369,19 @@ export class ResyncControl implements ResyncTarget {
       if (unreferenced.length > 0) this.#resync.putMany(unreferenced, Date.now() + this.#o.gcDelayMsec + 1)
       unreferenced = []
     }
-    await this.#store.sweepTempFiles(signal, (name) => {
-      if (!BLOCK_FILE_NAME.test(name)) return
-      const hash = Buffer.from(name, 'hex')
-      if (this.#rc.state(hash).kind !== 'absent') return
-      unreferenced.push(hash)
-      if (unreferenced.length >= 1000) queue()
-    })
+    const check =
+      since === undefined || lacking.length > 0 || !this.#o.hadRefsAtStart
+        ? undefined
+        : async (name: string, path: string): Promise<void> => {
+            if (!BLOCK_FILE_NAME.test(name)) return
+            const hash = Buffer.from(name, 'hex')
+            if (this.#rc.state(hash).kind !== 'absent') return
+            const mtime = await this.#store.mtimeOf(path)
+            if (mtime === undefined || mtime < since) return
+            unreferenced.push(hash)
+            if (unreferenced.length >= 1000) queue()
+          }
+    await this.#store.sweepTempFiles(signal, check)
     queue()
   }
 }

@@ -68,7 +68,8 @@ export function serveBlockRpc(net: NetApp, h: BlockRpcHandlers): void {
     const data = ctx.body ?? (await readAll(ctx.stream, MAX_BLOCK_TRANSFER_BYTES))
     if (byteLengthOf(data) > MAX_BLOCK_TRANSFER_BYTES)
       throw new GarageError('GARAGE_ERR_INTERNAL', `block data longer than ${MAX_BLOCK_TRANSFER_BYTES} bytes`)
-    // Checked before the block is stored: a malformed batch stores nothing.
+    // Checked before the block is stored: a malformed batch stores nothing. (Its entries are
+    // decoded after, in the transaction: one that fails leaves the block to be checked again.)
     const rows = req.rows === undefined || req.rows === null ? undefined : parseTableBatchRequest(req.rows)
     verify(hash, data, `sent by node ${from.slice(0, 16)}`)
     const prev = await h.put(hash, data, rows)

@@ -42,11 +42,12 @@ export interface LocalBlockStoreOptions {
   touchExisting(hash: Hash): boolean
   /**
    * True when no copy on disk can matter to a write of `hash` (the manager: the write's own
-   * reference is the only one). With a single candidate path the write then does not look for a
-   * copy first: one `stat`, a thread-pool round trip, less per new block; a copy left there (an
-   * orphan) is replaced by the same bytes.
+   * reference is the only one, or, when the write's reference is not `counted` yet, there is
+   * none). With a single candidate path the write then does not look for a copy first: one
+   * `stat`, a thread-pool round trip, less per new block; a copy left there (an orphan) is
+   * replaced by the same bytes.
    */
-  isNew?(hash: Hash): boolean
+  isNew?(hash: Hash, counted: boolean): boolean
   /** A corrupt file of `hash` was moved aside (the manager queues a resync). */
   onCorrupt(hash: Hash): void
   /**
@@ -133,19 +134,20 @@ export class LocalBlockStore {
    * Writes a block under its primary path, unless a copy is there already; moves a copy found
    * elsewhere. `then` runs once the block is in place, still under the block's lock, and its
    * result is returned: a commit that references the block cannot be overtaken by a deletion
-   * of it (resync deletes under this lock, when the count says unreferenced).
+   * of it (resync deletes under this lock, when the count says unreferenced). `counted`: whether
+   * the write's own reference is already counted (default), for {@link LocalBlockStoreOptions.isNew}.
    */
-  async write<T = void>(hash: Hash, data: BlockData, then?: () => T): Promise<T | undefined> {
+  async write<T = void>(hash: Hash, data: BlockData, then?: () => T, o: { counted?: boolean } = {}): Promise<T | undefined> {
     return this.withLock(hash, async () => {
-      await this.#writeLocked(hash, data)
+      await this.#writeLocked(hash, data, o.counted ?? true)
       return then?.()
     })
   }
 
   /** {@link write}'s work, under the block's lock. */
-  async #writeLocked(hash: Hash, data: BlockData): Promise<void> {
+  async #writeLocked(hash: Hash, data: BlockData, counted: boolean): Promise<void> {
     const path = this.paths.primaryPath(hash)
-    const unseen = this.#o.isNew?.(hash) === true && this.paths.candidatePaths(hash).length === 1
+    const unseen = this.#o.isNew?.(hash, counted) === true && this.paths.candidatePaths(hash).length === 1
     const existing = unseen ? undefined : await this.find(hash)
     if (existing === path) {
       // A copy nothing references here (an orphan, or one past its deletion delay) now counts
@@ -227,16 +229,19 @@ export class LocalBlockStore {
   }
 
   /**
-   * Writes the marker file in every writable data directory lacking it; returns those
-   * directories (a directory that lost its marker was wiped or replaced).
+   * Writes the marker file in every writable data directory lacking it, and gives the others
+   * the current time (so that their time is the last start, see {@link markersTime}); returns
+   * the directories that lacked it (a directory that lost its marker was wiped or replaced).
    */
   async ensureMarkers(): Promise<string[]> {
     const lacking: string[] = []
-    // Read-only directories (a multi-directory layout lists them) are never written.
-    const writable = (this.paths as { readonly writableDirs?: readonly string[] }).writableDirs ?? this.paths.dirs
-    for (const dir of writable) {
+    for (const dir of this.#writableDirs()) {
       const marker = join(dir, DATA_DIR_MARKER)
-      if (await pathExists(marker)) continue
+      if (await pathExists(marker)) {
+        const now = new Date()
+        await utimes(marker, now, now)
+        continue
+      }
       lacking.push(dir)
       await mkdir(dir, { recursive: true })
       await writeFile(marker, 'This file marks a Garage data directory; do not delete it.\n')
@@ -245,15 +250,35 @@ export class LocalBlockStore {
   }
 
   /**
-   * Removes the temporary files older than this process (writes interrupted by a crash); hands
-   * the name of every other file to `onFile` (the start-up check of unreferenced blocks).
+   * The earliest time of the writable directories' markers, before {@link ensureMarkers} runs:
+   * the previous start (or the directory's creation, for a store started by an older version).
+   * Undefined when one is missing.
    */
-  async sweepTempFiles(signal?: AbortSignal, onFile?: (name: string) => void): Promise<void> {
+  async markersTime(): Promise<number | undefined> {
+    let earliest: number | undefined
+    for (const dir of this.#writableDirs()) {
+      const t = await this.mtimeOf(join(dir, DATA_DIR_MARKER))
+      if (t === undefined) return undefined
+      earliest = Math.min(earliest ?? t, t)
+    }
+    return earliest
+  }
+
+  /** Read-only directories (a multi-directory layout lists them) are never written. */
+  #writableDirs(): readonly string[] {
+    return (this.paths as { readonly writableDirs?: readonly string[] }).writableDirs ?? this.paths.dirs
+  }
+
+  /**
+   * Removes the temporary files older than this process (writes interrupted by a crash); hands
+   * every other file to `onFile` (the start-up check of unreferenced blocks).
+   */
+  async sweepTempFiles(signal?: AbortSignal, onFile?: (name: string, path: string) => Promise<void>): Promise<void> {
     let swept = 0
     for await (const f of walkBlockStore(this.paths.dirs)) {
       if (signal?.aborted === true) return
       if (!f.name.includes('.tmp')) {
-        onFile?.(f.name)
+        await onFile?.(f.name, f.path)
         continue
       }
       const mtime = await this.mtimeOf(f.path)

@@ -133,7 +133,7 @@ test('temporary files left by an interrupted write are removed at start, recent 
   await stat(fresh)
 })
 
-test('a block file nothing references (a crash between a block and its rows) is deleted after the GC delay at the next start', async (t) => {
+test('a block file nothing references, written since the previous start (a crash between a block and its rows), is deleted after the GC delay at the next start', async (t) => {
   const first = await lone(t)
   first.spawn()
   const kept = Buffer.from('a referenced block')
@@ -153,11 +153,44 @@ test('a block file nothing references (a crash between a block and its rows) is 
   const orphanPath = first.bm.blockPath(blake2sum(orphan))
   await mkdir(dirname(orphanPath), { recursive: true })
   await writeFile(orphanPath, orphan)
+  // One from before the previous start: not a crash's leftover (metadata restored from an older
+  // copy would not reference it either), so the start leaves it to `garage repair blocks`.
+  const older = Buffer.from('an unreferenced block older than the previous start')
+  const olderPath = first.bm.blockPath(blake2sum(older))
+  await mkdir(dirname(olderPath), { recursive: true })
+  await writeFile(olderPath, older)
+  const past = new Date(Date.now() - 3600_000)
+  await utimes(olderPath, past, past)
   const again = await lone(t, first.dir)
   again.spawn()
   await eventually('the unreferenced block file to go', async () => !(await exists(orphanPath)()), { timeoutMs: 5000 })
   assert.ok(await exists(again.bm.blockPath(keptHash))(), 'the referenced block stays')
+  assert.ok(await exists(olderPath)(), 'the older unreferenced file stays')
   assert.deepEqual(await again.bm.getBlock(keptHash), kept)
+})
+
+test('a block stored with rows that fail to commit stays queued for a check, and goes after the GC delay', async (t) => {
+  const n = await lone(t)
+  n.bm.rowsHandler = () => {
+    throw new Error('metadata disk full')
+  }
+  const data = Buffer.from('a block whose rows could not commit')
+  const hash = blake2sum(data)
+  const planned = { byNode: new Map([['self', { items: [] }]]), sets: [['self']], quorum: 1, calls: [] }
+  await assert.rejects(n.bm.putBlockWithRows(hash, data, planned), /metadata disk full/)
+  const path = n.bm.blockPath(hash)
+  await stat(path) // written before its rows
+  assert.equal(n.bm.resync.length(), 1, 'queued for a check')
+  n.spawn()
+  await eventually(
+    'the block file to go',
+    () =>
+      stat(path).then(
+        () => false,
+        () => true,
+      ),
+    { timeoutMs: 5000 },
+  )
 })
 
 test('scrub commands: start, pause, resume, cancel, refusals, and persisted settings', async (t) => {

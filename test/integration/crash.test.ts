@@ -317,10 +317,11 @@ test('SIGKILL under 8 concurrent writers, 3 rounds: every acknowledged object su
 })
 
 // A one-block PUT into a bucket never versioned takes the one-round path (put.ts
-// saveOneBlockOneRound: version row and reference, then the block, then the object row, on
-// this node); with versioning, the two-round path (saveOneBlock: version row, reference and
-// block while the key's row is read, then the object row). Either way a kill between the two
-// leaves a version no object lists, which the next start must delete.
+// saveOneBlockOneRound: the block, then the version row, its reference and the object row in one
+// transaction, on this node): a kill between the two leaves a block file nothing references,
+// which the next start queues for deletion. With versioning, the two-round path (saveOneBlock:
+// version row, reference and block while the key's row is read, then the object row): a kill
+// between the two leaves a version no object lists, which the next start must delete.
 for (const mode of ['one round (bucket never versioned)', 'two rounds (versioning enabled)'] as const) {
   test(`SIGKILL under writers of one-block objects, ${mode}: acknowledged ones survive, the blocks of the others are released`, async (t) => {
     const seed = Number(process.env.GARAGE_TEST_SEED ?? Math.floor(Math.random() * 0x7fff_ffff))

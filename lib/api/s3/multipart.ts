@@ -742,7 +742,6 @@ async function uploadPartInOneRound(p: PartWhileReading): Promise<(MpuPart & { e
     undo()
     throw err
   }
-  g.uploads.end(versionId)
   return done
 }
 

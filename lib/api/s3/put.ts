@@ -451,7 +451,7 @@ export function undoInBackground(garage: Garage, versionId: Uuid, undo: () => Pr
     () => garage.uploads.end(versionId),
     (err: unknown) =>
       garage.log.warn(
-        `could not undo the failed write of version ${toHex(versionId)} (${(err as Error).message}): left to the upload guard and the versions repair`,
+        `could not undo the failed write of version ${toHex(versionId)} (${(err as Error).message}): left to the versions repair (and to the upload guard where it holds a record of it)`,
       ),
   )
 }
