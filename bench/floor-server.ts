@@ -49,12 +49,21 @@ async function put(req: IncomingMessage, res: ServerResponse, key: string): Prom
   let size = 0
   const hashes: Buffer[] = []
   const writing = new Set<Promise<void>>()
+  // The first block write that failed: the request fails with it once the body is read.
+  let failed: { err: unknown } | undefined
   const endBlock = async (): Promise<void> => {
     const hash = blake.digest().subarray(0, 32)
     hashes.push(hash)
-    const w = writeBlock(hash, pieces)
+    const w = writeBlock(hash, pieces).then(
+      () => {
+        writing.delete(w)
+      },
+      (err: unknown) => {
+        writing.delete(w)
+        failed ??= { err }
+      },
+    )
     writing.add(w)
-    void w.finally(() => writing.delete(w)).catch(() => {})
     blake = createHash('blake2b512')
     pieces = []
     fill = 0
@@ -75,6 +84,7 @@ async function put(req: IncomingMessage, res: ServerResponse, key: string): Prom
   }
   if (fill > 0) await endBlock()
   await Promise.all(writing)
+  if (failed !== undefined) throw failed.err
   const etag = md5.digest('hex')
   const head = Buffer.alloc(24)
   head.write(etag, 'hex')

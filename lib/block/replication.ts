@@ -340,8 +340,9 @@ export class BlockReplication {
    * that makes the version visible), answering the previous copies of `rows.prev`'s. A node thus
    * never holds the rows without the block, nor some of them without the others: one commit per
    * node and request. A crash between the block and the commit leaves a block file nothing
-   * references, as a block that arrived before its reference does: resync spares it for the GC
-   * delay from its file's time, and `garage repair blocks` (which queues every file) removes it.
+   * references, as a block that arrived before its reference does: the next start queues such
+   * files written since the previous one (ResyncControl.startupCheck), and resync deletes them
+   * after the GC delay if still unreferenced.
    * A concurrent deletion of an older copy cannot take this one: resync deletes under the
    * block's lock, only past that delay, and only while the count says unreferenced. A commit
    * that fails (a full metadata disk, an entry that does not decode) leaves the block as a block

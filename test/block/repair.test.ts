@@ -4,6 +4,7 @@ import { mkdir, mkdtemp, rm, stat, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { type TestContext, test } from 'node:test'
+import { pathExists } from '../../lib/block/layout.ts'
 import { BlockManager, type BlockManagerOptions } from '../../lib/block/manager.ts'
 import { walkBlockStore } from '../../lib/block/scrub.ts'
 import type { Db } from '../../lib/db/db.ts'
@@ -67,39 +68,31 @@ async function lone(t: TestContext, dir?: string, extra: Partial<BlockManagerOpt
   }
 }
 
+/**
+ * A lone node that ran once: it holds `data` as a referenced block and wrote its data directory
+ * marker, then stopped. Answers the stopped node (its `dir` to start again) and the block's hash.
+ */
+async function ranOnceWith(t: TestContext, data: Buffer): Promise<{ first: Lone & { dir: string }; hash: Uint8Array }> {
+  const first = await lone(t)
+  first.spawn()
+  const hash = blake2sum(data)
+  first.db.transaction((tx) => first.bm.incref(tx, hash))
+  await first.bm.putBlock(hash, data)
+  await eventually('the marker', () => pathExists(join(first.dataDir, 'garage-marker')), { timeoutMs: 3000 })
+  await first.close()
+  return { first, hash }
+}
+
 test('the first start writes the data directory marker and queues nothing', async (t) => {
   const n = await lone(t)
   n.spawn()
-  await eventually(
-    'the marker',
-    () =>
-      stat(join(n.dataDir, 'garage-marker')).then(
-        () => true,
-        () => false,
-      ),
-    { timeoutMs: 3000 },
-  )
+  await eventually('the marker', () => pathExists(join(n.dataDir, 'garage-marker')), { timeoutMs: 3000 })
   assert.equal(n.bm.resync.length(), 0, 'nothing queued')
   assert.equal(n.log.warnings.length, 0, 'no warning')
 })
 
 test('a data directory wiped while blocks are referenced is detected at start and every block queued', async (t) => {
-  const first = await lone(t)
-  first.spawn()
-  const data = Buffer.from('referenced block')
-  const hash = blake2sum(data)
-  first.db.transaction((tx) => first.bm.incref(tx, hash))
-  await first.bm.putBlock(hash, data)
-  await eventually(
-    'the marker',
-    () =>
-      stat(join(first.dataDir, 'garage-marker')).then(
-        () => true,
-        () => false,
-      ),
-    { timeoutMs: 3000 },
-  )
-  await first.close()
+  const { first, hash } = await ranOnceWith(t, Buffer.from('referenced block'))
   await rm(first.dataDir, { recursive: true, force: true })
   const again = await lone(t, first.dir)
   again.spawn()
@@ -121,33 +114,13 @@ test('temporary files left by an interrupted write are removed at start, recent 
   await new Promise((r) => setTimeout(r, 20))
   await writeFile(fresh, 'in progress')
   n.spawn()
-  await eventually(
-    'the old temporary file to go',
-    () =>
-      stat(old).then(
-        () => false,
-        () => true,
-      ),
-    { timeoutMs: 3000 },
-  )
+  await eventually('the old temporary file to go', async () => !(await pathExists(old)), { timeoutMs: 3000 })
   await stat(fresh)
 })
 
 test('a block file nothing references, written since the previous start (a crash between a block and its rows), is deleted after the GC delay at the next start', async (t) => {
-  const first = await lone(t)
-  first.spawn()
   const kept = Buffer.from('a referenced block')
-  const keptHash = blake2sum(kept)
-  first.db.transaction((tx) => first.bm.incref(tx, keptHash))
-  await first.bm.putBlock(keptHash, kept)
-  const marker = join(first.dataDir, 'garage-marker')
-  const exists = (path: string) => (): Promise<boolean> =>
-    stat(path).then(
-      () => true,
-      () => false,
-    )
-  await eventually('the marker', exists(marker), { timeoutMs: 3000 })
-  await first.close()
+  const { first, hash: keptHash } = await ranOnceWith(t, kept)
   // What a crash leaves when it comes after a block written with its rows, before their commit.
   const orphan = Buffer.from('a block whose rows never committed')
   const orphanPath = first.bm.blockPath(blake2sum(orphan))
@@ -163,9 +136,9 @@ test('a block file nothing references, written since the previous start (a crash
   await utimes(olderPath, past, past)
   const again = await lone(t, first.dir)
   again.spawn()
-  await eventually('the unreferenced block file to go', async () => !(await exists(orphanPath)()), { timeoutMs: 5000 })
-  assert.ok(await exists(again.bm.blockPath(keptHash))(), 'the referenced block stays')
-  assert.ok(await exists(olderPath)(), 'the older unreferenced file stays')
+  await eventually('the unreferenced block file to go', async () => !(await pathExists(orphanPath)), { timeoutMs: 5000 })
+  assert.ok(await pathExists(again.bm.blockPath(keptHash)), 'the referenced block stays')
+  assert.ok(await pathExists(olderPath), 'the older unreferenced file stays')
   assert.deepEqual(await again.bm.getBlock(keptHash), kept)
 })
 
@@ -182,15 +155,7 @@ test('a block stored with rows that fail to commit stays queued for a check, and
   await stat(path) // written before its rows
   assert.equal(n.bm.resync.length(), 1, 'queued for a check')
   n.spawn()
-  await eventually(
-    'the block file to go',
-    () =>
-      stat(path).then(
-        () => false,
-        () => true,
-      ),
-    { timeoutMs: 5000 },
-  )
+  await eventually('the block file to go', async () => !(await pathExists(path)), { timeoutMs: 5000 })
 })
 
 test('scrub commands: start, pause, resume, cancel, refusals, and persisted settings', async (t) => {
