@@ -66,6 +66,9 @@ test('with two of three replicas down a put fails with a quorum error', async (t
   const t0 = Date.now()
   await assert.rejects(a.bm.putBlock(hash, data), QuorumError)
   assert.ok(Date.now() - t0 < 3000, 'the failure comes within the timeout')
+  // The local copy is still written, in the background (as the other copies of a put that
+  // reached its quorum): waited for, so the test's clean-up does not race its file.
+  await eventually('the local copy', () => a.bm.hasBlock(hash))
 })
 
 test('a corrupt copy found by scrub is moved aside and restored from a replica', async (t) => {
