@@ -170,17 +170,11 @@ export class ResyncControl implements ResyncTarget {
     if (path !== undefined && rc.kind !== 'present') {
       // A block that arrived before its reference (replication, offload), or was written again
       // after its count dropped, gets the grace delay, from its file's time, before it may go.
-      const mtime = await this.#store.mtimeOf(path)
-      if (mtime === undefined) return // deleted meanwhile
-      const age = now - mtime
-      if (age < this.#o.gcDelayMsec) {
-        this.#resync.put(hash, now + this.#o.gcDelayMsec - age + 1)
-        return
-      }
+      if ((await this.#graceAge(hash, path)) !== 'old') return // young (queued again), or deleted meanwhile
     }
     if (path !== undefined && isDeletableState(rc, now)) {
       await this.#offload(hash, path, 'needed')
-      await this.#deleteIf(hash, (s) => isDeletableState(s, now))
+      await this.#deleteIf(hash, (s) => isDeletableState(s, now), { grace: true })
       return
     }
     if (path !== undefined && rc.kind === 'deletable') {
@@ -254,15 +248,36 @@ export class ResyncControl implements ResyncTarget {
     return answers.every(({ r }) => r.present && r.referenced === true)
   }
 
-  /** Deletes every local copy if `still(rc)` holds under the block's lock, and clears its rc entry. */
-  async #deleteIf(hash: Hash, still: (s: RcState) => boolean): Promise<void> {
+  /**
+   * Deletes every local copy if `still(rc)` holds under the block's lock, and clears its rc entry.
+   * With `grace` (an unreferenced block), the file's age is checked again under the lock: a
+   * copy received again since the age check outside it (a write of the block touches an
+   * unreferenced file) gets its grace delay anew instead of going before its reference arrives.
+   */
+  async #deleteIf(hash: Hash, still: (s: RcState) => boolean, o: { grace?: boolean } = {}): Promise<void> {
     await this.#store.withLock(hash, async () => {
       if (!still(this.#rc.state(hash))) return
+      if (o.grace === true && (await this.#graceAge(hash)) === 'young') return
       await this.#store.removeAll(hash)
       const now = Date.now()
       this.#o.db.transaction((tx) => this.#rc.clearDeletable(tx, hash, now))
       this.#o.log.debug(`deleted block ${toHex(hash)}`)
     })
+  }
+
+  /**
+   * Whether the local copy of `hash` (at `path`, or found now) is still within the GC delay from
+   * its file's time ('young': queued again for when the delay has passed), or 'gone'.
+   */
+  async #graceAge(hash: Hash, path?: string): Promise<'young' | 'old' | 'gone'> {
+    const at = path ?? (await this.#store.find(hash))
+    const mtime = at === undefined ? undefined : await this.#store.mtimeOf(at)
+    if (mtime === undefined) return 'gone'
+    const now = Date.now()
+    const age = now - mtime
+    if (age >= this.#o.gcDelayMsec) return 'old'
+    this.#resync.put(hash, now + this.#o.gcDelayMsec - age + 1)
+    return 'young'
   }
 
   // ---- the admin's view --------------------------------------------------------------------------

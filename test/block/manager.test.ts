@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { readdir, stat, writeFile } from 'node:fs/promises'
+import { readdir, stat, utimes, writeFile } from 'node:fs/promises'
 import { test } from 'node:test'
 import { blake2sum } from '../../lib/util/data.ts'
 import { CorruptDataError } from '../../lib/util/errors.ts'
@@ -70,4 +70,25 @@ test('a block referenced again before its delay ends is kept', async (t) => {
   await new Promise((r) => setTimeout(r, 400))
   assert.equal(await bm.hasBlock(ha), true)
   assert.equal(bm.rc.get(ha), 1)
+})
+
+test('an unreferenced block received again while resync is about to delete it keeps its grace delay', async (t) => {
+  const { garage } = await startModel(t, { gcDelayMsec: 60_000 })
+  const bm = garage.blockManager
+  const a = Buffer.from('block that arrives before its reference')
+  const ha = blake2sum(a)
+  await bm.putBlock(ha, a)
+  const past = new Date(Date.now() - 120_000)
+  await utimes(bm.blockPath(ha), past, past) // past its grace delay: resync's first check says old
+  let resync: Promise<void> | undefined
+  await bm.withBlockLock(ha, async () => {
+    resync = bm.resyncBlock(ha) // checks the file's age, then waits for this lock to delete it
+    await new Promise((r) => setTimeout(r, 200))
+    // What a write of the same block does under the lock to an unreferenced file: a peer sends
+    // it again (its block_ref row is on the way).
+    const now = new Date()
+    await utimes(bm.blockPath(ha), now, now)
+  })
+  await resync
+  assert.equal(await bm.hasBlock(ha), true, 'a block received again gets its grace delay anew')
 })
