@@ -11,7 +11,7 @@
  * @internal
  */
 import type { Transaction, Tree } from '../db/db.ts'
-import type { Worker, WorkerState } from '../util/background/worker.ts'
+import { sleep, type Worker, type WorkerState } from '../util/background/worker.ts'
 import { defineCodec } from '../util/codec.ts'
 import { blake2sum, bytesEqual, concatBytes, type Hash } from '../util/data.ts'
 import { GarageError } from '../util/errors.ts'
@@ -91,6 +91,16 @@ export function partitionOfMerkleKey(key: Uint8Array): number {
  */
 const BATCH = 1000
 
+/**
+ * How long the worker lets todo items gather after being woken before it folds them (ms). Folding
+ * each write's items as they come cost a node that stores others' writes three commits per object
+ * written (object, version and block_ref: one item each per wake-up) and the tree nodes above each
+ * item once per item; a second's gathering folds a few hundred items per transaction under load.
+ * Nothing waits on the fold: a sync pass folds what is pending before it compares trees.
+ * Measured in docs/design/performance.md (thirteenth session).
+ */
+export const MERKLE_GATHER_MSEC = 1000
+
 /** Todo items per transaction in {@link MerkleUpdater.updateAll} (tools, rebuilds, the bench). */
 const BULK_BATCH = 10_000
 
@@ -121,6 +131,8 @@ export interface MerkleUpdaterOptions<E> {
    * tests compare the batched fold with, and for the bench's before/after figure).
    */
   fold?: 'batched' | 'per-item'
+  /** The worker's {@link MERKLE_GATHER_MSEC} (0: folds at once). */
+  gatherMsec?: number
 }
 
 /**
@@ -136,9 +148,11 @@ export class MerkleUpdater<E> implements Worker {
   #checked = false
   #rebuilding = false
   readonly #perItem: boolean
+  readonly #gatherMsec: number
 
   constructor(o: MerkleUpdaterOptions<E>) {
     this.#data = o.data
+    this.#gatherMsec = o.gatherMsec ?? MERKLE_GATHER_MSEC
     this.#perItem = o.fold === 'per-item'
     this.#replication = o.replication
     this.#log = o.log
@@ -174,7 +188,8 @@ export class MerkleUpdater<E> implements Worker {
       this.#checked = true
       await this.checkPartitioning(signal)
     }
-    return this.updateBatch() > 0 ? 'busy' : 'idle'
+    // A full batch means more is pending; otherwise the next items gather first (waitForWork).
+    return this.updateBatch() >= BATCH ? 'busy' : 'idle'
   }
 
   /**
@@ -204,8 +219,9 @@ export class MerkleUpdater<E> implements Worker {
       data.db.transaction((tx) => tx.remove(data.merkleTree, PARTITIONING_KEY))
   }
 
-  waitForWork(signal: AbortSignal): Promise<void> {
-    return this.#data.merkleTodoNotify.wait(signal, 10_000)
+  async waitForWork(signal: AbortSignal): Promise<void> {
+    await this.#data.merkleTodoNotify.wait(signal, 10_000)
+    if (this.#gatherMsec > 0) await sleep(this.#gatherMsec, signal)
   }
 
   info(): Record<string, number> {

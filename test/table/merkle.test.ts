@@ -269,3 +269,25 @@ test('a tree kept before a spell alone is rebuilt when the node keeps one again,
   refMerkle.updateAll()
   assert.ok(bytesEqual(again.rootHash(0), refMerkle.rootHash(0)), 'the root of a fresh build')
 })
+
+test('the worker gathers the items written while it waits and folds them in one step', async (t) => {
+  const db = await openDb(t)
+  const replication = new ShardedReplication(helperOf(new FixedLayout(layoutOf([SELF], 1)), SELF))
+  const data = new TableData(regSchema('t'), db, { replication, self: SELF })
+  const merkle = new MerkleUpdater({ data, replication, log: silentLogger, gatherMsec: 300 })
+  const signal = new AbortController().signal
+  const [first, ...rest] = items(50)
+  data.update(first as Reg)
+  const woken = merkle.waitForWork(signal) // notified by the first write, then gathers
+  const early = await Promise.race([woken.then(() => 'woken'), new Promise((r) => setTimeout(r, 50)).then(() => 'still waiting')])
+  assert.equal(early, 'still waiting', 'the first write does not wake the worker at once')
+  for (const e of rest) data.update(e)
+  await woken
+  assert.equal(await merkle.work(signal), 'idle', 'a batch that is not full waits for the next items to gather')
+  assert.equal(merkle.todoLength(), 0, 'the 49 items written during the wait are folded with the first')
+  assert.equal(merkle.info().folded, 50)
+  const ref = store(await openDb(t))
+  for (const e of items(50)) ref.data.update(e)
+  ref.merkle.updateAll()
+  for (let p = 0; p < 256; p++) assert.ok(bytesEqual(merkle.rootHash(p), ref.merkle.rootHash(p)), `partition ${p}`)
+})
