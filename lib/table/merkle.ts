@@ -93,9 +93,10 @@ const BATCH = 1000
 
 /**
  * How long the worker lets todo items gather after being woken before it folds them (ms). Folding
- * each write's items as they come cost a node that stores others' writes three commits per object
- * written (object, version and block_ref: one item each per wake-up) and the tree nodes above each
- * item once per item; a second's gathering folds a few hundred items per transaction under load.
+ * each write's items as they came cost a node that stores others' writes up to three commits per
+ * object written (object, version and block_ref, one item each per wake-up when it was not busy)
+ * and the tree nodes above each item once per item; a second's gathering folds a few hundred
+ * items per transaction under load.
  * Nothing waits on the fold: a sync pass folds what is pending before it compares trees.
  * Measured in docs/design/performance.md (thirteenth session).
  */
