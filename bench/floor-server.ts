@@ -12,11 +12,18 @@
  * `listening on http://127.0.0.1:<port>`. The bench reports garage against it (`floor`,
  * `ratio_floor`, `floor_cpu`) beside the bare server: what the protocol and the block layout
  * cost on this machine, told apart from our own overhead.
+ *
+ * Three copies (the floor of the bench's 3-node cluster): with `FLOOR_PEERS=<url>,<url>`, a PUT
+ * also sends the object's blocks, their hashes and its row to each peer in one plain HTTP request
+ * (`POST /_replica/<key>`, what a one-round write sends each node, without the encryption), the
+ * peer writing the blocks under the hashes it is given (no second hashing) and committing the row;
+ * the answer goes once this node and one peer hold it (a write quorum of 2 of 3), the third
+ * copy finishing after. A GET is served by the node asked, from its own copy.
  */
 
 import { createHash } from 'node:crypto'
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { Agent, createServer, type IncomingMessage, request, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { open } from 'lmdb'
@@ -28,6 +35,8 @@ const MAX_WRITES = 3
 const db = open<Buffer, string>({ path: join(dir, 'meta'), noSync: true, compression: false, encoding: 'binary' })
 const made = new Set<string>()
 let tmpSeq = 0
+const peers = (process.env.FLOOR_PEERS ?? '').split(',').filter((p) => p !== '')
+const peerAgent = new Agent({ keepAlive: true, maxSockets: 16 })
 
 async function writeBlock(hash: Buffer, data: Buffer[]): Promise<void> {
   const hex = hash.toString('hex')
@@ -69,8 +78,10 @@ async function put(req: IncomingMessage, res: ServerResponse, key: string): Prom
     fill = 0
     while (writing.size >= MAX_WRITES) await Promise.race(writing)
   }
+  const body: Buffer[] = [] // the whole body, to send to the peers
   for await (const chunk of req as AsyncIterable<Buffer>) {
     md5.update(chunk)
+    if (peers.length > 0) body.push(chunk)
     size += chunk.length
     for (let at = 0; at < chunk.length; ) {
       const take = Math.min(chunk.length - at, BLOCK - fill)
@@ -83,15 +94,71 @@ async function put(req: IncomingMessage, res: ServerResponse, key: string): Prom
     }
   }
   if (fill > 0) await endBlock()
-  await Promise.all(writing)
-  if (failed !== undefined) throw failed.err
   const etag = md5.digest('hex')
   const head = Buffer.alloc(24)
   head.write(etag, 'hex')
   head.writeUIntBE(size, 16, 6)
   // The row: ETag, size, block hashes.
-  db.transactionSync(() => db.putSync(key, Buffer.concat([head, ...hashes])))
+  const row = Buffer.concat([head, ...hashes])
+  const local = (async () => {
+    await Promise.all(writing)
+    if (failed !== undefined) throw failed.err
+    db.transactionSync(() => db.putSync(key, row))
+  })()
+  if (peers.length > 0) await quorum([local, ...peers.map((p) => replicate(p, key, row, body))], 2)
+  else await local
   res.setHeader('etag', `"${etag}"`)
+  res.end()
+}
+
+/** Resolves once `need` of `writes` have, rejects once too many failed; the rest go on. */
+function quorum(writes: Array<Promise<void>>, need: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let ok = 0
+    let ko = 0
+    for (const w of writes)
+      w.then(
+        () => {
+          if (++ok === need) resolve()
+        },
+        (err: unknown) => {
+          if (++ko > writes.length - need) reject(err)
+        },
+      )
+  })
+}
+
+/** Sends an object's row and data to a peer (`POST /_replica/<key>`). */
+function replicate(peer: string, key: string, row: Buffer, body: Buffer[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const length = body.reduce((n, b) => n + b.length, 0)
+    const req = request(`${peer}/_replica${key}`, {
+      method: 'POST',
+      agent: peerAgent,
+      headers: { 'content-length': String(length), 'x-floor-row': row.toString('base64') },
+    })
+    req.once('error', reject)
+    req.once('response', (res) => {
+      res.resume()
+      res.once('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`peer ${peer}: ${res.statusCode}`))))
+    })
+    for (const b of body) req.write(b)
+    req.end()
+  })
+}
+
+/** A copy sent by the node a client wrote to: the blocks under the given hashes, then the row. */
+async function receiveReplica(req: IncomingMessage, res: ServerResponse, key: string): Promise<void> {
+  const row = Buffer.from(String(req.headers['x-floor-row']), 'base64')
+  const chunks: Buffer[] = []
+  for await (const chunk of req as AsyncIterable<Buffer>) chunks.push(chunk)
+  const data = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks)
+  const writes: Array<Promise<void>> = []
+  for (let at = 24, off = 0; at < row.length; at += 32, off += BLOCK) {
+    writes.push(writeBlock(row.subarray(at, at + 32), [data.subarray(off, Math.min(off + BLOCK, data.length))]))
+  }
+  await Promise.all(writes)
+  db.transactionSync(() => db.putSync(key, row))
   res.end()
 }
 
@@ -116,7 +183,14 @@ async function get(res: ServerResponse, key: string): Promise<void> {
 // Same timeouts as lib/api/common/server.ts.
 const server = createServer({ requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 30_000 }, (req, res) => {
   const key = (req.url ?? '/').split('?')[0] ?? '/'
-  const done = req.method === 'PUT' ? put(req, res, key) : req.method === 'GET' ? get(res, key) : undefined
+  const done =
+    req.method === 'PUT'
+      ? put(req, res, key)
+      : req.method === 'GET'
+        ? get(res, key)
+        : req.method === 'POST' && key.startsWith('/_replica/')
+          ? receiveReplica(req, res, key.slice('/_replica'.length))
+          : undefined
   if (done === undefined) {
     res.statusCode = 405
     res.end()

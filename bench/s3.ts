@@ -17,7 +17,9 @@
  * design floor (bench/floor-server.ts: the MD5 and per-block BLAKE2b that S3 and the block names
  * require, one file per block renamed into `xx/yy/`, one lmdb commit per PUT, nothing else):
  * `floor` is its figure, `ratio_floor` garage / floor and `floor_cpu` its CPU per unit, which
- * tell the cost of the design on this machine from our own overhead. Peak RSS is each child's VmHWM,
+ * tell the cost of the design on this machine from our own overhead. The `cluster3_*` lines
+ * compare with three floor servers, the first sending each object to the two others and
+ * answering at two copies (`floor_cpu_total`: the three processes' CPU per unit). Peak RSS is each child's VmHWM,
  * reset before each scenario, so it is the peak during that scenario. `cpu` / `bare_cpu` are the
  * CPU time (user + system, all threads) each child used per unit of work (`cpu_unit`: ms per MB
  * or µs per operation): the figures least disturbed by other load on the machine.
@@ -172,13 +174,17 @@ async function startCluster3(): Promise<{ target: Target; cluster: ReplicatedClu
   return { target, cluster }
 }
 
-/** The bare server (bench/bare-server.ts), or with `floor` the design floor (bench/floor-server.ts). */
-async function startBare(floor = false): Promise<{ target: Target; stop: () => Promise<void> }> {
+/**
+ * The bare server (bench/bare-server.ts), or with `floor` the design floor (bench/floor-server.ts),
+ * sending each object to `peers` (other floor servers) when given.
+ */
+async function startBare(floor = false, peers: string[] = []): Promise<{ target: Target; stop: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'garage-bench-bare-'))
   const script = fileURLToPath(new URL(floor ? './floor-server.ts' : './bare-server.ts', import.meta.url))
   const args = ['--import', import.meta.resolve('tsx'), script, dir]
   const child: ChildProcess = spawn(process.execPath, args, {
     stdio: ['ignore', 'pipe', 'inherit'],
+    env: peers.length === 0 ? process.env : { ...process.env, FLOOR_PEERS: peers.join(',') },
   })
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   const stop = async (): Promise<void> => {
@@ -441,6 +447,7 @@ async function scenario(
           floor: round(h.value),
           ratio_floor: round(g.value / h.value, 3),
           floor_cpu: round(perUnit(h, h.cpuS[0] as number), 2),
+          ...(h.cpuS.length > 1 ? { floor_cpu_total: round(perUnit(h, sum(h.cpuS)), 2) } : {}),
         }),
     ...(nodes
       ? {
@@ -539,8 +546,8 @@ async function main(): Promise<void> {
 
 async function benchSingleAndCluster(): Promise<void> {
   if (!runs('single')) {
-    const [b, h] = await Promise.all([startBare(), startBare(true)])
-    await benchCluster(b.target, h.target).finally(() => Promise.all([b.stop(), h.stop()]))
+    const b = await startBare()
+    await benchCluster(b.target).finally(() => b.stop())
     return
   }
   const [g, b, h] = await Promise.all([startGarage(), startBare(), startBare(true)])
@@ -581,14 +588,37 @@ async function benchSingleAndCluster(): Promise<void> {
   }
   // The same scenarios through a 3-node RF 3 cluster (all on this machine: the three nodes share
   // its cores), against the same bare server.
-  const stopBare = (): Promise<unknown> => Promise.all([b.stop(), h.stop()])
-  if (runs('cluster')) await benchCluster(b.target, h.target).finally(stopBare)
-  else await stopBare()
+  await h.stop()
+  if (runs('cluster')) await benchCluster(b.target).finally(() => b.stop())
+  else await b.stop()
 }
 
-async function benchCluster(bare: Target, floor: Target): Promise<void> {
-  const c = await startCluster3()
-  const ct = [c.target, bare, floor] as const
+/**
+ * The design floor of the 3-node cluster: three floor servers, the first sending each object to
+ * the two others and answering once two copies are stored (bench/floor-server.ts).
+ */
+async function startFloor3(): Promise<{ target: Target; stop: () => Promise<void> }> {
+  const peers = await Promise.all([startBare(true), startBare(true)])
+  try {
+    const first = await startBare(
+      true,
+      peers.map((p) => p.target.endpoint),
+    )
+    return {
+      target: { ...first.target, pids: [first.target.pid, ...peers.map((p) => p.target.pid)] },
+      stop: async () => {
+        await Promise.all([first, ...peers].map((f) => f.stop()))
+      },
+    }
+  } catch (err) {
+    await Promise.all(peers.map((p) => p.stop()))
+    throw err
+  }
+}
+
+async function benchCluster(bare: Target): Promise<void> {
+  const [c, f] = await Promise.all([startCluster3(), startFloor3()])
+  const ct = [c.target, bare, f.target] as const
   try {
     process.stderr.write(`cluster node 1 pid ${c.target.pid} at ${c.target.endpoint}\n`)
     for (let i = 0; i < 5; i++) {
@@ -604,7 +634,8 @@ async function benchCluster(bare: Target, floor: Target): Promise<void> {
     await scenario(ct, 'cluster3_get_4kib', 'ops/s', getSmall, small)
   } finally {
     c.target.agent.destroy()
-    await c.cluster.stop()
+    f.target.agent.destroy()
+    await Promise.all([c.cluster.stop(), f.stop()])
   }
 }
 
