@@ -44,6 +44,11 @@ export class BlockRc {
     return decodeState(this.tree.get(hash))
   }
 
+  /** Whether the tree has no entry for `hash` (state 'absent'), without decoding one. */
+  isAbsent(hash: Hash): boolean {
+    return this.tree.get(hash) === undefined
+  }
+
   incref(tx: Transaction, hash: Hash): void {
     const s = decodeState(tx.get(this.tree, hash))
     const count = s.kind === 'present' ? s.count : 0

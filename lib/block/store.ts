@@ -273,12 +273,13 @@ export class LocalBlockStore {
    * Removes the temporary files older than this process (writes interrupted by a crash); hands
    * every other file to `onFile` (the start-up check of unreferenced blocks).
    */
-  async sweepTempFiles(signal?: AbortSignal, onFile?: (name: string, path: string) => Promise<void>): Promise<void> {
+  async sweepTempFiles(signal?: AbortSignal, onFile?: (name: string, path: string) => Promise<void> | undefined): Promise<void> {
     let swept = 0
     for await (const f of walkBlockStore(this.paths.dirs)) {
       if (signal?.aborted === true) return
       if (!f.name.includes('.tmp')) {
-        await onFile?.(f.name, f.path)
+        const pending = onFile?.(f.name, f.path)
+        if (pending !== undefined) await pending
         continue
       }
       const mtime = await this.mtimeOf(f.path)
