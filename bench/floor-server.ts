@@ -17,8 +17,8 @@
  * also sends the object's blocks, their hashes and its row to each peer in one plain HTTP request
  * (`POST /_replica/<key>`, what a one-round write sends each node, without the encryption), the
  * peer writing the blocks under the hashes it is given (no second hashing) and committing the row;
- * the answer goes once this node and one peer hold it (a write quorum of 2 of 3), the third
- * copy finishing after. A GET is served by the node asked, from its own copy.
+ * the answer goes once this node and one peer hold it (a write quorum of 2 of 3, this node's
+ * copy among them), the third copy finishing after. A GET is served by the node asked, from its own copy.
  */
 
 import { createHash } from 'node:crypto'
@@ -105,27 +105,11 @@ async function put(req: IncomingMessage, res: ServerResponse, key: string): Prom
     if (failed !== undefined) throw failed.err
     db.transactionSync(() => db.putSync(key, row))
   })()
-  if (peers.length > 0) await quorum([local, ...peers.map((p) => replicate(p, key, row, body))], 2)
+  // This node's copy and one peer's: a GET to this node then finds the row.
+  if (peers.length > 0) await Promise.all([local, Promise.any(peers.map((p) => replicate(p, key, row, body)))])
   else await local
   res.setHeader('etag', `"${etag}"`)
   res.end()
-}
-
-/** Resolves once `need` of `writes` have, rejects once too many failed; the rest go on. */
-function quorum(writes: Array<Promise<void>>, need: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let ok = 0
-    let ko = 0
-    for (const w of writes)
-      w.then(
-        () => {
-          if (++ok === need) resolve()
-        },
-        (err: unknown) => {
-          if (++ko > writes.length - need) reject(err)
-        },
-      )
-  })
 }
 
 /** Sends an object's row and data to a peer (`POST /_replica/<key>`). */
@@ -140,7 +124,10 @@ function replicate(peer: string, key: string, row: Buffer, body: Buffer[]): Prom
     req.once('error', reject)
     req.once('response', (res) => {
       res.resume()
+      res.once('error', reject)
       res.once('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`peer ${peer}: ${res.statusCode}`))))
+      // An answer cut short ends without 'end'; a settled promise ignores the later calls.
+      res.once('close', () => reject(new Error(`peer ${peer}: answer cut short`)))
     })
     for (const b of body) req.write(b)
     req.end()

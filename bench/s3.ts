@@ -184,7 +184,7 @@ async function startBare(floor = false, peers: string[] = []): Promise<{ target:
   const args = ['--import', import.meta.resolve('tsx'), script, dir]
   const child: ChildProcess = spawn(process.execPath, args, {
     stdio: ['ignore', 'pipe', 'inherit'],
-    env: peers.length === 0 ? process.env : { ...process.env, FLOOR_PEERS: peers.join(',') },
+    env: { ...process.env, FLOOR_PEERS: peers.join(',') },
   })
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   const stop = async (): Promise<void> => {
@@ -617,13 +617,26 @@ async function startFloor3(): Promise<{ target: Target; stop: () => Promise<void
 }
 
 async function benchCluster(bare: Target): Promise<void> {
-  const [c, f] = await Promise.all([startCluster3(), startFloor3()])
+  const started = await Promise.allSettled([startCluster3(), startFloor3()])
+  const [cs, fs] = started
+  if (cs.status === 'rejected' || fs.status === 'rejected') {
+    await Promise.all([
+      cs.status === 'fulfilled' ? cs.value.cluster.stop() : undefined,
+      fs.status === 'fulfilled' ? fs.value.stop() : undefined,
+    ])
+    throw cs.status === 'rejected' ? cs.reason : (fs as PromiseRejectedResult).reason
+  }
+  const c = cs.value
+  const f = fs.value
   const ct = [c.target, bare, f.target] as const
   try {
     process.stderr.write(`cluster node 1 pid ${c.target.pid} at ${c.target.endpoint}\n`)
-    for (let i = 0; i < 5; i++) {
-      await put(c.target, `warmup-${i}`, stamp(Buffer.alloc(MiB, 1)))
-      await get(c.target, `warmup-${i}`)
+    // Warm-up (JIT, first directory creations, connections to the peers); not measured.
+    for (const t of ct) {
+      for (let i = 0; i < 5; i++) {
+        await put(t, `warmup-${i}`, stamp(Buffer.alloc(MiB, 1)))
+        await get(t, `warmup-${i}`)
+      }
     }
     const iterations = QUICK ? 3 : LARGE_ITERATIONS
     const keys = Array.from({ length: iterations }, (_, i) => `cluster-1mib-${i}`)

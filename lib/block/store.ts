@@ -71,7 +71,16 @@ export class LocalBlockStore {
   readonly #maxReads: number
   #reading = 0
   readonly #readQueue: Array<() => void> = []
+  /** Temporary files older than this, not written by this store, are left by an earlier process. */
   readonly #startedAt = Date.now()
+  /**
+   * In the name of this store's temporary files (`<hash>.tmp<tag><random>`), which the start-up
+   * sweep never removes: file times come from the kernel's coarse clock, a few milliseconds
+   * behind `Date.now()` (up to 6 ms measured here), so a write begun just after the store was
+   * created could carry an earlier time than {@link #startedAt} and be swept while in progress
+   * (a CI run of 367605c did so).
+   */
+  readonly #tmpTag = randomBytes(4).toString('hex')
 
   constructor(o: LocalBlockStoreOptions) {
     this.#o = o
@@ -159,7 +168,7 @@ export class LocalBlockStore {
       }
       return
     }
-    const tmp = `${path}.tmp${randomBytes(4).toString('hex')}`
+    const tmp = this.tempPath(path)
     const fh = await this.#openInDir(path, tmp)
     try {
       try {
@@ -176,6 +185,11 @@ export class LocalBlockStore {
     if (this.#o.fsync) await fsyncDir(dirname(path))
     if (existing !== undefined) await rm(existing, { force: true })
     this.#o.metrics.wrote(byteLengthOf(data))
+  }
+
+  /** @internal A new temporary name next to `path` for a write of this store (never swept). */
+  tempPath(path: string): string {
+    return `${path}.tmp${this.#tmpTag}${randomBytes(4).toString('hex')}`
   }
 
   /**
@@ -282,8 +296,9 @@ export class LocalBlockStore {
         if (pending !== undefined) await pending
         continue
       }
+      // Ours are writes in progress, and so may be others younger than this process (rebalance's).
+      if (f.name.includes(`.tmp${this.#tmpTag}`)) continue
       const mtime = await this.mtimeOf(f.path)
-      // Files younger than this process may be writes in progress.
       if (mtime === undefined || mtime >= this.#startedAt) continue
       await rm(f.path, { force: true })
       swept++

@@ -245,6 +245,10 @@ export class TableSyncer<E> implements Worker {
   handle(req: SyncRequest): SyncResponse {
     switch (req.op) {
       case 'root':
+        // The asker folded its pending writes before comparing (#lane); so does this side, or
+        // the writes of the last gathering second (MERKLE_GATHER_MSEC) would show as differences
+        // and be sent again for nothing.
+        for (let i = 0; i < MERKLE_FOLD_BATCHES_PER_STEP && this.#o.merkle.updateBatch() > 0; i++);
         return { different: !bytesEqual(this.#o.merkle.rootHash(req.partition), req.hash) }
       case 'node':
         return { node: this.#o.merkle.readNodeRaw(req.key) ?? null }

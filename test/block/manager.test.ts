@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { readdir, stat, utimes, writeFile } from 'node:fs/promises'
 import { test } from 'node:test'
+import { LocalBlockStore } from '../../lib/block/store.ts'
 import { blake2sum } from '../../lib/util/data.ts'
 import { CorruptDataError } from '../../lib/util/errors.ts'
 import { eventually } from '../helpers/eventually.ts'
@@ -82,8 +83,18 @@ test('an unreferenced block received again while resync is about to delete it ke
   await utimes(bm.blockPath(ha), past, past) // past its grace delay: resync's first check says old
   let resync: Promise<void> | undefined
   await bm.withBlockLock(ha, async () => {
-    resync = bm.resyncBlock(ha) // checks the file's age, then waits for this lock to delete it
-    await new Promise((r) => setTimeout(r, 200))
+    // Resync checks the file's age, then asks for this lock to delete it: wait for that request.
+    const withLock = LocalBlockStore.prototype.withLock
+    const queued = new Promise<void>((resolve) => {
+      t.mock.method(LocalBlockStore.prototype, 'withLock', function <
+        T,
+      >(this: LocalBlockStore, hash: Uint8Array, fn: () => Promise<T>) {
+        resolve()
+        return withLock.call(this, hash, fn)
+      })
+    })
+    resync = bm.resyncBlock(ha)
+    await queued
     // What a write of the same block does under the lock to an unreferenced file: a peer sends
     // it again (its block_ref row is on the way).
     const now = new Date()

@@ -270,3 +270,25 @@ test('entries received from a peer: the same bytes change nothing, new ones are 
   assert.equal(dump(data.store).get(keyOf(oldFormat)), hex(codec.encode(oldFormat)), 're-encoded in the current format')
   assert.deepEqual(updates[updates.length - 1], [undefined, oldFormat])
 })
+
+test('a peer asked for a root folds its pending writes first, so writes of the last second are no difference', async (t) => {
+  const nets = await startMesh(t, 2)
+  const history = layoutOf(
+    nets.map((n) => n.id),
+    2,
+  )
+  const [a, b] = (await syncNodes(t, nets, history, 60_000)) as [SyncNode, SyncNode]
+  // The same writes on both; `a` folded them, `b`'s worker would still be gathering (none runs).
+  for (let i = 0; i < 50; i++) {
+    a.data.update(reg(`pk${i}`, 's', 1))
+    b.data.update(reg(`pk${i}`, 's', 1))
+  }
+  a.ae.merkle.updateAll()
+  assert.ok(b.ae.merkle.todoLength() > 0)
+  const syncer = b.ae.syncer
+  assert.ok(syncer !== undefined)
+  for (let p = 0; p < 256; p++) {
+    const r: SyncResponse = syncer.handle({ op: 'root', partition: p, hash: a.ae.merkle.rootHash(p) })
+    assert.deepEqual(r, { different: false }, `partition ${p}`)
+  }
+})
