@@ -193,7 +193,7 @@ export class TableSyncer<E> implements Worker {
       if (todo === undefined) return
       // Writes not folded into the Merkle trees yet would be invisible to the comparison: fold
       // what is pending first (bounded, so a write storm cannot stall the pass).
-      for (let i = 0; i < MERKLE_FOLD_BATCHES_PER_STEP && this.#o.merkle.updateBatch() > 0; i++);
+      this.#foldPending()
       const p = todo.partitions.pop()
       if (p === undefined) return
       todo.inFlight++
@@ -241,6 +241,11 @@ export class TableSyncer<E> implements Worker {
     }
   }
 
+  /** Folds up to MERKLE_FOLD_BATCHES_PER_STEP batches of the pending Merkle todo. */
+  #foldPending(): void {
+    for (let i = 0; i < MERKLE_FOLD_BATCHES_PER_STEP && this.#o.merkle.updateBatch() > 0; i++);
+  }
+
   /** Answers a peer's sync request. */
   handle(req: SyncRequest): SyncResponse {
     switch (req.op) {
@@ -248,7 +253,7 @@ export class TableSyncer<E> implements Worker {
         // The asker folded its pending writes before comparing (#lane); so does this side, or
         // the writes of the last gathering second (MERKLE_GATHER_MSEC) would show as differences
         // and be sent again for nothing.
-        for (let i = 0; i < MERKLE_FOLD_BATCHES_PER_STEP && this.#o.merkle.updateBatch() > 0; i++);
+        this.#foldPending()
         return { different: !bytesEqual(this.#o.merkle.rootHash(req.partition), req.hash) }
       case 'node':
         return { node: this.#o.merkle.readNodeRaw(req.key) ?? null }
