@@ -41,6 +41,9 @@
  * BENCH_SMALL_SECONDS=<s> runs each 4 KiB scenario for that long (default 3; longer runs weigh
  * fixed costs less on a loaded machine). BENCH_LARGE_ITERATIONS=<n> sends n 1 MiB PUTs and GETs
  * (default 30; the cluster's 1 MiB scenarios too) and n / 6 of 64 MiB (default 5), e.g. to profile them.
+ * Before a scenario, each target runs its operation unmeasured for BENCH_WARM_SECONDS (default 5;
+ * every line says `warm_seconds`): the figures are steady-state ones, not those of a process
+ * whose JIT is still compiling (see WARM_SECONDS).
  *
  * The garage processes run the built package (`bin/garage.js`, dist/), as `npx garage server`
  * does: the bench runs `npm run build` first. BENCH_ENTRY=source runs lib/ through tsx instead,
@@ -73,6 +76,14 @@ const QUICK = process.env.BENCH_QUICK === '1'
 const LARGE_ITERATIONS = Number(process.env.BENCH_LARGE_ITERATIONS ?? 30)
 const CONCURRENCY = 16
 const SMALL_SECONDS = QUICK ? 0.5 : Number(process.env.BENCH_SMALL_SECONDS ?? 3)
+/**
+ * Seconds of each 4 KiB scenario's own operation every target runs, unmeasured, before its
+ * slices (BENCH_WARM_SECONDS): a server's figure is its steady state, and V8 takes seconds of
+ * such load to compile a large server's hot paths (garage did 645 PUTs/s in its first second
+ * and 1,500–1,900 from the fifth on, its compiler threads' CPU per PUT falling from ≈ 900 µs to
+ * ≈ 160), against a fraction of a second for the bare server and the floor.
+ */
+const WARM_SECONDS = QUICK ? 0.5 : Number(process.env.BENCH_WARM_SECONDS ?? 5)
 /** Turns each scenario runs in, the targets taking turns (see scenario()). */
 const SLICES = QUICK ? 1 : Number(process.env.BENCH_SLICES ?? 3)
 const GROUPS = ['single', 'cluster', 'geo'] as const
@@ -321,8 +332,11 @@ const SMALL_TEMPLATE = Buffer.alloc(4096, 0x5a)
 const smallKeys = new Map<Target, number>()
 
 /** 4 KiB PUTs of distinct content to keys `small-<n>`, for one slice of SMALL_SECONDS. */
-async function putSmall(t: Target, slice: Slice): Promise<Run> {
-  return concurrentOps(SMALL_SECONDS / slice.of, async () => {
+const putSmall = (t: Target, slice: Slice): Promise<Run> => putSmallFor(t, SMALL_SECONDS / slice.of)
+
+/** 4 KiB PUTs of distinct content to keys `small-<n>` (numbered on from the last), for `seconds`. */
+async function putSmallFor(t: Target, seconds: number): Promise<Run> {
+  return concurrentOps(seconds, async () => {
     const i = smallKeys.get(t) ?? 0
     smallKeys.set(t, i + 1)
     const body = Buffer.from(SMALL_TEMPLATE)
@@ -333,13 +347,42 @@ async function putSmall(t: Target, slice: Slice): Promise<Run> {
 }
 
 /** 4 KiB GETs cycling over the keys putSmall wrote, for one slice of SMALL_SECONDS. */
-async function getSmall(t: Target, slice: Slice): Promise<Run> {
+const getSmall = (t: Target, slice: Slice): Promise<Run> => getSmallFor(t, SMALL_SECONDS / slice.of)
+
+/** 4 KiB GETs cycling over the keys putSmall wrote, for `seconds`. */
+async function getSmallFor(t: Target, seconds: number): Promise<Run> {
   const count = smallKeys.get(t) ?? 0
   if (count === 0) throw new Error(`${t.name}: no small keys to GET`)
-  return concurrentOps(SMALL_SECONDS / slice.of, async (i) => {
+  return concurrentOps(seconds, async (i) => {
     const n = await get(t, `small-${i % count}`)
     if (n !== 4096) throw new Error(`${t.name} GET small-${i % count}: ${n} bytes`)
   })
+}
+
+/** The warm-ups of the 4 KiB scenarios (WARM_SECONDS of their own operation; none at 0). */
+const warmPuts = WARM_SECONDS > 0 ? (t: Target): Promise<Run> => putSmallFor(t, WARM_SECONDS) : undefined
+const warmGets = WARM_SECONDS > 0 ? (t: Target): Promise<Run> => getSmallFor(t, WARM_SECONDS) : undefined
+
+/**
+ * The warm-up of a large scenario: WARM_SECONDS of sequential PUTs of `size` bytes to four keys
+ * of their own (overwritten), as the scenario sends them (each key at least once).
+ */
+function warmPutsOf(size: number): ((t: Target) => Promise<void>) | undefined {
+  if (WARM_SECONDS <= 0) return undefined
+  return async (t) => {
+    const body = Buffer.alloc(size, 3)
+    const deadline = performance.now() + WARM_SECONDS * 1000
+    for (let i = 0; i < 4 || performance.now() < deadline; i++) await put(t, `warm-${size}-${i % 4}`, stamp(body))
+  }
+}
+
+/** The warm-up of a large GET scenario: WARM_SECONDS of sequential GETs of what warmPutsOf wrote. */
+function warmGetsOf(size: number): ((t: Target) => Promise<void>) | undefined {
+  if (WARM_SECONDS <= 0) return undefined
+  return async (t) => {
+    const deadline = performance.now() + WARM_SECONDS * 1000
+    for (let i = 0; i === 0 || performance.now() < deadline; i++) await get(t, `warm-${size}-${i % 4}`)
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -417,7 +460,10 @@ async function scenario(
   unit: 'MB/s' | 'ops/s',
   run: (t: Target, slice: Slice) => Promise<Run>,
   extra: Record<string, unknown> = {},
+  warm?: (t: Target) => Promise<unknown>,
 ): Promise<Measured[]> {
+  // Unmeasured, each target in turn: the scenario's own load until its hot paths are compiled.
+  if (warm !== undefined) for (const t of targets) await warm(t)
   const slices: Array<Array<Omit<Measured, 'value'>>> = targets.map(() => [])
   for (let index = 0; index < SLICES; index++) {
     for (const [i, t] of targets.entries()) slices[i]?.push(await measureSlice(t, () => run(t, { index, of: SLICES })))
@@ -571,16 +617,17 @@ async function benchSingleAndCluster(): Promise<void> {
     ] as const) {
       const keys = Array.from({ length: iterations }, (_, i) => `large-${label}-${i}`)
       if (!wanted(`put_${label}`) && !wanted(`get_${label}`)) continue
-      await scenario(targets, `put_${label}`, 'MB/s', (t, s) => putLarge(t, ofSlice(keys, s), size), { iterations })
+      const warm = { iterations, warm_seconds: WARM_SECONDS }
+      await scenario(targets, `put_${label}`, 'MB/s', (t, s) => putLarge(t, ofSlice(keys, s), size), warm, warmPutsOf(size))
       if (wanted(`get_${label}`)) {
-        await scenario(targets, `get_${label}`, 'MB/s', (t, s) => getLarge(t, ofSlice(keys, s), size), { iterations })
+        await scenario(targets, `get_${label}`, 'MB/s', (t, s) => getLarge(t, ofSlice(keys, s), size), warm, warmGetsOf(size))
       }
     }
     if (wanted('put_1mib_paced')) await pacedScenario(targets, QUICK ? 3 : Math.max(10, Math.round(LARGE_ITERATIONS)))
-    const small = { concurrency: CONCURRENCY, seconds: SMALL_SECONDS }
+    const small = { concurrency: CONCURRENCY, seconds: SMALL_SECONDS, warm_seconds: WARM_SECONDS }
     if (wanted('put_4kib') || wanted('get_4kib')) {
-      await scenario(targets, 'put_4kib', 'ops/s', putSmall, small)
-      if (wanted('get_4kib')) await scenario(targets, 'get_4kib', 'ops/s', getSmall, small)
+      await scenario(targets, 'put_4kib', 'ops/s', putSmall, small, warmPuts)
+      if (wanted('get_4kib')) await scenario(targets, 'get_4kib', 'ops/s', getSmall, small, warmGets)
     }
   } finally {
     for (const t of targets) t.agent.destroy()
@@ -640,11 +687,12 @@ async function benchCluster(bare: Target): Promise<void> {
     }
     const iterations = QUICK ? 3 : LARGE_ITERATIONS
     const keys = Array.from({ length: iterations }, (_, i) => `cluster-1mib-${i}`)
-    await scenario(ct, 'cluster3_put_1mib', 'MB/s', (t, s) => putLarge(t, ofSlice(keys, s), MiB), { iterations })
-    await scenario(ct, 'cluster3_get_1mib', 'MB/s', (t, s) => getLarge(t, ofSlice(keys, s), MiB), { iterations })
-    const small = { concurrency: CONCURRENCY, seconds: SMALL_SECONDS }
-    await scenario(ct, 'cluster3_put_4kib', 'ops/s', putSmall, small)
-    await scenario(ct, 'cluster3_get_4kib', 'ops/s', getSmall, small)
+    const warm = { iterations, warm_seconds: WARM_SECONDS }
+    await scenario(ct, 'cluster3_put_1mib', 'MB/s', (t, s) => putLarge(t, ofSlice(keys, s), MiB), warm, warmPutsOf(MiB))
+    await scenario(ct, 'cluster3_get_1mib', 'MB/s', (t, s) => getLarge(t, ofSlice(keys, s), MiB), warm, warmGetsOf(MiB))
+    const small = { concurrency: CONCURRENCY, seconds: SMALL_SECONDS, warm_seconds: WARM_SECONDS }
+    await scenario(ct, 'cluster3_put_4kib', 'ops/s', putSmall, small, warmPuts)
+    await scenario(ct, 'cluster3_get_4kib', 'ops/s', getSmall, small, warmGets)
   } finally {
     c.target.agent.destroy()
     f.target.agent.destroy()
