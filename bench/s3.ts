@@ -77,11 +77,12 @@ const LARGE_ITERATIONS = Number(process.env.BENCH_LARGE_ITERATIONS ?? 30)
 const CONCURRENCY = 16
 const SMALL_SECONDS = QUICK ? 0.5 : Number(process.env.BENCH_SMALL_SECONDS ?? 3)
 /**
- * Seconds of each 4 KiB scenario's own operation every target runs, unmeasured, before its
- * slices (BENCH_WARM_SECONDS): a server's figure is its steady state, and V8 takes seconds of
- * such load to compile a large server's hot paths (garage did 645 PUTs/s in its first second
- * and 1,500–1,900 from the fifth on, its compiler threads' CPU per PUT falling from ≈ 900 µs to
- * ≈ 160), against a fraction of a second for the bare server and the floor.
+ * Seconds of each scenario's own operation every target runs, unmeasured, before its slices
+ * (BENCH_WARM_SECONDS; 4 KiB scenarios at their concurrency, large ones sequentially): a server's
+ * figure is its steady state, and V8 takes seconds of such load to compile a large server's hot
+ * paths (garage did 645 4 KiB PUTs/s in its first second and 1,500–1,900 from the fifth on, its
+ * compiler threads' CPU per PUT falling from ≈ 900 µs to ≈ 160), against a fraction of a second
+ * for the bare server and the floor.
  */
 const WARM_SECONDS = QUICK ? 0.5 : Number(process.env.BENCH_WARM_SECONDS ?? 5)
 /** Turns each scenario runs in, the targets taking turns (see scenario()). */
