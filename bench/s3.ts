@@ -364,25 +364,29 @@ async function getSmallFor(t: Target, seconds: number): Promise<Run> {
 const warmPuts = WARM_SECONDS > 0 ? (t: Target): Promise<Run> => putSmallFor(t, WARM_SECONDS) : undefined
 const warmGets = WARM_SECONDS > 0 ? (t: Target): Promise<Run> => getSmallFor(t, WARM_SECONDS) : undefined
 
+/** Keys of the large scenarios' warm-ups, of their own (overwritten at each round). */
+const warmKeys = (size: number): string[] => [0, 1, 2, 3].map((i) => `warm-${size}-${i}`)
+
 /**
- * The warm-up of a large scenario: WARM_SECONDS of sequential PUTs of `size` bytes to four keys
- * of their own (overwritten), as the scenario sends them (each key at least once).
+ * The warm-up of a large scenario: rounds of the scenario's own PUTs (putLarge) of `size` bytes to
+ * four keys of their own, for WARM_SECONDS (one round at least).
  */
 function warmPutsOf(size: number): ((t: Target) => Promise<void>) | undefined {
   if (WARM_SECONDS <= 0) return undefined
   return async (t) => {
-    const body = Buffer.alloc(size, 3)
     const deadline = performance.now() + WARM_SECONDS * 1000
-    for (let i = 0; i < 4 || performance.now() < deadline; i++) await put(t, `warm-${size}-${i % 4}`, stamp(body))
+    do await putLarge(t, warmKeys(size), size)
+    while (performance.now() < deadline)
   }
 }
 
-/** The warm-up of a large GET scenario: WARM_SECONDS of sequential GETs of what warmPutsOf wrote. */
+/** The warm-up of a large GET scenario: rounds of getLarge over what warmPutsOf wrote. */
 function warmGetsOf(size: number): ((t: Target) => Promise<void>) | undefined {
   if (WARM_SECONDS <= 0) return undefined
   return async (t) => {
     const deadline = performance.now() + WARM_SECONDS * 1000
-    for (let i = 0; i === 0 || performance.now() < deadline; i++) await get(t, `warm-${size}-${i % 4}`)
+    do await getLarge(t, warmKeys(size), size)
+    while (performance.now() < deadline)
   }
 }
 
